@@ -1,0 +1,1 @@
+//! Sweet-spot maths.
