@@ -1,1 +1,232 @@
-//! (being built)
+//! Measurement datasets: read one or many CSV/Parquet files, validate them against DESIGN's
+//! schema, derive energy per token and tokens per joule, and split them into fit groups.
+//!
+//! Unknown columns are kept. Rows whose `status` is not `ok` (skipped points) stay in the table
+//! but are not fitted.
+
+mod io;
+pub mod schema;
+
+pub use io::{concat_aligned, read_table, write_table, Format};
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::*;
+use schema::*;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One measured row reduced to what the energy models see.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Obs {
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    /// e = energy_j / requests / output_tokens (J per output token).
+    pub energy_per_token_j: f64,
+}
+
+/// One input file: where it is, its SHA-256, how many rows it gave.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub rows: usize,
+}
+
+/// All rows of all files plus derived columns.
+pub struct Dataset {
+    pub df: DataFrame,
+    pub sources: Vec<Source>,
+}
+
+/// The rows of one (llm, --by values…) combination, fitted on their own.
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// ("llm", name) first, then one pair per `--by` column.
+    pub key: Vec<(String, String)>,
+    pub obs: Vec<Obs>,
+}
+
+/// Spread of repeated rows of the same grid point.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct RepeatSpread {
+    pub grid_points: usize,
+    pub points_with_repeats: usize,
+    /// Largest coefficient of variation of energy per token over a point's repeats (%).
+    pub max_cv_pct: Option<f64>,
+    pub mean_cv_pct: Option<f64>,
+}
+
+impl Dataset {
+    /// Read and validate every file; the error names the file, row, column and value.
+    pub fn load(paths: &[PathBuf]) -> Result<Dataset> {
+        if paths.is_empty() {
+            bail!("no data files given");
+        }
+        let mut frames = Vec::new();
+        let mut sources = Vec::new();
+        for path in paths {
+            let mut df = read_table(path)?;
+            normalise(&mut df, path)?;
+            validate_rows(&df, path)?;
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+            sources.push(Source { path: path.clone(), sha256: hex(&Sha256::digest(&bytes)), rows: df.height() });
+            frames.push(df);
+        }
+        let mut df = concat_aligned(frames)?;
+        add_derived(&mut df)?;
+        Ok(Dataset { df, sources })
+    }
+
+    /// The data files of a folder (`*.csv`, `*.parquet`), sorted; used when no file is named.
+    pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+        let rd = std::fs::read_dir(dir).with_context(|| format!("cannot list data folder '{}'", dir.display()))?;
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && Format::of(p).is_ok())
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// SHA-256 over all sources (their digests in order) — one fingerprint for the dataset.
+    pub fn sha256(&self) -> String {
+        if self.sources.len() == 1 {
+            return self.sources[0].sha256.clone();
+        }
+        let mut h = Sha256::new();
+        for s in &self.sources {
+            h.update(s.sha256.as_bytes());
+        }
+        hex(&h.finalize())
+    }
+
+    /// Split the fitted (status ok) rows by LLM and by each `by` column.
+    pub fn groups(&self, by: &[String]) -> Result<Vec<Group>> {
+        for col in by {
+            if self.df.column(col).is_err() {
+                let files: Vec<String> = self.sources.iter().map(|s| s.path.display().to_string()).collect();
+                bail!("--by {col}: no column '{col}' in {}", files.join(", "));
+            }
+        }
+        let text = |name: &str| -> Result<Vec<Option<String>>> {
+            let c = self.df.column(name)?.cast(&DataType::String)?;
+            Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
+        };
+        let num = |name: &str| -> Result<Vec<Option<f64>>> { Ok(self.df.column(name)?.f64()?.iter().collect()) };
+        let llm = text(LLM)?;
+        let status = if self.df.column(STATUS).is_ok() { Some(text(STATUS)?) } else { None };
+        let (n, m, e) = (num(INPUT_TOKENS)?, num(OUTPUT_TOKENS)?, num(ENERGY_PER_TOKEN_J)?);
+        let by_vals: Vec<Vec<Option<String>>> = by.iter().map(|c| text(c)).collect::<Result<_>>()?;
+        let mut groups: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
+        for i in 0..self.df.height() {
+            if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())) {
+                continue;
+            }
+            let mut key = vec![(LLM.to_string(), llm[i].clone().unwrap_or_default())];
+            for (c, v) in by.iter().zip(&by_vals) {
+                key.push((c.clone(), v[i].clone().unwrap_or_else(|| "null".into())));
+            }
+            let obs = Obs { input_tokens: n[i].unwrap(), output_tokens: m[i].unwrap(), energy_per_token_j: e[i].unwrap() };
+            groups.entry(key).or_default().push(obs);
+        }
+        Ok(groups.into_iter().map(|(key, obs)| Group { key, obs }).collect())
+    }
+}
+
+impl Group {
+    pub fn llm(&self) -> &str {
+        &self.key[0].1
+    }
+
+    /// `llama-3.2-1b` or `llama-3.2-1b [gpu=H100, dtype=bf16]`.
+    pub fn label(&self) -> String {
+        if self.key.len() == 1 {
+            return self.llm().to_string();
+        }
+        let extra: Vec<String> = self.key[1..].iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{} [{}]", self.llm(), extra.join(", "))
+    }
+
+    /// A file-name-safe version of the label: `llama-3.2-1b` or `llama-3.2-1b__gpu-H100`.
+    pub fn slug(&self) -> String {
+        let mut s = self.llm().to_string();
+        for (k, v) in &self.key[1..] {
+            s.push_str(&format!("__{k}-{v}"));
+        }
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+    }
+
+    /// Mean energy per token of each grid point (n, m), sorted by n then m.
+    pub fn point_means(&self) -> Vec<(f64, f64, f64)> {
+        self.points().into_iter().map(|((n, m), es)| (n as f64, m as f64, es.iter().sum::<f64>() / es.len() as f64)).collect()
+    }
+
+    /// Coefficient of variation over repeats of each grid point.
+    pub fn repeat_spread(&self) -> RepeatSpread {
+        let points = self.points();
+        let cvs: Vec<f64> = points
+            .values()
+            .filter(|es| es.len() > 1)
+            .map(|es| {
+                let k = es.len() as f64;
+                let mean = es.iter().sum::<f64>() / k;
+                let var = es.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (k - 1.0);
+                100.0 * var.sqrt() / mean
+            })
+            .collect();
+        RepeatSpread {
+            grid_points: points.len(),
+            points_with_repeats: cvs.len(),
+            max_cv_pct: cvs.iter().cloned().reduce(f64::max),
+            mean_cv_pct: (!cvs.is_empty()).then(|| cvs.iter().sum::<f64>() / cvs.len() as f64),
+        }
+    }
+
+    fn points(&self) -> BTreeMap<(u64, u64), Vec<f64>> {
+        let mut map: BTreeMap<(u64, u64), Vec<f64>> = BTreeMap::new();
+        for o in &self.obs {
+            map.entry((o.input_tokens as u64, o.output_tokens as u64)).or_default().push(o.energy_per_token_j);
+        }
+        map
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Check every row that will be fitted; skipped rows (status ≠ ok) may hold empty energies.
+fn validate_rows(df: &DataFrame, path: &Path) -> Result<()> {
+    let llm = df.column(LLM)?.str()?.clone();
+    let status = df.column(STATUS).ok().map(|c| c.str().cloned()).transpose()?;
+    let cols: Vec<Vec<Option<f64>>> =
+        NUMERIC.iter().map(|c| Ok(df.column(c)?.f64()?.iter().collect())).collect::<Result<_>>()?;
+    let mut used = 0;
+    for row in 0..df.height() {
+        if !row_is_ok(status.as_ref().and_then(|s| s.get(row))) {
+            continue;
+        }
+        used += 1;
+        let vals: Vec<(&str, Option<f64>)> = NUMERIC.iter().zip(&cols).map(|(c, v)| (*c, v[row])).collect();
+        check_row(path, row, llm.get(row), &vals)?;
+    }
+    if used == 0 {
+        bail!("{}: no row has status 'ok'", path.display());
+    }
+    Ok(())
+}
+
+/// energy_per_request_j = energy_j / requests; energy_per_token_j = that / output_tokens;
+/// tokens_per_j = 1 / energy_per_token_j.
+fn add_derived(df: &mut DataFrame) -> Result<()> {
+    let get = |c: &str| -> Result<Vec<Option<f64>>> { Ok(df.column(c)?.f64()?.iter().collect()) };
+    let (e, r, m) = (get(ENERGY_J)?, get(REQUESTS)?, get(OUTPUT_TOKENS)?);
+    let per_req: Vec<Option<f64>> = e.iter().zip(&r).map(|(e, r)| Some((*e)? / (*r)?)).collect();
+    let per_tok: Vec<Option<f64>> = per_req.iter().zip(&m).map(|(e, m)| Some((*e)? / (*m)?)).collect();
+    let eta: Vec<Option<f64>> = per_tok.iter().map(|e| e.map(|e| 1.0 / e)).collect();
+    df.with_column(Column::new(ENERGY_PER_REQUEST_J.into(), per_req))?;
+    df.with_column(Column::new(ENERGY_PER_TOKEN_J.into(), per_tok))?;
+    df.with_column(Column::new(TOKENS_PER_J.into(), eta))?;
+    Ok(())
+}

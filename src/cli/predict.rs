@@ -1,0 +1,127 @@
+//! `energy-fit predict`: energy per token, tokens per joule and the sweet spot of one input length
+//! from a fit file or from coefficients given on the command line.
+
+use crate::analytic::{model_by_name, EnergyModel};
+use crate::fit::file::FitFile;
+use crate::sweetspot;
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Output range searched for a numeric sweet spot when the model has no closed form.
+const NUMERIC_RANGE: (f64, f64) = (1.0, 131072.0);
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["fit", "params"])))]
+pub struct PredictArgs {
+    /// A JSON fit file written by `fit` (or a shipped reference fit in fits/reference/).
+    #[arg(long)]
+    pub fit: Option<PathBuf>,
+    /// Coefficients by name, e.g. alpha=5e-3,beta=1.1e-7,gamma=6.8e-6,delta=2.6e-3,epsilon=3.9e-6,zeta=0.54
+    #[arg(long)]
+    pub params: Option<String>,
+    /// Energy model of --params (default: flops-mem if zeta is given, flops if not).
+    #[arg(long, requires = "params")]
+    pub model: Option<String>,
+    /// Input length n (tokens).
+    #[arg(long)]
+    pub input: u64,
+    /// Output length m (tokens); default: the sweet spot.
+    #[arg(long)]
+    pub output: Option<u64>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let (model, coefs, from) = match (&args.fit, &args.params) {
+        (Some(path), _) => {
+            let f = FitFile::read(path)?;
+            (f.energy_model()?, f.values(), format!("{} ({}, {})", path.display(), f.llm, f.model))
+        }
+        (None, Some(p)) => {
+            let (model, coefs) = parse_params(p, args.model.as_deref())?;
+            let from = format!("--params ({})", model.name());
+            (model, coefs, from)
+        }
+        (None, None) => bail!("give --fit FILE or --params NAME=VALUE,…"),
+    };
+    if args.input == 0 {
+        bail!("--input 0: the input length must be at least 1 token");
+    }
+    if args.output == Some(0) {
+        bail!("--output 0: the output length must be at least 1 token");
+    }
+    let n = args.input as f64;
+    let star = sweetspot::predicted(model.as_ref(), &coefs, n, NUMERIC_RANGE.0, NUMERIC_RANGE.1).output_tokens;
+    let m = match (args.output, star) {
+        (Some(m), _) => m as f64,
+        (None, Some(s)) => s.round().max(1.0),
+        (None, None) => bail!("model {} has no sweet spot at n = {n}; give --output M", model.name()),
+    };
+    let e = model.energy_per_token(&coefs, n, m);
+    let eta = (e > 0.0).then(|| 1.0 / e);
+    if args.json {
+        let doc = json!({
+            "input_tokens": args.input,
+            "output_tokens": m,
+            "energy_per_token_j": e,
+            "tokens_per_j": eta,
+            "sweet_spot_output_tokens": star,
+            "model": model.name(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("from: {from}");
+    println!("input_tokens: {}   output_tokens: {m}{}", args.input, if args.output.is_none() { " (the sweet spot)" } else { "" });
+    println!("energy per output token: {e:.6e} J   energy per request: {:.4} J", e * m);
+    match eta {
+        Some(eta) => println!("efficiency: {eta:.2} tokens/J"),
+        None => println!("efficiency: undefined (predicted energy is not positive)"),
+    }
+    match star {
+        Some(s) => println!("sweet spot m*: {s:.1} output tokens"),
+        None => println!("sweet spot m*: none (e has no interior minimum in m)"),
+    }
+    Ok(())
+}
+
+/// `alpha=1e-3,beta=…` → model and coefficients in the model's order; every error names the piece.
+pub fn parse_params(text: &str, model: Option<&str>) -> Result<(Box<dyn EnergyModel>, Vec<f64>)> {
+    let mut given: Vec<(String, f64)> = Vec::new();
+    for piece in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (k, v) = piece.split_once('=').with_context(|| format!("--params: '{piece}' is not NAME=VALUE"))?;
+        let (k, v) = (k.trim(), v.trim());
+        let val: f64 = v.parse().map_err(|_| anyhow::anyhow!("--params: value of '{k}' is '{v}', not a number"))?;
+        if !val.is_finite() {
+            bail!("--params: value of '{k}' is '{v}', not a finite number");
+        }
+        if given.iter().any(|(g, _)| g == k) {
+            bail!("--params: '{k}' is given twice");
+        }
+        given.push((k.to_string(), val));
+    }
+    if given.is_empty() {
+        bail!("--params: no coefficients given (expected NAME=VALUE,…)");
+    }
+    let name = match model {
+        Some(m) => m.to_string(),
+        None if given.iter().any(|(k, _)| k == "zeta") => "flops-mem".into(),
+        None if given.iter().any(|(k, _)| k == "alpha") => "flops".into(),
+        None => bail!("--params: cannot tell the model from names {:?}; add --model", given.iter().map(|g| &g.0).collect::<Vec<_>>()),
+    };
+    let model = model_by_name(&name).context("--model")?;
+    for (k, _) in &given {
+        if !model.coef_names().contains(&k.as_str()) {
+            bail!("--params: model {} has no coefficient '{k}' (it has {})", model.name(), model.coef_names().join(", "));
+        }
+    }
+    let missing: Vec<&str> = model.coef_names().iter().copied().filter(|c| !given.iter().any(|(k, _)| k == c)).collect();
+    if !missing.is_empty() {
+        bail!("--params: missing coefficient(s) {} of model {}", missing.join(", "), model.name());
+    }
+    let coefs = model.coef_names().iter().map(|c| given.iter().find(|(k, _)| k == c).unwrap().1).collect();
+    Ok((model, coefs))
+}

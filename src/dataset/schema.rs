@@ -1,0 +1,106 @@
+//! The measurement schema of DESIGN: column names, which are required, and per-row validation
+//! that names the file, row, column and value of the first bad cell.
+
+use anyhow::{bail, Result};
+use polars::prelude::*;
+use std::path::Path;
+
+pub const LLM: &str = "llm";
+pub const INPUT_TOKENS: &str = "input_tokens";
+pub const OUTPUT_TOKENS: &str = "output_tokens";
+pub const REQUESTS: &str = "requests";
+pub const ENERGY_J: &str = "energy_j";
+pub const STATUS: &str = "status";
+pub const ENERGY_PER_REQUEST_J: &str = "energy_per_request_j";
+pub const ENERGY_PER_TOKEN_J: &str = "energy_per_token_j";
+pub const TOKENS_PER_J: &str = "tokens_per_j";
+
+/// Columns every measurement file must have.
+pub const REQUIRED: [&str; 5] = [LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
+/// Required columns that hold numbers (all must be > 0 on rows that are used).
+pub const NUMERIC: [&str; 4] = [INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
+/// The full column set `measure` writes, in order (DESIGN "Data formats").
+pub const MEASURE_COLUMNS: [&str; 26] = [
+    LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J, "gpu", "driver", "engine", "dtype",
+    "max_batch_size", "max_num_tokens", "duration_s", "avg_power_w", "idle_power_w",
+    "sm_clock_mhz", "mem_clock_mhz", "max_temp_c", "generated_tokens", "repeat", "started_at",
+    STATUS, "window_runs", "prefill_energy_j", "decode_energy_j", "power_limit_w", "sample_ms",
+];
+
+/// Human position of a data row: row r (1-based) is line r+1 of a CSV with its header.
+pub fn place(path: &Path, row: usize) -> String {
+    let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if csv {
+        format!("{}, row {} (line {})", path.display(), row + 1, row + 2)
+    } else {
+        format!("{}, row {}", path.display(), row + 1)
+    }
+}
+
+/// Check required columns exist and turn the numeric ones into Float64, naming the first cell
+/// that is not a number.
+pub fn normalise(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    for col in REQUIRED {
+        if !names.iter().any(|n| n == col) {
+            bail!("{}: missing required column '{col}' (found: {})", path.display(), names.join(", "));
+        }
+    }
+    for col in NUMERIC {
+        let c = df.column(col)?.clone();
+        let f = match c.dtype() {
+            DataType::String => {
+                let s = c.str()?;
+                for (row, v) in s.iter().enumerate() {
+                    if let Some(v) = v {
+                        if !v.trim().is_empty() && v.trim().parse::<f64>().is_err() {
+                            bail!("{}, column '{col}': '{v}' is not a number", place(path, row));
+                        }
+                    }
+                }
+                c.cast(&DataType::Float64)?
+            }
+            dt if dt.is_primitive_numeric() || dt.is_null() => c.cast(&DataType::Float64)?,
+            dt => bail!("{}: column '{col}' has type {dt}, expected numbers", path.display()),
+        };
+        df.with_column(f)?;
+    }
+    let llm = df.column(LLM)?.cast(&DataType::String)?;
+    df.with_column(llm)?;
+    if let Ok(st) = df.column(STATUS) {
+        let st = st.cast(&DataType::String)?;
+        df.with_column(st)?;
+    }
+    Ok(())
+}
+
+/// Whether a row is a finished measurement (`status` absent, empty or `ok`).
+pub fn row_is_ok(status: Option<&str>) -> bool {
+    match status {
+        None => true,
+        Some(s) => s.trim().is_empty() || s.trim() == "ok",
+    }
+}
+
+/// Validate the values of one used row: no missing value, no NaN, all strictly positive,
+/// token counts whole numbers.
+pub fn check_row(path: &Path, row: usize, llm: Option<&str>, values: &[(&str, Option<f64>)]) -> Result<()> {
+    match llm {
+        Some(s) if !s.trim().is_empty() => {}
+        _ => bail!("{}, column '{LLM}': missing LLM name", place(path, row)),
+    }
+    for &(col, v) in values {
+        let at = || format!("{}, column '{col}'", place(path, row));
+        let Some(v) = v else { bail!("{}: missing value", at()) };
+        if v.is_nan() {
+            bail!("{}: value is NaN", at());
+        }
+        if !v.is_finite() || v <= 0.0 {
+            bail!("{}: must be positive and finite, got {v}", at());
+        }
+        if col != ENERGY_J && v.fract() != 0.0 {
+            bail!("{}: must be a whole number, got {v}", at());
+        }
+    }
+    Ok(())
+}

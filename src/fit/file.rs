@@ -1,0 +1,184 @@
+//! The JSON fit file: one per (dataset group, model). Holds everything needed to use and judge a
+//! fit later — formula, coefficients with significance, metrics, the dataset's SHA-256 and the
+//! predicted vs measured sweet spots. Published reference fits use the same format.
+
+use super::{FitResult, Loss};
+use crate::analytic::{model_by_name, EnergyModel};
+use crate::dataset::{Dataset, Group, RepeatSpread};
+use crate::sweetspot;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FitFile {
+    /// Producer, e.g. `energy-fit 0.1.0`.
+    pub tool: String,
+    pub llm: String,
+    /// Group key: llm and any `--by` columns.
+    pub group: BTreeMap<String, String>,
+    pub model: String,
+    pub formula: String,
+    /// `abs`, `rel`, or `published` for reference fits.
+    pub loss: String,
+    pub points: usize,
+    pub coefficients: Vec<CoefEntry>,
+    pub metrics: Metrics,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<RepeatSpread>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetRef>,
+    pub sweet_spots: Vec<SweetSpotEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_to_worst_ratio: Option<f64>,
+    /// For reference fits: where the numbers come from and what was published with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Published>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CoefEntry {
+    pub name: String,
+    pub value: f64,
+    pub std_error: Option<f64>,
+    pub t_value: Option<f64>,
+    pub p_value: Option<f64>,
+    pub stars: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub mape_pct: Option<f64>,
+    pub rmse_j: Option<f64>,
+    pub r2: Option<f64>,
+    pub aic: Option<f64>,
+    pub bic: Option<f64>,
+    pub cv_folds: Option<usize>,
+    pub cv_mape_pct: Option<f64>,
+    pub extrapolation_mape_pct: Option<f64>,
+    /// In-sample MAPE under each loss, when both were fitted (`--both-losses`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mape_pct_by_loss: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DatasetRef {
+    pub paths: Vec<String>,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SweetSpotEntry {
+    pub input_tokens: f64,
+    pub predicted_output_tokens: Option<f64>,
+    pub method: String,
+    pub measured_output_tokens: Option<f64>,
+    pub measured_tokens_per_j: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Published {
+    pub source: String,
+    pub gpu: String,
+    pub engine: String,
+    /// In-sample MAPE of each model on the LLM's grid, as published (%).
+    pub mape_pct_by_model: BTreeMap<String, f64>,
+    pub sweet_spot_input_tokens: f64,
+    pub sweet_spot_measured_output_tokens: f64,
+    pub sweet_spot_estimated_output_tokens: f64,
+}
+
+impl FitFile {
+    /// Build the file for one group's fit.
+    pub fn from_fit(fit: &FitResult, model: &dyn EnergyModel, group: &Group, ds: &Dataset, cv_folds: Option<usize>) -> FitFile {
+        let values = fit.values();
+        let measured = sweetspot::measured_best(&group.obs);
+        let (lo, hi) = output_range(group);
+        let sweet_spots = measured
+            .iter()
+            .map(|&(n, m, eta)| {
+                let p = sweetspot::predicted(model, &values, n, lo, hi);
+                SweetSpotEntry { input_tokens: n, predicted_output_tokens: p.output_tokens, method: p.method, measured_output_tokens: Some(m), measured_tokens_per_j: Some(eta) }
+            })
+            .collect();
+        FitFile {
+            tool: format!("energy-fit {}", env!("CARGO_PKG_VERSION")),
+            llm: group.llm().to_string(),
+            group: group.key.iter().cloned().collect(),
+            model: model.name().to_string(),
+            formula: model.formula().to_string(),
+            loss: fit.loss.name().to_string(),
+            points: fit.points,
+            coefficients: fit
+                .coefficients
+                .iter()
+                .map(|c| CoefEntry { name: c.name.clone(), value: c.value, std_error: Some(c.std_error), t_value: Some(c.t_value), p_value: Some(c.p_value), stars: Some(c.stars.clone()) })
+                .collect(),
+            metrics: Metrics {
+                mape_pct: Some(fit.mape_pct),
+                rmse_j: Some(fit.rmse_j),
+                r2: fit.r2.is_finite().then_some(fit.r2),
+                aic: Some(fit.aic),
+                bic: Some(fit.bic),
+                cv_folds: cv_folds.filter(|_| fit.cv_mape_pct.is_some()),
+                cv_mape_pct: fit.cv_mape_pct,
+                extrapolation_mape_pct: fit.extrapolation_mape_pct,
+                mape_pct_by_loss: BTreeMap::new(),
+            },
+            repeats: Some(group.repeat_spread()),
+            dataset: Some(DatasetRef { paths: ds.sources.iter().map(|s| s.path.display().to_string()).collect(), sha256: ds.sha256() }),
+            sweet_spots,
+            best_to_worst_ratio: sweetspot::best_to_worst_ratio(&group.obs),
+            published: None,
+        }
+    }
+
+    pub fn read(path: &Path) -> Result<FitFile> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fit file '{}'", path.display()))?;
+        let f: FitFile = serde_json::from_str(&text).with_context(|| format!("{}: not a valid fit file", path.display()))?;
+        let model = f.energy_model().with_context(|| format!("{}: field 'model'", path.display()))?;
+        let names: Vec<&str> = f.coefficients.iter().map(|c| c.name.as_str()).collect();
+        if names != model.coef_names() {
+            bail!("{}: model {} needs coefficients {:?}, file has {:?}", path.display(), f.model, model.coef_names(), names);
+        }
+        Ok(f)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+        }
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        std::fs::write(path, text).with_context(|| format!("cannot write '{}'", path.display()))
+    }
+
+    pub fn energy_model(&self) -> Result<Box<dyn EnergyModel>> {
+        model_by_name(&self.model)
+    }
+
+    pub fn values(&self) -> Vec<f64> {
+        self.coefficients.iter().map(|c| c.value).collect()
+    }
+
+    /// The loss as an enum, where the file was fitted by us.
+    pub fn loss_kind(&self) -> Option<Loss> {
+        match self.loss.as_str() {
+            "abs" => Some(Loss::Abs),
+            "rel" => Some(Loss::Rel),
+            _ => None,
+        }
+    }
+}
+
+/// Output-length range of a group's data (for numeric sweet spots).
+pub fn output_range(group: &Group) -> (f64, f64) {
+    let lo = group.obs.iter().map(|o| o.output_tokens).fold(f64::MAX, f64::min);
+    let hi = group.obs.iter().map(|o| o.output_tokens).fold(f64::MIN, f64::max);
+    (lo, hi)
+}
+
+/// File name of a group's fit: `<slug>.<model>.json`.
+pub fn file_name(group: &Group, model: &str) -> String {
+    format!("{}.{model}.json", group.slug())
+}

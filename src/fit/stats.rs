@@ -1,0 +1,98 @@
+//! Goodness of fit and coefficient significance (statrs): standard errors from σ²(JᵀJ)⁻¹, t values,
+//! two-sided p values, stars, R², RMSE, MAPE, AIC and BIC.
+//!
+//! σ², JᵀJ, AIC and BIC live in the loss's residual space (J/token for `abs`, relative for `rel`,
+//! i.e. weighted least squares); R², RMSE and MAPE are always on the energy per token itself.
+
+use super::problem::ResidualProblem;
+use super::Coefficient;
+use crate::analytic::EnergyModel;
+use crate::dataset::Obs;
+use anyhow::{bail, Result};
+use nalgebra::DMatrix;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+/// Significance stars: *** p<0.001, ** p<0.01, * p<0.05, n.s.
+pub fn stars(p: f64) -> &'static str {
+    if p < 0.001 {
+        "***"
+    } else if p < 0.01 {
+        "**"
+    } else if p < 0.05 {
+        "*"
+    } else {
+        "n.s."
+    }
+}
+
+/// Mean absolute percentage error (%) of a model's predictions.
+pub fn mape(model: &dyn EnergyModel, coefs: &[f64], obs: &[Obs]) -> f64 {
+    100.0
+        * obs
+            .iter()
+            .map(|o| ((model.energy_per_token(coefs, o.input_tokens, o.output_tokens) - o.energy_per_token_j) / o.energy_per_token_j).abs())
+            .sum::<f64>()
+        / obs.len() as f64
+}
+
+pub(crate) struct Summary {
+    pub coefficients: Vec<Coefficient>,
+    pub mape_pct: f64,
+    pub rmse_j: f64,
+    pub r2: f64,
+    pub aic: f64,
+    pub bic: f64,
+}
+
+pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) -> Result<Summary> {
+    let (model, obs) = (problem.model, problem.obs);
+    let (n, k) = (obs.len() as f64, coefs.len());
+    let pred: Vec<f64> = obs.iter().map(|o| model.energy_per_token(coefs, o.input_tokens, o.output_tokens)).collect();
+    let loss_resid: Vec<f64> = obs
+        .iter()
+        .zip(&pred)
+        .map(|(o, p)| match problem.loss {
+            super::Loss::Abs => p - o.energy_per_token_j,
+            super::Loss::Rel => (p - o.energy_per_token_j) / o.energy_per_token_j,
+        })
+        .collect();
+    let rss: f64 = loss_resid.iter().map(|r| r * r).sum();
+    let dof = n - k as f64;
+    let sigma2 = rss / dof;
+
+    // cov(c) = σ² (JᵀJ)⁻¹, computed on the column-scaled Jacobian for conditioning.
+    let j = problem.raw_jacobian(coefs);
+    let s = DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(&problem.scale));
+    let js = &j * &s;
+    let Some(inv) = (js.transpose() * &js).try_inverse() else {
+        bail!("{what}: JᵀJ is singular for model {}; coefficients are not identifiable", model.name());
+    };
+    let cov = &s * inv * &s * sigma2;
+    let t_dist = StudentsT::new(0.0, 1.0, dof).map_err(|e| anyhow::anyhow!("{what}: t distribution: {e}"))?;
+    let coefficients = model
+        .coef_names()
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let se = cov[(i, i)].max(0.0).sqrt();
+            let t = coefs[i] / se;
+            let p = if t.is_finite() { 2.0 * t_dist.sf(t.abs()) } else { 0.0 };
+            Coefficient { name: name.to_string(), value: coefs[i], std_error: se, t_value: t, p_value: p, stars: stars(p).to_string() }
+        })
+        .collect();
+
+    let mean_e = obs.iter().map(|o| o.energy_per_token_j).sum::<f64>() / n;
+    let ss_res: f64 = obs.iter().zip(&pred).map(|(o, p)| (p - o.energy_per_token_j).powi(2)).sum();
+    let ss_tot: f64 = obs.iter().map(|o| (o.energy_per_token_j - mean_e).powi(2)).sum();
+    let r2 = if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { f64::NAN };
+    // Gaussian log-likelihood up to a constant: AIC = N ln(RSS/N) + 2k, BIC = N ln(RSS/N) + k ln N.
+    let ll = n * (rss.max(f64::MIN_POSITIVE) / n).ln();
+    Ok(Summary {
+        coefficients,
+        mape_pct: mape(model, coefs, obs),
+        rmse_j: (ss_res / n).sqrt(),
+        r2,
+        aic: ll + 2.0 * k as f64,
+        bic: ll + k as f64 * n.ln(),
+    })
+}
