@@ -6,6 +6,7 @@
 
 mod io;
 pub mod schema;
+pub mod synthetic;
 
 pub use io::{concat_aligned, read_table, write_table, Format};
 
