@@ -3,6 +3,7 @@
 pub mod fit;
 pub mod import_reference;
 pub mod predict;
+pub mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +28,8 @@ pub enum Command {
     Fit(fit::FitArgs),
     /// Energy per token, tokens/J and sweet spot for an input length, from a fit.
     Predict(predict::PredictArgs),
+    /// SVG figures and report.md from measurements and fit files.
+    Report(report::ReportArgs),
     /// Convert the published coefficient table into reference fit files.
     #[command(hide = true)]
     ImportReference(import_reference::ImportReferenceArgs),
@@ -37,6 +40,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Fit(a) => fit::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Report(a) => report::run(a),
         Command::ImportReference(a) => import_reference::run(a),
     }
 }

@@ -1,1 +1,82 @@
-//! (being built)
+//! Figures and the Markdown report (`energy-fit report`, issue 7). Figure code draws from plain
+//! data (`Surface`, `Series`) so it does not depend on how the data were measured or fitted;
+//! `assemble` turns a dataset and fit files into that data, `markdown` writes report.md.
+
+pub mod canvas;
+pub mod font;
+pub mod heatmap;
+pub mod style;
+
+pub use heatmap::{heatmap_svg, Heatmap, Surface};
+pub mod bars;
+pub mod lines;
+pub use bars::{bars_svg, Bars};
+pub use lines::{panels_svg, Mark, Panel, Series};
+pub mod assemble;
+pub mod bycolumn;
+pub mod markdown;
+
+use crate::dataset::Dataset;
+use crate::fit::file::FitFile;
+use anyhow::Result;
+use assemble::Figure;
+use std::path::Path;
+
+/// What `build` wrote.
+pub struct Report {
+    pub figures: Vec<Figure>,
+    pub markdown: String,
+}
+
+/// Write every figure and report.md into `out`. `ds` = None reports on the reference fits alone.
+pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
+    let reference_only = ds.is_none();
+    let subjects = match ds {
+        Some(ds) => assemble::subjects_from_data(ds, fits)?,
+        None => assemble::subjects_from_reference(fits),
+    };
+    let mut figs = Vec::new();
+    if subjects.is_empty() {
+        figs.push(assemble::skip(1, "All figures".into(), "no data and no fits".into()));
+    }
+    for s in &subjects {
+        figs.push(assemble::fig1(s, out)?);
+    }
+    for s in &subjects {
+        figs.push(assemble::fig2(s, out)?);
+    }
+    figs.push(assemble::fig3(&subjects, out)?);
+    if !subjects.is_empty() {
+        figs.push(assemble::fig4(&subjects, reference_only, out)?);
+    }
+    match ds {
+        Some(ds) => {
+            figs.push(assemble::fig5(&subjects, out)?);
+            figs.extend(bycolumn::fig6(ds, out)?);
+            let mut any7 = false;
+            for s in &subjects {
+                if let Some(f) = assemble::fig7(s, fits, out)? {
+                    any7 = true;
+                    figs.push(f);
+                }
+            }
+            if !any7 {
+                figs.push(assemble::skip(7, "Measured against the published surface".into(), "no measured LLM is in the reference set (fits/reference)".into()));
+            }
+        }
+        None => {
+            figs.push(assemble::skip(5, "Residuals of flops-mem".into(), "no measurements: residuals need data".into()));
+            figs.push(assemble::skip(6, "Efficiency by run setting".into(), "no measurements".into()));
+            figs.push(assemble::skip(7, "Measured against the published surface".into(), "no measurements to compare".into()));
+        }
+    }
+    let mut md = String::from("# energy-fit report\n\n");
+    md.push_str(&markdown::summary(ds, &subjects, reference_only));
+    md.push('\n');
+    md.push_str(&markdown::tables(&subjects, reference_only));
+    md.push_str(&markdown::figures(&figs));
+    let path = out.join("report.md");
+    std::fs::write(&path, &md).map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
+    Ok(Report { figures: figs, markdown: md })
+}

@@ -1,0 +1,183 @@
+//! Heatmaps over input × output length on log2 axes (figures 1, 3 and 7): one cell per grid
+//! point coloured on a perceptually uniform scale, the value printed in the cell, optional
+//! marked cells (sweet spots), and a colour bar with its unit.
+
+use super::canvas::{pe, render, Area};
+use super::style::{fmt_value, ink_on, log2_axis, log2_label, text, ColorMap};
+use anyhow::{bail, Result};
+use plotters::prelude::*;
+
+/// Values on a grid: `values[i][j]` belongs to `inputs[i]`, `outputs[j]`; `None` = not measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Surface {
+    pub inputs: Vec<f64>,
+    pub outputs: Vec<f64>,
+    pub values: Vec<Vec<Option<f64>>>,
+}
+
+impl Surface {
+    /// Build from (n, m, value) triples (later duplicates overwrite earlier ones).
+    pub fn from_points(points: &[(f64, f64, f64)]) -> Surface {
+        let mut inputs: Vec<f64> = points.iter().map(|p| p.0).collect();
+        let mut outputs: Vec<f64> = points.iter().map(|p| p.1).collect();
+        for v in [&mut inputs, &mut outputs] {
+            v.sort_by(f64::total_cmp);
+            v.dedup();
+        }
+        let mut values = vec![vec![None; outputs.len()]; inputs.len()];
+        for &(n, m, v) in points {
+            let i = inputs.iter().position(|x| *x == n).unwrap_or(0);
+            let j = outputs.iter().position(|x| *x == m).unwrap_or(0);
+            values[i][j] = Some(v);
+        }
+        Surface { inputs, outputs, values }
+    }
+
+    /// Evaluate `f(n, m)` on a grid.
+    pub fn from_fn(inputs: &[f64], outputs: &[f64], f: impl Fn(f64, f64) -> f64) -> Surface {
+        let values = inputs.iter().map(|&n| outputs.iter().map(|&m| Some(f(n, m)).filter(|v| v.is_finite())).collect()).collect();
+        Surface { inputs: inputs.to_vec(), outputs: outputs.to_vec(), values }
+    }
+
+    pub fn get(&self, n: f64, m: f64) -> Option<f64> {
+        let i = self.inputs.iter().position(|x| *x == n)?;
+        let j = self.outputs.iter().position(|x| *x == m)?;
+        self.values[i][j]
+    }
+
+    /// Every present value.
+    pub fn present(&self) -> impl Iterator<Item = f64> + '_ {
+        self.values.iter().flatten().filter_map(|v| *v)
+    }
+
+    pub fn cells(&self) -> usize {
+        self.present().count()
+    }
+}
+
+/// A heatmap figure.
+pub struct Heatmap<'a> {
+    pub title: String,
+    /// Colour-bar label with its unit, e.g. "tokens/J".
+    pub value_label: String,
+    pub surface: &'a Surface,
+    /// Cells to outline, as (input, output).
+    pub marked: Vec<(f64, f64)>,
+    /// What an outlined cell means (printed under the plot).
+    pub marked_label: String,
+    pub cmap: ColorMap,
+    /// Fixed colour range; `None` = the data's min and max.
+    pub range: Option<(f64, f64)>,
+}
+
+/// Draw the heatmap as SVG text. Errors when the surface has fewer than two cells.
+pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
+    let s = h.surface;
+    if s.cells() < 2 {
+        bail!("fewer than two grid points ({}) — nothing to colour", s.cells());
+    }
+    let (lo, hi) = h.range.unwrap_or_else(|| {
+        let lo = s.present().fold(f64::MAX, f64::min);
+        let hi = s.present().fold(f64::MIN, f64::max);
+        (lo, hi)
+    });
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let t = |v: f64| (v - lo) / span;
+    render(820, 640, |root: &Area| {
+        let (main, bar) = root.split_horizontally(690);
+        let (xt, xr) = log2_axis(&s.outputs, 0.5);
+        let (yt, yr) = log2_axis(&s.inputs, 0.5);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(&h.title, text(20.0))
+            .margin(12)
+            .margin_bottom(if h.marked.is_empty() { 12 } else { 34 })
+            .x_label_area_size(52)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xr, yr)
+            .map_err(pe)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("output length m (tokens)")
+            .y_desc("input length n (tokens)")
+            .x_labels(xt.len() + 1)
+            .y_labels(yt.len() + 1)
+            .x_label_formatter(&log2_label)
+            .y_label_formatter(&log2_label)
+            .label_style(text(14.0))
+            .axis_desc_style(text(15.0))
+            .draw()
+            .map_err(pe)?;
+        let edges = |ticks: &[f64], k: usize| {
+            let a = if k == 0 { ticks[k] - 0.5 } else { (ticks[k - 1] + ticks[k]) / 2.0 };
+            let b = if k + 1 == ticks.len() { ticks[k] + 0.5 } else { (ticks[k] + ticks[k + 1]) / 2.0 };
+            (a, b)
+        };
+        let cell_px = 560.0 / (xt.len().max(yt.len()) as f64);
+        let font_px = (cell_px / 4.5).clamp(9.0, 14.0);
+        for (i, &n) in s.inputs.iter().enumerate() {
+            for (j, &m) in s.outputs.iter().enumerate() {
+                let Some(v) = s.values[i][j] else { continue };
+                let (ix, jx) = (yt.iter().position(|y| *y == n.log2()), xt.iter().position(|x| *x == m.log2()));
+                let (Some(ix), Some(jx)) = (ix, jx) else { continue };
+                let ((x0, x1), (y0, y1)) = (edges(&xt, jx), edges(&yt, ix));
+                let c = h.cmap.at(t(v));
+                chart.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x1, y1)], c.filled()))).map_err(pe)?;
+                let ink = ink_on(c);
+                let style = text(font_px).color(&ink).pos(plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Center,
+                ));
+                chart.draw_series(std::iter::once(Text::new(fmt_value(v), (m.log2(), n.log2()), style))).map_err(pe)?;
+            }
+        }
+        for &(n, m) in &h.marked {
+            let (ix, jx) = (yt.iter().position(|y| *y == n.log2()), xt.iter().position(|x| *x == m.log2()));
+            let (Some(ix), Some(jx)) = (ix, jx) else { continue };
+            let ((x0, x1), (y0, y1)) = (edges(&xt, jx), edges(&yt, ix));
+            let inset = 0.06;
+            let r = [(x0 + inset, y0 + inset), (x1 - inset, y1 - inset)];
+            chart.draw_series(std::iter::once(Rectangle::new(r, WHITE.stroke_width(6)))).map_err(pe)?;
+            chart.draw_series(std::iter::once(Rectangle::new(r, BLACK.stroke_width(3)))).map_err(pe)?;
+        }
+        if !h.marked.is_empty() {
+            let (w, hh) = main.dim_in_pixel();
+            main.draw(&Rectangle::new([(84, hh as i32 - 26), (100, hh as i32 - 10)], BLACK.stroke_width(2))).map_err(pe)?;
+            main.draw_text(&h.marked_label, &text(14.0), (108, hh as i32 - 26)).map_err(pe)?;
+            let _ = w;
+        }
+        colour_bar(&bar, h, lo, hi)
+    })
+}
+
+fn colour_bar(area: &Area, h: &Heatmap, lo: f64, hi: f64) -> Result<()> {
+    let hi = if hi > lo { hi } else { lo + 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(48)
+        .margin_bottom(64)
+        .margin_left(40)
+        .y_label_area_size(0)
+        .right_y_label_area_size(80)
+        .build_cartesian_2d(0.0..1.0, lo..hi)
+        .map_err(pe)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_desc(&h.value_label)
+        .y_label_formatter(&|v| fmt_value(*v))
+        .y_labels(8)
+        .label_style(text(13.0))
+        .axis_desc_style(text(15.0))
+        .draw()
+        .map_err(pe)?;
+    let steps = 120;
+    let d = (hi - lo) / steps as f64;
+    chart
+        .draw_series((0..steps).map(|k| {
+            let v0 = lo + d * k as f64;
+            Rectangle::new([(0.0, v0), (1.0, v0 + d * 1.02)], h.cmap.at((v0 + d / 2.0 - lo) / (hi - lo)).filled())
+        }))
+        .map_err(pe)?;
+    Ok(())
+}
