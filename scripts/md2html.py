@@ -8,7 +8,7 @@ import sys
 
 
 def inline(t):
-    t = html.escape(t, quote=False)
+    t = html.escape(t, quote=False).replace("\\*", "&#42;")
     t = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2">', t)
     t = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
     t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
@@ -50,13 +50,14 @@ def convert(md):
 
 
 STYLE = """body{font-family:'DejaVu Sans',sans-serif;max-width:1500px;margin:24px auto;padding:0 16px;color:#111}
-@font-face{font-family:'DejaVu Sans';src:url('../assets/fonts/DejaVuSans.ttf')}
 table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px}
 td:not(:first-child){text-align:right}th{background:#f2f2f2}img{max-width:100%;border:1px solid #eee;margin:6px 0 18px}
 code{background:#f4f4f4;padding:0 3px}"""
 
 if __name__ == "__main__":
     src, dst = sys.argv[1], sys.argv[2]
+    font = sys.argv[3] if len(sys.argv) > 3 else ""
+    style = STYLE + (f"@font-face{{font-family:'DejaVu Sans';src:url('{font}')}}" if font else "")
     body = convert(open(src, encoding="utf-8").read())
     with open(dst, "w", encoding="utf-8") as f:
-        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>energy-fit report</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+        f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>energy-fit report</title><style>{style}</style></head><body>\n{body}\n</body></html>\n")

@@ -13,7 +13,8 @@ if [ -z "$chrome" ]; then
   chrome=$(command -v chromium)
 fi
 here=$(cd "$(dirname "$0")" && pwd)
-python3 "$here/md2html.py" "$dir/report.md" "$dir/report.html"
+# Page text in the repository's DejaVu Sans too, so the page needs no installed font either.
+python3 "$here/md2html.py" "$dir/report.md" "$dir/report.html" "file://$(realpath "$here/../assets/fonts/DejaVuSans.ttf")"
 shots="$dir/screenshots"
 mkdir -p "$shots"
 profile=$(mktemp -d)
@@ -26,6 +27,7 @@ shoot() { # URL OUT WIDTH HEIGHT
 }
 abs=$(realpath "$dir")
 shoot "file://$abs/report.html" "$shots/report-page.png" 1500 6000
+shoot "file://$abs/report.html" "$shots/report-top.png" 1200 1300
 for svg in "$dir"/*.svg; do
   [ -e "$svg" ] || continue
   size=$(grep -o '<svg[^>]*' "$svg" | head -1 | sed -E 's/.*width="([0-9]+)".*height="([0-9]+)".*/\1 \2/')

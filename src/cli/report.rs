@@ -38,10 +38,7 @@ pub fn read_fits(dir: &Path) -> Result<Vec<FitFile>> {
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let paths = if args.data.is_empty() {
-        match Dataset::files_in(Path::new("data")) {
-            Ok(f) => f,
-            Err(_) => vec![],
-        }
+        Dataset::files_in(Path::new("data")).unwrap_or_default()
     } else {
         args.data.clone()
     };

@@ -160,9 +160,10 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
     if hi <= lo {
         return Ok(skip(2, title, format!("one output length only ({lo}) — no curve to draw")));
     }
-    let ms = log_space(lo, hi, 80);
+    let ms = log_space(lo, hi, 32); // SVG pixels are integers: fewer, longer segments draw smoother
     let eta = |f: &FitFile, n: f64, m: f64| predict(f, n, m).map(|e| 1.0 / e);
-    let mut left = Panel { title: "measured (points), flops-mem fit (lines), predicted m* (×)".into(), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(surface.outputs.clone()), hline: None, series: vec![] };
+    let left_title = if s.obs.is_empty() { "published flops-mem fit (lines), predicted m* (×)" } else { "measured (points), flops-mem fit (lines), predicted m* (×)" };
+    let mut left = Panel { title: left_title.into(), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(surface.outputs.clone()), hline: None, y_range: None, series: vec![] };
     let model = model_by_name("flops-mem")?;
     for (i, &n) in surface.inputs.iter().enumerate() {
         let color = i;
@@ -182,7 +183,7 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
         left.series.push(Series { label: "predicted m*".into(), color: 0, mark: Mark::Cross, points: vec![] });
     }
     let n0 = *surface.inputs.iter().min_by(|a, b| (a.log2() - 9.0).abs().total_cmp(&(b.log2() - 9.0).abs())).unwrap_or(&512.0);
-    let mut right = Panel { title: format!("all six models at n = {n0}"), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(surface.outputs.clone()), hline: None, series: vec![] };
+    let mut right = Panel { title: format!("all six models at n = {n0}"), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(surface.outputs.clone()), hline: None, y_range: None, series: vec![] };
     if let Some(i) = surface.inputs.iter().position(|x| *x == n0).filter(|_| !s.obs.is_empty()) {
         let pts = surface.outputs.iter().enumerate().filter_map(|(j, &m)| surface.values[i][j].map(|v| (m, v))).collect();
         right.series.push(Series { label: "measured".into(), color: 0, mark: Mark::Points, points: pts });
@@ -198,7 +199,7 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
         panels.push(right);
     }
     let series = panels.iter().map(|p| p.drawn()).sum();
-    write(out, 2, title, format!("fig2-curves-{}.svg", s.slug), panels_svg("Energy efficiency against output length", &panels).map(|svg| svg), series)
+    write(out, 2, title, format!("fig2-curves-{}.svg", s.slug), panels_svg("Energy efficiency against output length", &panels), series)
 }
 
 /// Figure 3: min–max-normalised efficiency averaged over subjects, on the cells all share.
@@ -301,6 +302,13 @@ pub fn fig7(s: &Subject, fits: &[FitFile], out: &Path) -> Result<Option<Figure>>
         meas.outputs.iter().enumerate().filter_map(move |(j, &m)| Some((n, m, meas.values[i][j]? * predict(r, n, m)?)))
     }).collect();
     let surface = Surface::from_points(&pts);
-    let h = Heatmap { title: format!("{}: measured / published tokens/J", s.label), value_label: "ratio (ours / TensorRT-LLM, H100)".into(), surface: &surface, marked: vec![], marked_label: String::new(), cmap: ColorMap::Cividis, range: None };
+    let h = Heatmap { title: format!("{}: measured / published tokens/J", s.label), value_label: "ratio (ours / TensorRT-LLM, H100)".into(), surface: &surface, marked: vec![], marked_label: String::new(), cmap: ColorMap::Cividis, range: Some(parity_range(&surface)) };
     write(out, 7, title, format!("fig7-vs-reference-{}.svg", s.slug), heatmap_svg(&h), surface.cells()).map(Some)
+}
+
+/// Colour range of a ratio map that always contains 1 (parity), so the colour says above or below.
+fn parity_range(s: &Surface) -> (f64, f64) {
+    let lo = s.present().fold(f64::MAX, f64::min).min(1.0);
+    let hi = s.present().fold(f64::MIN, f64::max).max(1.0);
+    (lo, hi)
 }

@@ -55,7 +55,7 @@ fn panel(area: &Area, p: &Bars) -> Result<()> {
         return Ok(());
     }
     let lo = vals.iter().cloned().fold(f64::MAX, f64::min).log10().sub(0.3).floor();
-    let hi = vals.iter().cloned().fold(f64::MIN, f64::max).log10().add(0.25).ceil().max(lo + 1.0);
+    let hi = vals.iter().cloned().fold(f64::MIN, f64::max).log10().add(0.25).max(lo + 1.0);
     let n = p.categories.len();
     let k = p.members.len().max(1);
     let names = p.categories.clone();

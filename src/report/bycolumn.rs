@@ -34,10 +34,13 @@ pub fn fig6(ds: &Dataset, out: &Path) -> Result<Vec<Figure>> {
                     mark: Mark::Line,
                     points: means.iter().filter(|p| p.0 == n).map(|p| (p.1, 1.0 / p.2)).collect(),
                 }).collect();
-                Panel { title: format!("{col} = {}", clean(&g.key[1].1)), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(outputs), hline: None, series }
+                Panel { title: format!("{col} = {}", clean(&g.key[1].1)), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(outputs), hline: None, y_range: None, series }
             }).collect();
+            let top = panels.iter().flat_map(|p| p.series.iter().flat_map(|s| s.points.iter().map(|q| q.1))).fold(0.0, f64::max);
+            let panels: Vec<Panel> = panels.into_iter().map(|p| Panel { y_range: Some((0.0, top)), ..p }).collect();
             let series = panels.iter().map(|p| p.drawn()).sum();
-            let file = format!("fig6-by-{col}-{}.svg", gs[0].slug());
+            let slug: String = llm.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect();
+            let file = format!("fig6-by-{col}-{slug}.svg");
             match panels_svg(&title, &panels) {
                 Ok(svg) => {
                     save(&svg, &out.join(&file))?;

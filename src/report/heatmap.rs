@@ -135,10 +135,10 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
             let (ix, jx) = (yt.iter().position(|y| *y == n.log2()), xt.iter().position(|x| *x == m.log2()));
             let (Some(ix), Some(jx)) = (ix, jx) else { continue };
             let ((x0, x1), (y0, y1)) = (edges(&xt, jx), edges(&yt, ix));
-            let inset = 0.06;
-            let r = [(x0 + inset, y0 + inset), (x1 - inset, y1 - inset)];
-            chart.draw_series(std::iter::once(Rectangle::new(r, WHITE.stroke_width(6)))).map_err(pe)?;
-            chart.draw_series(std::iter::once(Rectangle::new(r, BLACK.stroke_width(3)))).map_err(pe)?;
+            // A white ring outside a black one reads on dark and on light cells alike.
+            let ring = |i: f64| [(x0 + i, y0 + i), (x1 - i, y1 - i)];
+            chart.draw_series(std::iter::once(Rectangle::new(ring(0.04), WHITE.stroke_width(4)))).map_err(pe)?;
+            chart.draw_series(std::iter::once(Rectangle::new(ring(0.08), BLACK.stroke_width(2)))).map_err(pe)?;
         }
         if !h.marked.is_empty() {
             let (w, hh) = main.dim_in_pixel();

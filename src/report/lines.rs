@@ -36,6 +36,8 @@ pub struct Panel {
     pub x_log2_ticks: Option<Vec<f64>>,
     /// A horizontal reference line (e.g. zero residual).
     pub hline: Option<f64>,
+    /// Fixed y range (shared between panels); `None` = from the data.
+    pub y_range: Option<(f64, f64)>,
     pub series: Vec<Series>,
 }
 
@@ -75,6 +77,9 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
     }
     let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
     let (mut y0, mut y1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+    if let Some((a, b)) = p.y_range {
+        (y0, y1) = (a, b);
+    }
     if let Some(h) = p.hline {
         y0 = y0.min(h);
         y1 = y1.max(h);
@@ -127,7 +132,7 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
                 chart.draw_series(LineSeries::new(data, c.stroke_width(2))).map_err(pe)?;
             }
             Mark::Dashed => {
-                chart.draw_series(DashedLineSeries::new(data, 8, 5, c.stroke_width(2).into())).map_err(pe)?;
+                chart.draw_series(DashedLineSeries::new(data, 8, 5, c.stroke_width(2))).map_err(pe)?;
             }
             Mark::Points => {
                 chart.draw_series(data.into_iter().map(|pt| Circle::new(pt, 4, c.filled()))).map_err(pe)?;

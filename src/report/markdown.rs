@@ -12,7 +12,10 @@ use std::fmt::Write as _;
 fn distinct(ds: &Dataset, col: &str) -> String {
     let Ok(c) = ds.df.column(col).and_then(|c| c.cast(&DataType::String)) else { return "-".into() };
     let Ok(s) = c.str() else { return "-".into() };
-    let mut v: Vec<String> = s.iter().flatten().map(str::to_string).collect();
+    let mut v: Vec<String> = s.iter().flatten().map(|x| match x.parse::<f64>() {
+        Ok(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+        _ => x.to_string(),
+    }).collect();
     v.sort();
     v.dedup();
     if v.is_empty() { "-".into() } else { v.join(", ") }
@@ -27,7 +30,7 @@ pub fn summary(ds: Option<&Dataset>, subjects: &[Subject], reference_only: bool)
         Some(ds) => {
             let files: Vec<String> = ds.sources.iter().map(|x| format!("`{}`", x.path.display())).collect();
             let points: usize = subjects.iter().map(|s| s.obs.len()).sum();
-            let mut t = Table::new(&["", ""]);
+            let mut t = Table::new(&["property", "value"]);
             for (k, v) in [
                 ("files", files.join(", ")),
                 ("sha256", format!("`{}`", &ds.sha256()[..16])),
@@ -88,10 +91,10 @@ pub fn tables(subjects: &[Subject], reference_only: bool) -> String {
     for x in subjects {
         let Some(f) = x.fits.get("flops-mem") else { continue };
         let mut r = vec![x.label.clone()];
-        r.extend(f.coefficients.iter().map(|c| format!("{} {}", sci(c.value), c.stars.as_deref().unwrap_or(""))));
+        r.extend(f.coefficients.iter().map(|c| format!("{} {}", sci(c.value), md_stars(c.stars.as_deref().unwrap_or(""))).trim_end().to_string()));
         t.push(r);
     }
-    let _ = writeln!(s, "## flops-mem coefficients\n\nE = α·m + β·n² + γ·n·m + δ·n + ε·m² + ζ (J per request). Stars: *** p<0.001, ** p<0.01, * p<0.05, n.s.{}\n\n{}", if reference_only { " Published fits carry no standard errors, so no stars." } else { "" }, t.markdown());
+    let _ = writeln!(s, "## flops-mem coefficients\n\nE = α·m + β·n² + γ·n·m + δ·n + ε·m² + ζ (J per request). Stars: \\*\\*\\* p<0.001, \\*\\* p<0.01, \\* p<0.05, n.s. p≥0.05.{}\n\n{}", if reference_only { " Published fits carry no standard errors, so no stars." } else { "" }, t.markdown());
     // Sweet spots.
     let mut t = Table::new(&["LLM", "input n", "measured m*", "predicted m* (flops-mem)", "measured tokens/J"]);
     for x in subjects {
@@ -118,4 +121,9 @@ pub fn figures(figs: &[Figure]) -> String {
         }
     }
     s
+}
+
+/// Stars escaped so Markdown shows them rather than reading emphasis.
+fn md_stars(s: &str) -> String {
+    s.replace('*', "\\*")
 }

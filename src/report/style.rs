@@ -87,7 +87,7 @@ pub fn fmt_value(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 1000.0 || a < 0.01 {
+    } else if !(0.01..1000.0).contains(&a) {
         format!("{v:.1e}")
     } else if (v - v.round()).abs() < 1e-9 * a.max(1.0) {
         format!("{}", v.round())
