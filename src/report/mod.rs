@@ -62,7 +62,7 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
                 }
             }
             if !any7 {
-                figs.push(assemble::skip(7, "Measured against the published surface".into(), "no measured LLM is in the reference set (fits/reference)".into()));
+                figs.push(assemble::skip(7, "Measured against the published surface".into(), "no measured LLM has a published reference fit among the --fits files".into()));
             }
         }
         None => {
