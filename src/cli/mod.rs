@@ -3,6 +3,8 @@
 use clap::{Parser, Subcommand};
 
 pub mod llms;
+pub mod measure;
+pub mod merge;
 
 #[derive(Parser, Debug)]
 #[command(name = "energy-fit", version, about = "Measure, fit and predict the GPU energy of LLM inference", long_about = None)]
@@ -19,11 +21,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the GPU energy of a grid of (input_tokens, output_tokens) points.
+    Measure(measure::MeasureArgs),
+    /// Combine measurement files (e.g. shards), refusing conflicting duplicates.
+    Merge(merge::MergeArgs),
 }
 
 /// Run the parsed command.
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Llms { json } => llms::run(json),
+        Command::Measure(a) => measure::run(a),
+        Command::Merge(a) => merge::run(a),
     }
 }

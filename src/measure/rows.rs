@@ -5,7 +5,7 @@
 //! for why that matters under kill -9); polars is used for Parquet and for reading foreign files.
 
 use anyhow::{bail, Context, Result};
-use polars::prelude::*;
+use polars::prelude::{Column, DataFrame, DataType};
 
 /// Column order of every file `measure` writes. The first 21 are DESIGN's, in DESIGN's order.
 pub const COLUMNS: [&str; 29] = [
@@ -284,7 +284,7 @@ pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)>
     for n in &names {
         let c = df.column(n)?.cast(&DataType::String).with_context(|| format!("{file}: column {n} cannot be read as text"))?;
         let ca = c.str()?;
-        text.push(ca.into_iter().map(|v| v.map(|s| s.to_string())).collect());
+        text.push((0..ca.len()).map(|i| ca.get(i).map(|s| s.to_string())).collect());
     }
     let mut rows = Vec::new();
     for i in 0..df.height() {

@@ -15,7 +15,7 @@
 
 use super::rows::{csv_header, from_frame, parse_csv, to_frame, Key, Row, COLUMNS};
 use anyhow::{bail, Context, Result};
-use polars::prelude::*;
+use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
