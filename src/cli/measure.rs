@@ -13,30 +13,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
+#[command(args_override_self = true)]
 pub struct MeasureArgs {
     /// LLM(s): catalog name or config.json / checkpoint directory, comma-separated.
     #[arg(long, default_value = "llama-3.2-1b")]
     pub llm: String,
     /// Input lengths n, comma-separated.
-    #[arg(long, default_value = "64,128,256,512,1024,2048,4096")]
+    #[arg(long, default_value = "64,128,256,512,1024,2048,4096", allow_hyphen_values = true)]
     pub inputs: String,
     /// Output lengths m, comma-separated.
-    #[arg(long, default_value = "64,128,256,512,1024,2048,4096")]
+    #[arg(long, default_value = "64,128,256,512,1024,2048,4096", allow_hyphen_values = true)]
     pub outputs: String,
     /// Requests R submitted at once, comma-separated.
-    #[arg(long, default_value = "1000")]
+    #[arg(long, default_value = "1000", allow_hyphen_values = true)]
     pub requests: String,
     /// In-flight batch bound(s), comma-separated.
-    #[arg(long, default_value = "1024")]
+    #[arg(long, default_value = "1024", allow_hyphen_values = true)]
     pub max_batch_size: String,
     /// Tokens per engine step.
-    #[arg(long, default_value = "8192")]
+    #[arg(long, default_value = "8192", allow_hyphen_values = true)]
     pub max_num_tokens: String,
     /// Dtype(s): bf16, fp16, fp32, comma-separated.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
     /// Measurements per point.
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
     pub repeats: String,
     /// Output file (.csv or .parquet; Parquet keeps a .journal.csv beside it).
     #[arg(long, default_value = "measurements.csv")]
@@ -48,25 +49,25 @@ pub struct MeasureArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Power / clock / temperature sampling period in milliseconds.
-    #[arg(long, default_value = "100")]
+    #[arg(long, default_value = "100", allow_hyphen_values = true)]
     pub sample_ms: String,
     /// Seconds of idle power measured just before each point (0: one sample).
-    #[arg(long, default_value = "1")]
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
     pub idle_s: String,
     /// Minimum window length; shorter points are repeated inside the window.
-    #[arg(long, default_value = "5")]
+    #[arg(long, default_value = "5", allow_hyphen_values = true)]
     pub min_window_s: String,
     /// Also measure each point's prefill alone (m = 1): prefill_energy_j, decode_energy_j.
     #[arg(long)]
     pub phases: bool,
     /// GPUs to use, one worker each (NVML indices), comma-separated.
-    #[arg(long, default_value = "0")]
+    #[arg(long, default_value = "0", allow_hyphen_values = true)]
     pub gpus: String,
     /// Take every N-th point starting at I (0 <= I < N), for splitting a sweep over hosts.
     #[arg(long)]
     pub shard: Option<String>,
     /// GPU memory for --dry-run feasibility when no GPU is readable (GiB).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub gpu_mem_gib: Option<String>,
     /// No progress bar.
     #[arg(long)]
