@@ -36,7 +36,7 @@ fn axes_multiply_and_repeats_are_distinct_points() {
         repeats: 3,
     };
     let pts = g.points();
-    assert_eq!(pts.len(), 2 * 2 * 1 * 2 * 2 * 2 * 3);
+    assert_eq!(pts.len(), 2 * 2 * 2 * 2 * 2 * 3 /* llms, inputs, requests, mbs, dtypes, repeats; one output */);
     assert_eq!(pts.iter().collect::<HashSet<_>>().len(), pts.len());
     // LLM outermost: all of the first LLM's points come first (one load per LLM).
     assert!(pts[..pts.len() / 2].iter().all(|p| p.llm == "llama-3.2-1b"));

@@ -139,8 +139,8 @@ fn merge_dedupes_prefers_ok_and_refuses_conflicts() {
     let rows = read_rows(&out).unwrap();
     assert_eq!(rows.iter().filter(|r| r.status == "ok").count(), 3);
     // Existing --out is refused unless forced; an input as --out always.
-    assert!(merge_files(&[a.clone()], &out, false).unwrap_err().to_string().contains("--force"));
-    assert!(merge_files(&[a.clone()], &a, true).is_err());
+    assert!(merge_files(std::slice::from_ref(&a), &out, false).unwrap_err().to_string().contains("--force"));
+    assert!(merge_files(std::slice::from_ref(&a), &a, true).is_err());
     // Two different ok rows of one point: refused, naming the point and both files.
     let c = write("c.csv", &[row(64, 64, Some(1.5), "ok")]);
     let e = merge_files(&[a.clone(), c.clone()], &dir.path().join("x.csv"), false).unwrap_err().to_string();

@@ -22,7 +22,7 @@ pub enum Command {
         json: bool,
     },
     /// Measure the GPU energy of a grid of (input_tokens, output_tokens) points.
-    Measure(measure::MeasureArgs),
+    Measure(Box<measure::MeasureArgs>),
     /// Combine measurement files (e.g. shards), refusing conflicting duplicates.
     Merge(merge::MergeArgs),
 }
@@ -31,7 +31,7 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Llms { json } => llms::run(json),
-        Command::Measure(a) => measure::run(a),
+        Command::Measure(a) => measure::run(*a),
         Command::Merge(a) => merge::run(a),
     }
 }

@@ -287,6 +287,7 @@ pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)>
         text.push((0..ca.len()).map(|i| ca.get(i).map(|s| s.to_string())).collect());
     }
     let mut rows = Vec::new();
+    #[allow(clippy::needless_range_loop)] // i indexes every column of `text`
     for i in 0..df.height() {
         let get = |c: &str| names.iter().position(|n| n == c).and_then(|j| text[j][i].clone());
         rows.push(Row::from_fields(&get, &format!("{file}: row {}", i + 1))?);
