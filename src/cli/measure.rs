@@ -157,6 +157,15 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         return Ok(());
     }
     let meters = meters?;
+    if standin.is_none() {
+        // --gpus are NVML indices; make CUDA number the GPUs the same way (PCI bus order).
+        if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+            std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+        }
+        if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() {
+            eprintln!("warning: CUDA_VISIBLE_DEVICES is set; --gpus are NVML indices and CUDA may number the GPUs differently");
+        }
+    }
     let writer = Writer::open(&a.out, a.resume)?;
     let before = points.len();
     points.retain(|p| !writer.done().contains(&key_of(p, &cost)));
@@ -181,5 +190,5 @@ pub fn run(a: MeasureArgs) -> Result<()> {
 
 /// The real workload: the engine on GPU `gpu`.
 fn engine_workload(gpu: u32) -> Result<Box<dyn crate::measure::Workload>> {
-    bail!("GPU {gpu}: the engine adapter is not built yet (src/engine has no run API on this branch)")
+    Ok(Box::new(crate::measure::engine_workload::EngineWorkload::new(gpu)))
 }
