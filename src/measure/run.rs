@@ -60,13 +60,23 @@ pub fn run_sweep(
     opts: &RunOpts,
 ) -> Result<Summary> {
     let t0 = Instant::now();
-    let bar = if opts.progress { ProgressBar::new(points.len() as u64) } else { ProgressBar::hidden() };
+    // The bar advances by each point's estimated window (roofline, at least min_window_s), so its
+    // ETA is meaningful although points differ in length by 1000×; its message counts points.
+    let mem = meters.first().map(|m| m.info()).transpose()?.map(|i| i.memory_total_bytes).unwrap_or(80 << 30);
+    let weight = |p: &Point| -> u64 {
+        let est = if cost.feasible(p, mem).is_ok() { cost.estimate_s(p, mem).unwrap_or(0.0) } else { 0.0 };
+        (est.max(opts.min_window_s).max(0.1) * 1000.0) as u64
+    };
+    let weighted: VecDeque<(Point, u64)> = points.into_iter().map(|p| { let w = weight(&p); (p, w) }).collect();
+    let total_points = weighted.len();
+    let bar = if opts.progress { ProgressBar::new(weighted.iter().map(|(_, w)| w).sum()) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} points, ETA {eta_precise}  {msg}")
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent}% (by estimated time), ETA {eta_precise}  {msg}")
             .expect("static template")
             .progress_chars("=> "),
     );
-    let queue = Mutex::new(points.into_iter().collect::<VecDeque<_>>());
+    bar.set_message(format!("0/{total_points} points"));
+    let queue = Mutex::new(weighted);
     let writer = Mutex::new(writer);
     let summary = Mutex::new(Summary::default());
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
@@ -79,21 +89,21 @@ pub fn run_sweep(
                     let mut work = factory(info.index).with_context(|| format!("starting the workload on GPU {}", info.index))?;
                     let engine = work.engine();
                     loop {
-                        let Some(p) = queue.lock().unwrap().pop_front() else { return Ok(()) };
+                        let Some((p, w)) = queue.lock().unwrap().pop_front() else { return Ok(()) };
                         let row = measure_point(&p, meter.clone(), &info, &engine, work.as_mut(), cost, opts);
                         let ok = row.status == "ok";
                         let msg = match (ok, row.energy_j, row.generated_tokens) {
-                            (true, Some(e), Some(t)) if e > 0.0 => format!("last: {} {:.2} tokens/J", p.label(), t as f64 / e),
-                            _ => format!("last: {} {}", p.label(), row.status),
+                            (true, Some(e), Some(t)) if e > 0.0 => format!("{} n={} m={}: {:.2} tokens/J", p.llm, p.input_tokens, p.output_tokens, t as f64 / e),
+                            _ => format!("{} n={} m={}: {}", p.llm, p.input_tokens, p.output_tokens, row.status),
                         };
                         let window = row.window_s.unwrap_or(0.0);
                         writer.lock().unwrap().append(row)?;
                         let mut sm = summary.lock().unwrap();
                         if ok { sm.ok += 1 } else { sm.skipped += 1 }
                         sm.windows_s += window;
+                        bar.set_message(format!("{}/{total_points} points, last: {msg}", sm.ok + sm.skipped));
                         drop(sm);
-                        bar.set_message(msg);
-                        bar.inc(1);
+                        bar.inc(w);
                     }
                 })
             })
