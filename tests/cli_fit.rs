@@ -138,6 +138,25 @@ fn reference_fits_reproduce_published_sweet_spots() {
     }
 }
 
+/// `import-reference` regenerates the shipped reference fits from the published table.
+#[test]
+fn import_reference_regenerates_shipped_fits() {
+    let d = tempfile::tempdir().unwrap();
+    let csv = repo().join("fits/reference/sweetspot-table5.csv");
+    let (ok, out, err) = run(d.path(), &["import-reference", csv.to_str().unwrap(), "--out", "ref"]);
+    assert!(ok && out.contains("wrote 13 reference fit files"), "{err}");
+    for llm in ["llama-3.2-1b", "gemma-2-9b"] {
+        let name = format!("{llm}.flops-mem.json");
+        let new = FitFile::read(&d.path().join("ref").join(&name)).unwrap();
+        let shipped = FitFile::read(&repo().join("fits/reference").join(&name)).unwrap();
+        assert_eq!(new, shipped);
+        let p = new.published.unwrap();
+        assert_eq!(p.engine, "TensorRT-LLM 0.21");
+        assert_eq!(new.sweet_spots[0].predicted_output_tokens.unwrap().round(), p.sweet_spot_estimated_output_tokens);
+    }
+    fails(d.path(), &["import-reference", "nope.csv"], &["nope.csv"]);
+}
+
 #[test]
 fn bad_inputs_name_what_and_where() {
     let d = tempfile::tempdir().unwrap();

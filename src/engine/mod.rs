@@ -1,1 +1,228 @@
-//! (being built)
+//! The inference engine: our own CUDA kernels (NVRTC), cuBLAS GEMMs, a paged KV cache and an
+//! in-flight batching scheduler with TensorRT-LLM semantics. `Engine::run` executes one grid point
+//! (R requests of n input and m output tokens) and reports what ran; it knows nothing of energy.
+
+pub mod device;
+pub mod forward;
+pub mod scheduler;
+pub mod selftest;
+mod selftest_attn;
+pub mod weights;
+
+pub use device::DType;
+pub use scheduler::{Limits, ReqLen, PAGE_SIZE};
+
+use crate::llm::LlmConfig;
+use anyhow::{bail, Context, Result};
+use device::Device;
+use forward::{Buffers, Model, MAX_PARTS};
+use rand::{Rng, SeedableRng};
+use scheduler::Scheduler;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Construction options.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub dtype: DType,
+    /// Fraction of the free GPU memory (after weights and activations) given to the KV cache.
+    pub kv_fraction: f64,
+    /// Seed of the random weights and of the random prompt tokens.
+    pub seed: u64,
+    /// Local HF checkpoint directory; None = random weights.
+    pub checkpoint: Option<PathBuf>,
+    /// Capacity: the largest max_batch_size / max_num_tokens a run may ask for.
+    pub max_batch_size: usize,
+    pub max_num_tokens: usize,
+    pub device: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0 }
+    }
+}
+
+/// One grid point: `requests` identical requests, all submitted at t = 0.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    pub requests: usize,
+    pub input_tokens: usize,
+    pub output_tokens: usize,
+    pub max_batch_size: usize,
+    pub max_num_tokens: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct IterationStats {
+    pub prefill_tokens: usize,
+    pub decode_tokens: usize,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunStats {
+    pub generated_tokens: usize,
+    pub wall_s: f64,
+    pub iterations: Vec<IterationStats>,
+}
+
+/// A request with explicit prompt tokens (HF comparison, tests).
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub prompt: Vec<u32>,
+    pub output_tokens: usize,
+}
+
+/// Result of `run_requests`: stats, every request's generated ids, and optionally the logits of
+/// every generated token (request → step → vocab), for checking against a reference.
+pub struct RunOutput {
+    pub stats: RunStats,
+    pub tokens: Vec<Vec<u32>>,
+    pub logits: Option<Vec<Vec<Vec<f32>>>>,
+}
+
+pub struct Engine {
+    model: Model,
+    seed: u64,
+    runs: u64,
+}
+
+impl Engine {
+    pub fn new(cfg: &LlmConfig, opts: EngineOptions) -> Result<Engine> {
+        Model::check_supported(cfg)?;
+        if !(0.0..=1.0).contains(&opts.kv_fraction) || opts.kv_fraction == 0.0 {
+            bail!("--kv-fraction {} must be in (0, 1]", opts.kv_fraction);
+        }
+        let mut dev = Device::new(opts.device)?;
+        let dt = opts.dtype;
+        let w = match &opts.checkpoint {
+            Some(dir) => weights::load(&dev, cfg, dt, dir).with_context(|| format!("loading checkpoint {}", dir.display()))?,
+            None => weights::random(&mut dev, cfg, dt, opts.seed)?,
+        };
+        let (tm, sm) = (opts.max_num_tokens, opts.max_batch_size);
+        let c = cfg;
+        let e = dt.bytes();
+        let up_rows = if c.ffn.gated() { 2 * c.ffn_dim } else { c.ffn_dim };
+        let max_pages_per_seq = c.max_positions.div_ceil(PAGE_SIZE);
+        let meta_ints = 3 * tm + 6 * (tm + MAX_PARTS + sm) + 3 * sm + 3 * sm + 64;
+        let a = |n: usize| dev.alloc(n);
+        let mut b = Buffers {
+            resid: a(tm * c.hidden * e)?,
+            xn: a(tm * c.hidden * e)?,
+            qkv: a(tm * (c.q_dim() + 2 * c.kv_dim()) * e)?,
+            q: a(tm * c.q_dim() * e)?,
+            attn: a(tm * c.q_dim() * e)?,
+            tmp: a(tm * c.hidden * e)?,
+            up: a(tm * up_rows * e)?,
+            act: a(tm * c.ffn_dim * e)?,
+            xs: a(sm * c.hidden * e)?,
+            logits: a(sm * c.vocab * e)?,
+            meta: a(meta_ints * 4)?,
+            next_tok: a(sm * 4)?,
+            part_o: a(MAX_PARTS * c.heads * c.head_dim * 4)?,
+            part_ml: a(MAX_PARTS * c.heads * 2 * 4)?,
+            inv_freq: a(c.head_dim / 2 * 4)?,
+            block_table: a(sm * max_pages_per_seq * 4)?,
+            kv: device::DevBuf { ptr: 0, bytes: 0 },
+        };
+        dev.upload(b.inv_freq.ptr, &forward::inv_freq(c))?;
+        dev.upload(b.next_tok.ptr, &vec![0i32; sm])?;
+        dev.upload(b.block_table.ptr, &vec![0i32; sm * max_pages_per_seq])?;
+        dev.sync()?;
+        let (free, _total) = dev.mem_info()?;
+        let headroom = 512usize << 20; // cuBLAS workspaces, module, fragmentation
+        let page_all_layers = 2 * c.layers * c.kv_heads * PAGE_SIZE * c.head_dim * e;
+        let kv_bytes = (free.saturating_sub(headroom) as f64 * opts.kv_fraction) as usize;
+        let total_pages = kv_bytes / page_all_layers;
+        if total_pages == 0 {
+            bail!("too little GPU memory for a KV cache: {:.1} GiB free after weights", free as f64 / (1u64 << 30) as f64);
+        }
+        b.kv = dev.alloc(total_pages * page_all_layers)?;
+        let sms = dev
+            .ctx
+            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| anyhow::anyhow!("device attribute: {e:?}"))? as usize;
+        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, probe: None };
+        Ok(Engine { model, seed: opts.seed, runs: 0 })
+    }
+
+    pub fn config(&self) -> &LlmConfig {
+        &self.model.cfg
+    }
+    pub fn device_name(&self) -> &str {
+        &self.model.dev.name
+    }
+    /// Tokens the KV cache holds.
+    pub fn kv_capacity_tokens(&self) -> usize {
+        self.model.total_pages * PAGE_SIZE
+    }
+    pub fn nvrtc_ms(&self) -> f64 {
+        self.model.dev.nvrtc_ms
+    }
+    pub fn model_mut(&mut self) -> &mut Model {
+        &mut self.model
+    }
+
+    /// One grid point with random prompt tokens.
+    pub fn run(&mut self, spec: &RunSpec) -> Result<RunStats> {
+        self.runs += 1;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ (self.runs << 32));
+        let vocab = self.model.cfg.vocab as u32;
+        let reqs: Vec<Request> = (0..spec.requests)
+            .map(|_| Request { prompt: (0..spec.input_tokens).map(|_| rng.random_range(0..vocab)).collect(), output_tokens: spec.output_tokens })
+            .collect();
+        let limits = Limits { max_batch_size: spec.max_batch_size, max_num_tokens: spec.max_num_tokens };
+        Ok(self.run_requests(&reqs, limits, false)?.stats)
+    }
+
+    /// Run explicit requests to completion.
+    pub fn run_requests(&mut self, reqs: &[Request], limits: Limits, capture_logits: bool) -> Result<RunOutput> {
+        let m = &mut self.model;
+        let c = m.cfg.clone();
+        if limits.max_batch_size > m.max_seqs || limits.max_num_tokens > m.max_tokens {
+            bail!("limits {limits:?} exceed the engine capacity (max_batch_size {}, max_num_tokens {}); create the engine with larger EngineOptions", m.max_seqs, m.max_tokens);
+        }
+        for (i, r) in reqs.iter().enumerate() {
+            let len = r.prompt.len() + r.output_tokens;
+            if len > c.max_positions {
+                bail!("request {i}: input_tokens + output_tokens = {len} exceeds {}'s max positions {}", c.name, c.max_positions);
+            }
+            if let Some(t) = r.prompt.iter().find(|&&t| t as usize >= c.vocab) {
+                bail!("request {i}: token id {t} outside the vocabulary ({})", c.vocab);
+            }
+        }
+        let lens: Vec<ReqLen> = reqs.iter().map(|r| ReqLen { input_tokens: r.prompt.len(), output_tokens: r.output_tokens }).collect();
+        let mut sched = Scheduler::new(lens, limits, m.total_pages)?;
+        let mut out_base = Vec::with_capacity(reqs.len());
+        let mut total = 0usize;
+        for r in reqs {
+            out_base.push(total);
+            total += r.output_tokens;
+        }
+        let out = m.dev.alloc(total * 4)?;
+        let prompt = |r: usize, i: usize| reqs[r].prompt[i] as i32;
+        let mut logits: Option<Vec<Vec<Vec<f32>>>> = capture_logits.then(|| reqs.iter().map(|r| Vec::with_capacity(r.output_tokens)).collect());
+        m.dev.sync()?;
+        let t0 = Instant::now();
+        let mut iterations = Vec::new();
+        while let Some(it) = sched.next_iteration() {
+            m.set_block_tables(&it)?;
+            let step = m.plan(&it, &prompt, &out_base);
+            m.forward(&step, out.ptr)?;
+            iterations.push(IterationStats { prefill_tokens: it.prefill_tokens(), decode_tokens: it.decode.len() });
+            if let Some(lg) = logits.as_mut() {
+                let ns = step.sample_rows.len();
+                let raw: Vec<u16> = m.dev.download(m.b.logits.ptr, ns * c.vocab)?;
+                let reqs_in_order = it.prefill.iter().map(|p| p.req).chain(it.decode.iter().map(|d| d.req));
+                for (k, r) in reqs_in_order.enumerate() {
+                    lg[r].push(raw[k * c.vocab..(k + 1) * c.vocab].iter().map(|&b| m.dt.decode(b)).collect());
+                }
+            }
+        }
+        m.dev.sync().context("running the batch")?;
+        let wall_s = t0.elapsed().as_secs_f64();
+        let ids: Vec<i32> = m.dev.download(out.ptr, total)?;
+        let tokens = reqs.iter().enumerate().map(|(i, r)| ids[out_base[i]..out_base[i] + r.output_tokens].iter().map(|&x| x as u32).collect()).collect();
+        Ok(RunOutput { stats: RunStats { generated_tokens: total, wall_s, iterations }, tokens, logits })
+    }
+}

@@ -1,1 +1,173 @@
-//! (being built)
+//! Architecture description of the LLMs the engine runs: the catalog of DESIGN, HF `config.json`
+//! parsing, and the roofline numbers (parameters, FLOPs and bytes of prefill and decode).
+//!
+//! One `LlmConfig` carries every switch the engine needs for all five architectures (llama, qwen2,
+//! opt, falcon, gemma2), so part 2 adds kernels, not a second config type.
+
+mod catalog;
+mod cost;
+mod hf;
+
+pub use catalog::{catalog, catalog_names, resolve_llm};
+pub use cost::{Cost, DEFAULT_DTYPE_BYTES};
+pub use hf::{parse_hf_config, read_hf_config};
+
+use serde::{Deserialize, Serialize};
+
+/// Architecture family (HF `model_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    Llama,
+    Qwen2,
+    Opt,
+    Falcon,
+    Gemma2,
+}
+
+impl Arch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Opt => "opt",
+            Arch::Falcon => "falcon",
+            Arch::Gemma2 => "gemma2",
+        }
+    }
+}
+
+/// Normalisation layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Norm {
+    /// `x / rms(x) * w`.
+    RmsNorm,
+    /// Gemma's RMSNorm: `x / rms(x) * (1 + w)`.
+    RmsNormPlusOne,
+    /// `(x - mean) / std * w + b`.
+    LayerNorm,
+}
+
+/// Feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ffn {
+    /// `down(silu(gate(x)) * up(x))` (llama, qwen2).
+    SwiGlu,
+    /// `down(gelu_tanh(gate(x)) * up(x))` (gemma2).
+    GeGluTanh,
+    /// `fc2(relu(fc1(x)))` (opt).
+    Relu,
+    /// `fc2(gelu(fc1(x)))`, exact erf GELU (falcon).
+    Gelu,
+}
+
+impl Ffn {
+    /// Gated FFNs have three matrices (gate, up, down), plain ones two.
+    pub fn gated(self) -> bool {
+        matches!(self, Ffn::SwiGlu | Ffn::GeGluTanh)
+    }
+}
+
+/// RoPE frequency scaling (HF `rope_scaling`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum RopeScaling {
+    /// Llama 3 piecewise scaling of the inverse frequencies.
+    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_positions: usize },
+    /// Positions divided by `factor`.
+    Linear { factor: f64 },
+}
+
+/// How positions enter the model.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Positional {
+    /// Rotary, rotate-half convention, on the full head dimension.
+    Rope { theta: f64, scaling: Option<RopeScaling> },
+    /// Learned absolute position table, looked up at `position + offset` (OPT: offset 2).
+    Learned { offset: usize },
+    /// ALiBi attention bias (falcon-rw).
+    Alibi,
+}
+
+/// Gemma-2 extras.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GemmaExtras {
+    /// Attention logits: `cap * tanh(s / cap)` (50).
+    pub attn_softcap: f32,
+    /// Final logits: `cap * tanh(z / cap)` (30).
+    pub final_softcap: f32,
+    /// Sliding window on alternating layers (even layers 0, 2, ... are local, as in HF).
+    pub sliding_window: usize,
+    /// Query scale is `query_pre_attn_scalar^-0.5` instead of `head_dim^-0.5`.
+    pub query_pre_attn_scalar: f64,
+}
+
+/// Everything the engine and the roofline counts need about one LLM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlmConfig {
+    pub name: String,
+    pub arch: Arch,
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn_dim: usize,
+    pub vocab: usize,
+    /// Longest sequence (n + m) the engine accepts.
+    pub max_positions: usize,
+    pub norm: Norm,
+    pub norm_eps: f64,
+    pub ffn: Ffn,
+    pub positional: Positional,
+    /// Bias on q, k, v projections.
+    pub qkv_bias: bool,
+    /// Bias on the attention output projection.
+    pub o_bias: bool,
+    /// Bias on the FFN matrices.
+    pub mlp_bias: bool,
+    /// LM head shares the embedding matrix.
+    pub tied_embeddings: bool,
+    /// Embeddings multiplied by sqrt(hidden) (gemma).
+    pub embed_scale: bool,
+    /// Extra norms after attention and after the FFN (gemma2: 4 norms per layer).
+    pub post_norms: bool,
+    pub gemma: Option<GemmaExtras>,
+}
+
+impl LlmConfig {
+    /// Query heads per KV head (GQA group size).
+    pub fn group_size(&self) -> usize {
+        self.heads / self.kv_heads.max(1)
+    }
+    /// Width of the attention projection outputs.
+    pub fn q_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+    /// Shape checks shared by the catalog and config.json parsing.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let n = &self.name;
+        for (field, v) in [
+            ("hidden_size", self.hidden),
+            ("num_hidden_layers", self.layers),
+            ("num_attention_heads", self.heads),
+            ("num_key_value_heads", self.kv_heads),
+            ("head_dim", self.head_dim),
+            ("intermediate_size", self.ffn_dim),
+            ("vocab_size", self.vocab),
+            ("max_position_embeddings", self.max_positions),
+        ] {
+            anyhow::ensure!(v > 0, "LLM {n}: {field} must be > 0, got {v}");
+        }
+        anyhow::ensure!(
+            self.heads % self.kv_heads == 0,
+            "LLM {n}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+            self.heads,
+            self.kv_heads
+        );
+        anyhow::ensure!(self.head_dim % 2 == 0, "LLM {n}: head_dim {} must be even", self.head_dim);
+        Ok(())
+    }
+}

@@ -1,0 +1,194 @@
+//! `energy-fit measure`: plan a sweep, print it (`--dry-run`) or run it, appending one durable row
+//! per point to `--out` and continuing a previous file with `--resume`.
+
+use crate::measure::cost::RooflineCost;
+use crate::measure::plan::{dry_run_table, parse_list, Grid, Shard};
+use crate::measure::run::{key_of, run_sweep, RunOpts, WorkloadFactory};
+use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
+use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Writer};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+#[command(args_override_self = true)]
+pub struct MeasureArgs {
+    /// LLM(s): catalog name or config.json / checkpoint directory, comma-separated.
+    #[arg(long, default_value = "llama-3.2-1b")]
+    pub llm: String,
+    /// Input lengths n, comma-separated.
+    #[arg(long, default_value = "64,128,256,512,1024,2048,4096", allow_hyphen_values = true)]
+    pub inputs: String,
+    /// Output lengths m, comma-separated.
+    #[arg(long, default_value = "64,128,256,512,1024,2048,4096", allow_hyphen_values = true)]
+    pub outputs: String,
+    /// Requests R submitted at once, comma-separated.
+    #[arg(long, default_value = "1000", allow_hyphen_values = true)]
+    pub requests: String,
+    /// In-flight batch bound(s), comma-separated.
+    #[arg(long, default_value = "1024", allow_hyphen_values = true)]
+    pub max_batch_size: String,
+    /// Tokens per engine step.
+    #[arg(long, default_value = "8192", allow_hyphen_values = true)]
+    pub max_num_tokens: String,
+    /// Dtype(s): bf16, fp16, fp32, comma-separated.
+    #[arg(long, default_value = "bf16")]
+    pub dtype: String,
+    /// Measurements per point.
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
+    pub repeats: String,
+    /// Output file (.csv or .parquet; Parquet keeps a .journal.csv beside it).
+    #[arg(long, default_value = "measurements.csv")]
+    pub out: PathBuf,
+    /// Continue --out, skipping points already in it.
+    #[arg(long)]
+    pub resume: bool,
+    /// Print the plan, feasibility and roofline duration estimates; measure nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Power / clock / temperature sampling period in milliseconds.
+    #[arg(long, default_value = "100", allow_hyphen_values = true)]
+    pub sample_ms: String,
+    /// Seconds of idle power measured just before each point (0: one sample).
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
+    pub idle_s: String,
+    /// Minimum window length; shorter points are repeated inside the window.
+    #[arg(long, default_value = "5", allow_hyphen_values = true)]
+    pub min_window_s: String,
+    /// Also measure each point's prefill alone (m = 1): prefill_energy_j, decode_energy_j.
+    #[arg(long)]
+    pub phases: bool,
+    /// GPUs to use, one worker each (NVML indices), comma-separated.
+    #[arg(long, default_value = "0", allow_hyphen_values = true)]
+    pub gpus: String,
+    /// Take every N-th point starting at I (0 <= I < N), for splitting a sweep over hosts.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// GPU memory for --dry-run feasibility when no GPU is readable (GiB).
+    #[arg(long, allow_hyphen_values = true)]
+    pub gpu_mem_gib: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T> {
+    v.trim().parse().map_err(|_| anyhow::anyhow!("{flag}: {v:?} is not a valid number"))
+}
+
+fn pos_f64(flag: &str, v: &str, allow_zero: bool) -> Result<f64> {
+    let x: f64 = num(flag, v)?;
+    if !x.is_finite() || x < 0.0 || (!allow_zero && x == 0.0) {
+        bail!("{flag}: must be {}, got {v:?}", if allow_zero { ">= 0" } else { "> 0" });
+    }
+    Ok(x)
+}
+
+fn grid(a: &MeasureArgs) -> Result<Grid> {
+    let list = |s: &str| s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect::<Vec<_>>();
+    let mnt = parse_list("--max-num-tokens", &a.max_num_tokens)?;
+    if mnt.len() != 1 {
+        bail!("--max-num-tokens: one value expected, got {:?}", a.max_num_tokens);
+    }
+    let repeats: u64 = num("--repeats", &a.repeats)?;
+    let g = Grid {
+        llms: list(&a.llm),
+        inputs: parse_list("--inputs", &a.inputs)?,
+        outputs: parse_list("--outputs", &a.outputs)?,
+        requests: parse_list("--requests", &a.requests)?,
+        max_batch_sizes: parse_list("--max-batch-size", &a.max_batch_size)?,
+        max_num_tokens: mnt[0],
+        dtypes: list(&a.dtype),
+        repeats,
+    };
+    g.validate()?;
+    Ok(g)
+}
+
+pub fn run(a: MeasureArgs) -> Result<()> {
+    let g = grid(&a)?;
+    let gpus = a
+        .gpus
+        .split(',')
+        .map(|t| t.trim().parse::<u32>().map_err(|_| anyhow::anyhow!("--gpus: {t:?} is not a GPU index (in {:?})", a.gpus)))
+        .collect::<Result<Vec<u32>>>()?;
+    if gpus.iter().collect::<std::collections::HashSet<_>>().len() != gpus.len() {
+        bail!("--gpus: {:?} lists a GPU twice", a.gpus);
+    }
+    let shard: Option<Shard> = a.shard.as_deref().map(str::parse).transpose()?;
+    let opts = RunOpts {
+        sample: Duration::from_millis(num::<u64>("--sample-ms", &a.sample_ms).and_then(|v| if v == 0 { bail!("--sample-ms: must be > 0, got 0") } else { Ok(v) })?),
+        idle_s: pos_f64("--idle-s", &a.idle_s, true)?,
+        min_window_s: pos_f64("--min-window-s", &a.min_window_s, true)?,
+        phases: a.phases,
+        progress: !a.quiet,
+    };
+    let gpu_mem_override = a.gpu_mem_gib.as_deref().map(|v| pos_f64("--gpu-mem-gib", v, false)).transpose()?.map(|g| (g * (1u64 << 30) as f64) as u64);
+    crate::measure::writer::Format::of(&a.out)?;
+    let cost = RooflineCost;
+    for l in &g.llms {
+        cost.llm_name(l)?;
+    }
+    let mut points = g.points();
+    if let Some(s) = shard {
+        points = s.take(points);
+    }
+
+    // Meters first: no GPU, no NVML or a refused reading stops here, before any work.
+    let standin = std::env::var(STANDIN_ENV).ok().map(|s| StandinConfig::parse(&s)).transpose()?;
+    let meters: Result<Vec<Arc<dyn EnergyMeter>>> = match &standin {
+        Some(c) => StandinMeter::open_all(c, &gpus).map(|v| v.into_iter().map(|m| Arc::new(m) as Arc<dyn EnergyMeter>).collect()),
+        None => NvmlMeter::open_all(&gpus).map(|v| v.into_iter().map(|m| Arc::new(m) as Arc<dyn EnergyMeter>).collect()),
+    };
+
+    if a.dry_run {
+        let (mem, src) = match (gpu_mem_override, &meters) {
+            (Some(m), _) => (m, "--gpu-mem-gib".to_string()),
+            (None, Ok(ms)) => {
+                let i = ms[0].info()?;
+                (i.memory_total_bytes, format!("{} (GPU {})", i.name, i.index))
+            }
+            (None, Err(_)) => (80u64 << 30, "assumed 80 GiB H100 (no GPU readable; set --gpu-mem-gib)".to_string()),
+        };
+        println!("plan: {} points{}; memory from {src}", points.len(), shard.map(|s| format!(" (shard {}/{})", s.index, s.count)).unwrap_or_default());
+        print!("{}", dry_run_table(&points, &cost, mem, opts.min_window_s)?);
+        return Ok(());
+    }
+    let meters = meters?;
+    if standin.is_none() {
+        // --gpus are NVML indices; make CUDA number the GPUs the same way (PCI bus order).
+        if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+            std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+        }
+        if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() {
+            eprintln!("warning: CUDA_VISIBLE_DEVICES is set; --gpus are NVML indices and CUDA may number the GPUs differently");
+        }
+    }
+    let writer = Writer::open(&a.out, a.resume)?;
+    let before = points.len();
+    points.retain(|p| !writer.done().contains(&key_of(p, &cost)));
+    if a.resume {
+        eprintln!("resume: {} of {before} points already in {}, {} to go", before - points.len(), a.out.display(), points.len());
+    }
+    let factory: Box<WorkloadFactory> = match standin {
+        Some(c) => Box::new(move |_gpu| Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)),
+        None => Box::new(engine_workload),
+    };
+    let s = run_sweep(points, meters, factory.as_ref(), &cost, writer, &opts).with_context(|| format!("measuring into {}", a.out.display()))?;
+    eprintln!(
+        "done: {} ok, {} skipped; wall {:.1} s, sum of measured windows {:.1} s; rows in {}",
+        s.ok,
+        s.skipped,
+        s.wall_s,
+        s.windows_s,
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// The real workload: the engine on GPU `gpu`.
+fn engine_workload(gpu: u32) -> Result<Box<dyn crate::measure::Workload>> {
+    Ok(Box::new(crate::measure::engine_workload::EngineWorkload::new(gpu)))
+}

@@ -1,0 +1,128 @@
+//! `energy-fit selftest`: every engine kernel against its CPU reference on fresh random inputs,
+//! then a random-weights forward of a catalog LLM checking that activations stay finite and
+//! non-degenerate through every layer. Also the hidden engine commands `engine-run` (one grid
+//! point, tokens/s) and `engine-dump` (tokens and logits for the HF comparison).
+
+use crate::engine::selftest::Tester;
+use crate::engine::{DType, Engine, EngineOptions, Limits, Request, RunSpec};
+use crate::llm::{read_hf_config, resolve_llm};
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+
+pub fn run(dtypes: &str, llm: &str, seed: u64) -> Result<()> {
+    let dts: Vec<DType> = if dtypes == "all" { vec![DType::Bf16, DType::F16] } else { vec![DType::parse(dtypes)?] };
+    let mut failed = 0;
+    for &dt in &dts {
+        let mut t = Tester::new(dt, seed)?;
+        println!("GPU: {} ({}), NVRTC compile {:.0} ms, dtype {:?}", t.dev.name, t.dev.arch, t.dev.nvrtc_ms, dt);
+        println!("CUDA libraries loaded: {}", loaded_cuda_libs().join(", "));
+        t.run_all()?;
+        for c in &t.checks {
+            println!("{:<4} {:<80} rel_err {:>10.3e} (tol {:.1e})", if c.ok { "ok" } else { "FAIL" }, c.name, c.rel_err, c.tol);
+            failed += (!c.ok) as usize;
+        }
+        println!("{} kernel checks, {} failed ({:?})", t.checks.len(), t.checks.iter().filter(|c| !c.ok).count(), dt);
+    }
+    failed += model_check(llm, seed)?;
+    if failed > 0 {
+        bail!("selftest: {failed} checks failed");
+    }
+    println!("selftest: all checks passed");
+    Ok(())
+}
+
+/// Paths of the CUDA libraries mapped into this process (Linux), to report which versions ran.
+fn loaded_cuda_libs() -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut v: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| ["libcuda.", "libnvrtc", "libcublas"].iter().any(|k| p.contains(k)))
+        .map(String::from)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Random-weights forward through every layer: finite, non-degenerate activations and logits.
+fn model_check(llm: &str, seed: u64) -> Result<usize> {
+    let cfg = resolve_llm(llm)?;
+    let opts = EngineOptions { seed, max_batch_size: 8, max_num_tokens: 1024, kv_fraction: 0.2, ..Default::default() };
+    let mut e = Engine::new(&cfg, opts)?;
+    e.model_mut().probe = Some(Vec::new());
+    let reqs: Vec<Request> = [5usize, 70, 300]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Request { prompt: (0..n).map(|j| ((i * 7919 + j * 104729) % cfg.vocab) as u32).collect(), output_tokens: 4 })
+        .collect();
+    let out = e.run_requests(&reqs, Limits { max_batch_size: 8, max_num_tokens: 1024 }, true)?;
+    let probe = e.model_mut().probe.take().unwrap_or_default();
+    let mut failed = 0;
+    let mut worst = (f64::INFINITY, 0f64);
+    for &(l, rms, mx, fin) in &probe {
+        worst = (worst.0.min(rms), worst.1.max(mx));
+        if !fin || !(1e-2..1e3).contains(&rms) || mx > 3e4 {
+            println!("FAIL {llm} layer {l}: rms {rms:.3e} max {mx:.3e} finite {fin}");
+            failed += 1;
+        }
+    }
+    let logits = out.logits.unwrap_or_default();
+    let flat: Vec<f32> = logits.iter().flatten().flatten().copied().collect();
+    let mean = flat.iter().map(|&x| x as f64).sum::<f64>() / flat.len().max(1) as f64;
+    let sd = (flat.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / flat.len().max(1) as f64).sqrt();
+    let distinct: std::collections::HashSet<u32> = out.tokens.iter().flatten().copied().collect();
+    let ok = flat.iter().all(|x| x.is_finite()) && sd > 1e-2 && distinct.len() > 1;
+    failed += (!ok) as usize;
+    println!(
+        "{:<4} {llm} random weights, {} layer probes: residual rms >= {:.3e}, max |x| {:.3e}; logits sd {sd:.3}, {} distinct tokens of {}",
+        if failed == 0 { "ok" } else { "FAIL" },
+        probe.len(),
+        worst.0,
+        worst.1,
+        distinct.len(),
+        out.tokens.iter().map(|t| t.len()).sum::<usize>()
+    );
+    Ok(failed)
+}
+
+/// `engine-run`: one grid point with random weights and prompts; prints throughput.
+#[allow(clippy::too_many_arguments)]
+pub fn engine_run(llm: &str, requests: usize, n: usize, m: usize, mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>) -> Result<()> {
+    let cfg = resolve_llm(llm)?;
+    let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, ..Default::default() };
+    let t0 = std::time::Instant::now();
+    let mut e = Engine::new(&cfg, opts)?;
+    println!("{} on {}: engine ready in {:.2} s (NVRTC {:.0} ms), KV cache {} tokens", cfg.name, e.device_name(), t0.elapsed().as_secs_f64(), e.nvrtc_ms(), e.kv_capacity_tokens());
+    let warm = RunSpec { requests: 4.min(requests), input_tokens: n, output_tokens: 4.min(m), max_batch_size: mbs, max_num_tokens: mnt };
+    e.run(&warm).context("warm-up run")?;
+    let spec = RunSpec { requests, input_tokens: n, output_tokens: m, max_batch_size: mbs, max_num_tokens: mnt };
+    let s = e.run(&spec)?;
+    let pre: usize = s.iterations.iter().map(|i| i.prefill_tokens).sum();
+    println!(
+        "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations",
+        cfg.name,
+        s.generated_tokens,
+        s.wall_s,
+        s.generated_tokens as f64 / s.wall_s,
+        pre as f64 / s.wall_s,
+        s.iterations.len()
+    );
+    Ok(())
+}
+
+/// `engine-dump`: run prompts from a JSON file (list of token lists) on a checkpoint and write
+/// {"tokens": [[..]], "logits": [[[..]]]} (per request, per generated token).
+pub fn engine_dump(checkpoint: PathBuf, prompts: PathBuf, m: usize, out: PathBuf, dtype: &str) -> Result<()> {
+    let cfg = read_hf_config(&checkpoint.join("config.json"))?;
+    let text = std::fs::read_to_string(&prompts).with_context(|| format!("reading {}", prompts.display()))?;
+    let ps: Vec<Vec<u32>> = serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON list of token-id lists", prompts.display()))?;
+    let opts = EngineOptions { dtype: DType::parse(dtype)?, checkpoint: Some(checkpoint), max_batch_size: 64, max_num_tokens: 4096, kv_fraction: 0.1, ..Default::default() };
+    let mut e = Engine::new(&cfg, opts)?;
+    let reqs: Vec<Request> = ps.into_iter().map(|p| Request { prompt: p, output_tokens: m }).collect();
+    let o = e.run_requests(&reqs, Limits { max_batch_size: 64, max_num_tokens: 4096 }, true)?;
+    let j = serde_json::json!({ "tokens": o.tokens, "logits": o.logits, "iterations": o.stats.iterations });
+    std::fs::write(&out, serde_json::to_vec(&j)?).with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {} ({} requests, {} iterations)", out.display(), reqs.len(), o.stats.iterations.len());
+    Ok(())
+}

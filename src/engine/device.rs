@@ -1,0 +1,272 @@
+//! Device layer over cudarc: finds the CUDA libraries at run time (never panics when they are
+//! missing), creates the context, compiles the embedded kernels with NVRTC for the GPU present,
+//! owns raw device buffers and wraps kernel launches and cuBLAS GEMMs. Every CUDA call is checked.
+
+use anyhow::{anyhow, bail, Result};
+use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
+use cudarc::driver::{result as drv, sys as drv_sys, CudaContext, CudaFunction, CudaModule, CudaStream};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+const COMMON_CU: &str = include_str!("kernels/common.cu");
+const ATTENTION_CU: &str = include_str!("kernels/attention.cu");
+
+/// Storage type of weights, activations and the KV cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum DType {
+    Bf16,
+    F16,
+}
+
+impl DType {
+    pub fn bytes(self) -> usize {
+        2
+    }
+    /// Kernel-name suffix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DType::Bf16 => "bf16",
+            DType::F16 => "f16",
+        }
+    }
+    pub fn parse(s: &str) -> Result<DType> {
+        match s.to_ascii_lowercase().as_str() {
+            "bf16" | "bfloat16" => Ok(DType::Bf16),
+            "fp16" | "f16" | "float16" | "half" => Ok(DType::F16),
+            other => bail!("--dtype {other}: supported dtypes are bf16 and fp16"),
+        }
+    }
+    fn cuda(self) -> blas_sys::cudaDataType {
+        match self {
+            DType::Bf16 => blas_sys::cudaDataType::CUDA_R_16BF,
+            DType::F16 => blas_sys::cudaDataType::CUDA_R_16F,
+        }
+    }
+    /// Host f32 → storage bits.
+    pub fn encode(self, x: f32) -> u16 {
+        match self {
+            DType::Bf16 => half::bf16::from_f32(x).to_bits(),
+            DType::F16 => half::f16::from_f32(x).to_bits(),
+        }
+    }
+    pub fn decode(self, b: u16) -> f32 {
+        match self {
+            DType::Bf16 => half::bf16::from_bits(b).to_f32(),
+            DType::F16 => half::f16::from_bits(b).to_f32(),
+        }
+    }
+}
+
+/// Kernel argument (passed by value to cuLaunchKernel).
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    /// Device pointer (0 = null).
+    P(u64),
+    I(i32),
+    L(i64),
+    U(u64),
+    F(f32),
+}
+
+/// Raw device allocation, freed on drop.
+pub struct DevBuf {
+    pub ptr: u64,
+    pub bytes: usize,
+}
+
+impl Drop for DevBuf {
+    fn drop(&mut self) {
+        if self.ptr != 0 {
+            // SAFETY: ptr came from malloc_sync and is freed once.
+            let _ = unsafe { drv::free_sync(self.ptr) };
+        }
+    }
+}
+
+/// Directory holding cuda_bf16.h: CUDA_HOME, CUDA_PATH, then /usr/local/cuda.
+pub fn cuda_include_dir() -> Result<PathBuf> {
+    let mut tried = Vec::new();
+    for var in ["CUDA_HOME", "CUDA_PATH"] {
+        if let Ok(v) = std::env::var(var) {
+            tried.push(PathBuf::from(&v).join("include"));
+        }
+    }
+    tried.push(PathBuf::from("/usr/local/cuda/include"));
+    for d in &tried {
+        if d.join("cuda_bf16.h").exists() {
+            return Ok(d.clone());
+        }
+    }
+    bail!(
+        "CUDA headers not found: cuda_bf16.h is in none of {:?}; install the CUDA toolkit headers and set CUDA_HOME",
+        tried
+    )
+}
+
+/// Check that the driver, NVRTC and cuBLAS libraries can be loaded, without panicking.
+pub fn check_cuda_libraries() -> Result<()> {
+    // SAFETY: these only try dlopen on candidate names.
+    unsafe {
+        if !drv_sys::is_culib_present() {
+            bail!("no CUDA driver found: libcuda.so could not be loaded (is an NVIDIA driver installed and on LD_LIBRARY_PATH?)");
+        }
+        if !cudarc::nvrtc::sys::is_culib_present() {
+            bail!("no CUDA driver found: the driver is present but libnvrtc.so (CUDA 12 or 13) could not be loaded");
+        }
+        if !blas_sys::is_culib_present() {
+            bail!("no CUDA driver found: the driver is present but libcublas.so (CUDA 12 or 13) could not be loaded");
+        }
+    }
+    Ok(())
+}
+
+/// One GPU, one stream, the compiled kernels and a cuBLAS handle.
+pub struct Device {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    pub blas: CudaBlas,
+    _module: Arc<CudaModule>,
+    funcs: HashMap<String, CudaFunction>,
+    pub name: String,
+    pub arch: String,
+    pub nvrtc_ms: f64,
+}
+
+impl Device {
+    pub fn new(ordinal: usize) -> Result<Device> {
+        check_cuda_libraries()?;
+        let include = cuda_include_dir()?;
+        let ctx = CudaContext::new(ordinal).map_err(|e| anyhow!("no usable CUDA device {ordinal}: {e:?}"))?;
+        // SAFETY: the engine uses one stream; we order work ourselves.
+        unsafe { ctx.disable_event_tracking() };
+        let (maj, min) = ctx.compute_capability().map_err(|e| anyhow!("compute capability: {e:?}"))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let arch = format!("sm_{maj}{min}");
+        let t0 = std::time::Instant::now();
+        let src = format!("{COMMON_CU}\n{ATTENTION_CU}");
+        let opts = cudarc::nvrtc::CompileOptions {
+            include_paths: vec![include.to_string_lossy().into_owned()],
+            options: vec![format!("--gpu-architecture={arch}"), "-std=c++17".into()],
+            ..Default::default()
+        };
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
+            .map_err(|e| anyhow!("NVRTC failed to compile the engine kernels for {arch}: {e:?}"))?;
+        let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let module = ctx.load_module(ptx).map_err(|e| anyhow!("loading kernels: {e:?}"))?;
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| anyhow!("cuBLAS init: {e:?}"))?;
+        Ok(Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms })
+    }
+
+    /// (free, total) device memory in bytes.
+    pub fn mem_info(&self) -> Result<(usize, usize)> {
+        self.ctx.mem_get_info().map_err(|e| anyhow!("cuMemGetInfo: {e:?}"))
+    }
+
+    pub fn alloc(&self, bytes: usize) -> Result<DevBuf> {
+        if bytes == 0 {
+            return Ok(DevBuf { ptr: 0, bytes: 0 });
+        }
+        // SAFETY: plain cuMemAlloc; the context is current on this thread.
+        let ptr = unsafe { drv::malloc_sync(bytes) }
+            .map_err(|e| anyhow!("cuMemAlloc of {:.1} MiB failed: {e:?}", bytes as f64 / 1048576.0))?;
+        Ok(DevBuf { ptr, bytes })
+    }
+
+    /// Copy host bytes to a device address (stream ordered; the host slice may be reused at once).
+    pub fn upload<T: Copy>(&self, dst: u64, src: &[T]) -> Result<()> {
+        if src.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: dst holds at least size_of_val(src) bytes (callers size buffers).
+        unsafe { drv::memcpy_htod_async(dst, src, self.stream.cu_stream()) }.map_err(|e| anyhow!("copy to device: {e:?}"))
+    }
+
+    /// Copy device bytes to the host and wait for them.
+    pub fn download<T: Copy + Default>(&self, src: u64, n: usize) -> Result<Vec<T>> {
+        let mut v = vec![T::default(); n];
+        if n == 0 {
+            return Ok(v);
+        }
+        // SAFETY: src holds n elements of T.
+        unsafe { drv::memcpy_dtoh_async(&mut v[..], src, self.stream.cu_stream()) }
+            .map_err(|e| anyhow!("copy to host: {e:?}"))?;
+        self.sync()?;
+        Ok(v)
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.stream.synchronize().map_err(|e| anyhow!("CUDA error (stream synchronize): {e:?}"))
+    }
+
+    fn func(&mut self, name: &str) -> Result<CudaFunction> {
+        if let Some(f) = self.funcs.get(name) {
+            return Ok(f.clone());
+        }
+        let f = self._module.load_function(name).map_err(|e| anyhow!("kernel {name} not found: {e:?}"))?;
+        self.funcs.insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Launch kernel `name` and check the launch.
+    pub fn launch(&mut self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[Arg]) -> Result<()> {
+        if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
+            return Ok(());
+        }
+        let f = self.func(name)?;
+        let mut vals: Vec<Arg> = args.to_vec();
+        let mut ptrs: Vec<*mut c_void> = vals
+            .iter_mut()
+            .map(|a| match a {
+                Arg::P(v) | Arg::U(v) => v as *mut u64 as *mut c_void,
+                Arg::I(v) => v as *mut i32 as *mut c_void,
+                Arg::L(v) => v as *mut i64 as *mut c_void,
+                Arg::F(v) => v as *mut f32 as *mut c_void,
+            })
+            .collect();
+        // SAFETY: argument list matches the kernel signature (checked by selftest); vals outlives the call.
+        unsafe { drv::launch_kernel(f.cu_function(), grid, (block, 1, 1), smem, self.stream.cu_stream(), &mut ptrs) }
+            .map_err(|e| anyhow!("launch of {name} (grid {grid:?}, block {block}, smem {smem}): {e:?}"))
+    }
+
+    /// y[rows, n] = x[rows, k] · W[n, k]ᵀ, all row-major, `dt` storage, fp32 accumulation.
+    pub fn gemm(&self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<()> {
+        if rows == 0 {
+            return Ok(());
+        }
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        // SAFETY: pointers are device buffers of the stated shapes.
+        unsafe {
+            blas_result::gemm_ex(
+                *self.blas.handle(),
+                blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                n as i32,
+                rows as i32,
+                k as i32,
+                &alpha as *const f32 as *const c_void,
+                w as *const c_void,
+                dt.cuda(),
+                k as i32,
+                x as *const c_void,
+                dt.cuda(),
+                k as i32,
+                &beta as *const f32 as *const c_void,
+                y as *mut c_void,
+                dt.cuda(),
+                n as i32,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| anyhow!("cublasGemmEx {rows}x{n}x{k}: {e:?}"))
+    }
+}
+
+/// Grid-stride launch size for `n` elements.
+pub fn grid_for(n: usize, block: u32) -> (u32, u32, u32) {
+    let blocks = n.div_ceil(block as usize).clamp(1, 132 * 16);
+    (blocks as u32, 1, 1)
+}

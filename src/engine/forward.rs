@@ -1,0 +1,307 @@
+//! The forward pass of one in-flight-batching iteration: prefill tokens of newly admitted requests
+//! and one decode token per running request in a single batch, through every layer, then the LM
+//! head and greedy argmax for one token per request. All work is queued on one stream with one
+//! metadata upload per iteration: no host synchronisation per layer, sampled ids stay on the GPU
+//! (they feed the next iteration's embedding directly).
+
+use super::device::{Arg, DType, DevBuf, Device};
+use super::scheduler::{Iteration, PAGE_SIZE};
+use super::weights::Weights;
+use crate::llm::{Ffn, LlmConfig, Norm, Positional, RopeScaling};
+use anyhow::{bail, Result};
+
+/// Head dimensions with a compiled attention kernel.
+pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
+/// Split-K partial slots for decode attention.
+pub const MAX_PARTS: usize = 2048;
+
+/// Device buffers sized once for the engine's token and sequence capacity.
+pub struct Buffers {
+    pub resid: DevBuf,
+    pub xn: DevBuf,
+    pub qkv: DevBuf,
+    pub q: DevBuf,
+    pub attn: DevBuf,
+    pub tmp: DevBuf,
+    pub up: DevBuf,
+    pub act: DevBuf,
+    pub xs: DevBuf,
+    pub logits: DevBuf,
+    pub meta: DevBuf,
+    pub next_tok: DevBuf,
+    pub part_o: DevBuf,
+    pub part_ml: DevBuf,
+    pub inv_freq: DevBuf,
+    pub block_table: DevBuf,
+    pub kv: DevBuf,
+}
+
+/// Per-iteration integer metadata (built on the host, uploaded once).
+#[derive(Default, Debug)]
+pub struct StepInput {
+    pub tok_src: Vec<i32>,
+    pub tok_pos: Vec<i32>,
+    pub tok_slot: Vec<i32>,
+    pub prefill_items: Vec<[i32; 6]>,
+    pub decode_items: Vec<[i32; 6]>,
+    pub comb: Vec<[i32; 3]>,
+    pub sample_rows: Vec<i32>,
+    pub sample_dst: Vec<i32>,
+    pub sample_slot: Vec<i32>,
+}
+
+pub struct Model {
+    pub dev: Device,
+    pub cfg: LlmConfig,
+    pub dt: DType,
+    pub w: Weights,
+    pub b: Buffers,
+    pub max_tokens: usize,
+    pub max_seqs: usize,
+    pub max_pages_per_seq: usize,
+    pub total_pages: usize,
+    pub sms: usize,
+    /// Debug: record (layer, rms, max |x|, all finite) of the residual stream entering every layer
+    /// and of the final normed hidden state (synchronises per layer; selftest only).
+    pub probe: Option<Vec<(usize, f64, f64, bool)>>,
+}
+
+fn stats(v: &[f32]) -> (f64, f64, bool) {
+    let fin = v.iter().all(|x| x.is_finite());
+    let ss: f64 = v.iter().map(|&x| (x as f64) * (x as f64)).sum();
+    let mx = v.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+    ((ss / v.len().max(1) as f64).sqrt(), mx, fin)
+}
+
+/// RoPE inverse frequencies with the config's θ and scaling (HF semantics).
+pub fn inv_freq(cfg: &LlmConfig) -> Vec<f32> {
+    let hd = cfg.head_dim;
+    let (theta, scaling) = match cfg.positional {
+        Positional::Rope { theta, scaling } => (theta, scaling),
+        _ => return vec![0.0; hd / 2],
+    };
+    (0..hd / 2)
+        .map(|i| {
+            let f = 1.0 / theta.powf((2 * i) as f64 / hd as f64);
+            let f = match scaling {
+                None => f,
+                Some(RopeScaling::Linear { factor }) => f / factor,
+                Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions }) => {
+                    let orig = original_max_positions as f64;
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    let (low_wl, high_wl) = (orig / low_freq_factor, orig / high_freq_factor);
+                    if wavelen < high_wl {
+                        f
+                    } else if wavelen > low_wl {
+                        f / factor
+                    } else {
+                        let s = (orig / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        (1.0 - s) * f / factor + s * f
+                    }
+                }
+            };
+            f as f32
+        })
+        .collect()
+}
+
+impl Model {
+    /// Rows per prefill attention block: BQ queries × group size.
+    pub fn prefill_rows(&self) -> usize {
+        let g = self.cfg.group_size();
+        (16 / g).max(1) * g
+    }
+
+    /// Check the shapes the kernels support.
+    pub fn check_supported(cfg: &LlmConfig) -> Result<()> {
+        if !HEAD_DIMS.contains(&cfg.head_dim) {
+            bail!("{}: head_dim {} has no attention kernel (supported: {HEAD_DIMS:?})", cfg.name, cfg.head_dim);
+        }
+        if cfg.ffn != Ffn::SwiGlu || cfg.norm != Norm::RmsNorm || !matches!(cfg.positional, Positional::Rope { .. }) || cfg.gemma.is_some() {
+            bail!("{} ({}): only the Llama family (RMSNorm, RoPE, SwiGLU) runs in this engine version", cfg.name, cfg.arch.as_str());
+        }
+        Ok(())
+    }
+
+    /// Turn a scheduler iteration into kernel metadata. `prompt(req, i)` gives prompt token i of
+    /// request req; `out_base[req]` is where its output tokens start in the output buffer.
+    pub fn plan(&self, it: &Iteration, prompt: &dyn Fn(usize, usize) -> i32, out_base: &[usize]) -> StepInput {
+        let mut s = StepInput::default();
+        let bq = (16 / self.cfg.group_size()).max(1);
+        for p in &it.prefill {
+            let t0 = s.tok_src.len();
+            for i in 0..p.n {
+                s.tok_src.push(prompt(p.req, i));
+                s.tok_pos.push(i as i32);
+                s.tok_slot.push(p.slot as i32);
+            }
+            for i in (0..p.n).step_by(bq) {
+                s.prefill_items.push([(t0 + i) as i32, bq.min(p.n - i) as i32, p.slot as i32, 0, i32::MAX, -1]);
+            }
+            s.sample_rows.push((t0 + p.n - 1) as i32);
+            s.sample_dst.push(out_base[p.req] as i32);
+            s.sample_slot.push(p.slot as i32);
+        }
+        let nd = it.decode.len();
+        let blocks = nd * self.cfg.kv_heads;
+        let mut parts = 0usize;
+        for d in &it.decode {
+            let t = s.tok_src.len() as i32;
+            s.tok_src.push(-(d.slot as i32) - 1);
+            s.tok_pos.push(d.pos as i32);
+            s.tok_slot.push(d.slot as i32);
+            let ctx = d.pos + 1;
+            let tiles = ctx.div_ceil(32);
+            let mut splits = if blocks >= 2 * self.sms { 1 } else { (2 * self.sms).div_ceil(blocks.max(1)).min(tiles).min(32) };
+            if parts + splits > MAX_PARTS {
+                splits = 1;
+            }
+            let chunk = tiles.div_ceil(splits) * 32;
+            let splits = ctx.div_ceil(chunk);
+            if splits == 1 {
+                s.decode_items.push([t, 1, d.slot as i32, 0, ctx as i32, -1]);
+            } else {
+                s.comb.push([t, parts as i32, splits as i32]);
+                for k in 0..splits {
+                    let (kb, ke) = (k * chunk, ((k + 1) * chunk).min(ctx));
+                    s.decode_items.push([t, 1, d.slot as i32, kb as i32, ke as i32, (parts + k) as i32]);
+                }
+                parts += splits;
+            }
+            s.sample_rows.push(t);
+            s.sample_dst.push((out_base[d.req] + d.step) as i32);
+            s.sample_slot.push(d.slot as i32);
+        }
+        s
+    }
+
+    /// Write the block-table rows of newly admitted requests.
+    pub fn set_block_tables(&self, it: &Iteration) -> Result<()> {
+        for p in &it.prefill {
+            let row: Vec<i32> = p.pages.iter().map(|&x| x as i32).collect();
+            if row.len() > self.max_pages_per_seq {
+                bail!("request {} needs {} pages, block table holds {}", p.req, row.len(), self.max_pages_per_seq);
+            }
+            self.dev.upload(self.b.block_table.ptr + (p.slot * self.max_pages_per_seq * 4) as u64, &row)?;
+        }
+        Ok(())
+    }
+
+    /// Queue the forward pass of one iteration; sampled ids go to `out_tok[sample_dst]`.
+    pub fn forward(&mut self, s: &StepInput, out_tok: u64) -> Result<()> {
+        let c = self.cfg.clone();
+        let t = s.tok_src.len();
+        let ns = s.sample_rows.len();
+        if t == 0 {
+            return Ok(());
+        }
+        if t > self.max_tokens || ns > self.max_seqs {
+            bail!("iteration of {t} tokens / {ns} sequences exceeds the engine capacity {} / {}", self.max_tokens, self.max_seqs);
+        }
+        // Pack metadata.
+        let mut meta: Vec<i32> = Vec::new();
+        let off = |v: &[i32], meta: &mut Vec<i32>| -> u64 {
+            let o = self.b.meta.ptr + (meta.len() * 4) as u64;
+            meta.extend_from_slice(v);
+            o
+        };
+        let flat6 = |v: &[[i32; 6]]| v.iter().flatten().copied().collect::<Vec<i32>>();
+        let src = off(&s.tok_src, &mut meta);
+        let pos = off(&s.tok_pos, &mut meta);
+        let slot = off(&s.tok_slot, &mut meta);
+        let pitems = off(&flat6(&s.prefill_items), &mut meta);
+        let ditems = off(&flat6(&s.decode_items), &mut meta);
+        let comb = off(&s.comb.iter().flatten().copied().collect::<Vec<i32>>(), &mut meta);
+        let srows = off(&s.sample_rows, &mut meta);
+        let sdst = off(&s.sample_dst, &mut meta);
+        let sslot = off(&s.sample_slot, &mut meta);
+        if meta.len() * 4 > self.b.meta.bytes {
+            bail!("iteration metadata ({} ints) exceeds its buffer", meta.len());
+        }
+        self.dev.upload(self.b.meta.ptr, &meta)?;
+
+        let sx = self.dt.suffix();
+        let (h, hd) = (c.hidden, c.head_dim);
+        let qkv_rows = c.q_dim() + 2 * c.kv_dim();
+        let eps = c.norm_eps as f32;
+        let nmode = match c.norm {
+            Norm::RmsNorm => 0,
+            Norm::RmsNormPlusOne => 1,
+            Norm::LayerNorm => 2,
+        };
+        let b = &self.b;
+        let (resid, xn, tmp) = (b.resid.ptr, b.xn.ptr, b.tmp.ptr);
+        let page_bytes = (self.total_pages * c.kv_heads * PAGE_SIZE * hd * 2) as u64;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let (prow, drow) = (self.prefill_rows(), c.group_size());
+        let nb = |o: &Option<DevBuf>| o.as_ref().map_or(0, |x| x.ptr);
+        let dev = &mut self.dev;
+        let w = &self.w;
+        let tt = t as u32;
+        dev.launch(&format!("embed_{sx}"), (tt, 1, 1), 256, 0, &[Arg::P(resid), Arg::P(w.embed.ptr), Arg::P(src), Arg::P(b.next_tok.ptr), Arg::I(h as i32), Arg::F(1.0)])?;
+        let norm = |dev: &mut Device, add: u64, nw: &(DevBuf, Option<DevBuf>)| {
+            let a = [Arg::P(resid), Arg::P(add), Arg::P(nw.0.ptr), Arg::P(nb(&nw.1)), Arg::P(xn), Arg::I(h as i32), Arg::F(eps), Arg::I(nmode)];
+            dev.launch(&format!("norm_residual_{sx}"), (tt, 1, 1), 256, (h * 4) as u32, &a)
+        };
+        let bias = |dev: &mut Device, x: u64, bb: &Option<DevBuf>, cols: usize| -> Result<()> {
+            if let Some(bb) = bb {
+                let n = t * cols;
+                dev.launch(&format!("bias_add_{sx}"), super::device::grid_for(n, 256), 256, 0, &[Arg::P(x), Arg::P(bb.ptr), Arg::L(t as i64), Arg::I(cols as i32)])?;
+            }
+            Ok(())
+        };
+        let mut probe = self.probe.take();
+        let dt = self.dt;
+        let snap = |dev: &mut Device, l: usize, ptr: u64, probe: &mut Option<Vec<(usize, f64, f64, bool)>>| -> Result<()> {
+            if let Some(p) = probe.as_mut() {
+                let raw: Vec<u16> = dev.download(ptr, t * h)?;
+                let v: Vec<f32> = raw.iter().map(|&x| dt.decode(x)).collect();
+                let (r, m, f) = stats(&v);
+                p.push((l, r, m, f));
+            }
+            Ok(())
+        };
+        for (l, lw) in w.layers.iter().enumerate() {
+            norm(dev, if l == 0 { 0 } else { tmp }, &lw.norm1)?;
+            snap(dev, l, resid, &mut probe)?;
+            dev.gemm(self.dt, t, qkv_rows, h, xn, lw.qkv.ptr, b.qkv.ptr)?;
+            let kc = b.kv.ptr + (2 * l) as u64 * page_bytes;
+            let vc = kc + page_bytes;
+            let rope = matches!(c.positional, Positional::Rope { .. }) as i32;
+            dev.launch(&format!("qkv_post_{sx}"), (tt, 1, 1), 128, 0, &[
+                Arg::P(b.qkv.ptr), Arg::P(nb(&lw.qkv_b)), Arg::P(b.q.ptr), Arg::P(kc), Arg::P(vc), Arg::P(pos), Arg::P(slot),
+                Arg::P(b.block_table.ptr), Arg::I(self.max_pages_per_seq as i32), Arg::P(b.inv_freq.ptr),
+                Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::I(hd as i32), Arg::I(PAGE_SIZE as i32), Arg::I(rope)])?;
+            let attn = |dev: &mut Device, items: u64, n: usize, rows: usize| {
+                let a = [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(items), Arg::P(pos), Arg::P(b.block_table.ptr),
+                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(0.0), Arg::I(0),
+                    Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
+                let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
+                dev.launch(&format!("attention_{sx}_{hd}"), (n as u32, c.kv_heads as u32, 1), (32 * rows) as u32, smem as u32, &a)
+            };
+            attn(dev, pitems, s.prefill_items.len(), prow)?;
+            attn(dev, ditems, s.decode_items.len(), drow)?;
+            if !s.comb.is_empty() {
+                let a = [Arg::P(b.attn.ptr), Arg::P(comb), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr), Arg::I(c.heads as i32), Arg::I(hd as i32)];
+                dev.launch(&format!("attn_combine_{sx}"), (s.comb.len() as u32, c.heads as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;
+            }
+            dev.gemm(self.dt, t, h, c.q_dim(), b.attn.ptr, lw.o.ptr, tmp)?;
+            bias(dev, tmp, &lw.o_b, h)?;
+            norm(dev, tmp, &lw.norm2)?;
+            let up_rows = if c.ffn.gated() { 2 * c.ffn_dim } else { c.ffn_dim };
+            dev.gemm(self.dt, t, up_rows, h, xn, lw.up.ptr, b.up.ptr)?;
+            bias(dev, b.up.ptr, &lw.up_b, up_rows)?;
+            let n = t * c.ffn_dim;
+            dev.launch(&format!("glu_{sx}"), super::device::grid_for(n, 256), 256, 0, &[Arg::P(b.act.ptr), Arg::P(b.up.ptr), Arg::L(t as i64), Arg::I(c.ffn_dim as i32), Arg::I(0)])?;
+            dev.gemm(self.dt, t, h, c.ffn_dim, b.act.ptr, lw.down.ptr, tmp)?;
+            bias(dev, tmp, &lw.down_b, h)?;
+        }
+        norm(dev, tmp, &w.final_norm)?;
+        snap(dev, c.layers, xn, &mut probe)?;
+        self.probe = probe;
+        dev.launch(&format!("gather_rows_{sx}"), (ns as u32, 1, 1), 256, 0, &[Arg::P(b.xs.ptr), Arg::P(xn), Arg::P(srows), Arg::I(h as i32)])?;
+        dev.gemm(self.dt, ns, c.vocab, h, b.xs.ptr, w.lm_head_ptr(), b.logits.ptr)?;
+        dev.launch(&format!("argmax_{sx}"), (ns as u32, 1, 1), 1024, 0, &[Arg::P(b.logits.ptr), Arg::I(c.vocab as i32), Arg::P(out_tok), Arg::P(sdst), Arg::P(b.next_tok.ptr), Arg::P(sslot)])?;
+        Ok(())
+    }
+}

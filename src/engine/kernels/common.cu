@@ -1,0 +1,204 @@
+// Elementwise and row kernels of the engine. Compiled by NVRTC at run time for the GPU present;
+// every kernel exists for bf16 and fp16 (suffix _bf16 / _f16). Arithmetic in fp32, rounding to the
+// storage type where HF transformers rounds, so the HF comparison stays tight.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+typedef __nv_bfloat16 bf16;
+typedef __half f16;
+
+__device__ __forceinline__ float tof(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float tof(f16 x) { return __half2float(x); }
+template <class T> __device__ __forceinline__ T fromf(float x);
+template <> __device__ __forceinline__ bf16 fromf<bf16>(float x) { return __float2bfloat16(x); }
+template <> __device__ __forceinline__ f16 fromf<f16>(float x) { return __float2half(x); }
+template <class T> __device__ __forceinline__ float rnd(float x) { return tof(fromf<T>(x)); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));
+    return v;
+}
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+__device__ float block_sum(float v) {
+    __shared__ float red[32];
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    float s = lane < nw ? red[lane] : 0.f;
+    return warp_sum(s);
+}
+
+__device__ __forceinline__ unsigned long long splitmix(unsigned long long x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+// out[i] = offset + scale * u, u uniform in [-1, 1), from (seed, i).
+template <class T> __device__ void fill_uniform(T* out, long long n, unsigned long long seed, float scale, float offset) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        unsigned long long r = splitmix(seed ^ splitmix((unsigned long long)i));
+        float u = (float)(r >> 40) * (1.0f / 8388608.0f) - 1.0f;
+        out[i] = fromf<T>(offset + scale * u);
+    }
+}
+
+// One row per block: out[t] = table[id] * scale, id = src[t] or, if src[t] < 0, next_tok[-src[t]-1].
+template <class T> __device__ void embed(T* out, const T* table, const int* src, const int* next_tok, int hidden, float scale) {
+    int t = blockIdx.x, id = src[t];
+    if (id < 0) id = next_tok[-id - 1];
+    const T* row = table + (long long)id * hidden;
+    T* o = out + (long long)t * hidden;
+    T s = fromf<T>(scale);
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x)
+        o[i] = scale == 1.f ? row[i] : fromf<T>(tof(row[i]) * tof(s));
+}
+
+// out[i] = src[rows[i]] (rows of width cols).
+template <class T> __device__ void gather_rows(T* out, const T* src, const int* rows, int cols) {
+    const T* s = src + (long long)rows[blockIdx.x] * cols;
+    T* o = out + (long long)blockIdx.x * cols;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) o[i] = s[i];
+}
+
+// One row per block. h = resid (+ add, rounded, stored back to resid); out = norm(h).
+// mode 0: RMSNorm w*x; 1: RMSNorm (1+w)*x in fp32 (gemma); 2: LayerNorm w*x+b.
+template <class T> __device__ void norm_residual(T* resid, const T* add, const T* w, const T* b, T* out, int cols, float eps, int mode) {
+    extern __shared__ float hrow[];
+    long long base = (long long)blockIdx.x * cols;
+    float ss = 0.f, sum = 0.f;
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float h = tof(resid[base + i]);
+        if (add) {
+            h = rnd<T>(h + tof(add[base + i]));
+            resid[base + i] = fromf<T>(h);
+        }
+        hrow[i] = h;
+        ss += h * h;
+        sum += h;
+    }
+    float mean = 0.f;
+    if (mode == 2) {
+        mean = block_sum(sum) / cols;
+        float var = 0.f;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) var += (hrow[i] - mean) * (hrow[i] - mean);
+        ss = block_sum(var);
+    } else {
+        ss = block_sum(ss);
+    }
+    float r = rsqrtf(ss / cols + eps);
+    for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+        float x = (hrow[i] - mean) * r, y;
+        if (mode == 0) y = tof(w[i]) * rnd<T>(x);
+        else if (mode == 1) y = x * (1.f + tof(w[i]));
+        else y = x * tof(w[i]) + tof(b[i]);
+        out[base + i] = fromf<T>(y);
+    }
+}
+
+// x[r, c] += b[c]
+template <class T> __device__ void bias_add(T* x, const T* b, long long rows, int cols) {
+    long long n = rows * cols;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        x[i] = fromf<T>(tof(x[i]) + tof(b[i % cols]));
+}
+
+// act=0: SwiGLU out = silu(g)*u; 1: GeGLU tanh. gu rows are [gate | up], width 2*f.
+template <class T> __device__ void glu(T* out, const T* gu, long long rows, int f, int act) {
+    long long n = rows * f;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        long long r = i / f;
+        int c = (int)(i - r * f);
+        float g = tof(gu[r * 2 * f + c]), u = tof(gu[r * 2 * f + f + c]), a;
+        if (act == 0) a = g / (1.f + expf(-g));
+        else a = 0.5f * g * (1.f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+        out[i] = fromf<T>(rnd<T>(a) * u);
+    }
+}
+
+// Per token (block): add q/k/v bias, rotate q and k (rotate-half, angle pos*inv_freq[d]),
+// write q to q_out [T, heads*hd] and k, v into the paged cache of this layer.
+// Cache layout: [page][kv_head][page_size][hd]; page = block_table[slot*max_pages + pos/page_size].
+template <class T> __device__ void qkv_post(const T* qkv, const T* bias, T* q_out, T* kc, T* vc, const int* tok_pos,
+                                            const int* tok_slot, const int* block_table, int max_pages, const float* inv_freq,
+                                            int heads, int kv_heads, int hd, int page_size, int rope) {
+    int t = blockIdx.x, pos = tok_pos[t], slot = tok_slot[t];
+    int width = (heads + 2 * kv_heads) * hd, half = hd / 2;
+    const T* row = qkv + (long long)t * width;
+    int page = block_table[slot * max_pages + pos / page_size], off = pos % page_size;
+    int npairs = (heads + 2 * kv_heads) * half;
+    for (int p = threadIdx.x; p < npairs; p += blockDim.x) {
+        int h = p / half, d = p % half;
+        int i1 = h * hd + d, i2 = i1 + half;
+        float x1 = tof(row[i1]), x2 = tof(row[i2]);
+        if (bias) {
+            x1 = rnd<T>(x1 + tof(bias[i1]));
+            x2 = rnd<T>(x2 + tof(bias[i2]));
+        }
+        float y1 = x1, y2 = x2;
+        if (rope && h < heads + kv_heads) {
+            float s, c;
+            sincosf((float)pos * inv_freq[d], &s, &c);
+            c = rnd<T>(c);
+            s = rnd<T>(s);
+            y1 = rnd<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * s));
+            y2 = rnd<T>(rnd<T>(x2 * c) + rnd<T>(x1 * s));
+        }
+        if (h < heads) {
+            T* q = q_out + (long long)t * heads * hd + h * hd;
+            q[d] = fromf<T>(y1);
+            q[d + half] = fromf<T>(y2);
+        } else {
+            int kvh = h < heads + kv_heads ? h - heads : h - heads - kv_heads;
+            T* dst = (h < heads + kv_heads ? kc : vc) + (((long long)page * kv_heads + kvh) * page_size + off) * hd;
+            dst[d] = fromf<T>(y1);
+            dst[d + half] = fromf<T>(y2);
+        }
+    }
+}
+
+// Greedy argmax per row (block), first index on ties; writes out_tok[dst[r]] and next_tok[slot[r]].
+template <class T> __device__ void argmax(const T* logits, int vocab, int* out_tok, const int* dst, int* next_tok, const int* slot) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const T* row = logits + (long long)blockIdx.x * vocab;
+    float best = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+        float v = tof(row[i]);
+        if (v > best || (v == best && i < bi) || (isnan(best) && !isnan(v))) { best = v; bi = i; }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffff, best, o);
+        int oi = __shfl_xor_sync(0xffffffff, bi, o);
+        if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) { sv[w] = best; si[w] = bi; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int k = 1; k < (int)(blockDim.x >> 5); k++)
+            if (sv[k] > best || (sv[k] == best && si[k] < bi)) { best = sv[k]; bi = si[k]; }
+        if (bi >= vocab) bi = 0;
+        out_tok[dst[blockIdx.x]] = bi;
+        if (next_tok) next_tok[slot[blockIdx.x]] = bi;
+    }
+}
+
+#define INST(T, S) \
+extern "C" __global__ void fill_uniform_##S(T* o, long long n, unsigned long long seed, float sc, float off) { fill_uniform<T>(o, n, seed, sc, off); } \
+extern "C" __global__ void embed_##S(T* o, const T* tb, const int* src, const int* nt, int h, float sc) { embed<T>(o, tb, src, nt, h, sc); } \
+extern "C" __global__ void gather_rows_##S(T* o, const T* s, const int* r, int c) { gather_rows<T>(o, s, r, c); } \
+extern "C" __global__ void norm_residual_##S(T* r, const T* a, const T* w, const T* b, T* o, int c, float eps, int m) { norm_residual<T>(r, a, w, b, o, c, eps, m); } \
+extern "C" __global__ void bias_add_##S(T* x, const T* b, long long r, int c) { bias_add<T>(x, b, r, c); } \
+extern "C" __global__ void glu_##S(T* o, const T* gu, long long r, int f, int a) { glu<T>(o, gu, r, f, a); } \
+extern "C" __global__ void qkv_post_##S(const T* qkv, const T* b, T* q, T* kc, T* vc, const int* tp, const int* ts, const int* bt, int mp, const float* inv, int h, int kvh, int hd, int ps, int rope) { qkv_post<T>(qkv, b, q, kc, vc, tp, ts, bt, mp, inv, h, kvh, hd, ps, rope); } \
+extern "C" __global__ void argmax_##S(const T* l, int v, int* ot, const int* d, int* nt, const int* sl) { argmax<T>(l, v, ot, d, nt, sl); }
+INST(bf16, bf16)
+INST(f16, f16)

@@ -1,0 +1,184 @@
+//! Self-test of the attention path: QKV post-processing (bias, RoPE, paged KV write) and the
+//! prefill / decode (split-context + combine) attention kernels against CPU references, with
+//! sequences of different lengths scattered over shuffled KV pages.
+
+use super::device::{Arg, DevBuf};
+use super::selftest::Tester;
+use anyhow::Result;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+const PS: usize = 32;
+
+struct Layout {
+    max_pages: usize,
+    table: Vec<i32>,
+    pages: usize,
+}
+
+impl Tester {
+    /// Random page assignment for sequences of `lens` tokens.
+    fn layout(&mut self, lens: &[usize]) -> Layout {
+        let max_pages = lens.iter().map(|l| l.div_ceil(PS)).max().unwrap_or(1);
+        let need: usize = lens.iter().map(|l| l.div_ceil(PS)).sum();
+        let pages = need + 3;
+        let mut ids: Vec<i32> = (0..pages as i32).collect();
+        ids.shuffle(&mut self.rng);
+        let mut table = vec![0; lens.len() * max_pages];
+        let mut k = 0;
+        for (s, l) in lens.iter().enumerate() {
+            for p in 0..l.div_ceil(PS) {
+                table[s * max_pages + p] = ids[k];
+                k += 1;
+            }
+        }
+        Layout { max_pages, table, pages }
+    }
+
+    pub fn qkv_post(&mut self, h: usize, kv: usize, hd: usize, lens: &[usize]) -> Result<()> {
+        let lay = self.layout(lens);
+        let (mut pos, mut slot) = (Vec::new(), Vec::new());
+        for (s, &l) in lens.iter().enumerate() {
+            for p in 0..l {
+                pos.push(p as i32);
+                slot.push(s as i32);
+            }
+        }
+        let t = pos.len();
+        let width = (h + 2 * kv) * hd;
+        let (qkv, qh) = self.rand(t * width, 2.0);
+        let (bias, bh) = self.rand(width, 0.5);
+        let inv: Vec<f32> = (0..hd / 2).map(|i| (1.0 / 10000f64.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
+        let ib = self.dev.alloc(inv.len() * 4)?;
+        self.dev.upload(ib.ptr, &inv)?;
+        let cache_n = lay.pages * kv * PS * hd;
+        let (q, kc, vc) = (self.poisoned(t * h * hd), self.poisoned(cache_n), self.poisoned(cache_n));
+        let (pb, sb, tb) = (self.ints(&pos), self.ints(&slot), self.ints(&lay.table));
+        let sx = self.sx();
+        let a = [Arg::P(qkv.ptr), Arg::P(bias.ptr), Arg::P(q.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(pb.ptr), Arg::P(sb.ptr), Arg::P(tb.ptr),
+            Arg::I(lay.max_pages as i32), Arg::P(ib.ptr), Arg::I(h as i32), Arg::I(kv as i32), Arg::I(hd as i32), Arg::I(PS as i32), Arg::I(1)];
+        self.dev.launch(&format!("qkv_post_{sx}"), (t as u32, 1, 1), 128, 0, &a)?;
+        let (gq, gk, gv) = (self.get(&q, t * h * hd)?, self.get(&kc, cache_n)?, self.get(&vc, cache_n)?);
+        let (mut wq, mut wk, mut wv) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ok_, mut ov_) = (Vec::new(), Vec::new());
+        let half = hd / 2;
+        for i in 0..t {
+            let row: Vec<f64> = (0..width).map(|j| qh[i * width + j] + bh[j]).collect();
+            let p = pos[i] as f64;
+            let rot = |x: &[f64]| -> Vec<f64> {
+                let mut o = vec![0.0; hd];
+                for d in 0..half {
+                    let (s, c) = (p * inv[d] as f64).sin_cos();
+                    o[d] = x[d] * c - x[d + half] * s;
+                    o[d + half] = x[d + half] * c + x[d] * s;
+                }
+                o
+            };
+            for hh in 0..h + 2 * kv {
+                let x = &row[hh * hd..(hh + 1) * hd];
+                if hh < h {
+                    wq.extend(rot(x));
+                    continue;
+                }
+                let (kvh, is_k) = if hh < h + kv { (hh - h, true) } else { (hh - h - kv, false) };
+                let page = lay.table[slot[i] as usize * lay.max_pages + pos[i] as usize / PS] as usize;
+                let base = ((page * kv + kvh) * PS + pos[i] as usize % PS) * hd;
+                if is_k {
+                    wk.extend(rot(x));
+                    ok_.extend_from_slice(&gk[base..base + hd]);
+                } else {
+                    wv.extend_from_slice(x);
+                    ov_.extend_from_slice(&gv[base..base + hd]);
+                }
+            }
+        }
+        let tol = self.tol();
+        self.record(format!("qkv_post q (bias+rope) h={h} kv={kv} hd={hd} t={t}"), &gq, &wq, tol);
+        self.record(format!("qkv_post k cache (bias+rope, paged) hd={hd}"), &ok_, &wk, tol);
+        self.record(format!("qkv_post v cache (bias, paged) hd={hd}"), &ov_, &wv, tol);
+        Ok(())
+    }
+
+    /// Prefill (all positions of every sequence) or decode (last position, split over context).
+    pub fn attention(&mut self, h: usize, kv: usize, hd: usize, lens: &[usize], decode: bool) -> Result<()> {
+        let lay = self.layout(lens);
+        let g = h / kv;
+        let cache_n = lay.pages * kv * PS * hd;
+        let (kc, kh) = self.rand(cache_n, 1.0);
+        let (vc, vh) = self.rand(cache_n, 1.0);
+        let (mut pos, mut slot) = (Vec::new(), Vec::new());
+        let mut items: Vec<[i32; 6]> = Vec::new();
+        let mut comb: Vec<[i32; 3]> = Vec::new();
+        let bq = if decode { 1 } else { (16 / g).max(1) };
+        let mut parts = 0;
+        for (s, &l) in lens.iter().enumerate() {
+            let t0 = pos.len() as i32;
+            let qpos: Vec<usize> = if decode { vec![l - 1] } else { (0..l).collect() };
+            for &p in &qpos {
+                pos.push(p as i32);
+                slot.push(s as i32);
+            }
+            if decode {
+                let tiles = l.div_ceil(PS);
+                let splits = tiles.min(1 + s);
+                let chunk = tiles.div_ceil(splits) * PS;
+                let splits = l.div_ceil(chunk);
+                if splits == 1 {
+                    items.push([t0, 1, s as i32, 0, l as i32, -1]);
+                } else {
+                    comb.push([t0, parts, splits as i32]);
+                    for k in 0..splits {
+                        items.push([t0, 1, s as i32, (k * chunk) as i32, ((k + 1) * chunk).min(l) as i32, parts + k as i32]);
+                    }
+                    parts += splits as i32;
+                }
+            } else {
+                for i in (0..l).step_by(bq) {
+                    items.push([t0 + i as i32, bq.min(l - i) as i32, s as i32, 0, i32::MAX, -1]);
+                }
+            }
+        }
+        let t = pos.len();
+        let (q, qh) = self.rand(t * h * hd, 1.0);
+        let out = self.poisoned(t * h * hd);
+        let flat: Vec<i32> = items.iter().flatten().copied().collect();
+        let (ib, pb, tb) = (self.ints(&flat), self.ints(&pos), self.ints(&lay.table));
+        let cb = self.ints(&comb.iter().flatten().copied().collect::<Vec<_>>());
+        let np = (parts as usize).max(1);
+        let po: DevBuf = self.dev.alloc(np * h * hd * 4)?;
+        let pml: DevBuf = self.dev.alloc(np * h * 2 * 4)?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let rows = bq * g;
+        let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
+        let sx = self.sx();
+        let a = [Arg::P(q.ptr), Arg::P(out.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(ib.ptr), Arg::P(pb.ptr), Arg::P(tb.ptr), Arg::I(lay.max_pages as i32),
+            Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(0.0), Arg::I(0), Arg::P(po.ptr), Arg::P(pml.ptr)];
+        self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;
+        if !comb.is_empty() {
+            let a = [Arg::P(out.ptr), Arg::P(cb.ptr), Arg::P(po.ptr), Arg::P(pml.ptr), Arg::I(h as i32), Arg::I(hd as i32)];
+            self.dev.launch(&format!("attn_combine_{sx}"), (comb.len() as u32, h as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;
+        }
+        let got = self.get(&out, t * h * hd)?;
+        let mut want = vec![0.0f64; t * h * hd];
+        for i in 0..t {
+            let (p, s) = (pos[i] as usize, slot[i] as usize);
+            for hh in 0..h {
+                let kvh = hh / g;
+                let qv = &qh[(i * h + hh) * hd..(i * h + hh + 1) * hd];
+                let idx = |key: usize| ((lay.table[s * lay.max_pages + key / PS] as usize * kv + kvh) * PS + key % PS) * hd;
+                let sc: Vec<f64> = (0..=p).map(|key| (0..hd).map(|d| qv[d] * kh[idx(key) + d]).sum::<f64>() * scale as f64).collect();
+                let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for d in 0..hd {
+                    want[(i * h + hh) * hd + d] = (0..=p).map(|key| e[key] * vh[idx(key) + d]).sum::<f64>() / z;
+                }
+            }
+        }
+        let tol = self.tol();
+        let kind = if decode { format!("decode (splits: {parts} partials)") } else { "prefill".into() };
+        self.record(format!("attention {kind} h={h} kv={kv} hd={hd} lens={lens:?}"), &got, &want, tol);
+        let _ = self.rng.random::<u8>();
+        Ok(())
+    }
+}

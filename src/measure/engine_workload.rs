@@ -1,0 +1,88 @@
+//! The real workload: our CUDA engine (`crate::engine`) on one GPU, behind the run loop's
+//! `Workload` trait.
+//!
+//! The engine is (re)built when a point needs another LLM, dtype or a larger batch / token
+//! capacity; weights are random (seeded) unless `--llm` names a checkpoint directory. Prompts are
+//! drawn in `prepare`, outside the window, so the window holds GPU work and scheduling only; all
+//! runs of a window reuse them (energy does not depend on the token values).
+
+use super::plan::Point;
+use super::run::Workload;
+use crate::engine::{DType, Engine, EngineOptions, Limits, Request};
+use crate::llm::resolve_llm;
+use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
+
+pub struct EngineWorkload {
+    gpu: u32,
+    seed: u64,
+    engine: Option<(String, String, usize, usize, Engine)>,
+    /// (point, requests with m output tokens, the same prompts with 1 output token).
+    reqs: Option<(Point, Vec<Request>, Vec<Request>)>,
+}
+
+impl EngineWorkload {
+    pub fn new(gpu: u32) -> EngineWorkload {
+        EngineWorkload { gpu, seed: 0, engine: None, reqs: None }
+    }
+
+    fn engine_for(&mut self, p: &Point) -> Result<&mut Engine> {
+        let (mbs, mnt) = (p.max_batch_size as usize, p.max_num_tokens as usize);
+        let fits = matches!(&self.engine, Some((l, d, b, t, _)) if *l == p.llm && *d == p.dtype && *b >= mbs && *t >= mnt);
+        if !fits {
+            self.engine = None; // free the old one's memory first
+            let cfg = resolve_llm(&p.llm)?;
+            let dir = std::path::Path::new(&p.llm);
+            let checkpoint = dir.is_dir().then(|| dir.to_path_buf());
+            let opts = EngineOptions {
+                dtype: DType::parse(&p.dtype)?,
+                seed: self.seed,
+                checkpoint,
+                max_batch_size: mbs,
+                max_num_tokens: mnt,
+                device: self.gpu as usize,
+                ..EngineOptions::default()
+            };
+            let e = Engine::new(&cfg, opts).with_context(|| format!("starting the engine for {} on GPU {}", cfg.name, self.gpu))?;
+            self.engine = Some((p.llm.clone(), p.dtype.clone(), mbs, mnt, e));
+        }
+        Ok(&mut self.engine.as_mut().expect("set above").4)
+    }
+}
+
+fn limits(p: &Point) -> Limits {
+    Limits { max_batch_size: p.max_batch_size as usize, max_num_tokens: p.max_num_tokens as usize }
+}
+
+impl Workload for EngineWorkload {
+    fn engine(&self) -> String {
+        format!("energy-fit {} (own CUDA engine)", env!("CARGO_PKG_VERSION"))
+    }
+
+    fn prepare(&mut self, p: &Point) -> Result<()> {
+        let seed = self.seed;
+        let e = self.engine_for(p)?;
+        let vocab = e.config().vocab as u32;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (p.input_tokens << 20) ^ p.output_tokens);
+        let prompts: Vec<Vec<u32>> = (0..p.requests).map(|_| (0..p.input_tokens).map(|_| rng.random_range(0..vocab)).collect()).collect();
+        // Warm-up outside the window: a few requests of this shape through prefill and decode
+        // (kernel modules loaded, cuBLAS heuristics and graphs for these shapes ready).
+        let warm: Vec<Request> = prompts.iter().take(8).map(|q| Request { prompt: q.clone(), output_tokens: p.output_tokens.min(4) as usize }).collect();
+        e.run_requests(&warm, limits(p), false).context("warm-up run")?;
+        let full = prompts.iter().map(|q| Request { prompt: q.clone(), output_tokens: p.output_tokens as usize }).collect();
+        let pre = prompts.into_iter().map(|q| Request { prompt: q, output_tokens: 1 }).collect();
+        self.reqs = Some((p.clone(), full, pre));
+        Ok(())
+    }
+
+    fn run(&mut self, p: &Point, output_tokens: u64) -> Result<u64> {
+        let reqs = match &self.reqs {
+            Some((q, full, _)) if q == p && output_tokens == p.output_tokens => full,
+            Some((q, _, pre)) if q == p && output_tokens == 1 => pre,
+            _ => anyhow::bail!("point {} with {output_tokens} output tokens was not prepared", p.label()),
+        };
+        let e = &mut self.engine.as_mut().context("engine not started")?.4;
+        let out = e.run_requests(reqs, limits(p), false)?;
+        Ok(out.stats.generated_tokens as u64)
+    }
+}

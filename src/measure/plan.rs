@@ -1,0 +1,230 @@
+//! Sweep planning: the grid axes, their expansion into points, sharding, and the feasibility /
+//! duration numbers `--dry-run` prints.
+//!
+//! The memory and roofline numbers come from a `CostModel`, so this file does not depend on how an
+//! LLM's shape is described (the real one wraps `crate::llm`, tests use a synthetic one).
+
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+
+/// The published grid: 64 … 4096 in powers of two.
+pub const PUBLISHED_LENGTHS: [u64; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
+
+/// Every axis of a sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    pub llms: Vec<String>,
+    pub inputs: Vec<u64>,
+    pub outputs: Vec<u64>,
+    pub requests: Vec<u64>,
+    pub max_batch_sizes: Vec<u64>,
+    pub max_num_tokens: u64,
+    pub dtypes: Vec<String>,
+    pub repeats: u64,
+}
+
+impl Default for Grid {
+    fn default() -> Self {
+        Grid {
+            llms: vec!["llama-3.2-1b".into()],
+            inputs: PUBLISHED_LENGTHS.to_vec(),
+            outputs: PUBLISHED_LENGTHS.to_vec(),
+            requests: vec![1000],
+            max_batch_sizes: vec![1024],
+            max_num_tokens: 8192,
+            dtypes: vec!["bf16".into()],
+            repeats: 1,
+        }
+    }
+}
+
+/// One measurement to take: a grid point and its repeat index (0-based).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Point {
+    pub llm: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub requests: u64,
+    pub max_batch_size: u64,
+    pub max_num_tokens: u64,
+    pub dtype: String,
+    pub repeat: u64,
+}
+
+impl Point {
+    /// Short label for messages and the progress bar.
+    pub fn label(&self) -> String {
+        format!(
+            "{} n={} m={} R={} mbs={} mnt={} {} rep={}",
+            self.llm, self.input_tokens, self.output_tokens, self.requests, self.max_batch_size, self.max_num_tokens, self.dtype, self.repeat
+        )
+    }
+}
+
+impl Grid {
+    /// Check every axis; errors name the flag and the value.
+    pub fn validate(&self) -> Result<()> {
+        if self.llms.is_empty() {
+            bail!("--llm: no LLM given");
+        }
+        for (flag, vals) in [
+            ("--inputs", &self.inputs),
+            ("--outputs", &self.outputs),
+            ("--requests", &self.requests),
+            ("--max-batch-size", &self.max_batch_sizes),
+        ] {
+            if vals.is_empty() {
+                bail!("{flag}: empty list");
+            }
+            if let Some(v) = vals.iter().find(|&&v| v == 0) {
+                bail!("{flag}: values must be > 0, got {v}");
+            }
+        }
+        if self.max_num_tokens == 0 {
+            bail!("--max-num-tokens: must be > 0, got 0");
+        }
+        if self.repeats == 0 {
+            bail!("--repeats: must be > 0, got 0");
+        }
+        for d in &self.dtypes {
+            if dtype_bytes(d).is_none() {
+                bail!("--dtype: unknown dtype {d:?} (expected bf16, fp16 or fp32)");
+            }
+        }
+        Ok(())
+    }
+
+    /// All points, LLM outermost (one load per LLM), repeats innermost-but-one so a repeat of a
+    /// point follows its first run only after the whole grid (repeats are then independent).
+    pub fn points(&self) -> Vec<Point> {
+        let mut out = Vec::new();
+        for llm in &self.llms {
+            for dtype in &self.dtypes {
+                for repeat in 0..self.repeats {
+                    for &max_batch_size in &self.max_batch_sizes {
+                        for &requests in &self.requests {
+                            for &input_tokens in &self.inputs {
+                                for &output_tokens in &self.outputs {
+                                    out.push(Point {
+                                        llm: llm.clone(),
+                                        input_tokens,
+                                        output_tokens,
+                                        requests,
+                                        max_batch_size,
+                                        max_num_tokens: self.max_num_tokens,
+                                        dtype: dtype.clone(),
+                                        repeat,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Bytes per element of a dtype name.
+pub fn dtype_bytes(d: &str) -> Option<usize> {
+    match d {
+        "bf16" | "fp16" => Some(2),
+        "fp32" => Some(4),
+        _ => None,
+    }
+}
+
+/// `--shard I/N`: 0 ≤ I < N.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (i, n) = s.split_once('/').with_context(|| format!("--shard: expected I/N (e.g. 0/4), got {s:?}"))?;
+        let index: usize = i.trim().parse().with_context(|| format!("--shard: index {i:?} in {s:?} is not a number"))?;
+        let count: usize = n.trim().parse().with_context(|| format!("--shard: count {n:?} in {s:?} is not a number"))?;
+        if count == 0 || index >= count {
+            bail!("--shard: need 0 <= I < N, got {s:?}");
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// Every `count`-th point starting at `index`, taken from the full plan so shards are disjoint
+    /// and together cover the plan whatever each host has already measured.
+    pub fn take(&self, points: Vec<Point>) -> Vec<Point> {
+        points.into_iter().enumerate().filter(|(i, _)| i % self.count == self.index).map(|(_, p)| p).collect()
+    }
+}
+
+/// Memory fit and duration estimate of a point on a GPU with `gpu_mem_bytes` of memory.
+pub trait CostModel: Send + Sync {
+    /// Canonical LLM name for the `llm` column (`--llm` may be a config.json path).
+    fn llm_name(&self, spec: &str) -> Result<String>;
+    /// `Ok(())` if the point can run, else the reason it cannot (recorded as `skipped: <reason>`).
+    fn feasible(&self, p: &Point, gpu_mem_bytes: u64) -> std::result::Result<(), String>;
+    /// Roofline estimate of one run's duration in seconds (a lower bound).
+    fn estimate_s(&self, p: &Point, gpu_mem_bytes: u64) -> Result<f64>;
+}
+
+/// The `--dry-run` table: one line per point, a total, and the points that do not fit.
+pub fn dry_run_table(points: &[Point], cost: &dyn CostModel, gpu_mem_bytes: u64, min_window_s: f64) -> Result<String> {
+    let mut s = String::new();
+    writeln!(s, "{:<16} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>4}  {:<40} {:>10} {:>7}", "llm", "n", "m", "R", "mbs", "mnt", "dtype", "rep", "fits", "est_s", "runs")?;
+    let (mut total, mut skipped) = (0.0, 0usize);
+    for p in points {
+        let name = cost.llm_name(&p.llm)?;
+        let (fits, est, runs) = match cost.feasible(p, gpu_mem_bytes) {
+            Ok(()) => {
+                let e = cost.estimate_s(p, gpu_mem_bytes)?;
+                let runs = window_runs_for(e, min_window_s);
+                total += e * runs as f64;
+                ("yes".to_string(), format!("{e:.2}"), runs.to_string())
+            }
+            Err(r) => {
+                skipped += 1;
+                (format!("no: {r}"), "-".into(), "-".into())
+            }
+        };
+        writeln!(
+            s,
+            "{:<16} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>4}  {:<40} {:>10} {:>7}",
+            name, p.input_tokens, p.output_tokens, p.requests, p.max_batch_size, p.max_num_tokens, p.dtype, p.repeat, fits, est, runs
+        )?;
+    }
+    writeln!(
+        s,
+        "{} points, {} do not fit; estimated measured time {:.0} s (roofline lower bound, windows ≥ {min_window_s} s; warm-up, idle and load time not included)",
+        points.len(),
+        skipped,
+        total
+    )?;
+    Ok(s)
+}
+
+/// How many back-to-back runs make a window of at least `min_window_s`.
+pub fn window_runs_for(run_s: f64, min_window_s: f64) -> u64 {
+    if run_s <= 0.0 || !run_s.is_finite() {
+        return 1;
+    }
+    ((min_window_s / run_s).ceil() as u64).max(1)
+}
+
+/// Parse a comma-separated list of positive integers for `flag`.
+pub fn parse_list(flag: &str, s: &str) -> Result<Vec<u64>> {
+    s.split(',')
+        .map(|t| {
+            let t = t.trim();
+            match t.parse::<u64>() {
+                Ok(v) if v > 0 => Ok(v),
+                _ => bail!("{flag}: expected positive integers separated by commas, got {t:?} in {s:?}"),
+            }
+        })
+        .collect()
+}

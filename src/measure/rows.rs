@@ -1,0 +1,297 @@
+//! One measurement row: DESIGN's measurement columns plus the extras `measure` needs, and its
+//! conversions to and from CSV lines and polars frames.
+//!
+//! The CSV side is hand-written so that a row is one `write` of one complete line (see `writer.rs`
+//! for why that matters under kill -9); polars is used for Parquet and for reading foreign files.
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::{Column, DataFrame, DataType};
+
+/// Column order of every file `measure` writes. The first 21 are DESIGN's, in DESIGN's order.
+pub const COLUMNS: [&str; 29] = [
+    "llm", "input_tokens", "output_tokens", "requests", "energy_j", "gpu", "driver", "engine", "dtype",
+    "max_batch_size", "max_num_tokens", "duration_s", "avg_power_w", "idle_power_w", "sm_clock_mhz",
+    "mem_clock_mhz", "max_temp_c", "generated_tokens", "repeat", "started_at", "status",
+    // extras
+    "gpu_index", "power_limit_w", "window_s", "window_runs", "window_energy_j", "samples",
+    "prefill_energy_j", "decode_energy_j",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    Int,
+    Float,
+}
+
+fn kind(col: &str) -> Kind {
+    match col {
+        "llm" | "gpu" | "driver" | "engine" | "dtype" | "started_at" | "status" => Kind::Str,
+        "input_tokens" | "output_tokens" | "requests" | "max_batch_size" | "max_num_tokens" | "generated_tokens"
+        | "repeat" | "gpu_index" | "window_runs" | "samples" => Kind::Int,
+        _ => Kind::Float,
+    }
+}
+
+/// One (grid point, repeat). Per-run quantities (`energy_j`, `duration_s`, `generated_tokens`) are
+/// for ONE run of the R requests; when a short point was repeated inside its window, `window_runs`
+/// says how often and `window_s` / `window_energy_j` hold the whole window.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Row {
+    pub llm: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub requests: u64,
+    pub energy_j: Option<f64>,
+    pub gpu: String,
+    pub driver: String,
+    pub engine: String,
+    pub dtype: String,
+    pub max_batch_size: u64,
+    pub max_num_tokens: u64,
+    pub duration_s: Option<f64>,
+    pub avg_power_w: Option<f64>,
+    pub idle_power_w: Option<f64>,
+    pub sm_clock_mhz: Option<f64>,
+    pub mem_clock_mhz: Option<f64>,
+    pub max_temp_c: Option<f64>,
+    pub generated_tokens: Option<u64>,
+    pub repeat: u64,
+    pub started_at: String,
+    pub status: String,
+    pub gpu_index: Option<u64>,
+    pub power_limit_w: Option<f64>,
+    pub window_s: Option<f64>,
+    pub window_runs: Option<u64>,
+    pub window_energy_j: Option<f64>,
+    pub samples: Option<u64>,
+    pub prefill_energy_j: Option<f64>,
+    pub decode_energy_j: Option<f64>,
+}
+
+/// Identity of a measurement: what `--resume` skips and `merge` deduplicates on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub llm: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub requests: u64,
+    pub max_batch_size: u64,
+    pub max_num_tokens: u64,
+    pub dtype: String,
+    pub repeat: u64,
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "llm={} input_tokens={} output_tokens={} requests={} max_batch_size={} max_num_tokens={} dtype={} repeat={}",
+            self.llm, self.input_tokens, self.output_tokens, self.requests, self.max_batch_size, self.max_num_tokens, self.dtype, self.repeat
+        )
+    }
+}
+
+enum Cell {
+    S(String),
+    I(Option<u64>),
+    F(Option<f64>),
+}
+
+impl Row {
+    pub fn key(&self) -> Key {
+        Key {
+            llm: self.llm.clone(),
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            requests: self.requests,
+            max_batch_size: self.max_batch_size,
+            max_num_tokens: self.max_num_tokens,
+            dtype: self.dtype.clone(),
+            repeat: self.repeat,
+        }
+    }
+
+    fn cells(&self) -> Vec<Cell> {
+        use Cell::*;
+        vec![
+            S(self.llm.clone()), I(Some(self.input_tokens)), I(Some(self.output_tokens)), I(Some(self.requests)),
+            F(self.energy_j), S(self.gpu.clone()), S(self.driver.clone()), S(self.engine.clone()), S(self.dtype.clone()),
+            I(Some(self.max_batch_size)), I(Some(self.max_num_tokens)), F(self.duration_s), F(self.avg_power_w),
+            F(self.idle_power_w), F(self.sm_clock_mhz), F(self.mem_clock_mhz), F(self.max_temp_c),
+            I(self.generated_tokens), I(Some(self.repeat)), S(self.started_at.clone()), S(self.status.clone()),
+            I(self.gpu_index), F(self.power_limit_w), F(self.window_s), I(self.window_runs), F(self.window_energy_j),
+            I(self.samples), F(self.prefill_energy_j), F(self.decode_energy_j),
+        ]
+    }
+
+    /// Build from named text fields (`None` or "" = missing). `at` names the place for errors.
+    pub fn from_fields(get: &dyn Fn(&str) -> Option<String>, at: &str) -> Result<Row> {
+        let s = |c: &str| get(c).unwrap_or_default();
+        let req_i = |c: &str| -> Result<u64> {
+            let v = get(c).filter(|v| !v.is_empty()).with_context(|| format!("{at}: column {c} is missing"))?;
+            v.trim().parse::<u64>().with_context(|| format!("{at}: column {c}: {v:?} is not a non-negative integer"))
+        };
+        let opt_i = |c: &str| -> Result<Option<u64>> {
+            match get(c).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => {
+                    // Parquet round trips through polars may render integers as floats ("12.0").
+                    let f: f64 = v.trim().parse().with_context(|| format!("{at}: column {c}: {v:?} is not a number"))?;
+                    if f < 0.0 || f.fract() != 0.0 {
+                        bail!("{at}: column {c}: {v:?} is not a non-negative integer");
+                    }
+                    Ok(Some(f as u64))
+                }
+            }
+        };
+        let opt_f = |c: &str| -> Result<Option<f64>> {
+            match get(c).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => Ok(Some(v.trim().parse::<f64>().with_context(|| format!("{at}: column {c}: {v:?} is not a number"))?)),
+            }
+        };
+        let llm = s("llm");
+        if llm.is_empty() {
+            bail!("{at}: column llm is missing or empty");
+        }
+        Ok(Row {
+            llm,
+            input_tokens: req_i("input_tokens")?,
+            output_tokens: req_i("output_tokens")?,
+            requests: req_i("requests")?,
+            energy_j: opt_f("energy_j")?,
+            gpu: s("gpu"),
+            driver: s("driver"),
+            engine: s("engine"),
+            dtype: s("dtype"),
+            max_batch_size: opt_i("max_batch_size")?.unwrap_or(0),
+            max_num_tokens: opt_i("max_num_tokens")?.unwrap_or(0),
+            duration_s: opt_f("duration_s")?,
+            avg_power_w: opt_f("avg_power_w")?,
+            idle_power_w: opt_f("idle_power_w")?,
+            sm_clock_mhz: opt_f("sm_clock_mhz")?,
+            mem_clock_mhz: opt_f("mem_clock_mhz")?,
+            max_temp_c: opt_f("max_temp_c")?,
+            generated_tokens: opt_i("generated_tokens")?,
+            repeat: opt_i("repeat")?.unwrap_or(0),
+            started_at: s("started_at"),
+            status: s("status"),
+            gpu_index: opt_i("gpu_index")?,
+            power_limit_w: opt_f("power_limit_w")?,
+            window_s: opt_f("window_s")?,
+            window_runs: opt_i("window_runs")?,
+            window_energy_j: opt_f("window_energy_j")?,
+            samples: opt_i("samples")?,
+            prefill_energy_j: opt_f("prefill_energy_j")?,
+            decode_energy_j: opt_f("decode_energy_j")?,
+        })
+    }
+
+    /// One complete CSV line, newline included.
+    pub fn csv_line(&self) -> String {
+        let fields: Vec<String> = self
+            .cells()
+            .into_iter()
+            .map(|c| match c {
+                Cell::S(s) => quote(&s),
+                Cell::I(v) => v.map(|v| v.to_string()).unwrap_or_default(),
+                Cell::F(v) => v.filter(|v| v.is_finite()).map(|v| v.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        let mut l = fields.join(",");
+        l.push('\n');
+        l
+    }
+}
+
+/// The header line.
+pub fn csv_header() -> String {
+    let mut h = COLUMNS.join(",");
+    h.push('\n');
+    h
+}
+
+fn quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Split one CSV record (RFC 4180 quoting; the record holds no raw newline since we never write one
+/// unquoted and `quote` keeps it inside quotes — callers split on lines first, so rows with quoted
+/// newlines are not supported, and `measure` never writes them: reasons are single-line).
+pub fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (false, '"') if cur.is_empty() => quoted = true,
+            (false, ',') => out.push(std::mem::take(&mut cur)),
+            (_, c) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Parse CSV text written by `csv_header` / `csv_line` (or any CSV with those column names).
+pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Row>> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else { return Ok(Vec::new()) };
+    let names: Vec<String> = split_csv(header).into_iter().map(|s| s.trim().to_string()).collect();
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        let vals = split_csv(line);
+        if vals.len() != names.len() {
+            bail!("{file}: line {}: {} fields, header has {}", i + 1, vals.len(), names.len());
+        }
+        let get = |c: &str| names.iter().position(|n| n == c).map(|j| vals[j].clone());
+        rows.push(Row::from_fields(&get, &format!("{file}: line {}", i + 1))?);
+    }
+    Ok(rows)
+}
+
+/// Rows to a typed polars frame in `COLUMNS` order.
+pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
+    let cells: Vec<Vec<Cell>> = rows.iter().map(|r| r.cells()).collect();
+    let mut cols = Vec::new();
+    for (j, name) in COLUMNS.iter().enumerate() {
+        let col = match kind(name) {
+            Kind::Str => Column::new((*name).into(), cells.iter().map(|c| match &c[j] { Cell::S(s) => s.clone(), _ => unreachable!() }).collect::<Vec<_>>()),
+            Kind::Int => Column::new((*name).into(), cells.iter().map(|c| match &c[j] { Cell::I(v) => *v, _ => unreachable!() }).collect::<Vec<_>>()),
+            Kind::Float => Column::new((*name).into(), cells.iter().map(|c| match &c[j] { Cell::F(v) => v.filter(|x| x.is_finite()), _ => unreachable!() }).collect::<Vec<_>>()),
+        };
+        cols.push(col);
+    }
+    Ok(DataFrame::new(rows.len(), cols)?)
+}
+
+/// Rows from any polars frame that has at least the key columns; unknown columns are returned by
+/// name so the caller can say they were dropped.
+pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)> {
+    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let mut text: Vec<Vec<Option<String>>> = Vec::new();
+    for n in &names {
+        let c = df.column(n)?.cast(&DataType::String).with_context(|| format!("{file}: column {n} cannot be read as text"))?;
+        let ca = c.str()?;
+        text.push((0..ca.len()).map(|i| ca.get(i).map(|s| s.to_string())).collect());
+    }
+    let mut rows = Vec::new();
+    #[allow(clippy::needless_range_loop)] // i indexes every column of `text`
+    for i in 0..df.height() {
+        let get = |c: &str| names.iter().position(|n| n == c).and_then(|j| text[j][i].clone());
+        rows.push(Row::from_fields(&get, &format!("{file}: row {}", i + 1))?);
+    }
+    let unknown = names.into_iter().filter(|n| !COLUMNS.contains(&n.as_str())).collect();
+    Ok((rows, unknown))
+}

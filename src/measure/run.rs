@@ -1,0 +1,247 @@
+//! The sweep: one worker thread per GPU takes points from a shared queue, meters each on its own
+//! GPU's counter and appends the row durably before taking the next.
+//!
+//! Per point: feasibility → prepare + warm-up (outside the window) → idle power → window (submit
+//! all R requests … last token, repeated back-to-back until ≥ `min_window_s`) → optional prefill
+//! window (m = 1) for `--phases` → row. Any failure of a point becomes `skipped: <reason>` and the
+//! sweep goes on; only writer errors stop it.
+
+use super::meter::{idle_power_w, EnergyMeter, GpuInfo, Window};
+use super::plan::{CostModel, Point};
+use super::rows::{Key, Row};
+use super::writer::Writer;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the run loop drives: the engine (real) or a stand-in (tests).
+pub trait Workload {
+    /// Engine name and version, for the `engine` column.
+    fn engine(&self) -> String;
+    /// Get ready for `p` outside any window: load or reuse the LLM, size the KV cache, compile and
+    /// warm up (kernels, CUDA graphs). An error skips the point.
+    fn prepare(&mut self, p: &Point) -> Result<()>;
+    /// Submit all `p.requests` requests of `p.input_tokens` tokens at once, generate exactly
+    /// `output_tokens` each, return when the last token is on the host. Returns tokens generated.
+    fn run(&mut self, p: &Point, output_tokens: u64) -> Result<u64>;
+}
+
+/// Builds the workload of one GPU inside its worker thread.
+pub type WorkloadFactory = dyn Fn(u32) -> Result<Box<dyn Workload>> + Sync;
+
+/// Knobs of the run loop.
+#[derive(Clone, Debug)]
+pub struct RunOpts {
+    pub sample: Duration,
+    pub idle_s: f64,
+    pub min_window_s: f64,
+    pub phases: bool,
+    pub progress: bool,
+}
+
+/// Result of a sweep.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub ok: usize,
+    pub skipped: usize,
+    pub windows_s: f64,
+    pub wall_s: f64,
+}
+
+/// Run `points` (already filtered by shard and resume) on `meters` (one per GPU).
+pub fn run_sweep(
+    points: Vec<Point>,
+    meters: Vec<Arc<dyn EnergyMeter>>,
+    factory: &WorkloadFactory,
+    cost: &dyn CostModel,
+    writer: Writer,
+    opts: &RunOpts,
+) -> Result<Summary> {
+    let t0 = Instant::now();
+    // The bar advances by each point's estimated window (roofline, at least min_window_s), so its
+    // ETA is meaningful although points differ in length by 1000×; its message counts points.
+    let mem = meters.first().map(|m| m.info()).transpose()?.map(|i| i.memory_total_bytes).unwrap_or(80 << 30);
+    let weight = |p: &Point| -> u64 {
+        let est = if cost.feasible(p, mem).is_ok() { cost.estimate_s(p, mem).unwrap_or(0.0) } else { 0.0 };
+        (est.max(opts.min_window_s).max(0.1) * 1000.0) as u64
+    };
+    let weighted: VecDeque<(Point, u64)> = points.into_iter().map(|p| { let w = weight(&p); (p, w) }).collect();
+    let total_points = weighted.len();
+    let bar = if opts.progress { ProgressBar::new(weighted.iter().map(|(_, w)| w).sum()) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent}% (by estimated time), ETA {eta_precise}  {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("0/{total_points} points"));
+    let queue = Mutex::new(weighted);
+    let writer = Mutex::new(writer);
+    let summary = Mutex::new(Summary::default());
+    let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
+        let handles: Vec<_> = meters
+            .iter()
+            .map(|meter| {
+                let (queue, writer, summary, bar) = (&queue, &writer, &summary, &bar);
+                s.spawn(move || -> Result<()> {
+                    let info = meter.info()?;
+                    let mut work = factory(info.index).with_context(|| format!("starting the workload on GPU {}", info.index))?;
+                    let engine = work.engine();
+                    loop {
+                        let Some((p, w)) = queue.lock().unwrap().pop_front() else { return Ok(()) };
+                        let row = measure_point(&p, meter.clone(), &info, &engine, work.as_mut(), cost, opts);
+                        let ok = row.status == "ok";
+                        let msg = match (ok, row.energy_j, row.generated_tokens) {
+                            (true, Some(e), Some(t)) if e > 0.0 => format!("{} n={} m={}: {:.2} tokens/J", p.llm, p.input_tokens, p.output_tokens, t as f64 / e),
+                            _ => format!("{} n={} m={}: {}", p.llm, p.input_tokens, p.output_tokens, row.status),
+                        };
+                        let window = row.window_s.unwrap_or(0.0);
+                        writer.lock().unwrap().append(row)?;
+                        let mut sm = summary.lock().unwrap();
+                        if ok { sm.ok += 1 } else { sm.skipped += 1 }
+                        sm.windows_s += window;
+                        bar.set_message(format!("{}/{total_points} points, last: {msg}", sm.ok + sm.skipped));
+                        drop(sm);
+                        bar.inc(w);
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().map_err(|_| anyhow::anyhow!("worker thread panicked")).and_then(|r| r).err()).collect()
+    });
+    bar.finish();
+    let mut sm = summary.into_inner().unwrap();
+    sm.wall_s = t0.elapsed().as_secs_f64();
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e.context(format!("sweep stopped ({} ok, {} skipped written)", sm.ok, sm.skipped)));
+    }
+    Ok(sm)
+}
+
+/// A window of back-to-back runs of `p` with `m` output tokens lasting at least `min_s`.
+struct Measured {
+    energy_j: f64,
+    duration_s: f64,
+    runs: u64,
+    tokens: u64,
+    reading: super::meter::Reading,
+}
+
+fn window(meter: Arc<dyn EnergyMeter>, work: &mut dyn Workload, p: &Point, m: u64, opts: &RunOpts) -> Result<Measured> {
+    let w = Window::start(meter, opts.sample)?;
+    let t = Instant::now();
+    let (mut runs, mut tokens) = (0u64, 0u64);
+    while runs == 0 || t.elapsed().as_secs_f64() < opts.min_window_s {
+        tokens += work.run(p, m)?;
+        runs += 1;
+    }
+    let reading = w.finish()?;
+    Ok(Measured { energy_j: reading.energy_j, duration_s: reading.duration_s, runs, tokens, reading })
+}
+
+/// Measure one point; never fails — a failure is a skipped row.
+pub fn measure_point(
+    p: &Point,
+    meter: Arc<dyn EnergyMeter>,
+    info: &GpuInfo,
+    engine: &str,
+    work: &mut dyn Workload,
+    cost: &dyn CostModel,
+    opts: &RunOpts,
+) -> Row {
+    let mut row = base_row(p, cost, info, engine);
+    let skip = |mut row: Row, why: String| {
+        row.status = format!("skipped: {}", why.replace(['\n', '\r'], " "));
+        row
+    };
+    if let Err(why) = cost.feasible(p, info.memory_total_bytes) {
+        return skip(row, why);
+    }
+    if let Err(e) = work.prepare(p) {
+        return skip(row, format!("prepare: {e:#}"));
+    }
+    match idle_power_w(meter.clone(), opts.idle_s, opts.sample) {
+        Ok(w) => row.idle_power_w = Some(w),
+        Err(e) => return skip(row, format!("idle power: {e:#}")),
+    }
+    row.started_at = utc_now();
+    let full = match window(meter.clone(), work, p, p.output_tokens, opts) {
+        Ok(m) => m,
+        Err(e) => return skip(row, format!("run: {e:#}")),
+    };
+    let runs = full.runs as f64;
+    row.energy_j = Some(full.energy_j / runs);
+    row.duration_s = Some(full.duration_s / runs);
+    row.generated_tokens = Some(full.tokens / full.runs);
+    row.avg_power_w = Some(full.reading.avg_power_w());
+    row.sm_clock_mhz = Some(full.reading.mean_sm_clock_mhz());
+    row.mem_clock_mhz = Some(full.reading.mean_mem_clock_mhz());
+    row.max_temp_c = Some(full.reading.max_temp_c());
+    row.window_s = Some(full.duration_s);
+    row.window_runs = Some(full.runs);
+    row.window_energy_j = Some(full.energy_j);
+    row.samples = Some(full.reading.samples.len() as u64);
+    if opts.phases {
+        match window(meter, work, p, 1, opts) {
+            Ok(pre) => {
+                let e = pre.energy_j / pre.runs as f64;
+                row.prefill_energy_j = Some(e);
+                row.decode_energy_j = Some(full.energy_j / runs - e);
+            }
+            Err(e) => return skip(row, format!("prefill window: {e:#}")),
+        }
+    }
+    row.status = "ok".into();
+    row
+}
+
+fn base_row(p: &Point, cost: &dyn CostModel, info: &GpuInfo, engine: &str) -> Row {
+    Row {
+        llm: cost.llm_name(&p.llm).unwrap_or_else(|_| p.llm.clone()),
+        input_tokens: p.input_tokens,
+        output_tokens: p.output_tokens,
+        requests: p.requests,
+        gpu: info.name.clone(),
+        driver: info.driver.clone(),
+        engine: engine.to_string(),
+        dtype: p.dtype.clone(),
+        max_batch_size: p.max_batch_size,
+        max_num_tokens: p.max_num_tokens,
+        repeat: p.repeat,
+        started_at: utc_now(),
+        gpu_index: Some(info.index as u64),
+        power_limit_w: Some(info.power_limit_w),
+        ..Row::default()
+    }
+}
+
+/// The resume key of a point (with the canonical LLM name the row will carry).
+pub fn key_of(p: &Point, cost: &dyn CostModel) -> Key {
+    Key {
+        llm: cost.llm_name(&p.llm).unwrap_or_else(|_| p.llm.clone()),
+        input_tokens: p.input_tokens,
+        output_tokens: p.output_tokens,
+        requests: p.requests,
+        max_batch_size: p.max_batch_size,
+        max_num_tokens: p.max_num_tokens,
+        dtype: p.dtype.clone(),
+        repeat: p.repeat,
+    }
+}
+
+/// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, no date crate needed).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}

@@ -1,0 +1,201 @@
+//! Crash-safe measurement file: every finished point is on disk before the next one starts, and a
+//! kill -9 at any moment leaves a readable file that `--resume` continues.
+//!
+//! CSV (`--out x.csv`): the file itself is the journal. Each row is one complete line handed to
+//! the kernel in a single `write` on an `O_APPEND` file, then `fsync`ed; a killed process leaves
+//! either the whole line or none. Should a torn tail ever appear (power loss, full disk), opening
+//! with `--resume` cuts it back to the last complete line before appending.
+//!
+//! Parquet (`--out x.parquet`): Parquet cannot be appended (its footer is written last), so rows
+//! go first to the CSV journal `x.parquet.journal.csv` as above, then the whole Parquet file is
+//! rewritten to `x.parquet.tmp`, fsynced and renamed over `x.parquet`. rename is atomic, so
+//! `x.parquet` is always the previous or the new complete file; the journal is the truth on
+//! resume (it is at most one point ahead of the Parquet file). The rewrite is O(rows), negligible
+//! next to a point that takes seconds.
+
+use super::rows::{csv_header, from_frame, parse_csv, to_frame, Key, Row, COLUMNS};
+use anyhow::{bail, Context, Result};
+use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Result<Format> {
+        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+            Some("csv") => Ok(Format::Csv),
+            Some("parquet") | Some("pq") => Ok(Format::Parquet),
+            _ => bail!("--out: {} must end in .csv or .parquet", path.display()),
+        }
+    }
+}
+
+/// The journal beside a Parquet file.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".journal.csv");
+    PathBuf::from(s)
+}
+
+/// Appends rows, one durable write each.
+pub struct Writer {
+    path: PathBuf,
+    format: Format,
+    journal: File,
+    rows: Vec<Row>,
+    done: HashSet<Key>,
+}
+
+impl Writer {
+    /// Open `path` for a sweep. Without `resume` an existing file is an error (never overwrite a
+    /// measurement); with it, the rows already there are loaded and their points are `done`.
+    pub fn open(path: &Path, resume: bool) -> Result<Writer> {
+        let format = Format::of(path)?;
+        let jpath = match format {
+            Format::Csv => path.to_path_buf(),
+            Format::Parquet => journal_path(path),
+        };
+        let exists = path.exists() || jpath.exists();
+        if exists && !resume {
+            bail!("--out: {} already exists; pass --resume to continue it, or choose another file", path.display());
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("--out: creating directory {}", dir.display()))?;
+        }
+        let rows = if jpath.exists() {
+            repair_tail(&jpath)?;
+            let text = std::fs::read_to_string(&jpath).with_context(|| format!("reading {}", jpath.display()))?;
+            check_header(&text, &jpath)?;
+            parse_csv(&text, &jpath.display().to_string())?
+        } else if path.exists() {
+            // A Parquet file without journal (e.g. made by `merge`): seed the journal from it.
+            let rows = read_rows(path)?;
+            write_new_journal(&jpath, &rows)?;
+            rows
+        } else {
+            Vec::new()
+        };
+        if !jpath.exists() || std::fs::metadata(&jpath)?.len() == 0 {
+            write_new_journal(&jpath, &[])?;
+        }
+        let journal = OpenOptions::new().append(true).open(&jpath).with_context(|| format!("opening {} for append", jpath.display()))?;
+        let done = rows.iter().map(Row::key).collect();
+        let w = Writer { path: path.to_path_buf(), format, journal, rows, done };
+        if format == Format::Parquet {
+            w.rewrite_parquet()?;
+        }
+        Ok(w)
+    }
+
+    /// Points already in the file (any status).
+    pub fn done(&self) -> &HashSet<Key> {
+        &self.done
+    }
+
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Append one row durably (see the file comment).
+    pub fn append(&mut self, row: Row) -> Result<()> {
+        let line = row.csv_line();
+        self.journal.write_all(line.as_bytes()).with_context(|| format!("appending to {}", self.path.display()))?;
+        self.journal.sync_data().with_context(|| format!("syncing {}", self.path.display()))?;
+        self.done.insert(row.key());
+        self.rows.push(row);
+        if self.format == Format::Parquet {
+            self.rewrite_parquet()?;
+        }
+        Ok(())
+    }
+
+    fn rewrite_parquet(&self) -> Result<()> {
+        write_parquet_atomic(&self.path, &self.rows)
+    }
+}
+
+/// Write `rows` to `path` through a temporary file and an atomic rename.
+pub fn write_parquet_atomic(path: &Path, rows: &[Row]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut df = to_frame(rows)?;
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    ParquetWriter::new(&mut f).finish(&mut df).with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Write `rows` as CSV (header + lines), atomically.
+pub fn write_csv_atomic(path: &Path, rows: &[Row]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    write_new_journal(&tmp, rows)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+fn write_new_journal(path: &Path, rows: &[Row]) -> Result<()> {
+    let mut text = csv_header();
+    for r in rows {
+        text.push_str(&r.csv_line());
+    }
+    let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Cut a torn last line (no trailing newline) so appends start on a fresh line.
+fn repair_tail(path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+    eprintln!("warning: {}: dropping an incomplete last line ({} bytes) left by an interrupted write", path.display(), bytes.len() - keep);
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn check_header(text: &str, path: &Path) -> Result<()> {
+    let header = text.lines().next().unwrap_or("");
+    if !header.is_empty() && header != COLUMNS.join(",") {
+        bail!(
+            "--resume: {} has columns {header:?}, not those of this version of measure; resume into a new file and merge",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Read a measurement file (CSV or Parquet) into rows, warning about columns that are dropped.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    let name = path.display().to_string();
+    match Format::of(path).with_context(|| format!("reading {name}"))? {
+        Format::Csv => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {name}"))?;
+            parse_csv(&text, &name)
+        }
+        Format::Parquet => {
+            let f = File::open(path).with_context(|| format!("opening {name}"))?;
+            let df = ParquetReader::new(f).finish().with_context(|| format!("reading Parquet {name}"))?;
+            let (rows, unknown) = from_frame(&df, &name)?;
+            if !unknown.is_empty() {
+                eprintln!("warning: {name}: columns {unknown:?} are not measure's and are dropped");
+            }
+            Ok(rows)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Planning, sharding, feasibility and duration estimates of `measure` (no GPU needed).
+
+use energy_fit::measure::cost::RooflineCost;
+use energy_fit::measure::plan::{dry_run_table, parse_list, window_runs_for, PUBLISHED_LENGTHS};
+use energy_fit::measure::{CostModel, Grid, Point, Shard};
+use std::collections::HashSet;
+
+const GIB: u64 = 1 << 30;
+
+fn point(llm: &str, n: u64, m: u64) -> Point {
+    Point { llm: llm.into(), input_tokens: n, output_tokens: m, requests: 1000, max_batch_size: 1024, max_num_tokens: 8192, dtype: "bf16".into(), repeat: 0 }
+}
+
+#[test]
+fn default_grid_is_the_published_one() {
+    let g = Grid::default();
+    g.validate().unwrap();
+    let pts = g.points();
+    assert_eq!(pts.len(), 49);
+    assert_eq!(PUBLISHED_LENGTHS, [64, 128, 256, 512, 1024, 2048, 4096]);
+    assert!(pts.iter().all(|p| p.requests == 1000 && p.max_batch_size == 1024 && p.max_num_tokens == 8192 && p.dtype == "bf16"));
+    let uniq: HashSet<_> = pts.iter().map(|p| (p.input_tokens, p.output_tokens)).collect();
+    assert_eq!(uniq.len(), 49);
+}
+
+#[test]
+fn axes_multiply_and_repeats_are_distinct_points() {
+    let g = Grid {
+        llms: vec!["llama-3.2-1b".into(), "opt-1.3b".into()],
+        inputs: vec![64, 128],
+        outputs: vec![64],
+        requests: vec![10, 100],
+        max_batch_sizes: vec![8, 1024],
+        max_num_tokens: 8192,
+        dtypes: vec!["bf16".into(), "fp16".into()],
+        repeats: 3,
+    };
+    let pts = g.points();
+    assert_eq!(pts.len(), 2 * 2 * 2 * 2 * 2 * 3 /* llms, inputs, requests, mbs, dtypes, repeats; one output */);
+    assert_eq!(pts.iter().collect::<HashSet<_>>().len(), pts.len());
+    // LLM outermost: all of the first LLM's points come first (one load per LLM).
+    assert!(pts[..pts.len() / 2].iter().all(|p| p.llm == "llama-3.2-1b"));
+}
+
+#[test]
+fn shards_are_disjoint_and_cover_the_plan() {
+    let pts = Grid::default().points();
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let s: Shard = format!("{i}/3").parse().unwrap();
+        let part = s.take(pts.clone());
+        assert!(part.len() == 16 || part.len() == 17);
+        seen.extend(part);
+    }
+    seen.sort();
+    let mut all = pts.clone();
+    all.sort();
+    assert_eq!(seen, all);
+}
+
+#[test]
+fn bad_shard_and_lists_name_the_flag_and_value() {
+    for bad in ["3/3", "1", "a/2", "0/0", "-1/2"] {
+        let e = bad.parse::<Shard>().unwrap_err().to_string();
+        assert!(e.contains("--shard") && e.contains(bad), "{e}");
+    }
+    let e = parse_list("--inputs", "64,abc").unwrap_err().to_string();
+    assert!(e.contains("--inputs") && e.contains("abc"), "{e}");
+    let e = parse_list("--outputs", "64,0").unwrap_err().to_string();
+    assert!(e.contains("--outputs") && e.contains('0'), "{e}");
+    let g = Grid { dtypes: vec!["int3".into()], ..Grid::default() };
+    let e = g.validate().unwrap_err().to_string();
+    assert!(e.contains("--dtype") && e.contains("int3"), "{e}");
+    let g = Grid { repeats: 0, ..Grid::default() };
+    assert!(g.validate().unwrap_err().to_string().contains("--repeats"));
+}
+
+#[test]
+fn feasibility_follows_memory_and_sequence_limits() {
+    let c = RooflineCost;
+    // 1B in bf16 (~2.5 GB) fits an 80 GiB card but not a 2 GiB one.
+    assert!(c.feasible(&point("llama-3.2-1b", 4096, 4096), 80 * GIB).is_ok());
+    let why = c.feasible(&point("llama-3.2-1b", 64, 64), 2 * GIB).unwrap_err();
+    assert!(why.contains("GiB"), "{why}");
+    // gemma-2-9b (~18.5 GB of bf16 weights) does not fit 16 GiB.
+    assert!(c.feasible(&point("gemma-2-9b", 64, 64), 16 * GIB).is_err());
+    assert!(c.feasible(&point("gemma-2-9b", 64, 64), 80 * GIB).is_ok());
+    // Sequence longer than the LLM accepts.
+    let why = c.feasible(&point("llama-3.2-1b", 4096, 1 << 20), 80 * GIB).unwrap_err();
+    assert!(why.contains("max_positions"), "{why}");
+    // A prompt longer than one step's token budget.
+    let mut p = point("llama-3.2-1b", 4096, 64);
+    p.max_num_tokens = 2048;
+    assert!(c.feasible(&p, 80 * GIB).unwrap_err().contains("max_num_tokens"));
+    assert_eq!(c.llm_name("LLAMA-3.2-1B").unwrap(), "llama-3.2-1b");
+    assert!(c.llm_name("no-such-llm").is_err());
+}
+
+#[test]
+fn roofline_estimate_grows_with_work() {
+    let c = RooflineCost;
+    let t = |n, m| c.estimate_s(&point("llama-3.2-1b", n, m), 80 * GIB).unwrap();
+    assert!(t(64, 64) > 0.0);
+    assert!(t(64, 128) > t(64, 64));
+    assert!(t(128, 64) > t(64, 64));
+    assert!(c.estimate_s(&point("llama-3.1-8b", 64, 64), 80 * GIB).unwrap() > t(64, 64));
+    // Lower bound sanity for a decode-bound point: 1000 × 64 tokens at batch 1000 needs at least
+    // 63 decode steps, each reading all weights (2.47 GB) at 3 TB/s.
+    assert!(t(64, 64) > 63.0 * 2.47e9 / 3.0e12);
+}
+
+#[test]
+fn short_points_are_repeated_to_the_minimum_window() {
+    assert_eq!(window_runs_for(0.38, 5.0), 14);
+    assert_eq!(window_runs_for(5.0, 5.0), 1);
+    assert_eq!(window_runs_for(7.0, 5.0), 1);
+    assert_eq!(window_runs_for(0.0, 5.0), 1);
+    assert_eq!(window_runs_for(1.0, 0.0), 1);
+}
+
+#[test]
+fn dry_run_table_lists_every_point_and_what_does_not_fit() {
+    let pts = vec![point("llama-3.2-1b", 64, 64), point("gemma-2-9b", 64, 64)];
+    let t = dry_run_table(&pts, &RooflineCost, 16 * GIB, 5.0).unwrap();
+    assert_eq!(t.lines().count(), 1 + 2 + 1);
+    assert!(t.contains("no: needs"), "{t}");
+    assert!(t.contains("2 points, 1 do not fit"), "{t}");
+}
