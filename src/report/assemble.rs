@@ -199,7 +199,7 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
         panels.push(right);
     }
     let series = panels.iter().map(|p| p.drawn()).sum();
-    write(out, 2, title, format!("fig2-curves-{}.svg", s.slug), panels_svg("Energy efficiency against output length", &panels), series)
+    write(out, 2, title, format!("fig2-curves-{}.svg", s.slug), panels_svg(&format!("Energy efficiency against output length — {}", s.label), &panels), series)
 }
 
 /// Figure 3: min–max-normalised efficiency averaged over subjects, on the cells all share.
