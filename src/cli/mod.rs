@@ -81,6 +81,9 @@ pub enum Command {
         kv_fraction: f64,
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// Launch every kernel directly instead of replaying decode iterations as CUDA graphs.
+        #[arg(long)]
+        no_graphs: bool,
     },
     /// Greedy-generate from a checkpoint and dump tokens and logits as JSON (HF comparison).
     #[command(hide = true)]
@@ -109,8 +112,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Measure(a) => measure::run(*a),
         Command::Merge(a) => merge::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
-        Command::EngineRun { llm, requests, input_tokens, output_tokens, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint } => {
-            selftest::engine_run(&llm, requests, input_tokens, output_tokens, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint)
+        Command::EngineRun { llm, requests, input_tokens, output_tokens, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs } => {
+            selftest::engine_run(&llm, requests, input_tokens, output_tokens, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs)
         }
         Command::EngineDump { checkpoint, prompts, output_tokens, out, dtype } => selftest::engine_dump(checkpoint, prompts, output_tokens, out, &dtype),
     }

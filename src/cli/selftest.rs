@@ -24,6 +24,7 @@ pub fn run(dtypes: &str, llm: &str, seed: u64) -> Result<()> {
         println!("{} kernel checks, {} failed ({:?})", t.checks.len(), t.checks.iter().filter(|c| !c.ok).count(), dt);
     }
     failed += model_check(llm, seed)?;
+    failed += graph_check(llm, seed)?;
     if failed > 0 {
         bail!("selftest: {failed} checks failed");
     }
@@ -86,11 +87,43 @@ fn model_check(llm: &str, seed: u64) -> Result<usize> {
     Ok(failed)
 }
 
+/// Decode iterations replayed from CUDA graphs must give what direct launches give: the same
+/// requests (a batch of mixed lengths, so graphs of several shapes are captured) on one engine with
+/// the graph cache on and off; tokens identical, logits within bf16 noise.
+fn graph_check(llm: &str, seed: u64) -> Result<usize> {
+    let cfg = resolve_llm(llm)?;
+    let opts = EngineOptions { seed, max_batch_size: 16, max_num_tokens: 2048, kv_fraction: 0.2, ..Default::default() };
+    let mut e = Engine::new(&cfg, opts)?;
+    let reqs: Vec<Request> = (0..12)
+        .map(|i| Request { prompt: (0..(9 + 23 * i)).map(|j| ((i * 31 + j * 7907) % cfg.vocab) as u32).collect(), output_tokens: 24 + 3 * i })
+        .collect();
+    let limits = Limits { max_batch_size: 16, max_num_tokens: 2048 };
+    let with = e.run_requests(&reqs, limits, true)?;
+    let (captures, replays) = e.graph_counts();
+    e.model_mut().graphs = None;
+    let without = e.run_requests(&reqs, limits, true)?;
+    let (a, b) = (with.logits.unwrap_or_default(), without.logits.unwrap_or_default());
+    let (mut num, mut den) = (0f64, 0f64);
+    for (x, y) in a.iter().flatten().flatten().zip(b.iter().flatten().flatten()) {
+        num = num.max((x - y).abs() as f64);
+        den = den.max(y.abs() as f64);
+    }
+    let rel = num / den.max(1e-30);
+    let same = with.tokens == without.tokens;
+    let ok = same && rel <= 1e-2 && replays > 0;
+    println!(
+        "{:<4} {llm} CUDA graphs vs direct launches: {captures} graphs captured, {replays} replays; tokens {}, logits max rel diff {rel:.3e} (tol 1.0e-2)",
+        if ok { "ok" } else { "FAIL" },
+        if same { "identical" } else { "DIFFER" }
+    );
+    Ok((!ok) as usize)
+}
+
 /// `engine-run`: one grid point with random weights and prompts; prints throughput.
 #[allow(clippy::too_many_arguments)]
-pub fn engine_run(llm: &str, requests: usize, n: usize, m: usize, mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>) -> Result<()> {
+pub fn engine_run(llm: &str, requests: usize, n: usize, m: usize, mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>, cuda_graphs: bool) -> Result<()> {
     let cfg = resolve_llm(llm)?;
-    let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, ..Default::default() };
+    let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, cuda_graphs, ..Default::default() };
     let t0 = std::time::Instant::now();
     let mut e = Engine::new(&cfg, opts)?;
     println!("{} on {}: engine ready in {:.2} s (NVRTC {:.0} ms), KV cache {} tokens", cfg.name, e.device_name(), t0.elapsed().as_secs_f64(), e.nvrtc_ms(), e.kv_capacity_tokens());
@@ -100,13 +133,14 @@ pub fn engine_run(llm: &str, requests: usize, n: usize, m: usize, mbs: usize, mn
     let s = e.run(&spec)?;
     let pre: usize = s.iterations.iter().map(|i| i.prefill_tokens).sum();
     println!(
-        "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations",
+        "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations, CUDA graphs {}",
         cfg.name,
         s.generated_tokens,
         s.wall_s,
         s.generated_tokens as f64 / s.wall_s,
         pre as f64 / s.wall_s,
-        s.iterations.len()
+        s.iterations.len(),
+        if cuda_graphs { format!("on ({} captured, {} replays)", e.graph_counts().0, e.graph_counts().1) } else { "off".into() }
     );
     Ok(())
 }

@@ -132,7 +132,11 @@ pub struct Device {
     pub name: String,
     pub arch: String,
     pub nvrtc_ms: f64,
+    _blas_ws: DevBuf,
 }
+
+/// cuBLAS workspace (NVIDIA recommends 32 MiB on Hopper).
+const BLAS_WORKSPACE: usize = 32 << 20;
 
 impl Device {
     pub fn new(ordinal: usize) -> Result<Device> {
@@ -155,9 +159,19 @@ impl Device {
             .map_err(|e| anyhow!("NVRTC failed to compile the engine kernels for {arch}: {e:?}"))?;
         let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
         let module = ctx.load_module(ptx).map_err(|e| anyhow!("loading kernels: {e:?}"))?;
-        let stream = ctx.default_stream();
+        // A real stream (not the legacy default one): CUDA graphs can be captured only on such.
+        let stream = ctx.new_stream().map_err(|e| anyhow!("creating a stream: {e:?}"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| anyhow!("cuBLAS init: {e:?}"))?;
-        Ok(Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms })
+        let mut dev = Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms, _blas_ws: DevBuf { ptr: 0, bytes: 0 } };
+        // An explicit cuBLAS workspace: captured GEMMs must not allocate.
+        let ws = dev.alloc(BLAS_WORKSPACE)?;
+        // SAFETY: ws outlives the handle's use of it (both live in Device; the handle is not used after drop).
+        let st = unsafe { blas_sys::cublasSetWorkspace_v2(*dev.blas.handle(), ws.ptr as *mut c_void, ws.bytes) };
+        if st != blas_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            bail!("cublasSetWorkspace: {st:?}");
+        }
+        dev._blas_ws = ws;
+        Ok(dev)
     }
 
     /// (free, total) device memory in bytes.

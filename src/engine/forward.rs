@@ -5,6 +5,7 @@
 //! (they feed the next iteration's embedding directly).
 
 use super::device::{Arg, DType, DevBuf, Device};
+use super::graphs::{GraphCache, GraphKey, GraphUse, Stager};
 use super::scheduler::{Iteration, PAGE_SIZE};
 use super::weights::Weights;
 use crate::llm::{Ffn, LlmConfig, Norm, Positional, RopeScaling};
@@ -36,6 +37,38 @@ pub struct Buffers {
     pub kv: DevBuf,
 }
 
+/// Offsets (in ints) of the per-iteration metadata arrays in `Buffers::meta`. Fixed, so that the
+/// pointers a captured graph bakes in hold for every iteration of its shape.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaLayout {
+    pub src: usize,
+    pub pos: usize,
+    pub slot: usize,
+    pub pitems: usize,
+    pub ditems: usize,
+    pub comb: usize,
+    pub srows: usize,
+    pub sdst: usize,
+    pub sslot: usize,
+    pub total: usize,
+}
+
+impl MetaLayout {
+    /// For at most `tokens` tokens and `seqs` sequences per iteration.
+    pub fn new(tokens: usize, seqs: usize) -> MetaLayout {
+        let src = 0;
+        let pos = src + tokens;
+        let slot = pos + tokens;
+        let pitems = slot + tokens;
+        let ditems = pitems + 6 * tokens;
+        let comb = ditems + 6 * (MAX_PARTS + seqs);
+        let srows = comb + 3 * seqs;
+        let sdst = srows + seqs;
+        let sslot = sdst + seqs;
+        MetaLayout { src, pos, slot, pitems, ditems, comb, srows, sdst, sslot, total: sslot + seqs }
+    }
+}
+
 /// Per-iteration integer metadata (built on the host, uploaded once).
 #[derive(Default, Debug)]
 pub struct StepInput {
@@ -61,6 +94,12 @@ pub struct Model {
     pub max_pages_per_seq: usize,
     pub total_pages: usize,
     pub sms: usize,
+    /// Fixed offsets of the metadata arrays in `b.meta`.
+    pub meta: MetaLayout,
+    /// Pinned staging ring for metadata uploads.
+    pub stager: Stager,
+    /// Decode graphs (None: launch every kernel directly).
+    pub graphs: Option<GraphCache>,
     /// Debug: record (layer, rms, max |x|, all finite) of the residual stream entering every layer
     /// and of the final normed hidden state (synchronises per layer; selftest only).
     pub probe: Option<Vec<(usize, f64, f64, bool)>>,
@@ -176,20 +215,35 @@ impl Model {
     }
 
     /// Write the block-table rows of newly admitted requests.
-    pub fn set_block_tables(&self, it: &Iteration) -> Result<()> {
+    pub fn set_block_tables(&mut self, it: &Iteration) -> Result<()> {
+        let mut rows = Vec::with_capacity(it.prefill.len());
         for p in &it.prefill {
             let row: Vec<i32> = p.pages.iter().map(|&x| x as i32).collect();
             if row.len() > self.max_pages_per_seq {
                 bail!("request {} needs {} pages, block table holds {}", p.req, row.len(), self.max_pages_per_seq);
             }
-            self.dev.upload(self.b.block_table.ptr + (p.slot * self.max_pages_per_seq * 4) as u64, &row)?;
+            rows.push((self.b.block_table.ptr + (p.slot * self.max_pages_per_seq * 4) as u64, row));
         }
-        Ok(())
+        // One staged upload per chunk of rows that fits a staging slot.
+        let cap = self.stager.capacity();
+        let mut parts: Vec<(u64, &[i32])> = Vec::new();
+        let mut used = 0;
+        for (d, r) in &rows {
+            if used + r.len() > cap {
+                self.stager.upload(&self.dev.stream, &parts)?;
+                parts.clear();
+                used = 0;
+            }
+            parts.push((*d, r.as_slice()));
+            used += r.len();
+        }
+        self.stager.upload(&self.dev.stream, &parts)
     }
 
-    /// Queue the forward pass of one iteration; sampled ids go to `out_tok[sample_dst]`.
+    /// Queue the forward pass of one iteration; sampled ids go to `out_tok[sample_dst]`. Decode-only
+    /// iterations go through the graph cache when there is one (captured on a shape's second
+    /// sighting, replayed after).
     pub fn forward(&mut self, s: &StepInput, out_tok: u64) -> Result<()> {
-        let c = self.cfg.clone();
         let t = s.tok_src.len();
         let ns = s.sample_rows.len();
         if t == 0 {
@@ -198,27 +252,60 @@ impl Model {
         if t > self.max_tokens || ns > self.max_seqs {
             bail!("iteration of {t} tokens / {ns} sequences exceeds the engine capacity {} / {}", self.max_tokens, self.max_seqs);
         }
-        // Pack metadata.
-        let mut meta: Vec<i32> = Vec::new();
-        let off = |v: &[i32], meta: &mut Vec<i32>| -> u64 {
-            let o = self.b.meta.ptr + (meta.len() * 4) as u64;
-            meta.extend_from_slice(v);
-            o
-        };
-        let flat6 = |v: &[[i32; 6]]| v.iter().flatten().copied().collect::<Vec<i32>>();
-        let src = off(&s.tok_src, &mut meta);
-        let pos = off(&s.tok_pos, &mut meta);
-        let slot = off(&s.tok_slot, &mut meta);
-        let pitems = off(&flat6(&s.prefill_items), &mut meta);
-        let ditems = off(&flat6(&s.decode_items), &mut meta);
-        let comb = off(&s.comb.iter().flatten().copied().collect::<Vec<i32>>(), &mut meta);
-        let srows = off(&s.sample_rows, &mut meta);
-        let sdst = off(&s.sample_dst, &mut meta);
-        let sslot = off(&s.sample_slot, &mut meta);
-        if meta.len() * 4 > self.b.meta.bytes {
-            bail!("iteration metadata ({} ints) exceeds its buffer", meta.len());
+        let l = &self.meta;
+        let flat = |v: &[[i32; 6]]| v.iter().flatten().copied().collect::<Vec<i32>>();
+        let (pitems, ditems) = (flat(&s.prefill_items), flat(&s.decode_items));
+        let comb: Vec<i32> = s.comb.iter().flatten().copied().collect();
+        let regions: [(usize, usize, &[i32]); 9] = [
+            (l.src, self.max_tokens, &s.tok_src),
+            (l.pos, self.max_tokens, &s.tok_pos),
+            (l.slot, self.max_tokens, &s.tok_slot),
+            (l.pitems, l.ditems - l.pitems, &pitems),
+            (l.ditems, l.comb - l.ditems, &ditems),
+            (l.comb, l.srows - l.comb, &comb),
+            (l.srows, self.max_seqs, &s.sample_rows),
+            (l.sdst, self.max_seqs, &s.sample_dst),
+            (l.sslot, self.max_seqs, &s.sample_slot),
+        ];
+        let base = self.b.meta.ptr;
+        let mut parts = Vec::with_capacity(9);
+        for (off, cap, v) in regions {
+            if v.len() > cap {
+                bail!("iteration metadata: {} entries exceed the region of {cap}", v.len());
+            }
+            parts.push((base + (off * 4) as u64, v));
         }
-        self.dev.upload(self.b.meta.ptr, &meta)?;
+        self.stager.upload(&self.dev.stream, &parts)?;
+        let key = GraphKey { tokens: t, samples: ns, decode_items: s.decode_items.len(), combines: s.comb.len() };
+        let graphable = s.prefill_items.is_empty() && self.probe.is_none();
+        let mode = match self.graphs.as_mut() {
+            Some(g) if graphable => g.lookup(key),
+            _ => GraphUse::Direct,
+        };
+        match mode {
+            GraphUse::Direct => self.launch_all(s, out_tok),
+            GraphUse::Replay => self.graphs.as_mut().expect("graph cache").replay(key),
+            GraphUse::Capture => {
+                GraphCache::begin_capture(&self.dev.stream)?;
+                if let Err(e) = self.launch_all(s, out_tok) {
+                    GraphCache::abort_capture(&self.dev.stream);
+                    return Err(e);
+                }
+                let stream = self.dev.stream.clone();
+                self.graphs.as_mut().expect("graph cache").finish_capture(&stream, key)
+            }
+        }
+    }
+
+    /// Queue every kernel of one iteration whose metadata is already on the device.
+    fn launch_all(&mut self, s: &StepInput, out_tok: u64) -> Result<()> {
+        let c = self.cfg.clone();
+        let t = s.tok_src.len();
+        let ns = s.sample_rows.len();
+        let at = |o: usize| self.b.meta.ptr + (o * 4) as u64;
+        let l = &self.meta;
+        let (src, pos, slot, pitems, ditems, comb) = (at(l.src), at(l.pos), at(l.slot), at(l.pitems), at(l.ditems), at(l.comb));
+        let (srows, sdst, sslot) = (at(l.srows), at(l.sdst), at(l.sslot));
 
         let sx = self.dt.suffix();
         let (h, hd) = (c.hidden, c.head_dim);

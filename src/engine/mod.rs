@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod forward;
+pub mod graphs;
 pub mod scheduler;
 pub mod selftest;
 mod selftest_attn;
@@ -15,7 +16,8 @@ pub use scheduler::{Limits, ReqLen, PAGE_SIZE};
 use crate::llm::LlmConfig;
 use anyhow::{bail, Context, Result};
 use device::Device;
-use forward::{Buffers, Model, MAX_PARTS};
+use forward::{Buffers, MetaLayout, Model, MAX_PARTS};
+use graphs::{GraphCache, Stager};
 use rand::{Rng, SeedableRng};
 use scheduler::Scheduler;
 use std::path::PathBuf;
@@ -35,11 +37,13 @@ pub struct EngineOptions {
     pub max_batch_size: usize,
     pub max_num_tokens: usize,
     pub device: usize,
+    /// Replay decode iterations as CUDA graphs (off: launch every kernel; for A/B checks).
+    pub cuda_graphs: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0 }
+        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0, cuda_graphs: true }
     }
 }
 
@@ -104,7 +108,7 @@ impl Engine {
         let e = dt.bytes();
         let up_rows = if c.ffn.gated() { 2 * c.ffn_dim } else { c.ffn_dim };
         let max_pages_per_seq = c.max_positions.div_ceil(PAGE_SIZE);
-        let meta_ints = 3 * tm + 6 * (tm + MAX_PARTS + sm) + 3 * sm + 3 * sm + 64;
+        let meta = MetaLayout::new(tm, sm);
         let a = |n: usize| dev.alloc(n);
         let mut b = Buffers {
             resid: a(tm * c.hidden * e)?,
@@ -117,7 +121,7 @@ impl Engine {
             act: a(tm * c.ffn_dim * e)?,
             xs: a(sm * c.hidden * e)?,
             logits: a(sm * c.vocab * e)?,
-            meta: a(meta_ints * 4)?,
+            meta: a(meta.total * 4)?,
             next_tok: a(sm * 4)?,
             part_o: a(MAX_PARTS * c.heads * c.head_dim * 4)?,
             part_ml: a(MAX_PARTS * c.heads * 2 * 4)?,
@@ -142,7 +146,9 @@ impl Engine {
             .ctx
             .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| anyhow::anyhow!("device attribute: {e:?}"))? as usize;
-        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, probe: None };
+        let stager = Stager::new(&dev.ctx, meta.total.max(max_pages_per_seq))?;
+        let graphs = opts.cuda_graphs.then(GraphCache::default);
+        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None };
         Ok(Engine { model, seed: opts.seed, runs: 0 })
     }
 
@@ -155,6 +161,10 @@ impl Engine {
     /// Tokens the KV cache holds.
     pub fn kv_capacity_tokens(&self) -> usize {
         self.model.total_pages * PAGE_SIZE
+    }
+    /// (captured, replayed) decode graphs since the engine was created.
+    pub fn graph_counts(&self) -> (usize, usize) {
+        self.model.graphs.as_ref().map_or((0, 0), |g| (g.captures, g.replays))
     }
     pub fn nvrtc_ms(&self) -> f64 {
         self.model.dev.nvrtc_ms
@@ -200,6 +210,10 @@ impl Engine {
             total += r.output_tokens;
         }
         let out = m.dev.alloc(total * 4)?;
+        // Graphs bake in `out`'s address: start each run with an empty cache.
+        if let Some(g) = m.graphs.as_mut() {
+            g.clear();
+        }
         let prompt = |r: usize, i: usize| reqs[r].prompt[i] as i32;
         let mut logits: Option<Vec<Vec<Vec<f32>>>> = capture_logits.then(|| reqs.iter().map(|r| Vec::with_capacity(r.output_tokens)).collect());
         m.dev.sync()?;

@@ -56,7 +56,7 @@ fn limits(p: &Point) -> Limits {
 
 impl Workload for EngineWorkload {
     fn engine(&self) -> String {
-        format!("energy-fit {} (own CUDA engine)", env!("CARGO_PKG_VERSION"))
+        format!("energy-fit {} ({}, own CUDA engine)", env!("CARGO_PKG_VERSION"), env!("ENERGY_FIT_COMMIT"))
     }
 
     fn prepare(&mut self, p: &Point) -> Result<()> {
