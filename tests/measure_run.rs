@@ -14,7 +14,7 @@ fn point(n: u64, m: u64) -> Point {
 }
 
 fn opts(min_window_s: f64, phases: bool) -> RunOpts {
-    RunOpts { sample: Duration::from_millis(5), idle_s: 0.0, min_window_s, phases, progress: false }
+    RunOpts { sample: Duration::from_millis(5), idle_s: 0.0, min_window_s, phases, progress: false, stop_after: None }
 }
 
 fn meter(power_w: f64) -> Arc<dyn EnergyMeter> {
@@ -175,4 +175,25 @@ fn sweep_on_two_gpus_writes_every_point_once_metered_by_its_gpu() {
 fn idle_power_is_the_sampled_mean() {
     let p = idle_power_w(meter(123.0), 0.05, Duration::from_millis(5)).unwrap();
     assert_eq!(p, 123.0);
+}
+
+#[test]
+fn stop_after_starts_no_new_point_and_leaves_the_rest_for_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.csv");
+    let pts: Vec<Point> = [64, 128, 256, 512].iter().map(|&n| point(n, 64)).collect();
+    let factory = |_gpu: u32| -> anyhow::Result<Box<dyn Workload>> { Ok(Box::new(sleepy(1.0))) }; // ~64 ms per point
+    let o = RunOpts { stop_after: Some(Duration::from_millis(100)), ..opts(0.0, false) };
+    let s = run_sweep(pts.clone(), vec![meter(100.0)], &factory, &RooflineCost, Writer::open(&out, false).unwrap(), &o).unwrap();
+    let rows = read_rows(&out).unwrap();
+    assert!(s.ok >= 1 && s.ok < 4, "the first point always starts, not all four fit in 100 ms: {s:?}");
+    assert_eq!(rows.len(), s.ok);
+    assert_eq!(s.left, 4 - s.ok);
+    // Resume runs exactly the points left.
+    let w = Writer::open(&out, true).unwrap();
+    let left: Vec<Point> = pts.into_iter().filter(|p| !w.done().contains(&energy_fit::measure::run::key_of(p, &RooflineCost))).collect();
+    assert_eq!(left.len(), s.left);
+    let s2 = run_sweep(left, vec![meter(100.0)], &factory, &RooflineCost, w, &opts(0.0, false)).unwrap();
+    assert_eq!((s2.ok, s2.left), (4 - s.ok, 0));
+    assert_eq!(read_rows(&out).unwrap().len(), 4);
 }

@@ -69,9 +69,14 @@ pub struct MeasureArgs {
     /// GPU memory for --dry-run feasibility when no GPU is readable (GiB).
     #[arg(long, allow_hyphen_values = true)]
     pub gpu_mem_gib: Option<String>,
-    /// No progress bar.
+    /// No progress bar (without a terminal, a plain line per finished point is printed instead
+    /// unless --quiet).
     #[arg(long)]
     pub quiet: bool,
+    /// Start no new point after this many seconds; the remaining points are left for --resume
+    /// (for sweeps split over time-limited jobs).
+    #[arg(long, allow_hyphen_values = true)]
+    pub stop_after_s: Option<String>,
 }
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T> {
@@ -124,6 +129,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         min_window_s: pos_f64("--min-window-s", &a.min_window_s, true)?,
         phases: a.phases,
         progress: !a.quiet,
+        stop_after: a.stop_after_s.as_deref().map(|v| pos_f64("--stop-after-s", v, false)).transpose()?.map(Duration::from_secs_f64),
     };
     let gpu_mem_override = a.gpu_mem_gib.as_deref().map(|v| pos_f64("--gpu-mem-gib", v, false)).transpose()?.map(|g| (g * (1u64 << 30) as f64) as u64);
     crate::measure::writer::Format::of(&a.out)?;
@@ -185,6 +191,9 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         s.windows_s,
         a.out.display()
     );
+    if s.left > 0 {
+        eprintln!("stopped after --stop-after-s with {} points left: continue with --resume", s.left);
+    }
     Ok(())
 }
 

@@ -39,6 +39,8 @@ pub struct RunOpts {
     pub min_window_s: f64,
     pub phases: bool,
     pub progress: bool,
+    /// Start no new point after this long (the rest is left for `--resume`).
+    pub stop_after: Option<Duration>,
 }
 
 /// Result of a sweep.
@@ -48,6 +50,8 @@ pub struct Summary {
     pub skipped: usize,
     pub windows_s: f64,
     pub wall_s: f64,
+    /// Points not started because `stop_after` had passed.
+    pub left: usize,
 }
 
 /// Run `points` (already filtered by shard and resume) on `meters` (one per GPU).
@@ -89,6 +93,9 @@ pub fn run_sweep(
                     let mut work = factory(info.index).with_context(|| format!("starting the workload on GPU {}", info.index))?;
                     let engine = work.engine();
                     loop {
+                        if opts.stop_after.is_some_and(|d| t0.elapsed() >= d) {
+                            return Ok(());
+                        }
                         let Some((p, w)) = queue.lock().unwrap().pop_front() else { return Ok(()) };
                         let row = measure_point(&p, meter.clone(), &info, &engine, work.as_mut(), cost, opts);
                         let ok = row.status == "ok";
@@ -102,6 +109,10 @@ pub fn run_sweep(
                         if ok { sm.ok += 1 } else { sm.skipped += 1 }
                         sm.windows_s += window;
                         bar.set_message(format!("{}/{total_points} points, last: {msg}", sm.ok + sm.skipped));
+                        if opts.progress && bar.is_hidden() {
+                            // No terminal (a log file, a batch job): one plain line per point.
+                            eprintln!("[{:>7.1} s] {}/{total_points} points, window {window:.1} s: {msg}", t0.elapsed().as_secs_f64(), sm.ok + sm.skipped);
+                        }
                         drop(sm);
                         bar.inc(w);
                     }
@@ -113,6 +124,7 @@ pub fn run_sweep(
     bar.finish();
     let mut sm = summary.into_inner().unwrap();
     sm.wall_s = t0.elapsed().as_secs_f64();
+    sm.left = queue.into_inner().unwrap().len();
     if let Some(e) = errors.into_iter().next() {
         return Err(e.context(format!("sweep stopped ({} ok, {} skipped written)", sm.ok, sm.skipped)));
     }
