@@ -3,6 +3,10 @@
 // storage type where HF transformers rounds, so the HF comparison stays tight.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+// NVRTC has no <math.h>: define INFINITY ourselves (the bit pattern of +inf).
+#ifndef INFINITY
+#define INFINITY __int_as_float(0x7f800000)
+#endif
 typedef __nv_bfloat16 bf16;
 typedef __half f16;
 
