@@ -1,7 +1,8 @@
 //! `energy-fit selftest`: every engine kernel against its CPU reference on fresh random inputs,
-//! then a random-weights forward of a catalog LLM checking that activations stay finite and
-//! non-degenerate through every layer. Also the hidden engine commands `engine-run` (one grid
-//! point, tokens/s) and `engine-dump` (tokens and logits for the HF comparison).
+//! then random-weights forwards of catalog LLMs (one per architecture by default) checking that
+//! activations stay finite and non-degenerate through every layer. Also `engine-run` (grid points
+//! on the engine without NVML, time and tokens/s) and the hidden `engine-dump` (tokens and logits
+//! for the HF comparison).
 
 use crate::engine::selftest::Tester;
 use crate::engine::{DType, Engine, EngineOptions, Limits, Request, RunSpec};
@@ -23,7 +24,9 @@ pub fn run(dtypes: &str, llm: &str, seed: u64) -> Result<()> {
         }
         println!("{} kernel checks, {} failed ({:?})", t.checks.len(), t.checks.iter().filter(|c| !c.ok).count(), dt);
     }
-    failed += model_check(llm, seed)?;
+    for name in llm.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+        failed += model_check(name, seed)?;
+    }
     if failed > 0 {
         bail!("selftest: {failed} checks failed");
     }
@@ -86,28 +89,46 @@ fn model_check(llm: &str, seed: u64) -> Result<usize> {
     Ok(failed)
 }
 
-/// `engine-run`: one grid point with random weights and prompts; prints throughput.
+/// Parse `--points 64x64,4096x4096` into (input_tokens, output_tokens) pairs.
+pub fn parse_points(spec: &str) -> Result<Vec<(usize, usize)>> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(|p| {
+            let (n, m) = p.split_once(['x', 'X', ':']).with_context(|| format!("--points: `{p}` is not NxM (e.g. 64x64)"))?;
+            let n: usize = n.trim().parse().with_context(|| format!("--points: bad input length in `{p}`"))?;
+            let m: usize = m.trim().parse().with_context(|| format!("--points: bad output length in `{p}`"))?;
+            anyhow::ensure!(n > 0 && m > 0, "--points: `{p}`: lengths must be > 0");
+            Ok((n, m))
+        })
+        .collect()
+}
+
+/// `engine-run`: grid points with random weights and prompts on one engine; prints time and
+/// throughput per point (after a short warm-up of the same shape).
 #[allow(clippy::too_many_arguments)]
-pub fn engine_run(llm: &str, requests: usize, n: usize, m: usize, mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>) -> Result<()> {
+pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>) -> Result<()> {
     let cfg = resolve_llm(llm)?;
     let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, ..Default::default() };
     let t0 = std::time::Instant::now();
     let mut e = Engine::new(&cfg, opts)?;
     println!("{} on {}: engine ready in {:.2} s (NVRTC {:.0} ms), KV cache {} tokens", cfg.name, e.device_name(), t0.elapsed().as_secs_f64(), e.nvrtc_ms(), e.kv_capacity_tokens());
-    let warm = RunSpec { requests: 4.min(requests), input_tokens: n, output_tokens: 4.min(m), max_batch_size: mbs, max_num_tokens: mnt };
-    e.run(&warm).context("warm-up run")?;
-    let spec = RunSpec { requests, input_tokens: n, output_tokens: m, max_batch_size: mbs, max_num_tokens: mnt };
-    let s = e.run(&spec)?;
-    let pre: usize = s.iterations.iter().map(|i| i.prefill_tokens).sum();
-    println!(
-        "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations",
-        cfg.name,
-        s.generated_tokens,
-        s.wall_s,
-        s.generated_tokens as f64 / s.wall_s,
-        pre as f64 / s.wall_s,
-        s.iterations.len()
-    );
+    for &(n, m) in points {
+        let warm = RunSpec { requests: 4.min(requests), input_tokens: n, output_tokens: 4.min(m), max_batch_size: mbs, max_num_tokens: mnt };
+        e.run(&warm).with_context(|| format!("{}: warm-up run n={n}", cfg.name))?;
+        let spec = RunSpec { requests, input_tokens: n, output_tokens: m, max_batch_size: mbs, max_num_tokens: mnt };
+        let s = e.run(&spec).with_context(|| format!("{}: R={requests} n={n} m={m}", cfg.name))?;
+        let pre: usize = s.iterations.iter().map(|i| i.prefill_tokens).sum();
+        println!(
+            "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations",
+            cfg.name,
+            s.generated_tokens,
+            s.wall_s,
+            s.generated_tokens as f64 / s.wall_s,
+            pre as f64 / s.wall_s,
+            s.iterations.len()
+        );
+    }
     Ok(())
 }
 
