@@ -325,3 +325,13 @@ impl Tester {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_reference_is_accurate() {
+        for (x, want) in [(0.0, 0.0), (0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (-2.0, -0.9953222650189527), (2.9, 0.9999589021219005), (3.5, 0.9999992569016276)] {
+            assert!((super::erf(x) - want).abs() < 1e-12, "erf({x}) = {} want {want}", super::erf(x));
+        }
+    }
+}

@@ -179,6 +179,7 @@ fn opt(f: &Fields, name: &str) -> Result<LlmConfig> {
         f.bool_or("layer_norm_elementwise_affine", true)?,
         "model_type opt: layer_norm_elementwise_affine=false is unsupported"
     );
+    anyhow::ensure!(!f.bool_or("_remove_final_layer_norm", false)?, "model_type opt: _remove_final_layer_norm=true is unsupported");
     let bias = f.bool_or("enable_bias", true)?;
     c.norm = Norm::LayerNorm;
     c.ffn = Ffn::Relu;
@@ -255,6 +256,7 @@ fn gemma2(f: &Fields, name: &str) -> Result<LlmConfig> {
     c.tied_embeddings = f.bool_or("tie_word_embeddings", true)?;
     let ab = f.bool_or("attention_bias", false)?;
     (c.qkv_bias, c.o_bias) = (ab, ab);
+    anyhow::ensure!(!f.bool_or("use_bidirectional_attention", false)?, "model_type gemma2: use_bidirectional_attention=true is unsupported");
     c.embed_scale = true;
     c.post_norms = true;
     let window = f.usize_opt("sliding_window")?.unwrap_or(usize::MAX);
