@@ -80,6 +80,7 @@ fn gemma2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn qwen2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn: usize, vocab: usize, tied: bool) -> LlmConfig {
     LlmConfig {
         norm_eps: 1e-6,
@@ -91,6 +92,7 @@ fn qwen2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn:
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn granite(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn: usize, theta: f64, max_pos: usize) -> LlmConfig {
     LlmConfig {
         positional: Positional::Rope { theta, scaling: None },

@@ -151,7 +151,7 @@ impl LlmConfig {
     /// (`bool((i + 1) % 2)`); config.json files with any other pattern are refused by the parser.
     pub fn sliding_window(&self, layer: usize) -> Option<usize> {
         match self.gemma {
-            Some(g) if layer % 2 == 0 && g.sliding_window < self.max_positions => Some(g.sliding_window),
+            Some(g) if layer.is_multiple_of(2) && g.sliding_window < self.max_positions => Some(g.sliding_window),
             _ => None,
         }
     }
@@ -179,12 +179,12 @@ impl LlmConfig {
             anyhow::ensure!(v > 0, "LLM {n}: {field} must be > 0, got {v}");
         }
         anyhow::ensure!(
-            self.heads % self.kv_heads == 0,
+            self.heads.is_multiple_of(self.kv_heads),
             "LLM {n}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
             self.heads,
             self.kv_heads
         );
-        anyhow::ensure!(self.head_dim % 2 == 0, "LLM {n}: head_dim {} must be even", self.head_dim);
+        anyhow::ensure!(self.head_dim.is_multiple_of(2), "LLM {n}: head_dim {} must be even", self.head_dim);
         Ok(())
     }
 }
