@@ -101,6 +101,8 @@ struct GlobalNames {
 fn global_names(arch: Arch) -> GlobalNames {
     match arch {
         Arch::Llama | Arch::Qwen2 | Arch::Gemma2 => GlobalNames { embed: "model.embed_tokens", positions: None, final_norm: "model.norm" },
+        // OPT (do_layer_norm_before, as every catalog size): model.decoder.final_layer_norm follows the
+        // last layer; inside a layer, `final_layer_norm` is the norm before fc1.
         Arch::Opt => GlobalNames {
             embed: "model.decoder.embed_tokens",
             positions: Some("model.decoder.embed_positions"),
