@@ -61,8 +61,9 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Run grid points on the engine with random weights and print time and tokens/s (needs a GPU;
-    /// no energy metering, no NVML). Example: `engine-run --llm opt-6.7b --points 64x64,4096x4096`.
+    /// Run grid points on the engine with random weights; print time and tokens/s (GPU, no NVML).
+    ///
+    /// No energy metering. Example: `energy-fit engine-run --llm opt-6.7b --points 64x64,4096x4096`.
     EngineRun {
         /// Catalog name, config.json or checkpoint directory.
         #[arg(long, default_value = "llama-3.2-1b")]
