@@ -49,28 +49,36 @@ pub enum Command {
     Measure(Box<measure::MeasureArgs>),
     /// Combine measurement files (e.g. shards), refusing conflicting duplicates.
     Merge(merge::MergeArgs),
-    /// Check every engine kernel on this GPU against CPU references, then a random-weights forward.
+    /// Check every engine kernel on this GPU against CPU references, then random-weights forwards.
     Selftest {
         /// bf16, fp16 or all.
         #[arg(long, default_value = "all")]
         dtype: String,
-        /// LLM whose random-weights forward is checked layer by layer.
-        #[arg(long, default_value = "llama-3.2-1b")]
+        /// LLMs (comma-separated) whose random-weights forward is checked layer by layer; the
+        /// default takes one per architecture family.
+        #[arg(long, default_value = "llama-3.2-1b,opt-1.3b,falcon-rw-7b,gemma-2-2b")]
         llm: String,
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Run one grid point on the engine and print throughput (no energy metering).
-    #[command(hide = true)]
+    /// Run grid points on the engine with random weights; print time and tokens/s (GPU, no NVML).
+    ///
+    /// No energy metering. Example: `energy-fit engine-run --llm opt-6.7b --points 64x64,4096x4096`.
     EngineRun {
+        /// Catalog name, config.json or checkpoint directory.
         #[arg(long, default_value = "llama-3.2-1b")]
         llm: String,
+        /// Requests per point, all submitted at once.
         #[arg(long, default_value_t = 64)]
         requests: usize,
         #[arg(long, default_value_t = 128)]
         input_tokens: usize,
         #[arg(long, default_value_t = 128)]
         output_tokens: usize,
+        /// Several points on one engine, as NxM (input x output tokens), comma-separated; overrides
+        /// --input-tokens / --output-tokens.
+        #[arg(long)]
+        points: Option<String>,
         #[arg(long, default_value_t = 1024)]
         max_batch_size: usize,
         #[arg(long, default_value_t = 8192)]
@@ -112,8 +120,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Measure(a) => measure::run(*a),
         Command::Merge(a) => merge::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
-        Command::EngineRun { llm, requests, input_tokens, output_tokens, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs } => {
-            selftest::engine_run(&llm, requests, input_tokens, output_tokens, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs)
+        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs } => {
+            let pts = match points {
+                Some(p) => selftest::parse_points(&p)?,
+                None => vec![(input_tokens, output_tokens)],
+            };
+            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs)
         }
         Command::EngineDump { checkpoint, prompts, output_tokens, out, dtype } => selftest::engine_dump(checkpoint, prompts, output_tokens, out, &dtype),
     }

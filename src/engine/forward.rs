@@ -7,8 +7,8 @@
 use super::device::{Arg, DType, DevBuf, Device};
 use super::graphs::{GraphCache, GraphKey, GraphUse, Stager};
 use super::scheduler::{Iteration, PAGE_SIZE};
-use super::weights::Weights;
-use crate::llm::{Ffn, LlmConfig, Norm, Positional, RopeScaling};
+use super::weights::{NormWeights, Weights};
+use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
 
 /// Head dimensions with a compiled attention kernel.
@@ -32,6 +32,7 @@ pub struct Buffers {
     pub next_tok: DevBuf,
     pub part_o: DevBuf,
     pub part_ml: DevBuf,
+    /// `positional_table`: RoPE inverse frequencies or ALiBi slopes.
     pub inv_freq: DevBuf,
     pub block_table: DevBuf,
     pub kv: DevBuf,
@@ -112,6 +113,26 @@ fn stats(v: &[f32]) -> (f64, f64, bool) {
     ((ss / v.len().max(1) as f64).sqrt(), mx, fin)
 }
 
+/// The per-model float table the kernels read for positions: RoPE inverse frequencies (qkv_post),
+/// ALiBi slopes rounded to bf16 as HF's `build_alibi_tensor` does (attention), nothing for learned
+/// positions (the embedding adds them).
+pub fn positional_table(cfg: &LlmConfig) -> Vec<f32> {
+    match cfg.positional {
+        Positional::Rope { .. } => inv_freq(cfg),
+        Positional::Alibi => alibi_slopes(cfg.heads).iter().map(|&s| half::bf16::from_f64(s).to_f32()).collect(),
+        Positional::Learned { .. } => Vec::new(),
+    }
+}
+
+/// What a norm adds to the residual stream first: a projection's output (0: nothing), that
+/// projection's bias and, on Gemma-2, the norm applied to it before the add (0: none).
+#[derive(Clone, Copy, Default)]
+struct Branch {
+    add: u64,
+    bias: u64,
+    post: u64,
+}
+
 /// RoPE inverse frequencies with the config's θ and scaling (HF semantics).
 pub fn inv_freq(cfg: &LlmConfig) -> Vec<f32> {
     let hd = cfg.head_dim;
@@ -151,13 +172,19 @@ impl Model {
         (16 / g).max(1) * g
     }
 
-    /// Check the shapes the kernels support.
+    /// Check the shapes and switches the kernels support (all five architectures of the catalog).
     pub fn check_supported(cfg: &LlmConfig) -> Result<()> {
         if !HEAD_DIMS.contains(&cfg.head_dim) {
             bail!("{}: head_dim {} has no attention kernel (supported: {HEAD_DIMS:?})", cfg.name, cfg.head_dim);
         }
-        if cfg.ffn != Ffn::SwiGlu || cfg.norm != Norm::RmsNorm || !matches!(cfg.positional, Positional::Rope { .. }) || cfg.gemma.is_some() {
-            bail!("{} ({}): only the Llama family (RMSNorm, RoPE, SwiGLU) runs in this engine version", cfg.name, cfg.arch.as_str());
+        if cfg.group_size() > 16 {
+            bail!("{}: {} query heads per KV head; the attention kernels support at most 16", cfg.name, cfg.group_size());
+        }
+        if cfg.post_norms && cfg.norm == Norm::LayerNorm {
+            bail!("{}: post-attention / post-FFN norms are supported for RMSNorm only", cfg.name);
+        }
+        if matches!(cfg.positional, Positional::Learned { .. }) && cfg.position_rows() == 0 {
+            bail!("{}: learned positions need max_position_embeddings > 0", cfg.name);
         }
         Ok(())
     }
@@ -319,23 +346,27 @@ impl Model {
         let b = &self.b;
         let (resid, xn, tmp) = (b.resid.ptr, b.xn.ptr, b.tmp.ptr);
         let page_bytes = (self.total_pages * c.kv_heads * PAGE_SIZE * hd * 2) as u64;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = c.attn_scale() as f32;
+        let attn_softcap = c.gemma.map_or(0.0, |g| g.attn_softcap);
+        let alibi = if c.positional == Positional::Alibi { b.inv_freq.ptr } else { 0 };
+        let rope = matches!(c.positional, Positional::Rope { .. }) as i32;
+        let act = match c.ffn {
+            Ffn::SwiGlu => 0,
+            Ffn::GeGluTanh => 1,
+            Ffn::Relu => 2,
+            Ffn::Gelu => 3,
+        };
         let (prow, drow) = (self.prefill_rows(), c.group_size());
         let nb = |o: &Option<DevBuf>| o.as_ref().map_or(0, |x| x.ptr);
+        let post = |o: &Option<NormWeights>| o.as_ref().map_or(0, |x| x.0.ptr);
         let dev = &mut self.dev;
         let w = &self.w;
         let tt = t as u32;
-        dev.launch(&format!("embed_{sx}"), (tt, 1, 1), 256, 0, &[Arg::P(resid), Arg::P(w.embed.ptr), Arg::P(src), Arg::P(b.next_tok.ptr), Arg::I(h as i32), Arg::F(1.0)])?;
-        let norm = |dev: &mut Device, add: u64, nw: &(DevBuf, Option<DevBuf>)| {
-            let a = [Arg::P(resid), Arg::P(add), Arg::P(nw.0.ptr), Arg::P(nb(&nw.1)), Arg::P(xn), Arg::I(h as i32), Arg::F(eps), Arg::I(nmode)];
+        launch_embed(dev, &c, w, sx, tt, resid, src, pos, b.next_tok.ptr)?;
+        let norm = |dev: &mut Device, br: Branch, nw: &NormWeights| {
+            let a = [Arg::P(resid), Arg::P(br.add), Arg::P(br.bias), Arg::P(br.post), Arg::P(nw.0.ptr), Arg::P(nb(&nw.1)), Arg::P(xn),
+                Arg::I(h as i32), Arg::F(eps), Arg::I(nmode)];
             dev.launch(&format!("norm_residual_{sx}"), (tt, 1, 1), 256, (h * 4) as u32, &a)
-        };
-        let bias = |dev: &mut Device, x: u64, bb: &Option<DevBuf>, cols: usize| -> Result<()> {
-            if let Some(bb) = bb {
-                let n = t * cols;
-                dev.launch(&format!("bias_add_{sx}"), super::device::grid_for(n, 256), 256, 0, &[Arg::P(x), Arg::P(bb.ptr), Arg::L(t as i64), Arg::I(cols as i32)])?;
-            }
-            Ok(())
         };
         let mut probe = self.probe.take();
         let dt = self.dt;
@@ -348,21 +379,23 @@ impl Model {
             }
             Ok(())
         };
+        // The FFN output of layer l is added (with its bias and post-norm) by layer l+1's first norm.
+        let mut pending = Branch::default();
         for (l, lw) in w.layers.iter().enumerate() {
-            norm(dev, if l == 0 { 0 } else { tmp }, &lw.norm1)?;
+            norm(dev, pending, &lw.norm1)?;
             snap(dev, l, resid, &mut probe)?;
             dev.gemm(self.dt, t, qkv_rows, h, xn, lw.qkv.ptr, b.qkv.ptr)?;
             let kc = b.kv.ptr + (2 * l) as u64 * page_bytes;
             let vc = kc + page_bytes;
-            let rope = matches!(c.positional, Positional::Rope { .. }) as i32;
             dev.launch(&format!("qkv_post_{sx}"), (tt, 1, 1), 128, 0, &[
                 Arg::P(b.qkv.ptr), Arg::P(nb(&lw.qkv_b)), Arg::P(b.q.ptr), Arg::P(kc), Arg::P(vc), Arg::P(pos), Arg::P(slot),
                 Arg::P(b.block_table.ptr), Arg::I(self.max_pages_per_seq as i32), Arg::P(b.inv_freq.ptr),
                 Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::I(hd as i32), Arg::I(PAGE_SIZE as i32), Arg::I(rope)])?;
+            let window = c.sliding_window(l).map_or(0, |x| x as i32);
             let attn = |dev: &mut Device, items: u64, n: usize, rows: usize| {
                 let a = [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(items), Arg::P(pos), Arg::P(b.block_table.ptr),
-                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(0.0), Arg::I(0),
-                    Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
+                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
+                    Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
                 let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
                 dev.launch(&format!("attention_{sx}_{hd}"), (n as u32, c.kv_heads as u32, 1), (32 * rows) as u32, smem as u32, &a)
             };
@@ -373,22 +406,38 @@ impl Model {
                 dev.launch(&format!("attn_combine_{sx}"), (s.comb.len() as u32, c.heads as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;
             }
             dev.gemm(self.dt, t, h, c.q_dim(), b.attn.ptr, lw.o.ptr, tmp)?;
-            bias(dev, tmp, &lw.o_b, h)?;
-            norm(dev, tmp, &lw.norm2)?;
-            let up_rows = if c.ffn.gated() { 2 * c.ffn_dim } else { c.ffn_dim };
+            norm(dev, Branch { add: tmp, bias: nb(&lw.o_b), post: post(&lw.post_attn) }, &lw.norm2)?;
+            let up_rows = super::weights::up_rows(&c);
             dev.gemm(self.dt, t, up_rows, h, xn, lw.up.ptr, b.up.ptr)?;
-            bias(dev, b.up.ptr, &lw.up_b, up_rows)?;
             let n = t * c.ffn_dim;
-            dev.launch(&format!("glu_{sx}"), super::device::grid_for(n, 256), 256, 0, &[Arg::P(b.act.ptr), Arg::P(b.up.ptr), Arg::L(t as i64), Arg::I(c.ffn_dim as i32), Arg::I(0)])?;
+            let a = [Arg::P(b.act.ptr), Arg::P(b.up.ptr), Arg::P(nb(&lw.up_b)), Arg::L(t as i64), Arg::I(c.ffn_dim as i32), Arg::I(act)];
+            dev.launch(&format!("ffn_act_{sx}"), super::device::grid_for(n, 256), 256, 0, &a)?;
             dev.gemm(self.dt, t, h, c.ffn_dim, b.act.ptr, lw.down.ptr, tmp)?;
-            bias(dev, tmp, &lw.down_b, h)?;
+            pending = Branch { add: tmp, bias: nb(&lw.down_b), post: post(&lw.post_ffn) };
         }
-        norm(dev, tmp, &w.final_norm)?;
+        norm(dev, pending, &w.final_norm)?;
         snap(dev, c.layers, xn, &mut probe)?;
         self.probe = probe;
         dev.launch(&format!("gather_rows_{sx}"), (ns as u32, 1, 1), 256, 0, &[Arg::P(b.xs.ptr), Arg::P(xn), Arg::P(srows), Arg::I(h as i32)])?;
         dev.gemm(self.dt, ns, c.vocab, h, b.xs.ptr, w.lm_head_ptr(), b.logits.ptr)?;
+        if let Some(cap) = c.gemma.map(|g| g.final_softcap).filter(|&x| x > 0.0) {
+            let n = ns * c.vocab;
+            dev.launch(&format!("softcap_{sx}"), super::device::grid_for(n, 256), 256, 0, &[Arg::P(b.logits.ptr), Arg::L(n as i64), Arg::F(cap)])?;
+        }
         dev.launch(&format!("argmax_{sx}"), (ns as u32, 1, 1), 1024, 0, &[Arg::P(b.logits.ptr), Arg::I(c.vocab as i32), Arg::P(out_tok), Arg::P(sdst), Arg::P(b.next_tok.ptr), Arg::P(sslot)])?;
         Ok(())
     }
+}
+
+/// Token embeddings into the residual stream: scaled by sqrt(hidden) on Gemma, plus the learned
+/// position row (`tok_pos + offset`) on OPT.
+#[allow(clippy::too_many_arguments)]
+fn launch_embed(dev: &mut Device, c: &LlmConfig, w: &Weights, sx: &str, tokens: u32, out: u64, src: u64, tok_pos: u64, next_tok: u64) -> Result<()> {
+    let scale = if c.embed_scale { (c.hidden as f32).sqrt() } else { 1.0 };
+    let (table, offset) = match (c.positional, &w.positions) {
+        (Positional::Learned { offset }, Some(p)) => (p.ptr, offset as i32),
+        _ => (0, 0),
+    };
+    let a = [Arg::P(out), Arg::P(w.embed.ptr), Arg::P(src), Arg::P(next_tok), Arg::I(c.hidden as i32), Arg::F(scale), Arg::P(table), Arg::P(tok_pos), Arg::I(offset)];
+    dev.launch(&format!("embed_{sx}"), (tokens, 1, 1), 256, 0, &a)
 }

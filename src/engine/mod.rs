@@ -2,6 +2,7 @@
 //! in-flight batching scheduler with TensorRT-LLM semantics. `Engine::run` executes one grid point
 //! (R requests of n input and m output tokens) and reports what ran; it knows nothing of energy.
 
+mod checkpoint;
 pub mod device;
 pub mod forward;
 pub mod graphs;
@@ -125,11 +126,11 @@ impl Engine {
             next_tok: a(sm * 4)?,
             part_o: a(MAX_PARTS * c.heads * c.head_dim * 4)?,
             part_ml: a(MAX_PARTS * c.heads * 2 * 4)?,
-            inv_freq: a(c.head_dim / 2 * 4)?,
+            inv_freq: a(forward::positional_table(c).len().max(1) * 4)?,
             block_table: a(sm * max_pages_per_seq * 4)?,
             kv: device::DevBuf { ptr: 0, bytes: 0 },
         };
-        dev.upload(b.inv_freq.ptr, &forward::inv_freq(c))?;
+        dev.upload(b.inv_freq.ptr, &forward::positional_table(c))?;
         dev.upload(b.next_tok.ptr, &vec![0i32; sm])?;
         dev.upload(b.block_table.ptr, &vec![0i32; sm * max_pages_per_seq])?;
         dev.sync()?;

@@ -15,6 +15,44 @@ pub struct Check {
     pub ok: bool,
 }
 
+/// Attention variants: Gemma-2's soft-cap, sliding window and query scale, falcon's ALiBi.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct AttnOpts {
+    pub softcap: f32,
+    /// 0: none.
+    pub window: usize,
+    pub alibi: bool,
+    /// None: head_dim^-0.5.
+    pub scale: Option<f32>,
+}
+
+/// erf to ~1e-7 (Abramowitz–Stegun 7.1.26 is too coarse for a reference): series / continued fraction.
+pub fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 3.0 {
+        // Maclaurin series: 2/sqrt(pi) Σ (-1)^k x^(2k+1) / (k! (2k+1))
+        let (mut term, mut sum, mut k) = (a, a, 0.0);
+        while term.abs() > 1e-17 * sum.abs() {
+            k += 1.0;
+            term *= -a * a / k;
+            sum += term / (2.0 * k + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc continued fraction (Lentz), converges fast for a >= 3
+        let mut f = a;
+        let (mut c, mut d) = (a, 0.0);
+        for n in 1..200 {
+            let an = n as f64 / 2.0;
+            d = 1.0 / (a + an * d);
+            c = a + an / c;
+            f *= c * d;
+        }
+        1.0 - (-a * a).exp() / (f * std::f64::consts::PI.sqrt())
+    };
+    r.copysign(x)
+}
+
 pub struct Tester {
     pub dev: Device,
     pub dt: DType,
@@ -80,20 +118,28 @@ impl Tester {
 
     /// Run every kernel check.
     pub fn run_all(&mut self) -> Result<()> {
-        for &(v, h, t) in &[(1000usize, 64usize, 7usize), (50257, 80, 33), (128256, 2048, 5)] {
-            self.embed(v, h, t)?;
+        // (vocab, hidden, tokens, scale, learned positions): plain, OPT, Gemma (scale sqrt(hidden)).
+        for &(v, h, t, sc, lp) in &[(1000usize, 64usize, 7usize, 1.0f32, false), (50257, 80, 33, 1.0, false), (128256, 2048, 5, 1.0, false),
+            (50272, 768, 9, 1.0, true), (301, 80, 33, 1.0, true), (256000, 2304, 6, 48.0, false), (999, 96, 5, 9.797959, false)]
+        {
+            self.embed(v, h, t, sc, lp)?;
         }
         for &(rows, cols) in &[(1, 64), (7, 1000), (33, 2048), (5, 3584)] {
             for mode in 0..3 {
-                self.norm(rows, cols, mode)?;
+                self.norm(rows, cols, mode, false, false)?;
+                self.norm(rows, cols, mode, true, false)?; // bias of the added projection (OPT, falcon)
             }
-        }
-        for &(rows, cols) in &[(3, 5), (17, 1000), (64, 4096)] {
-            self.bias(rows, cols)?;
+            self.norm(rows, cols, 1, false, true)?; // Gemma-2 post-norm of the added branch
+            self.norm(rows, cols, 0, false, true)?;
         }
         for &(rows, f) in &[(1, 64), (9, 1001), (33, 8192)] {
-            self.glu(rows, f, 0)?;
-            self.glu(rows, f, 1)?;
+            for act in 0..4 {
+                self.ffn_act(rows, f, act, false)?;
+                self.ffn_act(rows, f, act, true)?;
+            }
+        }
+        for &(n, cap) in &[(7usize, 30.0f32), (3 * 256000, 30.0), (1001, 5.0)] {
+            self.softcap(n, cap)?;
         }
         for &(rows, n, k) in &[(1, 64, 64), (7, 333, 129), (130, 1024, 2048)] {
             self.gemm(rows, n, k)?;
@@ -101,46 +147,86 @@ impl Tester {
         for &(rows, v) in &[(1, 10), (5, 32000), (3, 128256)] {
             self.argmax(rows, v)?;
         }
+        let plain = AttnOpts::default();
         for &(h, kv, hd) in &[(4, 2, 16), (6, 2, 64), (32, 8, 64), (12, 2, 128), (8, 8, 80), (8, 4, 256)] {
             self.qkv_post(h, kv, hd, &[1, 37, 70])?;
-            self.attention(h, kv, hd, &[1, 37, 70, 300], false)?;
-            self.attention(h, kv, hd, &[1, 37, 70, 1500], true)?;
+            self.attention(h, kv, hd, &[1, 37, 70, 300], false, plain)?;
+            self.attention(h, kv, hd, &[1, 37, 70, 1500], true, plain)?;
+        }
+        // Gemma-2: soft-capping (small caps so tanh bends), query_pre_attn_scalar scale, sliding window
+        // (odd, smaller and larger than a 32-key tile, and beyond the sequence).
+        for &(h, kv, hd, cap, win) in &[(8, 4, 256, 50.0f32, 4096usize), (8, 4, 256, 2.0, 37), (4, 2, 64, 1.5, 100), (6, 3, 32, 0.0, 7), (4, 4, 16, 3.0, 64)] {
+            let o = AttnOpts { softcap: cap, window: win, alibi: false, scale: Some(1.0 / 12.0) };
+            self.attention(h, kv, hd, &[1, 37, 70, 300], false, o)?;
+            self.attention(h, kv, hd, &[1, 37, 70, 1500], true, o)?;
+        }
+        // falcon: ALiBi (64 heads of 64 as falcon-rw-7b; 6 heads for the non-power-of-two slopes).
+        for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80)] {
+            let o = AttnOpts { alibi: true, ..plain };
+            self.attention(h, h, hd, &[1, 37, 70, 300], false, o)?;
+            self.attention(h, h, hd, &[1, 37, 70, 1500], true, o)?;
         }
         Ok(())
     }
 
-    fn embed(&mut self, vocab: usize, h: usize, t: usize) -> Result<()> {
+    fn embed(&mut self, vocab: usize, h: usize, t: usize, scale: f32, learned: bool) -> Result<()> {
         let (tab, th) = self.rand(vocab * h, 1.0);
         let ids: Vec<i32> = (0..t).map(|_| self.rng.random_range(0..vocab as i32)).collect();
         let mut src = ids.clone();
         src[0] = -2; // take next_tok[1]
         let next = self.ints(&[0, ids[0], 0]);
         let sb = self.ints(&src);
+        let (offset, rows) = (2usize, t + 40);
+        let (ptab, ph) = if learned { self.rand(rows * h, 1.0) } else { (self.poisoned(0), Vec::new()) };
+        let pos: Vec<i32> = (0..t).map(|_| self.rng.random_range(0..(rows - offset) as i32)).collect();
+        let pb = self.ints(&pos);
         let out = self.poisoned(t * h);
         let sx = self.sx();
-        self.dev.launch(&format!("embed_{sx}"), (t as u32, 1, 1), 256, 0, &[Arg::P(out.ptr), Arg::P(tab.ptr), Arg::P(sb.ptr), Arg::P(next.ptr), Arg::I(h as i32), Arg::F(1.0)])?;
+        let a = [Arg::P(out.ptr), Arg::P(tab.ptr), Arg::P(sb.ptr), Arg::P(next.ptr), Arg::I(h as i32), Arg::F(scale),
+            Arg::P(if learned { ptab.ptr } else { 0 }), Arg::P(pb.ptr), Arg::I(offset as i32)];
+        self.dev.launch(&format!("embed_{sx}"), (t as u32, 1, 1), 256, 0, &a)?;
         let got = self.get(&out, t * h)?;
-        let want: Vec<f64> = ids.iter().flat_map(|&i| th[i as usize * h..(i as usize + 1) * h].to_vec()).collect();
-        self.record(format!("embed v={vocab} h={h} t={t}"), &got, &want, 0.0);
+        let s = self.dt.decode(self.dt.encode(scale)) as f64;
+        let want: Vec<f64> = (0..t * h)
+            .map(|k| {
+                let (i, d) = (k / h, k % h);
+                let e = th[ids[i] as usize * h + d] * s;
+                e + if learned { ph[(pos[i] as usize + offset) * h + d] } else { 0.0 }
+            })
+            .collect();
+        let exact = scale == 1.0 && !learned;
+        let tol = if exact { 0.0 } else { self.tol() };
+        let what = if learned { " + learned positions" } else { "" };
+        self.record(format!("embed v={vocab} h={h} t={t} scale={scale}{what}"), &got, &want, tol);
         Ok(())
     }
 
-    fn norm(&mut self, rows: usize, cols: usize, mode: i32) -> Result<()> {
+    fn norm(&mut self, rows: usize, cols: usize, mode: i32, add_bias: bool, post: bool) -> Result<()> {
         let (res, rh) = self.rand(rows * cols, 2.0);
         let (add, ah) = self.rand(rows * cols, 1.0);
         let (w, wh) = self.rand(cols, 1.0);
         let (bb, bh) = self.rand(cols, 0.5);
+        let (ab, abh) = self.rand(cols, 0.5);
+        let (pw, pwh) = self.rand(cols, 1.0);
         let out = self.poisoned(rows * cols);
         let eps = 1e-5f32;
         let sx = self.sx();
-        let a = [Arg::P(res.ptr), Arg::P(add.ptr), Arg::P(w.ptr), Arg::P(bb.ptr), Arg::P(out.ptr), Arg::I(cols as i32), Arg::F(eps), Arg::I(mode)];
+        let a = [Arg::P(res.ptr), Arg::P(add.ptr), Arg::P(if add_bias { ab.ptr } else { 0 }), Arg::P(if post { pw.ptr } else { 0 }), Arg::P(w.ptr),
+            Arg::P(bb.ptr), Arg::P(out.ptr), Arg::I(cols as i32), Arg::F(eps), Arg::I(mode)];
         self.dev.launch(&format!("norm_residual_{sx}"), (rows as u32, 1, 1), 256, (cols * 4) as u32, &a)?;
         let got = self.get(&out, rows * cols)?;
         let got_res = self.get(&res, rows * cols)?;
         let mut want = vec![0.0; rows * cols];
         let mut want_res = vec![0.0; rows * cols];
         for r in 0..rows {
-            let x: Vec<f64> = (0..cols).map(|i| rh[r * cols + i] + ah[r * cols + i]).collect();
+            let mut br: Vec<f64> = (0..cols).map(|i| ah[r * cols + i] + if add_bias { abh[i] } else { 0.0 }).collect();
+            if post {
+                let inv = 1.0 / (br.iter().map(|v| v * v).sum::<f64>() / cols as f64 + eps as f64).sqrt();
+                for (i, v) in br.iter_mut().enumerate() {
+                    *v *= inv * if mode == 1 { 1.0 + pwh[i] } else { pwh[i] };
+                }
+            }
+            let x: Vec<f64> = (0..cols).map(|i| rh[r * cols + i] + br[i]).collect();
             let mean = if mode == 2 { x.iter().sum::<f64>() / cols as f64 } else { 0.0 };
             let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / cols as f64;
             let inv = 1.0 / (var + eps as f64).sqrt();
@@ -155,39 +241,52 @@ impl Tester {
             }
         }
         let tol = self.tol();
-        self.record(format!("norm_residual mode={mode} {rows}x{cols}"), &got, &want, tol);
-        self.record(format!("norm_residual mode={mode} residual {rows}x{cols}"), &got_res, &want_res, tol);
+        let kind = ["rmsnorm", "rmsnorm(1+w)", "layernorm"][mode as usize];
+        let extra = format!("{}{}", if add_bias { " +bias" } else { "" }, if post { " +post-norm" } else { "" });
+        self.record(format!("norm_residual {kind}{extra} {rows}x{cols}"), &got, &want, tol);
+        self.record(format!("norm_residual {kind}{extra} residual {rows}x{cols}"), &got_res, &want_res, tol);
         Ok(())
     }
 
-    fn bias(&mut self, rows: usize, cols: usize) -> Result<()> {
-        let (x, xh) = self.rand(rows * cols, 1.0);
-        let (b, bh) = self.rand(cols, 1.0);
-        let sx = self.sx();
-        self.dev.launch(&format!("bias_add_{sx}"), grid_for(rows * cols, 256), 256, 0, &[Arg::P(x.ptr), Arg::P(b.ptr), Arg::L(rows as i64), Arg::I(cols as i32)])?;
-        let got = self.get(&x, rows * cols)?;
-        let want: Vec<f64> = (0..rows * cols).map(|i| xh[i] + bh[i % cols]).collect();
-        let tol = self.tol();
-        self.record(format!("bias_add {rows}x{cols}"), &got, &want, tol);
-        Ok(())
-    }
-
-    fn glu(&mut self, rows: usize, f: usize, act: i32) -> Result<()> {
-        let (gu, gh) = self.rand(rows * 2 * f, 3.0);
+    fn ffn_act(&mut self, rows: usize, f: usize, act: i32, bias: bool) -> Result<()> {
+        let gated = act < 2;
+        let width = if gated { 2 * f } else { f };
+        let (gu, gh) = self.rand(rows * width, 3.0);
+        let (bb, bh) = self.rand(width, 0.5);
         let out = self.poisoned(rows * f);
         let sx = self.sx();
-        self.dev.launch(&format!("glu_{sx}"), grid_for(rows * f, 256), 256, 0, &[Arg::P(out.ptr), Arg::P(gu.ptr), Arg::L(rows as i64), Arg::I(f as i32), Arg::I(act)])?;
+        let a = [Arg::P(out.ptr), Arg::P(gu.ptr), Arg::P(if bias { bb.ptr } else { 0 }), Arg::L(rows as i64), Arg::I(f as i32), Arg::I(act)];
+        self.dev.launch(&format!("ffn_act_{sx}"), grid_for(rows * f, 256), 256, 0, &a)?;
         let got = self.get(&out, rows * f)?;
+        let b = |c: usize| if bias { bh[c] } else { 0.0 };
         let want: Vec<f64> = (0..rows * f)
             .map(|i| {
                 let (r, c) = (i / f, i % f);
-                let (g, u) = (gh[r * 2 * f + c], gh[r * 2 * f + f + c]);
-                let a = if act == 0 { g / (1.0 + (-g).exp()) } else { 0.5 * g * (1.0 + (0.7978845608028654 * (g + 0.044715 * g * g * g)).tanh()) };
-                a * u
+                let g = gh[r * width + c] + b(c);
+                let a = match act {
+                    0 => g / (1.0 + (-g).exp()),
+                    1 => 0.5 * g * (1.0 + (0.7978845608028654 * (g + 0.044715 * g * g * g)).tanh()),
+                    2 => g.max(0.0),
+                    _ => 0.5 * g * (1.0 + erf(g / std::f64::consts::SQRT_2)),
+                };
+                if gated { a * (gh[r * width + f + c] + b(f + c)) } else { a }
             })
             .collect();
         let tol = self.tol();
-        self.record(format!("{} {rows}x{f}", if act == 0 { "swiglu" } else { "geglu" }), &got, &want, tol);
+        let name = ["swiglu", "geglu(tanh)", "relu", "gelu(erf)"][act as usize];
+        self.record(format!("ffn_act {name}{} {rows}x{f}", if bias { " +bias" } else { "" }), &got, &want, tol);
+        Ok(())
+    }
+
+    fn softcap(&mut self, n: usize, cap: f32) -> Result<()> {
+        let (x, xh) = self.rand(n, 4.0 * cap);
+        let sx = self.sx();
+        self.dev.launch(&format!("softcap_{sx}"), grid_for(n, 256), 256, 0, &[Arg::P(x.ptr), Arg::L(n as i64), Arg::F(cap)])?;
+        let got = self.get(&x, n)?;
+        let c = cap as f64;
+        let want: Vec<f64> = xh.iter().map(|v| c * (v / c).tanh()).collect();
+        let tol = self.tol();
+        self.record(format!("final logit softcap {cap} n={n}"), &got, &want, tol);
         Ok(())
     }
 
@@ -224,5 +323,15 @@ impl Tester {
         }
         self.checks.push(Check { name: format!("argmax {rows}x{v} (mismatches)"), rel_err: bad as f64, tol: 0.0, ok: bad == 0 });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn erf_reference_is_accurate() {
+        for (x, want) in [(0.0, 0.0), (0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (-2.0, -0.9953222650189527), (2.9, 0.9999589021219005), (3.5, 0.9999992569016276)] {
+            assert!((super::erf(x) - want).abs() < 1e-12, "erf({x}) = {} want {want}", super::erf(x));
+        }
     }
 }

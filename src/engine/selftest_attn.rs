@@ -1,9 +1,10 @@
 //! Self-test of the attention path: QKV post-processing (bias, RoPE, paged KV write) and the
 //! prefill / decode (split-context + combine) attention kernels against CPU references, with
-//! sequences of different lengths scattered over shuffled KV pages.
+//! sequences of different lengths scattered over shuffled KV pages; plain, with Gemma-2's
+//! soft-cap, query scale and sliding window, and with falcon's ALiBi.
 
 use super::device::{Arg, DevBuf};
-use super::selftest::Tester;
+use super::selftest::{AttnOpts, Tester};
 use anyhow::Result;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -100,7 +101,7 @@ impl Tester {
     }
 
     /// Prefill (all positions of every sequence) or decode (last position, split over context).
-    pub fn attention(&mut self, h: usize, kv: usize, hd: usize, lens: &[usize], decode: bool) -> Result<()> {
+    pub fn attention(&mut self, h: usize, kv: usize, hd: usize, lens: &[usize], decode: bool, o: AttnOpts) -> Result<()> {
         let lay = self.layout(lens);
         let g = h / kv;
         let cache_n = lay.pages * kv * PS * hd;
@@ -147,12 +148,17 @@ impl Tester {
         let np = (parts as usize).max(1);
         let po: DevBuf = self.dev.alloc(np * h * hd * 4)?;
         let pml: DevBuf = self.dev.alloc(np * h * 2 * 4)?;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = o.scale.unwrap_or(1.0 / (hd as f32).sqrt());
+        let bf = |x: f64| half::bf16::from_f64(x).to_f64();
+        let slopes: Vec<f32> = crate::llm::alibi_slopes(h).iter().map(|&x| bf(x) as f32).collect();
+        let sl = self.dev.alloc(h * 4)?;
+        self.dev.upload(sl.ptr, &slopes)?;
         let rows = bq * g;
         let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
         let sx = self.sx();
         let a = [Arg::P(q.ptr), Arg::P(out.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(ib.ptr), Arg::P(pb.ptr), Arg::P(tb.ptr), Arg::I(lay.max_pages as i32),
-            Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(0.0), Arg::I(0), Arg::P(po.ptr), Arg::P(pml.ptr)];
+            Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(o.softcap), Arg::I(o.window as i32), Arg::P(if o.alibi { sl.ptr } else { 0 }),
+            Arg::P(po.ptr), Arg::P(pml.ptr)];
         self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;
         if !comb.is_empty() {
             let a = [Arg::P(out.ptr), Arg::P(cb.ptr), Arg::P(po.ptr), Arg::P(pml.ptr), Arg::I(h as i32), Arg::I(hd as i32)];
@@ -166,18 +172,42 @@ impl Tester {
                 let kvh = hh / g;
                 let qv = &qh[(i * h + hh) * hd..(i * h + hh + 1) * hd];
                 let idx = |key: usize| ((lay.table[s * lay.max_pages + key / PS] as usize * kv + kvh) * PS + key % PS) * hd;
-                let sc: Vec<f64> = (0..=p).map(|key| (0..hd).map(|d| qv[d] * kh[idx(key) + d]).sum::<f64>() * scale as f64).collect();
+                let k0 = if o.window > 0 { (p + 1).saturating_sub(o.window) } else { 0 };
+                let sc: Vec<f64> = (k0..=p)
+                    .map(|key| {
+                        let mut dot = (0..hd).map(|d| qv[d] * kh[idx(key) + d]).sum::<f64>();
+                        if o.alibi {
+                            dot += bf(slopes[hh] as f64 * bf(key as f64));
+                        }
+                        let s = dot * scale as f64;
+                        let c = o.softcap as f64;
+                        if c > 0.0 { c * (s / c).tanh() } else { s }
+                    })
+                    .collect();
                 let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for d in 0..hd {
-                    want[(i * h + hh) * hd + d] = (0..=p).map(|key| e[key] * vh[idx(key) + d]).sum::<f64>() / z;
+                    want[(i * h + hh) * hd + d] = (k0..=p).map(|key| e[key - k0] * vh[idx(key) + d]).sum::<f64>() / z;
                 }
             }
         }
         let tol = self.tol();
         let kind = if decode { format!("decode (splits: {parts} partials)") } else { "prefill".into() };
-        self.record(format!("attention {kind} h={h} kv={kv} hd={hd} lens={lens:?}"), &got, &want, tol);
+        let mut extra = String::new();
+        if o.softcap > 0.0 {
+            extra += &format!(" softcap={}", o.softcap);
+        }
+        if o.window > 0 {
+            extra += &format!(" window={}", o.window);
+        }
+        if o.alibi {
+            extra += " alibi";
+        }
+        if let Some(s) = o.scale {
+            extra += &format!(" scale={s:.4}");
+        }
+        self.record(format!("attention {kind}{extra} h={h} kv={kv} hd={hd} lens={lens:?}"), &got, &want, tol);
         let _ = self.rng.random::<u8>();
         Ok(())
     }

@@ -50,6 +50,10 @@ fn base(name: &str, arch: Arch, hidden: usize, layers: usize, heads: usize, kv: 
     }
 }
 
+/// OPT: the HF checkpoints have 2048 + 2 learned positions (offset 2), too few for the grid's
+/// 8192-token sequences; with random weights the table gets `GRID_MAX + 2` rows (`position_rows`).
+/// Lengths are enforced against `max_positions` by `Engine::run_requests` and the measure plan
+/// (`measure::cost`); a real checkpoint keeps its own 2048.
 fn opt(name: &str, hidden: usize, layers: usize, heads: usize) -> LlmConfig {
     LlmConfig {
         norm: Norm::LayerNorm,
@@ -76,6 +80,7 @@ fn gemma2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn qwen2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn: usize, vocab: usize, tied: bool) -> LlmConfig {
     LlmConfig {
         norm_eps: 1e-6,
@@ -87,6 +92,7 @@ fn qwen2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn:
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn granite(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn: usize, theta: f64, max_pos: usize) -> LlmConfig {
     LlmConfig {
         positional: Positional::Rope { theta, scaling: None },
@@ -117,6 +123,8 @@ pub fn catalog() -> Vec<LlmConfig> {
         granite("granite-3b", 2560, 32, 32, 32, 10240, 10_000.0, 2048),
         opt("opt-6.7b", 4096, 32, 32),
         qwen2("qwen2-7b", 3584, 28, 28, 4, 18944, 152064, false),
+        // falcon-rw-7b (rw-style config: alibi, bias, multi_query false, parallel_attn false,
+        // new_decoder_architecture false): ALiBi has no position table, so 8192 costs nothing.
         LlmConfig {
             norm: Norm::LayerNorm,
             ffn: Ffn::Gelu,

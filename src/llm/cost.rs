@@ -90,18 +90,15 @@ impl LlmConfig {
     /// Keys a query at 1-based position `pos` attends to in `layer` (sliding window on Gemma-2's
     /// even layers).
     pub fn keys_attended(&self, layer: usize, pos: usize) -> usize {
-        match self.gemma {
-            Some(g) if layer % 2 == 0 => pos.min(g.sliding_window),
-            _ => pos,
-        }
+        self.sliding_window(layer).map_or(pos, |w| pos.min(w))
     }
 
     /// Σ over queries 1..=n of keys attended, summed over layers.
     fn causal_pairs(&self, n: usize) -> f64 {
         (0..self.layers)
-            .map(|l| match self.gemma {
-                Some(g) if l % 2 == 0 && n > g.sliding_window => {
-                    let w = g.sliding_window as f64;
+            .map(|l| match self.sliding_window(l) {
+                Some(w) if n > w => {
+                    let w = w as f64;
                     w * (w + 1.0) / 2.0 + (n as f64 - w) * w
                 }
                 _ => n as f64 * (n as f64 + 1.0) / 2.0,

@@ -175,6 +175,11 @@ fn opt(f: &Fields, name: &str) -> Result<LlmConfig> {
     }
     let act = f.str_opt("activation_function").unwrap_or("relu");
     anyhow::ensure!(act == "relu", "model_type opt: activation_function `{act}` unsupported (need relu)");
+    anyhow::ensure!(
+        f.bool_or("layer_norm_elementwise_affine", true)?,
+        "model_type opt: layer_norm_elementwise_affine=false is unsupported"
+    );
+    anyhow::ensure!(!f.bool_or("_remove_final_layer_norm", false)?, "model_type opt: _remove_final_layer_norm=true is unsupported");
     let bias = f.bool_or("enable_bias", true)?;
     c.norm = Norm::LayerNorm;
     c.ffn = Ffn::Relu;
@@ -195,10 +200,21 @@ fn falcon(f: &Fields, name: &str) -> Result<LlmConfig> {
     let hidden = alias("hidden_size", "n_embed")?;
     let heads = alias("num_attention_heads", "n_head")?;
     let layers = alias("num_hidden_layers", "n_layer")?;
-    anyhow::ensure!(heads > 0, "model_type falcon: num_attention_heads must be > 0");
-    anyhow::ensure!(!f.bool_or("new_decoder_architecture", false)?, "model_type falcon: new_decoder_architecture (falcon-40b style) is unsupported");
-    anyhow::ensure!(!f.bool_or("parallel_attn", true)?, "model_type falcon: parallel_attn=true is unsupported (rw-style sequential blocks only)");
-    let kv = if f.bool_or("multi_query", true)? { 1 } else { heads };
+    let mt = &f.model_type;
+    anyhow::ensure!(heads > 0, "model_type {mt}: num_attention_heads must be > 0");
+    // "RefinedWeb" is the old name of the falcon-40b layout.
+    let new_arch = f.bool_or("new_decoder_architecture", mt == "RefinedWeb")?;
+    anyhow::ensure!(!new_arch, "model_type {mt}: new_decoder_architecture (falcon-40b style) is unsupported");
+    anyhow::ensure!(!f.bool_or("parallel_attn", true)?, "model_type {mt}: parallel_attn=true is unsupported (rw-style sequential blocks only)");
+    anyhow::ensure!(
+        !f.bool_or("apply_residual_connection_post_layernorm", false)?,
+        "model_type {mt}: apply_residual_connection_post_layernorm=true is unsupported"
+    );
+    let act = f.str_opt("activation").unwrap_or("gelu");
+    anyhow::ensure!(act == "gelu", "model_type {mt}: activation `{act}` unsupported (need gelu)");
+    // HF: one shared K/V head when multi_query (default true for "falcon"; the old RW code
+    // defaulted to false), else one per query head; `num_kv_heads` only counts for the new layout.
+    let kv = if f.bool_or("multi_query", mt == "falcon")? { 1 } else { heads };
     let bias = f.bool_or("bias", false)?;
     Ok(LlmConfig {
         name: name.to_string(),
@@ -206,7 +222,7 @@ fn falcon(f: &Fields, name: &str) -> Result<LlmConfig> {
         hidden,
         layers,
         heads,
-        kv_heads: f.usize_opt("num_kv_heads")?.unwrap_or(kv),
+        kv_heads: kv,
         head_dim: hidden / heads,
         ffn_dim: f.usize_opt("ffn_hidden_size")?.unwrap_or(4 * hidden),
         vocab: f.usize("vocab_size")?,
@@ -231,15 +247,35 @@ fn gemma2(f: &Fields, name: &str) -> Result<LlmConfig> {
     c.norm = Norm::RmsNormPlusOne;
     c.norm_eps = f.f64_opt("rms_norm_eps")?.unwrap_or(1e-6);
     c.ffn = Ffn::GeGluTanh;
+    let act = f.str_opt("hidden_activation").or(f.str_opt("hidden_act")).unwrap_or("gelu_pytorch_tanh");
+    anyhow::ensure!(
+        matches!(act, "gelu_pytorch_tanh" | "gelu_tanh" | "gelu_new"),
+        "model_type gemma2: hidden_activation `{act}` unsupported (need gelu_pytorch_tanh)"
+    );
     c.positional = rope(f)?;
     c.tied_embeddings = f.bool_or("tie_word_embeddings", true)?;
+    let ab = f.bool_or("attention_bias", false)?;
+    (c.qkv_bias, c.o_bias) = (ab, ab);
+    anyhow::ensure!(!f.bool_or("use_bidirectional_attention", false)?, "model_type gemma2: use_bidirectional_attention=true is unsupported");
     c.embed_scale = true;
     c.post_norms = true;
+    let window = f.usize_opt("sliding_window")?.unwrap_or(usize::MAX);
+    if let Some(types) = f.get("layer_types") {
+        let types = types.as_array().context("model_type gemma2: field `layer_types` must be a list")?;
+        anyhow::ensure!(types.len() == c.layers, "model_type gemma2: layer_types has {} entries for {} layers", types.len(), c.layers);
+        for (i, t) in types.iter().enumerate() {
+            let want = if i % 2 == 0 { "sliding_attention" } else { "full_attention" };
+            anyhow::ensure!(
+                t.as_str() == Some(want),
+                "model_type gemma2: layer_types[{i}] is {t}, only the alternating pattern (even layers sliding_attention) is supported"
+            );
+        }
+    }
     let qpas = f.f64_opt("query_pre_attn_scalar")?.unwrap_or(c.head_dim as f64);
     c.gemma = Some(GemmaExtras {
         attn_softcap: f.f64_opt("attn_logit_softcapping")?.unwrap_or(0.0) as f32,
         final_softcap: f.f64_opt("final_logit_softcapping")?.unwrap_or(0.0) as f32,
-        sliding_window: f.usize_opt("sliding_window")?.unwrap_or(usize::MAX),
+        sliding_window: window,
         query_pre_attn_scalar: qpas,
     });
     Ok(c)

@@ -146,6 +146,23 @@ impl LlmConfig {
     pub fn kv_dim(&self) -> usize {
         self.kv_heads * self.head_dim
     }
+    /// Sliding-window width of `layer`, None for global attention. Gemma-2 alternates, starting
+    /// with a local layer: HF's default `layer_types` is "sliding_attention" for even indices
+    /// (`bool((i + 1) % 2)`); config.json files with any other pattern are refused by the parser.
+    pub fn sliding_window(&self, layer: usize) -> Option<usize> {
+        match self.gemma {
+            Some(g) if layer.is_multiple_of(2) && g.sliding_window < self.max_positions => Some(g.sliding_window),
+            _ => None,
+        }
+    }
+    /// Factor on q·k: `head_dim^-0.5`, or Gemma-2's `query_pre_attn_scalar^-0.5`. (HF OPT multiplies
+    /// q by `head_dim^-0.5` right after its biased projection: the same factor on the scores.)
+    pub fn attn_scale(&self) -> f64 {
+        match self.gemma {
+            Some(g) => g.query_pre_attn_scalar.powf(-0.5),
+            None => (self.head_dim as f64).powf(-0.5),
+        }
+    }
     /// Shape checks shared by the catalog and config.json parsing.
     pub fn validate(&self) -> anyhow::Result<()> {
         let n = &self.name;
@@ -162,12 +179,29 @@ impl LlmConfig {
             anyhow::ensure!(v > 0, "LLM {n}: {field} must be > 0, got {v}");
         }
         anyhow::ensure!(
-            self.heads % self.kv_heads == 0,
+            self.heads.is_multiple_of(self.kv_heads),
             "LLM {n}: num_attention_heads {} is not a multiple of num_key_value_heads {}",
             self.heads,
             self.kv_heads
         );
-        anyhow::ensure!(self.head_dim % 2 == 0, "LLM {n}: head_dim {} must be even", self.head_dim);
+        anyhow::ensure!(self.head_dim.is_multiple_of(2), "LLM {n}: head_dim {} must be even", self.head_dim);
         Ok(())
     }
+}
+
+/// ALiBi slopes of `heads` heads (Press et al.; HF falcon/bloom `build_alibi_tensor`): for the
+/// largest power of two p <= heads, slope_h = b^h (h = 1..p) with b = 2^(-8/p); the remaining heads
+/// take the odd powers 1, 3, 5, ... of 2^(-4/p) (the series of 2p heads, every other one).
+pub fn alibi_slopes(heads: usize) -> Vec<f64> {
+    if heads == 0 {
+        return Vec::new();
+    }
+    let p = 1usize << (usize::BITS - 1 - heads.leading_zeros());
+    let base = 2f64.powf(-8.0 / p as f64);
+    let mut s: Vec<f64> = (1..=p).map(|h| base.powi(h as i32)).collect();
+    if p < heads {
+        let extra = 2f64.powf(-4.0 / p as f64);
+        s.extend((0..(heads - p).min(p)).map(|k| extra.powi(2 * k as i32 + 1)));
+    }
+    s
 }

@@ -7,11 +7,17 @@
 // write unnormalised partial outputs (o, m, l) that attn_combine merges.
 // Item = 6 ints: q_tok, q_cnt, slot, key_begin (multiple of 32), key_end, part.
 // Cache pages hold 32 tokens: [page][kv_head][32][HD].
+// Score of query position p and key position j: s = (q·k + alibi) · scale, then
+// s = softcap · tanh(s / softcap) when softcap > 0; keys with j > p, or p - j >= window when
+// window > 0 (sliding window, as HF: the query and window-1 keys before it), are masked.
+// ALiBi (falcon, alibi = per-head slopes, else null) adds slope·j as HF's build_alibi_tensor does:
+// bf16(bf16(slope) · bf16(j)) whatever the run dtype (equal to -slope·(p - j) up to a per-query
+// constant, which softmax ignores), scaled with q·k by head_dim^-0.5.
 
 template <class T, int HD>
 __device__ void attention(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
                           const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
-                          int window, float* part_o, float* part_ml) {
+                          int window, const float* alibi, float* part_o, float* part_ml) {
     constexpr int KP = HD + 2, NI = (HD + 31) / 32;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     int rows = blockDim.x >> 5;
@@ -57,6 +63,7 @@ __device__ void attention(const T* q, T* out, const T* kc, const T* vc, const in
             const T* kr = Ks + lane * KP;
 #pragma unroll 8
             for (int d = 0; d < HD; d++) dot += tof(qr[d]) * tof(kr[d]);
+            if (alibi) dot += __bfloat162float(__float2bfloat16(alibi[head] * __bfloat162float(__float2bfloat16((float)key))));
             s = dot * scale;
             if (softcap > 0.f) s = softcap * tanhf(s / softcap);
         }
@@ -125,8 +132,8 @@ __device__ void attn_combine(T* out, const int* comb, const float* part_o, const
 }
 
 #define ATTN(T, S, HD) \
-extern "C" __global__ void attention_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, float* po, float* pml) \
-{ attention<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, po, pml); }
+extern "C" __global__ void attention_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
+{ attention<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); }
 #define ATTN_ALL(T, S) ATTN(T, S, 16) ATTN(T, S, 32) ATTN(T, S, 64) ATTN(T, S, 80) ATTN(T, S, 96) ATTN(T, S, 128) ATTN(T, S, 256) \
 extern "C" __global__ void attn_combine_##S(T* o, const int* c, const float* po, const float* pml, int h, int hd) { attn_combine<T>(o, c, po, pml, h, hd); }
 ATTN_ALL(bf16, bf16)

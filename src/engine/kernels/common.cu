@@ -3,8 +3,7 @@
 // storage type where HF transformers rounds, so the HF comparison stays tight.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-// NVRTC has no <math.h>: define INFINITY ourselves (the bit pattern of +inf).
-#ifndef INFINITY
+#ifndef INFINITY // defined by the math headers some CUDA versions pull in through cuda_bf16.h
 #define INFINITY __int_as_float(0x7f800000)
 #endif
 typedef __nv_bfloat16 bf16;
@@ -53,15 +52,22 @@ template <class T> __device__ void fill_uniform(T* out, long long n, unsigned lo
     }
 }
 
-// One row per block: out[t] = table[id] * scale, id = src[t] or, if src[t] < 0, next_tok[-src[t]-1].
-template <class T> __device__ void embed(T* out, const T* table, const int* src, const int* next_tok, int hidden, float scale) {
+// One row per block: out[t] = table[id] * scale (+ pos_table[tok_pos[t] + pos_offset], OPT's learned
+// positions, when pos_table is set); id = src[t] or, if src[t] < 0, next_tok[-src[t]-1]. The scale is
+// rounded to T first and the product rounded, as HF gemma casts its normaliser to the dtype.
+template <class T> __device__ void embed(T* out, const T* table, const int* src, const int* next_tok, int hidden, float scale,
+                                         const T* pos_table, const int* tok_pos, int pos_offset) {
     int t = blockIdx.x, id = src[t];
     if (id < 0) id = next_tok[-id - 1];
     const T* row = table + (long long)id * hidden;
+    const T* prow = pos_table ? pos_table + (long long)(tok_pos[t] + pos_offset) * hidden : nullptr;
     T* o = out + (long long)t * hidden;
-    T s = fromf<T>(scale);
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x)
-        o[i] = scale == 1.f ? row[i] : fromf<T>(tof(row[i]) * tof(s));
+    float s = tof(fromf<T>(scale));
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+        float e = scale == 1.f ? tof(row[i]) : rnd<T>(tof(row[i]) * s);
+        if (prow) e += tof(prow[i]);
+        o[i] = fromf<T>(e);
+    }
 }
 
 // out[i] = src[rows[i]] (rows of width cols).
@@ -71,16 +77,35 @@ template <class T> __device__ void gather_rows(T* out, const T* src, const int* 
     for (int i = threadIdx.x; i < cols; i += blockDim.x) o[i] = s[i];
 }
 
-// One row per block. h = resid (+ add, rounded, stored back to resid); out = norm(h).
+// One row per block: h = resid + a (rounded, stored back to resid), out = norm(h). The added branch
+// a = add (+ add_b, the bias of the projection that produced it) (then RMS-normed with add_w: Gemma-2's
+// post-attention / post-feedforward norms, modes 0/1 only); no add: h = resid, resid untouched.
 // mode 0: RMSNorm w*x; 1: RMSNorm (1+w)*x in fp32 (gemma); 2: LayerNorm w*x+b.
-template <class T> __device__ void norm_residual(T* resid, const T* add, const T* w, const T* b, T* out, int cols, float eps, int mode) {
+template <class T> __device__ void norm_residual(T* resid, const T* add, const T* add_b, const T* add_w, const T* w, const T* b,
+                                                 T* out, int cols, float eps, int mode) {
     extern __shared__ float hrow[];
     long long base = (long long)blockIdx.x * cols;
+    if (add) {
+        float sa = 0.f;
+        for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+            float a = tof(add[base + i]);
+            if (add_b) a = rnd<T>(a + tof(add_b[i]));
+            hrow[i] = a;
+            sa += a * a;
+        }
+        if (add_w) {
+            float ra = rsqrtf(block_sum(sa) / cols + eps);
+            for (int i = threadIdx.x; i < cols; i += blockDim.x) {
+                float x = hrow[i] * ra;
+                hrow[i] = rnd<T>(mode == 1 ? x * (1.f + tof(add_w[i])) : tof(add_w[i]) * rnd<T>(x));
+            }
+        }
+    }
     float ss = 0.f, sum = 0.f;
     for (int i = threadIdx.x; i < cols; i += blockDim.x) {
         float h = tof(resid[base + i]);
         if (add) {
-            h = rnd<T>(h + tof(add[base + i]));
+            h = rnd<T>(h + hrow[i]);
             resid[base + i] = fromf<T>(h);
         }
         hrow[i] = h;
@@ -106,24 +131,36 @@ template <class T> __device__ void norm_residual(T* resid, const T* add, const T
     }
 }
 
-// x[r, c] += b[c]
-template <class T> __device__ void bias_add(T* x, const T* b, long long rows, int cols) {
-    long long n = rows * cols;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
-        x[i] = fromf<T>(tof(x[i]) + tof(b[i % cols]));
-}
-
-// act=0: SwiGLU out = silu(g)*u; 1: GeGLU tanh. gu rows are [gate | up], width 2*f.
-template <class T> __device__ void glu(T* out, const T* gu, long long rows, int f, int act) {
+// FFN activation, bias (if any) added first and rounded. act 0: SwiGLU silu(g)*u; 1: GeGLU with tanh
+// GELU (gemma) — gated: gu rows are [gate | up], width 2f. act 2: ReLU (opt); 3: exact erf GELU
+// (falcon's nn.GELU()) — plain: gu rows have width f.
+template <class T> __device__ void ffn_act(T* out, const T* gu, const T* bias, long long rows, int f, int act) {
     long long n = rows * f;
+    bool gated = act < 2;
+    int width = gated ? 2 * f : f;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
         long long r = i / f;
         int c = (int)(i - r * f);
-        float g = tof(gu[r * 2 * f + c]), u = tof(gu[r * 2 * f + f + c]), a;
+        float g = tof(gu[r * width + c]);
+        if (bias) g = rnd<T>(g + tof(bias[c]));
+        float a;
         if (act == 0) a = g / (1.f + expf(-g));
-        else a = 0.5f * g * (1.f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
-        out[i] = fromf<T>(rnd<T>(a) * u);
+        else if (act == 1) a = 0.5f * g * (1.f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+        else if (act == 2) a = fmaxf(g, 0.f);
+        else a = 0.5f * g * (1.f + erff(g * 0.7071067811865476f));
+        if (gated) {
+            float u = tof(gu[r * width + f + c]);
+            if (bias) u = rnd<T>(u + tof(bias[f + c]));
+            a = rnd<T>(a) * u;
+        }
+        out[i] = fromf<T>(a);
     }
+}
+
+// Final logit soft-capping in place: x = cap * tanh(x / cap), rounded after each step like HF gemma2.
+template <class T> __device__ void softcap(T* x, long long n, float cap) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
+        x[i] = fromf<T>(rnd<T>(tanhf(rnd<T>(tof(x[i]) / cap))) * cap);
 }
 
 // Per token (block): add q/k/v bias, rotate q and k (rotate-half, angle pos*inv_freq[d]),
@@ -197,11 +234,11 @@ template <class T> __device__ void argmax(const T* logits, int vocab, int* out_t
 
 #define INST(T, S) \
 extern "C" __global__ void fill_uniform_##S(T* o, long long n, unsigned long long seed, float sc, float off) { fill_uniform<T>(o, n, seed, sc, off); } \
-extern "C" __global__ void embed_##S(T* o, const T* tb, const int* src, const int* nt, int h, float sc) { embed<T>(o, tb, src, nt, h, sc); } \
+extern "C" __global__ void embed_##S(T* o, const T* tb, const int* src, const int* nt, int h, float sc, const T* pt, const int* tp, int po) { embed<T>(o, tb, src, nt, h, sc, pt, tp, po); } \
 extern "C" __global__ void gather_rows_##S(T* o, const T* s, const int* r, int c) { gather_rows<T>(o, s, r, c); } \
-extern "C" __global__ void norm_residual_##S(T* r, const T* a, const T* w, const T* b, T* o, int c, float eps, int m) { norm_residual<T>(r, a, w, b, o, c, eps, m); } \
-extern "C" __global__ void bias_add_##S(T* x, const T* b, long long r, int c) { bias_add<T>(x, b, r, c); } \
-extern "C" __global__ void glu_##S(T* o, const T* gu, long long r, int f, int a) { glu<T>(o, gu, r, f, a); } \
+extern "C" __global__ void norm_residual_##S(T* r, const T* a, const T* ab, const T* aw, const T* w, const T* b, T* o, int c, float eps, int m) { norm_residual<T>(r, a, ab, aw, w, b, o, c, eps, m); } \
+extern "C" __global__ void ffn_act_##S(T* o, const T* gu, const T* b, long long r, int f, int a) { ffn_act<T>(o, gu, b, r, f, a); } \
+extern "C" __global__ void softcap_##S(T* x, long long n, float cap) { softcap<T>(x, n, cap); } \
 extern "C" __global__ void qkv_post_##S(const T* qkv, const T* b, T* q, T* kc, T* vc, const int* tp, const int* ts, const int* bt, int mp, const float* inv, int h, int kvh, int hd, int ps, int rope) { qkv_post<T>(qkv, b, q, kc, vc, tp, ts, bt, mp, inv, h, kvh, hd, ps, rope); } \
 extern "C" __global__ void argmax_##S(const T* l, int v, int* ot, const int* d, int* nt, const int* sl) { argmax<T>(l, v, ot, d, nt, sl); }
 INST(bf16, bf16)

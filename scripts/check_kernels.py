@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Compile the engine's CUDA kernels with NVRTC for sm_90 (as `Device::new` does) and assemble them
+with ptxas, on a machine without a GPU. Catches syntax, header and register-spill problems before
+GPU time is spent. Needs NVRTC, the CUDA headers and ptxas from PyPI:
+
+    pip install --target /tmp/cuda_py nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12 nvidia-cuda-nvcc-cu12
+    python3 scripts/check_kernels.py [--root /tmp/cuda_py] [--arch sm_90]
+"""
+import argparse, ctypes, glob, os, re, subprocess, sys, tempfile
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--root", default="/tmp/cuda_py", help="pip --target directory holding the nvidia packages")
+ap.add_argument("--arch", default="sm_90")
+args = ap.parse_args()
+here = os.path.dirname(os.path.abspath(__file__))
+kdir = os.path.join(here, "..", "src", "engine", "kernels")
+libs = glob.glob(os.path.join(args.root, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so*"))
+include = os.path.join(args.root, "nvidia", "cuda_runtime", "include")
+if not libs or not os.path.exists(os.path.join(include, "cuda_bf16.h")):
+    sys.exit(f"NVRTC or CUDA headers not under {args.root}; see this script's docstring")
+lib = ctypes.CDLL(sorted(libs)[0])
+# Device::new compiles common.cu followed by attention.cu as one program.
+src = open(os.path.join(kdir, "common.cu")).read() + "\n" + open(os.path.join(kdir, "attention.cu")).read()
+prog = ctypes.c_void_p()
+assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"engine.cu", 0, None, None) == 0
+opts = [f"--gpu-architecture={args.arch}".encode(), b"-std=c++17", f"--include-path={include}".encode()]
+rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+n = ctypes.c_size_t()
+lib.nvrtcGetProgramLogSize(prog, ctypes.byref(n))
+log = ctypes.create_string_buffer(n.value)
+lib.nvrtcGetProgramLog(prog, log)
+if log.value.strip():
+    print(log.value.decode())
+if rc != 0:
+    sys.exit(f"NVRTC failed (code {rc})")
+lib.nvrtcGetPTXSize(prog, ctypes.byref(n))
+ptx = ctypes.create_string_buffer(n.value)
+lib.nvrtcGetPTX(prog, ptx)
+text = ptx.value.decode()
+print(f"NVRTC: {len(re.findall(r'[.]entry', text))} kernels compiled for {args.arch}")
+ptxas = glob.glob(os.path.join(args.root, "nvidia", "cuda_nvcc", "bin", "ptxas"))
+if not ptxas:
+    print("ptxas not found (install nvidia-cuda-nvcc-cu12 to assemble and count spills)")
+    sys.exit(0)
+with tempfile.TemporaryDirectory() as d:
+    p = os.path.join(d, "engine.ptx")
+    open(p, "w").write(text)
+    r = subprocess.run([ptxas[0], f"-arch={args.arch}", "-v", p, "-o", os.path.join(d, "engine.cubin")], capture_output=True, text=True)
+if r.returncode != 0:
+    sys.exit(f"ptxas failed:\n{r.stderr}")
+spills = [l for l in r.stderr.splitlines() if "spill" in l and not re.search(r"\b0 bytes spill stores, 0 bytes spill loads", l)]
+print(f"ptxas: assembled; {len(spills)} kernels spill registers")
+for l in spills:
+    print("  " + l.strip())
