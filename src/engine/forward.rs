@@ -218,7 +218,10 @@ impl Model {
             s.tok_slot.push(d.slot as i32);
             let ctx = d.pos + 1;
             let tiles = ctx.div_ceil(32);
-            let mut splits = if blocks >= 2 * self.sms { 1 } else { (2 * self.sms).div_ceil(blocks.max(1)).min(tiles).min(32) };
+            // Small batches (MHA above all: one warp per block) are latency-bound: split the context
+            // until there are ~8 blocks per SM.
+            let target = 8 * self.sms;
+            let mut splits = if blocks >= target { 1 } else { target.div_ceil(blocks.max(1)).min(tiles).min(32) };
             if parts + splits > MAX_PARTS {
                 splits = 1;
             }
