@@ -207,7 +207,7 @@ fn parquet_round_trip_and_unknown_columns_kept() {
     let fm = model_by_name("flops-mem").unwrap();
     let csv = d.path().join("s.csv");
     write_csv(&csv, "llama", &grid(fm.as_ref(), &LLAMA, &GRID, &GRID, 0.0, 1), 1000).unwrap();
-    let mut ds = Dataset::load(&[csv.clone()]).unwrap();
+    let mut ds = Dataset::load(std::slice::from_ref(&csv)).unwrap();
     assert!(ds.df.column("gpu").is_ok() && ds.df.column("tokens_per_j").is_ok());
     let pq = d.path().join("s.parquet");
     write_table(&mut ds.df, &pq).unwrap();

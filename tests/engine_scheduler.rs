@@ -41,7 +41,7 @@ fn simulate(reqs: Vec<ReqLen>, limits: Limits, pages: usize) -> Vec<Iteration> {
             live.remove(f);
         }
         // nothing still live has finished
-        for (r, _) in &live {
+        for r in live.keys() {
             assert!(produced[r] < reqs[*r].output_tokens);
         }
         out.push(it);

@@ -246,6 +246,7 @@ impl Device {
     }
 
     /// y[rows, n] = x[rows, k] · W[n, k]ᵀ, all row-major, `dt` storage, fp32 accumulation.
+    #[allow(clippy::too_many_arguments)]
     pub fn gemm(&self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<()> {
         if rows == 0 {
             return Ok(());

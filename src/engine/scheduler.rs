@@ -160,7 +160,7 @@ impl Scheduler {
             if a.generated >= reqs[a.req].output_tokens {
                 it.finished.push(a.req);
                 self.free_slots.push(a.slot);
-                self.free_pages.extend(a.pages.drain(..));
+                self.free_pages.append(&mut a.pages);
             } else {
                 keep.push(a);
             }

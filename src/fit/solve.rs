@@ -87,7 +87,8 @@ fn check_rank(problem: &ResidualProblem, u0: &DVector<f64>, model: &dyn EnergyMo
     }
     let sv = j.singular_values();
     let (max, min) = (sv.max(), sv.min());
-    if !(min > RANK_TOL * max) {
+    // Written so that a NaN singular value also counts as singular.
+    if min.partial_cmp(&(RANK_TOL * max)) != Some(std::cmp::Ordering::Greater) {
         bail!(
             "{what}: the design is singular for model {} — its coefficients ({}) cannot be told apart on \
              these points (collinear columns; condition number {:.1e}); measure more input/output lengths",

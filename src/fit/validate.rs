@@ -26,9 +26,9 @@ pub fn cv_mape(model: &dyn EnergyModel, obs: &[Obs], loss: Loss, folds: usize, s
     idx.shuffle(&mut StdRng::seed_from_u64(seed));
     let mut abs_pct_sum = 0.0;
     for f in 0..folds {
-        let (test, train): (Vec<(usize, &usize)>, Vec<(usize, &usize)>) = idx.iter().enumerate().partition(|(pos, _)| pos % folds == f);
-        let train: Vec<Obs> = train.iter().map(|(_, &i)| obs[i]).collect();
-        let test: Vec<Obs> = test.iter().map(|(_, &i)| obs[i]).collect();
+        let in_test = |pos: usize| pos % folds == f;
+        let train: Vec<Obs> = idx.iter().enumerate().filter(|(pos, _)| !in_test(*pos)).map(|(_, &i)| obs[i]).collect();
+        let test: Vec<Obs> = idx.iter().enumerate().filter(|(pos, _)| in_test(*pos)).map(|(_, &i)| obs[i]).collect();
         let sol = solve(model, &train, loss, &format!("{what} (fold {} of {folds})", f + 1))?;
         abs_pct_sum += mape(model, &sol.coefs, &test) * test.len() as f64;
     }
