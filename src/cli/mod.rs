@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand; `main.rs` only parses and dispatches.
 
+pub mod bench;
 pub mod fit;
 pub mod import_reference;
 pub mod predict;
@@ -47,6 +48,8 @@ pub enum Command {
     },
     /// Measure the GPU energy of a grid of (input_tokens, output_tokens) points.
     Measure(Box<measure::MeasureArgs>),
+    /// Time the engine's prefill and decode against their roofline floors on this GPU (needs a GPU).
+    Bench(bench::BenchArgs),
     /// Combine measurement files (e.g. shards), refusing conflicting duplicates.
     Merge(merge::MergeArgs),
     /// Check every engine kernel on this GPU against CPU references, then random-weights forwards.
@@ -119,6 +122,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Llms { json } => llms::run(json),
         Command::Measure(a) => measure::run(*a),
         Command::Merge(a) => merge::run(a),
+        Command::Bench(a) => bench::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
         Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs } => {
             let pts = match points {

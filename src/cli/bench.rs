@@ -1,0 +1,121 @@
+//! `energy-fit bench`: the engine's phases against their roofline floors on this GPU. Floors are
+//! max(FLOPs / measured GEMM peak, bytes / measured copy bandwidth) with the FLOP and byte counts of
+//! `src/llm/` (issue 6's targets: decode within 1.25 × its floor at batch ≥ 256, prefill at n ≥ 512
+//! at ≥ 65 % of the GEMM peak).
+
+use crate::engine::{DType, Engine, EngineOptions};
+use crate::llm::resolve_llm;
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Catalog LLM (random weights) or config.json / checkpoint directory.
+    #[arg(long, default_value = "llama-3.2-1b")]
+    pub llm: String,
+    #[arg(long, default_value = "bf16")]
+    pub dtype: String,
+    /// Prompt lengths of the prefill rows (each one iteration of max_num_tokens / n prompts).
+    #[arg(long, default_value = "512,1024,2048,4096", value_delimiter = ',')]
+    pub prefill: Vec<usize>,
+    /// Decode batch sizes.
+    #[arg(long, default_value = "256,512", value_delimiter = ',')]
+    pub batches: Vec<usize>,
+    /// Decode contexts (position of the new token + 1).
+    #[arg(long, default_value = "128,512,1024,2048,4096", value_delimiter = ',')]
+    pub contexts: Vec<usize>,
+    /// Decode steps timed per (batch, context); the median is reported.
+    #[arg(long, default_value_t = 24)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 8192)]
+    pub max_num_tokens: usize,
+    /// Launch every kernel directly instead of replaying decode steps as CUDA graphs.
+    #[arg(long)]
+    pub no_graphs: bool,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize, Debug)]
+struct Row {
+    phase: &'static str,
+    batch: usize,
+    tokens: usize,
+    achieved_ms: Option<f64>,
+    floor_ms: f64,
+    bound: &'static str,
+    ratio: Option<f64>,
+    note: Option<String>,
+}
+
+/// Floor (ms) and what bounds it, from FLOPs, bytes and the measured peaks.
+pub fn floor_ms(flops: f64, bytes: f64, tflops: f64, gbps: f64) -> (f64, &'static str) {
+    let (tf, tb) = (flops / (tflops * 1e12) * 1e3, bytes / (gbps * 1e9) * 1e3);
+    if tf >= tb { (tf, "flops") } else { (tb, "bytes") }
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let cfg = resolve_llm(&a.llm)?;
+    let dt = DType::parse(&a.dtype)?;
+    let mbs = a.batches.iter().copied().max().unwrap_or(1).max(a.max_num_tokens / a.prefill.iter().copied().min().unwrap_or(a.max_num_tokens).max(1));
+    let opts = EngineOptions { dtype: dt, max_batch_size: mbs, max_num_tokens: a.max_num_tokens, cuda_graphs: !a.no_graphs, ..Default::default() };
+    let mut e = Engine::new(&cfg, opts)?;
+    let (gemm_ms, tflops) = e.bench_gemm_peak(8192, 8192, 8192, 5)?;
+    let (copy_ms, gbps) = e.bench_copy_bandwidth(2 << 30, 5)?;
+    let eb = dt.bytes();
+    let mut rows = Vec::new();
+    for &n in &a.prefill {
+        let seqs = (a.max_num_tokens / n).max(1);
+        let c = cfg.prefill_cost(seqs, n, eb);
+        let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
+        let (t, note) = match e.bench_prefill(seqs, n, 3) {
+            Ok(t) => (Some(t), Some(format!("{:.0} % of GEMM peak", 100.0 * c.flops / (t * 1e-3) / (tflops * 1e12)))),
+            Err(x) => (None, Some(format!("skipped: {x:#}"))),
+        };
+        rows.push(Row { phase: "prefill", batch: seqs, tokens: n, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note });
+    }
+    for &b in &a.batches {
+        for &ctx in &a.contexts {
+            let c = cfg.decode_cost(b, ctx + a.steps / 2, eb);
+            let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
+            let (t, note) = match e.bench_decode(b, ctx, a.steps) {
+                Ok(t) => (Some(t), None),
+                Err(x) => (None, Some(format!("skipped: {x:#}"))),
+            };
+            rows.push(Row { phase: "decode", batch: b, tokens: ctx, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note });
+        }
+    }
+    if a.json {
+        let j = serde_json::json!({
+            "llm": cfg.name, "gpu": e.device_name(), "dtype": a.dtype, "cuda_graphs": !a.no_graphs,
+            "gemm_peak_tflops": tflops, "gemm_8192_ms": gemm_ms, "copy_gbps": gbps, "copy_2gib_ms": copy_ms, "rows": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    println!("{} on {} ({}, CUDA graphs {})", cfg.name, e.device_name(), a.dtype, if a.no_graphs { "off" } else { "on" });
+    println!("measured peaks: cuBLAS GEMM 8192³ {tflops:.0} TFLOP/s ({gemm_ms:.2} ms); device copy {gbps:.0} GB/s (2 GiB in {copy_ms:.2} ms)");
+    println!("{:<8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>7}  note", "phase", "batch", "n|ctx", "achieved ms", "floor ms", "bound", "ratio");
+    for r in &rows {
+        let t = r.achieved_ms.map_or("-".into(), |t| format!("{t:.3}"));
+        let ratio = r.ratio.map_or("-".into(), |x| format!("{x:.2}"));
+        println!("{:<8} {:>6} {:>8} {:>12} {:>10.3} {:>6} {:>7}  {}", r.phase, r.batch, r.tokens, t, r.floor_ms, r.bound, ratio, r.note.clone().unwrap_or_default());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::floor_ms;
+
+    #[test]
+    fn floor_is_the_larger_bound() {
+        // 1 TFLOP at 500 TFLOP/s = 2 ms; 1 GB at 2000 GB/s = 0.5 ms → compute-bound.
+        let (f, b) = floor_ms(1e12, 1e9, 500.0, 2000.0);
+        assert!((f - 2.0).abs() < 1e-12 && b == "flops");
+        let (f, b) = floor_ms(1e9, 1e10, 500.0, 2000.0);
+        assert!((f - 5.0).abs() < 1e-12 && b == "bytes");
+    }
+}

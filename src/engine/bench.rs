@@ -1,0 +1,145 @@
+//! Timing of single engine phases against their roofline floors (issue 6): one prefill iteration
+//! of a full token budget, and decode steps of a batch at a given context, set up directly on the
+//! model (no scheduler, KV cache zeroed rather than prefilled: decode time does not depend on the
+//! cached values). Also the two peaks the floors divide by: cuBLAS bf16/fp16 GEMM throughput and
+//! device-to-device copy bandwidth, measured on the GPU at hand. Times come from CUDA events.
+
+use super::device::DevBuf;
+use super::scheduler::{Decode, Iteration, Prefill, PAGE_SIZE};
+use super::Engine;
+use anyhow::{anyhow, bail, Result};
+use cudarc::driver::{result as drv, sys as drv_sys, CudaEvent};
+
+fn timing_event(e: &Engine) -> Result<CudaEvent> {
+    e.model.dev.ctx.new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|x| anyhow!("event: {x:?}"))
+}
+
+fn record(ev: &CudaEvent, e: &Engine) -> Result<()> {
+    ev.record(&e.model.dev.stream).map_err(|x| anyhow!("event record: {x:?}"))
+}
+
+fn ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
+    Ok(a.elapsed_ms(b).map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64)
+}
+
+impl Engine {
+    /// Best of `reps` timings (ms) of an `m × n × k` GEMM in the run dtype, and its TFLOP/s.
+    pub fn bench_gemm_peak(&mut self, m: usize, n: usize, k: usize, reps: usize) -> Result<(f64, f64)> {
+        let dev = &self.model.dev;
+        let e = self.model.dt.bytes();
+        let (x, w, y) = (dev.alloc(m * k * e)?, dev.alloc(n * k * e)?, dev.alloc(m * n * e)?);
+        for b in [&x, &w] {
+            // SAFETY: b is a live allocation of b.bytes bytes; zeros are valid bf16/fp16.
+            unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, dev.stream.cu_stream()) }.map_err(|x| anyhow!("memset: {x:?}"))?;
+        }
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) + 1 {
+            let (a, b) = (timing_event(self)?, timing_event(self)?);
+            record(&a, self)?;
+            self.model.dev.gemm(self.model.dt, m, n, k, x.ptr, w.ptr, y.ptr)?;
+            record(&b, self)?;
+            self.model.dev.sync()?;
+            best = best.min(ms(&a, &b)?);
+        }
+        Ok((best, 2.0 * (m * n * k) as f64 / (best * 1e-3) / 1e12))
+    }
+
+    /// Best of `reps` device-to-device copies of `bytes` (ms) and the bandwidth counting the read
+    /// and the write (GB/s).
+    pub fn bench_copy_bandwidth(&mut self, bytes: usize, reps: usize) -> Result<(f64, f64)> {
+        let dev = &self.model.dev;
+        let (src, dst): (DevBuf, DevBuf) = (dev.alloc(bytes)?, dev.alloc(bytes)?);
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) + 1 {
+            let (a, b) = (timing_event(self)?, timing_event(self)?);
+            record(&a, self)?;
+            // SAFETY: both buffers hold `bytes` bytes.
+            unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.model.dev.stream.cu_stream()) }.map_err(|x| anyhow!("copy: {x:?}"))?;
+            record(&b, self)?;
+            self.model.dev.sync()?;
+            best = best.min(ms(&a, &b)?);
+        }
+        Ok((best, 2.0 * bytes as f64 / (best * 1e-3) / 1e9))
+    }
+
+    /// Pages for `seqs` sequences of `len` tokens each, slots 0.., written to the block table.
+    fn bench_pages(&mut self, seqs: usize, len: usize) -> Result<Vec<Vec<u32>>> {
+        let per = len.div_ceil(PAGE_SIZE);
+        if seqs > self.model.max_seqs {
+            bail!("{seqs} sequences exceed the engine's max_batch_size {}", self.model.max_seqs);
+        }
+        if seqs * per > self.model.total_pages {
+            bail!("{seqs} sequences of {len} tokens need {} KV pages, the cache holds {}", seqs * per, self.model.total_pages);
+        }
+        let pages: Vec<Vec<u32>> = (0..seqs).map(|s| ((s * per) as u32..((s + 1) * per) as u32).collect()).collect();
+        let it = Iteration {
+            prefill: pages.iter().enumerate().map(|(s, p)| Prefill { req: s, slot: s, n: len, pages: p.clone() }).collect(),
+            ..Default::default()
+        };
+        self.model.set_block_tables(&it)?;
+        Ok(pages)
+    }
+
+    /// One prefill iteration of `seqs` prompts of `n` tokens: GPU time (ms), best of `reps`.
+    pub fn bench_prefill(&mut self, seqs: usize, n: usize, reps: usize) -> Result<f64> {
+        if seqs * n > self.model.max_tokens {
+            bail!("{seqs} × {n} tokens exceed the engine's max_num_tokens {}", self.model.max_tokens);
+        }
+        let pages = self.bench_pages(seqs, n + 1)?;
+        let it = Iteration {
+            prefill: pages.into_iter().enumerate().map(|(s, p)| Prefill { req: s, slot: s, n, pages: p }).collect(),
+            ..Default::default()
+        };
+        let vocab = self.model.cfg.vocab;
+        let prompt = |r: usize, i: usize| ((r * 7919 + i * 104729) % vocab) as i32;
+        let out = self.model.dev.alloc(seqs * 4)?;
+        let base: Vec<usize> = (0..seqs).collect();
+        let step = self.model.plan(&it, &prompt, &base);
+        let mut best = f64::INFINITY;
+        for _ in 0..reps.max(1) + 1 {
+            let (a, b) = (timing_event(self)?, timing_event(self)?);
+            record(&a, self)?;
+            self.model.forward(&step, out.ptr)?;
+            record(&b, self)?;
+            self.model.dev.sync()?;
+            best = best.min(ms(&a, &b)?);
+        }
+        Ok(best)
+    }
+
+    /// `steps` decode iterations of `batch` sequences whose new token sits at position
+    /// `context - 1` (KV cache zeroed): median GPU time per step (ms), graphs as configured.
+    pub fn bench_decode(&mut self, batch: usize, context: usize, steps: usize) -> Result<f64> {
+        if context == 0 || context + steps > self.model.max_pages_per_seq * PAGE_SIZE {
+            bail!("context {context} + {steps} steps exceeds the block table ({} tokens)", self.model.max_pages_per_seq * PAGE_SIZE);
+        }
+        self.bench_pages(batch, context + steps)?;
+        let kv = &self.model.b.kv;
+        // SAFETY: kv is the live KV allocation; zero bits are valid bf16/fp16.
+        unsafe { drv::memset_d8_async(kv.ptr, 0, kv.bytes, self.model.dev.stream.cu_stream()) }.map_err(|x| anyhow!("memset: {x:?}"))?;
+        let out = self.model.dev.alloc(batch * (steps + 1) * 4)?;
+        let base: Vec<usize> = (0..batch).map(|s| s * (steps + 1)).collect();
+        if let Some(g) = self.model.graphs.as_mut() {
+            g.clear();
+        }
+        let no_prompt = |_: usize, _: usize| 0i32;
+        let mut events = vec![timing_event(self)?];
+        record(&events[0], self)?;
+        for k in 0..steps {
+            let it = Iteration {
+                decode: (0..batch).map(|s| Decode { req: s, slot: s, pos: context - 1 + k, step: k }).collect(),
+                ..Default::default()
+            };
+            let step = self.model.plan(&it, &no_prompt, &base);
+            self.model.forward(&step, out.ptr)?;
+            let ev = timing_event(self)?;
+            record(&ev, self)?;
+            events.push(ev);
+        }
+        self.model.dev.sync()?;
+        let mut t: Vec<f64> = events.windows(2).map(|w| ms(&w[0], &w[1])).collect::<Result<_>>()?;
+        // The first two steps include graph capture; the median ignores them.
+        t.sort_by(f64::total_cmp);
+        Ok(t[t.len() / 2])
+    }
+}
