@@ -467,3 +467,21 @@ fn launch_embed(dev: &mut Device, c: &LlmConfig, w: &Weights, sx: &str, tokens: 
     let a = [Arg::P(out), Arg::P(w.embed.ptr), Arg::P(src), Arg::P(next_tok), Arg::I(c.hidden as i32), Arg::F(scale), Arg::P(table), Arg::P(tok_pos), Arg::I(offset)];
     dev.launch(&format!("embed_{sx}"), (tokens, 1, 1), 256, 0, &a)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tc_attention_shapes() {
+        for hd in HEAD_DIMS {
+            assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
+            assert!(tc_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd));
+        }
+        assert_eq!(tc_smem(64), 46080);
+        for g in 1..=16 {
+            assert!(prefill_bq(g, true) * g <= TC_ROWS && prefill_bq(g, false) * g <= 16);
+        }
+        assert_eq!(prefill_bq(4, true), 16);
+    }
+}

@@ -221,15 +221,9 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     T* oB = out + ((long long)(q_tok + rB / G) * heads + kvh * G + rB % G) * HD;
 #pragma unroll
     for (int n = 0; n < ND; n++) {
-        int c = n * 8 + 2 * ti;
-        if (vA) {
-            oA[c] = fromf<T>(o[n][0] * iA);
-            oA[c + 1] = fromf<T>(o[n][1] * iA);
-        }
-        if (vB) {
-            oB[c] = fromf<T>(o[n][2] * iB);
-            oB[c + 1] = fromf<T>(o[n][3] * iB);
-        }
+        int c = n * 8 + 2 * ti; // even: the pair is one 4-byte store, rounded as fromf<T> rounds
+        if (vA) *(unsigned*)&oA[c] = Mma<T>::pack(o[n][0] * iA, o[n][1] * iA);
+        if (vB) *(unsigned*)&oB[c] = Mma<T>::pack(o[n][2] * iB, o[n][3] * iB);
     }
 }
 
