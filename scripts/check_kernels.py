@@ -19,8 +19,8 @@ include = os.path.join(args.root, "nvidia", "cuda_runtime", "include")
 if not libs or not os.path.exists(os.path.join(include, "cuda_bf16.h")):
     sys.exit(f"NVRTC or CUDA headers not under {args.root}; see this script's docstring")
 lib = ctypes.CDLL(sorted(libs)[0])
-# Device::new compiles common.cu followed by attention.cu as one program.
-src = open(os.path.join(kdir, "common.cu")).read() + "\n" + open(os.path.join(kdir, "attention.cu")).read()
+# Device::new compiles common.cu, attention.cu and attention_tc.cu as one program.
+src = "\n".join(open(os.path.join(kdir, f)).read() for f in ("common.cu", "attention.cu", "attention_tc.cu"))
 prog = ctypes.c_void_p()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"engine.cu", 0, None, None) == 0
 opts = [f"--gpu-architecture={args.arch}".encode(), b"-std=c++17", f"--include-path={include}".encode()]
@@ -46,6 +46,15 @@ with tempfile.TemporaryDirectory() as d:
     p = os.path.join(d, "engine.ptx")
     open(p, "w").write(text)
     r = subprocess.run([ptxas[0], f"-arch={args.arch}", "-v", p, "-o", os.path.join(d, "engine.cubin")], capture_output=True, text=True)
+    # ptxas -v prints "Compiling entry function 'NAME'" then "Used N registers" per kernel.
+    entry = None
+    for l in r.stderr.splitlines():
+        m = re.search(r"entry function '(\w+)'", l)
+        if m:
+            entry = m.group(1)
+        m = re.search(r"Used (\d+) registers", l)
+        if m and entry and entry.startswith("attention_tc_"):
+            print(f"  {entry}: {m.group(1)} registers")
 if r.returncode != 0:
     sys.exit(f"ptxas failed:\n{r.stderr}")
 spills = [l for l in r.stderr.splitlines() if "spill" in l and not re.search(r"\b0 bytes spill stores, 0 bytes spill loads", l)]

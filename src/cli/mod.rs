@@ -95,6 +95,9 @@ pub enum Command {
         /// Launch every kernel directly instead of replaying decode iterations as CUDA graphs.
         #[arg(long)]
         no_graphs: bool,
+        /// Prefill attention on the tensor-core kernel (experimental; decode stays on the scalar one).
+        #[arg(long)]
+        tc_attention: bool,
     },
     /// Greedy-generate from a checkpoint and dump tokens and logits as JSON (HF comparison).
     #[command(hide = true)]
@@ -124,12 +127,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => merge::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
-        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs } => {
+        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs, tc_attention } => {
             let pts = match points {
                 Some(p) => selftest::parse_points(&p)?,
                 None => vec![(input_tokens, output_tokens)],
             };
-            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs)
+            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs, tc_attention)
         }
         Command::EngineDump { checkpoint, prompts, output_tokens, out, dtype } => selftest::engine_dump(checkpoint, prompts, output_tokens, out, &dtype),
     }

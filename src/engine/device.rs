@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 const COMMON_CU: &str = include_str!("kernels/common.cu");
 const ATTENTION_CU: &str = include_str!("kernels/attention.cu");
+const ATTENTION_TC_CU: &str = include_str!("kernels/attention_tc.cu");
 
 /// Storage type of weights, activations and the KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -149,7 +150,7 @@ impl Device {
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let arch = format!("sm_{maj}{min}");
         let t0 = std::time::Instant::now();
-        let src = format!("{COMMON_CU}\n{ATTENTION_CU}");
+        let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}");
         let opts = cudarc::nvrtc::CompileOptions {
             include_paths: vec![include.to_string_lossy().into_owned()],
             options: vec![format!("--gpu-architecture={arch}"), "-std=c++17".into()],
@@ -230,6 +231,11 @@ impl Device {
             return Ok(());
         }
         let f = self.func(name)?;
+        if smem > 48 << 10 {
+            // Dynamic shared memory above 48 KiB must be opted into per kernel (idempotent).
+            f.set_attribute(drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
+                .map_err(|e| anyhow!("{name}: {smem} bytes of shared memory: {e:?}"))?;
+        }
         let mut vals: Vec<Arg> = args.to_vec();
         let mut ptrs: Vec<*mut c_void> = vals
             .iter_mut()

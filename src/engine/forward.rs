@@ -13,6 +13,8 @@ use anyhow::{bail, Result};
 
 /// Head dimensions with a compiled attention kernel.
 pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
+/// Rows (query tokens × group heads) of one tensor-core prefill attention block; 4 warps of 16.
+pub const TC_ROWS: usize = 64;
 /// Split-K partial slots for decode attention.
 pub const MAX_PARTS: usize = 2048;
 
@@ -104,6 +106,8 @@ pub struct Model {
     /// Debug: record (layer, rms, max |x|, all finite) of the residual stream entering every layer
     /// and of the final normed hidden state (synchronises per layer; selftest only).
     pub probe: Option<Vec<(usize, f64, f64, bool)>>,
+    /// Prefill attention on the tensor-core kernel (64-row items), else the scalar one.
+    pub tc_attention: bool,
 }
 
 fn stats(v: &[f32]) -> (f64, f64, bool) {
@@ -165,11 +169,23 @@ pub fn inv_freq(cfg: &LlmConfig) -> Vec<f32> {
         .collect()
 }
 
+/// Dynamic shared memory of attention_tc_*_{hd} (TcShape in attention_tc.cu): Q [64][hd+8] and two
+/// buffers of K and V [kt][hd+8], kt = 64 keys up to hd 128, else 32.
+pub fn tc_smem(hd: usize) -> usize {
+    let kt = if hd <= 128 { 64 } else { 32 };
+    (TC_ROWS + 4 * kt) * (hd + 8) * 2
+}
+
+/// Query tokens per prefill item: 16 rows per scalar block, 64 per tensor-core block.
+pub fn prefill_bq(group: usize, tc: bool) -> usize {
+    ((if tc { TC_ROWS } else { 16 }) / group).max(1)
+}
+
 impl Model {
-    /// Rows per prefill attention block: BQ queries × group size.
+    /// Rows per scalar prefill attention block: BQ queries × group size.
     pub fn prefill_rows(&self) -> usize {
         let g = self.cfg.group_size();
-        (16 / g).max(1) * g
+        prefill_bq(g, false) * g
     }
 
     /// Check the shapes and switches the kernels support (all five architectures of the catalog).
@@ -193,7 +209,7 @@ impl Model {
     /// request req; `out_base[req]` is where its output tokens start in the output buffer.
     pub fn plan(&self, it: &Iteration, prompt: &dyn Fn(usize, usize) -> i32, out_base: &[usize]) -> StepInput {
         let mut s = StepInput::default();
-        let bq = (16 / self.cfg.group_size()).max(1);
+        let bq = prefill_bq(self.cfg.group_size(), self.tc_attention);
         for p in &it.prefill {
             let t0 = s.tok_src.len();
             for i in 0..p.n {
@@ -402,7 +418,14 @@ impl Model {
                 let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
                 dev.launch(&format!("attention_{sx}_{hd}"), (n as u32, c.kv_heads as u32, 1), (32 * rows) as u32, smem as u32, &a)
             };
-            attn(dev, pitems, s.prefill_items.len(), prow)?;
+            if self.tc_attention {
+                let a = [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(pitems), Arg::P(pos), Arg::P(b.block_table.ptr),
+                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
+                    Arg::I(window), Arg::P(alibi)];
+                dev.launch(&format!("attention_tc_{sx}_{hd}"), (s.prefill_items.len() as u32, c.kv_heads as u32, 1), 128, tc_smem(hd) as u32, &a)?;
+            } else {
+                attn(dev, pitems, s.prefill_items.len(), prow)?;
+            }
             attn(dev, ditems, s.decode_items.len(), drow)?;
             if !s.comb.is_empty() {
                 let a = [Arg::P(b.attn.ptr), Arg::P(comb), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr), Arg::I(c.heads as i32), Arg::I(hd as i32)];
@@ -443,4 +466,22 @@ fn launch_embed(dev: &mut Device, c: &LlmConfig, w: &Weights, sx: &str, tokens: 
     };
     let a = [Arg::P(out), Arg::P(w.embed.ptr), Arg::P(src), Arg::P(next_tok), Arg::I(c.hidden as i32), Arg::F(scale), Arg::P(table), Arg::P(tok_pos), Arg::I(offset)];
     dev.launch(&format!("embed_{sx}"), (tokens, 1, 1), 256, 0, &a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tc_attention_shapes() {
+        for hd in HEAD_DIMS {
+            assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
+            assert!(tc_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd));
+        }
+        assert_eq!(tc_smem(64), 46080);
+        for g in 1..=16 {
+            assert!(prefill_bq(g, true) * g <= TC_ROWS && prefill_bq(g, false) * g <= 16);
+        }
+        assert_eq!(prefill_bq(4, true), 16);
+    }
 }

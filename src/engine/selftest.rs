@@ -24,6 +24,8 @@ pub struct AttnOpts {
     pub alibi: bool,
     /// None: head_dim^-0.5.
     pub scale: Option<f32>,
+    /// Prefill on the tensor-core kernel (attention_tc.cu).
+    pub tc: bool,
 }
 
 /// erf to ~1e-7 (Abramowitz–Stegun 7.1.26 is too coarse for a reference): series / continued fraction.
@@ -156,7 +158,7 @@ impl Tester {
         // Gemma-2: soft-capping (small caps so tanh bends), query_pre_attn_scalar scale, sliding window
         // (odd, smaller and larger than a 32-key tile, and beyond the sequence).
         for &(h, kv, hd, cap, win) in &[(8, 4, 256, 50.0f32, 4096usize), (8, 4, 256, 2.0, 37), (4, 2, 64, 1.5, 100), (6, 3, 32, 0.0, 7), (4, 4, 16, 3.0, 64)] {
-            let o = AttnOpts { softcap: cap, window: win, alibi: false, scale: Some(1.0 / 12.0) };
+            let o = AttnOpts { softcap: cap, window: win, alibi: false, scale: Some(1.0 / 12.0), tc: false };
             self.attention(h, kv, hd, &[1, 37, 70, 300], false, o)?;
             self.attention(h, kv, hd, &[1, 37, 70, 1500], true, o)?;
         }
@@ -165,6 +167,29 @@ impl Tester {
             let o = AttnOpts { alibi: true, ..plain };
             self.attention(h, h, hd, &[1, 37, 70, 300], false, o)?;
             self.attention(h, h, hd, &[1, 37, 70, 1500], true, o)?;
+        }
+        self.attention_tc_checks()
+    }
+
+    /// The tensor-core prefill kernel: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
+    /// (partial pages, partial 64-row blocks, several items per sequence), window / soft-cap / ALiBi.
+    fn attention_tc_checks(&mut self) -> Result<()> {
+        let tc = AttnOpts { tc: true, ..AttnOpts::default() };
+        let lens: &[usize] = &[1, 17, 100, 333];
+        for &(h, kv, hd) in &[(8, 8, 64), (32, 8, 64), (16, 2, 64), (6, 2, 64), (32, 2, 64), (8, 2, 80), (8, 1, 80), (4, 4, 96),
+            (12, 3, 128), (16, 2, 128), (8, 4, 256), (4, 4, 16), (8, 2, 32)]
+        {
+            self.attention(h, kv, hd, lens, false, tc)?;
+        }
+        self.attention(16, 4, 128, &[700, 5, 1029], false, tc)?; // many items per sequence
+        for &(h, kv, hd, cap, win) in &[(8, 4, 256, 50.0f32, 4096usize), (8, 4, 256, 2.0, 37), (4, 2, 64, 1.5, 100), (6, 3, 32, 0.0, 7),
+            (16, 2, 128, 0.0, 65), (8, 1, 80, 3.0, 200)]
+        {
+            let o = AttnOpts { softcap: cap, window: win, scale: Some(1.0 / 12.0), ..tc };
+            self.attention(h, kv, hd, lens, false, o)?;
+        }
+        for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128)] {
+            self.attention(h, h, hd, lens, false, AttnOpts { alibi: true, ..tc })?;
         }
         Ok(())
     }

@@ -110,7 +110,8 @@ impl Tester {
         let (mut pos, mut slot) = (Vec::new(), Vec::new());
         let mut items: Vec<[i32; 6]> = Vec::new();
         let mut comb: Vec<[i32; 3]> = Vec::new();
-        let bq = if decode { 1 } else { (16 / g).max(1) };
+        let bq = if decode { 1 } else { super::forward::prefill_bq(g, o.tc) };
+        let tc = o.tc && !decode;
         let mut parts = 0;
         for (s, &l) in lens.iter().enumerate() {
             let t0 = pos.len() as i32;
@@ -159,7 +160,12 @@ impl Tester {
         let a = [Arg::P(q.ptr), Arg::P(out.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(ib.ptr), Arg::P(pb.ptr), Arg::P(tb.ptr), Arg::I(lay.max_pages as i32),
             Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(o.softcap), Arg::I(o.window as i32), Arg::P(if o.alibi { sl.ptr } else { 0 }),
             Arg::P(po.ptr), Arg::P(pml.ptr)];
-        self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;
+        if tc {
+            let smem = super::forward::tc_smem(hd) as u32;
+            self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a[..14])?;
+        } else {
+            self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;
+        }
         if !comb.is_empty() {
             let a = [Arg::P(out.ptr), Arg::P(cb.ptr), Arg::P(po.ptr), Arg::P(pml.ptr), Arg::I(h as i32), Arg::I(hd as i32)];
             self.dev.launch(&format!("attn_combine_{sx}"), (comb.len() as u32, h as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;
@@ -193,7 +199,7 @@ impl Tester {
             }
         }
         let tol = self.tol();
-        let kind = if decode { format!("decode (splits: {parts} partials)") } else { "prefill".into() };
+        let kind = if decode { format!("decode (splits: {parts} partials)") } else if tc { "prefill tensor-core".into() } else { "prefill".into() };
         let mut extra = String::new();
         if o.softcap > 0.0 {
             extra += &format!(" softcap={}", o.softcap);

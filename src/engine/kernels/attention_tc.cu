@@ -1,0 +1,235 @@
+// Tensor-core prefill attention over the paged KV cache (appended after attention.cu by the loader).
+//
+// Same items, masks and score formula as attention() in attention.cu (read its header), prefill
+// only (part must be -1; decode stays on the scalar kernel). One block = one item × one KV head,
+// 4 warps, 64 rows; row r is query token q_tok + r / G of head kvh·G + r % G (G = group size), so
+// every K/V tile is loaded once for the whole query group. Items hold at most 64 / G queries.
+// Each warp owns 16 rows: S = Q·Kᵀ and O += P·V with mma.sync m16n8k16 (16-bit inputs, fp32
+// accumulators), fp32 online softmax in registers, P re-used from the S accumulators as the A
+// operand (FlashAttention-2 layout trick). K/V tiles of KT keys (whole 32-token pages) are
+// double-buffered in shared memory with cp.async; fragments come from ldmatrix (.trans for V).
+// Every head dim that is a multiple of 16 works as is (80 = 5 k-steps, no padding).
+
+__device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void ldm_x4(unsigned* r, const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldm_x4_t(unsigned* r, const void* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_addr(p)));
+}
+
+template <class T> struct Mma;
+template <> struct Mma<bf16> {
+    static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *(unsigned*)&v;
+    }
+};
+template <> struct Mma<f16> {
+    static __device__ __forceinline__ void run(float* d, const unsigned* a, unsigned b0, unsigned b1) {
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *(unsigned*)&v;
+    }
+};
+
+// 16 bytes global → shared; src_bytes = 0 zero-fills (keys past the end: their page may not exist,
+// and V garbage would turn 0 · NaN into NaN in P·V).
+__device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+}
+
+// Shared memory: Q [64][HD+8], then 2 buffers of K [KT][HD+8] and V [KT][HD+8]. The +8 (16 bytes)
+// row padding keeps ldmatrix rows on distinct banks and 16-byte aligned.
+template <int HD> struct TcShape {
+    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, ROWS = 64;
+    static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
+};
+
+template <class T, int HD>
+__device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+                             const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
+                             int window, const float* alibi) {
+    using Sh = TcShape<HD>;
+    constexpr int KT = Sh::KT, S = Sh::S, NT = KT / 8, ND = HD / 8, KD = HD / 16;
+    constexpr bool QREG = HD <= 128; // Q fragments live in registers (else re-read: registers for O)
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T* Qs = (T*)smem_raw;
+    T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
+    const int* it = items + blockIdx.x * 6;
+    int q_tok = it[0], q_cnt = it[1], slot = it[2], kbeg = it[3], ke0 = it[4];
+    int kvh = blockIdx.y, G = heads / kv_heads;
+    int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
+    int first_pos = tok_pos[q_tok], last_pos = tok_pos[q_tok + q_cnt - 1];
+    int kend = min(ke0, last_pos + 1);
+    if (window > 0) {
+        int lo = first_pos - window + 1;
+        if (lo > kbeg) kbeg = lo & ~31;
+    }
+    // Q rows (zero for rows past the item's queries).
+    for (int i = tid; i < Sh::ROWS * (HD / 8); i += blockDim.x) {
+        int r = i / (HD / 8), c = (i % (HD / 8)) * 8, qi = r / G;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (qi < q_cnt) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
+        *(uint4*)&Qs[r * S + c] = v;
+    }
+    // This thread's two accumulator rows (gi and gi + 8 of the warp's 16).
+    int rA = w * 16 + gi, rB = rA + 8;
+    bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
+    int posA = vA ? tok_pos[q_tok + rA / G] : -1, posB = vB ? tok_pos[q_tok + rB / G] : -1;
+    float slA = alibi ? alibi[kvh * G + rA % G] : 0.f, slB = alibi ? alibi[kvh * G + rB % G] : 0.f;
+    // Warp-wide position range, to skip tiles that are fully masked for this warp.
+    int wmax = max(posA, posB), wmin = min(vA ? posA : 0x7fffffff, vB ? posB : 0x7fffffff);
+    for (int o = 16; o > 0; o >>= 1) {
+        wmax = max(wmax, __shfl_xor_sync(0xffffffff, wmax, o));
+        wmin = min(wmin, __shfl_xor_sync(0xffffffff, wmin, o));
+    }
+    auto load_tile = [&](int kb, int buf) {
+        T* Ks = KV + 2 * buf * KT * S;
+        T* Vs = Ks + KT * S;
+        for (int i = tid; i < KT * (HD / 8); i += blockDim.x) {
+            int j = i / (HD / 8), c = (i % (HD / 8)) * 8, key = kb + j;
+            bool ok = key < kend;
+            long long off = 0;
+            if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
+            cp16(&Ks[j * S + c], kc + off, ok ? 16 : 0);
+            cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
+        }
+        asm volatile("cp.async.commit_group;\n");
+    };
+    float o[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
+    unsigned qf[QREG ? KD : 1][4];
+    const float L2E = 1.4426950408889634f;
+    if (kbeg < kend) load_tile(kbeg, 0);
+    __syncthreads();
+    if constexpr (QREG) {
+#pragma unroll
+        for (int k = 0; k < KD; k++) ldm_x4(qf[k], &Qs[(w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
+    }
+    for (int kb = kbeg, buf = 0; kb < kend; kb += KT, buf ^= 1) {
+        if (kb + KT < kend) {
+            load_tile(kb + KT, buf ^ 1);
+            asm volatile("cp.async.wait_group 1;\n");
+        } else {
+            asm volatile("cp.async.wait_group 0;\n");
+        }
+        __syncthreads();
+        const T* Ks = KV + 2 * buf * KT * S;
+        const T* Vs = Ks + KT * S;
+        // Skip when every key of the tile is after every query of this warp, or before its window.
+        bool skip = wmax < kb || (window > 0 && kb + KT - 1 <= wmin - window);
+        if (!skip) {
+            float s[NT][4];
+#pragma unroll
+            for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+            for (int k = 0; k < KD; k++) {
+                unsigned a[4];
+                if constexpr (QREG) {
+#pragma unroll
+                    for (int x = 0; x < 4; x++) a[x] = qf[k][x];
+                } else {
+                    ldm_x4(a, &Qs[(w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
+                }
+#pragma unroll
+                for (int n = 0; n < NT; n += 2) { // keys n·8 .. n·8+15: B fragments of two n-tiles
+                    unsigned b[4];
+                    ldm_x4(b, &Ks[(n * 8 + (lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
+                    Mma<T>::run(s[n], a, b[0], b[1]);
+                    Mma<T>::run(s[n + 1], a, b[2], b[3]);
+                }
+            }
+            // Scores, masks, tile row max (a row lives in the 4 threads of a quad).
+            float tA = -INFINITY, tB = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    int key = kb + n * 8 + 2 * ti + (x & 1), pos = x < 2 ? posA : posB;
+                    float v = s[n][x];
+                    if (alibi) v += __bfloat162float(__float2bfloat16((x < 2 ? slA : slB) * __bfloat162float(__float2bfloat16((float)key))));
+                    v *= scale;
+                    if (softcap > 0.f) v = softcap * tanhf(v / softcap);
+                    if (key >= kend || key > pos || (window > 0 && pos - key >= window)) v = -INFINITY;
+                    s[n][x] = v;
+                    if (x < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
+                }
+            }
+#pragma unroll
+            for (int off = 1; off < 4; off <<= 1) {
+                tA = fmaxf(tA, __shfl_xor_sync(0xffffffff, tA, off));
+                tB = fmaxf(tB, __shfl_xor_sync(0xffffffff, tB, off));
+            }
+            // Fully masked rows so far keep base 0: p = exp(-inf) = 0, corr irrelevant (o = l = 0).
+            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+            float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
+            float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
+            mA = nA;
+            mB = nB;
+            lA *= cA;
+            lB *= cB;
+#pragma unroll
+            for (int n = 0; n < ND; n++) {
+                o[n][0] *= cA; o[n][1] *= cA;
+                o[n][2] *= cB; o[n][3] *= cB;
+            }
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                s[n][0] = exp2f((s[n][0] - bA) * L2E);
+                s[n][1] = exp2f((s[n][1] - bA) * L2E);
+                s[n][2] = exp2f((s[n][2] - bB) * L2E);
+                s[n][3] = exp2f((s[n][3] - bB) * L2E);
+                lA += s[n][0] + s[n][1]; // per-thread partial row sums, reduced over the quad at the end
+                lB += s[n][2] + s[n][3];
+            }
+            // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
+#pragma unroll
+            for (int k = 0; k < KT / 16; k++) {
+                unsigned a[4] = {Mma<T>::pack(s[2 * k][0], s[2 * k][1]), Mma<T>::pack(s[2 * k][2], s[2 * k][3]),
+                                 Mma<T>::pack(s[2 * k + 1][0], s[2 * k + 1][1]), Mma<T>::pack(s[2 * k + 1][2], s[2 * k + 1][3])};
+#pragma unroll
+                for (int n = 0; n < ND; n += 2) { // dims n·8 .. n·8+15
+                    unsigned b[4];
+                    ldm_x4_t(b, &Vs[(k * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + n * 8 + (lane >> 4) * 8]);
+                    Mma<T>::run(o[n], a, b[0], b[1]);
+                    Mma<T>::run(o[n + 1], a, b[2], b[3]);
+                }
+            }
+        }
+        __syncthreads(); // the next iteration's prefetch overwrites this buffer
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        lA += __shfl_xor_sync(0xffffffff, lA, off);
+        lB += __shfl_xor_sync(0xffffffff, lB, off);
+    }
+    float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
+    T* oA = out + ((long long)(q_tok + rA / G) * heads + kvh * G + rA % G) * HD;
+    T* oB = out + ((long long)(q_tok + rB / G) * heads + kvh * G + rB % G) * HD;
+#pragma unroll
+    for (int n = 0; n < ND; n++) {
+        int c = n * 8 + 2 * ti; // even: the pair is one 4-byte store, rounded as fromf<T> rounds
+        if (vA) *(unsigned*)&oA[c] = Mma<T>::pack(o[n][0] * iA, o[n][1] * iA);
+        if (vB) *(unsigned*)&oB[c] = Mma<T>::pack(o[n][2] * iB, o[n][3] * iB);
+    }
+}
+
+#define ATTN_TC(T, S, HD) \
+extern "C" __global__ void __launch_bounds__(128) attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
+{ attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); }
+#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16) ATTN_TC(T, S, 32) ATTN_TC(T, S, 64) ATTN_TC(T, S, 80) ATTN_TC(T, S, 96) ATTN_TC(T, S, 128) ATTN_TC(T, S, 256)
+ATTN_TC_ALL(bf16, bf16)
+ATTN_TC_ALL(f16, f16)
