@@ -19,8 +19,8 @@ include = os.path.join(args.root, "nvidia", "cuda_runtime", "include")
 if not libs or not os.path.exists(os.path.join(include, "cuda_bf16.h")):
     sys.exit(f"NVRTC or CUDA headers not under {args.root}; see this script's docstring")
 lib = ctypes.CDLL(sorted(libs)[0])
-# Device::new compiles common.cu, attention.cu and attention_tc.cu as one program.
-src = "\n".join(open(os.path.join(kdir, f)).read() for f in ("common.cu", "attention.cu", "attention_tc.cu"))
+# Device::new compiles common.cu, attention.cu, attention_tc.cu and attention_tcd.cu as one program.
+src = "\n".join(open(os.path.join(kdir, f)).read() for f in ("common.cu", "attention.cu", "attention_tc.cu", "attention_tcd.cu"))
 prog = ctypes.c_void_p()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"engine.cu", 0, None, None) == 0
 opts = [f"--gpu-architecture={args.arch}".encode(), b"-std=c++17", f"--include-path={include}".encode()]
@@ -53,7 +53,7 @@ with tempfile.TemporaryDirectory() as d:
         if m:
             entry = m.group(1)
         m = re.search(r"Used (\d+) registers", l)
-        if m and entry and entry.startswith("attention_tc_"):
+        if m and entry and entry.startswith("attention_tc"):
             print(f"  {entry}: {m.group(1)} registers")
 if r.returncode != 0:
     sys.exit(f"ptxas failed:\n{r.stderr}")

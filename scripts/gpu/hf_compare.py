@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--out", default=None, help="write the JSON summary here")
     ap.add_argument("--cases", default="all", help="comma-separated case names (default all)")
     ap.add_argument("--device", default="cuda", help="torch device of the HF reference")
+    ap.add_argument("--attention", default="tc", choices=["tc", "scalar"], help="engine prefill attention kernel")
     args = ap.parse_args()
     dev = args.device
     gpu = torch.cuda.get_device_name() if dev.startswith("cuda") else dev
@@ -130,7 +131,7 @@ def main():
             out = os.path.join(d, f"engine_{dtype_name}.json")
             t0 = time.time()
             r = subprocess.run([args.bin, "engine-dump", "--checkpoint", d, "--prompts", os.path.join(d, "prompts.json"),
-                                "--output-tokens", str(STEPS + 1), "--out", out, "--dtype", dtype_name],
+                                "--output-tokens", str(STEPS + 1), "--out", out, "--dtype", dtype_name, "--attention", args.attention],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 print(f"FAIL {name} {dtype_name}: engine-dump failed:\n{r.stdout}{r.stderr}")

@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Launch every kernel directly instead of replaying decode steps as CUDA graphs.
     #[arg(long)]
     pub no_graphs: bool,
+    /// Attention kernels (prefill and decode).
+    #[arg(long, value_enum, default_value_t = super::Attention::Tc)]
+    pub attention: super::Attention,
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -60,7 +63,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = resolve_llm(&a.llm)?;
     let dt = DType::parse(&a.dtype)?;
     let mbs = a.batches.iter().copied().max().unwrap_or(1).max(a.max_num_tokens / a.prefill.iter().copied().min().unwrap_or(a.max_num_tokens).max(1));
-    let opts = EngineOptions { dtype: dt, max_batch_size: mbs, max_num_tokens: a.max_num_tokens, cuda_graphs: !a.no_graphs, ..Default::default() };
+    let opts = EngineOptions { dtype: dt, max_batch_size: mbs, max_num_tokens: a.max_num_tokens, cuda_graphs: !a.no_graphs, tc_attention: a.attention.is_tc(), ..Default::default() };
     let mut e = Engine::new(&cfg, opts)?;
     let (gemm_ms, tflops) = e.bench_gemm_peak(8192, 8192, 8192, 5)?;
     let (copy_ms, gbps) = e.bench_copy_bandwidth(2 << 30, 5)?;
@@ -89,13 +92,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if a.json {
         let j = serde_json::json!({
-            "llm": cfg.name, "gpu": e.device_name(), "dtype": a.dtype, "cuda_graphs": !a.no_graphs,
+            "llm": cfg.name, "gpu": e.device_name(), "dtype": a.dtype, "cuda_graphs": !a.no_graphs, "attention": format!("{:?}", a.attention).to_lowercase(),
             "gemm_peak_tflops": tflops, "gemm_8192_ms": gemm_ms, "copy_gbps": gbps, "copy_2gib_ms": copy_ms, "rows": rows,
         });
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
-    println!("{} on {} ({}, CUDA graphs {})", cfg.name, e.device_name(), a.dtype, if a.no_graphs { "off" } else { "on" });
+    println!("{} on {} ({}, CUDA graphs {}, attention {:?})", cfg.name, e.device_name(), a.dtype, if a.no_graphs { "off" } else { "on" }, a.attention);
     println!("measured peaks: cuBLAS GEMM 8192³ {tflops:.0} TFLOP/s ({gemm_ms:.2} ms); device copy {gbps:.0} GB/s (2 GiB in {copy_ms:.2} ms)");
     println!("{:<8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>7}  note", "phase", "batch", "n|ctx", "achieved ms", "floor ms", "bound", "ratio");
     for r in &rows {

@@ -95,9 +95,9 @@ pub enum Command {
         /// Launch every kernel directly instead of replaying decode iterations as CUDA graphs.
         #[arg(long)]
         no_graphs: bool,
-        /// Prefill attention on the tensor-core kernel (experimental; decode stays on the scalar one).
-        #[arg(long)]
-        tc_attention: bool,
+        /// Attention kernels (prefill and decode): tensor-core (tc) or the fp32 scalar ones (A/B checks).
+        #[arg(long, value_enum, default_value_t = Attention::Tc)]
+        attention: Attention,
     },
     /// Greedy-generate from a checkpoint and dump tokens and logits as JSON (HF comparison).
     #[command(hide = true)]
@@ -112,7 +112,24 @@ pub enum Command {
         out: PathBuf,
         #[arg(long, default_value = "bf16")]
         dtype: String,
+        #[arg(long, value_enum, default_value_t = Attention::Tc)]
+        attention: Attention,
     },
+}
+
+/// Attention kernels of prefill and decode.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attention {
+    /// Tensor cores (mma.sync): attention_tc.cu (prefill), attention_tcd.cu (decode).
+    Tc,
+    /// fp32 scalar arithmetic: attention.cu.
+    Scalar,
+}
+
+impl Attention {
+    pub fn is_tc(self) -> bool {
+        self == Attention::Tc
+    }
 }
 
 /// Run the parsed command.
@@ -127,13 +144,15 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => merge::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
-        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs, tc_attention } => {
+        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs, attention } => {
             let pts = match points {
                 Some(p) => selftest::parse_points(&p)?,
                 None => vec![(input_tokens, output_tokens)],
             };
-            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs, tc_attention)
+            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs, attention.is_tc())
         }
-        Command::EngineDump { checkpoint, prompts, output_tokens, out, dtype } => selftest::engine_dump(checkpoint, prompts, output_tokens, out, &dtype),
+        Command::EngineDump { checkpoint, prompts, output_tokens, out, dtype, attention } => {
+            selftest::engine_dump(checkpoint, prompts, output_tokens, out, &dtype, attention.is_tc())
+        }
     }
 }

@@ -131,8 +131,9 @@ fn graph_check(llm: &str, seed: u64) -> Result<usize> {
     Ok((!ok) as usize)
 }
 
-/// The tensor-core prefill attention against the scalar kernel end to end: the same requests
-/// (lengths across page and 64-row block edges) on one random-weights engine, TC on and off.
+/// The tensor-core attention (prefill and decode) against the scalar kernels end to end: the same
+/// requests (lengths across page and 64-row block edges, 8 decode steps with split contexts) on one
+/// random-weights engine, TC on and off.
 /// Greedy tokens must agree until a step where the reference's top two logits are closer than the
 /// logit noise at that step (a near tie may flip either way); logits up to there within 2e-2
 /// (‖Δ‖/‖ref‖ per step; bf16 through every layer).
@@ -179,7 +180,7 @@ fn tc_check(llm: &str, seed: u64) -> Result<usize> {
     }
     let ok = bad == 0 && worst <= 2e-2;
     println!(
-        "{:<4} {llm} tensor-core vs scalar prefill attention: {same} tokens identical, {ties} near-tie divergences, {bad} real; logits rel diff <= {worst:.3e} (tol 2.0e-2)",
+        "{:<4} {llm} tensor-core vs scalar attention: {same} tokens identical, {ties} near-tie divergences, {bad} real; logits rel diff <= {worst:.3e} (tol 2.0e-2)",
         if ok { "ok" } else { "FAIL" }
     );
     Ok((!ok) as usize)
@@ -209,7 +210,7 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
     let t0 = std::time::Instant::now();
     let mut e = Engine::new(&cfg, opts)?;
     println!(
-        "{} on {}: engine ready in {:.2} s (NVRTC {:.0} ms), KV cache {} tokens, prefill attention {}",
+        "{} on {}: engine ready in {:.2} s (NVRTC {:.0} ms), KV cache {} tokens, attention {}",
         cfg.name,
         e.device_name(),
         t0.elapsed().as_secs_f64(),
@@ -239,11 +240,11 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
 
 /// `engine-dump`: run prompts from a JSON file (list of token lists) on a checkpoint and write
 /// {"tokens": [[..]], "logits": [[[..]]]} (per request, per generated token).
-pub fn engine_dump(checkpoint: PathBuf, prompts: PathBuf, m: usize, out: PathBuf, dtype: &str) -> Result<()> {
+pub fn engine_dump(checkpoint: PathBuf, prompts: PathBuf, m: usize, out: PathBuf, dtype: &str, tc_attention: bool) -> Result<()> {
     let cfg = read_hf_config(&checkpoint.join("config.json"))?;
     let text = std::fs::read_to_string(&prompts).with_context(|| format!("reading {}", prompts.display()))?;
     let ps: Vec<Vec<u32>> = serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON list of token-id lists", prompts.display()))?;
-    let opts = EngineOptions { dtype: DType::parse(dtype)?, checkpoint: Some(checkpoint), max_batch_size: 64, max_num_tokens: 4096, kv_fraction: 0.1, ..Default::default() };
+    let opts = EngineOptions { dtype: DType::parse(dtype)?, checkpoint: Some(checkpoint), max_batch_size: 64, max_num_tokens: 4096, kv_fraction: 0.1, tc_attention, ..Default::default() };
     let mut e = Engine::new(&cfg, opts)?;
     let reqs: Vec<Request> = ps.into_iter().map(|p| Request { prompt: p, output_tokens: m }).collect();
     let o = e.run_requests(&reqs, Limits { max_batch_size: 64, max_num_tokens: 4096 }, true)?;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 const COMMON_CU: &str = include_str!("kernels/common.cu");
 const ATTENTION_CU: &str = include_str!("kernels/attention.cu");
 const ATTENTION_TC_CU: &str = include_str!("kernels/attention_tc.cu");
+const ATTENTION_TCD_CU: &str = include_str!("kernels/attention_tcd.cu");
 
 /// Storage type of weights, activations and the KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -150,7 +151,7 @@ impl Device {
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let arch = format!("sm_{maj}{min}");
         let t0 = std::time::Instant::now();
-        let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}");
+        let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_TCD_CU}");
         let opts = cudarc::nvrtc::CompileOptions {
             include_paths: vec![include.to_string_lossy().into_owned()],
             options: vec![format!("--gpu-architecture={arch}"), "-std=c++17".into()],

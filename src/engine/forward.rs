@@ -176,6 +176,22 @@ pub fn tc_smem(hd: usize) -> usize {
     (TC_ROWS + 4 * kt) * (hd + 8) * 2
 }
 
+/// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): Q [16][hd+8] and
+/// two buffers of K and V [64][hd+8].
+pub fn tcd_smem(hd: usize) -> usize {
+    (16 + 4 * 64) * (hd + 8) * 2
+}
+
+/// Whether decode items go to the tensor-core decode kernel: its 16 rows hold the query group.
+pub fn tcd_supported(group: usize) -> bool {
+    group <= 16
+}
+
+/// Head dims with a tensor-core prefill kernel (ATTN_TC_ALL in attention_tc.cu); others use the scalar one.
+pub fn tc_supported(hd: usize) -> bool {
+    matches!(hd, 16 | 32 | 64 | 80 | 96 | 128 | 256)
+}
+
 /// Query tokens per prefill item: 16 rows per scalar block, 64 per tensor-core block.
 pub fn prefill_bq(group: usize, tc: bool) -> usize {
     ((if tc { TC_ROWS } else { 16 }) / group).max(1)
@@ -426,7 +442,14 @@ impl Model {
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }
-            attn(dev, ditems, s.decode_items.len(), drow)?;
+            if self.tc_attention && tcd_supported(c.group_size()) {
+                let a = [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(ditems), Arg::P(pos), Arg::P(b.block_table.ptr),
+                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
+                    Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
+                dev.launch(&format!("attention_tcd_{sx}_{hd}"), (s.decode_items.len() as u32, c.kv_heads as u32, 1), 128, tcd_smem(hd) as u32, &a)?;
+            } else {
+                attn(dev, ditems, s.decode_items.len(), drow)?;
+            }
             if !s.comb.is_empty() {
                 let a = [Arg::P(b.attn.ptr), Arg::P(comb), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr), Arg::I(c.heads as i32), Arg::I(hd as i32)];
                 dev.launch(&format!("attn_combine_{sx}"), (s.comb.len() as u32, c.heads as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;

@@ -41,13 +41,14 @@ pub struct EngineOptions {
     pub device: usize,
     /// Replay decode iterations as CUDA graphs (off: launch every kernel; for A/B checks).
     pub cuda_graphs: bool,
-    /// Prefill attention on the tensor-core kernel (attention_tc.cu); decode stays scalar.
+    /// Attention on the tensor-core kernels (attention_tc.cu prefill, attention_tcd.cu decode); off:
+    /// the fp32 scalar attention.cu for both (A/B checks).
     pub tc_attention: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0, cuda_graphs: true, tc_attention: false }
+        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0, cuda_graphs: true, tc_attention: true }
     }
 }
 
@@ -152,7 +153,7 @@ impl Engine {
             .map_err(|e| anyhow::anyhow!("device attribute: {e:?}"))? as usize;
         let stager = Stager::new(&dev.ctx, meta.total.max(max_pages_per_seq))?;
         let graphs = opts.cuda_graphs.then(GraphCache::default);
-        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention };
+        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention && forward::tc_supported(c.head_dim) };
         Ok(Engine { model, seed: opts.seed, runs: 0 })
     }
 

@@ -171,7 +171,7 @@ impl Tester {
         self.attention_tc_checks()
     }
 
-    /// The tensor-core prefill kernel: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
+    /// The tensor-core prefill and decode kernels: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
     /// (partial pages, partial 64-row blocks, several items per sequence), window / soft-cap / ALiBi.
     fn attention_tc_checks(&mut self) -> Result<()> {
         let tc = AttnOpts { tc: true, ..AttnOpts::default() };
@@ -190,6 +190,20 @@ impl Tester {
         }
         for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128)] {
             self.attention(h, h, hd, lens, false, AttnOpts { alibi: true, ..tc })?;
+        }
+        // Decode kernel: groups 1…16, every head dim, contexts across page and 64-key tile edges,
+        // single items and split partials (sequence s is split min(tiles, s + 1) ways).
+        let dlens: &[usize] = &[1, 37, 64, 70, 1500, 4097];
+        for &(h, kv, hd) in &[(8, 8, 64), (32, 8, 64), (28, 4, 128), (12, 2, 128), (32, 2, 64), (8, 1, 80), (4, 4, 96),
+            (8, 4, 256), (4, 4, 16), (8, 2, 32)]
+        {
+            self.attention(h, kv, hd, dlens, true, tc)?;
+        }
+        for &(h, kv, hd, cap, win) in &[(8, 4, 256, 50.0f32, 4096usize), (8, 4, 256, 30.0, 37), (4, 2, 64, 0.0, 100), (8, 1, 80, 3.0, 200)] {
+            self.attention(h, kv, hd, dlens, true, AttnOpts { softcap: cap, window: win, scale: Some(1.0 / 12.0), ..tc })?;
+        }
+        for &(h, hd) in &[(32usize, 64usize), (5, 80)] {
+            self.attention(h, h, hd, dlens, true, AttnOpts { alibi: true, ..tc })?;
         }
         Ok(())
     }

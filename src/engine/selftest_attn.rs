@@ -160,7 +160,10 @@ impl Tester {
         let a = [Arg::P(q.ptr), Arg::P(out.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(ib.ptr), Arg::P(pb.ptr), Arg::P(tb.ptr), Arg::I(lay.max_pages as i32),
             Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(o.softcap), Arg::I(o.window as i32), Arg::P(if o.alibi { sl.ptr } else { 0 }),
             Arg::P(po.ptr), Arg::P(pml.ptr)];
-        if tc {
+        if o.tc && decode {
+            let smem = super::forward::tcd_smem(hd) as u32;
+            self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
+        } else if tc {
             let smem = super::forward::tc_smem(hd) as u32;
             self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a[..14])?;
         } else {
@@ -199,7 +202,7 @@ impl Tester {
             }
         }
         let tol = self.tol();
-        let kind = if decode { format!("decode (splits: {parts} partials)") } else if tc { "prefill tensor-core".into() } else { "prefill".into() };
+        let kind = if decode { format!("decode{} (splits: {parts} partials)", if o.tc { " tensor-core" } else { "" }) } else if tc { "prefill tensor-core".into() } else { "prefill".into() };
         let mut extra = String::new();
         if o.softcap > 0.0 {
             extra += &format!(" softcap={}", o.softcap);

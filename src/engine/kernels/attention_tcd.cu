@@ -1,0 +1,210 @@
+// Tensor-core decode attention (appended after attention_tc.cu, whose ldmatrix / mma / cp.async
+// helpers it uses). Same items, masks, score formula and split partials as attention() in
+// attention.cu; made for decode items (q_cnt · G ≤ 16 rows).
+//
+// Decode reads every K/V byte of the context once per step and does little arithmetic on it, so
+// the kernel is built to keep HBM busy: one block = one item × one KV head, its (query, head of the
+// group) rows padded to one 16-row mma tile, so each K/V byte is read once for the whole query group;
+// 64-key tiles double-buffered through cp.async by all 128 threads; the 4 warps split each tile's
+// keys (16 each) and keep their own online-softmax state, merged through shared memory at the end.
+
+template <int HD> struct TcdShape {
+    static constexpr int KT = 64, S = HD + 8, ROWS = 16;
+    // Q [16][S], 2 buffers of K and V [KT][S]; the end merge re-uses the K/V buffers for
+    // 4 warps × 16 rows × HD floats (≤ 4·KT·S·2 bytes) and Q's space for m, l.
+    static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
+};
+
+template <class T, int HD>
+__device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
+                              int window, const float* alibi, float* part_o, float* part_ml) {
+    using Sh = TcdShape<HD>;
+    constexpr int KT = Sh::KT, S = Sh::S, ND = HD / 8, KD = HD / 16;
+    constexpr bool QREG = HD <= 128;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T* Qs = (T*)smem_raw;
+    T* KV = Qs + Sh::ROWS * S;
+    const int* it = items + blockIdx.x * 6;
+    int q_tok = it[0], q_cnt = it[1], slot = it[2], kbeg = it[3], ke0 = it[4], part = it[5];
+    int kvh = blockIdx.y, G = heads / kv_heads;
+    int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
+    int first_pos = tok_pos[q_tok], last_pos = tok_pos[q_tok + q_cnt - 1];
+    int kend = min(ke0, last_pos + 1);
+    if (window > 0) {
+        int lo = first_pos - window + 1;
+        if (lo > kbeg) kbeg = lo & ~31;
+    }
+    for (int i = tid; i < Sh::ROWS * (HD / 8); i += blockDim.x) {
+        int r = i / (HD / 8), c = (i % (HD / 8)) * 8, qi = r / G;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (qi < q_cnt) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
+        *(uint4*)&Qs[r * S + c] = v;
+    }
+    int rA = gi, rB = gi + 8; // this thread's accumulator rows
+    bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
+    int posA = vA ? tok_pos[q_tok + rA / G] : -1, posB = vB ? tok_pos[q_tok + rB / G] : -1;
+    float slA = alibi && vA ? alibi[kvh * G + rA % G] : 0.f, slB = alibi && vB ? alibi[kvh * G + rB % G] : 0.f;
+    auto load_tile = [&](int kb, int buf) {
+        T* Ks = KV + 2 * buf * KT * S;
+        T* Vs = Ks + KT * S;
+        for (int i = tid; i < KT * (HD / 8); i += blockDim.x) {
+            int j = i / (HD / 8), c = (i % (HD / 8)) * 8, key = kb + j;
+            bool ok = key < kend;
+            long long off = 0;
+            if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
+            cp16(&Ks[j * S + c], kc + off, ok ? 16 : 0);
+            cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
+        }
+        asm volatile("cp.async.commit_group;\n");
+    };
+    float o[ND][4];
+#pragma unroll
+    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
+    unsigned qf[QREG ? KD : 1][4];
+    const float L2E = 1.4426950408889634f;
+    if (kbeg < kend) load_tile(kbeg, 0);
+    __syncthreads();
+    if constexpr (QREG) {
+#pragma unroll
+        for (int k = 0; k < KD; k++) ldm_x4(qf[k], &Qs[((lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
+    }
+    for (int kb = kbeg, buf = 0; kb < kend; kb += KT, buf ^= 1) {
+        if (kb + KT < kend) {
+            load_tile(kb + KT, buf ^ 1);
+            asm volatile("cp.async.wait_group 1;\n");
+        } else {
+            asm volatile("cp.async.wait_group 0;\n");
+        }
+        __syncthreads();
+        const T* Ks = KV + 2 * buf * KT * S + w * 16 * S; // this warp's 16 keys
+        const T* Vs = KV + 2 * buf * KT * S + KT * S + w * 16 * S;
+        int k0 = kb + w * 16;
+        if (k0 < kend) {
+            float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+            for (int k = 0; k < KD; k++) {
+                unsigned a[4], b[4];
+                if constexpr (QREG) {
+#pragma unroll
+                    for (int x = 0; x < 4; x++) a[x] = qf[k][x];
+                } else {
+                    ldm_x4(a, &Qs[((lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
+                }
+                ldm_x4(b, &Ks[((lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
+                Mma<T>::run(s[0], a, b[0], b[1]);
+                Mma<T>::run(s[1], a, b[2], b[3]);
+            }
+            float tA = -INFINITY, tB = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < 2; n++) {
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    int key = k0 + n * 8 + 2 * ti + (x & 1), pos = x < 2 ? posA : posB;
+                    float v = s[n][x];
+                    if (alibi) v += __bfloat162float(__float2bfloat16((x < 2 ? slA : slB) * __bfloat162float(__float2bfloat16((float)key))));
+                    v *= scale;
+                    if (softcap > 0.f) v = softcap * tanhf(v / softcap);
+                    if (key >= kend || key > pos || (window > 0 && pos - key >= window)) v = -INFINITY;
+                    s[n][x] = v;
+                    if (x < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
+                }
+            }
+#pragma unroll
+            for (int off = 1; off < 4; off <<= 1) {
+                tA = fmaxf(tA, __shfl_xor_sync(0xffffffff, tA, off));
+                tB = fmaxf(tB, __shfl_xor_sync(0xffffffff, tB, off));
+            }
+            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+            float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
+            float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
+            mA = nA;
+            mB = nB;
+            lA *= cA;
+            lB *= cB;
+#pragma unroll
+            for (int n = 0; n < ND; n++) {
+                o[n][0] *= cA; o[n][1] *= cA;
+                o[n][2] *= cB; o[n][3] *= cB;
+            }
+#pragma unroll
+            for (int n = 0; n < 2; n++) {
+                s[n][0] = exp2f((s[n][0] - bA) * L2E);
+                s[n][1] = exp2f((s[n][1] - bA) * L2E);
+                s[n][2] = exp2f((s[n][2] - bB) * L2E);
+                s[n][3] = exp2f((s[n][3] - bB) * L2E);
+                lA += s[n][0] + s[n][1];
+                lB += s[n][2] + s[n][3];
+            }
+            unsigned a[4] = {Mma<T>::pack(s[0][0], s[0][1]), Mma<T>::pack(s[0][2], s[0][3]),
+                             Mma<T>::pack(s[1][0], s[1][1]), Mma<T>::pack(s[1][2], s[1][3])};
+#pragma unroll
+            for (int n = 0; n < ND; n += 2) {
+                unsigned b[4];
+                ldm_x4_t(b, &Vs[((lane & 7) + ((lane >> 3) & 1) * 8) * S + n * 8 + (lane >> 4) * 8]);
+                Mma<T>::run(o[n], a, b[0], b[1]);
+                Mma<T>::run(o[n + 1], a, b[2], b[3]);
+            }
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        lA += __shfl_xor_sync(0xffffffff, lA, off);
+        lB += __shfl_xor_sync(0xffffffff, lB, off);
+    }
+    // Merge the 4 warps: Os[w][row][HD] in the K/V space, (m, l)[w][row] in Q's space.
+    float* Os = (float*)KV;
+    float* ML = (float*)Qs;
+    __syncthreads();
+#pragma unroll
+    for (int n = 0; n < ND; n++) {
+        int c = n * 8 + 2 * ti;
+        Os[(w * 16 + rA) * HD + c] = o[n][0];
+        Os[(w * 16 + rA) * HD + c + 1] = o[n][1];
+        Os[(w * 16 + rB) * HD + c] = o[n][2];
+        Os[(w * 16 + rB) * HD + c + 1] = o[n][3];
+    }
+    if (ti == 0) {
+        ML[(w * 16 + rA) * 2] = mA;
+        ML[(w * 16 + rA) * 2 + 1] = lA;
+        ML[(w * 16 + rB) * 2] = mB;
+        ML[(w * 16 + rB) * 2 + 1] = lB;
+    }
+    __syncthreads();
+    int rows = min(16, q_cnt * G);
+    for (int i = tid; i < rows * HD; i += blockDim.x) {
+        int r = i / HD, d = i % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int x = 0; x < 4; x++) M = fmaxf(M, ML[(x * 16 + r) * 2]);
+        float L = 0.f, O = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                float e = exp2f((ML[(x * 16 + r) * 2] - M) * L2E);
+                L += e * ML[(x * 16 + r) * 2 + 1];
+                O += e * Os[(x * 16 + r) * HD + d];
+            }
+        }
+        int head = kvh * G + r % G;
+        if (part < 0) {
+            out[((long long)(q_tok + r / G) * heads + head) * HD + d] = fromf<T>(L > 0.f ? O / L : 0.f);
+        } else {
+            long long pi = (long long)part * heads + head;
+            part_o[pi * HD + d] = O;
+            if (d == 0) {
+                part_ml[pi * 2] = M;
+                part_ml[pi * 2 + 1] = L;
+            }
+        }
+    }
+}
+
+#define ATTN_TCD(T, S, HD) \
+extern "C" __global__ void __launch_bounds__(128) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
+{ attention_tcd<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); }
+#define ATTN_TCD_ALL(T, S) ATTN_TCD(T, S, 16) ATTN_TCD(T, S, 32) ATTN_TCD(T, S, 64) ATTN_TCD(T, S, 80) ATTN_TCD(T, S, 96) ATTN_TCD(T, S, 128) ATTN_TCD(T, S, 256)
+ATTN_TCD_ALL(bf16, bf16)
+ATTN_TCD_ALL(f16, f16)
