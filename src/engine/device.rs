@@ -26,6 +26,13 @@ impl DType {
     pub fn bytes(self) -> usize {
         2
     }
+    /// Unit roundoff (half an ulp at 1): 2^-8 for bf16's 8-bit significand, 2^-11 for fp16's 11.
+    pub fn unit_roundoff(self) -> f64 {
+        match self {
+            DType::Bf16 => 2f64.powi(-8),
+            DType::F16 => 2f64.powi(-11),
+        }
+    }
     /// Kernel-name suffix.
     pub fn suffix(self) -> &'static str {
         match self {
@@ -291,4 +298,19 @@ impl Device {
 pub fn grid_for(n: usize, block: u32) -> (u32, u32, u32) {
     let blocks = n.div_ceil(block as usize).clamp(1, 132 * 16);
     (blocks as u32, 1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DType;
+
+    /// 1 + x rounds to 1 below the unit roundoff and away from 1 above it (round to nearest).
+    #[test]
+    fn unit_roundoff_is_half_an_ulp_at_one() {
+        for dt in [DType::Bf16, DType::F16] {
+            let u = dt.unit_roundoff() as f32;
+            assert_eq!(dt.decode(dt.encode(1.0 + 0.9 * u)), 1.0, "{dt:?}");
+            assert!(dt.decode(dt.encode(1.0 + 1.1 * u)) > 1.0, "{dt:?}");
+        }
+    }
 }
