@@ -49,6 +49,92 @@ __device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) 
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
 }
 
+// Q rows of one item into shared memory (rows of S elements, zero past the item's queries); row r
+// is query q_tok + r / G of head kvh·G + r % G.
+template <class T, int HD>
+__device__ __forceinline__ void tc_load_q(T* Qs, int rows, int S, const T* q, int q_tok, int q_cnt, int heads, int kvh, int G) {
+    for (int i = threadIdx.x; i < rows * (HD / 8); i += blockDim.x) {
+        int r = i / (HD / 8), c = (i % (HD / 8)) * 8, qi = r / G;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (qi < q_cnt) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
+        *(uint4*)&Qs[r * S + c] = v;
+    }
+}
+
+// KT keys from kb of one KV head into shared K and V (rows of S elements) with cp.async, zero past
+// kend; one commit group.
+template <class T, int HD>
+__device__ __forceinline__ void tc_load_kv(T* Ks, T* Vs, int KT, int S, const T* kc, const T* vc, const int* block_table, int slot,
+                                           int max_pages, int kv_heads, int kvh, int kb, int kend) {
+    for (int i = threadIdx.x; i < KT * (HD / 8); i += blockDim.x) {
+        int j = i / (HD / 8), c = (i % (HD / 8)) * 8, key = kb + j;
+        bool ok = key < kend;
+        long long off = 0;
+        if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
+        cp16(&Ks[j * S + c], kc + off, ok ? 16 : 0);
+        cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
+    }
+    asm volatile("cp.async.commit_group;\n");
+}
+
+// Score of one (query row, key) from its q·k: ALiBi, scale, soft-cap, then the end / causal /
+// window mask (-inf), as attention() in attention.cu.
+__device__ __forceinline__ float tc_score(float v, int key, int pos, int kend, const float* alibi, float slope, float scale,
+                                          float softcap, int window) {
+    if (alibi) v += __bfloat162float(__float2bfloat16(slope * __bfloat162float(__float2bfloat16((float)key))));
+    v *= scale;
+    if (softcap > 0.f) v = softcap * tanhf(v / softcap);
+    if (key >= kend || key > pos || (window > 0 && pos - key >= window)) v = -INFINITY;
+    return v;
+}
+
+// Online-softmax step for this thread's two rows (A = elements 0, 1; B = 2, 3 of each accumulator)
+// over a tile of masked scores s: new running max (the row lives in the 4 threads of a quad), o and
+// l rescaled, s replaced by exp(s - max) and added to the per-thread partial l. Rows fully masked so
+// far keep base 0: p = exp(-inf) = 0 and o = l = 0 need no correction.
+template <int NT, int ND>
+__device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB) {
+    const float L2E = 1.4426950408889634f;
+    float tA = -INFINITY, tB = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        tA = fmaxf(tA, fmaxf(s[n][0], s[n][1]));
+        tB = fmaxf(tB, fmaxf(s[n][2], s[n][3]));
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        tA = fmaxf(tA, __shfl_xor_sync(0xffffffff, tA, off));
+        tB = fmaxf(tB, __shfl_xor_sync(0xffffffff, tB, off));
+    }
+    float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+    float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
+    float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
+    mA = nA;
+    mB = nB;
+    lA *= cA;
+    lB *= cB;
+#pragma unroll
+    for (int n = 0; n < ND; n++) {
+        o[n][0] *= cA; o[n][1] *= cA;
+        o[n][2] *= cB; o[n][3] *= cB;
+    }
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        s[n][0] = exp2f((s[n][0] - bA) * L2E);
+        s[n][1] = exp2f((s[n][1] - bA) * L2E);
+        s[n][2] = exp2f((s[n][2] - bB) * L2E);
+        s[n][3] = exp2f((s[n][3] - bB) * L2E);
+        lA += s[n][0] + s[n][1];
+        lB += s[n][2] + s[n][3];
+    }
+}
+
+// Sum of a per-thread partial over the 4 threads of a quad (one accumulator row).
+__device__ __forceinline__ float tc_quad_sum(float x) {
+    x += __shfl_xor_sync(0xffffffff, x, 1);
+    return x + __shfl_xor_sync(0xffffffff, x, 2);
+}
+
 // Shared memory: Q [64][HD+8], then 2 buffers of K [KT][HD+8] and V [KT][HD+8]. The +8 (16 bytes)
 // row padding keeps ldmatrix rows on distinct banks and 16-byte aligned.
 template <int HD> struct TcShape {
@@ -76,13 +162,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         int lo = first_pos - window + 1;
         if (lo > kbeg) kbeg = lo & ~31;
     }
-    // Q rows (zero for rows past the item's queries).
-    for (int i = tid; i < Sh::ROWS * (HD / 8); i += blockDim.x) {
-        int r = i / (HD / 8), c = (i % (HD / 8)) * 8, qi = r / G;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (qi < q_cnt) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
-        *(uint4*)&Qs[r * S + c] = v;
-    }
+    tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     // This thread's two accumulator rows (gi and gi + 8 of the warp's 16).
     int rA = w * 16 + gi, rB = rA + 8;
     bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
@@ -96,23 +176,13 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     }
     auto load_tile = [&](int kb, int buf) {
         T* Ks = KV + 2 * buf * KT * S;
-        T* Vs = Ks + KT * S;
-        for (int i = tid; i < KT * (HD / 8); i += blockDim.x) {
-            int j = i / (HD / 8), c = (i % (HD / 8)) * 8, key = kb + j;
-            bool ok = key < kend;
-            long long off = 0;
-            if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
-            cp16(&Ks[j * S + c], kc + off, ok ? 16 : 0);
-            cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
-        }
-        asm volatile("cp.async.commit_group;\n");
+        tc_load_kv<T, HD>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
     };
     float o[ND][4];
 #pragma unroll
     for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
     unsigned qf[QREG ? KD : 1][4];
-    const float L2E = 1.4426950408889634f;
     if (kbeg < kend) load_tile(kbeg, 0);
     __syncthreads();
     if constexpr (QREG) {
@@ -152,49 +222,16 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                     Mma<T>::run(s[n + 1], a, b[2], b[3]);
                 }
             }
-            // Scores, masks, tile row max (a row lives in the 4 threads of a quad).
-            float tA = -INFINITY, tB = -INFINITY;
 #pragma unroll
             for (int n = 0; n < NT; n++) {
 #pragma unroll
                 for (int x = 0; x < 4; x++) {
-                    int key = kb + n * 8 + 2 * ti + (x & 1), pos = x < 2 ? posA : posB;
-                    float v = s[n][x];
-                    if (alibi) v += __bfloat162float(__float2bfloat16((x < 2 ? slA : slB) * __bfloat162float(__float2bfloat16((float)key))));
-                    v *= scale;
-                    if (softcap > 0.f) v = softcap * tanhf(v / softcap);
-                    if (key >= kend || key > pos || (window > 0 && pos - key >= window)) v = -INFINITY;
-                    s[n][x] = v;
-                    if (x < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
+                    int key = kb + n * 8 + 2 * ti + (x & 1);
+                    s[n][x] = x < 2 ? tc_score(s[n][x], key, posA, kend, alibi, slA, scale, softcap, window)
+                                    : tc_score(s[n][x], key, posB, kend, alibi, slB, scale, softcap, window);
                 }
             }
-#pragma unroll
-            for (int off = 1; off < 4; off <<= 1) {
-                tA = fmaxf(tA, __shfl_xor_sync(0xffffffff, tA, off));
-                tB = fmaxf(tB, __shfl_xor_sync(0xffffffff, tB, off));
-            }
-            // Fully masked rows so far keep base 0: p = exp(-inf) = 0, corr irrelevant (o = l = 0).
-            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-            float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
-            float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
-            mA = nA;
-            mB = nB;
-            lA *= cA;
-            lB *= cB;
-#pragma unroll
-            for (int n = 0; n < ND; n++) {
-                o[n][0] *= cA; o[n][1] *= cA;
-                o[n][2] *= cB; o[n][3] *= cB;
-            }
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                s[n][0] = exp2f((s[n][0] - bA) * L2E);
-                s[n][1] = exp2f((s[n][1] - bA) * L2E);
-                s[n][2] = exp2f((s[n][2] - bB) * L2E);
-                s[n][3] = exp2f((s[n][3] - bB) * L2E);
-                lA += s[n][0] + s[n][1]; // per-thread partial row sums, reduced over the quad at the end
-                lB += s[n][2] + s[n][3];
-            }
+            tc_softmax_step(s, o, mA, mB, lA, lB); // l: per-thread partial sums, reduced over the quad at the end
             // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {
@@ -211,11 +248,8 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         }
         __syncthreads(); // the next iteration's prefetch overwrites this buffer
     }
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        lA += __shfl_xor_sync(0xffffffff, lA, off);
-        lB += __shfl_xor_sync(0xffffffff, lB, off);
-    }
+    lA = tc_quad_sum(lA);
+    lB = tc_quad_sum(lB);
     float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
     T* oA = out + ((long long)(q_tok + rA / G) * heads + kvh * G + rA % G) * HD;
     T* oB = out + ((long long)(q_tok + rB / G) * heads + kvh * G + rB % G) * HD;

@@ -35,28 +35,14 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
         int lo = first_pos - window + 1;
         if (lo > kbeg) kbeg = lo & ~31;
     }
-    for (int i = tid; i < Sh::ROWS * (HD / 8); i += blockDim.x) {
-        int r = i / (HD / 8), c = (i % (HD / 8)) * 8, qi = r / G;
-        uint4 v = make_uint4(0, 0, 0, 0);
-        if (qi < q_cnt) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
-        *(uint4*)&Qs[r * S + c] = v;
-    }
+    tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     int rA = gi, rB = gi + 8; // this thread's accumulator rows
     bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
     int posA = vA ? tok_pos[q_tok + rA / G] : -1, posB = vB ? tok_pos[q_tok + rB / G] : -1;
     float slA = alibi && vA ? alibi[kvh * G + rA % G] : 0.f, slB = alibi && vB ? alibi[kvh * G + rB % G] : 0.f;
     auto load_tile = [&](int kb, int buf) {
         T* Ks = KV + 2 * buf * KT * S;
-        T* Vs = Ks + KT * S;
-        for (int i = tid; i < KT * (HD / 8); i += blockDim.x) {
-            int j = i / (HD / 8), c = (i % (HD / 8)) * 8, key = kb + j;
-            bool ok = key < kend;
-            long long off = 0;
-            if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
-            cp16(&Ks[j * S + c], kc + off, ok ? 16 : 0);
-            cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
-        }
-        asm volatile("cp.async.commit_group;\n");
+        tc_load_kv<T, HD>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
     };
     float o[ND][4];
 #pragma unroll
@@ -96,47 +82,16 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
                 Mma<T>::run(s[0], a, b[0], b[1]);
                 Mma<T>::run(s[1], a, b[2], b[3]);
             }
-            float tA = -INFINITY, tB = -INFINITY;
 #pragma unroll
             for (int n = 0; n < 2; n++) {
 #pragma unroll
                 for (int x = 0; x < 4; x++) {
-                    int key = k0 + n * 8 + 2 * ti + (x & 1), pos = x < 2 ? posA : posB;
-                    float v = s[n][x];
-                    if (alibi) v += __bfloat162float(__float2bfloat16((x < 2 ? slA : slB) * __bfloat162float(__float2bfloat16((float)key))));
-                    v *= scale;
-                    if (softcap > 0.f) v = softcap * tanhf(v / softcap);
-                    if (key >= kend || key > pos || (window > 0 && pos - key >= window)) v = -INFINITY;
-                    s[n][x] = v;
-                    if (x < 2) tA = fmaxf(tA, v); else tB = fmaxf(tB, v);
+                    int key = k0 + n * 8 + 2 * ti + (x & 1);
+                    s[n][x] = x < 2 ? tc_score(s[n][x], key, posA, kend, alibi, slA, scale, softcap, window)
+                                    : tc_score(s[n][x], key, posB, kend, alibi, slB, scale, softcap, window);
                 }
             }
-#pragma unroll
-            for (int off = 1; off < 4; off <<= 1) {
-                tA = fmaxf(tA, __shfl_xor_sync(0xffffffff, tA, off));
-                tB = fmaxf(tB, __shfl_xor_sync(0xffffffff, tB, off));
-            }
-            float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-            float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
-            float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
-            mA = nA;
-            mB = nB;
-            lA *= cA;
-            lB *= cB;
-#pragma unroll
-            for (int n = 0; n < ND; n++) {
-                o[n][0] *= cA; o[n][1] *= cA;
-                o[n][2] *= cB; o[n][3] *= cB;
-            }
-#pragma unroll
-            for (int n = 0; n < 2; n++) {
-                s[n][0] = exp2f((s[n][0] - bA) * L2E);
-                s[n][1] = exp2f((s[n][1] - bA) * L2E);
-                s[n][2] = exp2f((s[n][2] - bB) * L2E);
-                s[n][3] = exp2f((s[n][3] - bB) * L2E);
-                lA += s[n][0] + s[n][1];
-                lB += s[n][2] + s[n][3];
-            }
+            tc_softmax_step(s, o, mA, mB, lA, lB);
             unsigned a[4] = {Mma<T>::pack(s[0][0], s[0][1]), Mma<T>::pack(s[0][2], s[0][3]),
                              Mma<T>::pack(s[1][0], s[1][1]), Mma<T>::pack(s[1][2], s[1][3])};
 #pragma unroll
@@ -149,11 +104,8 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
         }
         __syncthreads();
     }
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        lA += __shfl_xor_sync(0xffffffff, lA, off);
-        lB += __shfl_xor_sync(0xffffffff, lB, off);
-    }
+    lA = tc_quad_sum(lA);
+    lB = tc_quad_sum(lB);
     // Merge the 4 warps: Os[w][row][HD] in the K/V space, (m, l)[w][row] in Q's space.
     float* Os = (float*)KV;
     float* ML = (float*)Qs;
