@@ -91,6 +91,20 @@ fn skipped_points_are_recorded_and_the_sweep_goes_on() {
     let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap(), "--resume"], Some("")));
     assert!(stderr(&o).contains("2 of 2 points already"), "{}", stderr(&o));
     assert_eq!(read_rows(&out).unwrap().len(), 2);
+    // --retry-skipped runs it again (the failure is gone now) and appends the ok row.
+    let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap(), "--resume", "--retry-skipped"], Some("")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 of 2 points already"), "{}", stderr(&o));
+    let rows = read_rows(&out).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert!(rows[1].status.starts_with("skipped:") && rows[2].status == "ok" && rows[2].input_tokens == 4096, "{rows:?}");
+    // Nothing left to retry: a further call runs nothing.
+    let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap(), "--resume", "--retry-skipped"], Some("")));
+    assert!(stderr(&o).contains("2 of 2 points already"), "{}", stderr(&o));
+    assert_eq!(read_rows(&out).unwrap().len(), 3);
+    // --retry-skipped without --resume is refused by the parser.
+    let o = run(measure(&["--out", dir.path().join("x.csv").to_str().unwrap(), "--retry-skipped"], Some("")));
+    assert!(!o.status.success() && stderr(&o).contains("--resume"), "{}", stderr(&o));
 }
 
 #[test]

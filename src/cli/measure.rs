@@ -45,6 +45,11 @@ pub struct MeasureArgs {
     /// Continue --out, skipping points already in it.
     #[arg(long)]
     pub resume: bool,
+    /// With --resume, run again the points whose rows in --out are all skipped (e.g. after a
+    /// transient failure); the new row is appended after the old one, which stays as history
+    /// (fit and report read `ok` rows only; merge keeps the `ok` row).
+    #[arg(long, requires = "resume")]
+    pub retry_skipped: bool,
     /// Print the plan, feasibility and roofline duration estimates; measure nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -174,7 +179,8 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     }
     let writer = Writer::open(&a.out, a.resume)?;
     let before = points.len();
-    points.retain(|p| !writer.done().contains(&key_of(p, &cost)));
+    let done = if a.retry_skipped { writer.done_ok() } else { writer.done().clone() };
+    points.retain(|p| !done.contains(&key_of(p, &cost)));
     if a.resume {
         eprintln!("resume: {} of {before} points already in {}, {} to go", before - points.len(), a.out.display(), points.len());
     }

@@ -99,6 +99,11 @@ impl Writer {
         &self.done
     }
 
+    /// Points with at least one `ok` row in the file.
+    pub fn done_ok(&self) -> HashSet<Key> {
+        self.rows.iter().filter(|r| r.status == "ok").map(Row::key).collect()
+    }
+
     pub fn rows(&self) -> &[Row] {
         &self.rows
     }
