@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.sm,temperature.gpu,power.draw --format=csv | tee "$RES/gpu.txt"
 rc=0
 if [[ ",$STEPS," == *",bench,"* ]]; then
-    timeout 240 "$BIN" bench --llm "$LLM" --json > "$RES/bench.json" 2> "$RES/bench.err" || rc=1
+    timeout 300 "$BIN" bench --llm "$LLM" --kernels --json > "$RES/bench.json" 2> "$RES/bench.err" || rc=1
     python3 - "$RES/bench.json" <<'EOF' | tee "$RES/bench.txt"
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -24,6 +24,10 @@ for r in j["rows"]:
     t = "-" if r["achieved_ms"] is None else f"{r['achieved_ms']:.3f}"
     x = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
     print(f"{r['phase']:<8}{r['batch']:>6}{r['tokens']:>7}{t:>11}{r['floor_ms']:>10.3f} {r['bound']:<6}{x:>6}  {r['note'] or ''}")
+    ks = r.get("kernels") or []
+    total = sum(k["ms"] for k in ks)
+    for k in ks[:6]:
+        print(f"          {k['name']:<30}{k['ms']:>9.3f} ms {100 * k['ms'] / max(total, 1e-12):5.1f} % x{k['launches']}")
 EOF
 fi
 if [[ ",$STEPS," == *",ab,"* ]]; then

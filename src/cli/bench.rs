@@ -3,6 +3,7 @@
 //! `src/llm/` (issue 6's targets: decode within 1.25 × its floor at batch ≥ 256, prefill at n ≥ 512
 //! at ≥ 65 % of the GEMM peak).
 
+use crate::engine::device::KernelTime;
 use crate::engine::{DType, Engine, EngineOptions};
 use crate::llm::resolve_llm;
 use anyhow::Result;
@@ -36,6 +37,13 @@ pub struct BenchArgs {
     /// Attention kernels (prefill and decode).
     #[arg(long, value_enum, default_value_t = super::Attention::Tc)]
     pub attention: super::Attention,
+    /// Also time every kernel and GEMM of one iteration per row (CUDA events around each launch,
+    /// graphs set aside): where a phase's time goes.
+    #[arg(long)]
+    pub kernels: bool,
+    /// Kernels listed per row in the table output (all are in --json).
+    #[arg(long, default_value_t = 8)]
+    pub top: usize,
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -51,6 +59,22 @@ struct Row {
     bound: &'static str,
     ratio: Option<f64>,
     note: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernels: Option<Vec<KernelTime>>,
+}
+
+/// The per-kernel breakdown of a row when asked for; a failure becomes the row's note.
+fn breakdown(on: bool, note: &mut Option<String>, f: impl FnOnce() -> Result<Vec<KernelTime>>) -> Option<Vec<KernelTime>> {
+    if !on {
+        return None;
+    }
+    match f() {
+        Ok(k) => Some(k),
+        Err(x) => {
+            *note = Some(format!("{}kernel breakdown failed: {x:#}", note.as_ref().map_or(String::new(), |n| format!("{n}; "))));
+            None
+        }
+    }
 }
 
 /// Floor (ms) and what bounds it, from FLOPs, bytes and the measured peaks.
@@ -73,21 +97,23 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let seqs = (a.max_num_tokens / n).max(1);
         let c = cfg.prefill_cost(seqs, n, eb);
         let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
-        let (t, note) = match e.bench_prefill(seqs, n, 3) {
+        let (t, mut note) = match e.bench_prefill(seqs, n, 3) {
             Ok(t) => (Some(t), Some(format!("{:.0} % of GEMM peak", 100.0 * c.flops / (t * 1e-3) / (tflops * 1e12)))),
             Err(x) => (None, Some(format!("skipped: {x:#}"))),
         };
-        rows.push(Row { phase: "prefill", batch: seqs, tokens: n, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note });
+        let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_prefill_kernels(seqs, n));
+        rows.push(Row { phase: "prefill", batch: seqs, tokens: n, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note, kernels });
     }
     for &b in &a.batches {
         for &ctx in &a.contexts {
             let c = cfg.decode_cost(b, ctx + a.steps / 2, eb);
             let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
-            let (t, note) = match e.bench_decode(b, ctx, a.steps) {
+            let (t, mut note) = match e.bench_decode(b, ctx, a.steps) {
                 Ok(t) => (Some(t), None),
                 Err(x) => (None, Some(format!("skipped: {x:#}"))),
             };
-            rows.push(Row { phase: "decode", batch: b, tokens: ctx, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note });
+            let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_decode_kernels(b, ctx));
+            rows.push(Row { phase: "decode", batch: b, tokens: ctx, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note, kernels });
         }
     }
     if a.json {
@@ -105,6 +131,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let t = r.achieved_ms.map_or("-".into(), |t| format!("{t:.3}"));
         let ratio = r.ratio.map_or("-".into(), |x| format!("{x:.2}"));
         println!("{:<8} {:>6} {:>8} {:>12} {:>10.3} {:>6} {:>7}  {}", r.phase, r.batch, r.tokens, t, r.floor_ms, r.bound, ratio, r.note.clone().unwrap_or_default());
+        if let Some(k) = &r.kernels {
+            let sum: f64 = k.iter().map(|x| x.ms).sum();
+            println!("         kernels and GEMMs of one iteration, launched directly: {sum:.3} ms in all");
+            for x in k.iter().take(a.top) {
+                println!("           {:<32} {:>9.3} ms {:>5.1} % {:>6} launches", x.name, x.ms, 100.0 * x.ms / sum.max(1e-12), x.launches);
+            }
+        }
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! cached values). Also the two peaks the floors divide by: cuBLAS bf16/fp16 GEMM throughput and
 //! device-to-device copy bandwidth, measured on the GPU at hand. Times come from CUDA events.
 
-use super::device::DevBuf;
+use super::device::{DevBuf, KernelTime};
+use super::forward::StepInput;
 use super::scheduler::{Decode, Iteration, Prefill, PAGE_SIZE};
 use super::Engine;
 use anyhow::{anyhow, bail, Result};
@@ -80,8 +81,8 @@ impl Engine {
         Ok(pages)
     }
 
-    /// One prefill iteration of `seqs` prompts of `n` tokens: GPU time (ms), best of `reps`.
-    pub fn bench_prefill(&mut self, seqs: usize, n: usize, reps: usize) -> Result<f64> {
+    /// The planned prefill iteration of `seqs` prompts of `n` tokens and its output buffer.
+    fn prefill_setup(&mut self, seqs: usize, n: usize) -> Result<(StepInput, DevBuf)> {
         if seqs * n > self.model.max_tokens {
             bail!("{seqs} × {n} tokens exceed the engine's max_num_tokens {}", self.model.max_tokens);
         }
@@ -94,7 +95,12 @@ impl Engine {
         let prompt = |r: usize, i: usize| ((r * 7919 + i * 104729) % vocab) as i32;
         let out = self.model.dev.alloc(seqs * 4)?;
         let base: Vec<usize> = (0..seqs).collect();
-        let step = self.model.plan(&it, &prompt, &base);
+        Ok((self.model.plan(&it, &prompt, &base), out))
+    }
+
+    /// One prefill iteration of `seqs` prompts of `n` tokens: GPU time (ms), best of `reps`.
+    pub fn bench_prefill(&mut self, seqs: usize, n: usize, reps: usize) -> Result<f64> {
+        let (step, out) = self.prefill_setup(seqs, n)?;
         let mut best = f64::INFINITY;
         for _ in 0..reps.max(1) + 1 {
             let (a, b) = (timing_event(self)?, timing_event(self)?);
@@ -107,9 +113,9 @@ impl Engine {
         Ok(best)
     }
 
-    /// `steps` decode iterations of `batch` sequences whose new token sits at position
-    /// `context - 1` (KV cache zeroed): median GPU time per step (ms), graphs as configured.
-    pub fn bench_decode(&mut self, batch: usize, context: usize, steps: usize) -> Result<f64> {
+    /// Block tables and a zeroed KV cache for `batch` sequences decoding `steps` tokens from
+    /// position `context - 1`; the output buffer and each sequence's output base.
+    fn decode_setup(&mut self, batch: usize, context: usize, steps: usize) -> Result<(DevBuf, Vec<usize>)> {
         if context == 0 || context + steps > self.model.max_pages_per_seq * PAGE_SIZE {
             bail!("context {context} + {steps} steps exceeds the block table ({} tokens)", self.model.max_pages_per_seq * PAGE_SIZE);
         }
@@ -119,18 +125,29 @@ impl Engine {
         unsafe { drv::memset_d8_async(kv.ptr, 0, kv.bytes, self.model.dev.stream.cu_stream()) }.map_err(|x| anyhow!("memset: {x:?}"))?;
         let out = self.model.dev.alloc(batch * (steps + 1) * 4)?;
         let base: Vec<usize> = (0..batch).map(|s| s * (steps + 1)).collect();
+        Ok((out, base))
+    }
+
+    /// Decode step `k` of the setup above.
+    fn decode_step(&self, batch: usize, context: usize, k: usize, base: &[usize]) -> StepInput {
+        let it = Iteration {
+            decode: (0..batch).map(|s| Decode { req: s, slot: s, pos: context - 1 + k, step: k }).collect(),
+            ..Default::default()
+        };
+        self.model.plan(&it, &|_: usize, _: usize| 0i32, base)
+    }
+
+    /// `steps` decode iterations of `batch` sequences whose new token sits at position
+    /// `context - 1` (KV cache zeroed): median GPU time per step (ms), graphs as configured.
+    pub fn bench_decode(&mut self, batch: usize, context: usize, steps: usize) -> Result<f64> {
+        let (out, base) = self.decode_setup(batch, context, steps)?;
         if let Some(g) = self.model.graphs.as_mut() {
             g.clear();
         }
-        let no_prompt = |_: usize, _: usize| 0i32;
         let mut events = vec![timing_event(self)?];
         record(&events[0], self)?;
         for k in 0..steps {
-            let it = Iteration {
-                decode: (0..batch).map(|s| Decode { req: s, slot: s, pos: context - 1 + k, step: k }).collect(),
-                ..Default::default()
-            };
-            let step = self.model.plan(&it, &no_prompt, &base);
+            let step = self.decode_step(batch, context, k, &base);
             self.model.forward(&step, out.ptr)?;
             let ev = timing_event(self)?;
             record(&ev, self)?;
@@ -141,5 +158,30 @@ impl Engine {
         // The first two steps include graph capture; the median ignores them.
         t.sort_by(f64::total_cmp);
         Ok(t[t.len() / 2])
+    }
+
+    /// Per-kernel GPU time of one forward of `step` (after one untimed warm-up forward), launched
+    /// directly: CUDA graphs are set aside meanwhile, since events cannot bracket nodes of a replay.
+    fn kernel_times(&mut self, step: &StepInput, out: u64) -> Result<Vec<KernelTime>> {
+        self.model.forward(step, out)?;
+        let graphs = self.model.graphs.take();
+        self.model.dev.kernel_timer = Some(Default::default());
+        let r = self.model.forward(step, out).and_then(|_| self.model.dev.take_kernel_times());
+        self.model.dev.kernel_timer = None;
+        self.model.graphs = graphs;
+        r
+    }
+
+    /// Per-kernel breakdown of the prefill iteration `bench_prefill` times.
+    pub fn bench_prefill_kernels(&mut self, seqs: usize, n: usize) -> Result<Vec<KernelTime>> {
+        let (step, out) = self.prefill_setup(seqs, n)?;
+        self.kernel_times(&step, out.ptr)
+    }
+
+    /// Per-kernel breakdown of one decode step of `batch` sequences at `context`.
+    pub fn bench_decode_kernels(&mut self, batch: usize, context: usize) -> Result<Vec<KernelTime>> {
+        let (out, base) = self.decode_setup(batch, context, 1)?;
+        let step = self.decode_step(batch, context, 0, &base);
+        self.kernel_times(&step, out.ptr)
     }
 }

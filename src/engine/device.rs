@@ -4,7 +4,8 @@
 
 use anyhow::{anyhow, bail, Result};
 use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
-use cudarc::driver::{result as drv, sys as drv_sys, CudaContext, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::{result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
@@ -142,6 +143,17 @@ pub struct Device {
     pub arch: String,
     pub nvrtc_ms: f64,
     _blas_ws: DevBuf,
+    /// Per-kernel timing (`bench --kernels`): while Some, every launch and GEMM is bracketed by CUDA
+    /// events kept by name until `take_kernel_times`. Not for graph capture (bench turns graphs off).
+    pub kernel_timer: Option<RefCell<Vec<(String, CudaEvent, CudaEvent)>>>,
+}
+
+/// GPU time of one kernel (or GEMM shape) summed over its launches.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTime {
+    pub name: String,
+    pub ms: f64,
+    pub launches: usize,
 }
 
 /// cuBLAS workspace (NVIDIA recommends 32 MiB on Hopper).
@@ -171,7 +183,7 @@ impl Device {
         // A real stream (not the legacy default one): CUDA graphs can be captured only on such.
         let stream = ctx.new_stream().map_err(|e| anyhow!("creating a stream: {e:?}"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| anyhow!("cuBLAS init: {e:?}"))?;
-        let mut dev = Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms, _blas_ws: DevBuf { ptr: 0, bytes: 0 } };
+        let mut dev = Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms, _blas_ws: DevBuf { ptr: 0, bytes: 0 }, kernel_timer: None };
         // An explicit cuBLAS workspace: captured GEMMs must not allocate.
         let ws = dev.alloc(BLAS_WORKSPACE)?;
         // SAFETY: ws outlives the handle's use of it (both live in Device; the handle is not used after drop).
@@ -224,6 +236,34 @@ impl Device {
         self.stream.synchronize().map_err(|e| anyhow!("CUDA error (stream synchronize): {e:?}"))
     }
 
+    /// Run `f` (one launch or GEMM), bracketed by events under `name()` when the kernel timer is on.
+    fn timed(&self, name: impl FnOnce() -> String, f: impl FnOnce() -> Result<()>) -> Result<()> {
+        let Some(t) = &self.kernel_timer else { return f() };
+        let ev = || self.ctx.new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|x| anyhow!("event: {x:?}"));
+        let (a, b) = (ev()?, ev()?);
+        a.record(&self.stream).map_err(|x| anyhow!("event record: {x:?}"))?;
+        f()?;
+        b.record(&self.stream).map_err(|x| anyhow!("event record: {x:?}"))?;
+        t.borrow_mut().push((name(), a, b));
+        Ok(())
+    }
+
+    /// Synchronise and sum the timed launches by name, largest total first; clears them.
+    pub fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
+        self.sync()?;
+        let Some(t) = &self.kernel_timer else { return Ok(Vec::new()) };
+        let mut by: HashMap<String, KernelTime> = HashMap::new();
+        for (name, a, b) in t.borrow_mut().drain(..) {
+            let ms = a.elapsed_ms(&b).map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64;
+            let k = by.entry(name.clone()).or_insert(KernelTime { name, ms: 0.0, launches: 0 });
+            k.ms += ms;
+            k.launches += 1;
+        }
+        let mut v: Vec<KernelTime> = by.into_values().collect();
+        v.sort_by(|x, y| y.ms.total_cmp(&x.ms));
+        Ok(v)
+    }
+
     fn func(&mut self, name: &str) -> Result<CudaFunction> {
         if let Some(f) = self.funcs.get(name) {
             return Ok(f.clone());
@@ -254,9 +294,12 @@ impl Device {
                 Arg::F(v) => v as *mut f32 as *mut c_void,
             })
             .collect();
-        // SAFETY: argument list matches the kernel signature (checked by selftest); vals outlives the call.
-        unsafe { drv::launch_kernel(f.cu_function(), grid, (block, 1, 1), smem, self.stream.cu_stream(), &mut ptrs) }
-            .map_err(|e| anyhow!("launch of {name} (grid {grid:?}, block {block}, smem {smem}): {e:?}"))
+        self.timed(
+            || name.to_string(),
+            // SAFETY: argument list matches the kernel signature (checked by selftest); vals outlives the call.
+            || unsafe { drv::launch_kernel(f.cu_function(), grid, (block, 1, 1), smem, self.stream.cu_stream(), &mut ptrs) }
+                .map_err(|e| anyhow!("launch of {name} (grid {grid:?}, block {block}, smem {smem}): {e:?}")),
+        )
     }
 
     /// y[rows, n] = x[rows, k] · W[n, k]ᵀ, all row-major, `dt` storage, fp32 accumulation.
@@ -265,32 +308,35 @@ impl Device {
         if rows == 0 {
             return Ok(());
         }
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        // SAFETY: pointers are device buffers of the stated shapes.
-        unsafe {
-            blas_result::gemm_ex(
-                *self.blas.handle(),
-                blas_sys::cublasOperation_t::CUBLAS_OP_T,
-                blas_sys::cublasOperation_t::CUBLAS_OP_N,
-                n as i32,
-                rows as i32,
-                k as i32,
-                &alpha as *const f32 as *const c_void,
-                w as *const c_void,
-                dt.cuda(),
-                k as i32,
-                x as *const c_void,
-                dt.cuda(),
-                k as i32,
-                &beta as *const f32 as *const c_void,
-                y as *mut c_void,
-                dt.cuda(),
-                n as i32,
-                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
-        }
-        .map_err(|e| anyhow!("cublasGemmEx {rows}x{n}x{k}: {e:?}"))
+        // Named by the weight's shape (n × k): one name per projection, whatever the row count.
+        self.timed(|| format!("gemm {n}x{k}"), || {
+            let (alpha, beta) = (1.0f32, 0.0f32);
+            // SAFETY: pointers are device buffers of the stated shapes.
+            unsafe {
+                blas_result::gemm_ex(
+                    *self.blas.handle(),
+                    blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                    blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                    n as i32,
+                    rows as i32,
+                    k as i32,
+                    &alpha as *const f32 as *const c_void,
+                    w as *const c_void,
+                    dt.cuda(),
+                    k as i32,
+                    x as *const c_void,
+                    dt.cuda(),
+                    k as i32,
+                    &beta as *const f32 as *const c_void,
+                    y as *mut c_void,
+                    dt.cuda(),
+                    n as i32,
+                    blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
+            .map_err(|e| anyhow!("cublasGemmEx {rows}x{n}x{k}: {e:?}"))
+        })
     }
 }
 
