@@ -52,19 +52,24 @@ fn loaded_cuda_libs() -> Vec<String> {
     v
 }
 
+/// The engine for a check, or None (with a "skip" line naming `what`) when the LLM does not fit in
+/// this GPU's memory: a smaller GPU may not hold every default LLM (falcon-rw-7b needs ~15 GB).
+fn engine_or_skip(cfg: &crate::llm::LlmConfig, opts: EngineOptions, what: &str) -> Result<Option<Engine>> {
+    match Engine::new(cfg, opts) {
+        Ok(e) => Ok(Some(e)),
+        Err(err) if format!("{err:#}").contains("cuMemAlloc") || format!("{err:#}").contains("too little GPU memory") => {
+            println!("skip {what}: does not fit in this GPU's memory ({err:#})");
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// Random-weights forward through every layer: finite, non-degenerate activations and logits.
 fn model_check(llm: &str, seed: u64) -> Result<usize> {
     let cfg = resolve_llm(llm)?;
     let opts = EngineOptions { seed, max_batch_size: 8, max_num_tokens: 1024, kv_fraction: 0.2, ..Default::default() };
-    let mut e = match Engine::new(&cfg, opts) {
-        Ok(e) => e,
-        // A smaller GPU may not hold every default LLM (falcon-rw-7b needs ~15 GB): skip, not fail.
-        Err(err) if format!("{err:#}").contains("cuMemAlloc") || format!("{err:#}").contains("too little GPU memory") => {
-            println!("skip {llm}: does not fit in this GPU's memory ({err:#})");
-            return Ok(0);
-        }
-        Err(err) => return Err(err),
-    };
+    let Some(mut e) = engine_or_skip(&cfg, opts, llm)? else { return Ok(0) };
     e.model_mut().probe = Some(Vec::new());
     let reqs: Vec<Request> = [5usize, 70, 300]
         .iter()
@@ -144,14 +149,7 @@ fn graph_check(llm: &str, seed: u64) -> Result<usize> {
 fn tc_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
     let cfg = resolve_llm(llm)?;
     let opts = EngineOptions { seed, dtype, max_batch_size: 8, max_num_tokens: 2048, kv_fraction: 0.2, tc_attention: true, ..Default::default() };
-    let mut e = match Engine::new(&cfg, opts) {
-        Ok(e) => e,
-        Err(err) if format!("{err:#}").contains("cuMemAlloc") || format!("{err:#}").contains("too little GPU memory") => {
-            println!("skip {llm} tensor-core attention check: does not fit in this GPU's memory");
-            return Ok(0);
-        }
-        Err(err) => return Err(err),
-    };
+    let Some(mut e) = engine_or_skip(&cfg, opts, &format!("{llm} tensor-core attention check"))? else { return Ok(0) };
     let reqs: Vec<Request> = [1usize, 17, 100, 333, 64, 65, 700, 129]
         .iter()
         .enumerate()
