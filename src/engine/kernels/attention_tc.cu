@@ -50,6 +50,24 @@ __device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) 
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
 }
 
+// One work item (6 ints: q_tok, q_cnt, slot, key_begin, key_end, part; see attention.cu) of this
+// block, its key range cut at the last query's position and, under a sliding window, started at
+// the page holding the first query's window start.
+struct TcItem {
+    int q_tok, q_cnt, slot, kbeg, kend, part;
+};
+__device__ __forceinline__ TcItem tc_item(const int* items, const int* tok_pos, int window) {
+    const int* it = items + blockIdx.x * 6;
+    TcItem I = {it[0], it[1], it[2], it[3], it[4], it[5]};
+    int first_pos = tok_pos[I.q_tok], last_pos = tok_pos[I.q_tok + I.q_cnt - 1];
+    I.kend = min(I.kend, last_pos + 1);
+    if (window > 0) {
+        int lo = first_pos - window + 1;
+        if (lo > I.kbeg) I.kbeg = lo & ~31;
+    }
+    return I;
+}
+
 // Q rows of one item into shared memory (rows of S elements, zero past the item's queries); row r
 // is query q_tok + r / G of head kvh·G + r % G.
 template <class T, int HD>
@@ -153,16 +171,10 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
-    const int* it = items + blockIdx.x * 6;
-    int q_tok = it[0], q_cnt = it[1], slot = it[2], kbeg = it[3], ke0 = it[4];
+    const TcItem I = tc_item(items, tok_pos, window);
+    const int q_tok = I.q_tok, q_cnt = I.q_cnt, slot = I.slot, kbeg = I.kbeg, kend = I.kend;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-    int first_pos = tok_pos[q_tok], last_pos = tok_pos[q_tok + q_cnt - 1];
-    int kend = min(ke0, last_pos + 1);
-    if (window > 0) {
-        int lo = first_pos - window + 1;
-        if (lo > kbeg) kbeg = lo & ~31;
-    }
     tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     // This thread's two accumulator rows (gi and gi + 8 of the warp's 16).
     int rA = w * 16 + gi, rB = rA + 8;

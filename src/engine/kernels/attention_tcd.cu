@@ -25,16 +25,10 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * S;
-    const int* it = items + blockIdx.x * 6;
-    int q_tok = it[0], q_cnt = it[1], slot = it[2], kbeg = it[3], ke0 = it[4], part = it[5];
+    const TcItem I = tc_item(items, tok_pos, window);
+    const int q_tok = I.q_tok, q_cnt = I.q_cnt, slot = I.slot, kbeg = I.kbeg, kend = I.kend, part = I.part;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-    int first_pos = tok_pos[q_tok], last_pos = tok_pos[q_tok + q_cnt - 1];
-    int kend = min(ke0, last_pos + 1);
-    if (window > 0) {
-        int lo = first_pos - window + 1;
-        if (lo > kbeg) kbeg = lo & ~31;
-    }
     tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     int rA = gi, rB = gi + 8; // this thread's accumulator rows
     bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
