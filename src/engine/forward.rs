@@ -106,7 +106,8 @@ pub struct Model {
     /// Debug: record (layer, rms, max |x|, all finite) of the residual stream entering every layer
     /// and of the final normed hidden state (synchronises per layer; selftest only).
     pub probe: Option<Vec<(usize, f64, f64, bool)>>,
-    /// Prefill attention on the tensor-core kernel (64-row items), else the scalar one.
+    /// Attention on the tensor-core kernels (prefill in 64-row items; decode when the query group
+    /// fits 16 rows), else the scalar ones.
     pub tc_attention: bool,
 }
 
@@ -187,9 +188,9 @@ pub fn tcd_supported(group: usize) -> bool {
     group <= 16
 }
 
-/// Head dims with a tensor-core prefill kernel (ATTN_TC_ALL in attention_tc.cu); others use the scalar one.
+/// Head dims with tensor-core kernels (ATTN_TC_ALL / ATTN_TCD_ALL: every compiled head dim).
 pub fn tc_supported(hd: usize) -> bool {
-    matches!(hd, 16 | 32 | 64 | 80 | 96 | 128 | 256)
+    HEAD_DIMS.contains(&hd)
 }
 
 /// Query tokens per prefill item: 16 rows per scalar block, 64 per tensor-core block.
@@ -434,19 +435,19 @@ impl Model {
                 let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
                 dev.launch(&format!("attention_{sx}_{hd}"), (n as u32, c.kv_heads as u32, 1), (32 * rows) as u32, smem as u32, &a)
             };
+            // The tensor-core kernels take the scalar kernel's arguments (prefill: without the partials).
+            let tc_args = |items: u64| [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(items), Arg::P(pos), Arg::P(b.block_table.ptr),
+                Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
+                Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
             if self.tc_attention {
-                let a = [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(pitems), Arg::P(pos), Arg::P(b.block_table.ptr),
-                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
-                    Arg::I(window), Arg::P(alibi)];
-                dev.launch(&format!("attention_tc_{sx}_{hd}"), (s.prefill_items.len() as u32, c.kv_heads as u32, 1), 128, tc_smem(hd) as u32, &a)?;
+                let grid = (s.prefill_items.len() as u32, c.kv_heads as u32, 1);
+                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, 128, tc_smem(hd) as u32, &tc_args(pitems)[..14])?;
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }
             if self.tc_attention && tcd_supported(c.group_size()) {
-                let a = [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(ditems), Arg::P(pos), Arg::P(b.block_table.ptr),
-                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
-                    Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
-                dev.launch(&format!("attention_tcd_{sx}_{hd}"), (s.decode_items.len() as u32, c.kv_heads as u32, 1), 128, tcd_smem(hd) as u32, &a)?;
+                let grid = (s.decode_items.len() as u32, c.kv_heads as u32, 1);
+                dev.launch(&format!("attention_tcd_{sx}_{hd}"), grid, 128, tcd_smem(hd) as u32, &tc_args(ditems))?;
             } else {
                 attn(dev, ditems, s.decode_items.len(), drow)?;
             }
@@ -500,8 +501,12 @@ mod tests {
         for hd in HEAD_DIMS {
             assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
             assert!(tc_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd));
+            assert!(tcd_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd));
+            assert!(tc_supported(hd));
         }
         assert_eq!(tc_smem(64), 46080);
+        assert_eq!(tcd_smem(64), 39168);
+        assert!(tcd_supported(16) && !tcd_supported(17));
         for g in 1..=16 {
             assert!(prefill_bq(g, true) * g <= TC_ROWS && prefill_bq(g, false) * g <= 16);
         }
