@@ -4,6 +4,7 @@
 
 mod checkpoint;
 pub mod device;
+pub mod attn_shapes;
 pub mod bench;
 pub mod forward;
 pub mod graphs;
