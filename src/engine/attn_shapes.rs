@@ -1,11 +1,13 @@
 //! Shapes of the attention kernels that the host must agree on: rows per block, query tokens per
-//! prefill item, dynamic shared memory, and which head dims and query groups the tensor-core
-//! kernels take (attention_tc.cu, attention_tcd.cu).
-
-use super::forward::HEAD_DIMS;
+//! prefill item and dynamic shared memory of the tensor-core kernels (attention_tc.cu,
+//! attention_tcd.cu). They take every head dim and query group that `Model::check_supported`
+//! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
 
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block; 4 warps of 16.
 pub const TC_ROWS: usize = 64;
+/// Rows of one tensor-core decode attention block: one mma tile holding the query group.
+pub const TCD_ROWS: usize = 16;
+const _: () = assert!(super::forward::MAX_GROUP <= TCD_ROWS, "the decode kernel's rows must hold every admitted query group");
 
 /// Dynamic shared memory of attention_tc_*_{hd} (TcShape in attention_tc.cu): Q [64][hd+8] and two
 /// buffers of K and V [kt][hd+8], kt = 64 keys up to hd 128, else 32.
@@ -17,17 +19,7 @@ pub fn tc_smem(hd: usize) -> usize {
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): Q [16][hd+8] and
 /// two buffers of K and V [64][hd+8].
 pub fn tcd_smem(hd: usize) -> usize {
-    (16 + 4 * 64) * (hd + 8) * 2
-}
-
-/// Whether decode items go to the tensor-core decode kernel: its 16 rows hold the query group.
-pub fn tcd_supported(group: usize) -> bool {
-    group <= 16
-}
-
-/// Head dims with tensor-core kernels (ATTN_TC_ALL / ATTN_TCD_ALL: every compiled head dim).
-pub fn tc_supported(hd: usize) -> bool {
-    HEAD_DIMS.contains(&hd)
+    (TCD_ROWS + 4 * 64) * (hd + 8) * 2
 }
 
 /// Query tokens per prefill item: 16 rows per scalar block, 64 per tensor-core block.
@@ -38,7 +30,7 @@ pub fn prefill_bq(group: usize, tc: bool) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use super::super::forward::HEAD_DIMS;
+    use super::super::forward::{HEAD_DIMS, MAX_GROUP};
 
     #[test]
     fn tc_attention_shapes() {
@@ -46,14 +38,25 @@ mod tests {
             assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
             assert!(tc_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd));
             assert!(tcd_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd));
-            assert!(tc_supported(hd));
         }
         assert_eq!(tc_smem(64), 46080);
         assert_eq!(tcd_smem(64), 39168);
-        assert!(tcd_supported(16) && !tcd_supported(17));
-        for g in 1..=16 {
+        for g in 1..=MAX_GROUP {
             assert!(prefill_bq(g, true) * g <= TC_ROWS && prefill_bq(g, false) * g <= 16);
         }
         assert_eq!(prefill_bq(4, true), 16);
+    }
+
+    /// The limits the kernels rely on are enforced before any kernel runs, with the LLM named.
+    #[test]
+    fn unsupported_shapes_are_refused_by_name() {
+        let mut cfg = crate::llm::resolve_llm("llama-3.2-1b").unwrap();
+        cfg.heads = cfg.kv_heads * (MAX_GROUP + 1);
+        let e = super::super::forward::Model::check_supported(&cfg).unwrap_err().to_string();
+        assert!(e.contains("llama-3.2-1b") && e.contains("17 query heads per KV head") && e.contains("at most 16"), "{e}");
+        let mut cfg = crate::llm::resolve_llm("llama-3.2-1b").unwrap();
+        cfg.head_dim = 72;
+        let e = super::super::forward::Model::check_supported(&cfg).unwrap_err().to_string();
+        assert!(e.contains("head_dim 72 has no attention kernel"), "{e}");
     }
 }

@@ -10,10 +10,13 @@ use super::scheduler::{Iteration, PAGE_SIZE};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
-pub use super::attn_shapes::{prefill_bq, tc_smem, tc_supported, tcd_smem, tcd_supported, TC_ROWS};
+pub use super::attn_shapes::{prefill_bq, tc_smem, tcd_smem, TC_ROWS};
 
 /// Head dimensions with a compiled attention kernel.
 pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
+/// Most query heads per KV head the attention kernels take (rows of one scalar prefill block and of
+/// the tensor-core decode tile).
+pub const MAX_GROUP: usize = 16;
 /// Split-K partial slots for decode attention.
 pub const MAX_PARTS: usize = 2048;
 
@@ -105,8 +108,8 @@ pub struct Model {
     /// Debug: record (layer, rms, max |x|, all finite) of the residual stream entering every layer
     /// and of the final normed hidden state (synchronises per layer; selftest only).
     pub probe: Option<Vec<(usize, f64, f64, bool)>>,
-    /// Attention on the tensor-core kernels (prefill in 64-row items; decode when the query group
-    /// fits 16 rows), else the scalar ones.
+    /// Attention on the tensor-core kernels (prefill in 64-row items, decode in one 16-row tile per
+    /// item), else the scalar ones.
     pub tc_attention: bool,
 }
 
@@ -181,8 +184,8 @@ impl Model {
         if !HEAD_DIMS.contains(&cfg.head_dim) {
             bail!("{}: head_dim {} has no attention kernel (supported: {HEAD_DIMS:?})", cfg.name, cfg.head_dim);
         }
-        if cfg.group_size() > 16 {
-            bail!("{}: {} query heads per KV head; the attention kernels support at most 16", cfg.name, cfg.group_size());
+        if cfg.group_size() > MAX_GROUP {
+            bail!("{}: {} query heads per KV head; the attention kernels support at most {MAX_GROUP}", cfg.name, cfg.group_size());
         }
         if cfg.post_norms && cfg.norm == Norm::LayerNorm {
             bail!("{}: post-attention / post-FFN norms are supported for RMSNorm only", cfg.name);
@@ -416,7 +419,7 @@ impl Model {
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }
-            if self.tc_attention && tcd_supported(c.group_size()) {
+            if self.tc_attention {
                 let grid = (s.decode_items.len() as u32, c.kv_heads as u32, 1);
                 dev.launch(&format!("attention_tcd_{sx}_{hd}"), grid, 128, tcd_smem(hd) as u32, &tc_args(ditems))?;
             } else {
