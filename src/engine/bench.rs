@@ -4,24 +4,12 @@
 //! cached values). Also the two peaks the floors divide by: cuBLAS bf16/fp16 GEMM throughput and
 //! device-to-device copy bandwidth, measured on the GPU at hand. Times come from CUDA events.
 
-use super::device::{DevBuf, KernelTime};
+use super::device::{elapsed_ms, DevBuf, KernelTime};
 use super::forward::StepInput;
 use super::scheduler::{Decode, Iteration, Prefill, PAGE_SIZE};
 use super::Engine;
 use anyhow::{anyhow, bail, Result};
-use cudarc::driver::{result as drv, sys as drv_sys, CudaEvent};
-
-fn timing_event(e: &Engine) -> Result<CudaEvent> {
-    e.model.dev.ctx.new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|x| anyhow!("event: {x:?}"))
-}
-
-fn record(ev: &CudaEvent, e: &Engine) -> Result<()> {
-    ev.record(&e.model.dev.stream).map_err(|x| anyhow!("event record: {x:?}"))
-}
-
-fn ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
-    Ok(a.elapsed_ms(b).map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64)
-}
+use cudarc::driver::result as drv;
 
 impl Engine {
     /// Best of `reps` timings (ms) of an `m × n × k` GEMM in the run dtype, and its TFLOP/s.
@@ -35,12 +23,11 @@ impl Engine {
         }
         let mut best = f64::INFINITY;
         for _ in 0..reps.max(1) + 1 {
-            let (a, b) = (timing_event(self)?, timing_event(self)?);
-            record(&a, self)?;
+            let a = self.model.dev.recorded_event()?;
             self.model.dev.gemm(self.model.dt, m, n, k, x.ptr, w.ptr, y.ptr)?;
-            record(&b, self)?;
+            let b = self.model.dev.recorded_event()?;
             self.model.dev.sync()?;
-            best = best.min(ms(&a, &b)?);
+            best = best.min(elapsed_ms(&a, &b)?);
         }
         Ok((best, 2.0 * (m * n * k) as f64 / (best * 1e-3) / 1e12))
     }
@@ -52,13 +39,12 @@ impl Engine {
         let (src, dst): (DevBuf, DevBuf) = (dev.alloc(bytes)?, dev.alloc(bytes)?);
         let mut best = f64::INFINITY;
         for _ in 0..reps.max(1) + 1 {
-            let (a, b) = (timing_event(self)?, timing_event(self)?);
-            record(&a, self)?;
+            let a = self.model.dev.recorded_event()?;
             // SAFETY: both buffers hold `bytes` bytes.
             unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.model.dev.stream.cu_stream()) }.map_err(|x| anyhow!("copy: {x:?}"))?;
-            record(&b, self)?;
+            let b = self.model.dev.recorded_event()?;
             self.model.dev.sync()?;
-            best = best.min(ms(&a, &b)?);
+            best = best.min(elapsed_ms(&a, &b)?);
         }
         Ok((best, 2.0 * bytes as f64 / (best * 1e-3) / 1e9))
     }
@@ -103,12 +89,11 @@ impl Engine {
         let (step, out) = self.prefill_setup(seqs, n)?;
         let mut best = f64::INFINITY;
         for _ in 0..reps.max(1) + 1 {
-            let (a, b) = (timing_event(self)?, timing_event(self)?);
-            record(&a, self)?;
+            let a = self.model.dev.recorded_event()?;
             self.model.forward(&step, out.ptr)?;
-            record(&b, self)?;
+            let b = self.model.dev.recorded_event()?;
             self.model.dev.sync()?;
-            best = best.min(ms(&a, &b)?);
+            best = best.min(elapsed_ms(&a, &b)?);
         }
         Ok(best)
     }
@@ -144,17 +129,14 @@ impl Engine {
         if let Some(g) = self.model.graphs.as_mut() {
             g.clear();
         }
-        let mut events = vec![timing_event(self)?];
-        record(&events[0], self)?;
+        let mut events = vec![self.model.dev.recorded_event()?];
         for k in 0..steps {
             let step = self.decode_step(batch, context, k, &base);
             self.model.forward(&step, out.ptr)?;
-            let ev = timing_event(self)?;
-            record(&ev, self)?;
-            events.push(ev);
+            events.push(self.model.dev.recorded_event()?);
         }
         self.model.dev.sync()?;
-        let mut t: Vec<f64> = events.windows(2).map(|w| ms(&w[0], &w[1])).collect::<Result<_>>()?;
+        let mut t: Vec<f64> = events.windows(2).map(|w| elapsed_ms(&w[0], &w[1])).collect::<Result<_>>()?;
         // The first two steps include graph capture; the median ignores them.
         t.sort_by(f64::total_cmp);
         Ok(t[t.len() / 2])

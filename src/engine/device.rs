@@ -239,13 +239,18 @@ impl Device {
     /// Run `f` (one launch or GEMM), bracketed by events under `name()` when the kernel timer is on.
     fn timed(&self, name: impl FnOnce() -> String, f: impl FnOnce() -> Result<()>) -> Result<()> {
         let Some(t) = &self.kernel_timer else { return f() };
-        let ev = || self.ctx.new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|x| anyhow!("event: {x:?}"));
-        let (a, b) = (ev()?, ev()?);
-        a.record(&self.stream).map_err(|x| anyhow!("event record: {x:?}"))?;
+        let a = self.recorded_event()?;
         f()?;
-        b.record(&self.stream).map_err(|x| anyhow!("event record: {x:?}"))?;
+        let b = self.recorded_event()?;
         t.borrow_mut().push((name(), a, b));
         Ok(())
+    }
+
+    /// A timing event recorded on the stream now (after the work queued so far).
+    pub fn recorded_event(&self) -> Result<CudaEvent> {
+        let ev = self.ctx.new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|x| anyhow!("event: {x:?}"))?;
+        ev.record(&self.stream).map_err(|x| anyhow!("event record: {x:?}"))?;
+        Ok(ev)
     }
 
     /// Synchronise and sum the timed launches by name, largest total first; clears them.
@@ -254,7 +259,7 @@ impl Device {
         let Some(t) = &self.kernel_timer else { return Ok(Vec::new()) };
         let mut by: HashMap<String, KernelTime> = HashMap::new();
         for (name, a, b) in t.borrow_mut().drain(..) {
-            let ms = a.elapsed_ms(&b).map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64;
+            let ms = elapsed_ms(&a, &b)?;
             let k = by.entry(name.clone()).or_insert(KernelTime { name, ms: 0.0, launches: 0 });
             k.ms += ms;
             k.launches += 1;
@@ -338,6 +343,11 @@ impl Device {
             .map_err(|e| anyhow!("cublasGemmEx {rows}x{n}x{k}: {e:?}"))
         })
     }
+}
+
+/// Milliseconds between two recorded events (both complete).
+pub fn elapsed_ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
+    Ok(a.elapsed_ms(b).map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64)
 }
 
 /// Grid-stride launch size for `n` elements.
