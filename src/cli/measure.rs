@@ -179,7 +179,13 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     }
     let writer = Writer::open(&a.out, a.resume)?;
     let before = points.len();
-    let done = if a.retry_skipped { writer.done_ok() } else { writer.done().clone() };
+    let ok_only;
+    let done = if a.retry_skipped {
+        ok_only = writer.done_ok();
+        &ok_only
+    } else {
+        writer.done()
+    };
     points.retain(|p| !done.contains(&key_of(p, &cost)));
     if a.resume {
         eprintln!("resume: {} of {before} points already in {}, {} to go", before - points.len(), a.out.display(), points.len());

@@ -3,7 +3,8 @@
 //! Compiled into the binary so integration tests can spawn the real `energy-fit measure`, kill it
 //! and resume it; reachable only through the hidden environment variable `ENERGY_FIT_STANDIN`
 //! (never set in normal use), whose value configures it, e.g.
-//! `power_w=200,us_per_token=0.05,fail_input=4096,gpus=2`.
+//! `power_w=200,us_per_token=0.05,fail_input=4096,gpus=2,tick_ms=100` (`tick_ms`: the counter moves
+//! in steps like NVML's; 0, the default, is continuous).
 
 use super::meter::{EnergyMeter, GpuInfo, Sample};
 use super::plan::Point;
@@ -23,11 +24,13 @@ pub struct StandinConfig {
     pub fail_inputs: Vec<u64>,
     /// GPUs the stand-in pretends to have.
     pub gpus: u32,
+    /// The energy counter moves only every `tick_ms` ms, like NVML's (0: continuous).
+    pub tick_ms: f64,
 }
 
 impl StandinConfig {
     pub fn parse(spec: &str) -> Result<StandinConfig> {
-        let mut c = StandinConfig { power_w: 200.0, us_per_token: 0.05, fail_inputs: vec![], gpus: 8 };
+        let mut c = StandinConfig { power_w: 200.0, us_per_token: 0.05, fail_inputs: vec![], gpus: 8, tick_ms: 0.0 };
         for kv in spec.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "1") {
             let (k, v) = kv.split_once('=').with_context(|| format!("{STANDIN_ENV}: expected key=value, got {kv:?}"))?;
             let bad = || format!("{STANDIN_ENV}: bad value {v:?} for {k}");
@@ -36,6 +39,7 @@ impl StandinConfig {
                 "us_per_token" => c.us_per_token = v.parse().with_context(bad)?,
                 "fail_input" => c.fail_inputs.push(v.parse().with_context(bad)?),
                 "gpus" => c.gpus = v.parse().with_context(bad)?,
+                "tick_ms" => c.tick_ms = v.parse::<f64>().ok().filter(|t| *t >= 0.0).with_context(bad)?,
                 _ => bail!("{STANDIN_ENV}: unknown key {k:?}"),
             }
         }
@@ -43,10 +47,11 @@ impl StandinConfig {
     }
 }
 
-/// Energy = `power_w` × time since creation.
+/// Energy = `power_w` × time since creation (floored to whole ticks if `tick_s` > 0).
 pub struct StandinMeter {
     index: u32,
     power_w: f64,
+    tick_s: f64,
     t0: Instant,
 }
 
@@ -58,7 +63,7 @@ impl StandinMeter {
                 if index >= cfg.gpus {
                     bail!("--gpus: GPU {index} does not exist (stand-in has {} GPU(s))", cfg.gpus);
                 }
-                Ok(StandinMeter { index, power_w: cfg.power_w, t0: Instant::now() })
+                Ok(StandinMeter { index, power_w: cfg.power_w, tick_s: cfg.tick_ms / 1000.0, t0: Instant::now() })
             })
             .collect()
     }
@@ -75,7 +80,9 @@ impl EnergyMeter for StandinMeter {
         })
     }
     fn energy_mj(&self) -> Result<u64> {
-        Ok((self.power_w * self.t0.elapsed().as_secs_f64() * 1000.0) as u64)
+        let t = self.t0.elapsed().as_secs_f64();
+        let t = if self.tick_s > 0.0 { (t / self.tick_s).floor() * self.tick_s } else { t };
+        Ok((self.power_w * t * 1000.0) as u64)
     }
     fn sample(&self) -> Result<Sample> {
         Ok(Sample { t_s: 0.0, power_w: self.power_w, sm_clock_mhz: 1980.0, mem_clock_mhz: 2619.0, temp_c: 40.0 })
