@@ -47,6 +47,18 @@ mod tests {
         assert_eq!(prefill_bq(4, true), 16);
     }
 
+    /// Prefill items of two prompts (5 and 3 tokens, 2 queries per item) come out longest key range
+    /// first; equal ranges keep their order (stable sort), and no item is lost.
+    #[test]
+    fn prefill_items_longest_first() {
+        let tok_pos = [0, 1, 2, 3, 4, 0, 1, 2];
+        let item = |q: i32, n: i32| [q, n, 0, 0, i32::MAX, -1];
+        let mut items = vec![item(0, 2), item(2, 2), item(4, 1), item(5, 2), item(7, 1)];
+        super::super::forward::longest_first(&mut items, &tok_pos);
+        let firsts: Vec<i32> = items.iter().map(|x| x[0]).collect();
+        assert_eq!(firsts, vec![4, 2, 7, 0, 5]);
+    }
+
     /// The limits the kernels rely on are enforced before any kernel runs, with the LLM named.
     #[test]
     fn unsupported_shapes_are_refused_by_name() {

@@ -215,6 +215,7 @@ impl Model {
             s.sample_dst.push(out_base[p.req] as i32);
             s.sample_slot.push(p.slot as i32);
         }
+        longest_first(&mut s.prefill_items, &s.tok_pos);
         let nd = it.decode.len();
         let blocks = nd * self.cfg.kv_heads;
         let mut parts = 0usize;
@@ -433,9 +434,8 @@ impl Model {
             norm(dev, Branch { add: tmp, bias: nb(&lw.o_b), post: post(&lw.post_attn) }, &lw.norm2)?;
             let up_rows = super::weights::up_rows(&c);
             dev.gemm(self.dt, t, up_rows, h, xn, lw.up.ptr, b.up.ptr)?;
-            let n = t * c.ffn_dim;
             let a = [Arg::P(b.act.ptr), Arg::P(b.up.ptr), Arg::P(nb(&lw.up_b)), Arg::L(t as i64), Arg::I(c.ffn_dim as i32), Arg::I(act)];
-            dev.launch(&format!("ffn_act_{sx}"), super::device::grid_for(n, 256), 256, 0, &a)?;
+            dev.launch(&format!("ffn_act_{sx}"), super::device::ffn_act_grid(t, c.ffn_dim, 256), 256, 0, &a)?;
             dev.gemm(self.dt, t, h, c.ffn_dim, b.act.ptr, lw.down.ptr, tmp)?;
             pending = Branch { add: tmp, bias: nb(&lw.down_b), post: post(&lw.post_ffn) };
         }
@@ -451,6 +451,13 @@ impl Model {
         dev.launch(&format!("argmax_{sx}"), (ns as u32, 1, 1), 1024, 0, &[Arg::P(b.logits.ptr), Arg::I(c.vocab as i32), Arg::P(out_tok), Arg::P(sdst), Arg::P(b.next_tok.ptr), Arg::P(sslot)])?;
         Ok(())
     }
+}
+
+/// Order prefill items by their key range, longest first (causal: an item's keys end at its last
+/// query's position). Blocks start in item order, so the longest no longer form the launch's tail
+/// (n = 4096: 64 key tiles for the last items against 1 for the first).
+pub fn longest_first(items: &mut [[i32; 6]], tok_pos: &[i32]) {
+    items.sort_by_key(|x| std::cmp::Reverse(tok_pos[(x[0] + x[1] - 1) as usize]));
 }
 
 /// Token embeddings into the residual stream: scaled by sqrt(hidden) on Gemma, plus the learned

@@ -2,7 +2,7 @@
 //! (odd sizes included), outputs poisoned with NaN before each launch so unwritten elements fail.
 //! Used by `energy-fit selftest` so users can check their own GPU.
 
-use super::device::{grid_for, Arg, DType, DevBuf, Device};
+use super::device::{ffn_act_grid, grid_for, Arg, DType, DevBuf, Device};
 use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -295,7 +295,7 @@ impl Tester {
         let out = self.poisoned(rows * f);
         let sx = self.sx();
         let a = [Arg::P(out.ptr), Arg::P(gu.ptr), Arg::P(if bias { bb.ptr } else { 0 }), Arg::L(rows as i64), Arg::I(f as i32), Arg::I(act)];
-        self.dev.launch(&format!("ffn_act_{sx}"), grid_for(rows * f, 256), 256, 0, &a)?;
+        self.dev.launch(&format!("ffn_act_{sx}"), ffn_act_grid(rows, f, 256), 256, 0, &a)?;
         let got = self.get(&out, rows * f)?;
         let b = |c: usize| if bias { bh[c] } else { 0.0 };
         let want: Vec<f64> = (0..rows * f)

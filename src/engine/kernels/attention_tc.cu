@@ -111,9 +111,11 @@ __device__ __forceinline__ float tc_score(float v, int key, int pos, int kend, c
 // over a tile of masked scores s: new running max (the row lives in the 4 threads of a quad), o and
 // l rescaled, s replaced by exp(s - max) and added to the per-thread partial l. Rows fully masked so
 // far keep base 0: p = exp(-inf) = 0 and o = l = 0 need no correction.
-template <int NT, int ND>
+// LOG2: the scores are already multiplied by log2 e (the prefill kernel folds it into the scale), so
+// exp2 takes the differences as they are.
+template <int NT, int ND, bool LOG2 = false>
 __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB) {
-    const float L2E = 1.4426950408889634f;
+    const float L2E = LOG2 ? 1.f : 1.4426950408889634f;
     float tA = -INFINITY, tB = -INFINITY;
 #pragma unroll
     for (int n = 0; n < NT; n++) {
@@ -173,6 +175,8 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
     const TcItem I = tc_item(items, tok_pos, window);
     const int q_tok = I.q_tok, q_cnt = I.q_cnt, slot = I.slot, kbeg = I.kbeg, kend = I.kend;
+    const float L2E = 1.4426950408889634f, SL2 = scale * L2E;
+    const bool plain = alibi == nullptr && softcap <= 0.f;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
     tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
@@ -235,16 +239,28 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                     Mma<T>::run(s[n + 1], a, b[2], b[3]);
                 }
             }
+            // Scores in the log2 domain. A tile inside every row's causal range and window, without
+            // ALiBi or soft-cap (all but the diagonal tiles, usually), needs no per-element mask: one
+            // multiply by scale·log2 e. Per-element work, not the mma, bounds this kernel at hd 64.
+            bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
+            if (full) {
 #pragma unroll
-            for (int n = 0; n < NT; n++) {
+                for (int n = 0; n < NT; n++) {
 #pragma unroll
-                for (int x = 0; x < 4; x++) {
-                    int key = kb + n * 8 + 2 * ti + (x & 1);
-                    s[n][x] = x < 2 ? tc_score(s[n][x], key, posA, kend, alibi, slA, scale, softcap, window)
-                                    : tc_score(s[n][x], key, posB, kend, alibi, slB, scale, softcap, window);
+                    for (int x = 0; x < 4; x++) s[n][x] *= SL2;
+                }
+            } else {
+#pragma unroll
+                for (int n = 0; n < NT; n++) {
+#pragma unroll
+                    for (int x = 0; x < 4; x++) {
+                        int key = kb + n * 8 + 2 * ti + (x & 1);
+                        s[n][x] = L2E * (x < 2 ? tc_score(s[n][x], key, posA, kend, alibi, slA, scale, softcap, window)
+                                               : tc_score(s[n][x], key, posB, kend, alibi, slB, scale, softcap, window));
+                    }
                 }
             }
-            tc_softmax_step(s, o, mA, mB, lA, lB); // l: per-thread partial sums, reduced over the quad at the end
+            tc_softmax_step<NT, ND, true>(s, o, mA, mB, lA, lB); // l: per-thread partials, reduced over the quad at the end
             // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {
