@@ -359,7 +359,7 @@ pub fn grid_for(n: usize, block: u32) -> (u32, u32, u32) {
 /// Launch grid of `ffn_act` (common.cu): blocks of `block` threads over the columns, 8 per thread
 /// when `f % 8 == 0`, and `rows` (at most 65535, the kernel walks the rest) along y.
 pub fn ffn_act_grid(rows: usize, f: usize, block: u32) -> (u32, u32, u32) {
-    let per_thread = if f % 8 == 0 { 8 } else { 1 };
+    let per_thread = if f.is_multiple_of(8) { 8 } else { 1 };
     let x = f.div_ceil(per_thread).div_ceil(block as usize).max(1);
     (x as u32, rows.clamp(1, 65535) as u32, 1)
 }

@@ -65,9 +65,11 @@ impl Workload for EngineWorkload {
         let vocab = e.config().vocab as u32;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (p.input_tokens << 20) ^ p.output_tokens);
         let prompts: Vec<Vec<u32>> = (0..p.requests).map(|_| (0..p.input_tokens).map(|_| rng.random_range(0..vocab)).collect()).collect();
-        // Warm-up outside the window: a few requests of this shape through prefill and decode
-        // (kernel modules loaded, cuBLAS heuristics and graphs for these shapes ready).
-        let warm: Vec<Request> = prompts.iter().take(8).map(|q| Request { prompt: q.clone(), output_tokens: p.output_tokens.min(4) as usize }).collect();
+        // Warm-up outside the window (the run loop opens it right after): prompts of this shape
+        // filling one prefill iteration, then a few decode steps (kernel modules loaded, cuBLAS
+        // heuristics for the prefill GEMMs ready).
+        let per_iter = (p.max_num_tokens / p.input_tokens.max(1)).clamp(8, p.requests.max(8)) as usize;
+        let warm: Vec<Request> = prompts.iter().take(per_iter).map(|q| Request { prompt: q.clone(), output_tokens: p.output_tokens.min(4) as usize }).collect();
         e.run_requests(&warm, limits(p), false).context("warm-up run")?;
         let full = prompts.iter().map(|q| Request { prompt: q.clone(), output_tokens: p.output_tokens as usize }).collect();
         let pre = prompts.into_iter().map(|q| Request { prompt: q, output_tokens: 1 }).collect();

@@ -1,7 +1,7 @@
 //! The sweep: one worker thread per GPU takes points from a shared queue, meters each on its own
 //! GPU's counter and appends the row durably before taking the next.
 //!
-//! Per point: feasibility → prepare + warm-up (outside the window) → idle power → window (submit
+//! Per point: feasibility → idle power → prepare + warm-up (outside the window) → window (submit
 //! all R requests … last token, repeated back-to-back until ≥ `min_window_s`) → optional prefill
 //! window (m = 1) for `--phases` → row. Any failure of a point becomes `skipped: <reason>` and the
 //! sweep goes on; only writer errors stop it.
@@ -170,12 +170,14 @@ pub fn measure_point(
     if let Err(why) = cost.feasible(p, info.memory_total_bytes) {
         return skip(row, why);
     }
-    if let Err(e) = work.prepare(p) {
-        return skip(row, format!("prepare: {e:#}"));
-    }
+    // Idle power first, then prepare (which ends with the workload's warm-up): the window opens
+    // on a GPU that has just been working, not on one that idled for the idle reading.
     match idle_power_w(meter.clone(), opts.idle_s, opts.sample) {
         Ok(w) => row.idle_power_w = Some(w),
         Err(e) => return skip(row, format!("idle power: {e:#}")),
+    }
+    if let Err(e) = work.prepare(p) {
+        return skip(row, format!("prepare: {e:#}"));
     }
     row.started_at = utc_now();
     let full = match window(meter.clone(), work, p, p.output_tokens, opts) {
