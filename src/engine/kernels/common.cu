@@ -214,14 +214,12 @@ template <class T> __device__ void ffn_act(T* out, const T* gu, const T* bias, l
         const T* g = gu + r * width + c0;
         T* o = out + r * f + c0;
         if (f % 8 == 0) {
-            uint4 gv = *(const uint4*)g, uv = make_uint4(0, 0, 0, 0), ov;
-            if (gated) uv = *(const uint4*)(g + f);
-            const T* ge = (const T*)&gv;
-            const T* ue = (const T*)&uv;
-            T* oe = (T*)&ov;
+            float gf[8], uf[8] = {};
+            ldv<T, 8>(g, gf);
+            if (gated) ldv<T, 8>(g + f, uf);
 #pragma unroll
-            for (int j = 0; j < 8; j++) oe[j] = fromf<T>(ffn_act_one<T>(tof(ge[j]), tof(ue[j]), bias, c0 + j, f, act, gated));
-            *(uint4*)o = ov;
+            for (int j = 0; j < 8; j++) gf[j] = ffn_act_one<T>(gf[j], uf[j], bias, c0 + j, f, act, gated);
+            stv<T, 8>(o, gf);
         } else {
             *o = fromf<T>(ffn_act_one<T>(tof(*g), gated ? tof(g[f]) : 0.f, bias, c0, f, act, gated));
         }
