@@ -42,7 +42,10 @@ fn standin_tick_ms_steps_the_counter() {
     let cfg = StandinConfig::parse("power_w=400,tick_ms=50").unwrap();
     assert_eq!(cfg.tick_ms, 50.0);
     assert_eq!(StandinConfig::parse("").unwrap().tick_ms, 0.0);
-    assert!(StandinConfig::parse("tick_ms=-1").is_err());
+    for bad in ["-1", "x"] {
+        let e = StandinConfig::parse(&format!("tick_ms={bad}")).unwrap_err().to_string();
+        assert!(e.contains("tick_ms") && e.contains(&format!("{bad:?}")), "{e}");
+    }
     let m = StandinMeter::open_all(&cfg, &[0]).unwrap().pop().unwrap();
     for _ in 0..5 {
         // 400 W × 50 ms = 20 J = 20 000 mJ per step.
