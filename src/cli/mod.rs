@@ -98,6 +98,14 @@ pub enum Command {
         /// Attention kernels (prefill and decode): tensor-core (tc) or the fp32 scalar ones (A/B checks).
         #[arg(long, value_enum, default_value_t = Attention::Tc)]
         attention: Attention,
+        /// Write one CSV row per iteration of every point (point, iteration, prefill and decode
+        /// tokens, host µs to plan and queue it, GPU ms until the next one starts) to FILE.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Skip running every decode GEMM shape (1..=max_batch_size rows) once before the first
+        /// point; the first point then pays cuBLAS's first use of each shape (A/B checks).
+        #[arg(long)]
+        no_warm_gemms: bool,
     },
     /// Greedy-generate from a checkpoint and dump tokens and logits as JSON (HF comparison).
     #[command(hide = true)]
@@ -144,12 +152,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => merge::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
-        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs, attention } => {
+        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs, attention, trace, no_warm_gemms } => {
             let pts = match points {
                 Some(p) => selftest::parse_points(&p)?,
                 None => vec![(input_tokens, output_tokens)],
             };
-            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, !no_graphs, attention.is_tc())
+            let opts = selftest::RunOpts { cuda_graphs: !no_graphs, tc_attention: attention.is_tc(), trace, warm_gemms: !no_warm_gemms };
+            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, opts)
         }
         Command::EngineDump { checkpoint, prompts, output_tokens, out, dtype, attention } => {
             selftest::engine_dump(checkpoint, prompts, output_tokens, out, &dtype, attention.is_tc())

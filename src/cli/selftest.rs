@@ -204,10 +204,19 @@ pub fn parse_points(spec: &str) -> Result<Vec<(usize, usize)>> {
         .collect()
 }
 
+/// `engine-run`'s switches for A/B checks and diagnostics.
+pub struct RunOpts {
+    pub cuda_graphs: bool,
+    pub tc_attention: bool,
+    pub trace: Option<PathBuf>,
+    pub warm_gemms: bool,
+}
+
 /// `engine-run`: grid points with random weights and prompts on one engine; prints time and
 /// throughput per point (after a short warm-up of the same shape).
 #[allow(clippy::too_many_arguments)]
-pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>, cuda_graphs: bool, tc_attention: bool) -> Result<()> {
+pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>, o: RunOpts) -> Result<()> {
+    let RunOpts { cuda_graphs, tc_attention, .. } = o;
     let cfg = resolve_llm(llm)?;
     let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, cuda_graphs, tc_attention, ..Default::default() };
     let t0 = std::time::Instant::now();
@@ -221,12 +230,20 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
         e.kv_capacity_tokens(),
         if tc_attention { "tensor-core" } else { "scalar" }
     );
-    for &(n, m) in points {
+    if o.warm_gemms {
+        println!("GEMM shapes of 1..={mbs} rows warmed in {:.3} s", e.warm_gemm_shapes(1..=mbs)?);
+    }
+    e.trace = o.trace.is_some();
+    let mut trace = String::from("point,input_tokens,output_tokens,iteration,prefill_tokens,decode_tokens,host_us,gpu_ms\n");
+    for (pi, &(n, m)) in points.iter().enumerate() {
         let warm = RunSpec { requests: 4.min(requests), input_tokens: n, output_tokens: 4.min(m), max_batch_size: mbs, max_num_tokens: mnt };
         e.run(&warm).with_context(|| format!("{}: warm-up run n={n}", cfg.name))?;
         let spec = RunSpec { requests, input_tokens: n, output_tokens: m, max_batch_size: mbs, max_num_tokens: mnt };
         let s = e.run(&spec).with_context(|| format!("{}: R={requests} n={n} m={m}", cfg.name))?;
         let pre: usize = s.iterations.iter().map(|i| i.prefill_tokens).sum();
+        for (k, (it, tr)) in s.iterations.iter().zip(&s.trace).enumerate() {
+            trace += &format!("{pi},{n},{m},{k},{},{},{:.1},{:.4}\n", it.prefill_tokens, it.decode_tokens, tr.host_us, tr.gpu_ms);
+        }
         println!(
             "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations, CUDA graphs {}",
             cfg.name,
@@ -237,6 +254,10 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
             s.iterations.len(),
             if cuda_graphs { format!("on ({} captured, {} replays so far)", e.graph_counts().0, e.graph_counts().1) } else { "off".into() }
         );
+    }
+    if let Some(f) = &o.trace {
+        std::fs::write(f, trace).with_context(|| format!("writing {}", f.display()))?;
+        println!("per-iteration trace written to {}", f.display());
     }
     Ok(())
 }

@@ -69,11 +69,22 @@ pub struct IterationStats {
     pub decode_tokens: usize,
 }
 
+/// Timing of one iteration (`Engine::trace`): host time spent planning and queuing it, and GPU time
+/// from its start to the next iteration's start (idle gaps included).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct IterationTrace {
+    pub host_us: f64,
+    pub gpu_ms: f64,
+}
+
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RunStats {
     pub generated_tokens: usize,
     pub wall_s: f64,
     pub iterations: Vec<IterationStats>,
+    /// Per iteration, when tracing is on (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<IterationTrace>,
 }
 
 /// A request with explicit prompt tokens (HF comparison, tests).
@@ -95,6 +106,8 @@ pub struct Engine {
     model: Model,
     seed: u64,
     runs: u64,
+    /// Record an `IterationTrace` per iteration (two CUDA events each; diagnostics only).
+    pub trace: bool,
 }
 
 impl Engine {
@@ -155,7 +168,7 @@ impl Engine {
         let stager = Stager::new(&dev.ctx, meta.total.max(max_pages_per_seq))?;
         let graphs = opts.cuda_graphs.then(GraphCache::default);
         let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention };
-        Ok(Engine { model, seed: opts.seed, runs: 0 })
+        Ok(Engine { model, seed: opts.seed, runs: 0, trace: false })
     }
 
     pub fn config(&self) -> &LlmConfig {
@@ -177,6 +190,31 @@ impl Engine {
     }
     pub fn model_mut(&mut self) -> &mut Model {
         &mut self.model
+    }
+
+    /// Run each GEMM of the forward (layer 0's weights, the LM head) once at every row count in
+    /// `rows`, on scratch activations; returns the seconds it took. cuBLAS pays 2–40 ms of host time
+    /// the first time a process uses a GEMM shape; decode iterations use every row count from the
+    /// batch size down to 1, so a first run paid ~0.4 s of it (6 % of a 6.4 s window) without this
+    /// (`engine-run --trace`, notes/perf.md). Callers warm 1..=max_batch_size once per engine.
+    pub fn warm_gemm_shapes(&mut self, rows: std::ops::RangeInclusive<usize>) -> Result<f64> {
+        let m = &mut self.model;
+        let c = m.cfg.clone();
+        let (h, lw, b) = (c.hidden, &m.w.layers[0], &m.b);
+        let qkv_rows = c.q_dim() + 2 * c.kv_dim();
+        let t0 = Instant::now();
+        for r in rows {
+            let r = r.min(m.max_tokens);
+            m.dev.gemm(m.dt, r, qkv_rows, h, b.xn.ptr, lw.qkv.ptr, b.qkv.ptr)?;
+            m.dev.gemm(m.dt, r, h, c.q_dim(), b.attn.ptr, lw.o.ptr, b.tmp.ptr)?;
+            m.dev.gemm(m.dt, r, weights::up_rows(&c), h, b.xn.ptr, lw.up.ptr, b.up.ptr)?;
+            m.dev.gemm(m.dt, r, h, c.ffn_dim, b.act.ptr, lw.down.ptr, b.tmp.ptr)?;
+            if r <= m.max_seqs {
+                m.dev.gemm(m.dt, r, c.vocab, h, b.xs.ptr, m.w.lm_head_ptr(), b.logits.ptr)?;
+            }
+        }
+        m.dev.sync()?;
+        Ok(t0.elapsed().as_secs_f64())
     }
 
     /// One grid point with random prompt tokens.
@@ -225,10 +263,19 @@ impl Engine {
         m.dev.sync()?;
         let t0 = Instant::now();
         let mut iterations = Vec::new();
-        while let Some(it) = sched.next_iteration() {
+        let mut marks = Vec::new();
+        loop {
+            let h0 = Instant::now();
+            let Some(it) = sched.next_iteration() else { break };
+            if self.trace {
+                marks.push((m.dev.recorded_event()?, 0.0));
+            }
             m.set_block_tables(&it)?;
             let step = m.plan(&it, &prompt, &out_base);
             m.forward(&step, out.ptr)?;
+            if let Some(k) = marks.last_mut() {
+                k.1 = h0.elapsed().as_secs_f64() * 1e6;
+            }
             iterations.push(IterationStats { prefill_tokens: it.prefill_tokens(), decode_tokens: it.decode.len() });
             if let Some(lg) = logits.as_mut() {
                 let ns = step.sample_rows.len();
@@ -239,10 +286,16 @@ impl Engine {
                 }
             }
         }
+        let end = if self.trace { Some(m.dev.recorded_event()?) } else { None };
         m.dev.sync().context("running the batch")?;
         let wall_s = t0.elapsed().as_secs_f64();
+        let mut trace = Vec::with_capacity(marks.len());
+        for (i, (ev, host_us)) in marks.iter().enumerate() {
+            let next = marks.get(i + 1).map(|x| &x.0).or(end.as_ref()).expect("end event when tracing");
+            trace.push(IterationTrace { host_us: *host_us, gpu_ms: device::elapsed_ms(ev, next)? });
+        }
         let ids: Vec<i32> = m.dev.download(out.ptr, total)?;
         let tokens = reqs.iter().enumerate().map(|(i, r)| ids[out_base[i]..out_base[i] + r.output_tokens].iter().map(|&x| x as u32).collect()).collect();
-        Ok(RunOutput { stats: RunStats { generated_tokens: total, wall_s, iterations }, tokens, logits })
+        Ok(RunOutput { stats: RunStats { generated_tokens: total, wall_s, iterations, trace }, tokens, logits })
     }
 }
