@@ -57,7 +57,13 @@ with tempfile.TemporaryDirectory() as d:
             print(f"  {entry}: {m.group(1)} registers")
 if r.returncode != 0:
     sys.exit(f"ptxas failed:\n{r.stderr}")
-spills = [l for l in r.stderr.splitlines() if "spill" in l and not re.search(r"\b0 bytes spill stores, 0 bytes spill loads", l)]
+spills, entry = [], None
+for l in r.stderr.splitlines():
+    m = re.search(r"entry function '(\w+)'", l)
+    if m:
+        entry = m.group(1)
+    if "spill" in l and not re.search(r"\b0 bytes spill stores, 0 bytes spill loads", l):
+        spills.append(f"{entry}: {l.strip()}")
 print(f"ptxas: assembled; {len(spills)} kernels spill registers")
 for l in spills:
-    print("  " + l.strip())
+    print("  " + l)

@@ -3,17 +3,20 @@
 //! attention_tcd.cu). They take every head dim and query group that `Model::check_supported`
 //! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
 
-/// Rows (query tokens × group heads) of one tensor-core prefill attention block; 4 warps of 16.
-pub const TC_ROWS: usize = 64;
+/// Rows (query tokens × group heads) of one tensor-core prefill attention block (TcShape in
+/// attention_tc.cu): 4 warps of two 16-row tiles up to hd 64, of one above.
+pub fn tc_rows(hd: usize) -> usize {
+    if hd <= 64 { 128 } else { 64 }
+}
 /// Rows of one tensor-core decode attention block: one mma tile holding the query group.
 pub const TCD_ROWS: usize = 16;
 const _: () = assert!(super::forward::MAX_GROUP <= TCD_ROWS, "the decode kernel's rows must hold every admitted query group");
 
-/// Dynamic shared memory of attention_tc_*_{hd} (TcShape in attention_tc.cu): Q [64][hd+8] and two
-/// buffers of K and V [kt][hd+8], kt = 64 keys up to hd 128, else 32.
+/// Dynamic shared memory of attention_tc_*_{hd}: Q [rows][hd+8] and two buffers of K and V
+/// [kt][hd+8], kt = 64 keys up to hd 128, else 32.
 pub fn tc_smem(hd: usize) -> usize {
     let kt = if hd <= 128 { 64 } else { 32 };
-    (TC_ROWS + 4 * kt) * (hd + 8) * 2
+    (tc_rows(hd) + 4 * kt) * (hd + 8) * 2
 }
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): Q [16][hd+8] and
@@ -22,9 +25,9 @@ pub fn tcd_smem(hd: usize) -> usize {
     (TCD_ROWS + 4 * 64) * (hd + 8) * 2
 }
 
-/// Query tokens per prefill item: 16 rows per scalar block, 64 per tensor-core block.
-pub fn prefill_bq(group: usize, tc: bool) -> usize {
-    ((if tc { TC_ROWS } else { 16 }) / group).max(1)
+/// Query tokens per prefill item: 16 rows per scalar block, `tc_rows(hd)` per tensor-core block.
+pub fn prefill_bq(group: usize, hd: usize, tc: bool) -> usize {
+    ((if tc { tc_rows(hd) } else { 16 }) / group).max(1)
 }
 
 #[cfg(test)]
@@ -39,12 +42,16 @@ mod tests {
             assert!(tc_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd));
             assert!(tcd_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd));
         }
-        assert_eq!(tc_smem(64), 46080);
+        assert_eq!(tc_smem(64), 55296);
+        assert_eq!(tc_smem(128), 87040);
         assert_eq!(tcd_smem(64), 39168);
-        for g in 1..=MAX_GROUP {
-            assert!(prefill_bq(g, true) * g <= TC_ROWS && prefill_bq(g, false) * g <= 16);
+        for hd in HEAD_DIMS {
+            for g in 1..=MAX_GROUP {
+                assert!(prefill_bq(g, hd, true) * g <= tc_rows(hd) && prefill_bq(g, hd, false) * g <= 16);
+            }
         }
-        assert_eq!(prefill_bq(4, true), 16);
+        assert_eq!(prefill_bq(4, 64, true), 32);
+        assert_eq!(prefill_bq(4, 128, true), 16);
     }
 
     /// Prefill items of two prompts (5 and 3 tokens, 2 queries per item) come out longest key range

@@ -115,6 +115,12 @@ pub fn cuda_include_dir() -> Result<PathBuf> {
     )
 }
 
+/// Extra NVRTC options from `ENERGY_FIT_NVRTC_OPTS` (whitespace-separated, e.g. `-DTC_MINB_2TILES=2`):
+/// kernel variants for A/B timing on the GPU machine without rebuilding the binary.
+fn extra_nvrtc_options() -> Vec<String> {
+    std::env::var("ENERGY_FIT_NVRTC_OPTS").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default()
+}
+
 /// Check that the driver, NVRTC and cuBLAS libraries can be loaded, without panicking.
 pub fn check_cuda_libraries() -> Result<()> {
     // SAFETY: these only try dlopen on candidate names.
@@ -173,7 +179,7 @@ impl Device {
         let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_TCD_CU}");
         let opts = cudarc::nvrtc::CompileOptions {
             include_paths: vec![include.to_string_lossy().into_owned()],
-            options: vec![format!("--gpu-architecture={arch}"), "-std=c++17".into()],
+            options: [format!("--gpu-architecture={arch}"), "-std=c++17".into()].into_iter().chain(extra_nvrtc_options()).collect(),
             ..Default::default()
         };
         let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)

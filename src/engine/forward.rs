@@ -10,7 +10,7 @@ use super::scheduler::{Iteration, PAGE_SIZE};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
-pub use super::attn_shapes::{prefill_bq, tc_smem, tcd_smem, TC_ROWS};
+pub use super::attn_shapes::{prefill_bq, tc_smem, tcd_smem};
 
 /// Head dimensions with a compiled attention kernel.
 pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
@@ -176,7 +176,7 @@ impl Model {
     /// Rows per scalar prefill attention block: BQ queries × group size.
     pub fn prefill_rows(&self) -> usize {
         let g = self.cfg.group_size();
-        prefill_bq(g, false) * g
+        prefill_bq(g, self.cfg.head_dim, false) * g
     }
 
     /// Check the shapes and switches the kernels support (all five architectures of the catalog).
@@ -200,7 +200,7 @@ impl Model {
     /// request req; `out_base[req]` is where its output tokens start in the output buffer.
     pub fn plan(&self, it: &Iteration, prompt: &dyn Fn(usize, usize) -> i32, out_base: &[usize]) -> StepInput {
         let mut s = StepInput::default();
-        let bq = prefill_bq(self.cfg.group_size(), self.tc_attention);
+        let bq = prefill_bq(self.cfg.group_size(), self.cfg.head_dim, self.tc_attention);
         for p in &it.prefill {
             let t0 = s.tok_src.len();
             for i in 0..p.n {

@@ -110,7 +110,7 @@ impl Tester {
         let (mut pos, mut slot) = (Vec::new(), Vec::new());
         let mut items: Vec<[i32; 6]> = Vec::new();
         let mut comb: Vec<[i32; 3]> = Vec::new();
-        let bq = if decode { 1 } else { super::forward::prefill_bq(g, o.tc) };
+        let bq = if decode { 1 } else { super::forward::prefill_bq(g, hd, o.tc) };
         let tc = o.tc && !decode;
         let mut parts = 0;
         for (s, &l) in lens.iter().enumerate() {

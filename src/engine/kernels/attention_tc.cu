@@ -2,13 +2,13 @@
 //
 // Same items, masks and score formula as attention() in attention.cu (read its header), prefill
 // only (part must be -1; decode items go to attention_tcd.cu, which shares the helpers below).
-// One block = one item × one KV head, 4 warps, 64 rows; row r is query token q_tok + r / G of
-// head kvh·G + r % G (G = group size), so every K/V tile is loaded once for the whole query
-// group. Items hold at most 64 / G queries. Each warp owns 16 rows: S = Q·Kᵀ and O += P·V with
-// mma.sync m16n8k16 (16-bit inputs, fp32 accumulators), fp32 online softmax in registers, P
-// re-used from the S accumulators as the A operand (FlashAttention-2 layout trick). K/V tiles of
-// KT keys (whole 32-token pages) are double-buffered in shared memory with cp.async; fragments
-// come from ldmatrix (.trans for V).
+// One block = one item × one KV head, 4 warps, ROWS rows (128 up to hd 64, else 64); row r is
+// query token q_tok + r / G of head kvh·G + r % G (G = group size), so every K/V tile is loaded
+// once for the whole query group. Items hold at most ROWS / G queries. Each warp owns MT tiles of
+// 16 rows: S = Q·Kᵀ and O += P·V with mma.sync m16n8k16 (16-bit inputs, fp32 accumulators), fp32
+// online softmax in registers, P re-used from the S accumulators as the A operand
+// (FlashAttention-2 layout trick). KT keys (whole 32-token pages) are
+// double-buffered in shared memory with cp.async; fragments come from ldmatrix (.trans for V).
 // Every head dim that is a multiple of 16 works as is (80 = 5 k-steps, no padding).
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
@@ -111,10 +111,14 @@ __device__ __forceinline__ float tc_score(float v, int key, int pos, int kend, c
 // over a tile of masked scores s: new running max (the row lives in the 4 threads of a quad), o and
 // l rescaled, s replaced by exp(s - max) and added to the per-thread partial l. Rows fully masked so
 // far keep base 0: p = exp(-inf) = 0 and o = l = 0 need no correction.
-// LOG2: the scores are already multiplied by log2 e (the prefill kernel folds it into the scale), so
-// exp2 takes the differences as they are.
-template <int NT, int ND, bool LOG2 = false>
-__device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB) {
+// LOG2: s · sc is in the log2 domain (the prefill kernel passes scale·log2 e for raw q·k, or 1 for
+// scores it masked and scaled itself), and p = exp2(fma(s, sc, -max)).
+// LAZY: the max moves only when some row of the warp exceeds it by more than 8 (log2), so o and l
+// skip their rescale on most tiles; p ≤ 2^8 then, which fp32 sums and 16-bit P hold as well, and
+// the final division by l cancels whichever max was used.
+template <int NT, int ND, bool LOG2 = false, bool LAZY = false>
+__device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB,
+                                                float sc = 1.f) {
     const float L2E = LOG2 ? 1.f : 1.4426950408889634f;
     float tA = -INFINITY, tB = -INFINITY;
 #pragma unroll
@@ -127,24 +131,30 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
         tA = fmaxf(tA, __shfl_xor_sync(0xffffffff, tA, off));
         tB = fmaxf(tB, __shfl_xor_sync(0xffffffff, tB, off));
     }
-    float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-    float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
-    float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
-    mA = nA;
-    mB = nB;
-    lA *= cA;
-    lB *= cB;
+    tA *= sc; // sc > 0: the max of s · sc is the max of s, times sc
+    tB *= sc;
+    if (!LAZY || __any_sync(0xffffffff, tA > mA + 8.f || tB > mB + 8.f)) {
+        float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+        float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
+        float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
+        mA = nA;
+        mB = nB;
+        lA *= cA;
+        lB *= cB;
 #pragma unroll
-    for (int n = 0; n < ND; n++) {
-        o[n][0] *= cA; o[n][1] *= cA;
-        o[n][2] *= cB; o[n][3] *= cB;
+        for (int n = 0; n < ND; n++) {
+            o[n][0] *= cA; o[n][1] *= cA;
+            o[n][2] *= cB; o[n][3] *= cB;
+        }
     }
+    float bA = mA == -INFINITY ? 0.f : mA, bB = mB == -INFINITY ? 0.f : mB;
 #pragma unroll
     for (int n = 0; n < NT; n++) {
-        s[n][0] = exp2f((s[n][0] - bA) * L2E);
-        s[n][1] = exp2f((s[n][1] - bA) * L2E);
-        s[n][2] = exp2f((s[n][2] - bB) * L2E);
-        s[n][3] = exp2f((s[n][3] - bB) * L2E);
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            float b = x < 2 ? bA : bB;
+            s[n][x] = LOG2 ? exp2f(fmaf(s[n][x], sc, -b)) : exp2f((s[n][x] - b) * L2E);
+        }
         lA += s[n][0] + s[n][1];
         lB += s[n][2] + s[n][3];
     }
@@ -156,10 +166,21 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
-// Shared memory: Q [64][HD+8], then 2 buffers of K [KT][HD+8] and V [KT][HD+8]. The +8 (16 bytes)
-// row padding keeps ldmatrix rows on distinct banks and 16-byte aligned.
+// Shared memory: Q [ROWS][HD+8], then 2 buffers of K [KT][HD+8] and V [KT][HD+8]. The +8 (16 bytes)
+// row padding keeps ldmatrix rows on distinct banks and 16-byte aligned. Up to hd 64 each warp owns
+// MT = 2 row tiles (128 rows per block): every K/V fragment from ldmatrix feeds two mma, and each
+// K/V tile read from L2 serves twice the rows (shared-memory bandwidth bound the 1-tile version).
+// Variants of the two-tile kernels (ENERGY_FIT_NVRTC_OPTS=-D...): Q fragments kept in registers,
+// and the blocks per SM their registers must allow (ptxas at hd 64: 234 registers unbounded, 2 blocks).
+#ifndef TC_QREG_2TILES
+#define TC_QREG_2TILES 1
+#endif
+#ifndef TC_MINB_2TILES
+#define TC_MINB_2TILES 1
+#endif
 template <int HD> struct TcShape {
-    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, ROWS = 64;
+    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : 1, ROWS = 64 * MT;
+
     static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
 };
 
@@ -168,8 +189,9 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = TcShape<HD>;
-    constexpr int KT = Sh::KT, S = Sh::S, NT = KT / 8, ND = HD / 8, KD = HD / 16;
-    constexpr bool QREG = HD <= 128; // Q fragments live in registers (else re-read: registers for O)
+    constexpr int KT = Sh::KT, S = Sh::S, MT = Sh::MT, NT = KT / 8, ND = HD / 8, KD = HD / 16;
+    // Q fragments in registers, else re-read from shared memory per k-step (registers for O and S).
+    constexpr bool QREG = HD <= 128 && (MT == 1 || TC_QREG_2TILES);
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
@@ -180,13 +202,25 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
     tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
-    // This thread's two accumulator rows (gi and gi + 8 of the warp's 16).
-    int rA = w * 16 + gi, rB = rA + 8;
-    bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
-    int posA = vA ? tok_pos[q_tok + rA / G] : -1, posB = vB ? tok_pos[q_tok + rB / G] : -1;
-    float slA = alibi ? alibi[kvh * G + rA % G] : 0.f, slB = alibi ? alibi[kvh * G + rB % G] : 0.f;
+    // This thread's rows: gi (A) and gi + 8 (B) of each of the warp's MT tiles of 16.
+    int row[MT][2], pos[MT][2];
+    bool val[MT][2];
+    float sl[MT][2];
     // Warp-wide position range, to skip tiles that are fully masked for this warp.
-    int wmax = max(posA, posB), wmin = min(vA ? posA : 0x7fffffff, vB ? posB : 0x7fffffff);
+    int wmax = -1, wmin = 0x7fffffff;
+#pragma unroll
+    for (int t = 0; t < MT; t++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int r = (w * MT + t) * 16 + gi + 8 * h;
+            row[t][h] = r;
+            val[t][h] = r / G < q_cnt;
+            pos[t][h] = val[t][h] ? tok_pos[q_tok + r / G] : -1;
+            sl[t][h] = alibi ? alibi[kvh * G + r % G] : 0.f;
+            wmax = max(wmax, pos[t][h]);
+            if (val[t][h]) wmin = min(wmin, pos[t][h]);
+        }
+    }
     for (int o = 16; o > 0; o >>= 1) {
         wmax = max(wmax, __shfl_xor_sync(0xffffffff, wmax, o));
         wmin = min(wmin, __shfl_xor_sync(0xffffffff, wmin, o));
@@ -195,16 +229,26 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         T* Ks = KV + 2 * buf * KT * S;
         tc_load_kv<T, HD>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
     };
-    float o[ND][4];
+    // ldmatrix source of an A fragment (16 rows × 16 columns) of row tile t, k-step k.
+    auto q_frag = [&](int t, int k) { return &Qs[((w * MT + t) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]; };
+    float o[MT][ND][4];
+    float m[MT][2], l[MT][2];
 #pragma unroll
-    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
-    unsigned qf[QREG ? KD : 1][4];
+    for (int t = 0; t < MT; t++) {
+#pragma unroll
+        for (int n = 0; n < ND; n++) o[t][n][0] = o[t][n][1] = o[t][n][2] = o[t][n][3] = 0.f;
+        m[t][0] = m[t][1] = -INFINITY;
+        l[t][0] = l[t][1] = 0.f;
+    }
+    unsigned qf[QREG ? MT : 1][QREG ? KD : 1][4];
     if (kbeg < kend) load_tile(kbeg, 0);
     __syncthreads();
     if constexpr (QREG) {
 #pragma unroll
-        for (int k = 0; k < KD; k++) ldm_x4(qf[k], &Qs[(w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
+        for (int t = 0; t < MT; t++) {
+#pragma unroll
+            for (int k = 0; k < KD; k++) ldm_x4(qf[t][k], q_frag(t, k));
+        }
     }
     for (int kb = kbeg, buf = 0; kb < kend; kb += KT, buf ^= 1) {
         if (kb + KT < kend) {
@@ -219,80 +263,101 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         // Skip when every key of the tile is after every query of this warp, or before its window.
         bool skip = wmax < kb || (window > 0 && kb + KT - 1 <= wmin - window);
         if (!skip) {
-            float s[NT][4];
+            float s[MT][NT][4];
 #pragma unroll
-            for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+            for (int t = 0; t < MT; t++) {
+#pragma unroll
+                for (int n = 0; n < NT; n++) s[t][n][0] = s[t][n][1] = s[t][n][2] = s[t][n][3] = 0.f;
+            }
 #pragma unroll
             for (int k = 0; k < KD; k++) {
-                unsigned a[4];
-                if constexpr (QREG) {
+                unsigned a[MT][4];
 #pragma unroll
-                    for (int x = 0; x < 4; x++) a[x] = qf[k][x];
-                } else {
-                    ldm_x4(a, &Qs[(w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
+                for (int t = 0; t < MT; t++) {
+                    if constexpr (QREG) {
+#pragma unroll
+                        for (int x = 0; x < 4; x++) a[t][x] = qf[t][k][x];
+                    } else {
+                        ldm_x4(a[t], q_frag(t, k));
+                    }
                 }
 #pragma unroll
                 for (int n = 0; n < NT; n += 2) { // keys n·8 .. n·8+15: B fragments of two n-tiles
                     unsigned b[4];
                     ldm_x4(b, &Ks[(n * 8 + (lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
-                    Mma<T>::run(s[n], a, b[0], b[1]);
-                    Mma<T>::run(s[n + 1], a, b[2], b[3]);
-                }
-            }
-            // Scores in the log2 domain. A tile inside every row's causal range and window, without
-            // ALiBi or soft-cap (all but the diagonal tiles, usually), needs no per-element mask: one
-            // multiply by scale·log2 e. Per-element work, not the mma, bounds this kernel at hd 64.
-            bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
-            if (full) {
 #pragma unroll
-                for (int n = 0; n < NT; n++) {
-#pragma unroll
-                    for (int x = 0; x < 4; x++) s[n][x] *= SL2;
-                }
-            } else {
-#pragma unroll
-                for (int n = 0; n < NT; n++) {
-#pragma unroll
-                    for (int x = 0; x < 4; x++) {
-                        int key = kb + n * 8 + 2 * ti + (x & 1);
-                        s[n][x] = L2E * (x < 2 ? tc_score(s[n][x], key, posA, kend, alibi, slA, scale, softcap, window)
-                                               : tc_score(s[n][x], key, posB, kend, alibi, slB, scale, softcap, window));
+                    for (int t = 0; t < MT; t++) {
+                        Mma<T>::run(s[t][n], a[t], b[0], b[1]);
+                        Mma<T>::run(s[t][n + 1], a[t], b[2], b[3]);
                     }
                 }
             }
-            tc_softmax_step<NT, ND, true>(s, o, mA, mB, lA, lB); // l: per-thread partials, reduced over the quad at the end
+            // Scores in the log2 domain. A tile inside every row's causal range and window, without
+            // ALiBi or soft-cap (all but the diagonal tiles, usually), needs no per-element mask: the
+            // softmax folds scale·log2 e into its exp2. Per-element work, not the mma, bounds it.
+            bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
+            if (!full) {
+#pragma unroll
+                for (int t = 0; t < MT; t++) {
+#pragma unroll
+                    for (int n = 0; n < NT; n++) {
+#pragma unroll
+                        for (int x = 0; x < 4; x++) {
+                            int key = kb + n * 8 + 2 * ti + (x & 1), h = x >> 1;
+                            s[t][n][x] = L2E * tc_score(s[t][n][x], key, pos[t][h], kend, alibi, sl[t][h], scale, softcap, window);
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int t = 0; t < MT; t++) // l: per-thread partials, reduced over the quad at the end
+                tc_softmax_step<NT, ND, true, true>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
             // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {
-                unsigned a[4] = {Mma<T>::pack(s[2 * k][0], s[2 * k][1]), Mma<T>::pack(s[2 * k][2], s[2 * k][3]),
-                                 Mma<T>::pack(s[2 * k + 1][0], s[2 * k + 1][1]), Mma<T>::pack(s[2 * k + 1][2], s[2 * k + 1][3])};
+                unsigned a[MT][4];
+#pragma unroll
+                for (int t = 0; t < MT; t++) {
+                    a[t][0] = Mma<T>::pack(s[t][2 * k][0], s[t][2 * k][1]);
+                    a[t][1] = Mma<T>::pack(s[t][2 * k][2], s[t][2 * k][3]);
+                    a[t][2] = Mma<T>::pack(s[t][2 * k + 1][0], s[t][2 * k + 1][1]);
+                    a[t][3] = Mma<T>::pack(s[t][2 * k + 1][2], s[t][2 * k + 1][3]);
+                }
 #pragma unroll
                 for (int n = 0; n < ND; n += 2) { // dims n·8 .. n·8+15
                     unsigned b[4];
                     ldm_x4_t(b, &Vs[(k * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + n * 8 + (lane >> 4) * 8]);
-                    Mma<T>::run(o[n], a, b[0], b[1]);
-                    Mma<T>::run(o[n + 1], a, b[2], b[3]);
+#pragma unroll
+                    for (int t = 0; t < MT; t++) {
+                        Mma<T>::run(o[t][n], a[t], b[0], b[1]);
+                        Mma<T>::run(o[t][n + 1], a[t], b[2], b[3]);
+                    }
                 }
             }
         }
         __syncthreads(); // the next iteration's prefetch overwrites this buffer
     }
-    lA = tc_quad_sum(lA);
-    lB = tc_quad_sum(lB);
-    float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
-    T* oA = out + ((long long)(q_tok + rA / G) * heads + kvh * G + rA % G) * HD;
-    T* oB = out + ((long long)(q_tok + rB / G) * heads + kvh * G + rB % G) * HD;
 #pragma unroll
-    for (int n = 0; n < ND; n++) {
-        int c = n * 8 + 2 * ti; // even: the pair is one 4-byte store, rounded as fromf<T> rounds
-        if (vA) *(unsigned*)&oA[c] = Mma<T>::pack(o[n][0] * iA, o[n][1] * iA);
-        if (vB) *(unsigned*)&oB[c] = Mma<T>::pack(o[n][2] * iB, o[n][3] * iB);
+    for (int t = 0; t < MT; t++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            if (!val[t][h]) continue;
+            float lt = tc_quad_sum(l[t][h]), inv = lt > 0.f ? 1.f / lt : 0.f;
+            int r = row[t][h];
+            T* dst = out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD;
+#pragma unroll
+            for (int n = 0; n < ND; n++) // even column: the pair is one 4-byte store, rounded as fromf<T> rounds
+                *(unsigned*)&dst[n * 8 + 2 * ti] = Mma<T>::pack(o[t][n][2 * h] * inv, o[t][n][2 * h + 1] * inv);
+        }
     }
 }
 
-#define ATTN_TC(T, S, HD) \
-extern "C" __global__ void __launch_bounds__(128) attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
+// LB: launch bounds. Two tiles per warp (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM.
+#define ATTN_TC(T, S, HD, LB) \
+extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
 { attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); }
-#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16) ATTN_TC(T, S, 32) ATTN_TC(T, S, 64) ATTN_TC(T, S, 80) ATTN_TC(T, S, 96) ATTN_TC(T, S, 128) ATTN_TC(T, S, 256)
+#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 32, (128, TC_MINB_2TILES)) \
+    ATTN_TC(T, S, 64, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 80, (128)) \
+    ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, (128)) ATTN_TC(T, S, 256, (128))
 ATTN_TC_ALL(bf16, bf16)
 ATTN_TC_ALL(f16, f16)
