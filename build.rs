@@ -13,7 +13,9 @@ fn main() {
         commit.push_str("-dirty");
     }
     println!("cargo:rustc-env=ENERGY_FIT_COMMIT={commit}");
-    for p in [".git/HEAD", ".git/index", ".git/refs/heads"] {
+    // The sources too: without them an edit after the last commit left a stale clean hash (rows
+    // measured with an uncommitted tree named the commit below it without "-dirty").
+    for p in [".git/HEAD", ".git/index", ".git/refs/heads", "src", "Cargo.toml", "Cargo.lock"] {
         if std::path::Path::new(p).exists() {
             println!("cargo:rerun-if-changed={p}");
         }

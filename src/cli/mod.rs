@@ -99,7 +99,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Attention::Tc)]
         attention: Attention,
         /// Write one CSV row per iteration of every point (point, iteration, prefill and decode
-        /// tokens, host µs to plan and queue it, GPU ms until the next one starts) to FILE.
+        /// tokens, host µs to plan and queue it, GPU ms from its first to its last launch, GPU idle
+        /// ms before it) to FILE, and print each point's GPU idle time between iterations.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
         /// Skip running every decode GEMM shape (1..=max_batch_size rows) once before the first

@@ -234,7 +234,7 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
         println!("GEMM shapes of 1..={mbs} rows warmed in {:.3} s", e.warm_gemm_shapes(1..=mbs)?);
     }
     e.trace = o.trace.is_some();
-    let mut trace = String::from("point,input_tokens,output_tokens,iteration,prefill_tokens,decode_tokens,host_us,gpu_ms\n");
+    let mut trace = String::from("point,input_tokens,output_tokens,iteration,prefill_tokens,decode_tokens,host_us,busy_ms,gap_ms\n");
     for (pi, &(n, m)) in points.iter().enumerate() {
         let warm = RunSpec { requests: 4.min(requests), input_tokens: n, output_tokens: 4.min(m), max_batch_size: mbs, max_num_tokens: mnt };
         e.run(&warm).with_context(|| format!("{}: warm-up run n={n}", cfg.name))?;
@@ -242,7 +242,11 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
         let s = e.run(&spec).with_context(|| format!("{}: R={requests} n={n} m={m}", cfg.name))?;
         let pre: usize = s.iterations.iter().map(|i| i.prefill_tokens).sum();
         for (k, (it, tr)) in s.iterations.iter().zip(&s.trace).enumerate() {
-            trace += &format!("{pi},{n},{m},{k},{},{},{:.1},{:.4}\n", it.prefill_tokens, it.decode_tokens, tr.host_us, tr.gpu_ms);
+            trace += &format!("{pi},{n},{m},{k},{},{},{:.1},{:.4},{:.4}\n", it.prefill_tokens, it.decode_tokens, tr.host_us, tr.busy_ms, tr.gap_ms);
+        }
+        if !s.trace.is_empty() {
+            let gap: f64 = s.trace.iter().map(|t| t.gap_ms).sum();
+            println!("  GPU idle between iterations: {gap:.1} ms, {:.2} % of the run", 0.1 * gap / s.wall_s);
         }
         println!(
             "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations, CUDA graphs {}",

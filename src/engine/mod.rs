@@ -69,12 +69,15 @@ pub struct IterationStats {
     pub decode_tokens: usize,
 }
 
-/// Timing of one iteration (`Engine::trace`): host time spent planning and queuing it, and GPU time
-/// from its start to the next iteration's start (idle gaps included).
+/// Timing of one iteration (`Engine::trace`), from CUDA events recorded just before and just after
+/// its launches: host time spent planning and queuing it, GPU time between the two events, and the
+/// GPU's idle time before it (from the previous iteration's end event to this one's start event:
+/// nonzero only when the host had nothing queued, which is the host overhead of issue 6's target 3).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct IterationTrace {
     pub host_us: f64,
-    pub gpu_ms: f64,
+    pub busy_ms: f64,
+    pub gap_ms: f64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -263,18 +266,16 @@ impl Engine {
         m.dev.sync()?;
         let t0 = Instant::now();
         let mut iterations = Vec::new();
-        let mut marks = Vec::new();
+        let mut marks = Vec::new(); // (start event, end event, host µs) per iteration when tracing
         loop {
             let h0 = Instant::now();
             let Some(it) = sched.next_iteration() else { break };
-            if self.trace {
-                marks.push((m.dev.recorded_event()?, 0.0));
-            }
             m.set_block_tables(&it)?;
             let step = m.plan(&it, &prompt, &out_base);
+            let start = if self.trace { Some(m.dev.recorded_event()?) } else { None };
             m.forward(&step, out.ptr)?;
-            if let Some(k) = marks.last_mut() {
-                k.1 = h0.elapsed().as_secs_f64() * 1e6;
+            if let Some(start) = start {
+                marks.push((start, m.dev.recorded_event()?, h0.elapsed().as_secs_f64() * 1e6));
             }
             iterations.push(IterationStats { prefill_tokens: it.prefill_tokens(), decode_tokens: it.decode.len() });
             if let Some(lg) = logits.as_mut() {
@@ -286,13 +287,12 @@ impl Engine {
                 }
             }
         }
-        let end = if self.trace { Some(m.dev.recorded_event()?) } else { None };
         m.dev.sync().context("running the batch")?;
         let wall_s = t0.elapsed().as_secs_f64();
         let mut trace = Vec::with_capacity(marks.len());
-        for (i, (ev, host_us)) in marks.iter().enumerate() {
-            let next = marks.get(i + 1).map(|x| &x.0).or(end.as_ref()).expect("end event when tracing");
-            trace.push(IterationTrace { host_us: *host_us, gpu_ms: device::elapsed_ms(ev, next)? });
+        for (i, (start, end, host_us)) in marks.iter().enumerate() {
+            let gap_ms = if i == 0 { 0.0 } else { device::elapsed_ms(&marks[i - 1].1, start)? };
+            trace.push(IterationTrace { host_us: *host_us, busy_ms: device::elapsed_ms(start, end)?, gap_ms });
         }
         let ids: Vec<i32> = m.dev.download(out.ptr, total)?;
         let tokens = reqs.iter().enumerate().map(|(i, r)| ids[out_base[i]..out_base[i] + r.output_tokens].iter().map(|&x| x as u32).collect()).collect();
