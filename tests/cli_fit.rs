@@ -193,6 +193,32 @@ fn bad_inputs_name_what_and_where() {
     fails(p, &["predict", "--fit", "x.json"], &["--input"]);
 }
 
+/// Without --out, fitting the default data/ writes fits/; fitting named files writes
+/// fits/<first stem>/, so a side file never overwrites the shipped fits. Synthetic data.
+#[test]
+fn fit_files_default_folder_follows_the_data() {
+    let d = tempfile::tempdir().unwrap();
+    let fm = model_by_name("flops-mem").unwrap();
+    std::fs::create_dir(d.path().join("data")).unwrap();
+    // Different noise seeds: a side fit written over the main one would change its bytes.
+    write_csv(&d.path().join("data/main.csv"), "llama", &grid(fm.as_ref(), &LLAMA, &GRID, &GRID, 0.01, 1), 1000).unwrap();
+    write_csv(&d.path().join("side.csv"), "llama", &grid(fm.as_ref(), &LLAMA, &GRID, &GRID, 0.01, 2), 1000).unwrap();
+    let (ok, out, err) = run(d.path(), &["fit", "--model", "flops-mem", "--cv", "0"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("wrote 1 fit files to fits/"), "{out}");
+    let main = d.path().join("fits/synthetic-llama.flops-mem.json");
+    let before = std::fs::read(&main).unwrap();
+    let (ok, out, err) = run(d.path(), &["fit", "side.csv", "--model", "flops-mem", "--cv", "0"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("wrote 1 fit files to fits/side/"), "{out}");
+    let side = std::fs::read(d.path().join("fits/side/synthetic-llama.flops-mem.json")).unwrap();
+    assert_ne!(side, before, "the two fits should differ (different data)");
+    assert_eq!(std::fs::read(&main).unwrap(), before, "the default data's fit file was rewritten");
+    let (ok, out, err) = run(d.path(), &["fit", "side.csv", "data/main.csv", "--model", "flops-mem", "--cv", "0"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("fits/side-and-1-more/"), "{out}");
+}
+
 #[test]
 fn no_data_in_default_folder_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();

@@ -32,9 +32,10 @@ pub struct FitArgs {
     /// Fit each value of this column on its own (repeatable): gpu, dtype, max_batch_size, …
     #[arg(long = "by", value_name = "COLUMN")]
     pub by: Vec<String>,
-    /// Folder for the JSON fit files.
-    #[arg(long, default_value = "fits")]
-    pub out: PathBuf,
+    /// Folder for the JSON fit files. Default: fits/ for the default data; for named DATA files
+    /// fits/<first file's stem>/ (so fitting a side file never overwrites the shipped fits).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
     /// Do not write fit files.
     #[arg(long)]
     pub no_write: bool,
@@ -57,6 +58,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     }
     let models = models_from_arg(&args.model)?;
     let paths = if args.data.is_empty() { default_data()? } else { args.data.clone() };
+    let out = args.out.clone().unwrap_or_else(|| default_out(&args.data));
     let ds = Dataset::load(&paths)?;
     let groups = ds.groups(&args.by)?;
     let opts = FitOptions { loss: args.loss, cv_folds: (args.cv > 0).then_some(args.cv), seed: args.seed };
@@ -73,7 +75,7 @@ pub fn run(args: FitArgs) -> Result<()> {
                 file.metrics.mape_pct_by_loss.insert(fit.loss.name().into(), fit.mape_pct);
                 file.metrics.mape_pct_by_loss.insert(alt.loss.name().into(), alt.mape_pct);
             }
-            let path = (!args.no_write).then(|| args.out.join(file_name(g, model.name())));
+            let path = (!args.no_write).then(|| out.join(file_name(g, model.name())));
             if let Some(p) = &path {
                 file.write(p)?;
             }
@@ -83,12 +85,21 @@ pub fn run(args: FitArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&json_doc(&fitted, &groups))?);
     } else {
-        print_tables(&args, &ds, &groups, &models, &fitted);
+        print_tables(&args, &out, &ds, &groups, &models, &fitted);
     }
     Ok(())
 }
 
 /// Every measurement file in data/, or a clear error when there is none.
+/// Where fit files go without `--out`: fits/ for the default data, fits/<stem>/ for named files
+/// (the first one's stem, plus "-and-N-more" for several).
+pub fn default_out(data: &[PathBuf]) -> PathBuf {
+    let Some(first) = data.first() else { return PathBuf::from("fits") };
+    let stem = first.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
+    let name = if data.len() > 1 { format!("{stem}-and-{}-more", data.len() - 1) } else { stem };
+    PathBuf::from("fits").join(name)
+}
+
 pub fn default_data() -> Result<Vec<PathBuf>> {
     let dir = PathBuf::from("data");
     let files = Dataset::files_in(&dir).context("no DATA given and the default folder data/ cannot be read")?;
@@ -132,7 +143,7 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
     json!({ "fits": fits })
 }
 
-fn print_tables(args: &FitArgs, ds: &Dataset, groups: &[Group], models: &[Box<dyn EnergyModel>], fitted: &[Fitted]) {
+fn print_tables(args: &FitArgs, out: &std::path::Path, ds: &Dataset, groups: &[Group], models: &[Box<dyn EnergyModel>], fitted: &[Fitted]) {
     let files: Vec<String> = ds.sources.iter().map(|s| s.path.display().to_string()).collect();
     let used: usize = groups.iter().map(|g| g.obs.len()).sum();
     println!("dataset: {} rows ({used} fitted) from {}  sha256 {}", ds.df.height(), files.join(", "), &ds.sha256()[..16]);
@@ -181,7 +192,7 @@ fn print_tables(args: &FitArgs, ds: &Dataset, groups: &[Group], models: &[Box<dy
     }
     let written = fitted.iter().filter(|f| f.path.is_some()).count();
     if written > 0 {
-        println!("wrote {written} fit files to {}/", args.out.display());
+        println!("wrote {written} fit files to {}/", out.display());
     }
 }
 
