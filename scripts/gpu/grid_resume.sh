@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Continue a grid sweep on the GPU machine within one time-limited call: copy the sweep file from the
+# working tree into $OUT, resume it there (--resume, --stop-after-s), and leave the updated file in
+# $OUT for the caller to copy back into the tree before the next call. Nothing measured is lost if
+# the call is cut: the file is flushed after every point.
+# Usage: scripts/gpu/grid_resume.sh BIN FILE [measure flags...]
+#   e.g. STOP=440 scripts/gpu/grid_resume.sh .dev/energy-fit benches/results/grid-llama-3.2-1b-h100.csv \
+#        --llm llama-3.2-1b --outputs 2048
+# Env: STOP (seconds after which no new point starts, default 440), LIMIT (hard limit, default 590).
+set -u -o pipefail
+BIN="$1"; FILE="$2"; shift 2
+OUT="${OUT:-/tmp/energy-fit-grid}"
+mkdir -p "$OUT"
+DST="$OUT/$(basename "$FILE")"
+[ -f "$FILE" ] && cp "$FILE" "$DST"
+timeout "${LIMIT:-590}" "$BIN" measure "$@" --resume --stop-after-s "${STOP:-440}" --out "$DST" --quiet 2>&1 | tail -3
+echo "rows: $(($(wc -l < "$DST") - 1)) in $DST"
