@@ -46,22 +46,17 @@ with tempfile.TemporaryDirectory() as d:
     p = os.path.join(d, "engine.ptx")
     open(p, "w").write(text)
     r = subprocess.run([ptxas[0], f"-arch={args.arch}", "-v", p, "-o", os.path.join(d, "engine.cubin")], capture_output=True, text=True)
-    # ptxas -v prints "Compiling entry function 'NAME'" then "Used N registers" per kernel.
-    entry = None
-    for l in r.stderr.splitlines():
-        m = re.search(r"entry function '(\w+)'", l)
-        if m:
-            entry = m.group(1)
-        m = re.search(r"Used (\d+) registers", l)
-        if m and entry and entry.startswith("attention_tc"):
-            print(f"  {entry}: {m.group(1)} registers")
 if r.returncode != 0:
     sys.exit(f"ptxas failed:\n{r.stderr}")
+# ptxas -v prints "Compiling entry function 'NAME'", then its spill and register lines.
 spills, entry = [], None
 for l in r.stderr.splitlines():
     m = re.search(r"entry function '(\w+)'", l)
     if m:
         entry = m.group(1)
+    m = re.search(r"Used (\d+) registers", l)
+    if m and entry and entry.startswith("attention_tc"):
+        print(f"  {entry}: {m.group(1)} registers")
     if "spill" in l and not re.search(r"\b0 bytes spill stores, 0 bytes spill loads", l):
         spills.append(f"{entry}: {l.strip()}")
 print(f"ptxas: assembled; {len(spills)} kernels spill registers")
