@@ -7,6 +7,7 @@
 use super::device::{Arg, DType, DevBuf, Device};
 use super::graphs::{GraphCache, GraphKey, GraphUse, Stager};
 use super::scheduler::{Iteration, PAGE_SIZE};
+use super::gemms::{layer_gemms, lm_head_gemm};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
@@ -347,7 +348,6 @@ impl Model {
 
         let sx = self.dt.suffix();
         let (h, hd) = (c.hidden, c.head_dim);
-        let qkv_rows = c.q_dim() + 2 * c.kv_dim();
         let eps = c.norm_eps as f32;
         let nmode = match c.norm {
             Norm::RmsNorm => 0,
@@ -395,7 +395,8 @@ impl Model {
         for (l, lw) in w.layers.iter().enumerate() {
             norm(dev, pending, &lw.norm1)?;
             snap(dev, l, resid, &mut probe)?;
-            dev.gemm(self.dt, t, qkv_rows, h, xn, lw.qkv.ptr, b.qkv.ptr)?;
+            let gm = layer_gemms(&c, b, lw);
+            gm.qkv.run(dev, self.dt, t)?;
             let kc = b.kv.ptr + (2 * l) as u64 * page_bytes;
             let vc = kc + page_bytes;
             dev.launch(&format!("qkv_post_{sx}"), (tt, 1, 1), 128, 0, &[
@@ -430,20 +431,19 @@ impl Model {
                 let a = [Arg::P(b.attn.ptr), Arg::P(comb), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr), Arg::I(c.heads as i32), Arg::I(hd as i32)];
                 dev.launch(&format!("attn_combine_{sx}"), (s.comb.len() as u32, c.heads as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;
             }
-            dev.gemm(self.dt, t, h, c.q_dim(), b.attn.ptr, lw.o.ptr, tmp)?;
+            gm.o.run(dev, self.dt, t)?;
             norm(dev, Branch { add: tmp, bias: nb(&lw.o_b), post: post(&lw.post_attn) }, &lw.norm2)?;
-            let up_rows = super::weights::up_rows(&c);
-            dev.gemm(self.dt, t, up_rows, h, xn, lw.up.ptr, b.up.ptr)?;
+            gm.up.run(dev, self.dt, t)?;
             let a = [Arg::P(b.act.ptr), Arg::P(b.up.ptr), Arg::P(nb(&lw.up_b)), Arg::L(t as i64), Arg::I(c.ffn_dim as i32), Arg::I(act)];
             dev.launch(&format!("ffn_act_{sx}"), super::device::ffn_act_grid(t, c.ffn_dim, 256), 256, 0, &a)?;
-            dev.gemm(self.dt, t, h, c.ffn_dim, b.act.ptr, lw.down.ptr, tmp)?;
+            gm.down.run(dev, self.dt, t)?;
             pending = Branch { add: tmp, bias: nb(&lw.down_b), post: post(&lw.post_ffn) };
         }
         norm(dev, pending, &w.final_norm)?;
         snap(dev, c.layers, xn, &mut probe)?;
         self.probe = probe;
         dev.launch(&format!("gather_rows_{sx}"), (ns as u32, 1, 1), 256, 0, &[Arg::P(b.xs.ptr), Arg::P(xn), Arg::P(srows), Arg::I(h as i32)])?;
-        dev.gemm(self.dt, ns, c.vocab, h, b.xs.ptr, w.lm_head_ptr(), b.logits.ptr)?;
+        lm_head_gemm(&c, b, w).run(dev, self.dt, ns)?;
         if let Some(cap) = c.gemma.map(|g| g.final_softcap).filter(|&x| x > 0.0) {
             let n = ns * c.vocab;
             dev.launch(&format!("softcap_{sx}"), super::device::grid_for(n, 256), 256, 0, &[Arg::P(b.logits.ptr), Arg::L(n as i64), Arg::F(cap)])?;

@@ -7,6 +7,7 @@ pub mod device;
 pub mod attn_shapes;
 pub mod bench;
 pub mod forward;
+pub mod gemms;
 pub mod graphs;
 pub mod scheduler;
 pub mod selftest;
@@ -201,19 +202,17 @@ impl Engine {
     /// batch size down to 1, so a first run paid ~0.4 s of it (6 % of a 6.4 s window) without this
     /// (`engine-run --trace`, notes/perf.md). Callers warm 1..=max_batch_size once per engine.
     pub fn warm_gemm_shapes(&mut self, rows: std::ops::RangeInclusive<usize>) -> Result<f64> {
-        let m = &mut self.model;
-        let c = m.cfg.clone();
-        let (h, lw, b) = (c.hidden, &m.w.layers[0], &m.b);
-        let qkv_rows = c.q_dim() + 2 * c.kv_dim();
+        let m = &self.model;
+        let l = gemms::layer_gemms(&m.cfg, &m.b, &m.w.layers[0]);
+        let head = gemms::lm_head_gemm(&m.cfg, &m.b, &m.w);
         let t0 = Instant::now();
         for r in rows {
             let r = r.min(m.max_tokens);
-            m.dev.gemm(m.dt, r, qkv_rows, h, b.xn.ptr, lw.qkv.ptr, b.qkv.ptr)?;
-            m.dev.gemm(m.dt, r, h, c.q_dim(), b.attn.ptr, lw.o.ptr, b.tmp.ptr)?;
-            m.dev.gemm(m.dt, r, weights::up_rows(&c), h, b.xn.ptr, lw.up.ptr, b.up.ptr)?;
-            m.dev.gemm(m.dt, r, h, c.ffn_dim, b.act.ptr, lw.down.ptr, b.tmp.ptr)?;
+            for g in [l.qkv, l.o, l.up, l.down] {
+                g.run(&m.dev, m.dt, r)?;
+            }
             if r <= m.max_seqs {
-                m.dev.gemm(m.dt, r, c.vocab, h, b.xs.ptr, m.w.lm_head_ptr(), b.logits.ptr)?;
+                head.run(&m.dev, m.dt, r)?;
             }
         }
         m.dev.sync()?;
