@@ -8,6 +8,10 @@
 #        --llm llama-3.2-1b --outputs 2048
 # Env: STOP (seconds after which no new point starts, default 440), LIMIT (hard limit, default 590).
 set -u -o pipefail
+if [ $# -lt 2 ]; then
+    echo "usage: $0 BIN FILE [measure flags...] (got $# arguments)" >&2
+    exit 2
+fi
 BIN="$1"; FILE="$2"; shift 2
 OUT="${OUT:-/tmp/energy-fit-grid}"
 mkdir -p "$OUT"

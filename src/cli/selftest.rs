@@ -218,6 +218,10 @@ pub struct RunOpts {
 pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>, o: RunOpts) -> Result<()> {
     let RunOpts { cuda_graphs, tc_attention, .. } = o;
     let cfg = resolve_llm(llm)?;
+    // A trace file that cannot be written fails now, not after the points have run.
+    if let Some(f) = &o.trace {
+        std::fs::File::create(f).with_context(|| format!("--trace {}: cannot create the file", f.display()))?;
+    }
     let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, cuda_graphs, tc_attention, ..Default::default() };
     let t0 = std::time::Instant::now();
     let mut e = Engine::new(&cfg, opts)?;

@@ -183,7 +183,11 @@ impl Device {
             ..Default::default()
         };
         let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
-            .map_err(|e| anyhow!("NVRTC failed to compile the engine kernels for {arch}: {e:?}"))?;
+            .map_err(|e| {
+                let extra = extra_nvrtc_options();
+                let with = if extra.is_empty() { String::new() } else { format!(" with ENERGY_FIT_NVRTC_OPTS {extra:?}") };
+                anyhow!("NVRTC failed to compile the engine kernels for {arch}{with}: {e:?}")
+            })?;
         let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
         let module = ctx.load_module(ptx).map_err(|e| anyhow!("loading kernels: {e:?}"))?;
         // A real stream (not the legacy default one): CUDA graphs can be captured only on such.
