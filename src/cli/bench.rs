@@ -20,8 +20,9 @@ pub struct BenchArgs {
     /// Prompt lengths of the prefill rows (each one iteration of max_num_tokens / n prompts).
     #[arg(long, default_value = "512,1024,2048,4096", value_delimiter = ',')]
     pub prefill: Vec<usize>,
-    /// Decode batch sizes.
-    #[arg(long, default_value = "256,512", value_delimiter = ',')]
+    /// Decode batch sizes. 1024: the grid's short prompts decode all 1000 requests at once; a
+    /// (batch, context) whose KV cache does not fit is reported as skipped.
+    #[arg(long, default_value = "256,512,1024", value_delimiter = ',')]
     pub batches: Vec<usize>,
     /// Decode contexts (position of the new token + 1).
     #[arg(long, default_value = "128,512,1024,2048,4096", value_delimiter = ',')]

@@ -107,6 +107,23 @@ __device__ __forceinline__ float tc_score(float v, int key, int pos, int kend, c
     return v;
 }
 
+// exp2 for the softmax. exp2f keeps results below 2^-126 as denormals: per call a range test and two
+// predicated multiplies around MUFU.EX2 (5 instructions with the fma, not 2). Softmax weights that
+// small are 0 to every sum they enter, so ex2.approx.ftz flushes them; the rounding of every other
+// value is the same. TC_EXP2_FTZ=0 (ENERGY_FIT_NVRTC_OPTS) restores exp2f for an A/B run.
+#ifndef TC_EXP2_FTZ
+#define TC_EXP2_FTZ 1
+#endif
+__device__ __forceinline__ float tc_exp2(float x) {
+#if TC_EXP2_FTZ
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
+}
+
 // Online-softmax step for this thread's two rows (A = elements 0, 1; B = 2, 3 of each accumulator)
 // over a tile of masked scores s: new running max (the row lives in the 4 threads of a quad), o and
 // l rescaled, s replaced by exp(s - max) and added to the per-thread partial l. Rows fully masked so
@@ -136,7 +153,7 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
     if (!LAZY || __any_sync(0xffffffff, tA > mA + 8.f || tB > mB + 8.f)) {
         float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
         float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
-        float cA = exp2f((mA - bA) * L2E), cB = exp2f((mB - bB) * L2E);
+        float cA = tc_exp2((mA - bA) * L2E), cB = tc_exp2((mB - bB) * L2E);
         mA = nA;
         mB = nB;
         lA *= cA;
@@ -153,7 +170,7 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
 #pragma unroll
         for (int x = 0; x < 4; x++) {
             float b = x < 2 ? bA : bB;
-            s[n][x] = LOG2 ? exp2f(fmaf(s[n][x], sc, -b)) : exp2f((s[n][x] - b) * L2E);
+            s[n][x] = LOG2 ? tc_exp2(fmaf(s[n][x], sc, -b)) : tc_exp2((s[n][x] - b) * L2E);
         }
         lA += s[n][0] + s[n][1];
         lB += s[n][2] + s[n][3];

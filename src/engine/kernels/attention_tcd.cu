@@ -29,7 +29,6 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     const int q_tok = I.q_tok, q_cnt = I.q_cnt, slot = I.slot, kbeg = I.kbeg, kend = I.kend, part = I.part;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-    tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     int rA = gi, rB = gi + 8; // this thread's accumulator rows
     bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
     int posA = vA ? tok_pos[q_tok + rA / G] : -1, posB = vB ? tok_pos[q_tok + rB / G] : -1;
@@ -44,7 +43,9 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
     unsigned qf[QREG ? KD : 1][4];
     const float L2E = 1.4426950408889634f;
+    // The first K/V tile is requested before Q is read, so their latencies overlap.
     if (kbeg < kend) load_tile(kbeg, 0);
+    tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     __syncthreads();
     if constexpr (QREG) {
 #pragma unroll
@@ -129,7 +130,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
         if (M != -INFINITY) {
 #pragma unroll
             for (int x = 0; x < 4; x++) {
-                float e = exp2f((ML[(x * 16 + r) * 2] - M) * L2E);
+                float e = tc_exp2((ML[(x * 16 + r) * 2] - M) * L2E);
                 L += e * ML[(x * 16 + r) * 2 + 1];
                 O += e * Os[(x * 16 + r) * HD + d];
             }
