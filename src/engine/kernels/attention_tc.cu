@@ -124,6 +124,22 @@ __device__ __forceinline__ float tc_exp2(float x) {
 #endif
 }
 
+// 2^x on the FMA units instead of the MUFU (FlashAttention-4's trick; the MUFU does 16 exp2 per
+// cycle per SM and the softmax queues on it): k = round(x) by the 1.5·2^23 magic add, 2^(x−k) on
+// [−0.5, 0.5] by a degree-3 polynomial (relative error < 7.5e-5, below 16-bit P's rounding), k
+// added to the exponent bits ((1.5·2^23 + k) << 23 leaves k << 23). x ≤ −127 (−inf too) gives 0.
+// TC_EXP2_POLY (ENERGY_FIT_NVRTC_OPTS=-DTC_EXP2_POLY=n) sends the first n of the prefill's 8 key
+// groups of 8 per tile here; 0, the default, keeps all on the MUFU.
+#ifndef TC_EXP2_POLY
+#define TC_EXP2_POLY 0
+#endif
+__device__ __forceinline__ float tc_exp2_poly(float x) {
+    x = fmaxf(x, -127.f);
+    float t = x + 12582912.f, f = x - (t - 12582912.f);
+    float p = fmaf(fmaf(fmaf(0.0551716685f, f, 0.2426111400f), f, 0.6932609677f), f, 0.9999280572f);
+    return __int_as_float(max(__float_as_int(p) + (__float_as_int(t) << 23), 0)); // < 0: p < 1 at k = −127
+}
+
 // Online-softmax step for this thread's two rows (A = elements 0, 1; B = 2, 3 of each accumulator)
 // over a tile of masked scores s: new running max (the row lives in the 4 threads of a quad), o and
 // l rescaled, s replaced by exp(s - max) and added to the per-thread partial l. Rows fully masked so
@@ -133,7 +149,8 @@ __device__ __forceinline__ float tc_exp2(float x) {
 // LAZY: the max moves only when some row of the warp exceeds it by more than 8 (log2), so o and l
 // skip their rescale on most tiles; p ≤ 2^8 then, which fp32 sums and 16-bit P hold as well, and
 // the final division by l cancels whichever max was used.
-template <int NT, int ND, bool LOG2 = false, bool LAZY = false>
+// POLY: key groups n < POLY take tc_exp2_poly.
+template <int NT, int ND, bool LOG2 = false, bool LAZY = false, int POLY = 0>
 __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB,
                                                 float sc = 1.f) {
     const float L2E = LOG2 ? 1.f : 1.4426950408889634f;
@@ -170,7 +187,8 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
 #pragma unroll
         for (int x = 0; x < 4; x++) {
             float b = x < 2 ? bA : bB;
-            s[n][x] = LOG2 ? tc_exp2(fmaf(s[n][x], sc, -b)) : tc_exp2((s[n][x] - b) * L2E);
+            float e = LOG2 ? fmaf(s[n][x], sc, -b) : (s[n][x] - b) * L2E;
+            s[n][x] = n < POLY ? tc_exp2_poly(e) : tc_exp2(e);
         }
         lA += s[n][0] + s[n][1];
         lB += s[n][2] + s[n][3];
@@ -328,7 +346,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
             }
 #pragma unroll
             for (int t = 0; t < MT; t++) // l: per-thread partials, reduced over the quad at the end
-                tc_softmax_step<NT, ND, true, true>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
+                tc_softmax_step<NT, ND, true, true, TC_EXP2_POLY>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
             // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {
