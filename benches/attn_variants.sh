@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Prefill-attention kernel variants in one binary (ENERGY_FIT_NVRTC_OPTS picks the #defines NVRTC
+# compiles with): for each, the bf16 kernel selftest plus llama-3.2-1b's forward check, then bench's
+# prefill rows with per-kernel times. A variant becomes a default only after both. Results under
+# $OUT (or /tmp/energy-fit-attn-variants): selftest-NAME.txt, bench-NAME.txt, summary.txt.
+# Usage: benches/attn_variants.sh BIN [VARIANT...]
+#   VARIANT: one quoted option list, "" for the defaults; by default "", -DTC_EXP2_FTZ=0 and
+#   -DTC_EXP2_POLY=2, 3, 4 (src/engine/kernels/attention_tc.cu says what each does).
+# Env: PREFILL (default 1024,2048,4096).
+set -u -o pipefail
+if [ $# -lt 1 ]; then
+    echo "usage: $0 BIN [VARIANT...] (got $# arguments)" >&2
+    exit 2
+fi
+BIN="$(realpath "$1")"; shift
+[ $# -eq 0 ] && set -- "" "-DTC_EXP2_FTZ=0" "-DTC_EXP2_POLY=2" "-DTC_EXP2_POLY=3" "-DTC_EXP2_POLY=4"
+RES="${OUT:-/tmp/energy-fit-attn-variants}"
+mkdir -p "$RES"
+rc=0
+for v in "$@"; do
+    name="$(echo "${v:-base}" | tr -c 'A-Za-z0-9=_\n-' '_' | sed 's/^-D//; s/_-D/+/g')"
+    ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" selftest --dtype bf16 --llm llama-3.2-1b > "$RES/selftest-$name.txt" 2>&1
+    st=$?
+    ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" bench --llm llama-3.2-1b --prefill "${PREFILL:-1024,2048,4096}" \
+        --batches 256 --contexts 128 --kernels --top 4 > "$RES/bench-$name.txt" 2>&1
+    bt=$?
+    # The attention kernel's time in each prefill row's breakdown.
+    attn="$(awk '$1 == "prefill" { n = $3 } /attention_tc_/ && n { printf "n=%s %s ms  ", n, $2; n = "" }' "$RES/bench-$name.txt")"
+    line="${v:-defaults}: selftest rc=$st ($(grep -c '^ok' "$RES/selftest-$name.txt") ok, $(grep -c '^FAIL' "$RES/selftest-$name.txt") failed); bench rc=$bt; attention $attn"
+    echo "$line" | tee -a "$RES/summary.txt"
+    [ $st -eq 0 ] && [ $bt -eq 0 ] || rc=1
+done
+exit $rc
