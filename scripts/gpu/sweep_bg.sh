@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A sweep that outlives one time-limited GPU call. A device call is cut at 10 minutes, but a grid
+# point's window can be longer (llama-3.1-8b at n = 2048, m = 4096: ~18 minutes by `measure
+# --dry-run`'s roofline bound). Processes a call leaves behind are killed, except one in its own
+# session (setsid), which runs on while the machine stays held. So: `start` launches `measure
+# --resume` that way on a copy of the sweep file and then waits like `wait`; each later call runs
+# `wait`, which sleeps until the sweep ends or its time is up and copies the file and the log to
+# $OUT. Copy the file back into the tree after every call: if the machine goes back (idle 30 s,
+# or 30 minutes held), the point in flight is lost, nothing before it.
+# Usage: scripts/gpu/sweep_bg.sh start BIN FILE [measure flags...]
+#        scripts/gpu/sweep_bg.sh wait FILE
+# Env: WAIT (seconds `wait` may take, default 570), DIR (working copy, default /var/tmp/energy-fit-sweep).
+set -u -o pipefail
+usage() { echo "usage: $0 start BIN FILE [measure flags...] | $0 wait FILE (got: $*)" >&2; exit 2; }
+[ $# -ge 2 ] || usage "$@"
+CMD="$1"; shift
+DIR="${DIR:-/var/tmp/energy-fit-sweep}"
+OUT="${OUT:-/tmp/energy-fit-sweep-out}"
+mkdir -p "$DIR" "$OUT"
+if [ "$CMD" = start ]; then
+    [ $# -ge 2 ] || usage start "$@"
+    BIN="$(realpath "$1")"; FILE="$2"; shift 2
+else
+    [ "$CMD" = wait ] || usage "$CMD" "$@"
+    FILE="$1"
+fi
+NAME="$(basename "$FILE")"
+WORK="$DIR/$NAME"; LOG="$DIR/$NAME.log"; PID="$DIR/$NAME.pid"
+running() { [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; }
+if [ "$CMD" = start ]; then
+    if running; then echo "error: a sweep of $NAME is already running (pid $(cat "$PID"))" >&2; exit 1; fi
+    [ -f "$FILE" ] && cp "$FILE" "$WORK"
+    setsid "$BIN" measure "$@" --resume --out "$WORK" --quiet > "$LOG" 2>&1 < /dev/null &
+    echo $! > "$PID"
+    echo "started pid $(cat "$PID"): measure $* --resume --out $WORK"
+fi
+T0=$(date +%s)
+while running && [ $(( $(date +%s) - T0 )) -lt "${WAIT:-570}" ]; do sleep 5; done
+[ -f "$WORK" ] && cp "$WORK" "$OUT/$NAME"
+cp "$LOG" "$OUT/$NAME.log" 2>/dev/null
+state="finished"; running && state="still running (pid $(cat "$PID"))"
+rows=0; [ -f "$WORK" ] && rows=$(( $(wc -l < "$WORK") - 1 ))
+echo "$NAME: $state; $rows rows; last log line: $(tail -n 1 "$LOG" 2>/dev/null)"
