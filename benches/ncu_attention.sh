@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Nsight Compute on one prefill-attention kernel launch, per kernel variant: which unit binds it
+# (tensor pipe, MUFU "xu", FMA/ALU pipes, issue slots) and why warps stall. Answers what the
+# timings alone cannot: whether the softmax's exponentials overlap the mma (notes/perf.md).
+# Clocks are left as found (--clock-control none). Results under $OUT (or /tmp/energy-fit-ncu):
+# metrics.txt (the chip's metric names), ncu-NAME.txt per variant.
+# Usage: benches/ncu_attention.sh BIN [VARIANT...]   VARIANT as in benches/attn_variants.sh
+# Env: KERNEL (default attention_tc_bf16_64), N (prompt length, default 4096).
+set -u -o pipefail
+if [ $# -lt 1 ]; then
+    echo "usage: $0 BIN [VARIANT...] (got $# arguments)" >&2
+    exit 2
+fi
+BIN="$(realpath "$1")"; shift
+[ $# -eq 0 ] && set -- "" "-DTC_EXP2_POLY=3"
+RES="${OUT:-/tmp/energy-fit-ncu}"
+mkdir -p "$RES"
+NCU="$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -n 1)"
+if [ -z "$NCU" ]; then echo "error: ncu not found on PATH or under /usr/local/cuda*/bin" >&2; exit 1; fi
+"$NCU" --query-metrics --chip gh100 > "$RES/metrics.txt" 2>&1
+# Only the per-pipe metrics this ncu knows (an unknown name would fail the whole run).
+have=""
+for m in sm__pipe_tensor_op_hmma_cycles_active sm__inst_executed_pipe_xu sm__pipe_fma_cycles_active \
+         sm__pipe_alu_cycles_active sm__inst_executed_pipe_fma sm__inst_executed_pipe_alu smsp__issue_active; do
+    grep -q "^$m[[:space:]]" "$RES/metrics.txt" && have="$have,$m.avg.pct_of_peak_sustained_active"
+done
+rc=0
+for v in "$@"; do
+    name="$(echo "${v:-base}" | tr -c 'A-Za-z0-9=_\n-' '_' | sed 's/^-D//; s/_-D/+/g')"
+    ENERGY_FIT_NVRTC_OPTS="$v" timeout 240 "$NCU" --clock-control none -k "regex:^${KERNEL:-attention_tc_bf16_64}\$" -c 1 \
+        --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+        ${have:+--metrics "${have#,}"} \
+        "$BIN" bench --llm llama-3.2-1b --prefill "${N:-4096}" --batches 256 --contexts 128 > "$RES/ncu-$name.txt" 2>&1 || rc=1
+    echo "${v:-defaults}: $(grep -cE 'pct|%' "$RES/ncu-$name.txt") metric lines in ncu-$name.txt"
+done
+exit $rc
