@@ -128,7 +128,7 @@ __device__ __forceinline__ float tc_exp2(float x) {
 // cycle per SM and the softmax queues on it): k = round(x) by the 1.5·2^23 magic add, 2^(x−k) on
 // [−0.5, 0.5] by a degree-3 polynomial (relative error < 7.5e-5, below 16-bit P's rounding), k
 // added to the exponent bits ((1.5·2^23 + k) << 23 leaves k << 23). x ≤ −127 (−inf too) gives 0.
-// TC_EXP2_POLY (ENERGY_FIT_NVRTC_OPTS=-DTC_EXP2_POLY=n) sends the first n of the prefill's 8 key
+// TC_EXP2_POLY (ENERGY_FIT_NVRTC_OPTS=-DTC_EXP2_POLY=n) sends the first n of the prefill's 8 (hd 256: 4) key
 // groups of 8 per tile here; 0, the default, keeps all on the MUFU.
 #ifndef TC_EXP2_POLY
 #define TC_EXP2_POLY 0
