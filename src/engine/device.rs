@@ -177,14 +177,14 @@ impl Device {
         let arch = format!("sm_{maj}{min}");
         let t0 = std::time::Instant::now();
         let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_TCD_CU}");
+        let extra = extra_nvrtc_options();
         let opts = cudarc::nvrtc::CompileOptions {
             include_paths: vec![include.to_string_lossy().into_owned()],
-            options: [format!("--gpu-architecture={arch}"), "-std=c++17".into()].into_iter().chain(extra_nvrtc_options()).collect(),
+            options: [format!("--gpu-architecture={arch}"), "-std=c++17".into()].into_iter().chain(extra.iter().cloned()).collect(),
             ..Default::default()
         };
         let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
             .map_err(|e| {
-                let extra = extra_nvrtc_options();
                 let with = if extra.is_empty() { String::new() } else { format!(" with ENERGY_FIT_NVRTC_OPTS {extra:?}") };
                 anyhow!("NVRTC failed to compile the engine kernels for {arch}{with}: {e:?}")
             })?;
