@@ -12,7 +12,9 @@ if [ $# -lt 1 ]; then
     echo "usage: $0 BIN [VARIANT...] (got $# arguments)" >&2
     exit 2
 fi
-BIN="$(realpath "$1")"; shift
+BIN="$(realpath -m "$1")"
+[ -x "$BIN" ] || { echo "error: BIN $1: not an executable file (build one: scripts/dev_binary.sh)" >&2; exit 2; }
+shift
 [ $# -eq 0 ] && set -- "" "-DTC_EXP2_FTZ=0" "-DTC_EXP2_POLY=2" "-DTC_EXP2_POLY=3" "-DTC_EXP2_POLY=4"
 RES="${OUT:-/tmp/energy-fit-attn-variants}"
 mkdir -p "$RES"

@@ -6,7 +6,8 @@
 # Env: LLM (default llama-3.2-1b), AB_POINTS (default 4096x64,1024x64), PEER_POINTS (default 64x256).
 set -u -o pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-BIN="$(realpath "${1:-$HERE/../target/release/energy-fit}")"
+BIN="$(realpath -m "${1:-$HERE/../target/release/energy-fit}")"
+[ -x "$BIN" ] || { echo "error: BIN ${1:-$HERE/../target/release/energy-fit}: not an executable file (build one: scripts/dev_binary.sh)" >&2; exit 2; }
 STEPS="${2:-bench,ab,peer}"
 RES="${OUT:-/tmp/energy-fit-perf}"
 LLM="${LLM:-llama-3.2-1b}"

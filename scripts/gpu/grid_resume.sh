@@ -13,6 +13,7 @@ if [ $# -lt 2 ]; then
     exit 2
 fi
 BIN="$1"; FILE="$2"; shift 2
+[ -x "$BIN" ] || { echo "error: BIN $BIN: not an executable file (build one: scripts/dev_binary.sh)" >&2; exit 2; }
 OUT="${OUT:-/tmp/energy-fit-grid}"
 mkdir -p "$OUT"
 DST="$OUT/$(basename "$FILE")"

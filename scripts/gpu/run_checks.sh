@@ -6,7 +6,8 @@
 # Usage: scripts/gpu/run_checks.sh [path/to/energy-fit]   (results also under $OUT or /tmp/energy-fit-checks)
 set -u -o pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-BIN="$(realpath "${1:-${BIN:-$HERE/../../target/release/energy-fit}}")"
+BIN="$(realpath -m "${1:-${BIN:-$HERE/../../target/release/energy-fit}}")"
+[ -x "$BIN" ] || { echo "error: BIN ${1:-${BIN:-$HERE/../../target/release/energy-fit}}: not an executable file (build one: scripts/dev_binary.sh)" >&2; exit 2; }
 RES="${OUT:-/tmp/energy-fit-checks}"
 mkdir -p "$RES"
 export PYTHONUNBUFFERED=1

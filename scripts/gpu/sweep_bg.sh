@@ -19,7 +19,8 @@ OUT="${OUT:-/tmp/energy-fit-sweep-out}"
 mkdir -p "$DIR" "$OUT"
 if [ "$CMD" = start ]; then
     [ $# -ge 2 ] || usage start "$@"
-    BIN="$(realpath "$1")"; FILE="$2"; shift 2
+    BIN="$(realpath -m "$1")"; FILE="$2"; shift 2
+    [ -x "$BIN" ] || { echo "error: BIN $BIN: not an executable file (build one: scripts/dev_binary.sh)" >&2; exit 2; }
 else
     [ "$CMD" = wait ] || usage "$CMD" "$@"
     FILE="$1"
@@ -34,6 +35,7 @@ if [ "$CMD" = start ]; then
     echo $! > "$PID"
     echo "started pid $(cat "$PID"): measure $* --resume --out $WORK"
 fi
+[ -f "$PID" ] || { echo "error: no sweep of $NAME was started here ($DIR has no $NAME.pid)" >&2; exit 2; }
 T0=$(date +%s)
 while running && [ $(( $(date +%s) - T0 )) -lt "${WAIT:-570}" ]; do sleep 5; done
 [ -f "$WORK" ] && cp "$WORK" "$OUT/$NAME"

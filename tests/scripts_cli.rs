@@ -1,0 +1,82 @@
+//! The GPU-machine scripts (benches/, scripts/) refuse bad arguments before any work: a missing
+//! argument prints the usage, a BIN that is not an executable names itself, and `sweep_bg.sh
+//! wait` on a sweep never started says so. These paths need no GPU, so CI runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn run(script: &str, args: &[&str], tmp: &Path) -> Output {
+    Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
+        .args(args)
+        .env("OUT", tmp.join("out"))
+        .env("DIR", tmp.join("dir"))
+        .output()
+        .expect("bash runs")
+}
+
+fn assert_refused(script: &str, args: &[&str], needle: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(script, args, tmp.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{script} {args:?}: exit {:?}, stderr {err}", o.status.code());
+    assert!(err.contains(needle), "{script} {args:?}: stderr {err:?} lacks {needle:?}");
+}
+
+const BAD_BIN: &str = "/nonexistent/energy-fit";
+
+#[test]
+fn missing_arguments_print_the_usage() {
+    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh"] {
+        assert_refused(s, &[], "usage:");
+    }
+    assert_refused("scripts/gpu/sweep_bg.sh", &["frobnicate", "x.csv"], "usage:");
+}
+
+#[test]
+fn a_binary_that_is_not_there_is_named() {
+    let want = format!("BIN {BAD_BIN}: not an executable file");
+    for (s, args) in [
+        ("benches/attn_variants.sh", vec![BAD_BIN]),
+        ("benches/ncu_attention.sh", vec![BAD_BIN]),
+        ("benches/gpu_perf.sh", vec![BAD_BIN, "bench"]),
+        ("scripts/gpu/run_checks.sh", vec![BAD_BIN]),
+        ("scripts/gpu/grid_resume.sh", vec![BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"]),
+        ("scripts/gpu/sweep_bg.sh", vec!["start", BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"]),
+    ] {
+        assert_refused(s, &args, &want);
+    }
+}
+
+#[test]
+fn waiting_on_a_sweep_never_started_says_so() {
+    assert_refused("scripts/gpu/sweep_bg.sh", &["wait", "never.csv"], "no sweep of never.csv was started");
+}
+
+/// `sweep_bg.sh` with a stand-in for `energy-fit measure` (it writes two rows to --out, then
+/// sleeps): `start` leaves it running in its own session, a second `start` is refused while it
+/// runs, and `wait` returns once it ends with the file copied to $OUT.
+#[test]
+fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("fake-measure");
+    std::fs::write(&bin, "#!/usr/bin/env bash\nout=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\nprintf 'h\\nr1\\nr2\\n' > \"$out\"\nsleep 2\necho done\n").unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu/sweep_bg.sh");
+    let call = |args: &[&str], wait: &str| {
+        let o = Command::new("bash").arg(&script).args(args).env("OUT", tmp.path().join("out")).env("DIR", tmp.path().join("dir")).env("WAIT", wait).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let b = bin.to_str().unwrap();
+    let (rc, out, _) = call(&["start", b, "grid.csv", "--llm", "x"], "0");
+    assert_eq!(rc, Some(0));
+    assert!(out.contains("still running"), "{out}");
+    let (rc, _, err) = call(&["start", b, "grid.csv", "--llm", "x"], "0");
+    assert_eq!(rc, Some(1));
+    assert!(err.contains("already running"), "{err}");
+    let (rc, out, _) = call(&["wait", "grid.csv"], "60");
+    assert_eq!(rc, Some(0));
+    assert!(out.contains("grid.csv: finished; 2 rows; last log line: done"), "{out}");
+    assert_eq!(std::fs::read_to_string(tmp.path().join("out/grid.csv")).unwrap(), "h\nr1\nr2\n");
+}
