@@ -3,21 +3,30 @@
 
 Reference tokens/J at (n, m) comes from `energy-fit predict --fit fits/reference/<llm>.flops-mem.json` (the
 published flops-mem coefficients); measured tokens/J is the mean over a point's repeats.
-Usage: python3 benches/vs_reference.py data/llama-3.2-1b-h100.csv [--llm llama-3.2-1b] [--bin target/release/energy-fit]
+Usage: python3 benches/vs_reference.py data/llama-3.2-1b-h100.csv [--llm L] [--bin target/release/energy-fit]
+(--llm defaults to the file's one LLM.)
 """
-import argparse, csv, json, statistics, subprocess
+import argparse, csv, json, statistics, subprocess, sys
 
 ap = argparse.ArgumentParser()
 ap.add_argument("data")
-ap.add_argument("--llm", default="llama-3.2-1b")
+ap.add_argument("--llm", help="which LLM's rows (needed when the file has several)")
 ap.add_argument("--bin", default="target/release/energy-fit")
 a = ap.parse_args()
+rows_in = list(csv.DictReader(open(a.data)))
+llms = sorted({r["llm"] for r in rows_in})
+if a.llm is None:
+    if len(llms) != 1:
+        sys.exit(f"error: {a.data} has rows for {len(llms)} LLMs ({', '.join(llms)}); name one with --llm")
+    a.llm = llms[0]
 pts = {}
-for r in csv.DictReader(open(a.data)):
+for r in rows_in:
     if r["llm"] == a.llm and r.get("status", "ok") == "ok":
         tpj = float(r["generated_tokens"]) / float(r["energy_j"]) if r.get("generated_tokens") else \
             int(r["requests"]) * int(r["output_tokens"]) / float(r["energy_j"])
         pts.setdefault((int(r["input_tokens"]), int(r["output_tokens"])), []).append(tpj)
+if not pts:
+    sys.exit(f"error: {a.data}: no rows with status ok for llm {a.llm} (LLMs in the file: {', '.join(llms) or 'none'})")
 ns, ms = sorted({n for n, _ in pts}), sorted({m for _, m in pts})
 ratios = {}
 print(f"{a.llm}: measured tokens/J / reference tokens/J (rows n, columns m); measured and reference below")
