@@ -8,6 +8,7 @@
 #   -DTC_EXP2_POLY=2, 3, 4 (src/engine/kernels/attention_tc.cu says what each does).
 # Env: PREFILL (default 1024,2048,4096).
 set -u -o pipefail
+. "$(dirname "$0")/variant_name.sh"
 if [ $# -lt 1 ]; then
     echo "usage: $0 BIN [VARIANT...] (got $# arguments)" >&2
     exit 2
@@ -20,7 +21,7 @@ RES="${OUT:-/tmp/energy-fit-attn-variants}"
 mkdir -p "$RES"
 rc=0
 for v in "$@"; do
-    name="$(echo "${v:-base}" | tr -c 'A-Za-z0-9=_\n-' '_' | sed 's/^-D//; s/_-D/+/g')"
+    name="$(variant_name "$v")"
     ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" selftest --dtype bf16 --llm llama-3.2-1b > "$RES/selftest-$name.txt" 2>&1
     st=$?
     ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" bench --llm llama-3.2-1b --prefill "${PREFILL:-1024,2048,4096}" \

@@ -7,6 +7,7 @@
 # Usage: benches/ncu_attention.sh BIN [VARIANT...]   VARIANT as in benches/attn_variants.sh
 # Env: KERNEL (default attention_tc_bf16_64), N (prompt length, default 4096).
 set -u -o pipefail
+. "$(dirname "$0")/variant_name.sh"
 if [ $# -lt 1 ]; then
     echo "usage: $0 BIN [VARIANT...] (got $# arguments)" >&2
     exit 2
@@ -28,7 +29,7 @@ for m in sm__pipe_tensor_op_hmma_cycles_active sm__inst_executed_pipe_xu sm__pip
 done
 rc=0
 for v in "$@"; do
-    name="$(echo "${v:-base}" | tr -c 'A-Za-z0-9=_\n-' '_' | sed 's/^-D//; s/_-D/+/g')"
+    name="$(variant_name "$v")"
     ENERGY_FIT_NVRTC_OPTS="$v" timeout 240 "$NCU" --clock-control none -k "regex:^${KERNEL:-attention_tc_bf16_64}\$" -c 1 \
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
         ${have:+--metrics "${have#,}"} \

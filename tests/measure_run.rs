@@ -171,10 +171,34 @@ fn sweep_on_two_gpus_writes_every_point_once_metered_by_its_gpu() {
     assert_eq!(keys, vec![(64, 64), (64, 128), (128, 64), (128, 128), (256, 64), (256, 128)]);
 }
 
+/// Synthetic meter whose power reading lags like NVML's 1 s average: the counter climbs at
+/// `counter_w`, the sampled power still says `sampled_w` (the last point's draw).
+struct LaggingMeter {
+    counter_w: f64,
+    sampled_w: f64,
+    t0: std::time::Instant,
+}
+
+impl EnergyMeter for LaggingMeter {
+    fn info(&self) -> anyhow::Result<GpuInfo> {
+        meter(0.0).info()
+    }
+    fn energy_mj(&self) -> anyhow::Result<u64> {
+        Ok((self.counter_w * self.t0.elapsed().as_secs_f64() * 1000.0) as u64)
+    }
+    fn sample(&self) -> anyhow::Result<Sample> {
+        Ok(Sample { t_s: 0.0, power_w: self.sampled_w, sm_clock_mhz: 345.0, mem_clock_mhz: 2619.0, temp_c: 40.0 })
+    }
+}
+
 #[test]
-fn idle_power_is_the_sampled_mean() {
-    let p = idle_power_w(meter(123.0), 0.05, Duration::from_millis(5)).unwrap();
-    assert_eq!(p, 123.0);
+fn idle_power_comes_from_the_counter_not_the_lagging_power_reading() {
+    let m: Arc<dyn EnergyMeter> = Arc::new(LaggingMeter { counter_w: 75.0, sampled_w: 690.0, t0: std::time::Instant::now() });
+    let p = idle_power_w(m.clone(), 0.2, Duration::from_millis(5)).unwrap();
+    assert!((p - 75.0).abs() < 1.0, "idle power {p} W, the counter says 75 W");
+    // --idle-s 0 asks for one power sample, lag and all.
+    assert_eq!(idle_power_w(m, 0.0, Duration::from_millis(5)).unwrap(), 690.0);
+    assert!((idle_power_w(meter(123.0), 0.05, Duration::from_millis(5)).unwrap() - 123.0).abs() < 1.0);
 }
 
 #[test]

@@ -25,6 +25,15 @@ fn assert_refused(script: &str, args: &[&str], needle: &str) {
 
 const BAD_BIN: &str = "/nonexistent/energy-fit";
 
+/// An executable bash script `dir/name` with `body`: a stand-in for the energy-fit binary.
+fn stand_in(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join(name);
+    std::fs::write(&bin, format!("#!/usr/bin/env bash\n{body}")).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
 #[test]
 fn missing_arguments_print_the_usage() {
     for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh"] {
@@ -58,11 +67,8 @@ fn waiting_on_a_sweep_never_started_says_so() {
 /// runs, and `wait` returns once it ends with the file copied to $OUT.
 #[test]
 fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
-    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let bin = tmp.path().join("fake-measure");
-    std::fs::write(&bin, "#!/usr/bin/env bash\nout=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\nprintf 'h\\nr1\\nr2\\n' > \"$out\"\nsleep 2\necho done\n").unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = stand_in(tmp.path(), "fake-measure", "out=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\nprintf 'h\\nr1\\nr2\\n' > \"$out\"\nsleep 2\necho done\n");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu/sweep_bg.sh");
     let call = |args: &[&str], wait: &str| {
         let o = Command::new("bash").arg(&script).args(args).env("OUT", tmp.path().join("out")).env("DIR", tmp.path().join("dir")).env("WAIT", wait).output().unwrap();
@@ -79,4 +85,20 @@ fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
     assert_eq!(rc, Some(0));
     assert!(out.contains("grid.csv: finished; 2 rows; last log line: done"), "{out}");
     assert_eq!(std::fs::read_to_string(tmp.path().join("out/grid.csv")).unwrap(), "h\nr1\nr2\n");
+}
+
+/// `attn_variants.sh` with a stand-in binary (prints one `ok` line, exits 0): every variant's
+/// files get names of letters, digits, `_` and `-` only, which the GPU machine hands back ('='
+/// in a name kept the FTZ / POLY results on the machine once).
+#[test]
+fn attn_variants_names_its_files_so_they_come_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = stand_in(tmp.path(), "fake-energy-fit", "echo ok stand-in\n");
+    let o = run("benches/attn_variants.sh", &[bin.to_str().unwrap(), "", "-DTC_EXP2_FTZ=0", "-DA=1 -DB=2"], tmp.path());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path().join("out")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let want = ["bench-A-1__B-2.txt", "bench-TC_EXP2_FTZ-0.txt", "bench-base.txt", "selftest-A-1__B-2.txt", "selftest-TC_EXP2_FTZ-0.txt", "selftest-base.txt", "summary.txt"];
+    assert_eq!(names, want);
+    assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))), "{names:?}");
 }

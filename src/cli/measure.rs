@@ -56,7 +56,8 @@ pub struct MeasureArgs {
     /// Power / clock / temperature sampling period in milliseconds.
     #[arg(long, default_value = "100", allow_hyphen_values = true)]
     pub sample_ms: String,
-    /// Seconds of idle power measured just before each point (0: one sample).
+    /// Seconds of idle power measured just before each point, from the energy counter (0: one power
+    /// sample, which on Ampere and newer averages the last second and so still holds the last point).
     #[arg(long, default_value = "1", allow_hyphen_values = true)]
     pub idle_s: String,
     /// Minimum window length; shorter points are repeated inside the window.

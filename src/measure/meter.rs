@@ -1,5 +1,5 @@
 //! GPU energy meter: NVML's cumulative energy counter read at a window's ends, plus a background
-//! sampler of power, clocks and temperature for the per-point means and the idle power.
+//! sampler of power, clocks and temperature for the per-point means.
 //!
 //! The counter only moves at discrete updates (~100 ms on an H100), so a plain reading at each end
 //! is off by up to one update's energy. Instead the window opens on an update (`Window::start`
@@ -326,18 +326,17 @@ impl Window {
     }
 }
 
-/// Idle power just before a point: mean sampled power over `secs` (one sample if `secs` is 0).
-/// Only the sampler runs: the counter's ~100 ms steps make it a poor gauge of a short idle spell,
-/// and waiting for its updates would only lengthen the point.
+/// Idle power just before a point: the energy counter's mean power over `secs` (one power sample
+/// if `secs` is 0). Not the sampler's mean: NVML documents its power reading on Ampere (except
+/// GA100) and newer as an average over the last second, so sampled right after a point it still
+/// carries the point's draw (rows measured that way read 400-480 W "idle" after 690 W points,
+/// 75 W before a process's first point). The counter has no such lag; the window opens and closes
+/// on its updates like a measured one.
 pub fn idle_power_w(meter: Arc<dyn EnergyMeter>, secs: f64, period: Duration) -> Result<f64> {
     if secs <= 0.0 {
         return Ok(meter.sample()?.power_w);
     }
-    let s = sampler(meter.clone(), period, Instant::now());
+    let w = Window::start(meter, period)?;
     std::thread::sleep(Duration::from_secs_f64(secs));
-    let samples = s.join("power sampler")?;
-    if samples.is_empty() {
-        return Ok(meter.sample()?.power_w);
-    }
-    Ok(mean(samples.iter().map(|s| s.power_w)))
+    Ok(w.finish()?.avg_power_w())
 }

@@ -114,16 +114,6 @@ template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add
     long long base = (long long)blockIdx.x * cols;
     const int i0 = threadIdx.x * V, step = blockDim.x * V;
     float f[V], g[V];
-    // The norm's weights (and bias) do not depend on the row: their first chunk is requested now, so
-    // its latency overlaps the row's loads instead of following the block sums (decode rows are short
-    // enough that each block is one chain of latencies).
-    float w0[V], b0[V];
-#pragma unroll
-    for (int j = 0; j < V; j++) w0[j] = b0[j] = 0.f;
-    if (i0 < cols) {
-        ldv<T, V>(w + i0, w0);
-        if (mode == 2) ldv<T, V>(b + i0, b0);
-    }
     if (add) {
         float sa = 0.f;
         for (int i = i0; i < cols; i += step) {
@@ -174,14 +164,9 @@ template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add
     }
     float r = rsqrtf(ss / cols + eps);
     for (int i = i0; i < cols; i += step) {
+        ldv<T, V>(w + i, g);
         float bb[V];
-        if (i == i0) {
-#pragma unroll
-            for (int j = 0; j < V; j++) g[j] = w0[j], bb[j] = b0[j];
-        } else {
-            ldv<T, V>(w + i, g);
-            if (mode == 2) ldv<T, V>(b + i, bb);
-        }
+        if (mode == 2) ldv<T, V>(b + i, bb);
 #pragma unroll
         for (int j = 0; j < V; j++) {
             float x = (hrow[i + j] - mean) * r;
