@@ -146,7 +146,7 @@ impl Tester {
         for &(rows, n, k) in &[(1, 64, 64), (7, 333, 129), (130, 1024, 2048)] {
             self.gemm(rows, n, k)?;
         }
-        for &(rows, v) in &[(1, 10), (5, 32000), (3, 128256)] {
+        for &(rows, v) in &[(1, 10), (5, 32000), (3, 128256), (2, 50257)] {
             self.argmax(rows, v)?;
         }
         let plain = AttnOpts::default();
