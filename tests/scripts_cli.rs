@@ -36,7 +36,7 @@ fn stand_in(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 
 #[test]
 fn missing_arguments_print_the_usage() {
-    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh"] {
+    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh", "benches/ab_energy.sh"] {
         assert_refused(s, &[], "usage:");
     }
     assert_refused("scripts/gpu/sweep_bg.sh", &["frobnicate", "x.csv"], "usage:");
@@ -48,6 +48,7 @@ fn a_binary_that_is_not_there_is_named() {
     for (s, args) in [
         ("benches/attn_variants.sh", vec![BAD_BIN]),
         ("benches/ncu_attention.sh", vec![BAD_BIN]),
+        ("benches/ab_energy.sh", vec![BAD_BIN, BAD_BIN, "--llm", "llama-3.2-1b"]),
         ("benches/gpu_perf.sh", vec![BAD_BIN, "bench"]),
         ("scripts/gpu/run_checks.sh", vec![BAD_BIN]),
         ("scripts/gpu/grid_resume.sh", vec![BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"]),
@@ -101,4 +102,30 @@ fn attn_variants_names_its_files_so_they_come_back() {
     let want = ["bench-A-1__B-2.txt", "bench-TC_EXP2_FTZ-0.txt", "bench-base.txt", "selftest-A-1__B-2.txt", "selftest-TC_EXP2_FTZ-0.txt", "selftest-base.txt", "summary.txt"];
     assert_eq!(names, want);
     assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))), "{names:?}");
+}
+
+/// `ab_energy.sh` with two stand-in binaries whose `measure` writes one row of known energy
+/// (synthetic: A 100 J, B 80 J for 1000 tokens): rounds alternate the order, and the summary's
+/// B/A is the ratio of tokens/J, 1.25.
+#[test]
+fn ab_energy_interleaves_and_reports_the_ratio() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = |e: &str, who: &str| {
+        format!("out=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\necho {who} >> \"$(dirname \"$out\")/order\"\nprintf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,{e},1000,ok\\n' > \"$out\"\n")
+    };
+    let a = stand_in(tmp.path(), "a", &body("100", "A"));
+    let b = stand_in(tmp.path(), "b", &body("80", "B"));
+    let o = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ab_energy.sh"))
+        .args([a.to_str().unwrap(), b.to_str().unwrap(), "--llm", "x"])
+        .env("OUT", tmp.path().join("out"))
+        .env("ROUNDS", "3")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    let order = std::fs::read_to_string(tmp.path().join("out/order")).unwrap();
+    assert_eq!(order.split_whitespace().collect::<Vec<_>>(), ["A", "B", "B", "A", "A", "B"]);
+    let line = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}"));
+    assert!(line.contains("10.00 10.00 10.00") && line.contains("12.50 12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
 }
