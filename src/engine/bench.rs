@@ -4,7 +4,7 @@
 //! cached values). Also the two peaks the floors divide by: cuBLAS bf16/fp16 GEMM throughput and
 //! device-to-device copy bandwidth, measured on the GPU at hand. Times come from CUDA events.
 
-use super::device::{elapsed_ms, DevBuf, KernelTime};
+use super::device::{elapsed_ms, grid_for, Arg, DevBuf, KernelTime};
 use super::forward::StepInput;
 use super::scheduler::{Decode, Iteration, Prefill, PAGE_SIZE};
 use super::Engine;
@@ -12,21 +12,46 @@ use anyhow::{anyhow, bail, Result};
 use cudarc::driver::result as drv;
 
 impl Engine {
-    /// Best of `reps` timings (ms) of an `m × n × k` GEMM in the run dtype, and its TFLOP/s.
-    pub fn bench_gemm_peak(&mut self, m: usize, n: usize, k: usize, reps: usize) -> Result<(f64, f64)> {
-        let dev = &self.model.dev;
-        let e = self.model.dt.bytes();
+    /// cuBLAS throughput of an `m × n × k` GEMM in the run dtype: (ms per GEMM, TFLOP/s).
+    /// `random`: operands uniform in [-1, 1], as the engine's are, rather than zeros; zeros toggle
+    /// no bits and draw less power, so a card at its power limit runs them faster (KINDS.md saw
+    /// 894 against 788 TFLOP/s on an H200). `sustained`: `reps` GEMMs back to back timed as one,
+    /// long enough for the clocks to settle at the power limit as in a prefill; otherwise the best
+    /// of `reps` single GEMMs, each a burst the power controller does not see.
+    pub fn bench_gemm(&mut self, m: usize, n: usize, k: usize, reps: usize, random: bool, sustained: bool) -> Result<(f64, f64)> {
+        let dt = self.model.dt;
+        let dev = &mut self.model.dev;
+        let e = dt.bytes();
         let (x, w, y) = (dev.alloc(m * k * e)?, dev.alloc(n * k * e)?, dev.alloc(m * n * e)?);
-        for b in [&x, &w] {
-            // SAFETY: b is a live allocation of b.bytes bytes; zeros are valid bf16/fp16.
-            unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, dev.stream.cu_stream()) }.map_err(|x| anyhow!("memset: {x:?}"))?;
+        for (i, b) in [&x, &w].into_iter().enumerate() {
+            if random {
+                let args = [Arg::P(b.ptr), Arg::L((b.bytes / e) as i64), Arg::U(0x5EED_0000 + i as u64), Arg::F(1.0), Arg::F(0.0)];
+                dev.launch(&format!("fill_uniform_{}", dt.suffix()), grid_for(b.bytes / e, 256), 256, 0, &args)?;
+            } else {
+                // SAFETY: b is a live allocation of b.bytes bytes; zeros are valid bf16/fp16.
+                unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, dev.stream.cu_stream()) }.map_err(|x| anyhow!("memset: {x:?}"))?;
+            }
+        }
+        let reps = reps.max(1);
+        if sustained {
+            for _ in 0..reps.div_ceil(4) {
+                dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr)?; // warm-up: clocks settle before the timing
+            }
+            let a = dev.recorded_event()?;
+            for _ in 0..reps {
+                dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr)?;
+            }
+            let b = dev.recorded_event()?;
+            dev.sync()?;
+            let ms = elapsed_ms(&a, &b)? / reps as f64;
+            return Ok((ms, 2.0 * (m * n * k) as f64 / (ms * 1e-3) / 1e12));
         }
         let mut best = f64::INFINITY;
-        for _ in 0..reps.max(1) + 1 {
-            let a = self.model.dev.recorded_event()?;
-            self.model.dev.gemm(self.model.dt, m, n, k, x.ptr, w.ptr, y.ptr)?;
-            let b = self.model.dev.recorded_event()?;
-            self.model.dev.sync()?;
+        for _ in 0..reps + 1 {
+            let a = dev.recorded_event()?;
+            dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr)?;
+            let b = dev.recorded_event()?;
+            dev.sync()?;
             best = best.min(elapsed_ms(&a, &b)?);
         }
         Ok((best, 2.0 * (m * n * k) as f64 / (best * 1e-3) / 1e12))
