@@ -18,7 +18,8 @@ pub struct BenchArgs {
     pub llm: String,
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
-    /// Prompt lengths of the prefill rows (each one iteration of max_num_tokens / n prompts).
+    /// Prompt lengths of the prefill rows (each one iteration of max_num_tokens / n prompts, timed as
+    /// the mean of iterations back to back for 1 s, at the power limit as in a long prefill).
     #[arg(long, default_value = "512,1024,2048,4096", value_delimiter = ',')]
     pub prefill: Vec<usize>,
     /// Decode batch sizes. 1024: the grid's short prompts decode all 1000 requests at once; a
@@ -103,7 +104,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let seqs = (a.max_num_tokens / n).max(1);
         let c = cfg.prefill_cost(seqs, n, eb);
         let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
-        let (t, mut note) = match e.bench_prefill(seqs, n, 3) {
+        let (t, mut note) = match e.bench_prefill(seqs, n, 1000.0) {
             Ok(t) => (Some(t), Some(format!("{:.0} % of GEMM peak", 100.0 * c.flops / (t * 1e-3) / (tflops * 1e12)))),
             Err(x) => (None, Some(format!("skipped: {x:#}"))),
         };
