@@ -106,6 +106,9 @@ template <class T, int V> __device__ __forceinline__ void stv(T* p, const float 
     }
 }
 
+#ifndef NORM_FUSED_LOADS
+#define NORM_FUSED_LOADS 0  // 1: load the branch output and the residual together (see below); A/B pending
+#endif
 // Each thread takes V adjacent columns per step (V = 8 when cols % 8 == 0: 16-byte accesses; the
 // 2-byte version ran at 2.2x its bytes/bandwidth floor), the row staged in shared memory as floats.
 template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add, const T* add_b, const T* add_w, const T* w,
@@ -114,7 +117,32 @@ template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add
     long long base = (long long)blockIdx.x * cols;
     const int i0 = threadIdx.x * V, step = blockDim.x * V;
     float f[V], g[V];
-    if (add) {
+    float ss = 0.f, sum = 0.f;
+#if NORM_FUSED_LOADS
+    // Residual add without a post-norm (Llama, Qwen, OPT, Falcon-RW): the branch output and the
+    // residual are loaded together, one memory latency per chunk instead of two in a row.
+    const bool fused = add && !add_w;
+    if (fused) {
+        for (int i = i0; i < cols; i += step) {
+            float h[V], bb[V];
+            ldv<T, V>(add + base + i, f);
+            ldv<T, V>(resid + base + i, h);
+            if (add_b) ldv<T, V>(add_b + i, bb);
+#pragma unroll
+            for (int j = 0; j < V; j++) {
+                float a = add_b ? rnd<T>(f[j] + bb[j]) : f[j];
+                h[j] = rnd<T>(h[j] + a);
+                hrow[i + j] = h[j];
+                ss += h[j] * h[j];
+                sum += h[j];
+            }
+            stv<T, V>(resid + base + i, h);
+        }
+    }
+#else
+    const bool fused = false;
+#endif
+    if (add && !fused) {
         float sa = 0.f;
         for (int i = i0; i < cols; i += step) {
             ldv<T, V>(add + base + i, f);
@@ -138,8 +166,7 @@ template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add
             }
         }
     }
-    float ss = 0.f, sum = 0.f;
-    for (int i = i0; i < cols; i += step) {
+    for (int i = i0; i < cols && !fused; i += step) {
         ldv<T, V>(resid + base + i, f);
 #pragma unroll
         for (int j = 0; j < V; j++) {
