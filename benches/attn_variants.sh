@@ -8,13 +8,8 @@
 #   -DTC_EXP2_POLY=2, 3, 4 (src/engine/kernels/attention_tc.cu says what each does).
 # Env: PREFILL (default 1024,2048,4096).
 set -u -o pipefail
-. "$(dirname "$0")/variant_name.sh"
-if [ $# -lt 1 ]; then
-    echo "usage: $0 BIN [VARIANT...] (got $# arguments)" >&2
-    exit 2
-fi
-BIN="$(realpath -m "$1")"
-[ -x "$BIN" ] || { echo "error: BIN $1: not an executable file (build one: scripts/dev_binary.sh)" >&2; exit 2; }
+. "$(dirname "$0")/variants.sh"
+variants_bin "$0 BIN [VARIANT...]" "$@"
 shift
 [ $# -eq 0 ] && set -- "" "-DTC_EXP2_FTZ=0" "-DTC_EXP2_POLY=2" "-DTC_EXP2_POLY=3" "-DTC_EXP2_POLY=4"
 RES="${OUT:-/tmp/energy-fit-attn-variants}"

@@ -7,13 +7,8 @@
 # Usage: benches/ncu_attention.sh BIN [VARIANT...]   VARIANT as in benches/attn_variants.sh
 # Env: KERNEL (default attention_tc_bf16_64), N (prompt length, default 4096).
 set -u -o pipefail
-. "$(dirname "$0")/variant_name.sh"
-if [ $# -lt 1 ]; then
-    echo "usage: $0 BIN [VARIANT...] (got $# arguments)" >&2
-    exit 2
-fi
-BIN="$(realpath -m "$1")"
-[ -x "$BIN" ] || { echo "error: BIN $1: not an executable file (build one: scripts/dev_binary.sh)" >&2; exit 2; }
+. "$(dirname "$0")/variants.sh"
+variants_bin "$0 BIN [VARIANT...]" "$@"
 shift
 [ $# -eq 0 ] && set -- "" "-DTC_EXP2_POLY=3"
 RES="${OUT:-/tmp/energy-fit-ncu}"

@@ -5,7 +5,7 @@
 //! device-to-device copy bandwidth, measured on the GPU at hand. Times come from CUDA events.
 
 use super::device::{elapsed_ms, grid_for, Arg, DevBuf, KernelTime};
-use super::forward::StepInput;
+use super::forward::{Model, StepInput};
 use super::scheduler::{Decode, Iteration, Prefill, PAGE_SIZE};
 use super::Engine;
 use anyhow::{anyhow, bail, Result};
@@ -33,28 +33,14 @@ impl Engine {
             }
         }
         let reps = reps.max(1);
-        if sustained {
-            for _ in 0..reps.div_ceil(4) {
-                dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr)?; // warm-up: clocks settle before the timing
-            }
-            let a = dev.recorded_event()?;
-            for _ in 0..reps {
-                dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr)?;
-            }
-            let b = dev.recorded_event()?;
-            dev.sync()?;
-            let ms = elapsed_ms(&a, &b)? / reps as f64;
-            return Ok((ms, 2.0 * (m * n * k) as f64 / (ms * 1e-3) / 1e12));
-        }
-        let mut best = f64::INFINITY;
-        for _ in 0..reps + 1 {
-            let a = dev.recorded_event()?;
-            dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr)?;
-            let b = dev.recorded_event()?;
-            dev.sync()?;
-            best = best.min(elapsed_ms(&a, &b)?);
-        }
-        Ok((best, 2.0 * (m * n * k) as f64 / (best * 1e-3) / 1e12))
+        let gemm = |md: &mut Model| md.dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr);
+        let ms = if sustained {
+            back_to_back_ms(&mut self.model, reps.div_ceil(4), gemm)?; // warm-up: clocks settle before the timing
+            back_to_back_ms(&mut self.model, reps, gemm)?
+        } else {
+            best_single_ms(&mut self.model, reps, gemm)?
+        };
+        Ok((ms, 2.0 * (m * n * k) as f64 / (ms * 1e-3) / 1e12))
     }
 
     /// Best of `reps` device-to-device copies of `bytes` (ms) and the bandwidth counting the read
@@ -62,15 +48,9 @@ impl Engine {
     pub fn bench_copy_bandwidth(&mut self, bytes: usize, reps: usize) -> Result<(f64, f64)> {
         let dev = &self.model.dev;
         let (src, dst): (DevBuf, DevBuf) = (dev.alloc(bytes)?, dev.alloc(bytes)?);
-        let mut best = f64::INFINITY;
-        for _ in 0..reps.max(1) + 1 {
-            let a = self.model.dev.recorded_event()?;
-            // SAFETY: both buffers hold `bytes` bytes.
-            unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, self.model.dev.stream.cu_stream()) }.map_err(|x| anyhow!("copy: {x:?}"))?;
-            let b = self.model.dev.recorded_event()?;
-            self.model.dev.sync()?;
-            best = best.min(elapsed_ms(&a, &b)?);
-        }
+        // SAFETY: both buffers hold `bytes` bytes.
+        let copy = |md: &mut Model| unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, md.dev.stream.cu_stream()) }.map_err(|x| anyhow!("copy: {x:?}"));
+        let best = best_single_ms(&mut self.model, reps.max(1), copy)?;
         Ok((best, 2.0 * bytes as f64 / (best * 1e-3) / 1e9))
     }
 
@@ -115,19 +95,11 @@ impl Engine {
     /// the power controller lowers the clocks. Matches the sustained GEMM peak it is compared with.
     pub fn bench_prefill(&mut self, seqs: usize, n: usize, min_ms: f64) -> Result<f64> {
         let (step, out) = self.prefill_setup(seqs, n)?;
-        let timed = |m: &mut super::forward::Model, reps: usize| -> Result<f64> {
-            let a = m.dev.recorded_event()?;
-            for _ in 0..reps {
-                m.forward(&step, out.ptr)?;
-            }
-            let b = m.dev.recorded_event()?;
-            m.dev.sync()?;
-            Ok(elapsed_ms(&a, &b)? / reps as f64)
-        };
-        let once = timed(&mut self.model, 1)?;
+        let fwd = |md: &mut Model| md.forward(&step, out.ptr);
+        let once = back_to_back_ms(&mut self.model, 1, fwd)?;
         let reps = ((min_ms / once.max(1e-3)).ceil() as usize).clamp(1, 10_000);
-        timed(&mut self.model, reps.div_ceil(4))?;
-        timed(&mut self.model, reps)
+        back_to_back_ms(&mut self.model, reps.div_ceil(4), fwd)?;
+        back_to_back_ms(&mut self.model, reps, fwd)
     }
 
     /// Block tables and a zeroed KV cache for `batch` sequences decoding `steps` tokens from
@@ -198,4 +170,24 @@ impl Engine {
         let step = self.decode_step(batch, context, 0, &base);
         self.kernel_times(&step, out.ptr)
     }
+}
+
+/// `reps` launches of `op` back to back between two CUDA events: GPU time per launch (ms).
+fn back_to_back_ms(md: &mut Model, reps: usize, mut op: impl FnMut(&mut Model) -> Result<()>) -> Result<f64> {
+    let a = md.dev.recorded_event()?;
+    for _ in 0..reps {
+        op(md)?;
+    }
+    let b = md.dev.recorded_event()?;
+    md.dev.sync()?;
+    Ok(elapsed_ms(&a, &b)? / reps as f64)
+}
+
+/// Best of `reps + 1` single launches of `op`, each timed alone (the first also warms up): ms.
+fn best_single_ms(md: &mut Model, reps: usize, mut op: impl FnMut(&mut Model) -> Result<()>) -> Result<f64> {
+    let mut best = f64::INFINITY;
+    for _ in 0..reps + 1 {
+        best = best.min(back_to_back_ms(md, 1, &mut op)?);
+    }
+    Ok(best)
 }
