@@ -129,3 +129,21 @@ fn ab_energy_interleaves_and_reports_the_ratio() {
     let line = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}"));
     assert!(line.contains("10.00 10.00 10.00") && line.contains("12.50 12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
 }
+
+/// `vs_reference.py` names the file and the LLM when the file has no usable rows for it, and asks
+/// for `--llm` when the file holds several LLMs (synthetic two-row file).
+#[test]
+fn vs_reference_names_what_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("two.csv");
+    std::fs::write(&f, "llm,input_tokens,output_tokens,requests,energy_j,generated_tokens,status\na,64,64,1,1.0,64,ok\nb,64,64,1,1.0,64,ok\n").unwrap();
+    let py = |args: &[&str]| {
+        let o = Command::new("python3").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vs_reference.py")).args(args).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let fs = f.to_str().unwrap();
+    let (ok, err) = py(&[fs]);
+    assert!(!ok && err.contains("two.csv has rows for 2 LLMs (a, b); name one with --llm"), "{err}");
+    let (ok, err) = py(&[fs, "--llm", "llama-3.2-1b"]);
+    assert!(!ok && err.contains("two.csv: no rows with status ok for llm llama-3.2-1b (LLMs in the file: a, b)"), "{err}");
+}
