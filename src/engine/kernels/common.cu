@@ -107,7 +107,7 @@ template <class T, int V> __device__ __forceinline__ void stv(T* p, const float 
 }
 
 #ifndef NORM_FUSED_LOADS
-#define NORM_FUSED_LOADS 0  // 1: load the branch output and the residual together (see below); A/B pending
+#define NORM_FUSED_LOADS 1  // load the branch output and the residual together (see below); 0: one after the other
 #endif
 // Each thread takes V adjacent columns per step (V = 8 when cols % 8 == 0: 16-byte accesses; the
 // 2-byte version ran at 2.2x its bytes/bandwidth floor), the row staged in shared memory as floats.
