@@ -24,7 +24,9 @@ print(f"{j['llm']} on {j['gpu']}: GEMM peak {j['gemm_peak_tflops']:.0f} TFLOP/s,
 for r in j["rows"]:
     t = "-" if r["achieved_ms"] is None else f"{r['achieved_ms']:.3f}"
     x = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-    print(f"{r['phase']:<8}{r['batch']:>6}{r['tokens']:>7}{t:>11}{r['floor_ms']:>10.3f} {r['bound']:<6}{x:>6}  {r['note'] or ''}")
+    sf = "" if r.get("serial_floor_ms") is None else f"{r['serial_floor_ms']:>9.3f}"
+    sx = "" if r.get("serial_ratio") is None else f"{r['serial_ratio']:>6.2f}"
+    print(f"{r['phase']:<8}{r['batch']:>6}{r['tokens']:>7}{t:>11}{r['floor_ms']:>10.3f} {r['bound']:<6}{x:>6}{sf}{sx}  {r['note'] or ''}")
     ks = r.get("kernels") or []
     total = sum(k["ms"] for k in ks)
     for k in ks[:6]:

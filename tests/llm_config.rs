@@ -136,3 +136,16 @@ fn parses_opt_falcon_gemma2() {
     assert_eq!(c.gemma.unwrap().sliding_window, 8);
     assert_eq!(c.norm, Norm::RmsNormPlusOne);
 }
+
+/// The attention part of a decode step is what `decode_cost` adds to the matrix products: scores
+/// and weighted sums (4 FLOPs · q_dim per key and layer) and K/V bytes (read every attended key,
+/// write the new one), so the rest is the weights, the token rows and 2 FLOPs per parameter.
+#[test]
+fn decode_attention_cost_is_the_attention_part() {
+    let c = get("llama-3.2-1b");
+    let (a, d) = (c.decode_attention_cost(4, 100, 2), c.decode_cost(4, 100, 2));
+    assert_eq!(a.flops, 4.0 * 4.0 * 2048.0 * 100.0 * 16.0);
+    assert_eq!(a.bytes, 4.0 * 2048.0 * 101.0 * 16.0);
+    assert_eq!(d.flops - a.flops, 4.0 * c.flops_per_token());
+    assert_eq!(d.bytes - a.bytes, c.weight_read_bytes(2) + 4.0 * 2048.0 * 2.0);
+}

@@ -3,10 +3,12 @@
 //! `src/llm/` (issue 6's targets: decode within 1.25 × its floor at batch ≥ 256, prefill at n ≥ 512
 //! at ≥ 65 % of the GEMM peak). The GEMM peak is cuBLAS's sustained throughput on random operands,
 //! the conditions of a prefill on a power-limited card; zeros and single bursts run faster.
+//! Decode rows also give the serial floor: the matrix products' floor plus attention's, since a
+//! step runs the compute-bound GEMMs and the bandwidth-bound attention one after the other.
 
 use crate::engine::device::KernelTime;
 use crate::engine::{DType, Engine, EngineOptions};
-use crate::llm::resolve_llm;
+use crate::llm::{resolve_llm, Cost, LlmConfig};
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
@@ -23,7 +25,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "512,1024,2048,4096", value_delimiter = ',')]
     pub prefill: Vec<usize>,
     /// Decode batch sizes. 1024: the grid's short prompts decode all 1000 requests at once; a
-    /// (batch, context) whose KV cache does not fit is reported as skipped.
+    /// (batch, context) whose KV cache does not fit is reported as skipped, and a context that no
+    /// asked batch fits gets a row at the largest batch the cache holds (what a long-context point
+    /// of the grid decodes at).
     #[arg(long, default_value = "256,512,1024", value_delimiter = ',')]
     pub batches: Vec<usize>,
     /// Decode contexts (position of the new token + 1).
@@ -61,6 +65,11 @@ struct Row {
     floor_ms: f64,
     bound: &'static str,
     ratio: Option<f64>,
+    /// Decode: floor of the matrix products plus floor of attention (see `serial_floor_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial_floor_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial_ratio: Option<f64>,
     note: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kernels: Option<Vec<KernelTime>>,
@@ -86,6 +95,14 @@ pub fn floor_ms(flops: f64, bytes: f64, tflops: f64, gbps: f64) -> (f64, &'stati
     if tf >= tb { (tf, "flops") } else { (tb, "bytes") }
 }
 
+/// Floor of a decode step whose attention runs between its matrix products rather than beside
+/// them: the rest of `step` (weights, rows, 2 FLOPs per parameter) at its bound plus `attn` at its
+/// own. At short contexts the GEMMs are compute-bound and attention bandwidth-bound, so this lies
+/// above `floor_ms` of the whole step, which assumes the two overlap.
+pub fn serial_floor_ms(step: Cost, attn: Cost, tflops: f64, gbps: f64) -> f64 {
+    floor_ms(step.flops - attn.flops, step.bytes - attn.bytes, tflops, gbps).0 + floor_ms(attn.flops, attn.bytes, tflops, gbps).0
+}
+
 pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = resolve_llm(&a.llm)?;
     let dt = DType::parse(&a.dtype)?;
@@ -109,19 +126,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
             Err(x) => (None, Some(format!("skipped: {x:#}"))),
         };
         let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_prefill_kernels(seqs, n));
-        rows.push(Row { phase: "prefill", batch: seqs, tokens: n, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note, kernels });
+        rows.push(Row { phase: "prefill", batch: seqs, tokens: n, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), serial_floor_ms: None, serial_ratio: None, note, kernels });
     }
-    for &b in &a.batches {
-        for &ctx in &a.contexts {
-            let c = cfg.decode_cost(b, ctx + a.steps / 2, eb);
-            let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
-            let (t, mut note) = match e.bench_decode(b, ctx, a.steps) {
-                Ok(t) => (Some(t), None),
-                Err(x) => (None, Some(format!("skipped: {x:#}"))),
-            };
-            let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_decode_kernels(b, ctx));
-            rows.push(Row { phase: "decode", batch: b, tokens: ctx, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), note, kernels });
-        }
+    // Contexts that none of the asked batches fits get a row at the largest batch that does.
+    let extra: Vec<(usize, usize)> = a
+        .contexts
+        .iter()
+        .map(|&ctx| (e.decode_capacity(ctx + a.steps), ctx))
+        .filter(|&(cap, _)| cap > 0 && a.batches.iter().all(|&b| b > cap))
+        .collect();
+    let asked = a.batches.iter().flat_map(|&b| a.contexts.iter().map(move |&ctx| (b, ctx, None)));
+    let capped = extra.into_iter().map(|(b, ctx)| (b, ctx, Some("largest batch the KV cache holds at this context".to_string())));
+    for (b, ctx, why) in asked.chain(capped) {
+        rows.push(decode_row(&mut e, &cfg, &a, b, ctx, (tflops, gbps), why)?);
     }
     if a.json {
         let j = serde_json::json!({
@@ -134,11 +151,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     println!("{} on {} ({}, CUDA graphs {}, attention {:?})", cfg.name, e.device_name(), a.dtype, if a.no_graphs { "off" } else { "on" }, a.attention);
     println!("measured peaks: cuBLAS GEMM 8192³ {tflops:.0} TFLOP/s ({gemm_ms:.2} ms each, 640 back to back on random operands; one GEMM alone: {burst_random:.0} random, {burst_zeros:.0} zeros); device copy {gbps:.0} GB/s (2 GiB in {copy_ms:.2} ms)");
-    println!("{:<8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>7}  note", "phase", "batch", "n|ctx", "achieved ms", "floor ms", "bound", "ratio");
+    println!("{:<8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>7} {:>10} {:>7}  note", "phase", "batch", "n|ctx", "achieved ms", "floor ms", "bound", "ratio", "serial ms", "ratio");
     for r in &rows {
         let t = r.achieved_ms.map_or("-".into(), |t| format!("{t:.3}"));
         let ratio = r.ratio.map_or("-".into(), |x| format!("{x:.2}"));
-        println!("{:<8} {:>6} {:>8} {:>12} {:>10.3} {:>6} {:>7}  {}", r.phase, r.batch, r.tokens, t, r.floor_ms, r.bound, ratio, r.note.clone().unwrap_or_default());
+        let serial = r.serial_floor_ms.map_or("-".into(), |x| format!("{x:.3}"));
+        let sratio = r.serial_ratio.map_or("-".into(), |x| format!("{x:.2}"));
+        println!("{:<8} {:>6} {:>8} {:>12} {:>10.3} {:>6} {:>7} {:>10} {:>7}  {}", r.phase, r.batch, r.tokens, t, r.floor_ms, r.bound, ratio, serial, sratio, r.note.clone().unwrap_or_default());
         if let Some(k) = &r.kernels {
             let sum: f64 = k.iter().map(|x| x.ms).sum();
             println!("         kernels and GEMMs of one iteration, launched directly: {sum:.3} ms in all");
@@ -150,9 +169,36 @@ pub fn run(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// One decode row: `steps` steps of `b` sequences at context `ctx` against both floors.
+fn decode_row(e: &mut Engine, cfg: &LlmConfig, a: &BenchArgs, b: usize, ctx: usize, (tflops, gbps): (f64, f64), why: Option<String>) -> Result<Row> {
+    let eb = DType::parse(&a.dtype)?.bytes();
+    let (c, att) = (cfg.decode_cost(b, ctx + a.steps / 2, eb), cfg.decode_attention_cost(b, ctx + a.steps / 2, eb));
+    let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
+    let serial = serial_floor_ms(c, att, tflops, gbps);
+    let (t, mut note) = match e.bench_decode(b, ctx, a.steps) {
+        Ok(t) => (Some(t), why),
+        Err(x) => (None, Some(format!("skipped: {x:#}"))),
+    };
+    let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_decode_kernels(b, ctx));
+    Ok(Row {
+        phase: "decode",
+        batch: b,
+        tokens: ctx,
+        achieved_ms: t,
+        floor_ms: f,
+        bound,
+        ratio: t.map(|t| t / f),
+        serial_floor_ms: Some(serial),
+        serial_ratio: t.map(|t| t / serial),
+        note,
+        kernels,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::floor_ms;
+    use super::{floor_ms, serial_floor_ms};
+    use crate::llm::Cost;
 
     #[test]
     fn floor_is_the_larger_bound() {
@@ -161,5 +207,18 @@ mod tests {
         assert!((f - 2.0).abs() < 1e-12 && b == "flops");
         let (f, b) = floor_ms(1e9, 1e10, 500.0, 2000.0);
         assert!((f - 5.0).abs() < 1e-12 && b == "bytes");
+    }
+
+    /// GEMMs compute-bound (1 TFLOP, 1 GB: 2 ms at 500 TFLOP/s), attention bandwidth-bound (tiny
+    /// FLOPs, 2 GB: 1 ms at 2000 GB/s): overlapped the step's floor is 2 ms (3 GB take 1.5), one
+    /// after the other 3 ms.
+    #[test]
+    fn serial_floor_adds_the_gemms_and_attention_bounds() {
+        let attn = Cost { flops: 1e9, bytes: 2e9 };
+        let step = Cost { flops: 1e12 + attn.flops, bytes: 1e9 + attn.bytes };
+        let (f, b) = floor_ms(step.flops, step.bytes, 500.0, 2000.0);
+        assert!((f - 2.002).abs() < 1e-12 && b == "flops", "{f} {b}");
+        let s = serial_floor_ms(step, attn, 500.0, 2000.0);
+        assert!((s - 3.0).abs() < 1e-9, "{s}");
     }
 }

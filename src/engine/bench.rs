@@ -54,6 +54,12 @@ impl Engine {
         Ok((best, 2.0 * bytes as f64 / (best * 1e-3) / 1e9))
     }
 
+    /// The most sequences of `len` tokens that the KV cache and max_batch_size hold at once: the
+    /// batch a long-context point decodes at when the asked batches do not fit.
+    pub fn decode_capacity(&self, len: usize) -> usize {
+        batch_capacity(self.model.total_pages, self.model.max_seqs, len)
+    }
+
     /// Pages for `seqs` sequences of `len` tokens each, slots 0.., written to the block table.
     fn bench_pages(&mut self, seqs: usize, len: usize) -> Result<Vec<Vec<u32>>> {
         let per = len.div_ceil(PAGE_SIZE);
@@ -172,6 +178,11 @@ impl Engine {
     }
 }
 
+/// Sequences of `len` tokens that `total_pages` KV pages hold, at most `max_seqs`.
+fn batch_capacity(total_pages: usize, max_seqs: usize, len: usize) -> usize {
+    (total_pages / len.max(1).div_ceil(PAGE_SIZE)).min(max_seqs)
+}
+
 /// `reps` launches of `op` back to back between two CUDA events: GPU time per launch (ms).
 fn back_to_back_ms(md: &mut Model, reps: usize, mut op: impl FnMut(&mut Model) -> Result<()>) -> Result<f64> {
     let a = md.dev.recorded_event()?;
@@ -190,4 +201,19 @@ fn best_single_ms(md: &mut Model, reps: usize, mut op: impl FnMut(&mut Model) ->
         best = best.min(back_to_back_ms(md, 1, &mut op)?);
     }
     Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{batch_capacity, PAGE_SIZE};
+
+    #[test]
+    fn batch_capacity_counts_whole_pages() {
+        // 14226 pages (llama-3.1-8b on an H100); 2072 tokens take 65 pages of 32 → 218 sequences.
+        assert_eq!(PAGE_SIZE, 32);
+        assert_eq!(batch_capacity(14226, 1024, 2072), 218);
+        assert_eq!(batch_capacity(14226, 1024, 2048), 222); // exactly 64 pages each
+        assert_eq!(batch_capacity(14226, 100, 128), 100); // max_batch_size bounds it
+        assert_eq!(batch_capacity(10, 1024, 4096), 0);
+    }
 }

@@ -121,15 +121,21 @@ impl LlmConfig {
     /// One decode step of `batch` sequences, each attending to `context` keys (its prompt, the
     /// tokens generated so far and the new one).
     pub fn decode_cost(&self, batch: usize, context: usize, dtype_bytes: usize) -> Cost {
+        let attn = self.decode_attention_cost(batch, context, dtype_bytes);
+        let b = batch as f64;
+        let rows = b * (self.hidden * dtype_bytes) as f64 * if self.position_rows() > 0 { 2.0 } else { 1.0 };
+        Cost { flops: b * self.flops_per_token() + attn.flops, bytes: self.weight_read_bytes(dtype_bytes) + rows + attn.bytes }
+    }
+
+    /// The attention part of `decode_cost`: scores and weighted sums over the attended keys, the
+    /// keys and values of every layer read and the new token's written. A step runs attention
+    /// between its matrix products, not beside them, so `bench` also reports the floor of the two
+    /// parts one after the other.
+    pub fn decode_attention_cost(&self, batch: usize, context: usize, dtype_bytes: usize) -> Cost {
         let b = batch as f64;
         let keys: f64 = (0..self.layers).map(|l| self.keys_attended(l, context) as f64).sum();
-        let flops = b * (self.flops_per_token() + 4.0 * self.q_dim() as f64 * keys);
         let kv_layer_token = (2 * self.kv_dim() * dtype_bytes) as f64;
-        let rows = b * (self.hidden * dtype_bytes) as f64 * if self.position_rows() > 0 { 2.0 } else { 1.0 };
-        // Read the attended keys and values of every layer, write the new token's.
-        let kv = b * kv_layer_token * (keys + self.layers as f64);
-        let bytes = self.weight_read_bytes(dtype_bytes) + rows + kv;
-        Cost { flops, bytes }
+        Cost { flops: b * 4.0 * self.q_dim() as f64 * keys, bytes: b * kv_layer_token * (keys + self.layers as f64) }
     }
 }
 
