@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prefill-attention kernel variants in one binary (ENERGY_FIT_NVRTC_OPTS picks the #defines NVRTC
-# compiles with): for each, the bf16 kernel selftest plus llama-3.2-1b's forward check, then bench's
-# prefill rows with per-kernel times. A variant becomes a default only after both. Results under
-# $OUT (or /tmp/energy-fit-attn-variants): selftest-NAME.txt, bench-NAME.txt, summary.txt.
+# compiles with): for each, the bf16 kernel selftest plus the LLM's forward check (llama-3.2-1b
+# unless LLM says), then bench's prefill rows with per-kernel times. A variant becomes a default
+# only after both. Results under $OUT (or /tmp/energy-fit-attn-variants): selftest-NAME.txt, bench-NAME.txt, summary.txt.
 # Usage: benches/attn_variants.sh BIN [VARIANT...]
 #   VARIANT: one quoted option list, "" for the defaults; by default "", -DTC_EXP2_FTZ=0 and
 #   -DTC_EXP2_POLY=2, 3, 4 (src/engine/kernels/attention_tc.cu says what each does).
-# Env: PREFILL (default 1024,2048,4096).
+# Env: PREFILL (default 1024,2048,4096), LLM (default llama-3.2-1b: head dim 64; llama-3.1-8b for 128,
+#   e.g. with the variant -DTC_MT_HD128=2).
 set -u -o pipefail
 . "$(dirname "$0")/variants.sh"
 variants_bin "$0 BIN [VARIANT...]" "$@"
@@ -17,9 +18,9 @@ mkdir -p "$RES"
 rc=0
 for v in "$@"; do
     name="$(variant_name "$v")"
-    ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" selftest --dtype bf16 --llm llama-3.2-1b > "$RES/selftest-$name.txt" 2>&1
+    ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" selftest --dtype bf16 --llm "${LLM:-llama-3.2-1b}" > "$RES/selftest-$name.txt" 2>&1
     st=$?
-    ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" bench --llm llama-3.2-1b --prefill "${PREFILL:-1024,2048,4096}" \
+    ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" bench --llm "${LLM:-llama-3.2-1b}" --prefill "${PREFILL:-1024,2048,4096}" \
         --batches 256 --contexts 128 --kernels --top 4 > "$RES/bench-$name.txt" 2>&1
     bt=$?
     # The attention kernel's time in each prefill row's breakdown.

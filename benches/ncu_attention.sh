@@ -5,7 +5,8 @@
 # Clocks are left as found (--clock-control none). Results under $OUT (or /tmp/energy-fit-ncu):
 # metrics.txt (the chip's metric names), ncu-NAME.txt per variant.
 # Usage: benches/ncu_attention.sh BIN [VARIANT...]   VARIANT as in benches/attn_variants.sh
-# Env: KERNEL (default attention_tc_bf16_64), N (prompt length, default 4096).
+# Env: KERNEL (default attention_tc_bf16_64), N (prompt length, default 4096), LLM (default
+#   llama-3.2-1b; llama-3.1-8b with KERNEL=attention_tc_bf16_128 for head dim 128).
 set -u -o pipefail
 . "$(dirname "$0")/variants.sh"
 variants_bin "$0 BIN [VARIANT...]" "$@"
@@ -28,7 +29,7 @@ for v in "$@"; do
     ENERGY_FIT_NVRTC_OPTS="$v" timeout 240 "$NCU" --clock-control none -k "regex:^${KERNEL:-attention_tc_bf16_64}\$" -c 1 \
         --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
         ${have:+--metrics "${have#,}"} \
-        "$BIN" bench --llm llama-3.2-1b --prefill "${N:-4096}" --batches 256 --contexts 128 > "$RES/ncu-$name.txt" 2>&1 || rc=1
+        "$BIN" bench --llm "${LLM:-llama-3.2-1b}" --prefill "${N:-4096}" --batches 256 --contexts 128 > "$RES/ncu-$name.txt" 2>&1 || rc=1
     echo "${v:-defaults}: $(grep -cE 'pct|%' "$RES/ncu-$name.txt") metric lines in ncu-$name.txt"
 done
 exit $rc

@@ -5,6 +5,8 @@ GPU time is spent. Needs NVRTC, the CUDA headers and ptxas from PyPI:
 
     pip install --target /tmp/cuda_py nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12 nvidia-cuda-nvcc-cu12
     python3 scripts/check_kernels.py [--root /tmp/cuda_py] [--arch sm_90]
+
+ENERGY_FIT_NVRTC_OPTS (e.g. "-DTC_MT_HD128=2") is passed to NVRTC as the engine passes it.
 """
 import argparse, ctypes, glob, os, re, subprocess, sys, tempfile
 
@@ -23,7 +25,8 @@ lib = ctypes.CDLL(sorted(libs)[0])
 src = "\n".join(open(os.path.join(kdir, f)).read() for f in ("common.cu", "attention.cu", "attention_tc.cu", "attention_tcd.cu"))
 prog = ctypes.c_void_p()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"engine.cu", 0, None, None) == 0
-opts = [f"--gpu-architecture={args.arch}".encode(), b"-std=c++17", f"--include-path={include}".encode()]
+extra = os.environ.get("ENERGY_FIT_NVRTC_OPTS", "").split()
+opts = [f"--gpu-architecture={args.arch}".encode(), b"-std=c++17", f"--include-path={include}".encode()] + [o.encode() for o in extra]
 rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
 n = ctypes.c_size_t()
 lib.nvrtcGetProgramLogSize(prog, ctypes.byref(n))
@@ -37,7 +40,7 @@ lib.nvrtcGetPTXSize(prog, ctypes.byref(n))
 ptx = ctypes.create_string_buffer(n.value)
 lib.nvrtcGetPTX(prog, ptx)
 text = ptx.value.decode()
-print(f"NVRTC: {len(re.findall(r'[.]entry', text))} kernels compiled for {args.arch}")
+print(f"NVRTC: {len(re.findall(r'[.]entry', text))} kernels compiled for {args.arch}" + (f" with {' '.join(extra)}" if extra else ""))
 ptxas = glob.glob(os.path.join(args.root, "nvidia", "cuda_nvcc", "bin", "ptxas"))
 if not ptxas:
     print("ptxas not found (install nvidia-cuda-nvcc-cu12 to assemble and count spills)")

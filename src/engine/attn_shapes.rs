@@ -3,20 +3,24 @@
 //! attention_tcd.cu). They take every head dim and query group that `Model::check_supported`
 //! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
 
-/// Rows (query tokens × group heads) of one tensor-core prefill attention block (TcShape in
-/// attention_tc.cu): 4 warps of two 16-row tiles up to hd 64, of one above.
+/// Rows (query tokens × group heads) of one tensor-core prefill attention block as the kernels
+/// compile by default (TcShape in attention_tc.cu): 4 warps of two 16-row tiles up to hd 64, of
+/// one above. The engine uses the compiled value (`Device::tc_rows`), which a variant such as
+/// `-DTC_MT_HD128=2` changes; the selftest checks the two agree without one.
 pub fn tc_rows(hd: usize) -> usize {
     if hd <= 64 { 128 } else { 64 }
 }
+/// Rows of one scalar prefill attention block.
+pub const SCALAR_ROWS: usize = 16;
 /// Rows of one tensor-core decode attention block: one mma tile holding the query group.
 pub const TCD_ROWS: usize = 16;
 const _: () = assert!(super::forward::MAX_GROUP <= TCD_ROWS, "the decode kernel's rows must hold every admitted query group");
 
-/// Dynamic shared memory of attention_tc_*_{hd}: Q [rows][hd+8] and two buffers of K and V
-/// [kt][hd+8], kt = 64 keys up to hd 128, else 32.
-pub fn tc_smem(hd: usize) -> usize {
+/// Dynamic shared memory of attention_tc_*_{hd} with `rows` per block: Q [rows][hd+8] and two
+/// buffers of K and V [kt][hd+8], kt = 64 keys up to hd 128, else 32.
+pub fn tc_smem(hd: usize, rows: usize) -> usize {
     let kt = if hd <= 128 { 64 } else { 32 };
-    (tc_rows(hd) + 4 * kt) * (hd + 8) * 2
+    (rows + 4 * kt) * (hd + 8) * 2
 }
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): Q [16][hd+8] and
@@ -25,9 +29,9 @@ pub fn tcd_smem(hd: usize) -> usize {
     (TCD_ROWS + 4 * 64) * (hd + 8) * 2
 }
 
-/// Query tokens per prefill item: 16 rows per scalar block, `tc_rows(hd)` per tensor-core block.
-pub fn prefill_bq(group: usize, hd: usize, tc: bool) -> usize {
-    ((if tc { tc_rows(hd) } else { 16 }) / group).max(1)
+/// Query tokens per prefill item of a block of `rows` (SCALAR_ROWS, or a tensor-core block's).
+pub fn prefill_bq(group: usize, rows: usize) -> usize {
+    (rows / group).max(1)
 }
 
 #[cfg(test)]
@@ -39,19 +43,23 @@ mod tests {
     fn tc_attention_shapes() {
         for hd in HEAD_DIMS {
             assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
-            assert!(tc_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd));
+            assert!(tc_smem(hd, tc_rows(hd)) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd, tc_rows(hd)));
             assert!(tcd_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd));
         }
-        assert_eq!(tc_smem(64), 55296);
-        assert_eq!(tc_smem(128), 87040);
+        assert_eq!(tc_smem(64, tc_rows(64)), 55296);
+        assert_eq!(tc_smem(128, tc_rows(128)), 87040);
+        // The TC_MT_HD128=2 variant: 128 rows at hd 128, two blocks still fit an SM's 227 KiB.
+        assert_eq!(tc_smem(128, 128), 104448);
+        assert!(2 * tc_smem(128, 128) <= 227 << 10);
         assert_eq!(tcd_smem(64), 39168);
         for hd in HEAD_DIMS {
             for g in 1..=MAX_GROUP {
-                assert!(prefill_bq(g, hd, true) * g <= tc_rows(hd) && prefill_bq(g, hd, false) * g <= 16);
+                assert!(prefill_bq(g, tc_rows(hd)) * g <= tc_rows(hd) && prefill_bq(g, SCALAR_ROWS) * g <= SCALAR_ROWS);
             }
         }
-        assert_eq!(prefill_bq(4, 64, true), 32);
-        assert_eq!(prefill_bq(4, 128, true), 16);
+        assert_eq!(prefill_bq(4, tc_rows(64)), 32);
+        assert_eq!(prefill_bq(4, tc_rows(128)), 16);
+        assert_eq!(prefill_bq(4, 128), 32);
     }
 
     /// Prefill items of two prompts (5 and 3 tokens, 2 queries per item) come out longest key range

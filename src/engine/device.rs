@@ -117,7 +117,7 @@ pub fn cuda_include_dir() -> Result<PathBuf> {
 
 /// Extra NVRTC options from `ENERGY_FIT_NVRTC_OPTS` (whitespace-separated, e.g. `-DTC_MINB_2TILES=2`):
 /// kernel variants for A/B timing on the GPU machine without rebuilding the binary.
-fn extra_nvrtc_options() -> Vec<String> {
+pub(crate) fn extra_nvrtc_options() -> Vec<String> {
     std::env::var("ENERGY_FIT_NVRTC_OPTS").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default()
 }
 
@@ -277,6 +277,21 @@ impl Device {
         let mut v: Vec<KernelTime> = by.into_values().collect();
         v.sort_by(|x, y| y.ms.total_cmp(&x.ms));
         Ok(v)
+    }
+
+    /// A `__constant__ int` of the kernel module: a shape the host must agree on (a prefill
+    /// attention block's rows), which an ENERGY_FIT_NVRTC_OPTS variant may change.
+    pub fn const_i32(&self, name: &str) -> Result<i32> {
+        let v = self._module.get_global(name, &self.stream).map_err(|e| anyhow!("constant {name} not found in the kernels: {e:?}"))?;
+        let b: Vec<u8> = self.stream.clone_dtoh(&v).map_err(|e| anyhow!("reading constant {name}: {e:?}"))?;
+        let a: [u8; 4] = b.get(..4).and_then(|x| x.try_into().ok()).ok_or_else(|| anyhow!("constant {name}: {} bytes, expected 4", b.len()))?;
+        Ok(i32::from_le_bytes(a))
+    }
+
+    /// Rows per block of the tensor-core prefill attention kernel for `hd` as compiled.
+    pub fn tc_rows(&self, sx: &str, hd: usize) -> Result<usize> {
+        let r = self.const_i32(&format!("attention_tc_rows_{sx}_{hd}"))?;
+        usize::try_from(r).ok().filter(|&r| r > 0 && r % 16 == 0).ok_or_else(|| anyhow!("attention_tc_rows_{sx}_{hd} = {r}: not a positive multiple of 16"))
     }
 
     fn func(&mut self, name: &str) -> Result<CudaFunction> {

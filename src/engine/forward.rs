@@ -11,7 +11,7 @@ use super::gemms::{layer_gemms, lm_head_gemm};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
-pub use super::attn_shapes::{prefill_bq, tc_smem, tcd_smem};
+pub use super::attn_shapes::{prefill_bq, tc_smem, tcd_smem, SCALAR_ROWS};
 
 /// Head dimensions with a compiled attention kernel.
 pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
@@ -109,9 +109,11 @@ pub struct Model {
     /// Debug: record (layer, rms, max |x|, all finite) of the residual stream entering every layer
     /// and of the final normed hidden state (synchronises per layer; selftest only).
     pub probe: Option<Vec<(usize, f64, f64, bool)>>,
-    /// Attention on the tensor-core kernels (prefill in 64-row items, decode in one 16-row tile per
-    /// item), else the scalar ones.
+    /// Attention on the tensor-core kernels (prefill in items of `tc_rows` rows, decode in one
+    /// 16-row tile per item), else the scalar ones.
     pub tc_attention: bool,
+    /// Rows of a tensor-core prefill attention block, as the kernels were compiled.
+    pub tc_rows: usize,
 }
 
 fn stats(v: &[f32]) -> (f64, f64, bool) {
@@ -177,7 +179,7 @@ impl Model {
     /// Rows per scalar prefill attention block: BQ queries × group size.
     pub fn prefill_rows(&self) -> usize {
         let g = self.cfg.group_size();
-        prefill_bq(g, self.cfg.head_dim, false) * g
+        prefill_bq(g, SCALAR_ROWS) * g
     }
 
     /// Check the shapes and switches the kernels support (all five architectures of the catalog).
@@ -201,7 +203,7 @@ impl Model {
     /// request req; `out_base[req]` is where its output tokens start in the output buffer.
     pub fn plan(&self, it: &Iteration, prompt: &dyn Fn(usize, usize) -> i32, out_base: &[usize]) -> StepInput {
         let mut s = StepInput::default();
-        let bq = prefill_bq(self.cfg.group_size(), self.cfg.head_dim, self.tc_attention);
+        let bq = prefill_bq(self.cfg.group_size(), if self.tc_attention { self.tc_rows } else { SCALAR_ROWS });
         for p in &it.prefill {
             let t0 = s.tok_src.len();
             for i in 0..p.n {
@@ -417,7 +419,7 @@ impl Model {
                 Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
             if self.tc_attention {
                 let grid = (s.prefill_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, 128, tc_smem(hd) as u32, &tc_args(pitems)[..14])?;
+                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, 128, tc_smem(hd, self.tc_rows) as u32, &tc_args(pitems)[..14])?;
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }

@@ -2,7 +2,7 @@
 //! (odd sizes included), outputs poisoned with NaN before each launch so unwritten elements fail.
 //! Used by `energy-fit selftest` so users can check their own GPU.
 
-use super::device::{ffn_act_grid, grid_for, Arg, DType, DevBuf, Device};
+use super::device::{extra_nvrtc_options, ffn_act_grid, grid_for, Arg, DType, DevBuf, Device};
 use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -174,6 +174,14 @@ impl Tester {
     /// The tensor-core prefill and decode kernels: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
     /// (partial pages, partial 64-row blocks, several items per sequence), window / soft-cap / ALiBi.
     fn attention_tc_checks(&mut self) -> Result<()> {
+        // The host plans prefill items with the rows the kernels were compiled with; without a
+        // variant those must be the CPU side's default (attn_shapes::tc_rows, which its tests use).
+        if extra_nvrtc_options().is_empty() {
+            for hd in super::forward::HEAD_DIMS {
+                let got = self.dev.tc_rows(self.sx(), hd)? as f32;
+                self.record(format!("attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows"), &[got], &[super::attn_shapes::tc_rows(hd) as f64], 0.0);
+            }
+        }
         let tc = AttnOpts { tc: true, ..AttnOpts::default() };
         let lens: &[usize] = &[1, 17, 100, 333];
         for &(h, kv, hd) in &[(8, 8, 64), (32, 8, 64), (16, 2, 64), (6, 2, 64), (32, 2, 64), (8, 2, 80), (8, 1, 80), (4, 4, 96),

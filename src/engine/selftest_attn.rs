@@ -110,7 +110,8 @@ impl Tester {
         let (mut pos, mut slot) = (Vec::new(), Vec::new());
         let mut items: Vec<[i32; 6]> = Vec::new();
         let mut comb: Vec<[i32; 3]> = Vec::new();
-        let bq = if decode { 1 } else { super::forward::prefill_bq(g, hd, o.tc) };
+        let tc_rows = self.dev.tc_rows(self.sx(), hd)?;
+        let bq = if decode { 1 } else { super::forward::prefill_bq(g, if o.tc { tc_rows } else { super::forward::SCALAR_ROWS }) };
         let tc = o.tc && !decode;
         let mut parts = 0;
         for (s, &l) in lens.iter().enumerate() {
@@ -164,7 +165,7 @@ impl Tester {
             let smem = super::forward::tcd_smem(hd) as u32;
             self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
         } else if tc {
-            let smem = super::forward::tc_smem(hd) as u32;
+            let smem = super::forward::tc_smem(hd, tc_rows) as u32;
             self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a[..14])?;
         } else {
             self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;

@@ -213,8 +213,14 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
 #ifndef TC_MINB_2TILES
 #define TC_MINB_2TILES 1
 #endif
+// Row tiles per warp at hd 128 (2: 128-row blocks, Q re-read from shared memory since its fragments
+// and two tiles' O do not fit in registers; off until selftest and bench on a GPU). The host reads
+// ROWS back from attention_tc_rows_* below, so a variant cannot make the two disagree.
+#ifndef TC_MT_HD128
+#define TC_MT_HD128 1
+#endif
 template <int HD> struct TcShape {
-    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : 1, ROWS = 64 * MT;
+    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : HD == 128 ? TC_MT_HD128 : 1, ROWS = 64 * MT;
 
     static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
 };
@@ -226,7 +232,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     using Sh = TcShape<HD>;
     constexpr int KT = Sh::KT, S = Sh::S, MT = Sh::MT, NT = KT / 8, ND = HD / 8, KD = HD / 16;
     // Q fragments in registers, else re-read from shared memory per k-step (registers for O and S).
-    constexpr bool QREG = HD <= 128 && (MT == 1 || TC_QREG_2TILES);
+    constexpr bool QREG = HD <= 128 && (MT == 1 || (HD <= 64 && TC_QREG_2TILES));
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
@@ -388,9 +394,11 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
 }
 
 // LB: launch bounds. Two tiles per warp (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM.
+// attention_tc_rows_S_HD: the kernel's rows per block, read by the host (Device::const_i32).
 #define ATTN_TC(T, S, HD, LB) \
 extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
-{ attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); }
+{ attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
+extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcShape<HD>::ROWS;
 #define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 32, (128, TC_MINB_2TILES)) \
     ATTN_TC(T, S, 64, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 80, (128)) \
     ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, (128)) ATTN_TC(T, S, 256, (128))
