@@ -2,12 +2,13 @@
 # Prefill-attention kernel variants in one binary (ENERGY_FIT_NVRTC_OPTS picks the #defines NVRTC
 # compiles with): for each, the bf16 kernel selftest plus the LLM's forward check (llama-3.2-1b
 # unless LLM says), then bench's prefill rows with per-kernel times. A variant becomes a default
-# only after both. Results under $OUT (or /tmp/energy-fit-attn-variants): selftest-NAME.txt, bench-NAME.txt, summary.txt.
+# only after both. Results under $OUT (or /tmp/energy-fit-attn-variants): selftest-NAME.txt,
+# bench-NAME.txt, summary.txt.
 # Usage: benches/attn_variants.sh BIN [VARIANT...]
 #   VARIANT: one quoted option list, "" for the defaults; by default "", -DTC_EXP2_FTZ=0 and
 #   -DTC_EXP2_POLY=2, 3, 4 (src/engine/kernels/attention_tc.cu says what each does).
-# Env: PREFILL (default 1024,2048,4096), LLM (default llama-3.2-1b: head dim 64; llama-3.1-8b for 128,
-#   e.g. with the variant -DTC_MT_HD128=2).
+# Env: PREFILL (default 1024,2048,4096), LLM (default llama-3.2-1b: head dim 64; llama-3.1-8b
+#   for 128, e.g. with the variant -DTC_MT_HD128=2).
 set -u -o pipefail
 . "$(dirname "$0")/variants.sh"
 variants_bin "$0 BIN [VARIANT...]" "$@"
