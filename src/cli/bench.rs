@@ -8,7 +8,7 @@
 
 use crate::engine::device::KernelTime;
 use crate::engine::{DType, Engine, EngineOptions};
-use crate::llm::{resolve_llm, Cost, LlmConfig};
+use crate::llm::{resolve_llm, Cost};
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
@@ -138,7 +138,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let asked = a.batches.iter().flat_map(|&b| a.contexts.iter().map(move |&ctx| (b, ctx, None)));
     let capped = extra.into_iter().map(|(b, ctx)| (b, ctx, Some("largest batch the KV cache holds at this context".to_string())));
     for (b, ctx, why) in asked.chain(capped) {
-        rows.push(decode_row(&mut e, &cfg, &a, b, ctx, (tflops, gbps), why)?);
+        rows.push(decode_row(&mut e, &a, b, ctx, (tflops, gbps), why));
     }
     if a.json {
         let j = serde_json::json!({
@@ -170,8 +170,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
 }
 
 /// One decode row: `steps` steps of `b` sequences at context `ctx` against both floors.
-fn decode_row(e: &mut Engine, cfg: &LlmConfig, a: &BenchArgs, b: usize, ctx: usize, (tflops, gbps): (f64, f64), why: Option<String>) -> Result<Row> {
-    let eb = DType::parse(&a.dtype)?.bytes();
+fn decode_row(e: &mut Engine, a: &BenchArgs, b: usize, ctx: usize, (tflops, gbps): (f64, f64), why: Option<String>) -> Row {
+    let (cfg, eb) = (e.config(), e.dtype().bytes());
     let (c, att) = (cfg.decode_cost(b, ctx + a.steps / 2, eb), cfg.decode_attention_cost(b, ctx + a.steps / 2, eb));
     let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
     let serial = serial_floor_ms(c, att, tflops, gbps);
@@ -180,7 +180,7 @@ fn decode_row(e: &mut Engine, cfg: &LlmConfig, a: &BenchArgs, b: usize, ctx: usi
         Err(x) => (None, Some(format!("skipped: {x:#}"))),
     };
     let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_decode_kernels(b, ctx));
-    Ok(Row {
+    Row {
         phase: "decode",
         batch: b,
         tokens: ctx,
@@ -192,7 +192,7 @@ fn decode_row(e: &mut Engine, cfg: &LlmConfig, a: &BenchArgs, b: usize, ctx: usi
         serial_ratio: t.map(|t| t / serial),
         note,
         kernels,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -179,6 +179,9 @@ impl Engine {
     pub fn config(&self) -> &LlmConfig {
         &self.model.cfg
     }
+    pub fn dtype(&self) -> DType {
+        self.model.dt
+    }
     pub fn device_name(&self) -> &str {
         &self.model.dev.name
     }
