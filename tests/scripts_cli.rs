@@ -104,6 +104,25 @@ fn attn_variants_names_its_files_so_they_come_back() {
     assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))), "{names:?}");
 }
 
+/// `LLM` reaches the binary: with an LLM that is not in the catalog, the real `energy-fit bench`
+/// refuses it by name before touching a GPU, and the summary reports the failed bench.
+#[test]
+fn attn_variants_passes_llm_and_reports_a_bad_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/attn_variants.sh"))
+        .args([env!("CARGO_BIN_EXE_energy-fit"), ""])
+        .env("OUT", tmp.path().join("out"))
+        .env("LLM", "no-such-llm")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("defaults:") && !out.contains("bench rc=0"), "{out}");
+    let bench = std::fs::read_to_string(tmp.path().join("out/bench-base.txt")).unwrap();
+    assert!(bench.contains("--llm no-such-llm: not a catalog LLM"), "{bench}");
+}
+
 /// `ab_energy.sh` with two stand-in binaries whose `measure` writes one row of known energy
 /// (synthetic: A 100 J, B 80 J for 1000 tokens): rounds alternate the order, and the summary's
 /// B/A is the ratio of tokens/J, 1.25.
