@@ -8,7 +8,7 @@
 #   VARIANT: one quoted option list, "" for the defaults; by default "", -DTC_EXP2_FTZ=0 and
 #   -DTC_EXP2_POLY=2, 3, 4 (src/engine/kernels/attention_tc.cu says what each does).
 # Env: PREFILL (default 1024,2048,4096), LLM (default llama-3.2-1b: head dim 64; llama-3.1-8b
-#   for 128, e.g. with the variant -DTC_MT_HD128=2).
+#   for 128, e.g. with the variant -DTC_MT_HD128=1, the one-tile kernel).
 set -u -o pipefail
 . "$(dirname "$0")/variants.sh"
 variants_bin "$0 BIN [VARIANT...]" "$@"

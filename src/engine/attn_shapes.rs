@@ -4,11 +4,11 @@
 //! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
 
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block as the kernels
-/// compile by default (TcShape in attention_tc.cu): 4 warps of two 16-row tiles up to hd 64, of
-/// one above. The engine uses the compiled value (`Device::tc_rows`), which a variant such as
-/// `-DTC_MT_HD128=2` changes; the selftest checks the two agree without one.
+/// compile by default (TcShape in attention_tc.cu): 4 warps of two 16-row tiles up to hd 64 and at
+/// hd 128, of one otherwise. The engine uses the compiled value (`Device::tc_rows`), which a variant
+/// such as `-DTC_MT_HD128=1` changes; the selftest checks the two agree without one.
 pub fn tc_rows(hd: usize) -> usize {
-    if hd <= 64 { 128 } else { 64 }
+    if hd <= 64 || hd == 128 { 128 } else { 64 }
 }
 /// Rows of one scalar prefill attention block.
 pub const SCALAR_ROWS: usize = 16;
@@ -47,10 +47,10 @@ mod tests {
             assert!(tcd_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd));
         }
         assert_eq!(tc_smem(64, tc_rows(64)), 55296);
-        assert_eq!(tc_smem(128, tc_rows(128)), 87040);
-        // The TC_MT_HD128=2 variant: 128 rows at hd 128, two blocks still fit an SM's 227 KiB.
-        assert_eq!(tc_smem(128, 128), 104448);
-        assert!(2 * tc_smem(128, 128) <= 227 << 10);
+        // 128 rows at hd 128: two blocks still fit an SM's 227 KiB; -DTC_MT_HD128=1 gives 64.
+        assert_eq!(tc_smem(128, tc_rows(128)), 104448);
+        assert!(2 * tc_smem(128, tc_rows(128)) <= 227 << 10);
+        assert_eq!(tc_smem(128, 64), 87040);
         assert_eq!(tcd_smem(64), 39168);
         for hd in HEAD_DIMS {
             for g in 1..=MAX_GROUP {
@@ -58,8 +58,8 @@ mod tests {
             }
         }
         assert_eq!(prefill_bq(4, tc_rows(64)), 32);
-        assert_eq!(prefill_bq(4, tc_rows(128)), 16);
-        assert_eq!(prefill_bq(4, 128), 32);
+        assert_eq!(prefill_bq(4, tc_rows(128)), 32);
+        assert_eq!(prefill_bq(4, 64), 16);
     }
 
     /// Prefill items of two prompts (5 and 3 tokens, 2 queries per item) come out longest key range

@@ -213,11 +213,12 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
 #ifndef TC_MINB_2TILES
 #define TC_MINB_2TILES 1
 #endif
-// Row tiles per warp at hd 128 (2: 128-row blocks, Q re-read from shared memory since its fragments
-// and two tiles' O do not fit in registers; off until selftest and bench on a GPU). The host reads
-// ROWS back from attention_tc_rows_* below, so a variant cannot make the two disagree.
+// Row tiles per warp at hd 128: 2 gives 128-row blocks, Q re-read from shared memory since its
+// fragments and two tiles' O do not fit in registers (255 registers, 12 B spilled); on an H100 it
+// cut llama-3.1-8b's prefill attention by 24-29 % (notes/perf.md). -DTC_MT_HD128=1: one tile. The
+// host reads ROWS back from attention_tc_rows_* below, so a variant cannot make the two disagree.
 #ifndef TC_MT_HD128
-#define TC_MT_HD128 1
+#define TC_MT_HD128 2
 #endif
 template <int HD> struct TcShape {
     static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : HD == 128 ? TC_MT_HD128 : 1, ROWS = 64 * MT;
