@@ -6,7 +6,8 @@
 # (per point: tokens/J of A and B in each round, and B/A of their means).
 # Usage: benches/ab_energy.sh BIN_A BIN_B [measure flags...]
 #   e.g. benches/ab_energy.sh .dev/energy-fit-41d28d0 .dev/energy-fit --llm llama-3.2-1b --inputs 64,4096 --outputs 64,256
-# Env: ROUNDS (default 2).
+#   or one binary with and without a flag: FLAGS_B=--tune-gemms benches/ab_energy.sh BIN BIN --llm ...
+# Env: ROUNDS (default 2); FLAGS_A, FLAGS_B: measure flags for that side only (space-separated).
 set -u -o pipefail
 if [ $# -lt 2 ]; then
     echo "usage: $0 BIN_A BIN_B [measure flags...] (got $# arguments)" >&2
@@ -23,8 +24,9 @@ rc=0
 for r in $(seq 1 "$rounds"); do
     order="A B"; [ $((r % 2)) -eq 0 ] && order="B A"
     for x in $order; do
-        bin="$A"; [ "$x" = B ] && bin="$B"
-        "$bin" measure "$@" --out "$RES/ab-$x-r$r.csv" --quiet > "$RES/ab-$x-r$r.log" 2>&1 || { echo "round $r $x: measure failed (see ab-$x-r$r.log)" >&2; rc=1; }
+        bin="$A"; side="${FLAGS_A:-}"; [ "$x" = B ] && { bin="$B"; side="${FLAGS_B:-}"; }
+        # shellcheck disable=SC2086 # the side's flags are split into words on purpose
+        "$bin" measure "$@" $side --out "$RES/ab-$x-r$r.csv" --quiet > "$RES/ab-$x-r$r.log" 2>&1 || { echo "round $r $x: measure failed (see ab-$x-r$r.log)" >&2; rc=1; }
     done
 done
 python3 - "$RES" "$rounds" <<'PY' | tee "$RES/summary.txt"

@@ -17,3 +17,13 @@ fn unwritable_trace_file_is_refused_first() {
     assert!(err.contains("--trace") && err.contains("no-such-folder/trace.csv") && err.contains("cannot create"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Tuning the GEMMs happens in place of warming them, so asking for tuning without the warm-up is
+/// refused before any GPU work, naming both flags.
+#[test]
+fn tuning_without_the_warm_up_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_energy-fit")).args(["engine-run", "--llm", "llama-3.2-1b", "--tune-gemms", "--no-warm-gemms"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {err}");
+    assert!(err.contains("--tune-gemms") && err.contains("--no-warm-gemms"), "{err}");
+}

@@ -149,6 +149,28 @@ fn ab_energy_interleaves_and_reports_the_ratio() {
     assert!(line.contains("10.00 10.00 10.00") && line.contains("12.50 12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
 }
 
+/// `ab_energy.sh` with one stand-in binary and a flag for side B only (FLAGS_B): the stand-in
+/// writes 80 J when given --tune-gemms and 100 J otherwise (synthetic), so B/A is 1.25 only if
+/// the flag reaches B's runs and not A's.
+#[test]
+fn ab_energy_passes_side_flags_to_one_side() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "out=; e=100\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; [ \"$1\" = --tune-gemms ] && e=80; shift; done\nprintf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,%s,1000,ok\\n' $e > \"$out\"\n";
+    let bin = stand_in(tmp.path(), "one", body);
+    let b = bin.to_str().unwrap();
+    let o = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ab_energy.sh"))
+        .args([b, b, "--llm", "x"])
+        .env("OUT", tmp.path().join("out"))
+        .env("FLAGS_B", "--tune-gemms")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    let line = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}"));
+    assert!(line.contains("10.00 10.00") && line.contains("12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
+}
+
 /// `vs_reference.py` names the file and the LLM when the file has no usable rows for it, and asks
 /// for `--llm` when the file holds several LLMs (synthetic two-row file).
 #[test]

@@ -54,6 +54,11 @@ pub struct BenchArgs {
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Tune the layer GEMMs at the rows the bench runs (each decode batch, max_num_tokens for
+    /// prefill) before timing: cuBLASLt's candidates against cuBLAS's default, fastest kept (the
+    /// A/B of `measure --tune-gemms`).
+    #[arg(long)]
+    pub tune_gemms: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -107,8 +112,25 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = resolve_llm(&a.llm)?;
     let dt = DType::parse(&a.dtype)?;
     let mbs = a.batches.iter().copied().max().unwrap_or(1).max(a.max_num_tokens / a.prefill.iter().copied().min().unwrap_or(a.max_num_tokens).max(1));
-    let opts = EngineOptions { dtype: dt, max_batch_size: mbs, max_num_tokens: a.max_num_tokens, cuda_graphs: !a.no_graphs, tc_attention: a.attention.is_tc(), ..Default::default() };
+    let opts = EngineOptions { dtype: dt, max_batch_size: mbs, max_num_tokens: a.max_num_tokens, cuda_graphs: !a.no_graphs, tc_attention: a.attention.is_tc(), gemm_tune: a.tune_gemms, ..Default::default() };
     let mut e = Engine::new(&cfg, opts)?;
+    // Contexts that none of the asked batches fits get a row at the largest batch that does.
+    let extra: Vec<(usize, usize)> = a
+        .contexts
+        .iter()
+        .map(|&ctx| (e.decode_capacity(ctx + a.steps), ctx))
+        .filter(|&(cap, _)| cap > 0 && a.batches.iter().all(|&b| b > cap))
+        .collect();
+    let mut tune_note = None;
+    if a.tune_gemms {
+        let rows: std::collections::BTreeSet<usize> = a.batches.iter().copied().chain(extra.iter().map(|&(b, _)| b)).chain([a.max_num_tokens]).collect();
+        let secs = e.warm_gemm_shapes(rows.iter().copied())?;
+        let t = e.gemm_tune.unwrap_or_default();
+        tune_note = Some(format!(
+            "GEMMs tuned at rows {rows:?} in {secs:.1} s: {} of {} shapes on cuBLASLt, summed per-launch time {:.3} -> {:.3} ms",
+            t.lt_shapes, t.shapes, t.gemm_ex_ms, t.tuned_ms
+        ));
+    }
     // The floors' peak: random operands, sustained (~1 s) so the card sits at its power limit as in
     // a prefill. Single-GEMM bursts on random data and on zeros are printed beside it.
     let (gemm_ms, tflops) = e.bench_gemm(8192, 8192, 8192, 640, true, true)?;
@@ -128,13 +150,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_prefill_kernels(seqs, n));
         rows.push(Row { phase: "prefill", batch: seqs, tokens: n, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), serial_floor_ms: None, serial_ratio: None, note, kernels });
     }
-    // Contexts that none of the asked batches fits get a row at the largest batch that does.
-    let extra: Vec<(usize, usize)> = a
-        .contexts
-        .iter()
-        .map(|&ctx| (e.decode_capacity(ctx + a.steps), ctx))
-        .filter(|&(cap, _)| cap > 0 && a.batches.iter().all(|&b| b > cap))
-        .collect();
     let asked = a.batches.iter().flat_map(|&b| a.contexts.iter().map(move |&ctx| (b, ctx, None)));
     let capped = extra.into_iter().map(|(b, ctx)| (b, ctx, Some("largest batch the KV cache holds at this context".to_string())));
     for (b, ctx, why) in asked.chain(capped) {
@@ -144,13 +159,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let j = serde_json::json!({
             "llm": cfg.name, "gpu": e.device_name(), "dtype": a.dtype, "cuda_graphs": !a.no_graphs, "attention": format!("{:?}", a.attention).to_lowercase(),
             "gemm_peak_tflops": tflops, "gemm_peak": "8192³, random operands, 640 back to back", "gemm_8192_ms": gemm_ms,
-            "gemm_burst_random_tflops": burst_random, "gemm_burst_zeros_tflops": burst_zeros, "copy_gbps": gbps, "copy_2gib_ms": copy_ms, "rows": rows,
+            "gemm_burst_random_tflops": burst_random, "gemm_burst_zeros_tflops": burst_zeros, "copy_gbps": gbps, "copy_2gib_ms": copy_ms, "gemm_tune": e.gemm_tune, "rows": rows,
         });
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
     println!("{} on {} ({}, CUDA graphs {}, attention {:?})", cfg.name, e.device_name(), a.dtype, if a.no_graphs { "off" } else { "on" }, a.attention);
     println!("measured peaks: cuBLAS GEMM 8192³ {tflops:.0} TFLOP/s ({gemm_ms:.2} ms each, 640 back to back on random operands; one GEMM alone: {burst_random:.0} random, {burst_zeros:.0} zeros); device copy {gbps:.0} GB/s (2 GiB in {copy_ms:.2} ms)");
+    if let Some(t) = &tune_note {
+        println!("{t}");
+    }
     println!("{:<8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>7} {:>10} {:>7}  note", "phase", "batch", "n|ctx", "achieved ms", "floor ms", "bound", "ratio", "serial ms", "ratio");
     for r in &rows {
         let t = r.achieved_ms.map_or("-".into(), |t| format!("{t:.3}"));

@@ -83,6 +83,11 @@ pub struct MeasureArgs {
     /// (for sweeps split over time-limited jobs).
     #[arg(long, allow_hyphen_values = true)]
     pub stop_after_s: Option<String>,
+    /// Before the first point, time cuBLASLt's candidate algorithms against cuBLAS's default for
+    /// every layer GEMM at every decode batch size and keep the fastest (adds seconds to the
+    /// engine's start; the engine column then says "cuBLASLt-tuned GEMMs").
+    #[arg(long)]
+    pub tune_gemms: bool,
 }
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T> {
@@ -193,7 +198,10 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     }
     let factory: Box<WorkloadFactory> = match standin {
         Some(c) => Box::new(move |_gpu| Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)),
-        None => Box::new(engine_workload),
+        None => {
+            let tune = a.tune_gemms;
+            Box::new(move |gpu| engine_workload(gpu, tune))
+        }
     };
     let s = run_sweep(points, meters, factory.as_ref(), &cost, writer, &opts).with_context(|| format!("measuring into {}", a.out.display()))?;
     eprintln!(
@@ -211,6 +219,6 @@ pub fn run(a: MeasureArgs) -> Result<()> {
 }
 
 /// The real workload: the engine on GPU `gpu`.
-fn engine_workload(gpu: u32) -> Result<Box<dyn crate::measure::Workload>> {
-    Ok(Box::new(crate::measure::engine_workload::EngineWorkload::new(gpu)))
+fn engine_workload(gpu: u32, gemm_tune: bool) -> Result<Box<dyn crate::measure::Workload>> {
+    Ok(Box::new(crate::measure::engine_workload::EngineWorkload::new(gpu, gemm_tune)))
 }

@@ -5,7 +5,7 @@
 //! for the HF comparison).
 
 use crate::engine::selftest::Tester;
-use crate::engine::{DType, Engine, EngineOptions, Limits, Request, RunSpec};
+use crate::engine::{DType, Engine, EngineOptions, GemmTuneSummary, Limits, Request, RunSpec};
 use crate::llm::{read_hf_config, resolve_llm};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -210,19 +210,20 @@ pub struct RunOpts {
     pub tc_attention: bool,
     pub trace: Option<PathBuf>,
     pub warm_gemms: bool,
+    pub gemm_tune: bool,
 }
 
 /// `engine-run`: grid points with random weights and prompts on one engine; prints time and
 /// throughput per point (after a short warm-up of the same shape).
 #[allow(clippy::too_many_arguments)]
 pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>, o: RunOpts) -> Result<()> {
-    let RunOpts { cuda_graphs, tc_attention, .. } = o;
+    let RunOpts { cuda_graphs, tc_attention, gemm_tune, .. } = o;
     let cfg = resolve_llm(llm)?;
     // A trace file that cannot be written fails now, not after the points have run.
     if let Some(f) = &o.trace {
         std::fs::File::create(f).with_context(|| format!("--trace {}: cannot create the file", f.display()))?;
     }
-    let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, cuda_graphs, tc_attention, ..Default::default() };
+    let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, cuda_graphs, tc_attention, gemm_tune, ..Default::default() };
     let t0 = std::time::Instant::now();
     let mut e = Engine::new(&cfg, opts)?;
     println!(
@@ -235,7 +236,11 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
         if tc_attention { "tensor-core" } else { "scalar" }
     );
     if o.warm_gemms {
-        println!("GEMM shapes of 1..={mbs} rows warmed in {:.3} s", e.warm_gemm_shapes(1..=mbs)?);
+        let s = e.warm_gemm_shapes(1..=mbs)?;
+        match e.gemm_tune {
+            Some(t) => println!("{}", tune_line(&t, mbs, s)),
+            None => println!("GEMM shapes of 1..={mbs} rows warmed in {s:.3} s"),
+        }
     }
     e.trace = o.trace.is_some();
     let mut trace = String::from("point,input_tokens,output_tokens,iteration,prefill_tokens,decode_tokens,host_us,busy_ms,gap_ms\n");
@@ -284,4 +289,16 @@ pub fn engine_dump(checkpoint: PathBuf, prompts: PathBuf, m: usize, out: PathBuf
     std::fs::write(&out, serde_json::to_vec(&j)?).with_context(|| format!("writing {}", out.display()))?;
     println!("wrote {} ({} requests, {} iterations)", out.display(), reqs.len(), o.stats.iterations.len());
     Ok(())
+}
+
+/// One line on GEMM tuning over 1..=`mbs` rows that took `secs`.
+pub fn tune_line(t: &GemmTuneSummary, mbs: usize, secs: f64) -> String {
+    format!(
+        "GEMM shapes of 1..={mbs} rows tuned in {secs:.3} s: {} of {} on cuBLASLt; summed per-launch time {:.3} -> {:.3} ms ({:+.1} %)",
+        t.lt_shapes,
+        t.shapes,
+        t.gemm_ex_ms,
+        t.tuned_ms,
+        100.0 * (t.tuned_ms / t.gemm_ex_ms.max(1e-12) - 1.0)
+    )
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::Arc;
+pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 
 const COMMON_CU: &str = include_str!("kernels/common.cu");
 const ATTENTION_CU: &str = include_str!("kernels/attention.cu");
@@ -17,7 +18,7 @@ const ATTENTION_TC_CU: &str = include_str!("kernels/attention_tc.cu");
 const ATTENTION_TCD_CU: &str = include_str!("kernels/attention_tcd.cu");
 
 /// Storage type of weights, activations and the KV cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum DType {
     Bf16,
     F16,
@@ -148,6 +149,8 @@ pub struct Device {
     pub name: String,
     pub arch: String,
     pub nvrtc_ms: f64,
+    /// GEMMs tuned to a cuBLASLt algorithm (`enable_gemm_tuning`, `tune_gemm`); None: all cublasGemmEx.
+    lt: Option<LtGemm>,
     _blas_ws: DevBuf,
     /// Per-kernel timing (`bench --kernels`): while Some, every launch and GEMM is bracketed by CUDA
     /// events kept by name until `take_kernel_times`. Not for graph capture (bench turns graphs off).
@@ -193,7 +196,7 @@ impl Device {
         // A real stream (not the legacy default one): CUDA graphs can be captured only on such.
         let stream = ctx.new_stream().map_err(|e| anyhow!("creating a stream: {e:?}"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| anyhow!("cuBLAS init: {e:?}"))?;
-        let mut dev = Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms, _blas_ws: DevBuf { ptr: 0, bytes: 0 }, kernel_timer: None };
+        let mut dev = Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms, lt: None, _blas_ws: DevBuf { ptr: 0, bytes: 0 }, kernel_timer: None };
         // An explicit cuBLAS workspace: captured GEMMs must not allocate.
         let ws = dev.alloc(BLAS_WORKSPACE)?;
         // SAFETY: ws outlives the handle's use of it (both live in Device; the handle is not used after drop).
@@ -332,9 +335,49 @@ impl Device {
         )
     }
 
-    /// y[rows, n] = x[rows, k] · W[n, k]ᵀ, all row-major, `dt` storage, fp32 accumulation.
+    /// y[rows, n] = x[rows, k] · W[n, k]ᵀ, all row-major, `dt` storage, fp32 accumulation: on the
+    /// cuBLASLt algorithm `tune_gemm` chose for this shape, else cublasGemmEx. cuBLASLt's heuristic
+    /// assumes 256-byte aligned operands (the forward's are whole allocations); others fall back.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(&self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<()> {
+        let s = Shape { dt, rows, n, k };
+        match &self.lt {
+            Some(lt) if rows > 0 && (x | w | y).is_multiple_of(256) && lt.has(s) => self.timed(|| format!("gemm {n}x{k}"), || lt.run(self, s, x, w, y)),
+            _ => self.gemm_ex(dt, rows, n, k, x, w, y),
+        }
+    }
+
+    /// Let `tune_gemm` move shapes to cuBLASLt (idempotent).
+    pub fn enable_gemm_tuning(&mut self) -> Result<()> {
+        if self.lt.is_none() {
+            self.lt = Some(LtGemm::new(self)?);
+        }
+        Ok(())
+    }
+
+    /// Time cublasGemmEx against cuBLASLt's candidates for this shape on (x, w, y) (y overwritten)
+    /// and run the shape on the fastest from now on. Needs `enable_gemm_tuning` first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn tune_gemm(&mut self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<Tuned> {
+        let mut lt = self.lt.take().ok_or_else(|| anyhow!("tune_gemm before enable_gemm_tuning"))?;
+        let r = lt.tune(self, Shape { dt, rows, n, k }, x, w, y);
+        self.lt = Some(lt);
+        r
+    }
+
+    /// The cuBLASLt side (after `enable_gemm_tuning`).
+    pub fn lt_gemm(&self) -> Result<&LtGemm> {
+        self.lt.as_ref().ok_or_else(|| anyhow!("cuBLASLt used before enable_gemm_tuning"))
+    }
+
+    /// This shape has been tuned (to cuBLASLt or to cublasGemmEx); false without tuning.
+    pub fn gemm_tuned(&self, dt: DType, rows: usize, n: usize, k: usize) -> bool {
+        self.lt.as_ref().is_some_and(|l| l.tried(Shape { dt, rows, n, k }))
+    }
+
+    /// cublasGemmEx with cuBLAS's default algorithm (what `gemm` runs for an untuned shape).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_ex(&self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<()> {
         if rows == 0 {
             return Ok(());
         }

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod forward;
 pub mod gemms;
 pub mod graphs;
+pub mod lt_gemm;
 pub mod scheduler;
 pub mod selftest;
 mod selftest_attn;
@@ -46,12 +47,26 @@ pub struct EngineOptions {
     /// Attention on the tensor-core kernels (attention_tc.cu prefill, attention_tcd.cu decode); off:
     /// the fp32 scalar attention.cu for both (A/B checks).
     pub tc_attention: bool,
+    /// `warm_gemm_shapes` times cuBLASLt's candidate algorithms against cublasGemmEx for each layer
+    /// GEMM at each row count and keeps the fastest (lt_gemm.rs); off: cublasGemmEx throughout.
+    pub gemm_tune: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0, cuda_graphs: true, tc_attention: true }
+        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0, cuda_graphs: true, tc_attention: true, gemm_tune: false }
     }
+}
+
+/// What `warm_gemm_shapes` found when tuning: per-launch milliseconds summed over the tuned shapes.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct GemmTuneSummary {
+    pub shapes: usize,
+    /// Shapes that now run on a cuBLASLt algorithm.
+    pub lt_shapes: usize,
+    /// Sum over shapes of cublasGemmEx's time, and of the time of what each shape now runs.
+    pub gemm_ex_ms: f64,
+    pub tuned_ms: f64,
 }
 
 /// One grid point: `requests` identical requests, all submitted at t = 0.
@@ -112,6 +127,8 @@ pub struct Engine {
     runs: u64,
     /// Record an `IterationTrace` per iteration (two CUDA events each; diagnostics only).
     pub trace: bool,
+    /// Totals of GEMM tuning so far (`EngineOptions::gemm_tune`).
+    pub gemm_tune: Option<GemmTuneSummary>,
 }
 
 impl Engine {
@@ -121,6 +138,9 @@ impl Engine {
             bail!("--kv-fraction {} must be in (0, 1]", opts.kv_fraction);
         }
         let mut dev = Device::new(opts.device)?;
+        if opts.gemm_tune {
+            dev.enable_gemm_tuning()?;
+        }
         let dt = opts.dtype;
         let w = match &opts.checkpoint {
             Some(dir) => weights::load(&dev, cfg, dt, dir).with_context(|| format!("loading checkpoint {}", dir.display()))?,
@@ -173,7 +193,7 @@ impl Engine {
         let graphs = opts.cuda_graphs.then(GraphCache::default);
         let tc_rows = dev.tc_rows(dt.suffix(), c.head_dim)?;
         let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention, tc_rows };
-        Ok(Engine { model, seed: opts.seed, runs: 0, trace: false })
+        Ok(Engine { model, seed: opts.seed, runs: 0, trace: false, gemm_tune: opts.gemm_tune.then(GemmTuneSummary::default) })
     }
 
     pub fn config(&self) -> &LlmConfig {
@@ -205,15 +225,26 @@ impl Engine {
     /// the first time a process uses a GEMM shape; decode iterations use every row count from the
     /// batch size down to 1, so a first run paid ~0.4 s of it (6 % of a 6.4 s window) without this
     /// (`engine-run --trace`, notes/perf.md). Callers warm 1..=max_batch_size once per engine.
-    pub fn warm_gemm_shapes(&mut self, rows: std::ops::RangeInclusive<usize>) -> Result<f64> {
-        let m = &self.model;
+    /// With `EngineOptions::gemm_tune` each layer GEMM is tuned at each row count instead (the
+    /// first tuning of a shape wins; `gemm_tune` holds the totals).
+    pub fn warm_gemm_shapes(&mut self, rows: impl IntoIterator<Item = usize>) -> Result<f64> {
+        let m = &mut self.model;
         let l = gemms::layer_gemms(&m.cfg, &m.b, &m.w.layers[0]);
         let head = gemms::lm_head_gemm(&m.cfg, &m.b, &m.w);
         let t0 = Instant::now();
         for r in rows {
             let r = r.min(m.max_tokens);
             for g in [l.qkv, l.o, l.up, l.down] {
-                g.run(&m.dev, m.dt, r)?;
+                match &mut self.gemm_tune {
+                    Some(sum) if !m.dev.gemm_tuned(m.dt, r, g.n, g.k) => {
+                        let t = m.dev.tune_gemm(m.dt, r, g.n, g.k, g.x, g.w, g.y)?;
+                        sum.shapes += 1;
+                        sum.lt_shapes += t.lt_chosen as usize;
+                        sum.gemm_ex_ms += t.gemm_ex_ms;
+                        sum.tuned_ms += if t.lt_chosen { t.best_lt_ms.unwrap_or(t.gemm_ex_ms) } else { t.gemm_ex_ms };
+                    }
+                    _ => g.run(&m.dev, m.dt, r)?,
+                }
             }
             if r <= m.max_seqs {
                 head.run(&m.dev, m.dt, r)?;

@@ -2,7 +2,7 @@
 //! (odd sizes included), outputs poisoned with NaN before each launch so unwritten elements fail.
 //! Used by `energy-fit selftest` so users can check their own GPU.
 
-use super::device::{extra_nvrtc_options, ffn_act_grid, grid_for, Arg, DType, DevBuf, Device};
+use super::device::{extra_nvrtc_options, ffn_act_grid, grid_for, Arg, DType, DevBuf, Device, Shape};
 use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -145,6 +145,9 @@ impl Tester {
         }
         for &(rows, n, k) in &[(1, 64, 64), (7, 333, 129), (130, 1024, 2048)] {
             self.gemm(rows, n, k)?;
+        }
+        for &(rows, n, k) in &[(1, 64, 64), (37, 192, 256), (130, 1024, 2048)] {
+            self.lt_gemm_candidates(rows, n, k)?;
         }
         for &(rows, v) in &[(1, 10), (5, 32000), (3, 128256), (2, 50257)] {
             self.argmax(rows, v)?;
@@ -346,6 +349,26 @@ impl Tester {
         let want: Vec<f64> = (0..rows * n).map(|i| (0..k).map(|j| xh[(i / n) * k + j] * wh[(i % n) * k + j]).sum()).collect();
         let tol = self.tol();
         self.record(format!("cublas gemm {rows}x{n}x{k}"), &got, &want, tol);
+        Ok(())
+    }
+
+    /// Every algorithm GEMM tuning (lt_gemm.rs) may pick for this shape, against the CPU.
+    fn lt_gemm_candidates(&mut self, rows: usize, n: usize, k: usize) -> Result<()> {
+        self.dev.enable_gemm_tuning()?;
+        let (x, xh) = self.rand(rows * k, 1.0);
+        let (w, wh) = self.rand(n * k, 1.0);
+        let want: Vec<f64> = (0..rows * n).map(|i| (0..k).map(|j| xh[(i / n) * k + j] * wh[(i % n) * k + j]).sum()).collect();
+        let s = Shape { dt: self.dt, rows, n, k };
+        let count = self.dev.lt_gemm()?.candidate_count(s)?;
+        // No candidate would leave tuning nothing to choose: a failed check, not a silent pass.
+        self.checks.push(Check { name: format!("cublasLt gemm {rows}x{n}x{k}: {count} algorithms offered (fails at none)"), rel_err: (count == 0) as u8 as f64, tol: 0.0, ok: count > 0 });
+        for i in 0..count {
+            let y = self.poisoned(rows * n);
+            self.dev.lt_gemm()?.run_candidate(&self.dev, s, i, x.ptr, w.ptr, y.ptr)?;
+            let got = self.get(&y, rows * n)?;
+            let tol = self.tol();
+            self.record(format!("cublasLt gemm {rows}x{n}x{k} algorithm {} of {count}", i + 1), &got, &want, tol);
+        }
         Ok(())
     }
 

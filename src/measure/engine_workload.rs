@@ -15,6 +15,8 @@ use rand::{Rng, SeedableRng};
 
 pub struct EngineWorkload {
     gpu: u32,
+    /// EngineOptions::gemm_tune (`measure --tune-gemms`).
+    gemm_tune: bool,
     seed: u64,
     engine: Option<(String, String, usize, usize, Engine)>,
     /// (point, requests with m output tokens, the same prompts with 1 output token).
@@ -22,8 +24,8 @@ pub struct EngineWorkload {
 }
 
 impl EngineWorkload {
-    pub fn new(gpu: u32) -> EngineWorkload {
-        EngineWorkload { gpu, seed: 0, engine: None, reqs: None }
+    pub fn new(gpu: u32, gemm_tune: bool) -> EngineWorkload {
+        EngineWorkload { gpu, gemm_tune, seed: 0, engine: None, reqs: None }
     }
 
     fn engine_for(&mut self, p: &Point) -> Result<&mut Engine> {
@@ -41,6 +43,7 @@ impl EngineWorkload {
                 max_batch_size: mbs,
                 max_num_tokens: mnt,
                 device: self.gpu as usize,
+                gemm_tune: self.gemm_tune,
                 ..EngineOptions::default()
             };
             let mut e = Engine::new(&cfg, opts).with_context(|| format!("starting the engine for {} on GPU {}", cfg.name, self.gpu))?;
@@ -58,7 +61,12 @@ fn limits(p: &Point) -> Limits {
 
 impl Workload for EngineWorkload {
     fn engine(&self) -> String {
-        format!("energy-fit {} ({}, own CUDA engine)", env!("CARGO_PKG_VERSION"), env!("ENERGY_FIT_COMMIT"))
+        // One literal, so the binary holds it whole (scripts/dev_binary.sh checks the commit in it).
+        const ENGINE: &str = concat!("energy-fit ", env!("CARGO_PKG_VERSION"), " (", env!("ENERGY_FIT_COMMIT"), ", own CUDA engine)");
+        match self.gemm_tune {
+            true => format!("{}, cuBLASLt-tuned GEMMs)", ENGINE.trim_end_matches(')')),
+            false => ENGINE.to_string(),
+        }
     }
 
     fn prepare(&mut self, p: &Point) -> Result<()> {
@@ -88,5 +96,20 @@ impl Workload for EngineWorkload {
         let e = &mut self.engine.as_mut().context("engine not started")?.4;
         let out = e.run_requests(reqs, limits(p), false)?;
         Ok(out.stats.generated_tokens as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows measured with tuned GEMMs say so in their engine column (no GPU needed: the engine
+    /// starts only with the first point).
+    #[test]
+    fn the_engine_column_names_gemm_tuning() {
+        let plain = EngineWorkload::new(0, false).engine();
+        let tuned = EngineWorkload::new(0, true).engine();
+        assert!(plain.ends_with(", own CUDA engine)"), "{plain}");
+        assert!(tuned.ends_with(", own CUDA engine, cuBLASLt-tuned GEMMs)"), "{tuned}");
     }
 }
