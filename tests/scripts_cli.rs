@@ -134,19 +134,25 @@ fn ab_energy_interleaves_and_reports_the_ratio() {
     };
     let a = stand_in(tmp.path(), "a", &body("100", "A"));
     let b = stand_in(tmp.path(), "b", &body("80", "B"));
+    let line = ab_energy_row(tmp.path(), &a, &b, ("ROUNDS", "3"));
+    let order = std::fs::read_to_string(tmp.path().join("out/order")).unwrap();
+    assert_eq!(order.split_whitespace().collect::<Vec<_>>(), ["A", "B", "B", "A", "A", "B"]);
+    assert!(line.contains("10.00 10.00 10.00") && line.contains("12.50 12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
+}
+
+/// Runs `ab_energy.sh A B --llm x` with results under DIR/out and one more setting; expects it to
+/// succeed and returns the summary's row for n = 64.
+fn ab_energy_row(dir: &Path, a: &Path, b: &Path, (key, value): (&str, &str)) -> String {
     let o = Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ab_energy.sh"))
         .args([a.to_str().unwrap(), b.to_str().unwrap(), "--llm", "x"])
-        .env("OUT", tmp.path().join("out"))
-        .env("ROUNDS", "3")
+        .env("OUT", dir.join("out"))
+        .env(key, value)
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
-    let order = std::fs::read_to_string(tmp.path().join("out/order")).unwrap();
-    assert_eq!(order.split_whitespace().collect::<Vec<_>>(), ["A", "B", "B", "A", "A", "B"]);
-    let line = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}"));
-    assert!(line.contains("10.00 10.00 10.00") && line.contains("12.50 12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
+    out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}")).to_string()
 }
 
 /// `ab_energy.sh` with one stand-in binary and a flag for side B only (FLAGS_B): the stand-in
@@ -157,17 +163,7 @@ fn ab_energy_passes_side_flags_to_one_side() {
     let tmp = tempfile::tempdir().unwrap();
     let body = "out=; e=100\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; [ \"$1\" = --tune-gemms ] && e=80; shift; done\nprintf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,%s,1000,ok\\n' $e > \"$out\"\n";
     let bin = stand_in(tmp.path(), "one", body);
-    let b = bin.to_str().unwrap();
-    let o = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ab_energy.sh"))
-        .args([b, b, "--llm", "x"])
-        .env("OUT", tmp.path().join("out"))
-        .env("FLAGS_B", "--tune-gemms")
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
-    let line = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}"));
+    let line = ab_energy_row(tmp.path(), &bin, &bin, ("FLAGS_B", "--tune-gemms"));
     assert!(line.contains("10.00 10.00") && line.contains("12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
 }
 
