@@ -36,7 +36,7 @@ fn stand_in(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 
 #[test]
 fn missing_arguments_print_the_usage() {
-    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh", "benches/ab_energy.sh"] {
+    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh", "benches/ab_energy.sh", "benches/gemm_tune.sh"] {
         assert_refused(s, &[], "usage:");
     }
     assert_refused("scripts/gpu/sweep_bg.sh", &["frobnicate", "x.csv"], "usage:");
@@ -50,6 +50,7 @@ fn a_binary_that_is_not_there_is_named() {
         ("benches/ncu_attention.sh", vec![BAD_BIN]),
         ("benches/ab_energy.sh", vec![BAD_BIN, BAD_BIN, "--llm", "llama-3.2-1b"]),
         ("benches/gpu_perf.sh", vec![BAD_BIN, "bench"]),
+        ("benches/gemm_tune.sh", vec![BAD_BIN]),
         ("scripts/gpu/run_checks.sh", vec![BAD_BIN]),
         ("scripts/gpu/grid_resume.sh", vec![BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"]),
         ("scripts/gpu/sweep_bg.sh", vec!["start", BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"]),
@@ -165,6 +166,27 @@ fn ab_energy_passes_side_flags_to_one_side() {
     let bin = stand_in(tmp.path(), "one", body);
     let line = ab_energy_row(tmp.path(), &bin, &bin, ("FLAGS_B", "--tune-gemms"));
     assert!(line.contains("10.00 10.00") && line.contains("12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
+}
+
+/// `gemm_tune.sh` with a stand-in binary (synthetic): its selftest prints two cuBLASLt checks,
+/// its bench says it tuned only when given --tune-gemms, and its measure writes 80 J with
+/// --tune-gemms, 100 J without. The summary must show both benches and B/A = 1.25 for the A/B.
+#[test]
+fn gemm_tune_runs_both_sides_of_each_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = "cmd=$1; out=; e=100; t=\nfor a in \"$@\"; do [ \"$a\" = --tune-gemms ] && { e=80; t=1; }; done\n\
+        while [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\n\
+        case $cmd in\n  selftest) printf 'ok   cublasLt gemm 1x64x64 algorithm 1 of 2\\nok   cublasLt gemm 1x64x64 algorithm 2 of 2\\n' ;;\n\
+        bench) [ -n \"$t\" ] && echo 'GEMMs tuned at rows {256} in 1.0 s'; echo 'decode    256    128    9.000' ;;\n\
+        measure) printf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,%s,1000,ok\\n' $e > \"$out\" ;;\nesac\n";
+    let bin = stand_in(tmp.path(), "fake", body);
+    let o = Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/gemm_tune.sh")).arg(&bin).env("OUT", tmp.path().join("out")).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("selftest: 2 ok, 0 failed; cuBLASLt checks: 2"), "{out}");
+    assert!(out.contains("bench default: \n") && out.contains("bench tuned: GEMMs tuned at rows {256}"), "{out}");
+    let row = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no A/B row in {out}"));
+    assert!(row.trim_end().ends_with("1.2500"), "{row}");
 }
 
 /// `vs_reference.py` names the file and the LLM when the file has no usable rows for it, and asks
