@@ -20,7 +20,7 @@ for side in default tuned; do
     flag=""; [ "$side" = tuned ] && flag="--tune-gemms"
     # shellcheck disable=SC2086 # empty for the default side
     timeout 200 "$BIN" bench --llm "$LLM" --prefill 4096 --batches 256,512,1024 --contexts 128,1024 --kernels --top 6 $flag > "$RES/bench-$side.txt" 2>&1 || rc=1
-    echo "bench $side: $(grep -E '^GEMMs tuned' "$RES/bench-$side.txt")" | tee -a "$RES/summary.txt"
+    echo "bench $side: $(grep -E '^GEMM shapes of .* tuned' "$RES/bench-$side.txt")" | tee -a "$RES/summary.txt"
     grep -E '^(prefill|decode) ' "$RES/bench-$side.txt" | tee -a "$RES/summary.txt"
 done
 if [ "${ROUNDS:-2}" -gt 0 ]; then

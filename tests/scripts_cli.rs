@@ -177,14 +177,14 @@ fn gemm_tune_runs_both_sides_of_each_step() {
     let body = "cmd=$1; out=; e=100; t=\nfor a in \"$@\"; do [ \"$a\" = --tune-gemms ] && { e=80; t=1; }; done\n\
         while [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\n\
         case $cmd in\n  selftest) printf 'ok   cublasLt gemm 1x64x64 algorithm 1 of 2\\nok   cublasLt gemm 1x64x64 algorithm 2 of 2\\n' ;;\n\
-        bench) [ -n \"$t\" ] && echo 'GEMMs tuned at rows {256} in 1.0 s'; echo 'decode    256    128    9.000' ;;\n\
+        bench) [ -n \"$t\" ] && echo 'GEMM shapes of {256} rows tuned in 1.0 s'; echo 'decode    256    128    9.000' ;;\n\
         measure) printf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,%s,1000,ok\\n' $e > \"$out\" ;;\nesac\n";
     let bin = stand_in(tmp.path(), "fake", body);
     let o = Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/gemm_tune.sh")).arg(&bin).env("OUT", tmp.path().join("out")).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("selftest: 2 ok, 0 failed; cuBLASLt checks: 2"), "{out}");
-    assert!(out.contains("bench default: \n") && out.contains("bench tuned: GEMMs tuned at rows {256}"), "{out}");
+    assert!(out.contains("bench default: \n") && out.contains("bench tuned: GEMM shapes of {256} rows tuned"), "{out}");
     let row = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no A/B row in {out}"));
     assert!(row.trim_end().ends_with("1.2500"), "{row}");
 }

@@ -125,11 +125,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.tune_gemms {
         let rows: std::collections::BTreeSet<usize> = a.batches.iter().copied().chain(extra.iter().map(|&(b, _)| b)).chain([a.max_num_tokens]).collect();
         let secs = e.warm_gemm_shapes(rows.iter().copied())?;
-        let t = e.gemm_tune.unwrap_or_default();
-        tune_note = Some(format!(
-            "GEMMs tuned at rows {rows:?} in {secs:.1} s: {} of {} shapes on cuBLASLt, summed per-launch time {:.3} -> {:.3} ms",
-            t.lt_shapes, t.shapes, t.gemm_ex_ms, t.tuned_ms
-        ));
+        tune_note = Some(e.gemm_tune.unwrap_or_default().line(&format!("{rows:?}"), secs));
     }
     // The floors' peak: random operands, sustained (~1 s) so the card sits at its power limit as in
     // a prefill. Single-GEMM bursts on random data and on zeros are printed beside it.

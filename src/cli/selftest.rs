@@ -5,7 +5,7 @@
 //! for the HF comparison).
 
 use crate::engine::selftest::Tester;
-use crate::engine::{DType, Engine, EngineOptions, GemmTuneSummary, Limits, Request, RunSpec};
+use crate::engine::{DType, Engine, EngineOptions, Limits, Request, RunSpec};
 use crate::llm::{read_hf_config, resolve_llm};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
@@ -238,7 +238,7 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
     if o.warm_gemms {
         let s = e.warm_gemm_shapes(1..=mbs)?;
         match e.gemm_tune {
-            Some(t) => println!("{}", tune_line(&t, mbs, s)),
+            Some(t) => println!("{}", t.line(&format!("1..={mbs}"), s)),
             None => println!("GEMM shapes of 1..={mbs} rows warmed in {s:.3} s"),
         }
     }
@@ -291,14 +291,3 @@ pub fn engine_dump(checkpoint: PathBuf, prompts: PathBuf, m: usize, out: PathBuf
     Ok(())
 }
 
-/// One line on GEMM tuning over 1..=`mbs` rows that took `secs`.
-pub fn tune_line(t: &GemmTuneSummary, mbs: usize, secs: f64) -> String {
-    format!(
-        "GEMM shapes of 1..={mbs} rows tuned in {secs:.3} s: {} of {} on cuBLASLt; summed per-launch time {:.3} -> {:.3} ms ({:+.1} %)",
-        t.lt_shapes,
-        t.shapes,
-        t.gemm_ex_ms,
-        t.tuned_ms,
-        100.0 * (t.tuned_ms / t.gemm_ex_ms.max(1e-12) - 1.0)
-    )
-}
