@@ -147,7 +147,10 @@ impl Tester {
             self.gemm(rows, n, k)?;
         }
         for &(rows, n, k) in &[(1, 64, 64), (37, 192, 256), (130, 1024, 2048)] {
-            self.lt_gemm_candidates(rows, n, k)?;
+            // An error here fails this check only: GEMM tuning is optional, the other checks still run.
+            if let Err(e) = self.lt_gemm_candidates(rows, n, k) {
+                self.checks.push(Check { name: format!("cublasLt gemm {rows}x{n}x{k}: {e:#}"), rel_err: f64::NAN, tol: 0.0, ok: false });
+            }
         }
         for &(rows, v) in &[(1, 10), (5, 32000), (3, 128256), (2, 50257)] {
             self.argmax(rows, v)?;
