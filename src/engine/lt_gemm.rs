@@ -35,8 +35,8 @@ pub struct Shape {
 #[derive(Clone, Copy, Debug)]
 pub struct Tuned {
     pub gemm_ex_ms: f64,
-    pub best_lt_ms: Option<f64>,
-    pub candidates: usize,
+    /// Time of what the shape now runs: the chosen cuBLASLt algorithm's, else `gemm_ex_ms`.
+    pub chosen_ms: f64,
     /// The shape now runs on cuBLASLt.
     pub lt_chosen: bool,
 }
@@ -213,14 +213,17 @@ impl LtGemm {
             }
         }
         self.tried.insert(s);
-        let lt_chosen = matches!(best, Some((ms, _)) if ms < MARGIN * gemm_ex_ms);
-        if let (true, Some((_, algo))) = (lt_chosen, best) {
-            p.algo = algo;
-            self.plans.insert(s, p);
-        } else {
-            self.plans.remove(&s);
+        match best.filter(|&(ms, _)| ms < MARGIN * gemm_ex_ms) {
+            Some((ms, algo)) => {
+                p.algo = algo;
+                self.plans.insert(s, p);
+                Ok(Tuned { gemm_ex_ms, chosen_ms: ms, lt_chosen: true })
+            }
+            None => {
+                self.plans.remove(&s);
+                Ok(Tuned { gemm_ex_ms, chosen_ms: gemm_ex_ms, lt_chosen: false })
+            }
         }
-        Ok(Tuned { gemm_ex_ms, best_lt_ms: best.map(|(ms, _)| ms), candidates: cands.len(), lt_chosen })
     }
 }
 

@@ -255,7 +255,7 @@ impl Engine {
                         sum.shapes += 1;
                         sum.lt_shapes += t.lt_chosen as usize;
                         sum.gemm_ex_ms += t.gemm_ex_ms;
-                        sum.tuned_ms += if t.lt_chosen { t.best_lt_ms.unwrap_or(t.gemm_ex_ms) } else { t.gemm_ex_ms };
+                        sum.tuned_ms += t.chosen_ms;
                     }
                     _ => g.run(&m.dev, m.dt, r)?,
                 }
