@@ -168,6 +168,27 @@ fn ab_energy_passes_side_flags_to_one_side() {
     assert!(line.contains("10.00 10.00") && line.contains("12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
 }
 
+/// A flag in FLAGS_B that `measure` does not know: the real binary refuses it, and the script
+/// names the failed side and round and the log, which names the flag.
+#[test]
+fn ab_energy_names_a_bad_side_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_energy-fit");
+    let o = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ab_energy.sh"))
+        .args([bin, bin, "--llm", "llama-3.2-1b", "--dry-run"])
+        .env("OUT", tmp.path().join("out"))
+        .env("ROUNDS", "1")
+        .env("FLAGS_B", "--no-such-flag")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("round 1 B: measure failed (see ab-B-r1.log)") && !err.contains("round 1 A:"), "{err}");
+    let log = std::fs::read_to_string(tmp.path().join("out/ab-B-r1.log")).unwrap();
+    assert!(log.contains("--no-such-flag"), "{log}");
+}
+
 /// `gemm_tune.sh` with a stand-in binary (synthetic): its selftest prints two cuBLASLt checks,
 /// its bench says it tuned only when given --tune-gemms, and its measure writes 80 J with
 /// --tune-gemms, 100 J without. The summary must show both benches and B/A = 1.25 for the A/B.
