@@ -6,11 +6,17 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn run(script: &str, args: &[&str], tmp: &Path) -> Output {
+    run_env(script, args, tmp, &[])
+}
+
+/// `run` with more environment settings (results under tmp/out, a sweep's copy under tmp/dir).
+fn run_env(script: &str, args: &[&str], tmp: &Path, env: &[(&str, &str)]) -> Output {
     Command::new("bash")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join(script))
         .args(args)
         .env("OUT", tmp.join("out"))
         .env("DIR", tmp.join("dir"))
+        .envs(env.iter().copied())
         .output()
         .expect("bash runs")
 }
@@ -71,9 +77,8 @@ fn waiting_on_a_sweep_never_started_says_so() {
 fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = stand_in(tmp.path(), "fake-measure", "out=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\nprintf 'h\\nr1\\nr2\\n' > \"$out\"\nsleep 2\necho done\n");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu/sweep_bg.sh");
     let call = |args: &[&str], wait: &str| {
-        let o = Command::new("bash").arg(&script).args(args).env("OUT", tmp.path().join("out")).env("DIR", tmp.path().join("dir")).env("WAIT", wait).output().unwrap();
+        let o = run_env("scripts/gpu/sweep_bg.sh", args, tmp.path(), &[("WAIT", wait)]);
         (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     let b = bin.to_str().unwrap();
@@ -110,13 +115,7 @@ fn attn_variants_names_its_files_so_they_come_back() {
 #[test]
 fn attn_variants_passes_llm_and_reports_a_bad_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/attn_variants.sh"))
-        .args([env!("CARGO_BIN_EXE_energy-fit"), ""])
-        .env("OUT", tmp.path().join("out"))
-        .env("LLM", "no-such-llm")
-        .output()
-        .unwrap();
+    let o = run_env("benches/attn_variants.sh", &[env!("CARGO_BIN_EXE_energy-fit"), ""], tmp.path(), &[("LLM", "no-such-llm")]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{out} {}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("defaults:") && !out.contains("bench rc=0"), "{out}");
@@ -143,14 +142,8 @@ fn ab_energy_interleaves_and_reports_the_ratio() {
 
 /// Runs `ab_energy.sh A B --llm x` with results under DIR/out and one more setting; expects it to
 /// succeed and returns the summary's row for n = 64.
-fn ab_energy_row(dir: &Path, a: &Path, b: &Path, (key, value): (&str, &str)) -> String {
-    let o = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ab_energy.sh"))
-        .args([a.to_str().unwrap(), b.to_str().unwrap(), "--llm", "x"])
-        .env("OUT", dir.join("out"))
-        .env(key, value)
-        .output()
-        .unwrap();
+fn ab_energy_row(dir: &Path, a: &Path, b: &Path, setting: (&str, &str)) -> String {
+    let o = run_env("benches/ab_energy.sh", &[a.to_str().unwrap(), b.to_str().unwrap(), "--llm", "x"], dir, &[setting]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
     out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}")).to_string()
@@ -174,14 +167,7 @@ fn ab_energy_passes_side_flags_to_one_side() {
 fn ab_energy_names_a_bad_side_flag() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_energy-fit");
-    let o = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ab_energy.sh"))
-        .args([bin, bin, "--llm", "llama-3.2-1b", "--dry-run"])
-        .env("OUT", tmp.path().join("out"))
-        .env("ROUNDS", "1")
-        .env("FLAGS_B", "--no-such-flag")
-        .output()
-        .unwrap();
+    let o = run_env("benches/ab_energy.sh", &[bin, bin, "--llm", "llama-3.2-1b", "--dry-run"], tmp.path(), &[("ROUNDS", "1"), ("FLAGS_B", "--no-such-flag")]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("round 1 B: measure failed (see ab-B-r1.log)") && !err.contains("round 1 A:"), "{err}");
@@ -201,7 +187,7 @@ fn gemm_tune_runs_both_sides_of_each_step() {
         bench) [ -n \"$t\" ] && echo 'GEMM shapes of {256} rows tuned in 1.0 s'; echo 'decode    256    128    9.000' ;;\n\
         measure) printf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,%s,1000,ok\\n' $e > \"$out\" ;;\nesac\n";
     let bin = stand_in(tmp.path(), "fake", body);
-    let o = Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/gemm_tune.sh")).arg(&bin).env("OUT", tmp.path().join("out")).output().unwrap();
+    let o = run("benches/gemm_tune.sh", &[bin.to_str().unwrap()], tmp.path());
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
     assert!(out.contains("selftest: 2 ok, 0 failed; cuBLASLt checks: 2"), "{out}");
