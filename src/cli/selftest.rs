@@ -290,4 +290,3 @@ pub fn engine_dump(checkpoint: PathBuf, prompts: PathBuf, m: usize, out: PathBuf
     println!("wrote {} ({} requests, {} iterations)", out.display(), reqs.len(), o.stats.iterations.len());
     Ok(())
 }
-
