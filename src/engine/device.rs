@@ -293,8 +293,17 @@ impl Device {
 
     /// Rows per block of the tensor-core prefill attention kernel for `hd` as compiled.
     pub fn tc_rows(&self, sx: &str, hd: usize) -> Result<usize> {
-        let r = self.const_i32(&format!("attention_tc_rows_{sx}_{hd}"))?;
-        usize::try_from(r).ok().filter(|&r| r > 0 && r % 16 == 0).ok_or_else(|| anyhow!("attention_tc_rows_{sx}_{hd} = {r}: not a positive multiple of 16"))
+        self.tc_multiple_of(&format!("attention_tc_rows_{sx}_{hd}"), 16)
+    }
+
+    /// Threads per block of the tensor-core prefill attention kernel for `hd` as compiled.
+    pub fn tc_threads(&self, sx: &str, hd: usize) -> Result<usize> {
+        self.tc_multiple_of(&format!("attention_tc_threads_{sx}_{hd}"), 32)
+    }
+
+    fn tc_multiple_of(&self, name: &str, k: i32) -> Result<usize> {
+        let r = self.const_i32(name)?;
+        usize::try_from(r).ok().filter(|_| r > 0 && r % k == 0).ok_or_else(|| anyhow!("{name} = {r}: not a positive multiple of {k}"))
     }
 
     fn func(&mut self, name: &str) -> Result<CudaFunction> {

@@ -112,8 +112,9 @@ pub struct Model {
     /// Attention on the tensor-core kernels (prefill in items of `tc_rows` rows, decode in one
     /// 16-row tile per item), else the scalar ones.
     pub tc_attention: bool,
-    /// Rows of a tensor-core prefill attention block, as the kernels were compiled.
+    /// Rows and threads of a tensor-core prefill attention block, as the kernels were compiled.
     pub tc_rows: usize,
+    pub tc_threads: usize,
 }
 
 fn stats(v: &[f32]) -> (f64, f64, bool) {
@@ -419,7 +420,7 @@ impl Model {
                 Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
             if self.tc_attention {
                 let grid = (s.prefill_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, 128, tc_smem(hd, self.tc_rows) as u32, &tc_args(pitems)[..14])?;
+                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, self.tc_threads as u32, tc_smem(hd, self.tc_rows) as u32, &tc_args(pitems)[..14])?;
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }

@@ -180,12 +180,15 @@ impl Tester {
     /// The tensor-core prefill and decode kernels: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
     /// (partial pages, partial 64-row blocks, several items per sequence), window / soft-cap / ALiBi.
     fn attention_tc_checks(&mut self) -> Result<()> {
-        // The host plans prefill items with the rows the kernels were compiled with; without a
-        // variant those must be the CPU side's default (attn_shapes::tc_rows, which its tests use).
+        // The host plans prefill items with the rows (and launches the threads) the kernels were
+        // compiled with; without a variant those must be the CPU side's defaults
+        // (attn_shapes::tc_rows, which its tests use, and 4 warps).
         if extra_nvrtc_options().is_empty() {
             for hd in super::forward::HEAD_DIMS {
                 let got = self.dev.tc_rows(self.sx(), hd)? as f32;
                 self.record(format!("attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows"), &[got], &[super::attn_shapes::tc_rows(hd) as f64], 0.0);
+                let threads = self.dev.tc_threads(self.sx(), hd)? as f32;
+                self.record(format!("attention_tc threads per block at hd {hd}: compiled vs 4 warps"), &[threads], &[128.0], 0.0);
             }
         }
         let tc = AttnOpts { tc: true, ..AttnOpts::default() };

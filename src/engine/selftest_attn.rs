@@ -166,7 +166,8 @@ impl Tester {
             self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
         } else if tc {
             let smem = super::forward::tc_smem(hd, tc_rows) as u32;
-            self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a[..14])?;
+            let threads = self.dev.tc_threads(sx, hd)? as u32;
+            self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), threads, smem, &a[..14])?;
         } else {
             self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;
         }

@@ -2,9 +2,9 @@
 //
 // Same items, masks and score formula as attention() in attention.cu (read its header), prefill
 // only (part must be -1; decode items go to attention_tcd.cu, which shares the helpers below).
-// One block = one item × one KV head, 4 warps, ROWS rows (128 up to hd 64, else 64); row r is
-// query token q_tok + r / G of head kvh·G + r % G (G = group size), so every K/V tile is loaded
-// once for the whole query group. Items hold at most ROWS / G queries. Each warp owns MT tiles of
+// One block = one item × one KV head, 4 warps (8 under a variant at hd 128), ROWS rows (128 at
+// hd ≤ 64 and 128, else 64); row r is query token q_tok + r / G of head kvh·G + r % G (G = group
+// size), so every K/V tile is loaded once for the whole query group. Items hold at most ROWS / G queries. Each warp owns MT tiles of
 // 16 rows: S = Q·Kᵀ and O += P·V with mma.sync m16n8k16 (16-bit inputs, fp32 accumulators), fp32
 // online softmax in registers, P re-used from the S accumulators as the A operand
 // (FlashAttention-2 layout trick). KT keys (whole 32-token pages) are
@@ -220,8 +220,17 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
 #ifndef TC_MT_HD128
 #define TC_MT_HD128 2
 #endif
+// Warps per block at hd 128. ncu (notes/perf.md) found the two-tile kernel latency-bound: 255
+// registers allow 2 blocks of 4 warps per SM, 2 warps per scheduler, half an eligible one a cycle.
+// -DTC_MT_HD128=1 -DTC_WARPS_HD128=8 keeps 128 rows per block (each K/V tile serves as many rows)
+// with one tile per warp and Q re-read from shared memory, so that 2 blocks of 8 warps fit in
+// 128 registers a thread: twice the warps to hide latency, one mma per ldmatrix fragment.
+#ifndef TC_WARPS_HD128
+#define TC_WARPS_HD128 4
+#endif
 template <int HD> struct TcShape {
-    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : HD == 128 ? TC_MT_HD128 : 1, ROWS = 64 * MT;
+    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : HD == 128 ? TC_MT_HD128 : 1,
+                         WARPS = HD == 128 ? TC_WARPS_HD128 : 4, ROWS = 16 * MT * WARPS;
 
     static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
 };
@@ -233,7 +242,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     using Sh = TcShape<HD>;
     constexpr int KT = Sh::KT, S = Sh::S, MT = Sh::MT, NT = KT / 8, ND = HD / 8, KD = HD / 16;
     // Q fragments in registers, else re-read from shared memory per k-step (registers for O and S).
-    constexpr bool QREG = HD <= 128 && (MT == 1 || (HD <= 64 && TC_QREG_2TILES));
+    constexpr bool QREG = HD <= 128 && Sh::WARPS == 4 && (MT == 1 || (HD <= 64 && TC_QREG_2TILES));
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
@@ -394,14 +403,16 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     }
 }
 
-// LB: launch bounds. Two tiles per warp (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM.
-// attention_tc_rows_S_HD: the kernel's rows per block, read by the host (Device::const_i32).
+// LB: launch bounds. Two tiles per warp (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM; 8 warps
+// at hd 128 ask for 2. attention_tc_{rows,threads}_S_HD: the kernel's rows and threads per block,
+// read by the host (Device::const_i32).
 #define ATTN_TC(T, S, HD, LB) \
 extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
 { attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
-extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcShape<HD>::ROWS;
+extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcShape<HD>::ROWS; \
+extern "C" __constant__ int attention_tc_threads_##S##_##HD = 32 * TcShape<HD>::WARPS;
 #define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 32, (128, TC_MINB_2TILES)) \
     ATTN_TC(T, S, 64, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 80, (128)) \
-    ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, (128)) ATTN_TC(T, S, 256, (128))
+    ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, (32 * TC_WARPS_HD128, TC_WARPS_HD128 == 4 ? 1 : 2)) ATTN_TC(T, S, 256, (128))
 ATTN_TC_ALL(bf16, bf16)
 ATTN_TC_ALL(f16, f16)
