@@ -4,10 +4,10 @@
 // only (part must be -1; decode items go to attention_tcd.cu, which shares the helpers below).
 // One block = one item × one KV head, 4 warps (8 under a variant at hd 128), ROWS rows (128 at
 // hd ≤ 64 and 128, else 64); row r is query token q_tok + r / G of head kvh·G + r % G (G = group
-// size), so every K/V tile is loaded once for the whole query group. Items hold at most ROWS / G queries. Each warp owns MT tiles of
-// 16 rows: S = Q·Kᵀ and O += P·V with mma.sync m16n8k16 (16-bit inputs, fp32 accumulators), fp32
-// online softmax in registers, P re-used from the S accumulators as the A operand
-// (FlashAttention-2 layout trick). KT keys (whole 32-token pages) are
+// size), so every K/V tile is loaded once for the whole query group. Items hold at most ROWS / G
+// queries. Each warp owns MT tiles of 16 rows: S = Q·Kᵀ and O += P·V with mma.sync m16n8k16
+// (16-bit inputs, fp32 accumulators), fp32 online softmax in registers, P re-used from the S
+// accumulators as the A operand (FlashAttention-2 layout trick). KT keys (whole 32-token pages) are
 // double-buffered in shared memory with cp.async; fragments come from ldmatrix (.trans for V).
 // Every head dim that is a multiple of 16 works as is (80 = 5 k-steps, no padding).
 
