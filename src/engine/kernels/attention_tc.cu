@@ -2,7 +2,7 @@
 //
 // Same items, masks and score formula as attention() in attention.cu (read its header), prefill
 // only (part must be -1; decode items go to attention_tcd.cu, which shares the helpers below).
-// One block = one item × one KV head, 4 warps (8 under a variant at hd 128), ROWS rows (128 at
+// One block = one item × one KV head, 4 warps (8 under variants at hd 64 and 128), ROWS rows (128 at
 // hd ≤ 64 and 128, else 64); row r is query token q_tok + r / G of head kvh·G + r % G (G = group
 // size), so every K/V tile is loaded once for the whole query group. Items hold at most ROWS / G
 // queries. Each warp owns MT tiles of 16 rows: S = Q·Kᵀ and O += P·V with mma.sync m16n8k16
@@ -195,6 +195,96 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
     }
 }
 
+// The prefill's softmax over all MT row tiles of a warp at once (TC_SOFTMAX_ILP=1; 0, the default,
+// calls tc_softmax_step once per tile). ncu found the hd-128 kernel latency-bound with 1.9 of 5.1
+// cycles between a warp's instructions in fixed-latency dependency stalls: tc_softmax_step's row max
+// and row sum are chains of 2·NT dependent fmax / fadd. Here they are trees (depth log2(2·NT)), and
+// the MT tiles' reductions, shuffles and the lazy-rescale vote are interleaved: one __any_sync for
+// all tiles, so a row of either tile past its max by 8 rescales both (exact either way). Same
+// arguments and meaning as tc_softmax_step<NT, ND, true, true, POLY> per tile; the l partials
+// differ only in fp32 summation order.
+#ifndef TC_SOFTMAX_ILP
+#define TC_SOFTMAX_ILP 0
+#endif
+template <int N, bool MAX>
+__device__ __forceinline__ float tc_tree(float (&v)[N]) {
+#pragma unroll
+    for (int st = 1; st < N; st *= 2) {
+#pragma unroll
+        for (int i = 0; i + st < N; i += 2 * st) v[i] = MAX ? fmaxf(v[i], v[i + st]) : v[i] + v[i + st];
+    }
+    return v[0];
+}
+template <int MT, int NT, int ND, int POLY>
+__device__ __forceinline__ void tc_softmax_tiles(float (&s)[MT][NT][4], float (&o)[MT][ND][4], float (&m)[MT][2], float (&l)[MT][2],
+                                                 float sc) {
+    float t[MT][2];
+#pragma unroll
+    for (int u = 0; u < MT; u++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float v[NT];
+#pragma unroll
+            for (int n = 0; n < NT; n++) v[n] = fmaxf(s[u][n][2 * h], s[u][n][2 * h + 1]);
+            t[u][h] = tc_tree<NT, true>(v);
+        }
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+#pragma unroll
+        for (int u = 0; u < MT; u++) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) t[u][h] = fmaxf(t[u][h], __shfl_xor_sync(0xffffffff, t[u][h], off));
+        }
+    }
+    bool up = false;
+#pragma unroll
+    for (int u = 0; u < MT; u++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            t[u][h] *= sc; // sc > 0: the max of s · sc is the max of s, times sc
+            up |= t[u][h] > m[u][h] + 8.f;
+        }
+    }
+    if (__any_sync(0xffffffff, up)) {
+#pragma unroll
+        for (int u = 0; u < MT; u++) {
+            float c[2];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                float nm = fmaxf(m[u][h], t[u][h]), b = nm == -INFINITY ? 0.f : nm;
+                c[h] = tc_exp2(m[u][h] - b);
+                m[u][h] = nm;
+                l[u][h] *= c[h];
+            }
+#pragma unroll
+            for (int n = 0; n < ND; n++) {
+                o[u][n][0] *= c[0]; o[u][n][1] *= c[0];
+                o[u][n][2] *= c[1]; o[u][n][3] *= c[1];
+            }
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < MT; u++) {
+        float b[2] = {m[u][0] == -INFINITY ? 0.f : m[u][0], m[u][1] == -INFINITY ? 0.f : m[u][1]};
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                float e = fmaf(s[u][n][x], sc, -b[x >> 1]);
+                s[u][n][x] = n < POLY ? tc_exp2_poly(e) : tc_exp2(e);
+            }
+        }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float v[NT];
+#pragma unroll
+            for (int n = 0; n < NT; n++) v[n] = s[u][n][2 * h] + s[u][n][2 * h + 1];
+            l[u][h] += tc_tree<NT, false>(v);
+        }
+    }
+}
+
 // Sum of a per-thread partial over the 4 threads of a quad (one accumulator row).
 __device__ __forceinline__ float tc_quad_sum(float x) {
     x += __shfl_xor_sync(0xffffffff, x, 1);
@@ -229,9 +319,22 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
 #ifndef TC_WARPS_HD128
 #define TC_WARPS_HD128 4
 #endif
+// Warps per block at hd ≤ 64 (4 or 8; with two tiles per warp, 8 warps are 256 rows, one block
+// per SM).
+#ifndef TC_WARPS_HD64
+#define TC_WARPS_HD64 4
+#endif
+// Ping-pong of two warpgroups (TC_PINGPONG=1, blocks of 8 warps only; FlashAttention-3's schedule
+// on mma.sync). Warps 4-7 start each tile's S = Q·Kᵀ when warps 0-3 have issued theirs (a named
+// barrier), so one group's softmax runs on the ALU and MUFU while the other's mma run on the
+// tensor pipe, instead of the two meeting by chance. Per tile: G0 of group 0, then G0 of group 1
+// beside group 0's softmax, then group 0's P·V beside group 1's softmax, then group 1's P·V.
+#ifndef TC_PINGPONG
+#define TC_PINGPONG 0
+#endif
 template <int HD> struct TcShape {
     static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : HD == 128 ? TC_MT_HD128 : 1,
-                         WARPS = HD == 128 ? TC_WARPS_HD128 : 4, ROWS = 16 * MT * WARPS;
+                         WARPS = HD == 128 ? TC_WARPS_HD128 : HD <= 64 ? TC_WARPS_HD64 : 4, ROWS = 16 * MT * WARPS;
 
     static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
 };
@@ -243,7 +346,8 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     using Sh = TcShape<HD>;
     constexpr int KT = Sh::KT, S = Sh::S, MT = Sh::MT, NT = KT / 8, ND = HD / 8, KD = HD / 16;
     // Q fragments in registers, else re-read from shared memory per k-step (registers for O and S).
-    constexpr bool QREG = HD <= 128 && Sh::WARPS == 4 && (MT == 1 || (HD <= 64 && TC_QREG_2TILES));
+    constexpr bool QREG = HD <= 128 && (MT == 1 ? Sh::WARPS == 4 : HD <= 64 && TC_QREG_2TILES);
+    constexpr bool PP = TC_PINGPONG && Sh::WARPS == 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
@@ -314,8 +418,10 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         const T* Vs = Ks + KT * S;
         // Skip when every key of the tile is after every query of this warp, or before its window.
         bool skip = wmax < kb || (window > 0 && kb + KT - 1 <= wmin - window);
+        // Ping-pong: every warp passes the barrier, skipped or not, so the counts always match.
+        if (PP && w >= 4) asm volatile("bar.sync 1, 256;\n" ::: "memory");
+        float s[MT][NT][4];
         if (!skip) {
-            float s[MT][NT][4];
 #pragma unroll
             for (int t = 0; t < MT; t++) {
 #pragma unroll
@@ -344,6 +450,9 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                     }
                 }
             }
+        }
+        if (PP && w < 4) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+        if (!skip) {
             // Scores in the log2 domain. A tile inside every row's causal range and window, without
             // ALiBi or soft-cap (all but the diagonal tiles, usually), needs no per-element mask: the
             // softmax folds scale·log2 e into its exp2. Per-element work, not the mma, bounds it.
@@ -361,9 +470,14 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                     }
                 }
             }
+            // l: per-thread partials, reduced over the quad at the end.
+            if constexpr (TC_SOFTMAX_ILP != 0) {
+                tc_softmax_tiles<MT, NT, ND, TC_EXP2_POLY>(s, o, m, l, full ? SL2 : 1.f);
+            } else {
 #pragma unroll
-            for (int t = 0; t < MT; t++) // l: per-thread partials, reduced over the quad at the end
-                tc_softmax_step<NT, ND, true, true, TC_EXP2_POLY>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
+                for (int t = 0; t < MT; t++)
+                    tc_softmax_step<NT, ND, true, true, TC_EXP2_POLY>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
+            }
             // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {
@@ -404,16 +518,17 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     }
 }
 
-// LB: launch bounds. Two tiles per warp (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM; 8 warps
-// at hd 128 ask for 2. attention_tc_{rows,threads}_S_HD: the kernel's rows and threads per block,
+// LB: launch bounds. Two tiles per warp in 4 warps (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM;
+// 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_tc_{rows,threads}_S_HD: the kernel's rows and threads per block,
 // read by the host (Device::const_i32).
 #define ATTN_TC(T, S, HD, LB) \
 extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
 { attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
 extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcShape<HD>::ROWS; \
 extern "C" __constant__ int attention_tc_threads_##S##_##HD = 32 * TcShape<HD>::WARPS;
-#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 32, (128, TC_MINB_2TILES)) \
-    ATTN_TC(T, S, 64, (128, TC_MINB_2TILES)) ATTN_TC(T, S, 80, (128)) \
-    ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, (32 * TC_WARPS_HD128, TC_WARPS_HD128 == 4 ? 1 : 2)) ATTN_TC(T, S, 256, (128))
+#define TC_LB64 (32 * TC_WARPS_HD64, TC_WARPS_HD64 == 4 ? TC_MINB_2TILES : 1)
+#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, TC_LB64) ATTN_TC(T, S, 32, TC_LB64) ATTN_TC(T, S, 64, TC_LB64) ATTN_TC(T, S, 80, (128)) \
+    ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, (32 * TC_WARPS_HD128, TC_WARPS_HD128 == 4 || TC_MT_HD128 == 2 ? 1 : 2)) \
+    ATTN_TC(T, S, 256, (128))
 ATTN_TC_ALL(bf16, bf16)
 ATTN_TC_ALL(f16, f16)
