@@ -6,7 +6,9 @@
 # --resume` that way on a copy of the sweep file and then waits like `wait`; each later call runs
 # `wait`, which sleeps until the sweep ends or its time is up and copies the file and the log to
 # $OUT. Copy the file back into the tree after every call: if the machine goes back (idle 30 s,
-# or 30 minutes held), the point in flight is lost, nothing before it.
+# or 30 minutes held), the point in flight is lost, nothing before it. A held machine goes back at
+# the end of the call in flight: a `wait` begun before minute 30 still runs its WAIT out (the 8B's
+# (4096, 4096), a 1876 s window, ended at minute 32.5 that way; benches/results/README.md).
 # Usage: scripts/gpu/sweep_bg.sh start BIN FILE [measure flags...]
 #        scripts/gpu/sweep_bg.sh wait FILE
 # Env: WAIT (seconds `wait` may take, default 570), DIR (working copy, default /var/tmp/energy-fit-sweep).

@@ -202,7 +202,8 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
 // the MT tiles' reductions, shuffles and the lazy-rescale vote are interleaved: one __any_sync for
 // all tiles, so a row of either tile past its max by 8 rescales both (exact either way). Same
 // arguments and meaning as tc_softmax_step<NT, ND, true, true, POLY> per tile; the l partials
-// differ only in fp32 summation order.
+// differ only in fp32 summation order. Measured on an H100: −1 to −3 % of attention at hd 64, ±1 %
+// at hd 128, ~0.5 % of a prefill iteration, so off (notes/perf.md).
 #ifndef TC_SOFTMAX_ILP
 #define TC_SOFTMAX_ILP 0
 #endif
@@ -320,7 +321,8 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
 #define TC_WARPS_HD128 4
 #endif
 // Warps per block at hd ≤ 64 (4 or 8; with two tiles per warp, 8 warps are 256 rows, one block
-// per SM).
+// per SM). Measured on an H100 (and TC_WARPS_HD128=8 with two tiles): −2 to −3 % of attention at
+// n = 4096, ~1.3 % of the prefill iteration, +1.7 % at hd 128, n = 1024: left off.
 #ifndef TC_WARPS_HD64
 #define TC_WARPS_HD64 4
 #endif
@@ -329,6 +331,8 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
 // barrier), so one group's softmax runs on the ALU and MUFU while the other's mma run on the
 // tensor pipe, instead of the two meeting by chance. Per tile: G0 of group 0, then G0 of group 1
 // beside group 0's softmax, then group 0's P·V beside group 1's softmax, then group 1's P·V.
+// Measured on an H100: 1-7 % slower than 8 warps without it (likely: the end-of-tile barrier realigns
+// the groups every tile), so off.
 #ifndef TC_PINGPONG
 #define TC_PINGPONG 0
 #endif
