@@ -523,8 +523,8 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
 }
 
 // LB: launch bounds. Two tiles per warp in 4 warps (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM;
-// 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_tc_{rows,threads}_S_HD: the kernel's rows and threads per block,
-// read by the host (Device::const_i32).
+// 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_tc_{rows,threads}_S_HD:
+// the kernel's rows and threads per block, read by the host (Device::const_i32).
 #define ATTN_TC(T, S, HD, LB) \
 extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
 { attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
