@@ -177,10 +177,11 @@ impl Device {
         unsafe { ctx.disable_event_tracking() };
         let (maj, min) = ctx.compute_capability().map_err(|e| anyhow!("compute capability: {e:?}"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
-        let arch = format!("sm_{maj}{min}");
         let t0 = std::time::Instant::now();
         let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_TCD_CU}");
         let extra = extra_nvrtc_options();
+        // NVRTC takes the last --gpu-architecture: a variant may ask for sm_90a (TC_WGMMA).
+        let arch = extra.iter().rev().find_map(|o| o.strip_prefix("--gpu-architecture=")).map(str::to_string).unwrap_or_else(|| format!("sm_{maj}{min}"));
         let opts = cudarc::nvrtc::CompileOptions {
             include_paths: vec![include.to_string_lossy().into_owned()],
             options: [format!("--gpu-architecture={arch}"), "-std=c++17".into()].into_iter().chain(extra.iter().cloned()).collect(),

@@ -50,6 +50,60 @@ __device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) 
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
 }
 
+// S = Q·Kᵀ on Hopper's wgmma (TC_WGMMA=1; needs --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS,
+// which NVRTC takes over the engine's sm_90). mma.sync holds the warp until each 16×8×16 product
+// is issued; one wgmma.m64n64k16 of a warpgroup (4 warps) reads Q and K from shared memory through
+// descriptors and runs asynchronously. Only the 4-warp, two-tile kernels (hd ≤ 64 and 128) take
+// it: the two row tiles become the two 64-row halves of the block (warp w holds rows 64·t + 16·w,
+// the accumulator layout of one mma.sync m16n8 tile per 8 keys, so softmax and P·V are
+// unchanged). Q and K sit in shared memory K-major without swizzle, as 8 × 8 "core matrices" of
+// 128 contiguous bytes (tc_cm); V keeps its rows for ldmatrix.trans. On an H100 it passes the
+// selftest but is 6-7 % slower than mma.sync: issued and waited for at once, nothing overlaps yet
+// (notes/perf.md says what comes next), so off.
+#ifndef TC_WGMMA
+#define TC_WGMMA 0
+#endif
+#if TC_WGMMA && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "TC_WGMMA=1 needs --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS"
+#endif
+// Element offset of (row r, column c) of a K-major operand of HD columns in core matrices: the next
+// 8 columns 128 bytes on (the descriptor's leading byte offset), the next 8 rows HD / 8 · 128 bytes
+// on (its stride byte offset).
+template <int HD> __device__ __forceinline__ int tc_cm(int r, int c) { return ((r >> 3) * (HD / 8) + (c >> 3)) * 64 + (r & 7) * 8 + (c & 7); }
+// Shared-memory matrix descriptor (PTX ISA 9.7.15.5.1.2.2): address, leading byte offset 128 and
+// stride byte offset sbo, each >> 4; no swizzle.
+__device__ __forceinline__ unsigned long long tc_desc(const void* p, int sbo) {
+    return ((smem_addr(p) & 0x3FFFF) >> 4) | (128ull >> 4 << 16) | ((unsigned long long)(sbo >> 4) << 32);
+}
+#if TC_WGMMA
+template <class T> struct Wg;
+#define TC_WG(T, TY) \
+template <> struct Wg<T> { \
+    static __device__ __forceinline__ void run(float (&d)[8][4], unsigned long long da, unsigned long long db) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" \
+                     "%0, %1, %2, %3, %4, %5, %6, %7, " \
+                     "%8, %9, %10, %11, %12, %13, %14, %15, " \
+                     "%16, %17, %18, %19, %20, %21, %22, %23, " \
+                     "%24, %25, %26, %27, %28, %29, %30, %31" \
+                     "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
+                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
+                       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
+                       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
+                       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
+                     : "l"(da), "l"(db), "r"(1)); \
+    } \
+};
+TC_WG(bf16, "bf16")
+TC_WG(f16, "f16")
+__device__ __forceinline__ void tc_wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void tc_wg_wait() { asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Orders this thread's earlier shared-memory writes (st.shared, cp.async) before wgmma's reads.
+__device__ __forceinline__ void tc_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#else
+__device__ __forceinline__ void tc_proxy_fence() {}
+#endif
+
 // One work item (6 ints: q_tok, q_cnt, slot, key_begin, key_end, part; see attention.cu) of this
 // block, its key range cut at the last query's position and, under a sliding window, started at
 // the page holding the first query's window start.
@@ -70,27 +124,29 @@ __device__ __forceinline__ TcItem tc_item(const int* items, const int* tok_pos, 
 
 // Q rows of one item into shared memory (rows of S elements, zero past the item's queries); row r
 // is query q_tok + r / G of head kvh·G + r % G.
-template <class T, int HD>
+// CM: in core matrices (tc_cm) instead.
+template <class T, int HD, bool CM = false>
 __device__ __forceinline__ void tc_load_q(T* Qs, int rows, int S, const T* q, int q_tok, int q_cnt, int heads, int kvh, int G) {
     for (int i = threadIdx.x; i < rows * (HD / 8); i += blockDim.x) {
         int r = i / (HD / 8), c = (i % (HD / 8)) * 8, qi = r / G;
         uint4 v = make_uint4(0, 0, 0, 0);
         if (qi < q_cnt) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
-        *(uint4*)&Qs[r * S + c] = v;
+        *(uint4*)&Qs[CM ? tc_cm<HD>(r, c) : r * S + c] = v;
     }
 }
 
 // KT keys from kb of one KV head into shared K and V (rows of S elements) with cp.async, zero past
-// kend; one commit group.
-template <class T, int HD>
+// kend; one commit group. CM: K in core matrices (tc_cm), 8 threads in a row filling one (128
+// contiguous bytes, no bank conflicts).
+template <class T, int HD, bool CM = false>
 __device__ __forceinline__ void tc_load_kv(T* Ks, T* Vs, int KT, int S, const T* kc, const T* vc, const int* block_table, int slot,
                                            int max_pages, int kv_heads, int kvh, int kb, int kend) {
     for (int i = threadIdx.x; i < KT * (HD / 8); i += blockDim.x) {
-        int j = i / (HD / 8), c = (i % (HD / 8)) * 8, key = kb + j;
+        int j = CM ? (i & 7) + (i >> 3) / (HD / 8) * 8 : i / (HD / 8), c = (CM ? (i >> 3) % (HD / 8) : i % (HD / 8)) * 8, key = kb + j;
         bool ok = key < kend;
         long long off = 0;
         if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
-        cp16(&Ks[j * S + c], kc + off, ok ? 16 : 0);
+        cp16(&Ks[CM ? tc_cm<HD>(j, c) : j * S + c], kc + off, ok ? 16 : 0);
         cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
     }
     asm volatile("cp.async.commit_group;\n");
@@ -350,7 +406,8 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     using Sh = TcShape<HD>;
     constexpr int KT = Sh::KT, S = Sh::S, MT = Sh::MT, NT = KT / 8, ND = HD / 8, KD = HD / 16;
     // Q fragments in registers, else re-read from shared memory per k-step (registers for O and S).
-    constexpr bool QREG = HD <= 128 && (MT == 1 ? Sh::WARPS == 4 : HD <= 64 && TC_QREG_2TILES);
+    constexpr bool WG = TC_WGMMA && Sh::WARPS == 4 && MT == 2 && KT == 64;
+    constexpr bool QREG = !WG && HD <= 128 && (MT == 1 ? Sh::WARPS == 4 : HD <= 64 && TC_QREG_2TILES);
     constexpr bool PP = TC_PINGPONG && Sh::WARPS == 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
@@ -361,7 +418,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     const bool plain = alibi == nullptr && softcap <= 0.f;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-    tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
+    tc_load_q<T, HD, WG>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     // This thread's rows: gi (A) and gi + 8 (B) of each of the warp's MT tiles of 16.
     int row[MT][2], pos[MT][2];
     bool val[MT][2];
@@ -372,7 +429,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     for (int t = 0; t < MT; t++) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            int r = (w * MT + t) * 16 + gi + 8 * h;
+            int r = (WG ? t * 64 + w * 16 : (w * MT + t) * 16) + gi + 8 * h;
             row[t][h] = r;
             val[t][h] = r / G < q_cnt;
             pos[t][h] = val[t][h] ? tok_pos[q_tok + r / G] : -1;
@@ -387,7 +444,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     }
     auto load_tile = [&](int kb, int buf) {
         T* Ks = KV + 2 * buf * KT * S;
-        tc_load_kv<T, HD>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
+        tc_load_kv<T, HD, WG>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
     };
     // ldmatrix source of an A fragment (16 rows × 16 columns) of row tile t, k-step k.
     auto q_frag = [&](int t, int k) { return &Qs[((w * MT + t) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]; };
@@ -417,6 +474,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         } else {
             asm volatile("cp.async.wait_group 0;\n");
         }
+        if constexpr (WG) tc_proxy_fence();
         __syncthreads();
         const T* Ks = KV + 2 * buf * KT * S;
         const T* Vs = Ks + KT * S;
@@ -425,14 +483,34 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         // Ping-pong: every warp passes the barrier, skipped or not, so the counts always match.
         if (PP && w >= 4) asm volatile("bar.sync 1, 256;\n" ::: "memory");
         float s[MT][NT][4];
-        if (!skip) {
+        if (WG || !skip) { // every warp of a warpgroup issues its wgmma, skipped or not
 #pragma unroll
             for (int t = 0; t < MT; t++) {
 #pragma unroll
                 for (int n = 0; n < NT; n++) s[t][n][0] = s[t][n][1] = s[t][n][2] = s[t][n][3] = 0.f;
             }
+#if TC_WGMMA
+            if constexpr (WG) {
+                tc_wg_fence();
 #pragma unroll
-            for (int k = 0; k < KD; k++) {
+                for (int k = 0; k < KD; k++) {
+#pragma unroll
+                    for (int t = 0; t < MT; t++)
+                        Wg<T>::run(s[t], tc_desc(&Qs[tc_cm<HD>(64 * t, 16 * k)], HD * 16), tc_desc(&Ks[tc_cm<HD>(0, 16 * k)], HD * 16));
+                }
+                tc_wg_wait();
+#pragma unroll
+                for (int t = 0; t < MT; t++) { // the accumulators are read only after the wait
+#pragma unroll
+                    for (int n = 0; n < NT; n++) {
+#pragma unroll
+                        for (int x = 0; x < 4; x++) asm volatile("" : "+f"(s[t][n][x]) :: "memory");
+                    }
+                }
+            }
+#endif
+#pragma unroll
+            for (int k = 0; k < (WG ? 0 : KD); k++) {
                 unsigned a[MT][4];
 #pragma unroll
                 for (int t = 0; t < MT; t++) {
