@@ -75,8 +75,10 @@ template <int HD> __device__ __forceinline__ int tc_cm(int r, int c) { return ((
 __device__ __forceinline__ unsigned long long tc_desc(const void* p, int sbo) {
     return ((smem_addr(p) & 0x3FFFF) >> 4) | (128ull >> 4 << 16) | ((unsigned long long)(sbo >> 4) << 32);
 }
-#if TC_WGMMA
+// wgmma on T operands: defined only under TC_WGMMA, and used only in `if constexpr (WG)` branches,
+// which other builds never instantiate.
 template <class T> struct Wg;
+#if TC_WGMMA
 #define TC_WG(T, TY) \
 template <> struct Wg<T> { \
     static __device__ __forceinline__ void run(float (&d)[8][4], unsigned long long da, unsigned long long db) { \
@@ -93,15 +95,13 @@ template <> struct Wg<T> { \
                        "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
                      : "l"(da), "l"(db), "r"(1)); \
     } \
+    static __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); } \
+    static __device__ __forceinline__ void wait() { asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory"); } \
+    /* Orders this thread's earlier shared-memory writes (st.shared, cp.async) before wgmma's reads. */ \
+    static __device__ __forceinline__ void proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); } \
 };
 TC_WG(bf16, "bf16")
 TC_WG(f16, "f16")
-__device__ __forceinline__ void tc_wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void tc_wg_wait() { asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-// Orders this thread's earlier shared-memory writes (st.shared, cp.async) before wgmma's reads.
-__device__ __forceinline__ void tc_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-#else
-__device__ __forceinline__ void tc_proxy_fence() {}
 #endif
 
 // One work item (6 ints: q_tok, q_cnt, slot, key_begin, key_end, part; see attention.cu) of this
@@ -474,7 +474,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         } else {
             asm volatile("cp.async.wait_group 0;\n");
         }
-        if constexpr (WG) tc_proxy_fence();
+        if constexpr (WG) Wg<T>::proxy_fence();
         __syncthreads();
         const T* Ks = KV + 2 * buf * KT * S;
         const T* Vs = Ks + KT * S;
@@ -489,16 +489,15 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
 #pragma unroll
                 for (int n = 0; n < NT; n++) s[t][n][0] = s[t][n][1] = s[t][n][2] = s[t][n][3] = 0.f;
             }
-#if TC_WGMMA
             if constexpr (WG) {
-                tc_wg_fence();
+                Wg<T>::fence();
 #pragma unroll
                 for (int k = 0; k < KD; k++) {
 #pragma unroll
                     for (int t = 0; t < MT; t++)
                         Wg<T>::run(s[t], tc_desc(&Qs[tc_cm<HD>(64 * t, 16 * k)], HD * 16), tc_desc(&Ks[tc_cm<HD>(0, 16 * k)], HD * 16));
                 }
-                tc_wg_wait();
+                Wg<T>::wait();
 #pragma unroll
                 for (int t = 0; t < MT; t++) { // the accumulators are read only after the wait
 #pragma unroll
@@ -507,28 +506,28 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                         for (int x = 0; x < 4; x++) asm volatile("" : "+f"(s[t][n][x]) :: "memory");
                     }
                 }
-            }
-#endif
+            } else {
 #pragma unroll
-            for (int k = 0; k < (WG ? 0 : KD); k++) {
-                unsigned a[MT][4];
-#pragma unroll
-                for (int t = 0; t < MT; t++) {
-                    if constexpr (QREG) {
-#pragma unroll
-                        for (int x = 0; x < 4; x++) a[t][x] = qf[t][k][x];
-                    } else {
-                        ldm_x4(a[t], q_frag(t, k));
-                    }
-                }
-#pragma unroll
-                for (int n = 0; n < NT; n += 2) { // keys n·8 .. n·8+15: B fragments of two n-tiles
-                    unsigned b[4];
-                    ldm_x4(b, &Ks[(n * 8 + (lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
+                for (int k = 0; k < KD; k++) {
+                    unsigned a[MT][4];
 #pragma unroll
                     for (int t = 0; t < MT; t++) {
-                        Mma<T>::run(s[t][n], a[t], b[0], b[1]);
-                        Mma<T>::run(s[t][n + 1], a[t], b[2], b[3]);
+                        if constexpr (QREG) {
+#pragma unroll
+                            for (int x = 0; x < 4; x++) a[t][x] = qf[t][k][x];
+                        } else {
+                            ldm_x4(a[t], q_frag(t, k));
+                        }
+                    }
+#pragma unroll
+                    for (int n = 0; n < NT; n += 2) { // keys n·8 .. n·8+15: B fragments of two n-tiles
+                        unsigned b[4];
+                        ldm_x4(b, &Ks[(n * 8 + (lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
+#pragma unroll
+                        for (int t = 0; t < MT; t++) {
+                            Mma<T>::run(s[t][n], a[t], b[0], b[1]);
+                            Mma<T>::run(s[t][n + 1], a[t], b[2], b[3]);
+                        }
                     }
                 }
             }
