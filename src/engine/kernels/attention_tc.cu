@@ -251,97 +251,6 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
     }
 }
 
-// The prefill's softmax over all MT row tiles of a warp at once (TC_SOFTMAX_ILP=1; 0, the default,
-// calls tc_softmax_step once per tile). ncu found the hd-128 kernel latency-bound with 1.9 of 5.1
-// cycles between a warp's instructions in fixed-latency dependency stalls: tc_softmax_step's row max
-// and row sum are chains of 2·NT dependent fmax / fadd. Here they are trees (depth log2(2·NT)), and
-// the MT tiles' reductions, shuffles and the lazy-rescale vote are interleaved: one __any_sync for
-// all tiles, so a row of either tile past its max by 8 rescales both (exact either way). Same
-// arguments and meaning as tc_softmax_step<NT, ND, true, true, POLY> per tile; the l partials
-// differ only in fp32 summation order. Measured on an H100: −1 to −3 % of attention at hd 64, ±1 %
-// at hd 128, ~0.5 % of a prefill iteration, so off (notes/perf.md).
-#ifndef TC_SOFTMAX_ILP
-#define TC_SOFTMAX_ILP 0
-#endif
-template <int N, bool MAX>
-__device__ __forceinline__ float tc_tree(float (&v)[N]) {
-#pragma unroll
-    for (int st = 1; st < N; st *= 2) {
-#pragma unroll
-        for (int i = 0; i + st < N; i += 2 * st) v[i] = MAX ? fmaxf(v[i], v[i + st]) : v[i] + v[i + st];
-    }
-    return v[0];
-}
-template <int MT, int NT, int ND, int POLY>
-__device__ __forceinline__ void tc_softmax_tiles(float (&s)[MT][NT][4], float (&o)[MT][ND][4], float (&m)[MT][2], float (&l)[MT][2],
-                                                 float sc) {
-    float t[MT][2];
-#pragma unroll
-    for (int u = 0; u < MT; u++) {
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            float v[NT];
-#pragma unroll
-            for (int n = 0; n < NT; n++) v[n] = fmaxf(s[u][n][2 * h], s[u][n][2 * h + 1]);
-            t[u][h] = tc_tree<NT, true>(v);
-        }
-    }
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-#pragma unroll
-        for (int u = 0; u < MT; u++) {
-#pragma unroll
-            for (int h = 0; h < 2; h++) t[u][h] = fmaxf(t[u][h], __shfl_xor_sync(0xffffffff, t[u][h], off));
-        }
-    }
-    bool up = false;
-#pragma unroll
-    for (int u = 0; u < MT; u++) {
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            t[u][h] *= sc; // sc > 0: the max of s · sc is the max of s, times sc
-            up |= t[u][h] > m[u][h] + 8.f;
-        }
-    }
-    if (__any_sync(0xffffffff, up)) {
-#pragma unroll
-        for (int u = 0; u < MT; u++) {
-            float c[2];
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                float nm = fmaxf(m[u][h], t[u][h]), b = nm == -INFINITY ? 0.f : nm;
-                c[h] = tc_exp2(m[u][h] - b);
-                m[u][h] = nm;
-                l[u][h] *= c[h];
-            }
-#pragma unroll
-            for (int n = 0; n < ND; n++) {
-                o[u][n][0] *= c[0]; o[u][n][1] *= c[0];
-                o[u][n][2] *= c[1]; o[u][n][3] *= c[1];
-            }
-        }
-    }
-#pragma unroll
-    for (int u = 0; u < MT; u++) {
-        float b[2] = {m[u][0] == -INFINITY ? 0.f : m[u][0], m[u][1] == -INFINITY ? 0.f : m[u][1]};
-#pragma unroll
-        for (int n = 0; n < NT; n++) {
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                float e = fmaf(s[u][n][x], sc, -b[x >> 1]);
-                s[u][n][x] = n < POLY ? tc_exp2_poly(e) : tc_exp2(e);
-            }
-        }
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            float v[NT];
-#pragma unroll
-            for (int n = 0; n < NT; n++) v[n] = s[u][n][2 * h] + s[u][n][2 * h + 1];
-            l[u][h] += tc_tree<NT, false>(v);
-        }
-    }
-}
-
 // Sum of a per-thread partial over the 4 threads of a quad (one accumulator row).
 __device__ __forceinline__ float tc_quad_sum(float x) {
     x += __shfl_xor_sync(0xffffffff, x, 1);
@@ -551,14 +460,9 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                     }
                 }
             }
-            // l: per-thread partials, reduced over the quad at the end.
-            if constexpr (TC_SOFTMAX_ILP != 0) {
-                tc_softmax_tiles<MT, NT, ND, TC_EXP2_POLY>(s, o, m, l, full ? SL2 : 1.f);
-            } else {
 #pragma unroll
-                for (int t = 0; t < MT; t++)
-                    tc_softmax_step<NT, ND, true, true, TC_EXP2_POLY>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
-            }
+            for (int t = 0; t < MT; t++) // l: per-thread partials, reduced over the quad at the end
+                tc_softmax_step<NT, ND, true, true, TC_EXP2_POLY>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
             // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {
