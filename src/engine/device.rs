@@ -122,6 +122,16 @@ pub(crate) fn extra_nvrtc_options() -> Vec<String> {
     std::env::var("ENERGY_FIT_NVRTC_OPTS").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default()
 }
 
+/// The architecture the kernels compile for: the device's, unless `ENERGY_FIT_NVRTC_OPTS` names
+/// one (NVRTC takes the last `--gpu-architecture`; a variant may ask for sm_90a, `TC_WGMMA`).
+fn nvrtc_arch(extra: &[String], maj: i32, min: i32) -> Result<String> {
+    match extra.iter().rev().find_map(|o| o.strip_prefix("--gpu-architecture=")) {
+        Some("") => Err(anyhow!("ENERGY_FIT_NVRTC_OPTS: --gpu-architecture= names no architecture (e.g. --gpu-architecture=sm_90a)")),
+        Some(a) => Ok(a.to_string()),
+        None => Ok(format!("sm_{maj}{min}")),
+    }
+}
+
 /// Check that the driver, NVRTC and cuBLAS libraries can be loaded, without panicking.
 pub fn check_cuda_libraries() -> Result<()> {
     // SAFETY: these only try dlopen on candidate names.
@@ -180,8 +190,7 @@ impl Device {
         let t0 = std::time::Instant::now();
         let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_TCD_CU}");
         let extra = extra_nvrtc_options();
-        // NVRTC takes the last --gpu-architecture: a variant may ask for sm_90a (TC_WGMMA).
-        let arch = extra.iter().rev().find_map(|o| o.strip_prefix("--gpu-architecture=")).map(str::to_string).unwrap_or_else(|| format!("sm_{maj}{min}"));
+        let arch = nvrtc_arch(&extra, maj, min)?;
         let opts = cudarc::nvrtc::CompileOptions {
             include_paths: vec![include.to_string_lossy().into_owned()],
             options: [format!("--gpu-architecture={arch}"), "-std=c++17".into()].into_iter().chain(extra.iter().cloned()).collect(),
@@ -444,7 +453,22 @@ pub fn ffn_act_grid(rows: usize, f: usize, block: u32) -> (u32, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::DType;
+    use super::{nvrtc_arch, DType};
+
+    fn opts(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    /// The device's architecture unless ENERGY_FIT_NVRTC_OPTS names one; the last one named wins,
+    /// as in NVRTC; an empty one is an error that says which option.
+    #[test]
+    fn nvrtc_arch_from_options() {
+        assert_eq!(nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90");
+        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_90a -DTC_WGMMA=1"), 9, 0).unwrap(), "sm_90a");
+        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_80 --gpu-architecture=sm_90a"), 9, 0).unwrap(), "sm_90a");
+        let e = nvrtc_arch(&opts("-DTC_WGMMA=1 --gpu-architecture="), 9, 0).unwrap_err().to_string();
+        assert!(e.contains("ENERGY_FIT_NVRTC_OPTS") && e.contains("--gpu-architecture="), "{e}");
+    }
 
     /// 1 + x rounds to 1 below the unit roundoff and away from 1 above it (round to nearest).
     #[test]
