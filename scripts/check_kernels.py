@@ -8,13 +8,15 @@ GPU time is spent. Needs NVRTC, the CUDA headers and ptxas from PyPI:
 
 ENERGY_FIT_NVRTC_OPTS (e.g. "-DTC_MT_HD128=1") is passed to NVRTC as the engine passes it. A variant
 that compiles for another architecture names it in both places, e.g.
-ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a -DTC_WGMMA=1" python3 scripts/check_kernels.py --arch sm_90a.
+ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a" python3 scripts/check_kernels.py --arch sm_90a (the
+Hopper prefill kernel, attention_wg.cu).
 """
 import argparse, ctypes, glob, os, re, subprocess, sys, tempfile
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--root", default="/tmp/cuda_py", help="pip --target directory holding the nvidia packages")
 ap.add_argument("--arch", default="sm_90")
+ap.add_argument("--ptx-out", help="also write the PTX here (to check that a refactor leaves the compiled code unchanged)")
 args = ap.parse_args()
 here = os.path.dirname(os.path.abspath(__file__))
 kdir = os.path.join(here, "..", "src", "engine", "kernels")
@@ -23,8 +25,8 @@ include = os.path.join(args.root, "nvidia", "cuda_runtime", "include")
 if not libs or not os.path.exists(os.path.join(include, "cuda_bf16.h")):
     sys.exit(f"NVRTC or CUDA headers not under {args.root}; see this script's docstring")
 lib = ctypes.CDLL(sorted(libs)[0])
-# Device::new compiles common.cu, attention.cu, attention_tc.cu and attention_tcd.cu as one program.
-src = "\n".join(open(os.path.join(kdir, f)).read() for f in ("common.cu", "attention.cu", "attention_tc.cu", "attention_tcd.cu"))
+# Device::new compiles these as one program, in this order.
+src = "\n".join(open(os.path.join(kdir, f)).read() for f in ("common.cu", "attention.cu", "attention_tc.cu", "attention_wg.cu", "attention_tcd.cu"))
 prog = ctypes.c_void_p()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"engine.cu", 0, None, None) == 0
 extra = os.environ.get("ENERGY_FIT_NVRTC_OPTS", "").split()
@@ -42,6 +44,8 @@ lib.nvrtcGetPTXSize(prog, ctypes.byref(n))
 ptx = ctypes.create_string_buffer(n.value)
 lib.nvrtcGetPTX(prog, ptx)
 text = ptx.value.decode()
+if args.ptx_out:
+    open(args.ptx_out, "w").write(text)
 print(f"NVRTC: {len(re.findall(r'[.]entry', text))} kernels compiled for {args.arch}" + (f" with {' '.join(extra)}" if extra else ""))
 ptxas = glob.glob(os.path.join(args.root, "nvidia", "cuda_nvcc", "bin", "ptxas"))
 if not ptxas:
@@ -62,6 +66,8 @@ for l in r.stderr.splitlines():
     m = re.search(r"Used (\d+) registers", l)
     if m and entry and entry.startswith("attention_tc"):
         print(f"  {entry}: {m.group(1)} registers")
+    if "wgmma" in l or "Potential Performance Loss" in l:
+        print("  " + l.strip())
     if "spill" in l and not re.search(r"\b0 bytes spill stores, 0 bytes spill loads", l):
         spills.append(f"{entry}: {l.strip()}")
 print(f"ptxas: assembled; {len(spills)} kernels spill registers")

@@ -1,11 +1,12 @@
 //! Shapes of the attention kernels that the host must agree on: rows per block, query tokens per
-//! prefill item and dynamic shared memory of the tensor-core kernels (attention_tc.cu,
-//! attention_tcd.cu). They take every head dim and query group that `Model::check_supported`
-//! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
+//! prefill item and the decode kernel's dynamic shared memory (attention_tcd.cu; the prefill
+//! kernels export theirs, `Device::tc_smem`). They take every head dim and query group that
+//! `Model::check_supported` admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the
+//! test below checks.
 
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block as the kernels
-/// compile by default (TcShape in attention_tc.cu): 4 warps of two 16-row tiles up to hd 64 and at
-/// hd 128, of one otherwise. The engine uses the compiled value (`Device::tc_rows`), which a variant
+/// compile by default (TcShape in attention_tc.cu: 4 warps of two 16-row tiles up to hd 64 and at
+/// hd 128, of one otherwise; WgShape in attention_wg.cu: 2 warpgroups of 64 rows). The engine uses the compiled value (`Device::tc_rows`), which a variant
 /// such as `-DTC_MT_HD128=1` changes; the selftest checks the two agree without one.
 pub fn tc_rows(hd: usize) -> usize {
     if hd <= 64 || hd == 128 { 128 } else { 64 }
@@ -15,13 +16,6 @@ pub const SCALAR_ROWS: usize = 16;
 /// Rows of one tensor-core decode attention block: one mma tile holding the query group.
 pub const TCD_ROWS: usize = 16;
 const _: () = assert!(super::forward::MAX_GROUP <= TCD_ROWS, "the decode kernel's rows must hold every admitted query group");
-
-/// Dynamic shared memory of attention_tc_*_{hd} with `rows` per block: Q [rows][hd+8] and two
-/// buffers of K and V [kt][hd+8], kt = 64 keys up to hd 128, else 32.
-pub fn tc_smem(hd: usize, rows: usize) -> usize {
-    let kt = if hd <= 128 { 64 } else { 32 };
-    (rows + 4 * kt) * (hd + 8) * 2
-}
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): Q [16][hd+8] and
 /// two buffers of K and V [64][hd+8].
@@ -43,14 +37,8 @@ mod tests {
     fn tc_attention_shapes() {
         for hd in HEAD_DIMS {
             assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
-            assert!(tc_smem(hd, tc_rows(hd)) <= 227 << 10, "hd {hd}: {} bytes of shared memory", tc_smem(hd, tc_rows(hd)));
             assert!(tcd_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd));
         }
-        assert_eq!(tc_smem(64, tc_rows(64)), 55296);
-        // 128 rows at hd 128: two blocks still fit an SM's 227 KiB; -DTC_MT_HD128=1 gives 64.
-        assert_eq!(tc_smem(128, tc_rows(128)), 104448);
-        assert!(2 * tc_smem(128, tc_rows(128)) <= 227 << 10);
-        assert_eq!(tc_smem(128, 64), 87040);
         assert_eq!(tcd_smem(64), 39168);
         for hd in HEAD_DIMS {
             for g in 1..=MAX_GROUP {

@@ -15,6 +15,7 @@ pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 const COMMON_CU: &str = include_str!("kernels/common.cu");
 const ATTENTION_CU: &str = include_str!("kernels/attention.cu");
 const ATTENTION_TC_CU: &str = include_str!("kernels/attention_tc.cu");
+const ATTENTION_WG_CU: &str = include_str!("kernels/attention_wg.cu");
 const ATTENTION_TCD_CU: &str = include_str!("kernels/attention_tcd.cu");
 
 /// Storage type of weights, activations and the KV cache.
@@ -123,11 +124,13 @@ pub(crate) fn extra_nvrtc_options() -> Vec<String> {
 }
 
 /// The architecture the kernels compile for: the device's, unless `ENERGY_FIT_NVRTC_OPTS` names
-/// one (NVRTC takes the last `--gpu-architecture`; a variant may ask for sm_90a, `TC_WGMMA`).
+/// one (NVRTC takes the last `--gpu-architecture`). Hopper (9.0) compiles for sm_90a, whose wgmma
+/// the prefill kernel attention_wg.cu needs; `--gpu-architecture=sm_90` there gives attention_tc.
 fn nvrtc_arch(extra: &[String], maj: i32, min: i32) -> Result<String> {
     match extra.iter().rev().find_map(|o| o.strip_prefix("--gpu-architecture=")) {
         Some("") => Err(anyhow!("ENERGY_FIT_NVRTC_OPTS: --gpu-architecture= names no architecture (e.g. --gpu-architecture=sm_90a)")),
         Some(a) => Ok(a.to_string()),
+        None if (maj, min) == (9, 0) => Ok("sm_90a".into()),
         None => Ok(format!("sm_{maj}{min}")),
     }
 }
@@ -188,7 +191,7 @@ impl Device {
         let (maj, min) = ctx.compute_capability().map_err(|e| anyhow!("compute capability: {e:?}"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let t0 = std::time::Instant::now();
-        let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_TCD_CU}");
+        let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_WG_CU}\n{ATTENTION_TCD_CU}");
         let extra = extra_nvrtc_options();
         let arch = nvrtc_arch(&extra, maj, min)?;
         let opts = cudarc::nvrtc::CompileOptions {
@@ -309,6 +312,11 @@ impl Device {
     /// Threads per block of the tensor-core prefill attention kernel for `hd` as compiled.
     pub fn tc_threads(&self, sx: &str, hd: usize) -> Result<usize> {
         self.tc_multiple_of(&format!("attention_tc_threads_{sx}_{hd}"), 32)
+    }
+
+    /// Dynamic shared memory of the tensor-core prefill attention kernel for `hd` as compiled.
+    pub fn tc_smem(&self, sx: &str, hd: usize) -> Result<usize> {
+        self.tc_multiple_of(&format!("attention_tc_smem_{sx}_{hd}"), 16)
     }
 
     fn tc_multiple_of(&self, name: &str, k: i32) -> Result<usize> {
@@ -459,14 +467,17 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
-    /// The device's architecture unless ENERGY_FIT_NVRTC_OPTS names one; the last one named wins,
-    /// as in NVRTC; an empty one is an error that says which option.
+    /// The device's architecture (Hopper's with its wgmma features, sm_90a) unless
+    /// ENERGY_FIT_NVRTC_OPTS names one; the last one named wins, as in NVRTC; an empty one is an
+    /// error that says which option.
     #[test]
     fn nvrtc_arch_from_options() {
-        assert_eq!(nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90");
-        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_90a -DTC_WGMMA=1"), 9, 0).unwrap(), "sm_90a");
+        assert_eq!(nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90a");
+        assert_eq!(nvrtc_arch(&[], 8, 0).unwrap(), "sm_80");
+        assert_eq!(nvrtc_arch(&[], 10, 0).unwrap(), "sm_100");
+        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_90 -DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90");
         assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_80 --gpu-architecture=sm_90a"), 9, 0).unwrap(), "sm_90a");
-        let e = nvrtc_arch(&opts("-DTC_WGMMA=1 --gpu-architecture="), 9, 0).unwrap_err().to_string();
+        let e = nvrtc_arch(&opts("-DTC_WG=0 --gpu-architecture="), 9, 0).unwrap_err().to_string();
         assert!(e.contains("ENERGY_FIT_NVRTC_OPTS") && e.contains("--gpu-architecture="), "{e}");
     }
 

@@ -11,7 +11,7 @@ use super::gemms::{layer_gemms, lm_head_gemm};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
-pub use super::attn_shapes::{prefill_bq, tc_smem, tcd_smem, SCALAR_ROWS};
+pub use super::attn_shapes::{prefill_bq, tcd_smem, SCALAR_ROWS};
 
 /// Head dimensions with a compiled attention kernel.
 pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
@@ -112,9 +112,11 @@ pub struct Model {
     /// Attention on the tensor-core kernels (prefill in items of `tc_rows` rows, decode in one
     /// 16-row tile per item), else the scalar ones.
     pub tc_attention: bool,
-    /// Rows and threads of a tensor-core prefill attention block, as the kernels were compiled.
+    /// Rows, threads and dynamic shared memory of a tensor-core prefill attention block, as the
+    /// kernels were compiled.
     pub tc_rows: usize,
     pub tc_threads: usize,
+    pub tc_smem: usize,
 }
 
 fn stats(v: &[f32]) -> (f64, f64, bool) {
@@ -420,7 +422,7 @@ impl Model {
                 Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
             if self.tc_attention {
                 let grid = (s.prefill_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, self.tc_threads as u32, tc_smem(hd, self.tc_rows) as u32, &tc_args(pitems)[..14])?;
+                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, self.tc_threads as u32, self.tc_smem as u32, &tc_args(pitems)[..14])?;
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }

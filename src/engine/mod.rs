@@ -205,8 +205,9 @@ impl Engine {
             .map_err(|e| anyhow::anyhow!("device attribute: {e:?}"))? as usize;
         let stager = Stager::new(&dev.ctx, meta.total.max(max_pages_per_seq))?;
         let graphs = opts.cuda_graphs.then(GraphCache::default);
-        let (tc_rows, tc_threads) = (dev.tc_rows(dt.suffix(), c.head_dim)?, dev.tc_threads(dt.suffix(), c.head_dim)?);
-        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention, tc_rows, tc_threads };
+        let (sx, hd) = (dt.suffix(), c.head_dim);
+        let (tc_rows, tc_threads, tc_smem) = (dev.tc_rows(sx, hd)?, dev.tc_threads(sx, hd)?, dev.tc_smem(sx, hd)?);
+        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention, tc_rows, tc_threads, tc_smem };
         Ok(Engine { model, seed: opts.seed, runs: 0, trace: false, gemm_tune: opts.gemm_tune.then(GemmTuneSummary::default) })
     }
 

@@ -165,7 +165,7 @@ impl Tester {
             let smem = super::forward::tcd_smem(hd) as u32;
             self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
         } else if tc {
-            let smem = super::forward::tc_smem(hd, tc_rows) as u32;
+            let smem = self.dev.tc_smem(sx, hd)? as u32;
             let threads = self.dev.tc_threads(sx, hd)? as u32;
             self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), threads, smem, &a[..14])?;
         } else {

@@ -50,60 +50,6 @@ __device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) 
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
 }
 
-// S = Q·Kᵀ on Hopper's wgmma (TC_WGMMA=1; needs --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS,
-// which NVRTC takes over the engine's sm_90). mma.sync holds the warp until each 16×8×16 product
-// is issued; one wgmma.m64n64k16 of a warpgroup (4 warps) reads Q and K from shared memory through
-// descriptors and runs asynchronously. Only the 4-warp, two-tile kernels (hd ≤ 64 and 128) take
-// it: the two row tiles become the two 64-row halves of the block (warp w holds rows 64·t + 16·w,
-// the accumulator layout of one mma.sync m16n8 tile per 8 keys, so softmax and P·V are
-// unchanged). Q and K sit in shared memory K-major without swizzle, as 8 × 8 "core matrices" of
-// 128 contiguous bytes (tc_cm); V keeps its rows for ldmatrix.trans. On an H100 it passes the
-// selftest but is 6-7 % slower than mma.sync: issued and waited for at once, nothing overlaps yet
-// (notes/perf.md says what comes next), so off.
-#ifndef TC_WGMMA
-#define TC_WGMMA 0
-#endif
-#if TC_WGMMA && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#error "TC_WGMMA=1 needs --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS"
-#endif
-// Element offset of (row r, column c) of a K-major operand of HD columns in core matrices: the next
-// 8 columns 128 bytes on (the descriptor's leading byte offset), the next 8 rows HD / 8 · 128 bytes
-// on (its stride byte offset).
-template <int HD> __device__ __forceinline__ int tc_cm(int r, int c) { return ((r >> 3) * (HD / 8) + (c >> 3)) * 64 + (r & 7) * 8 + (c & 7); }
-// Shared-memory matrix descriptor (PTX ISA 9.7.15.5.1.2.2): address, leading byte offset 128 and
-// stride byte offset sbo, each >> 4; no swizzle.
-__device__ __forceinline__ unsigned long long tc_desc(const void* p, int sbo) {
-    return ((smem_addr(p) & 0x3FFFF) >> 4) | (128ull >> 4 << 16) | ((unsigned long long)(sbo >> 4) << 32);
-}
-// wgmma on T operands: defined only under TC_WGMMA, and used only in `if constexpr (WG)` branches,
-// which other builds never instantiate.
-template <class T> struct Wg;
-#if TC_WGMMA
-#define TC_WG(T, TY) \
-template <> struct Wg<T> { \
-    static __device__ __forceinline__ void run(float (&d)[8][4], unsigned long long da, unsigned long long db) { \
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" \
-                     "%0, %1, %2, %3, %4, %5, %6, %7, " \
-                     "%8, %9, %10, %11, %12, %13, %14, %15, " \
-                     "%16, %17, %18, %19, %20, %21, %22, %23, " \
-                     "%24, %25, %26, %27, %28, %29, %30, %31" \
-                     "}, %32, %33, p, 1, 1, 0, 0;\n}\n" \
-                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), \
-                       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), \
-                       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
-                       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) \
-                     : "l"(da), "l"(db), "r"(1)); \
-    } \
-    static __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); } \
-    static __device__ __forceinline__ void wait() { asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory"); } \
-    /* Orders this thread's earlier shared-memory writes (st.shared, cp.async) before wgmma's reads. */ \
-    static __device__ __forceinline__ void proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); } \
-};
-TC_WG(bf16, "bf16")
-TC_WG(f16, "f16")
-#endif
-
 // One work item (6 ints: q_tok, q_cnt, slot, key_begin, key_end, part; see attention.cu) of this
 // block, its key range cut at the last query's position and, under a sliding window, started at
 // the page holding the first query's window start.
@@ -122,9 +68,14 @@ __device__ __forceinline__ TcItem tc_item(const int* items, const int* tok_pos, 
     return I;
 }
 
+// Element offset of (row r, column c) of an operand of HD columns stored as 8 × 8 "core matrices"
+// of 128 contiguous bytes, K-major (wgmma's no-swizzle layout, attention_wg.cu): the next 8 columns
+// 128 bytes on, the next 8 rows HD / 8 · 128 bytes on.
+template <int HD> __device__ __forceinline__ int tc_cm(int r, int c) { return ((r >> 3) * (HD / 8) + (c >> 3)) * 64 + (r & 7) * 8 + (c & 7); }
+
 // Q rows of one item into shared memory (rows of S elements, zero past the item's queries); row r
 // is query q_tok + r / G of head kvh·G + r % G.
-// CM: in core matrices (tc_cm) instead.
+// CM: in core matrices (tc_cm, attention_wg.cu) instead.
 template <class T, int HD, bool CM = false>
 __device__ __forceinline__ void tc_load_q(T* Qs, int rows, int S, const T* q, int q_tok, int q_cnt, int heads, int kvh, int G) {
     for (int i = threadIdx.x; i < rows * (HD / 8); i += blockDim.x) {
@@ -137,8 +88,8 @@ __device__ __forceinline__ void tc_load_q(T* Qs, int rows, int S, const T* q, in
 
 // KT keys from kb of one KV head into shared K and V (rows of S elements) with cp.async, zero past
 // kend; one commit group. CM: K in core matrices (tc_cm), 8 threads in a row filling one (128
-// contiguous bytes, no bank conflicts).
-template <class T, int HD, bool CM = false>
+// contiguous bytes, no bank conflicts); VCM: V too.
+template <class T, int HD, bool CM = false, bool VCM = false>
 __device__ __forceinline__ void tc_load_kv(T* Ks, T* Vs, int KT, int S, const T* kc, const T* vc, const int* block_table, int slot,
                                            int max_pages, int kv_heads, int kvh, int kb, int kend) {
     for (int i = threadIdx.x; i < KT * (HD / 8); i += blockDim.x) {
@@ -147,7 +98,7 @@ __device__ __forceinline__ void tc_load_kv(T* Ks, T* Vs, int KT, int S, const T*
         long long off = 0;
         if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
         cp16(&Ks[CM ? tc_cm<HD>(j, c) : j * S + c], kc + off, ok ? 16 : 0);
-        cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
+        cp16(&Vs[VCM ? tc_cm<HD>(j, c) : j * S + c], vc + off, ok ? 16 : 0);
     }
     asm volatile("cp.async.commit_group;\n");
 }
@@ -206,9 +157,12 @@ __device__ __forceinline__ float tc_exp2_poly(float x) {
 // skip their rescale on most tiles; p ≤ 2^8 then, which fp32 sums and 16-bit P hold as well, and
 // the final division by l cancels whichever max was used.
 // POLY: key groups n < POLY take tc_exp2_poly.
-template <int NT, int ND, bool LOG2 = false, bool LAZY = false, int POLY = 0>
-__device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB,
-                                                float sc = 1.f) {
+// Its two halves, apart for attention_wg.cu, which rescales o only once its P·V has landed.
+// tc_softmax_max: the tile's row max into mA, mB; returns whether the max moved, and then o's
+// factors in cA, cB (l is rescaled here).
+template <int NT, bool LOG2, bool LAZY>
+__device__ __forceinline__ bool tc_softmax_max(const float (&s)[NT][4], float& mA, float& mB, float& lA, float& lB, float sc, float& cA,
+                                               float& cB) {
     const float L2E = LOG2 ? 1.f : 1.4426950408889634f;
     float tA = -INFINITY, tB = -INFINITY;
 #pragma unroll
@@ -223,20 +177,21 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
     }
     tA *= sc; // sc > 0: the max of s · sc is the max of s, times sc
     tB *= sc;
-    if (!LAZY || __any_sync(0xffffffff, tA > mA + 8.f || tB > mB + 8.f)) {
-        float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
-        float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
-        float cA = tc_exp2((mA - bA) * L2E), cB = tc_exp2((mB - bB) * L2E);
-        mA = nA;
-        mB = nB;
-        lA *= cA;
-        lB *= cB;
-#pragma unroll
-        for (int n = 0; n < ND; n++) {
-            o[n][0] *= cA; o[n][1] *= cA;
-            o[n][2] *= cB; o[n][3] *= cB;
-        }
-    }
+    if (LAZY && !__any_sync(0xffffffff, tA > mA + 8.f || tB > mB + 8.f)) return false;
+    float nA = fmaxf(mA, tA), nB = fmaxf(mB, tB);
+    float bA = nA == -INFINITY ? 0.f : nA, bB = nB == -INFINITY ? 0.f : nB;
+    cA = tc_exp2((mA - bA) * L2E);
+    cB = tc_exp2((mB - bB) * L2E);
+    mA = nA;
+    mB = nB;
+    lA *= cA;
+    lB *= cB;
+    return true;
+}
+// tc_softmax_exp: s replaced by exp(s - max), added to the per-thread partial l.
+template <int NT, bool LOG2, int POLY>
+__device__ __forceinline__ void tc_softmax_exp(float (&s)[NT][4], float mA, float mB, float& lA, float& lB, float sc) {
+    const float L2E = LOG2 ? 1.f : 1.4426950408889634f;
     float bA = mA == -INFINITY ? 0.f : mA, bB = mB == -INFINITY ? 0.f : mB;
 #pragma unroll
     for (int n = 0; n < NT; n++) {
@@ -249,6 +204,19 @@ __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND
         lA += s[n][0] + s[n][1];
         lB += s[n][2] + s[n][3];
     }
+}
+template <int NT, int ND, bool LOG2 = false, bool LAZY = false, int POLY = 0>
+__device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB,
+                                                float sc = 1.f) {
+    float cA, cB;
+    if (tc_softmax_max<NT, LOG2, LAZY>(s, mA, mB, lA, lB, sc, cA, cB)) {
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            o[n][0] *= cA; o[n][1] *= cA;
+            o[n][2] *= cB; o[n][3] *= cB;
+        }
+    }
+    tc_softmax_exp<NT, LOG2, POLY>(s, mA, mB, lA, lB, sc);
 }
 
 // Sum of a per-thread partial over the 4 threads of a quad (one accumulator row).
@@ -315,8 +283,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     using Sh = TcShape<HD>;
     constexpr int KT = Sh::KT, S = Sh::S, MT = Sh::MT, NT = KT / 8, ND = HD / 8, KD = HD / 16;
     // Q fragments in registers, else re-read from shared memory per k-step (registers for O and S).
-    constexpr bool WG = TC_WGMMA && Sh::WARPS == 4 && MT == 2 && KT == 64;
-    constexpr bool QREG = !WG && HD <= 128 && (MT == 1 ? Sh::WARPS == 4 : HD <= 64 && TC_QREG_2TILES);
+    constexpr bool QREG = HD <= 128 && (MT == 1 ? Sh::WARPS == 4 : HD <= 64 && TC_QREG_2TILES);
     constexpr bool PP = TC_PINGPONG && Sh::WARPS == 8;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
@@ -327,7 +294,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     const bool plain = alibi == nullptr && softcap <= 0.f;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-    tc_load_q<T, HD, WG>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
+    tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     // This thread's rows: gi (A) and gi + 8 (B) of each of the warp's MT tiles of 16.
     int row[MT][2], pos[MT][2];
     bool val[MT][2];
@@ -338,7 +305,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     for (int t = 0; t < MT; t++) {
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            int r = (WG ? t * 64 + w * 16 : (w * MT + t) * 16) + gi + 8 * h;
+            int r = (w * MT + t) * 16 + gi + 8 * h;
             row[t][h] = r;
             val[t][h] = r / G < q_cnt;
             pos[t][h] = val[t][h] ? tok_pos[q_tok + r / G] : -1;
@@ -353,7 +320,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     }
     auto load_tile = [&](int kb, int buf) {
         T* Ks = KV + 2 * buf * KT * S;
-        tc_load_kv<T, HD, WG>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
+        tc_load_kv<T, HD>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
     };
     // ldmatrix source of an A fragment (16 rows × 16 columns) of row tile t, k-step k.
     auto q_frag = [&](int t, int k) { return &Qs[((w * MT + t) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]; };
@@ -383,7 +350,6 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         } else {
             asm volatile("cp.async.wait_group 0;\n");
         }
-        if constexpr (WG) Wg<T>::proxy_fence();
         __syncthreads();
         const T* Ks = KV + 2 * buf * KT * S;
         const T* Vs = Ks + KT * S;
@@ -392,51 +358,32 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         // Ping-pong: every warp passes the barrier, skipped or not, so the counts always match.
         if (PP && w >= 4) asm volatile("bar.sync 1, 256;\n" ::: "memory");
         float s[MT][NT][4];
-        if (WG || !skip) { // every warp of a warpgroup issues its wgmma, skipped or not
+        if (!skip) {
 #pragma unroll
             for (int t = 0; t < MT; t++) {
 #pragma unroll
                 for (int n = 0; n < NT; n++) s[t][n][0] = s[t][n][1] = s[t][n][2] = s[t][n][3] = 0.f;
             }
-            if constexpr (WG) {
-                Wg<T>::fence();
 #pragma unroll
-                for (int k = 0; k < KD; k++) {
+            for (int k = 0; k < KD; k++) {
+                unsigned a[MT][4];
 #pragma unroll
-                    for (int t = 0; t < MT; t++)
-                        Wg<T>::run(s[t], tc_desc(&Qs[tc_cm<HD>(64 * t, 16 * k)], HD * 16), tc_desc(&Ks[tc_cm<HD>(0, 16 * k)], HD * 16));
-                }
-                Wg<T>::wait();
+                for (int t = 0; t < MT; t++) {
+                    if constexpr (QREG) {
 #pragma unroll
-                for (int t = 0; t < MT; t++) { // the accumulators are read only after the wait
-#pragma unroll
-                    for (int n = 0; n < NT; n++) {
-#pragma unroll
-                        for (int x = 0; x < 4; x++) asm volatile("" : "+f"(s[t][n][x]) :: "memory");
+                        for (int x = 0; x < 4; x++) a[t][x] = qf[t][k][x];
+                    } else {
+                        ldm_x4(a[t], q_frag(t, k));
                     }
                 }
-            } else {
 #pragma unroll
-                for (int k = 0; k < KD; k++) {
-                    unsigned a[MT][4];
+                for (int n = 0; n < NT; n += 2) { // keys n·8 .. n·8+15: B fragments of two n-tiles
+                    unsigned b[4];
+                    ldm_x4(b, &Ks[(n * 8 + (lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
 #pragma unroll
                     for (int t = 0; t < MT; t++) {
-                        if constexpr (QREG) {
-#pragma unroll
-                            for (int x = 0; x < 4; x++) a[t][x] = qf[t][k][x];
-                        } else {
-                            ldm_x4(a[t], q_frag(t, k));
-                        }
-                    }
-#pragma unroll
-                    for (int n = 0; n < NT; n += 2) { // keys n·8 .. n·8+15: B fragments of two n-tiles
-                        unsigned b[4];
-                        ldm_x4(b, &Ks[(n * 8 + (lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
-#pragma unroll
-                        for (int t = 0; t < MT; t++) {
-                            Mma<T>::run(s[t][n], a[t], b[0], b[1]);
-                            Mma<T>::run(s[t][n + 1], a[t], b[2], b[3]);
-                        }
+                        Mma<T>::run(s[t][n], a[t], b[0], b[1]);
+                        Mma<T>::run(s[t][n + 1], a[t], b[2], b[3]);
                     }
                 }
             }
@@ -502,18 +449,3 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         }
     }
 }
-
-// LB: launch bounds. Two tiles per warp in 4 warps (hd ≤ 64) ask for TC_MINB_2TILES blocks per SM;
-// 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_tc_{rows,threads}_S_HD:
-// the kernel's rows and threads per block, read by the host (Device::const_i32).
-#define ATTN_TC(T, S, HD, LB) \
-extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
-{ attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
-extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcShape<HD>::ROWS; \
-extern "C" __constant__ int attention_tc_threads_##S##_##HD = 32 * TcShape<HD>::WARPS;
-#define TC_LB64 (32 * TC_WARPS_HD64, TC_WARPS_HD64 == 4 ? TC_MINB_2TILES : 1)
-#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, TC_LB64) ATTN_TC(T, S, 32, TC_LB64) ATTN_TC(T, S, 64, TC_LB64) ATTN_TC(T, S, 80, (128)) \
-    ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, (32 * TC_WARPS_HD128, TC_WARPS_HD128 == 4 || TC_MT_HD128 == 2 ? 1 : 2)) \
-    ATTN_TC(T, S, 256, (128))
-ATTN_TC_ALL(bf16, bf16)
-ATTN_TC_ALL(f16, f16)

@@ -1,0 +1,259 @@
+// Hopper prefill attention on wgmma (sm_90a), and the prefill kernels' entry points.
+//
+// attention_tc (attention_tc.cu) issues every 16×8×16 product from each warp with mma.sync and
+// waits for it; ncu found it latency-bound at ~200 TFLOP/s. Here a warpgroup (4 warps) issues
+// wgmma.m64nNk16, which reads its operands from shared memory (or A from registers) and runs
+// asynchronously, so the tensor cores work on one tile while the warps do the softmax of another
+// (FlashAttention-3's intra-warpgroup pipeline):
+//
+//   iteration j:  issue S_j = Q·K_jᵀ;  issue O += P_{j-1}·V_{j-1};  wait for S_j;  softmax(S_j);
+//                 wait for the P·V;  rescale O;  P_j = S_j in 16 bits (registers, the A operand)
+//
+// Same items, rows, masks and score formula as attention_tc: one block = one item × one KV head,
+// ROWS = 128 rows (row r is query q_tok + r / G of head kvh·G + r % G), two warpgroups of 64 rows.
+// Q, K and V sit in shared memory as no-swizzle core matrices (tc_cm): Q and K K-major, V read
+// MN-major (wgmma's transposed B), so all three are stored alike. K/V tiles of KT = 64 keys go
+// through ST stages with cp.async, PF = ST - 3 tiles ahead: at iteration j the stages hold tile
+// j - 1 (its V still read), j, and the prefetched ones. Built for hd 64 and 128 when the program is
+// compiled for sm_90a (TC_WG, on by default there); other head dims and architectures keep
+// attention_tc.
+#ifndef TC_WG
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+#define TC_WG 1
+#else
+#define TC_WG 0
+#endif
+#endif
+#if TC_WG && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "TC_WG=1 needs --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS"
+#endif
+#ifndef TC_WG_STAGES
+#define TC_WG_STAGES 4
+#endif
+// V's descriptor: leading byte offset (between core matrices along the keys, wgmma's K) and stride
+// byte offset (along the head dim, its N) as CUTLASS documents its MN-major no-swizzle layout;
+// TC_WG_VSWAP=1 swaps them (a selftest A/B if the documentation is misread).
+#ifndef TC_WG_VSWAP
+#define TC_WG_VSWAP 0
+#endif
+
+template <int HD> struct WgShape {
+    static constexpr int KT = 64, ST = TC_WG_STAGES, ROWS = 128, THREADS = 256, SMEM = (ROWS * HD + ST * 2 * KT * HD) * 2;
+};
+
+#if TC_WG
+// Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): address, leading and
+// stride byte offsets, each >> 4; no swizzle.
+__device__ __forceinline__ unsigned long long wg_desc(const void* p, int lbo, int sbo) {
+    return ((smem_addr(p) & 0x3FFFF) >> 4) | ((unsigned long long)(lbo >> 4) << 16) | ((unsigned long long)(sbo >> 4) << 32);
+}
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Orders this thread's shared-memory writes (st.shared, cp.async) before wgmma's reads of them.
+__device__ __forceinline__ void wg_proxy_fence() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Keeps the compiler from reading accumulators before the wait that makes them valid.
+template <int N> __device__ __forceinline__ void wg_pin(float (&d)[N][4]) {
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+#pragma unroll
+        for (int x = 0; x < 4; x++) asm volatile("" : "+f"(d[n][x])::"memory");
+    }
+}
+
+#define WG_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define WG_D64 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define WG_C4(d, i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
+#define WG_C32(d) WG_C4(d, 0), WG_C4(d, 1), WG_C4(d, 2), WG_C4(d, 3), WG_C4(d, 4), WG_C4(d, 5), WG_C4(d, 6), WG_C4(d, 7)
+#define WG_C64(d) WG_C32(d), WG_C4(d, 8), WG_C4(d, 9), WG_C4(d, 10), WG_C4(d, 11), WG_C4(d, 12), WG_C4(d, 13), WG_C4(d, 14), WG_C4(d, 15)
+// ss: d (64 × N, fp32) = or += A·B, A and B K-major in shared memory; acc = 0 overwrites d.
+// rs: d += A·B, A (16-bit, mma.sync's A fragment layout per warp) in registers, B MN-major.
+// Operand numbers follow the N / 2 accumulators: I0.. for the inputs.
+#define WG_DEF(T, TY, N, D, C, I0, I1, I2, I3, I4, I5) \
+template <> struct Wg<T, N> { \
+    static __device__ __forceinline__ void ss(float (&d)[N / 8][4], unsigned long long da, unsigned long long db, int acc) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " I2 ", 0;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " D ", " I0 \
+                     ", " I1 ", p, 1, 1, 0, 0;\n}\n" : C(d) : "l"(da), "l"(db), "r"(acc)); \
+    } \
+    static __device__ __forceinline__ void rs(float (&d)[N / 8][4], const unsigned (&a)[4], unsigned long long db) { \
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " I5 ", 0;\nwgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " D ", {" I0 \
+                     ", " I1 ", " I2 ", " I3 "}, " I4 ", p, 1, 1, 1;\n}\n" : C(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1)); \
+    } \
+};
+template <class T, int N> struct Wg;
+WG_DEF(bf16, "bf16", 64, WG_D32, WG_C32, "%32", "%33", "%34", "%35", "%36", "%37")
+WG_DEF(f16, "f16", 64, WG_D32, WG_C32, "%32", "%33", "%34", "%35", "%36", "%37")
+WG_DEF(bf16, "bf16", 128, WG_D64, WG_C64, "%64", "%65", "%66", "%67", "%68", "%69")
+WG_DEF(f16, "f16", 128, WG_D64, WG_C64, "%64", "%65", "%66", "%67", "%68", "%69")
+
+template <class T, int HD>
+__device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+                             const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
+                             int window, const float* alibi) {
+    using Sh = WgShape<HD>;
+    constexpr int KT = Sh::KT, ST = Sh::ST, PF = ST - 3, NT = KT / 8, ND = HD / 8, KD = HD / 16;
+    static_assert(PF >= 0, "TC_WG_STAGES: at least 3");
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* Qs = (T*)smem_raw;
+    T* KV = Qs + Sh::ROWS * HD; // stage b: K at KV + 2·b·KT·HD, V right after
+    const TcItem I = tc_item(items, tok_pos, window);
+    const int q_tok = I.q_tok, q_cnt = I.q_cnt, kbeg = I.kbeg, kend = I.kend;
+    const float L2E = 1.4426950408889634f, SL2 = scale * L2E;
+    const bool plain = alibi == nullptr && softcap <= 0.f;
+    const int kvh = blockIdx.y, G = heads / kv_heads;
+    const int tid = threadIdx.x, wg = tid >> 7, w = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
+    tc_load_q<T, HD, true>(Qs, Sh::ROWS, HD, q, q_tok, q_cnt, heads, kvh, G);
+    // This thread's rows gi (h = 0) and gi + 8 (h = 1) of its warp's 16, and the warp's position
+    // range. No tile is skipped: wgmma in a branch the compiler cannot prove uniform is serialized
+    // (ptxas C7520), and a tile past every query of a warpgroup (at most one, at the diagonal) is
+    // masked to P = 0 like any other.
+    int row[2], pos[2];
+    bool val[2];
+    float sl[2];
+    int wmax = -1, wmin = 0x7fffffff;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int r = 64 * wg + 16 * w + gi + 8 * h;
+        row[h] = r;
+        val[h] = r / G < q_cnt;
+        pos[h] = val[h] ? tok_pos[q_tok + r / G] : -1;
+        sl[h] = alibi ? alibi[kvh * G + r % G] : 0.f;
+        wmax = max(wmax, pos[h]);
+        if (val[h]) wmin = min(wmin, pos[h]);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        wmax = max(wmax, __shfl_xor_sync(0xffffffff, wmax, o));
+        wmin = min(wmin, __shfl_xor_sync(0xffffffff, wmin, o));
+    }
+    const int ntiles = kbeg < kend ? (kend - kbeg + KT - 1) / KT : 0;
+    auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
+    // Tile j into its stage as one commit group (an empty one past the last tile, so that the
+    // groups outstanding at each wait are always PF).
+    auto load_tile = [&](int j) {
+        if (j < ntiles) {
+            T* Ks = stage(j);
+            tc_load_kv<T, HD, true, true>(Ks, Ks + KT * HD, KT, HD, kc, vc, block_table, I.slot, max_pages, kv_heads, kvh, kbeg + j * KT, kend);
+        } else {
+            asm volatile("cp.async.commit_group;\n");
+        }
+    };
+#pragma unroll
+    for (int j = 0; j <= PF; j++) load_tile(j);
+    float o[ND][4], s[NT][4];
+    unsigned p[KT / 16][4] = {}; // P = 0: the first iteration's P·V adds nothing
+#pragma unroll
+    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
+    constexpr int VL = TC_WG_VSWAP ? 128 : HD * 16, VS = TC_WG_VSWAP ? HD * 16 : 128;
+    // O += P·V of tile j's V, P in registers.
+    auto pv = [&](int j) {
+        const T* Vs = stage(j) + KT * HD;
+#pragma unroll
+        for (int k = 0; k < KT / 16; k++) Wg<T, HD>::rs(o, p[k], wg_desc(&Vs[tc_cm<HD>(16 * k, 0)], VL, VS));
+    };
+    for (int j = 0; j < ntiles; j++) {
+        const int kb = kbeg + j * KT;
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(PF));
+        wg_proxy_fence();
+        __syncthreads(); // tile j landed for every thread, and both groups are past iteration j - 1
+        load_tile(j + PF + 1); // into tile j - 2's stage, whose V the last iteration's wait released
+        const T* Ks = stage(j);
+        wg_fence();
+#pragma unroll
+        for (int k = 0; k < KD; k++)
+            Wg<T, KT>::ss(s, wg_desc(&Qs[tc_cm<HD>(64 * wg, 16 * k)], 128, HD * 16), wg_desc(&Ks[tc_cm<HD>(0, 16 * k)], 128, HD * 16), k > 0);
+        wg_commit();
+        pv(max(j - 1, 0)); // tile j - 1's P·V (j = 0: zeros times tile 0's V, which is finite)
+        wg_commit();
+        wg_wait<1>(); // S_j landed; the P·V may still run
+        wg_pin(s);
+        // As attention_tc: scores in the log2 domain, per-element masks only off the unmasked tiles.
+        const bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
+        if (!full) {
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    int key = kb + n * 8 + 2 * ti + (x & 1), h = x >> 1;
+                    s[n][x] = L2E * tc_score(s[n][x], key, pos[h], kend, alibi, sl[h], scale, softcap, window);
+                }
+            }
+        }
+        const float sc = full ? SL2 : 1.f;
+        float cA, cB;
+        const bool moved = tc_softmax_max<NT, true, true>(s, mA, mB, lA, lB, sc, cA, cB);
+        tc_softmax_exp<NT, true, TC_EXP2_POLY>(s, mA, mB, lA, lB, sc);
+        wg_wait<0>(); // O holds P_{j-1}·V_{j-1}; only now can it take the new max's factors
+        wg_pin(o);
+        if (moved) {
+#pragma unroll
+            for (int n = 0; n < ND; n++) {
+                o[n][0] *= cA; o[n][1] *= cA;
+                o[n][2] *= cB; o[n][3] *= cB;
+            }
+        }
+#pragma unroll
+        for (int k = 0; k < KT / 16; k++) { // keys 16k .. 16k+15: S accumulators of key tiles 2k, 2k+1
+            p[k][0] = Mma<T>::pack(s[2 * k][0], s[2 * k][1]);
+            p[k][1] = Mma<T>::pack(s[2 * k][2], s[2 * k][3]);
+            p[k][2] = Mma<T>::pack(s[2 * k + 1][0], s[2 * k + 1][1]);
+            p[k][3] = Mma<T>::pack(s[2 * k + 1][2], s[2 * k + 1][3]);
+        }
+    }
+    if (ntiles > 0) {
+        wg_fence();
+        pv(ntiles - 1);
+        wg_commit();
+        wg_wait<0>();
+        wg_pin(o);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        if (!val[h]) continue;
+        float lt = tc_quad_sum(h ? lB : lA), inv = lt > 0.f ? 1.f / lt : 0.f;
+        int r = row[h];
+        T* dst = out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD;
+#pragma unroll
+        for (int n = 0; n < ND; n++) // even column: the pair is one 4-byte store, rounded as fromf<T> rounds
+            *(unsigned*)&dst[n * 8 + 2 * ti] = Mma<T>::pack(o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
+    }
+}
+#endif
+
+// The prefill kernel for one head dim: attention_wg where TC_WG builds it, else attention_tc.
+template <int HD> struct TcEntry {
+    static constexpr bool WG = TC_WG && (HD == 64 || HD == 128);
+    static constexpr int ROWS = WG ? WgShape<HD>::ROWS : TcShape<HD>::ROWS, THREADS = WG ? WgShape<HD>::THREADS : 32 * TcShape<HD>::WARPS;
+    static constexpr int SMEM = WG ? WgShape<HD>::SMEM : TcShape<HD>::SMEM;
+    static_assert(SMEM <= 227 * 1024, "more shared memory than an SM has");
+};
+template <class T, int HD>
+__device__ __forceinline__ void attention_prefill(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp,
+                                                  int h, int kvh, float sc, float cap, int win, const float* al) {
+#if TC_WG
+    if constexpr (TcEntry<HD>::WG) {
+        attention_wg<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al);
+        return;
+    }
+#endif
+    attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al);
+}
+
+// LB: attention_tc's launch bounds. Two tiles per warp in 4 warps (hd ≤ 64) ask for TC_MINB_2TILES
+// blocks per SM; 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_wg: 2 blocks
+// of 256 threads at hd 64 (128 registers), 1 at hd 128. attention_tc_{rows,threads,smem}_S_HD: the
+// kernel's rows and threads per block and dynamic shared memory, read by the host (Device::const_i32).
+#define ATTN_TC(T, S, HD, LB) \
+extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
+{ attention_prefill<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
+extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcEntry<HD>::ROWS; \
+extern "C" __constant__ int attention_tc_threads_##S##_##HD = TcEntry<HD>::THREADS; \
+extern "C" __constant__ int attention_tc_smem_##S##_##HD = TcEntry<HD>::SMEM;
+#define TC_LB64(HD) (TcEntry<HD>::THREADS, TcEntry<HD>::WG ? 2 : TC_WARPS_HD64 == 4 ? TC_MINB_2TILES : 1)
+#define TC_LB128 (TcEntry<128>::THREADS, TcEntry<128>::WG || TC_WARPS_HD128 == 4 || TC_MT_HD128 == 2 ? 1 : 2)
+#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, TC_LB64(16)) ATTN_TC(T, S, 32, TC_LB64(32)) ATTN_TC(T, S, 64, TC_LB64(64)) \
+    ATTN_TC(T, S, 80, (128)) ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, TC_LB128) ATTN_TC(T, S, 256, (128))
+ATTN_TC_ALL(bf16, bf16)
+ATTN_TC_ALL(f16, f16)
