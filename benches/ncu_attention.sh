@@ -19,9 +19,15 @@ if [ -z "$NCU" ]; then echo "error: ncu not found on PATH or under /usr/local/cu
 "$NCU" --query-metrics --chip gh100 > "$RES/metrics.txt" 2>&1
 # Only the per-pipe metrics this ncu knows (an unknown name would fail the whole run).
 have=""
-for m in sm__pipe_tensor_op_hmma_cycles_active sm__inst_executed_pipe_xu sm__pipe_fma_cycles_active \
-         sm__pipe_alu_cycles_active sm__inst_executed_pipe_fma sm__inst_executed_pipe_alu smsp__issue_active; do
+# (gmma: wgmma's tensor pipe, attention_wg.cu.)
+for m in sm__pipe_tensor_op_hmma_cycles_active sm__pipe_tensor_op_gmma_cycles_active sm__inst_executed_pipe_xu \
+         sm__pipe_fma_cycles_active sm__pipe_alu_cycles_active sm__inst_executed_pipe_fma sm__inst_executed_pipe_alu \
+         smsp__issue_active; do
     grep -q "^$m[[:space:]]" "$RES/metrics.txt" && have="$have,$m.avg.pct_of_peak_sustained_active"
+done
+# Why warps stall: cycles per issued instruction spent in each stall reason.
+for m in $(grep -oE '^smsp__average_warps_issue_stalled_[a-z_]+_per_issue_active' "$RES/metrics.txt" | sort -u); do
+    have="$have,$m.ratio"
 done
 rc=0
 for v in "$@"; do
