@@ -86,19 +86,24 @@ __device__ __forceinline__ void tc_load_q(T* Qs, int rows, int S, const T* q, in
     }
 }
 
+// Element offset of (key, column c) of KV head kvh in the paged cache ([page][kv_head][32][HD]).
+template <int HD>
+__device__ __forceinline__ long long tc_kv_off(const int* block_table, int slot, int max_pages, int kv_heads, int kvh, int key, int c) {
+    return (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
+}
+
 // KT keys from kb of one KV head into shared K and V (rows of S elements) with cp.async, zero past
-// kend; one commit group. CM: K in core matrices (tc_cm), 8 threads in a row filling one (128
-// contiguous bytes, no bank conflicts); VCM: V too.
-template <class T, int HD, bool CM = false, bool VCM = false>
+// kend; one commit group.
+template <class T, int HD>
 __device__ __forceinline__ void tc_load_kv(T* Ks, T* Vs, int KT, int S, const T* kc, const T* vc, const int* block_table, int slot,
                                            int max_pages, int kv_heads, int kvh, int kb, int kend) {
     for (int i = threadIdx.x; i < KT * (HD / 8); i += blockDim.x) {
-        int j = CM ? (i & 7) + (i >> 3) / (HD / 8) * 8 : i / (HD / 8), c = (CM ? (i >> 3) % (HD / 8) : i % (HD / 8)) * 8, key = kb + j;
+        int j = i / (HD / 8), c = i % (HD / 8) * 8, key = kb + j;
         bool ok = key < kend;
         long long off = 0;
-        if (ok) off = (((long long)block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 + key % 32) * HD + c;
-        cp16(&Ks[CM ? tc_cm<HD>(j, c) : j * S + c], kc + off, ok ? 16 : 0);
-        cp16(&Vs[VCM ? tc_cm<HD>(j, c) : j * S + c], vc + off, ok ? 16 : 0);
+        if (ok) off = tc_kv_off<HD>(block_table, slot, max_pages, kv_heads, kvh, key, c);
+        cp16(&Ks[j * S + c], kc + off, ok ? 16 : 0);
+        cp16(&Vs[j * S + c], vc + off, ok ? 16 : 0);
     }
     asm volatile("cp.async.commit_group;\n");
 }
