@@ -37,8 +37,15 @@
 #define TC_WG_VSWAP 0
 #endif
 
+// Warpgroups per block (TC_WG_WGS): 2 share each K/V tile but meet at a barrier every tile, so
+// their softmaxes coincide; 1 gives independent 64-row blocks (twice the K/V reads), several per
+// SM (at hd 128 with TC_WG_STAGES=3 to fit two). MINB: blocks per SM for the launch bounds.
+#ifndef TC_WG_WGS
+#define TC_WG_WGS 2
+#endif
 template <int HD> struct WgShape {
-    static constexpr int KT = 64, ST = TC_WG_STAGES, ROWS = 128, THREADS = 256, SMEM = (ROWS * HD + ST * 2 * KT * HD) * 2;
+    static constexpr int KT = 64, ST = TC_WG_STAGES, ROWS = 64 * TC_WG_WGS, THREADS = 128 * TC_WG_WGS,
+                         SMEM = (ROWS * HD + ST * 2 * KT * HD) * 2, MINB = TC_WG_WGS == 1 ? (HD == 64 ? 3 : 2) : (HD == 64 ? 2 : 1);
 };
 
 #if TC_WG
@@ -281,8 +288,8 @@ extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T*
 extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcEntry<HD>::ROWS; \
 extern "C" __constant__ int attention_tc_threads_##S##_##HD = TcEntry<HD>::THREADS; \
 extern "C" __constant__ int attention_tc_smem_##S##_##HD = TcEntry<HD>::SMEM;
-#define TC_LB64(HD) (TcEntry<HD>::THREADS, TcEntry<HD>::WG ? 2 : TC_WARPS_HD64 == 4 ? TC_MINB_2TILES : 1)
-#define TC_LB128 (TcEntry<128>::THREADS, TcEntry<128>::WG || TC_WARPS_HD128 == 4 || TC_MT_HD128 == 2 ? 1 : 2)
+#define TC_LB64(HD) (TcEntry<HD>::THREADS, TcEntry<HD>::WG ? WgShape<HD>::MINB : TC_WARPS_HD64 == 4 ? TC_MINB_2TILES : 1)
+#define TC_LB128 (TcEntry<128>::THREADS, TcEntry<128>::WG ? WgShape<128>::MINB : TC_WARPS_HD128 == 4 || TC_MT_HD128 == 2 ? 1 : 2)
 #define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, TC_LB64(16)) ATTN_TC(T, S, 32, TC_LB64(32)) ATTN_TC(T, S, 64, TC_LB64(64)) \
     ATTN_TC(T, S, 80, (128)) ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, TC_LB128) ATTN_TC(T, S, 256, (128))
 ATTN_TC_ALL(bf16, bf16)
