@@ -14,18 +14,17 @@
 // Q, K and V sit in shared memory as no-swizzle core matrices (tc_cm): Q and K K-major, V read
 // MN-major (wgmma's transposed B), so all three are stored alike. K/V tiles of KT = 64 keys go
 // through ST stages with cp.async, PF = ST - 3 tiles ahead: at iteration j the stages hold tile
-// j - 1 (its V still read), j, and the prefetched ones. Built for hd 64 and 128 when the program is
-// compiled for sm_90a (TC_WG, on by default there); other head dims and architectures keep
-// attention_tc.
+// j - 1 (its V still read), j, and the prefetched ones. A variant for hd 64 and 128:
+// ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a -DTC_WG=1"; it is correct but not yet faster than
+// attention_tc (notes/perf.md), which every other build uses.
 #ifndef TC_WG
-#ifdef __CUDA_ARCH_FEAT_SM90_ALL
-#define TC_WG 1
-#else
 #define TC_WG 0
-#endif
 #endif
 #if TC_WG && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #error "TC_WG=1 needs --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS"
+#endif
+#ifndef TC_WG_KT
+#define TC_WG_KT 64
 #endif
 #ifndef TC_WG_STAGES
 #define TC_WG_STAGES 4
@@ -44,8 +43,8 @@
 #define TC_WG_WGS 2
 #endif
 template <int HD> struct WgShape {
-    static constexpr int KT = 64, ST = TC_WG_STAGES, ROWS = 64 * TC_WG_WGS, THREADS = 128 * TC_WG_WGS,
-                         SMEM = (ROWS * HD + ST * 2 * KT * HD) * 2, MINB = TC_WG_WGS == 1 ? (HD == 64 ? 3 : 2) : (HD == 64 ? 2 : 1);
+    static constexpr int KT = TC_WG_KT, ST = TC_WG_STAGES, ROWS = 64 * TC_WG_WGS, THREADS = 128 * TC_WG_WGS,
+                         SMEM = (ROWS * HD + ST * 2 * KT * HD) * 2, MINB = TC_WG_WGS == 1 ? (HD == 64 ? 3 : 2) : HD == 64 && KT == 64 ? 2 : 1;
 };
 
 #if TC_WG
