@@ -12,8 +12,8 @@
 // Same items, rows, masks and score formula as attention_tc: one block = one item × one KV head,
 // ROWS = 128 rows (row r is query q_tok + r / G of head kvh·G + r % G), two warpgroups of 64 rows.
 // Q, K and V sit in shared memory as no-swizzle core matrices (tc_cm): Q and K K-major, V read
-// MN-major (wgmma's transposed B), so all three are stored alike. K/V tiles of KT = 64 keys go
-// through ST stages with cp.async, PF = ST - 3 tiles ahead: at iteration j the stages hold tile
+// MN-major (wgmma's transposed B), so all three are stored alike. K/V tiles of KT keys (64;
+// TC_WG_KT) go through ST stages with cp.async, PF = ST - 3 tiles ahead: at iteration j the stages hold tile
 // j - 1 (its V still read), j, and the prefetched ones. A variant for hd 64 and 128:
 // ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a -DTC_WG=1"; it is correct but not yet faster than
 // attention_tc (notes/perf.md), which every other build uses.
@@ -278,8 +278,8 @@ __device__ __forceinline__ void attention_prefill(const T* q, T* o, const T* kc,
 }
 
 // LB: attention_tc's launch bounds. Two tiles per warp in 4 warps (hd ≤ 64) ask for TC_MINB_2TILES
-// blocks per SM; 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_wg: 2 blocks
-// of 256 threads at hd 64 (128 registers), 1 at hd 128. attention_tc_{rows,threads,smem}_S_HD: the
+// blocks per SM; 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_wg: its
+// WgShape::MINB. attention_tc_{rows,threads,smem}_S_HD: the
 // kernel's rows and threads per block and dynamic shared memory, read by the host (Device::const_i32).
 #define ATTN_TC(T, S, HD, LB) \
 extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
