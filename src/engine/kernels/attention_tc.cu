@@ -230,6 +230,39 @@ __device__ __forceinline__ float tc_quad_sum(float x) {
     return x + __shfl_xor_sync(0xffffffff, x, 2);
 }
 
+// Prefill scores of one 16-row tile of keys from kb, masked (tc_score) and in the log2 domain, for
+// this thread's rows at positions pos[h] with ALiBi slopes sl[h] (h = 0: elements 0, 1; 1: 2, 3).
+template <int NT>
+__device__ __forceinline__ void tc_mask_tile(float (&s)[NT][4], int kb, int ti, const int (&pos)[2], const float (&sl)[2], int kend,
+                                             const float* alibi, float scale, float softcap, int window) {
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int x = 0; x < 4; x++) {
+            int key = kb + n * 8 + 2 * ti + (x & 1), h = x >> 1;
+            s[n][x] = 1.4426950408889634f * tc_score(s[n][x], key, pos[h], kend, alibi, sl[h], scale, softcap, window);
+        }
+    }
+}
+
+// P·V's A fragment for k-step k: the accumulators of key tiles 2k and 2k+1, in 16 bits
+// (FlashAttention-2's layout trick: two m16n8 accumulators are one m16k16 A fragment).
+template <class T, int NT> __device__ __forceinline__ void tc_p_frag(unsigned (&a)[4], const float (&s)[NT][4], int k) {
+    a[0] = Mma<T>::pack(s[2 * k][0], s[2 * k][1]);
+    a[1] = Mma<T>::pack(s[2 * k][2], s[2 * k][3]);
+    a[2] = Mma<T>::pack(s[2 * k + 1][0], s[2 * k + 1][1]);
+    a[3] = Mma<T>::pack(s[2 * k + 1][2], s[2 * k + 1][3]);
+}
+
+// This thread's share of output row h (0: accumulator elements 0, 1; 1: 2, 3): o / l, l being its
+// quad's summed partials, into dst (the row's HD values) as 16-bit pairs.
+template <class T, int ND> __device__ __forceinline__ void tc_store_row(T* dst, const float (&o)[ND][4], float l, int h, int ti) {
+    float lt = tc_quad_sum(l), inv = lt > 0.f ? 1.f / lt : 0.f;
+#pragma unroll
+    for (int n = 0; n < ND; n++) // even column: the pair is one 4-byte store, rounded as fromf<T> rounds
+        *(unsigned*)&dst[n * 8 + 2 * ti] = Mma<T>::pack(o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
+}
+
 // Shared memory: Q [ROWS][HD+8], then 2 buffers of K [KT][HD+8] and V [KT][HD+8]. The +8 (16 bytes)
 // row padding keeps ldmatrix rows on distinct banks and 16-byte aligned. Up to hd 64 each warp owns
 // MT = 2 row tiles (128 rows per block): every K/V fragment from ldmatrix feeds two mma, and each
@@ -401,31 +434,17 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
             bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
             if (!full) {
 #pragma unroll
-                for (int t = 0; t < MT; t++) {
-#pragma unroll
-                    for (int n = 0; n < NT; n++) {
-#pragma unroll
-                        for (int x = 0; x < 4; x++) {
-                            int key = kb + n * 8 + 2 * ti + (x & 1), h = x >> 1;
-                            s[t][n][x] = L2E * tc_score(s[t][n][x], key, pos[t][h], kend, alibi, sl[t][h], scale, softcap, window);
-                        }
-                    }
-                }
+                for (int t = 0; t < MT; t++) tc_mask_tile(s[t], kb, ti, pos[t], sl[t], kend, alibi, scale, softcap, window);
             }
 #pragma unroll
             for (int t = 0; t < MT; t++) // l: per-thread partials, reduced over the quad at the end
                 tc_softmax_step<NT, ND, true, true, TC_EXP2_POLY>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
-            // O += P·V: the S accumulators of key tiles 2k, 2k+1 are the A fragment of k-step k.
+            // O += P·V, P from the S accumulators.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {
                 unsigned a[MT][4];
 #pragma unroll
-                for (int t = 0; t < MT; t++) {
-                    a[t][0] = Mma<T>::pack(s[t][2 * k][0], s[t][2 * k][1]);
-                    a[t][1] = Mma<T>::pack(s[t][2 * k][2], s[t][2 * k][3]);
-                    a[t][2] = Mma<T>::pack(s[t][2 * k + 1][0], s[t][2 * k + 1][1]);
-                    a[t][3] = Mma<T>::pack(s[t][2 * k + 1][2], s[t][2 * k + 1][3]);
-                }
+                for (int t = 0; t < MT; t++) tc_p_frag<T>(a[t], s[t], k);
 #pragma unroll
                 for (int n = 0; n < ND; n += 2) { // dims n·8 .. n·8+15
                     unsigned b[4];
@@ -445,12 +464,8 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             if (!val[t][h]) continue;
-            float lt = tc_quad_sum(l[t][h]), inv = lt > 0.f ? 1.f / lt : 0.f;
             int r = row[t][h];
-            T* dst = out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD;
-#pragma unroll
-            for (int n = 0; n < ND; n++) // even column: the pair is one 4-byte store, rounded as fromf<T> rounds
-                *(unsigned*)&dst[n * 8 + 2 * ti] = Mma<T>::pack(o[t][n][2 * h] * inv, o[t][n][2 * h + 1] * inv);
+            tc_store_row<T>(out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD, o[t], l[t][h], h, ti);
         }
     }
 }

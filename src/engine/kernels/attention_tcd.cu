@@ -87,8 +87,8 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
                 }
             }
             tc_softmax_step(s, o, mA, mB, lA, lB);
-            unsigned a[4] = {Mma<T>::pack(s[0][0], s[0][1]), Mma<T>::pack(s[0][2], s[0][3]),
-                             Mma<T>::pack(s[1][0], s[1][1]), Mma<T>::pack(s[1][2], s[1][3])};
+            unsigned a[4];
+            tc_p_frag<T>(a, s, 0);
 #pragma unroll
             for (int n = 0; n < ND; n += 2) {
                 unsigned b[4];

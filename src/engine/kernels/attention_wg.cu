@@ -29,12 +29,6 @@
 #ifndef TC_WG_STAGES
 #define TC_WG_STAGES 4
 #endif
-// V's descriptor: leading byte offset (between core matrices along the keys, wgmma's K) and stride
-// byte offset (along the head dim, its N) as CUTLASS documents its MN-major no-swizzle layout;
-// TC_WG_VSWAP=1 swaps them (a selftest A/B if the documentation is misread).
-#ifndef TC_WG_VSWAP
-#define TC_WG_VSWAP 0
-#endif
 
 // Warpgroups per block (TC_WG_WGS): 2 share each K/V tile but meet at a barrier every tile, so
 // their softmaxes coincide; 1 gives independent 64-row blocks (twice the K/V reads), several per
@@ -181,12 +175,13 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
 #pragma unroll
     for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
-    constexpr int VL = TC_WG_VSWAP ? 128 : HD * 16, VS = TC_WG_VSWAP ? HD * 16 : 128;
-    // O += P·V of tile j's V, P in registers.
+    // O += P·V of tile j's V, P in registers. V's descriptor as CUTLASS documents the MN-major
+    // no-swizzle layout: leading byte offset along the keys (wgmma's K), stride byte offset along
+    // hd (its N); the two swapped fault on the H100 (notes/perf.md).
     auto pv = [&](int j) {
         const T* Vs = stage(j) + KT * HD;
 #pragma unroll
-        for (int k = 0; k < KT / 16; k++) Wg<T, HD>::rs(o, p[k], wg_desc(&Vs[tc_cm<HD>(16 * k, 0)], VL, VS));
+        for (int k = 0; k < KT / 16; k++) Wg<T, HD>::rs(o, p[k], wg_desc(&Vs[tc_cm<HD>(16 * k, 0)], HD * 16, 128));
     };
     for (int j = 0; j < ntiles; j++) {
         const int kb = kbeg + j * KT;
@@ -210,16 +205,7 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
         wg_pin(s);
         // As attention_tc: scores in the log2 domain, per-element masks only off the unmasked tiles.
         const bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
-        if (!full) {
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-#pragma unroll
-                for (int x = 0; x < 4; x++) {
-                    int key = kb + n * 8 + 2 * ti + (x & 1), h = x >> 1;
-                    s[n][x] = L2E * tc_score(s[n][x], key, pos[h], kend, alibi, sl[h], scale, softcap, window);
-                }
-            }
-        }
+        if (!full) tc_mask_tile(s, kb, ti, pos, sl, kend, alibi, scale, softcap, window);
         const float sc = full ? SL2 : 1.f;
         float cA, cB;
         const bool moved = tc_softmax_max<NT, true, true>(s, mA, mB, lA, lB, sc, cA, cB);
@@ -234,12 +220,7 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
             }
         }
 #pragma unroll
-        for (int k = 0; k < KT / 16; k++) { // keys 16k .. 16k+15: S accumulators of key tiles 2k, 2k+1
-            p[k][0] = Mma<T>::pack(s[2 * k][0], s[2 * k][1]);
-            p[k][1] = Mma<T>::pack(s[2 * k][2], s[2 * k][3]);
-            p[k][2] = Mma<T>::pack(s[2 * k + 1][0], s[2 * k + 1][1]);
-            p[k][3] = Mma<T>::pack(s[2 * k + 1][2], s[2 * k + 1][3]);
-        }
+        for (int k = 0; k < KT / 16; k++) tc_p_frag<T>(p[k], s, k);
     }
     if (ntiles > 0) {
         wg_fence();
@@ -251,12 +232,8 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         if (!val[h]) continue;
-        float lt = tc_quad_sum(h ? lB : lA), inv = lt > 0.f ? 1.f / lt : 0.f;
         int r = row[h];
-        T* dst = out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD;
-#pragma unroll
-        for (int n = 0; n < ND; n++) // even column: the pair is one 4-byte store, rounded as fromf<T> rounds
-            *(unsigned*)&dst[n * 8 + 2 * ti] = Mma<T>::pack(o[n][2 * h] * inv, o[n][2 * h + 1] * inv);
+        tc_store_row<T>(out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD, o, h ? lB : lA, h, ti);
     }
 }
 #endif
