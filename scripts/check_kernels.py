@@ -25,8 +25,9 @@ include = os.path.join(args.root, "nvidia", "cuda_runtime", "include")
 if not libs or not os.path.exists(os.path.join(include, "cuda_bf16.h")):
     sys.exit(f"NVRTC or CUDA headers not under {args.root}; see this script's docstring")
 lib = ctypes.CDLL(sorted(libs)[0])
-# Device::new compiles these as one program, in this order.
-src = "\n".join(open(os.path.join(kdir, f)).read() for f in ("common.cu", "attention.cu", "attention_tc.cu", "attention_wg.cu", "attention_tcd.cu"))
+# Device::new compiles these as one program, in the order of device.rs's KERNEL_SOURCES.
+files = re.findall(r'include_str!\("kernels/(\w+\.cu)"\)', open(os.path.join(here, "..", "src", "engine", "device.rs")).read())
+src = "\n".join(open(os.path.join(kdir, f)).read() for f in files)
 prog = ctypes.c_void_p()
 assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"engine.cu", 0, None, None) == 0
 extra = os.environ.get("ENERGY_FIT_NVRTC_OPTS", "").split()

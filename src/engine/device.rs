@@ -12,11 +12,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 
-const COMMON_CU: &str = include_str!("kernels/common.cu");
-const ATTENTION_CU: &str = include_str!("kernels/attention.cu");
-const ATTENTION_TC_CU: &str = include_str!("kernels/attention_tc.cu");
-const ATTENTION_WG_CU: &str = include_str!("kernels/attention_wg.cu");
-const ATTENTION_TCD_CU: &str = include_str!("kernels/attention_tcd.cu");
+/// The kernel sources, compiled as one NVRTC program in this order (scripts/check_kernels.py reads
+/// the list from here).
+const KERNEL_SOURCES: [&str; 7] = [
+    include_str!("kernels/common.cu"),
+    include_str!("kernels/attention.cu"),
+    include_str!("kernels/attention_tc.cu"),
+    include_str!("kernels/attention_wg.cu"),
+    include_str!("kernels/attention_ws.cu"),
+    include_str!("kernels/attention_prefill.cu"),
+    include_str!("kernels/attention_tcd.cu"),
+];
 
 /// Storage type of weights, activations and the KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -189,7 +195,7 @@ impl Device {
         let (maj, min) = ctx.compute_capability().map_err(|e| anyhow!("compute capability: {e:?}"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let t0 = std::time::Instant::now();
-        let src = format!("{COMMON_CU}\n{ATTENTION_CU}\n{ATTENTION_TC_CU}\n{ATTENTION_WG_CU}\n{ATTENTION_TCD_CU}");
+        let src = KERNEL_SOURCES.join("\n");
         let extra = extra_nvrtc_options();
         let arch = nvrtc_arch(&extra, maj, min)?;
         let opts = cudarc::nvrtc::CompileOptions {

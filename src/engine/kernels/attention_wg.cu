@@ -21,7 +21,7 @@
 #define TC_WG 0
 #endif
 #if TC_WG && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#error "TC_WG=1 needs --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS"
+#error "TC_WG=1 and TC_WG=2 need --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS"
 #endif
 #ifndef TC_WG_KT
 #define TC_WG_KT 64
@@ -86,45 +86,109 @@ WG_DEF(f16, "f16", 64, WG_D32, WG_C32, "%32", "%33", "%34", "%35", "%36", "%37")
 WG_DEF(bf16, "bf16", 128, WG_D64, WG_C64, "%64", "%65", "%66", "%67", "%68", "%69")
 WG_DEF(f16, "f16", 128, WG_D64, WG_C64, "%64", "%65", "%66", "%67", "%68", "%69")
 
+// S = Q·Kᵀ of one warpgroup's 64 rows of Q (from row r0) against a K tile, both K-major.
+template <class T, int HD, int KT>
+__device__ __forceinline__ void wg_qk(float (&s)[KT / 8][4], const T* Qs, int r0, const T* Ks) {
+#pragma unroll
+    for (int k = 0; k < HD / 16; k++)
+        Wg<T, KT>::ss(s, wg_desc(&Qs[tc_cm<HD>(r0, 16 * k)], 128, HD * 16), wg_desc(&Ks[tc_cm<HD>(0, 16 * k)], 128, HD * 16), k > 0);
+}
+// O += P·V, P in registers. V's descriptor as CUTLASS documents the MN-major no-swizzle layout:
+// leading byte offset along the keys (wgmma's K), stride byte offset along hd (its N); the two
+// swapped fault on the H100 (notes/perf.md).
+template <class T, int HD, int KT>
+__device__ __forceinline__ void wg_pv(float (&o)[HD / 8][4], const unsigned (&p)[KT / 16][4], const T* Vs) {
+#pragma unroll
+    for (int k = 0; k < KT / 16; k++) Wg<T, HD>::rs(o, p[k], wg_desc(&Vs[tc_cm<HD>(16 * k, 0)], HD * 16, 128));
+}
+
+// This thread's rows r0 (h = 0) and r0 + 8 (h = 1) of its warp's 16: position (−1 past the item's
+// queries), ALiBi slope, and the warp's position range (wmin over valid rows). No tile is skipped:
+// wgmma in a branch the compiler cannot prove uniform is serialized (ptxas C7520), and a tile past
+// every query of a warpgroup (at most one, at the diagonal) is masked to P = 0 like any other.
+struct WgRows {
+    int r0, pos[2], wmin, wmax;
+    float sl[2];
+};
+__device__ __forceinline__ WgRows wg_rows(int r0, int q_tok, int q_cnt, const int* tok_pos, const float* alibi, int kvh, int G) {
+    WgRows R;
+    R.r0 = r0;
+    R.wmax = -1;
+    R.wmin = 0x7fffffff;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        int r = r0 + 8 * h;
+        bool val = r / G < q_cnt;
+        R.pos[h] = val ? tok_pos[q_tok + r / G] : -1;
+        R.sl[h] = alibi ? alibi[kvh * G + r % G] : 0.f;
+        R.wmax = max(R.wmax, R.pos[h]);
+        if (val) R.wmin = min(R.wmin, R.pos[h]);
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        R.wmax = max(R.wmax, __shfl_xor_sync(0xffffffff, R.wmax, o));
+        R.wmin = min(R.wmin, __shfl_xor_sync(0xffffffff, R.wmin, o));
+    }
+    return R;
+}
+
+// Softmax of S_j (keys from kb) as attention_tc's: scores in the log2 domain, per-element masks
+// only off the unmasked tiles. Returns whether the max moved, and then o's factors in cA, cB,
+// which the caller applies once O's pending P·V has landed (wg_rescale_pack).
+template <int NT>
+__device__ __forceinline__ bool wg_softmax(float (&s)[NT][4], const WgRows& R, int kb, int kend, bool plain, int window, const float* alibi,
+                                           float scale, float softcap, int ti, float& mA, float& mB, float& lA, float& lB, float& cA,
+                                           float& cB) {
+    const bool full = plain && kb + NT * 8 <= kend && kb + NT * 8 - 1 <= R.wmin && (window == 0 || kb > R.wmax - window);
+    if (!full) tc_mask_tile(s, kb, ti, R.pos, R.sl, kend, alibi, scale, softcap, window);
+    const float sc = full ? scale * 1.4426950408889634f : 1.f;
+    const bool moved = tc_softmax_max<NT, true, true>(s, mA, mB, lA, lB, sc, cA, cB);
+    tc_softmax_exp<NT, true, TC_EXP2_POLY>(s, mA, mB, lA, lB, sc);
+    return moved;
+}
+// O rescaled by the new max's factors, and P_j = S_j in 16 bits (the next P·V's A operand).
+template <class T, int ND, int NT>
+__device__ __forceinline__ void wg_rescale_pack(float (&o)[ND][4], unsigned (&p)[NT / 2][4], const float (&s)[NT][4], bool moved, float cA,
+                                                float cB) {
+    if (moved) {
+#pragma unroll
+        for (int n = 0; n < ND; n++) {
+            o[n][0] *= cA; o[n][1] *= cA;
+            o[n][2] *= cB; o[n][3] *= cB;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < NT / 2; k++) tc_p_frag<T>(p[k], s, k);
+}
+// This thread's share of its two output rows.
+template <class T, int ND>
+__device__ __forceinline__ void wg_store(T* out, const float (&o)[ND][4], const WgRows& R, float lA, float lB, int q_tok, int heads, int kvh,
+                                         int G, int ti) {
+    constexpr int HD = ND * 8;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        if (R.pos[h] < 0) continue;
+        int r = R.r0 + 8 * h;
+        tc_store_row<T>(out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD, o, h ? lB : lA, h, ti);
+    }
+}
+
 template <class T, int HD>
 __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = WgShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST, PF = ST - 3, NT = KT / 8, ND = HD / 8, KD = HD / 16;
+    constexpr int KT = Sh::KT, ST = Sh::ST, PF = ST - 3, NT = KT / 8, ND = HD / 8;
     static_assert(PF >= 0, "TC_WG_STAGES: at least 3");
     extern __shared__ __align__(128) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * HD; // stage b: K at KV + 2·b·KT·HD, V right after
     const TcItem I = tc_item(items, tok_pos, window);
     const int q_tok = I.q_tok, q_cnt = I.q_cnt, kbeg = I.kbeg, kend = I.kend;
-    const float L2E = 1.4426950408889634f, SL2 = scale * L2E;
     const bool plain = alibi == nullptr && softcap <= 0.f;
     const int kvh = blockIdx.y, G = heads / kv_heads;
     const int tid = threadIdx.x, wg = tid >> 7, w = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
     tc_load_q<T, HD, true>(Qs, Sh::ROWS, HD, q, q_tok, q_cnt, heads, kvh, G);
-    // This thread's rows gi (h = 0) and gi + 8 (h = 1) of its warp's 16, and the warp's position
-    // range. No tile is skipped: wgmma in a branch the compiler cannot prove uniform is serialized
-    // (ptxas C7520), and a tile past every query of a warpgroup (at most one, at the diagonal) is
-    // masked to P = 0 like any other.
-    int row[2], pos[2];
-    bool val[2];
-    float sl[2];
-    int wmax = -1, wmin = 0x7fffffff;
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        int r = 64 * wg + 16 * w + gi + 8 * h;
-        row[h] = r;
-        val[h] = r / G < q_cnt;
-        pos[h] = val[h] ? tok_pos[q_tok + r / G] : -1;
-        sl[h] = alibi ? alibi[kvh * G + r % G] : 0.f;
-        wmax = max(wmax, pos[h]);
-        if (val[h]) wmin = min(wmin, pos[h]);
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-        wmax = max(wmax, __shfl_xor_sync(0xffffffff, wmax, o));
-        wmin = min(wmin, __shfl_xor_sync(0xffffffff, wmin, o));
-    }
+    const WgRows R = wg_rows(64 * wg + 16 * w + gi, q_tok, q_cnt, tok_pos, alibi, kvh, G);
     const int ntiles = kbeg < kend ? (kend - kbeg + KT - 1) / KT : 0;
     auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
     // Tile loads in two halves, so that the block table is read a tile ahead: read just before the
@@ -175,25 +239,15 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
 #pragma unroll
     for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
-    // O += P·V of tile j's V, P in registers. V's descriptor as CUTLASS documents the MN-major
-    // no-swizzle layout: leading byte offset along the keys (wgmma's K), stride byte offset along
-    // hd (its N); the two swapped fault on the H100 (notes/perf.md).
-    auto pv = [&](int j) {
-        const T* Vs = stage(j) + KT * HD;
-#pragma unroll
-        for (int k = 0; k < KT / 16; k++) Wg<T, HD>::rs(o, p[k], wg_desc(&Vs[tc_cm<HD>(16 * k, 0)], HD * 16, 128));
-    };
+    auto pv = [&](int j) { wg_pv<T, HD, KT>(o, p, stage(j) + KT * HD); };
     for (int j = 0; j < ntiles; j++) {
         const int kb = kbeg + j * KT;
         asm volatile("cp.async.wait_group %0;\n" ::"n"(PF));
         wg_proxy_fence();
         __syncthreads(); // tile j landed for every thread, and both groups are past iteration j - 1
         issue(j + PF + 1); // into tile j - 2's stage, whose V the last iteration's wait released
-        const T* Ks = stage(j);
         wg_fence();
-#pragma unroll
-        for (int k = 0; k < KD; k++)
-            Wg<T, KT>::ss(s, wg_desc(&Qs[tc_cm<HD>(64 * wg, 16 * k)], 128, HD * 16), wg_desc(&Ks[tc_cm<HD>(0, 16 * k)], 128, HD * 16), k > 0);
+        wg_qk<T, HD, KT>(s, Qs, 64 * wg, stage(j));
         wg_commit();
         pv(max(j - 1, 0)); // tile j - 1's P·V (j = 0: zeros times tile 0's V, which is finite)
         wg_commit();
@@ -203,24 +257,11 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
         offsets(j + PF + 2);
         wg_wait<1>(); // S_j landed; the P·V may still run
         wg_pin(s);
-        // As attention_tc: scores in the log2 domain, per-element masks only off the unmasked tiles.
-        const bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
-        if (!full) tc_mask_tile(s, kb, ti, pos, sl, kend, alibi, scale, softcap, window);
-        const float sc = full ? SL2 : 1.f;
         float cA, cB;
-        const bool moved = tc_softmax_max<NT, true, true>(s, mA, mB, lA, lB, sc, cA, cB);
-        tc_softmax_exp<NT, true, TC_EXP2_POLY>(s, mA, mB, lA, lB, sc);
+        const bool moved = wg_softmax(s, R, kb, kend, plain, window, alibi, scale, softcap, ti, mA, mB, lA, lB, cA, cB);
         wg_wait<0>(); // O holds P_{j-1}·V_{j-1}; only now can it take the new max's factors
         wg_pin(o);
-        if (moved) {
-#pragma unroll
-            for (int n = 0; n < ND; n++) {
-                o[n][0] *= cA; o[n][1] *= cA;
-                o[n][2] *= cB; o[n][3] *= cB;
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < KT / 16; k++) tc_p_frag<T>(p[k], s, k);
+        wg_rescale_pack<T>(o, p, s, moved, cA, cB);
     }
     if (ntiles > 0) {
         wg_fence();
@@ -229,47 +270,7 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
         wg_wait<0>();
         wg_pin(o);
     }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        if (!val[h]) continue;
-        int r = row[h];
-        tc_store_row<T>(out + ((long long)(q_tok + r / G) * heads + kvh * G + r % G) * HD, o, h ? lB : lA, h, ti);
-    }
+    wg_store<T>(out, o, R, lA, lB, q_tok, heads, kvh, G, ti);
 }
 #endif
 
-// The prefill kernel for one head dim: attention_wg where TC_WG builds it, else attention_tc.
-template <int HD> struct TcEntry {
-    static constexpr bool WG = TC_WG && (HD == 64 || HD == 128);
-    static constexpr int ROWS = WG ? WgShape<HD>::ROWS : TcShape<HD>::ROWS, THREADS = WG ? WgShape<HD>::THREADS : 32 * TcShape<HD>::WARPS;
-    static constexpr int SMEM = WG ? WgShape<HD>::SMEM : TcShape<HD>::SMEM;
-    static_assert(SMEM <= 227 * 1024, "more shared memory than an SM has");
-};
-template <class T, int HD>
-__device__ __forceinline__ void attention_prefill(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp,
-                                                  int h, int kvh, float sc, float cap, int win, const float* al) {
-#if TC_WG
-    if constexpr (TcEntry<HD>::WG) {
-        attention_wg<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al);
-        return;
-    }
-#endif
-    attention_tc<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al);
-}
-
-// LB: attention_tc's launch bounds. Two tiles per warp in 4 warps (hd ≤ 64) ask for TC_MINB_2TILES
-// blocks per SM; 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. attention_wg: its
-// WgShape::MINB. attention_tc_{rows,threads,smem}_S_HD: the
-// kernel's rows and threads per block and dynamic shared memory, read by the host (Device::const_i32).
-#define ATTN_TC(T, S, HD, LB) \
-extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
-{ attention_prefill<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
-extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcEntry<HD>::ROWS; \
-extern "C" __constant__ int attention_tc_threads_##S##_##HD = TcEntry<HD>::THREADS; \
-extern "C" __constant__ int attention_tc_smem_##S##_##HD = TcEntry<HD>::SMEM;
-#define TC_LB64(HD) (TcEntry<HD>::THREADS, TcEntry<HD>::WG ? WgShape<HD>::MINB : TC_WARPS_HD64 == 4 ? TC_MINB_2TILES : 1)
-#define TC_LB128 (TcEntry<128>::THREADS, TcEntry<128>::WG ? WgShape<128>::MINB : TC_WARPS_HD128 == 4 || TC_MT_HD128 == 2 ? 1 : 2)
-#define ATTN_TC_ALL(T, S) ATTN_TC(T, S, 16, TC_LB64(16)) ATTN_TC(T, S, 32, TC_LB64(32)) ATTN_TC(T, S, 64, TC_LB64(64)) \
-    ATTN_TC(T, S, 80, (128)) ATTN_TC(T, S, 96, (128)) ATTN_TC(T, S, 128, TC_LB128) ATTN_TC(T, S, 256, (128))
-ATTN_TC_ALL(bf16, bf16)
-ATTN_TC_ALL(f16, f16)

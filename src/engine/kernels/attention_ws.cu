@@ -1,0 +1,137 @@
+// Hopper prefill attention with a producer warp (sm_90a; ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a
+// -DTC_WG=2"): attention_wg's two consumer warpgroups, fed through mbarriers instead of a block
+// barrier per tile.
+//
+// attention_wg's 8 warps load each K/V tile together and meet at __syncthreads every tile, so
+// both warpgroups wait for S and run their softmax at the same moment (~5400 cycles per 64-key
+// tile at hd 128 against ~1024 of tensor work; notes/perf.md). Here warp 8 alone loads tiles with
+// cp.async into ST stages and marks each "full" on an mbarrier when its copies land
+// (cp.async.mbarrier.arrive.noinc); a consumer waits for "full" and marks the stage "empty" once its
+// last wgmma reading it (that tile's P·V) has completed; the producer refills a stage when both
+// warpgroups have. Each warpgroup's iteration is attention_wg's (S_j and P_{j-1}·V_{j-1} issued
+// together, softmax of S_j while the P·V runs). TC_WS_PINGPONG (FlashAttention-3's schedule):
+// the two warpgroups issue their wgmma in turn through two named barriers, so one's softmax runs
+// beside the other's tensor work instead of at the same time.
+#ifndef TC_WS_PINGPONG
+#define TC_WS_PINGPONG 1
+#endif
+template <int HD> struct WsShape {
+    static constexpr int KT = TC_WG_KT, ST = TC_WG_STAGES, ROWS = 128, THREADS = 288,
+                         BAR = (ROWS * HD + ST * 2 * KT * HD) * 2, // byte offset of the mbarriers: full[ST], then empty[ST]
+        SMEM = BAR + 2 * ST * 8;
+};
+
+#if TC_WG == 2
+__device__ __forceinline__ void mbar_init(unsigned a, int count) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(a), "r"(count) : "memory"); }
+__device__ __forceinline__ void mbar_arrive(unsigned a) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(a) : "memory"); }
+// One arrival once every cp.async this thread has issued has landed; noinc: the init count
+// includes it.
+__device__ __forceinline__ void mbar_arrive_cp(unsigned a) { asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(a) : "memory"); }
+__device__ __forceinline__ void mbar_wait(unsigned a, int parity) {
+    unsigned done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done) : "r"(a), "r"(parity) : "memory");
+    } while (!done);
+}
+__device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
+
+// The producer warp: tile j into stage j % ST once that stage's use j / ST − 1 is released. Lanes
+// 8c..8c+7 fill one core matrix's 8 rows, so a warp's copy covers 8 keys × 64 contiguous bytes.
+template <class T, int HD>
+__device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
+                                           const int* block_table, int max_pages, int kv_heads, int kvh, int lane) {
+    using Sh = WsShape<HD>;
+    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / 32;
+    for (int j = 0; j < ntiles; j++) {
+        const int b = j % ST, kb = I.kbeg + j * KT;
+        if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
+        T* Ks = KV + 2 * b * KT * HD;
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+            int i = lane + 32 * c, kj = (i & 7) + (i >> 3) / (HD / 8) * 8, col = (i >> 3) % (HD / 8) * 8, key = kb + kj, d = tc_cm<HD>(kj, col);
+            bool ok = key < I.kend; // zero-filled past the end
+            long long off = ok ? tc_kv_off<HD>(block_table, I.slot, max_pages, kv_heads, kvh, key, col) : 0;
+            cp16(&Ks[d], kc + off, ok ? 16 : 0);
+            cp16(&Ks[KT * HD + d], vc + off, ok ? 16 : 0);
+        }
+        mbar_arrive_cp(full0 + 8 * b);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+
+template <class T, int HD>
+__device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+                             const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
+                             int window, const float* alibi) {
+    using Sh = WsShape<HD>;
+    constexpr int KT = Sh::KT, ST = Sh::ST, NT = KT / 8, ND = HD / 8;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T* Qs = (T*)smem_raw;
+    T* KV = Qs + Sh::ROWS * HD; // stage b: K at KV + 2·b·KT·HD, V right after
+    const unsigned full0 = smem_addr(smem_raw + Sh::BAR), empty0 = full0 + 8 * ST;
+    const TcItem I = tc_item(items, tok_pos, window);
+    const int q_tok = I.q_tok, q_cnt = I.q_cnt, kend = I.kend;
+    const bool plain = alibi == nullptr && softcap <= 0.f;
+    const int kvh = blockIdx.y, G = heads / kv_heads;
+    // The warpgroup index through a shuffle, so that ptxas knows it is warp-uniform and does not
+    // serialize the wgmma below the producer's branch (C7520).
+    const int tid = threadIdx.x, wg = __shfl_sync(0xffffffff, tid >> 7, 0), w = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
+    tc_load_q<T, HD, true>(Qs, Sh::ROWS, HD, q, q_tok, q_cnt, heads, kvh, G);
+    wg_proxy_fence(); // Q's stores before the wgmma that read them
+    if (tid == 0) {
+        for (int b = 0; b < ST; b++) {
+            mbar_init(full0 + 8 * b, 32);   // the producer's 32 lanes
+            mbar_init(empty0 + 8 * b, 256); // every consumer thread
+        }
+    }
+    __syncthreads(); // the only block-wide barrier
+    const int ntiles = I.kbeg < kend ? (kend - I.kbeg + KT - 1) / KT : 0;
+    if (wg == 2) {
+        if (w == 0) ws_produce<T, HD>(KV, full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, lane);
+        return;
+    }
+    auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
+    const WgRows R = wg_rows(64 * wg + 16 * w + gi, q_tok, q_cnt, tok_pos, alibi, kvh, G);
+    float o[ND][4], s[NT][4];
+    unsigned p[KT / 16][4] = {}; // P = 0: the first iteration's P·V adds nothing
+#pragma unroll
+    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
+    // Ping-pong: warpgroup g issues after bar.sync on barrier 1 + g, then lets the other go
+    // (bar.arrive on 2 − g); warpgroup 1 lets warpgroup 0 go first, and skips its last arrival
+    // so that every barrier ends complete.
+    if (TC_WS_PINGPONG && wg == 1 && ntiles > 0) named_arrive(1, 256);
+    for (int j = 0; j < ntiles; j++) {
+        const int kb = I.kbeg + j * KT;
+        mbar_wait(full0 + 8 * (j % ST), (j / ST) & 1);
+        wg_proxy_fence(); // the producer's cp.async writes (generic proxy) before wgmma's reads (async proxy)
+        if (TC_WS_PINGPONG) named_sync(1 + wg, 256);
+        wg_fence();
+        wg_qk<T, HD, KT>(s, Qs, 64 * wg, stage(j));
+        wg_commit();
+        wg_pv<T, HD, KT>(o, p, stage(max(j - 1, 0)) + KT * HD); // tile j − 1's P·V (j = 0: P = 0)
+        wg_commit();
+        if (TC_WS_PINGPONG && (wg == 0 || j + 1 < ntiles)) named_arrive(2 - wg, 256);
+        wg_wait<1>(); // S_j landed; the P·V may still run
+        wg_pin(s);
+        float cA, cB;
+        const bool moved = wg_softmax(s, R, kb, kend, plain, window, alibi, scale, softcap, ti, mA, mB, lA, lB, cA, cB);
+        wg_wait<0>(); // P_{j-1}·V_{j-1} landed: tile j − 1's stage is free
+        wg_pin(o);
+        if (j > 0) mbar_arrive(empty0 + 8 * ((j - 1) % ST));
+        wg_rescale_pack<T>(o, p, s, moved, cA, cB);
+    }
+    if (ntiles > 0) {
+        wg_fence();
+        wg_pv<T, HD, KT>(o, p, stage(ntiles - 1) + KT * HD);
+        wg_commit();
+        wg_wait<0>();
+        wg_pin(o);
+    }
+    wg_store<T>(out, o, R, lA, lB, q_tok, heads, kvh, G, ti);
+}
+#endif
