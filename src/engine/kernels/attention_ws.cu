@@ -4,7 +4,7 @@
 //
 // attention_wg's 8 warps load each K/V tile together and meet at __syncthreads every tile, so
 // both warpgroups wait for S and run their softmax at the same moment (~5400 cycles per 64-key
-// tile at hd 128 against ~1024 of tensor work; notes/perf.md). Here warp 8 alone loads tiles with
+// tile at hd 128 against ~1024 of tensor work; notes/perf.md). Here warp 8 (TC_WS_PRODUCERS warps) loads tiles with
 // cp.async into ST stages and marks each "full" on an mbarrier when its copies land
 // (cp.async.mbarrier.arrive.noinc); a consumer waits for "full" and marks the stage "empty" once its
 // last wgmma reading it (that tile's P·V) has completed; the producer refills a stage when both
@@ -15,10 +15,15 @@
 #ifndef TC_WS_PINGPONG
 #define TC_WS_PINGPONG 1
 #endif
+// Producer warps (TC_WS_PRODUCERS, 1 or 4): the copies of a tile spread over their lanes.
+#ifndef TC_WS_PRODUCERS
+#define TC_WS_PRODUCERS 1
+#endif
 template <int HD> struct WsShape {
-    static constexpr int KT = TC_WG_KT, ST = TC_WG_STAGES, ROWS = 128, THREADS = 288,
+    static constexpr int KT = TC_WG_KT, ST = TC_WG_STAGES, ROWS = 128, PT = 32 * TC_WS_PRODUCERS, THREADS = 256 + PT,
                          BAR = (ROWS * HD + ST * 2 * KT * HD) * 2, // byte offset of the mbarriers: full[ST], then empty[ST]
         SMEM = BAR + 2 * ST * 8;
+    static_assert(KT * (HD / 8) % PT == 0 && KT % 32 == 0, "TC_WS_PRODUCERS: the tile's 16-byte chunks must spread evenly");
 };
 
 #if TC_WG == 2
@@ -37,24 +42,29 @@ __device__ __forceinline__ void mbar_wait(unsigned a, int parity) {
 __device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
-// The producer warp: tile j into stage j % ST once that stage's use j / ST − 1 is released. Lanes
-// 8c..8c+7 fill one core matrix's 8 rows, so a warp's copy covers 8 keys × 64 contiguous bytes.
+// The producer warps: tile j into stage j % ST once that stage's use j / ST − 1 is released. Lanes
+// 8c..8c+7 fill one core matrix's 8 rows, so a warp's copy covers 8 keys × 64 contiguous bytes. The
+// tile's page numbers (at most KT / 32 + 1: kb need not start a page) are read once, by the first
+// lanes, and shuffled to the others.
 template <class T, int HD>
 __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
-                                           const int* block_table, int max_pages, int kv_heads, int kvh, int lane) {
+                                           const int* block_table, int max_pages, int kv_heads, int kvh, int pl) {
     using Sh = WsShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / 32;
+    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / Sh::PT, NP = KT / 32 + 1;
+    const int lane = pl & 31;
     for (int j = 0; j < ntiles; j++) {
-        const int b = j % ST, kb = I.kbeg + j * KT;
+        const int b = j % ST, kb = I.kbeg + j * KT, p0 = kb / 32;
         if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
+        int mine = lane < NP && (p0 + lane) * 32 < I.kend ? block_table[I.slot * max_pages + p0 + lane] : 0;
         T* Ks = KV + 2 * b * KT * HD;
 #pragma unroll
         for (int c = 0; c < CH; c++) {
-            int i = lane + 32 * c, kj = (i & 7) + (i >> 3) / (HD / 8) * 8, col = (i >> 3) % (HD / 8) * 8, key = kb + kj, d = tc_cm<HD>(kj, col);
+            int i = pl + Sh::PT * c, kj = (i & 7) + (i >> 3) / (HD / 8) * 8, col = (i >> 3) % (HD / 8) * 8, key = kb + kj, d = tc_cm<HD>(kj, col);
+            int page = __shfl_sync(0xffffffff, mine, key / 32 - p0);
             bool ok = key < I.kend; // zero-filled past the end
-            long long off = ok ? tc_kv_off<HD>(block_table, I.slot, max_pages, kv_heads, kvh, key, col) : 0;
-            cp16(&Ks[d], kc + off, ok ? 16 : 0);
-            cp16(&Ks[KT * HD + d], vc + off, ok ? 16 : 0);
+            long long off = (((long long)page * kv_heads + kvh) * 32 + key % 32) * HD + col;
+            cp16(&Ks[d], kc + (ok ? off : 0), ok ? 16 : 0);
+            cp16(&Ks[KT * HD + d], vc + (ok ? off : 0), ok ? 16 : 0);
         }
         mbar_arrive_cp(full0 + 8 * b);
     }
@@ -82,14 +92,14 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     wg_proxy_fence(); // Q's stores before the wgmma that read them
     if (tid == 0) {
         for (int b = 0; b < ST; b++) {
-            mbar_init(full0 + 8 * b, 32);   // the producer's 32 lanes
+            mbar_init(full0 + 8 * b, Sh::PT); // every producer lane
             mbar_init(empty0 + 8 * b, 256); // every consumer thread
         }
     }
     __syncthreads(); // the only block-wide barrier
     const int ntiles = I.kbeg < kend ? (kend - I.kbeg + KT - 1) / KT : 0;
     if (wg == 2) {
-        if (w == 0) ws_produce<T, HD>(KV, full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, lane);
+        ws_produce<T, HD>(KV, full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, tid - 256);
         return;
     }
     auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
