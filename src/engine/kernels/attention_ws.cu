@@ -39,32 +39,47 @@ __device__ __forceinline__ void mbar_wait(unsigned a, int parity) {
                      : "=r"(done) : "r"(a), "r"(parity) : "memory");
     } while (!done);
 }
+// cp16 (attention_tc.cu) to a shared-memory address.
+__device__ __forceinline__ void cp16s(unsigned dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
 __device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
-// The producer warps: tile j into stage j % ST once that stage's use j / ST − 1 is released. Lanes
-// 8c..8c+7 fill one core matrix's 8 rows, so a warp's copy covers 8 keys × 64 contiguous bytes. The
-// tile's page numbers (at most KT / 32 + 1: kb need not start a page) are read once, by the first
-// lanes, and shuffled to the others.
+// The producer warps: tile j into stage j % ST once that stage's use j / ST − 1 is released. Each
+// group of 8 lanes fills a core matrix (8 keys × 16 bytes), so a warp's copy covers 8 keys × 64
+// contiguous bytes. Prefill key ranges start at a page (tc_item), so a tile is KT / 32 whole
+// pages, and a lane's chunk c sits at a fixed offset from its page's start: per chunk one
+// predicate and two cp.async with immediate offsets (the first form computed each chunk's page and
+// offset, ~13 instructions per cp.async, and one producer warp could not keep up).
 template <class T, int HD>
 __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
                                            const int* block_table, int max_pages, int kv_heads, int kvh, int pl) {
     using Sh = WsShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / Sh::PT, NP = KT / 32 + 1;
-    const int lane = pl & 31;
+    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / Sh::PT, CB = HD / 8, L8 = Sh::PT / 8, NP = KT / 32;
+    static_assert(L8 <= CB ? CB % L8 == 0 : L8 % CB == 0 && 4 % (L8 / CB) == 0, "TC_WS_PRODUCERS: lanes must tile the core matrices");
+    // Lane group q takes chunk-grid cells q + L8·c (row blocks of 8 keys × CB column blocks): row
+    // block rbl + rbc(c), column block cbl + cbc(c), where only the c parts vary per chunk.
+    const int q = pl >> 3, rbl = L8 > CB ? q / CB : 0, cbl = L8 > CB ? q % CB : q, row = (pl & 7) + 8 * rbl;
+    const int d0 = tc_cm<HD>(row, 8 * cbl);      // this lane's first element in shared memory
+    const long long g0 = (long long)row * HD + 8 * cbl; // and within its page
     for (int j = 0; j < ntiles; j++) {
-        const int b = j % ST, kb = I.kbeg + j * KT, p0 = kb / 32;
+        const int b = j % ST, kb = I.kbeg + j * KT;
         if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
-        int mine = lane < NP && (p0 + lane) * 32 < I.kend ? block_table[I.slot * max_pages + p0 + lane] : 0;
-        T* Ks = KV + 2 * b * KT * HD;
+        long long pb[NP]; // the tile's pages' first elements for this KV head, + the lane's offset
+#pragma unroll
+        for (int p = 0; p < NP; p++)
+            pb[p] = kb + 32 * p < I.kend ? ((long long)block_table[I.slot * max_pages + kb / 32 + p] * kv_heads + kvh) * 32 * HD + g0 : 0;
+        const unsigned ks = smem_addr(KV + 2 * b * KT * HD + d0);
 #pragma unroll
         for (int c = 0; c < CH; c++) {
-            int i = pl + Sh::PT * c, kj = (i & 7) + (i >> 3) / (HD / 8) * 8, col = (i >> 3) % (HD / 8) * 8, key = kb + kj, d = tc_cm<HD>(kj, col);
-            int page = __shfl_sync(0xffffffff, mine, key / 32 - p0);
-            bool ok = key < I.kend; // zero-filled past the end
-            long long off = (((long long)page * kv_heads + kvh) * 32 + key % 32) * HD + col;
-            cp16(&Ks[d], kc + (ok ? off : 0), ok ? 16 : 0);
-            cp16(&Ks[KT * HD + d], vc + (ok ? off : 0), ok ? 16 : 0);
+            const int rbc = L8 > CB ? c * (L8 / CB) : c / (CB / L8), cbc = L8 > CB ? 0 : c % (CB / L8) * L8;
+            const int p = rbc / 4, d = tc_cm<HD>(8 * rbc, 8 * cbc); // rbl + rbc % 4 < 4: the same page as rbc
+            const int g = 8 * (rbc % 4) * HD + 8 * cbc;
+            // Past the end: nothing is read (source size 0, zero-filled), so the address needs no guard.
+            const int n = kb + row + 8 * rbc < I.kend ? 16 : 0;
+            cp16s(ks + 2 * d, kc + pb[p] + g, n);
+            cp16s(ks + 2 * (KT * HD + d), vc + pb[p] + g, n);
         }
         mbar_arrive_cp(full0 + 8 * b);
     }
@@ -98,6 +113,7 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     }
     __syncthreads(); // the only block-wide barrier
     const int ntiles = I.kbeg < kend ? (kend - I.kbeg + KT - 1) / KT : 0;
+    if (I.kbeg % 32) __trap(); // ws_produce's whole pages: prefill items always start at a page
     if (wg == 2) {
         ws_produce<T, HD>(KV, full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, tid - 256);
         return;
