@@ -19,6 +19,13 @@
 #ifndef TC_WS_PRODUCERS
 #define TC_WS_PRODUCERS 1
 #endif
+// Registers (TC_WS_REGS, with 4 producer warps only): the launch bounds cap a thread at 168 (384
+// threads); setmaxnreg hands the producer warpgroup's share to the consumers, 32 + 2 · 232 per
+// 128-thread slice (FlashAttention-3 does the same), which 128-key tiles need. 0: off.
+#ifndef TC_WS_REGS
+#define TC_WS_REGS 0
+#endif
+static_assert(TC_WS_REGS == 0 || TC_WS_PRODUCERS == 4, "TC_WS_REGS needs a producer warpgroup (TC_WS_PRODUCERS=4)");
 template <int HD> struct WsShape {
     static constexpr int KT = TC_WG_KT, ST = TC_WG_STAGES, ROWS = 128, PT = 32 * TC_WS_PRODUCERS, THREADS = 256 + PT,
                          BAR = (ROWS * HD + ST * 2 * KT * HD) * 2, // byte offset of the mbarriers: full[ST], then empty[ST]
@@ -115,9 +122,11 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     const int ntiles = I.kbeg < kend ? (kend - I.kbeg + KT - 1) / KT : 0;
     if (I.kbeg % 32) __trap(); // ws_produce's whole pages: prefill items always start at a page
     if (wg == 2) {
+        if (TC_WS_REGS) asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
         ws_produce<T, HD>(KV, full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, tid - 256);
         return;
     }
+    if (TC_WS_REGS) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(TC_WS_REGS));
     auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
     const WgRows R = wg_rows(64 * wg + 16 * w + gi, q_tok, q_cnt, tok_pos, alibi, kvh, G);
     float o[ND][4], s[NT][4];
