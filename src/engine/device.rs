@@ -130,11 +130,14 @@ pub(crate) fn extra_nvrtc_options() -> Vec<String> {
 }
 
 /// The architecture the kernels compile for: the device's, unless `ENERGY_FIT_NVRTC_OPTS` names
-/// one (NVRTC takes the last `--gpu-architecture`; attention_wg.cu's variant asks for sm_90a).
+/// one (NVRTC takes the last `--gpu-architecture`). Hopper (9.0) compiles for sm_90a, whose wgmma
+/// and setmaxnreg the prefill kernel attention_ws.cu needs; `--gpu-architecture=sm_90` there gives
+/// attention_tc at every head dim.
 fn nvrtc_arch(extra: &[String], maj: i32, min: i32) -> Result<String> {
     match extra.iter().rev().find_map(|o| o.strip_prefix("--gpu-architecture=")) {
         Some("") => Err(anyhow!("ENERGY_FIT_NVRTC_OPTS: --gpu-architecture= names no architecture (e.g. --gpu-architecture=sm_90a)")),
         Some(a) => Ok(a.to_string()),
+        None if (maj, min) == (9, 0) => Ok("sm_90a".into()),
         None => Ok(format!("sm_{maj}{min}")),
     }
 }
@@ -471,13 +474,15 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
-    /// The device's architecture unless ENERGY_FIT_NVRTC_OPTS names one; the last one named wins,
-    /// as in NVRTC; an empty one is an error that says which option.
+    /// The device's architecture (Hopper's with its wgmma features, sm_90a) unless
+    /// ENERGY_FIT_NVRTC_OPTS names one; the last one named wins, as in NVRTC; an empty one is an
+    /// error that says which option.
     #[test]
     fn nvrtc_arch_from_options() {
-        assert_eq!(nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90");
+        assert_eq!(nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90a");
+        assert_eq!(nvrtc_arch(&[], 8, 0).unwrap(), "sm_80");
         assert_eq!(nvrtc_arch(&[], 10, 0).unwrap(), "sm_100");
-        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_90a -DTC_WG=1"), 9, 0).unwrap(), "sm_90a");
+        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_90 -DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90");
         assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_80 --gpu-architecture=sm_90a"), 9, 0).unwrap(), "sm_90a");
         let e = nvrtc_arch(&opts("-DTC_WG=0 --gpu-architecture="), 9, 0).unwrap_err().to_string();
         assert!(e.contains("ENERGY_FIT_NVRTC_OPTS") && e.contains("--gpu-architecture="), "{e}");

@@ -1,7 +1,12 @@
-// The prefill kernels' entry points: for hd 64 and 128, attention_wg (TC_WG=1) or attention_ws
-// (TC_WG=2) where a variant builds them for sm_90a, else attention_tc, as for every other head dim.
+// The prefill kernels' entry points: on sm_90a attention_ws (TC_WG=2, the default there) at hd 128
+// and, with TC_WS_HD64=1, hd 64, or attention_wg (TC_WG=1) at hd 64 and 128; else attention_tc, as
+// for every other head dim. Measured on an H100 (notes/perf.md): attention_ws 4-6 % faster than
+// attention_tc at hd 128, level at hd 64 (so attention_tc stays there).
+#ifndef TC_WS_HD64
+#define TC_WS_HD64 0
+#endif
 template <int HD> struct TcEntry {
-    static constexpr bool WG = TC_WG == 1 && (HD == 64 || HD == 128), WS = TC_WG == 2 && (HD == 64 || HD == 128);
+    static constexpr bool WG = TC_WG == 1 && (HD == 64 || HD == 128), WS = TC_WG == 2 && (HD == 128 || (HD == 64 && TC_WS_HD64));
     static constexpr int ROWS = WS ? WsShape<HD>::ROWS : WG ? WgShape<HD>::ROWS : TcShape<HD>::ROWS;
     static constexpr int THREADS = WS ? WsShape<HD>::THREADS : WG ? WgShape<HD>::THREADS : 32 * TcShape<HD>::WARPS;
     static constexpr int SMEM = WS ? WsShape<HD>::SMEM : WG ? WgShape<HD>::SMEM : TcShape<HD>::SMEM;

@@ -15,10 +15,17 @@
 // MN-major (wgmma's transposed B), so all three are stored alike. K/V tiles of KT keys (64;
 // TC_WG_KT) go through ST stages with cp.async, PF = ST - 3 tiles ahead: at iteration j the stages hold tile
 // j - 1 (its V still read), j, and the prefetched ones. A variant for hd 64 and 128:
-// ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a -DTC_WG=1"; it is correct but not yet faster than
-// attention_tc (notes/perf.md), which every other build uses.
+// ENERGY_FIT_NVRTC_OPTS="-DTC_WG=1" (on Hopper, which compiles for sm_90a); it is correct but not
+// faster than attention_tc (notes/perf.md).
+// TC_WG picks the wgmma prefill kernel: 0 none (attention_tc), 1 this one, 2 attention_ws.cu's
+// warp-specialized one, the default where the program is compiled for sm_90a (Device::new does
+// for Hopper), at hd 128 (and hd 64 with TC_WS_HD64=1).
 #ifndef TC_WG
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+#define TC_WG 2
+#else
 #define TC_WG 0
+#endif
 #endif
 #if TC_WG && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #error "TC_WG=1 and TC_WG=2 need --gpu-architecture=sm_90a in ENERGY_FIT_NVRTC_OPTS"

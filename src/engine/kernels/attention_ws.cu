@@ -1,6 +1,5 @@
-// Hopper prefill attention with a producer warp (sm_90a; ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a
-// -DTC_WG=2"): attention_wg's two consumer warpgroups, fed through mbarriers instead of a block
-// barrier per tile.
+// Hopper prefill attention with a producer warp (sm_90a, TC_WG=2: Hopper's default at hd 128):
+// attention_wg's two consumer warpgroups, fed through mbarriers instead of a block barrier per tile.
 //
 // attention_wg's 8 warps load each K/V tile together and meet at __syncthreads every tile, so
 // both warpgroups wait for S and run their softmax at the same moment (~5400 cycles per 64-key
