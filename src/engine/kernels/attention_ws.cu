@@ -52,23 +52,31 @@ __device__ __forceinline__ void cp16s(unsigned dst, const void* src, int src_byt
 __device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
-// The producer warps: tile j into stage j % ST once that stage's use j / ST − 1 is released. Each
-// group of 8 lanes fills a core matrix (8 keys × 16 bytes), so a warp's copy covers 8 keys × 64
-// contiguous bytes. Prefill key ranges start at a page (tc_item), so a tile is KT / 32 whole
-// pages, and a lane's chunk c sits at a fixed offset from its page's start: per chunk one
-// predicate and two cp.async with immediate offsets (the first form computed each chunk's page and
-// offset, ~13 instructions per cp.async, and one producer warp could not keep up).
+// The producer warps: tile j into stage j % ST once that stage's use j / ST − 1 is released.
+// Prefill key ranges start at a page (tc_item), so a tile is KT / 32 whole pages, and a lane's chunk
+// c sits at a fixed offset from its page's start: per chunk one predicate and two cp.async with
+// immediate offsets (the first form computed each chunk's page and offset, ~13 instructions per
+// cp.async, and one producer warp could not keep up). A lane's chunks: rows row_l + R(c), columns
+// col_l + C(c), where only the R, C parts vary per chunk (and split tc_cm without a carry).
+// How the lanes of a warp share a copy (TC_WS_LINES): 0, each 8 lanes fill one core matrix (8 keys
+// × 16 bytes, conflict-free in shared memory) and a warp reads 8 keys × 64 bytes; ncu counted twice
+// the ideal L2 sectors (16-byte accesses coalesce per 8 lanes) and 8 times the ideal shared-memory
+// wavefronts, with the L2 78 % busy. 1: each 8 lanes read one key's 128 contiguous bytes (a whole
+// line), so a warp reads 4 keys × 128 bytes.
+#ifndef TC_WS_LINES
+#define TC_WS_LINES 0
+#endif
 template <class T, int HD>
 __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
                                            const int* block_table, int max_pages, int kv_heads, int kvh, int pl) {
     using Sh = WsShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / Sh::PT, CB = HD / 8, L8 = Sh::PT / 8, NP = KT / 32;
-    static_assert(L8 <= CB ? CB % L8 == 0 : L8 % CB == 0 && 4 % (L8 / CB) == 0, "TC_WS_PRODUCERS: lanes must tile the core matrices");
-    // Lane group q takes chunk-grid cells q + L8·c (row blocks of 8 keys × CB column blocks): row
-    // block rbl + rbc(c), column block cbl + cbc(c), where only the c parts vary per chunk.
-    const int q = pl >> 3, rbl = L8 > CB ? q / CB : 0, cbl = L8 > CB ? q % CB : q, row = (pl & 7) + 8 * rbl;
-    const int d0 = tc_cm<HD>(row, 8 * cbl);      // this lane's first element in shared memory
-    const long long g0 = (long long)row * HD + 8 * cbl; // and within its page
+    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / Sh::PT, CB = HD / 8, L8 = Sh::PT / 8, NP = KT / 32, CG = HD / 64;
+    static_assert(TC_WS_LINES || (L8 <= CB ? CB % L8 == 0 : L8 % CB == 0 && 4 % (L8 / CB) == 0), "TC_WS_PRODUCERS: lanes must tile the core matrices");
+    static_assert(!TC_WS_LINES || (HD % 64 == 0 && 32 % L8 == 0), "TC_WS_LINES: whole 128-byte lines, rows within a page");
+    const int q = pl >> 3, rbl = L8 > CB ? q / CB : 0, cbl = L8 > CB ? q % CB : q;
+    const int row_l = TC_WS_LINES ? q : (pl & 7) + 8 * rbl, col_l = TC_WS_LINES ? 8 * (pl & 7) : 8 * cbl;
+    const int d0 = tc_cm<HD>(row_l, col_l);          // this lane's first element in shared memory
+    const long long g0 = (long long)row_l * HD + col_l; // and within its page
     for (int j = 0; j < ntiles; j++) {
         const int b = j % ST, kb = I.kbeg + j * KT;
         if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
@@ -79,13 +87,17 @@ __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty
         const unsigned ks = smem_addr(KV + 2 * b * KT * HD + d0);
 #pragma unroll
         for (int c = 0; c < CH; c++) {
-            const int rbc = L8 > CB ? c * (L8 / CB) : c / (CB / L8), cbc = L8 > CB ? 0 : c % (CB / L8) * L8;
-            const int p = rbc / 4, d = tc_cm<HD>(8 * rbc, 8 * cbc); // rbl + rbc % 4 < 4: the same page as rbc
-            const int g = 8 * (rbc % 4) * HD + 8 * cbc;
+            int R, C;
+            if (TC_WS_LINES) {
+                R = c / CG * L8, C = c % CG * 64;
+            } else {
+                R = 8 * (L8 > CB ? c * (L8 / CB) : c / (CB / L8)), C = 8 * (L8 > CB ? 0 : c % (CB / L8) * L8);
+            }
+            const int d = tc_cm<HD>(R, C), g = R % 32 * HD + C;
             // Past the end: nothing is read (source size 0, zero-filled), so the address needs no guard.
-            const int n = kb + row + 8 * rbc < I.kend ? 16 : 0;
-            cp16s(ks + 2 * d, kc + pb[p] + g, n);
-            cp16s(ks + 2 * (KT * HD + d), vc + pb[p] + g, n);
+            const int n = kb + R + row_l < I.kend ? 16 : 0;
+            cp16s(ks + 2 * d, kc + pb[R / 32] + g, n);
+            cp16s(ks + 2 * (KT * HD + d), vc + pb[R / 32] + g, n);
         }
         mbar_arrive_cp(full0 + 8 * b);
     }
