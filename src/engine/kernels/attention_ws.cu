@@ -56,25 +56,19 @@ __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.
 // Prefill key ranges start at a page (tc_item), so a tile is KT / 32 whole pages, and a lane's chunk
 // c sits at a fixed offset from its page's start: per chunk one predicate and two cp.async with
 // immediate offsets (the first form computed each chunk's page and offset, ~13 instructions per
-// cp.async, and one producer warp could not keep up). A lane's chunks: rows row_l + R(c), columns
-// col_l + C(c), where only the R, C parts vary per chunk (and split tc_cm without a carry).
-// How the lanes of a warp share a copy (TC_WS_LINES): 0, each 8 lanes fill one core matrix (8 keys
-// × 16 bytes, conflict-free in shared memory) and a warp reads 8 keys × 64 bytes; ncu counted twice
-// the ideal L2 sectors (16-byte accesses coalesce per 8 lanes) and 8 times the ideal shared-memory
-// wavefronts, with the L2 78 % busy. 1: each 8 lanes read one key's 128 contiguous bytes (a whole
-// line), so a warp reads 4 keys × 128 bytes.
-#ifndef TC_WS_LINES
-#define TC_WS_LINES 0
-#endif
+// cp.async, and one producer warp could not keep up). Each 8 lanes fill one core matrix (8 keys ×
+// 16 bytes, conflict-free in shared memory); a lane's chunks: rows row_l + R(c), columns col_l +
+// C(c), where only the R, C parts vary per chunk (and split tc_cm without a carry). ncu counts
+// twice the ideal L2 sectors per cp.async whichever way the lanes map (8 keys × 64 bytes here, or
+// whole 128-byte lines per 8 lanes, tried as TC_WS_LINES: the same count, not faster), with the L2
+// 78 % busy: what binds this kernel is the K/V traffic of 16-byte copies (notes/perf.md).
 template <class T, int HD>
 __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
                                            const int* block_table, int max_pages, int kv_heads, int kvh, int pl) {
     using Sh = WsShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / Sh::PT, CB = HD / 8, L8 = Sh::PT / 8, NP = KT / 32, CG = HD / 64;
-    static_assert(TC_WS_LINES || (L8 <= CB ? CB % L8 == 0 : L8 % CB == 0 && 4 % (L8 / CB) == 0), "TC_WS_PRODUCERS: lanes must tile the core matrices");
-    static_assert(!TC_WS_LINES || (HD % 64 == 0 && 32 % L8 == 0), "TC_WS_LINES: whole 128-byte lines, rows within a page");
-    const int q = pl >> 3, rbl = L8 > CB ? q / CB : 0, cbl = L8 > CB ? q % CB : q;
-    const int row_l = TC_WS_LINES ? q : (pl & 7) + 8 * rbl, col_l = TC_WS_LINES ? 8 * (pl & 7) : 8 * cbl;
+    constexpr int KT = Sh::KT, ST = Sh::ST, CH = KT * (HD / 8) / Sh::PT, CB = HD / 8, L8 = Sh::PT / 8, NP = KT / 32;
+    static_assert(L8 <= CB ? CB % L8 == 0 : L8 % CB == 0 && 4 % (L8 / CB) == 0, "TC_WS_PRODUCERS: lanes must tile the core matrices");
+    const int q = pl >> 3, rbl = L8 > CB ? q / CB : 0, cbl = L8 > CB ? q % CB : q, row_l = (pl & 7) + 8 * rbl, col_l = 8 * cbl;
     const int d0 = tc_cm<HD>(row_l, col_l);          // this lane's first element in shared memory
     const long long g0 = (long long)row_l * HD + col_l; // and within its page
     for (int j = 0; j < ntiles; j++) {
@@ -87,12 +81,7 @@ __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty
         const unsigned ks = smem_addr(KV + 2 * b * KT * HD + d0);
 #pragma unroll
         for (int c = 0; c < CH; c++) {
-            int R, C;
-            if (TC_WS_LINES) {
-                R = c / CG * L8, C = c % CG * 64;
-            } else {
-                R = 8 * (L8 > CB ? c * (L8 / CB) : c / (CB / L8)), C = 8 * (L8 > CB ? 0 : c % (CB / L8) * L8);
-            }
+            const int R = 8 * (L8 > CB ? c * (L8 / CB) : c / (CB / L8)), C = 8 * (L8 > CB ? 0 : c % (CB / L8) * L8);
             const int d = tc_cm<HD>(R, C), g = R % 32 * HD + C;
             // Past the end: nothing is read (source size 0, zero-filled), so the address needs no guard.
             const int n = kb + R + row_l < I.kend ? 16 : 0;
