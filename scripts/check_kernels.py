@@ -6,10 +6,10 @@ GPU time is spent. Needs NVRTC, the CUDA headers and ptxas from PyPI:
     pip install --target /tmp/cuda_py nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12 nvidia-cuda-nvcc-cu12
     python3 scripts/check_kernels.py [--root /tmp/cuda_py] [--arch sm_90]
 
-ENERGY_FIT_NVRTC_OPTS (e.g. "-DTC_MT_HD128=1") is passed to NVRTC as the engine passes it. A variant
-that compiles for another architecture names it in both places, e.g.
-ENERGY_FIT_NVRTC_OPTS="--gpu-architecture=sm_90a" python3 scripts/check_kernels.py --arch sm_90a (the
-Hopper prefill kernel, attention_wg.cu).
+ENERGY_FIT_NVRTC_OPTS (e.g. "-DTC_MT_HD128=1") is passed to NVRTC as the engine passes it. Hopper
+compiles for sm_90a (its hd-128 prefill kernel is attention_ws.cu): --arch sm_90a checks that build,
+e.g. ENERGY_FIT_NVRTC_OPTS="-DTC_WG=1" python3 scripts/check_kernels.py --arch sm_90a (attention_wg.cu).
+ptxas's wgmma serialization warnings (C7510-C7520) are printed.
 """
 import argparse, ctypes, glob, os, re, subprocess, sys, tempfile
 
