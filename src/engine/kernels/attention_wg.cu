@@ -239,12 +239,8 @@ __device__ void attention_wg(const T* q, T* out, const T* kc, const T* vc, const
         issue(j);
     }
     offsets(PF + 1);
-    float o[ND][4], s[NT][4];
+    float o[ND][4] = {}, s[NT][4] = {};
     unsigned p[KT / 16][4] = {}; // P = 0: the first iteration's P·V adds nothing
-#pragma unroll
-    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-#pragma unroll
-    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
     auto pv = [&](int j) { wg_pv<T, HD, KT>(o, p, stage(j) + KT * HD); };
     for (int j = 0; j < ntiles; j++) {

@@ -133,12 +133,8 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     if (TC_WS_REGS) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(TC_WS_REGS));
     auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
     const WgRows R = wg_rows(64 * wg + 16 * w + gi, q_tok, q_cnt, tok_pos, alibi, kvh, G);
-    float o[ND][4], s[NT][4];
+    float o[ND][4] = {}, s[NT][4] = {};
     unsigned p[KT / 16][4] = {}; // P = 0: the first iteration's P·V adds nothing
-#pragma unroll
-    for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-#pragma unroll
-    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
     // Ping-pong: warpgroup g issues after bar.sync on barrier 1 + g, then lets the other go
     // (bar.arrive on 2 − g); warpgroup 1 lets warpgroup 0 go first, and skips its last arrival
