@@ -46,9 +46,11 @@ template <> struct Mma<f16> {
 
 // 16 bytes global → shared; src_bytes = 0 zero-fills (keys past the end: their page may not exist,
 // and V garbage would turn 0 · NaN into NaN in P·V).
-__device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+// cp16s: to a shared-memory address (attention_ws.cu computes those once per tile).
+__device__ __forceinline__ void cp16s(unsigned dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
 }
+__device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) { cp16s(smem_addr(dst), src, src_bytes); }
 
 // One work item (6 ints: q_tok, q_cnt, slot, key_begin, key_end, part; see attention.cu) of this
 // block, its key range cut at the last query's position and, under a sliding window, started at
@@ -210,17 +212,19 @@ __device__ __forceinline__ void tc_softmax_exp(float (&s)[NT][4], float mA, floa
         lB += s[n][2] + s[n][3];
     }
 }
+// o's rows A and B times tc_softmax_max's factors.
+template <int ND> __device__ __forceinline__ void tc_rescale_o(float (&o)[ND][4], float cA, float cB) {
+#pragma unroll
+    for (int n = 0; n < ND; n++) {
+        o[n][0] *= cA; o[n][1] *= cA;
+        o[n][2] *= cB; o[n][3] *= cB;
+    }
+}
 template <int NT, int ND, bool LOG2 = false, bool LAZY = false, int POLY = 0>
 __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB,
                                                 float sc = 1.f) {
     float cA, cB;
-    if (tc_softmax_max<NT, LOG2, LAZY>(s, mA, mB, lA, lB, sc, cA, cB)) {
-#pragma unroll
-        for (int n = 0; n < ND; n++) {
-            o[n][0] *= cA; o[n][1] *= cA;
-            o[n][2] *= cB; o[n][3] *= cB;
-        }
-    }
+    if (tc_softmax_max<NT, LOG2, LAZY>(s, mA, mB, lA, lB, sc, cA, cB)) tc_rescale_o(o, cA, cB);
     tc_softmax_exp<NT, LOG2, POLY>(s, mA, mB, lA, lB, sc);
 }
 

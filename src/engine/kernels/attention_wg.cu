@@ -156,13 +156,7 @@ __device__ __forceinline__ bool wg_softmax(float (&s)[NT][4], const WgRows& R, i
 template <class T, int ND, int NT>
 __device__ __forceinline__ void wg_rescale_pack(float (&o)[ND][4], unsigned (&p)[NT / 2][4], const float (&s)[NT][4], bool moved, float cA,
                                                 float cB) {
-    if (moved) {
-#pragma unroll
-        for (int n = 0; n < ND; n++) {
-            o[n][0] *= cA; o[n][1] *= cA;
-            o[n][2] *= cB; o[n][3] *= cB;
-        }
-    }
+    if (moved) tc_rescale_o(o, cA, cB);
 #pragma unroll
     for (int k = 0; k < NT / 2; k++) tc_p_frag<T>(p[k], s, k);
 }

@@ -49,10 +49,6 @@ __device__ __forceinline__ void mbar_wait(unsigned a, int parity) {
                      : "=r"(done) : "r"(a), "r"(parity) : "memory");
     } while (!done);
 }
-// cp16 (attention_tc.cu) to a shared-memory address.
-__device__ __forceinline__ void cp16s(unsigned dst, const void* src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
 __device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
