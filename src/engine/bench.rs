@@ -28,8 +28,7 @@ impl Engine {
                 let args = [Arg::P(b.ptr), Arg::L((b.bytes / e) as i64), Arg::U(0x5EED_0000 + i as u64), Arg::F(1.0), Arg::F(0.0)];
                 dev.launch(&format!("fill_uniform_{}", dt.suffix()), grid_for(b.bytes / e, 256), 256, 0, &args)?;
             } else {
-                // SAFETY: b is a live allocation of b.bytes bytes; zeros are valid bf16/fp16.
-                unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, dev.stream.cu_stream()) }.map_err(|x| anyhow!("memset: {x:?}"))?;
+                dev.zero(b)?;
             }
         }
         let reps = reps.max(1);
@@ -115,9 +114,7 @@ impl Engine {
             bail!("context {context} + {steps} steps exceeds the block table ({} tokens)", self.model.max_pages_per_seq * PAGE_SIZE);
         }
         self.bench_pages(batch, context + steps)?;
-        let kv = &self.model.b.kv;
-        // SAFETY: kv is the live KV allocation; zero bits are valid bf16/fp16.
-        unsafe { drv::memset_d8_async(kv.ptr, 0, kv.bytes, self.model.dev.stream.cu_stream()) }.map_err(|x| anyhow!("memset: {x:?}"))?;
+        self.model.dev.zero(&self.model.b.kv)?;
         let out = self.model.dev.alloc(batch * (steps + 1) * 4)?;
         let base: Vec<usize> = (0..batch).map(|s| s * (steps + 1)).collect();
         Ok((out, base))

@@ -243,6 +243,12 @@ impl Device {
         Ok(DevBuf { ptr, bytes })
     }
 
+    /// Zero a buffer (stream ordered); zero bits are 0.0 in bf16 and fp16.
+    pub fn zero(&self, b: &DevBuf) -> Result<()> {
+        // SAFETY: b is a live allocation of b.bytes bytes.
+        unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, self.stream.cu_stream()) }.map_err(|e| anyhow!("memset of {} bytes: {e:?}", b.bytes))
+    }
+
     /// Copy host bytes to a device address (stream ordered; the host slice may be reused at once).
     pub fn upload<T: Copy>(&self, dst: u64, src: &[T]) -> Result<()> {
         if src.is_empty() {
@@ -309,6 +315,16 @@ impl Device {
         let b: Vec<u8> = self.stream.clone_dtoh(&v).map_err(|e| anyhow!("reading constant {name}: {e:?}"))?;
         let a: [u8; 4] = b.get(..4).and_then(|x| x.try_into().ok()).ok_or_else(|| anyhow!("constant {name}: {} bytes, expected 4", b.len()))?;
         Ok(i32::from_le_bytes(a))
+    }
+
+    /// Write `bytes` at the start of the kernels' global `name` (stream ordered).
+    pub fn write_global(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut g = self._module.get_global(name, &self.stream).map_err(|e| anyhow!("global {name} not found in the kernels: {e:?}"))?;
+        if g.len() < bytes.len() {
+            bail!("global {name}: {} bytes, {} to write", g.len(), bytes.len());
+        }
+        let mut head = g.slice_mut(..bytes.len());
+        self.stream.memcpy_htod(bytes, &mut head).map_err(|e| anyhow!("writing global {name}: {e:?}"))
     }
 
     /// Rows per block of the tensor-core prefill attention kernel for `hd` as compiled.

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod forward;
 pub mod gemms;
 pub mod graphs;
+pub mod kv_tmap;
 pub mod lt_gemm;
 pub mod scheduler;
 pub mod selftest;
@@ -199,6 +200,9 @@ impl Engine {
             bail!("too little GPU memory for a KV cache: {:.1} GiB free after weights", free as f64 / (1u64 << 30) as f64);
         }
         b.kv = dev.alloc(total_pages * page_all_layers)?;
+        // Zeroed once, so every value in the cache is finite: attention_ws's TMA copies whole
+        // pages, keys past a sequence's end included (masked to P = 0, and 0 · NaN would be NaN).
+        dev.zero(&b.kv)?;
         let sms = dev
             .ctx
             .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
@@ -207,6 +211,9 @@ impl Engine {
         let graphs = opts.cuda_graphs.then(GraphCache::default);
         let (sx, hd) = (dt.suffix(), c.head_dim);
         let (tc_rows, tc_threads, tc_smem) = (dev.tc_rows(sx, hd)?, dev.tc_threads(sx, hd)?, dev.tc_smem(sx, hd)?);
+        if opts.tc_attention && kv_tmap::needs_maps(&dev, sx, hd)? {
+            kv_tmap::set_maps(&dev, &b.kv, &b.kv, hd)?;
+        }
         let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention, tc_rows, tc_threads, tc_smem };
         Ok(Engine { model, seed: opts.seed, runs: 0, trace: false, gemm_tune: opts.gemm_tune.then(GemmTuneSummary::default) })
     }

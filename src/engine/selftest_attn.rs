@@ -167,6 +167,9 @@ impl Tester {
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;
             let threads = self.dev.tc_threads(sx, hd)? as u32;
+            if super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
+                super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?;
+            }
             self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), threads, smem, &a[..14])?;
         } else {
             self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;

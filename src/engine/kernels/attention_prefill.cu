@@ -11,6 +11,7 @@ template <int HD> struct TcEntry {
     static constexpr int THREADS = WS ? WsShape<HD>::THREADS : WG ? WgShape<HD>::THREADS : 32 * TcShape<HD>::WARPS;
     static constexpr int SMEM = WS ? WsShape<HD>::SMEM : WG ? WgShape<HD>::SMEM : TcShape<HD>::SMEM;
     static constexpr int MINB = WS ? 1 : WgShape<HD>::MINB; // blocks per SM asked of the wgmma kernels
+    static constexpr int TMA = WS && TC_WS_TMA;              // reads the KV cache through attention_kv_maps
     static_assert(SMEM <= 227 * 1024, "more shared memory than an SM has");
 };
 template <class T, int HD>
@@ -32,14 +33,15 @@ __device__ __forceinline__ void attention_prefill(const T* q, T* o, const T* kc,
 
 // LB: launch bounds. attention_tc: two tiles per warp in 4 warps (hd ≤ 64) ask for TC_MINB_2TILES
 // blocks per SM; 8 warps of one tile (hd 128) ask for 2, of two tiles for 1. The wgmma kernels:
-// TcEntry::MINB. attention_tc_{rows,threads,smem}_S_HD: the kernel's rows and threads per block and
-// dynamic shared memory, read by the host (Device::const_i32).
+// TcEntry::MINB. attention_tc_{rows,threads,smem,tma}_S_HD: the kernel's rows and threads per block,
+// dynamic shared memory and whether it needs the KV tensor maps, read by the host (Device::const_i32).
 #define ATTN_TC(T, S, HD, LB) \
 extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
 { attention_prefill<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
 extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcEntry<HD>::ROWS; \
 extern "C" __constant__ int attention_tc_threads_##S##_##HD = TcEntry<HD>::THREADS; \
-extern "C" __constant__ int attention_tc_smem_##S##_##HD = TcEntry<HD>::SMEM;
+extern "C" __constant__ int attention_tc_smem_##S##_##HD = TcEntry<HD>::SMEM; \
+extern "C" __constant__ int attention_tc_tma_##S##_##HD = TcEntry<HD>::TMA;
 #define TC_WGMMA_HD(HD) (TcEntry<HD>::WG || TcEntry<HD>::WS)
 #define TC_LB64(HD) (TcEntry<HD>::THREADS, TC_WGMMA_HD(HD) ? TcEntry<HD>::MINB : TC_WARPS_HD64 == 4 ? TC_MINB_2TILES : 1)
 #define TC_LB128 (TcEntry<128>::THREADS, TC_WGMMA_HD(128) ? TcEntry<128>::MINB : TC_WARPS_HD128 == 4 || TC_MT_HD128 == 2 ? 1 : 2)

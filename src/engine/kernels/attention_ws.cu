@@ -29,10 +29,17 @@
 #define TC_WS_REGS 0
 #endif
 static_assert(TC_WS_REGS == 0 || TC_WS_PRODUCERS == 4, "TC_WS_REGS needs a producer warpgroup (TC_WS_PRODUCERS=4)");
+// K/V through TMA (TC_WS_TMA): one lane of the producer warp copies each page of a tile with
+// cp.async.bulk.tensor, 32 keys × 64 columns a box, into wgmma's 128-byte-swizzled layout, whole
+// 128-byte lines from L2 (16-byte cp.async read twice the ideal L2 sectors, above). Needs the KV
+// cache's tensor maps (kv_tmap.rs) in attention_kv_maps. 0: the cp.async producer.
+#ifndef TC_WS_TMA
+#define TC_WS_TMA 1
+#endif
 template <int HD> struct WsShape {
     static constexpr int KT = TC_WG_KT, ST = TC_WG_STAGES, ROWS = 128, PT = 32 * TC_WS_PRODUCERS, THREADS = 256 + PT,
                          BAR = (ROWS * HD + ST * 2 * KT * HD) * 2, // byte offset of the mbarriers: full[ST], then empty[ST]
-        SMEM = BAR + 2 * ST * 8;
+        SMEM = BAR + 2 * ST * 8 + (TC_WS_TMA ? 1024 : 0); // TMA: room to start at a 1024-byte boundary (the swizzle's period)
     static_assert(KT * (HD / 8) % PT == 0 && KT % 32 == 0, "TC_WS_PRODUCERS: the tile's 16-byte chunks must spread evenly");
 };
 
@@ -49,6 +56,45 @@ __device__ __forceinline__ void mbar_wait(unsigned a, int parity) {
                      : "=r"(done) : "r"(a), "r"(parity) : "memory");
     } while (!done);
 }
+// The KV cache's tensor maps (written by kv_tmap.rs before a launch): K and V each a 2-D tensor of
+// rows of HD 16-bit values from kbase / vbase; a layer's rows start at (kc − kbase) / HD.
+struct __align__(64) KvMaps {
+    unsigned long long k[16], v[16];
+    long long kbase, vbase;
+};
+extern "C" __device__ KvMaps attention_kv_maps = {};
+__device__ __forceinline__ void mbar_expect_tx(unsigned a, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(a), "r"(bytes) : "memory");
+}
+// The box (64 columns from c, 32 rows from r) of map m to shared memory at dst, 128-byte swizzled;
+// its bytes complete on mbarrier bar. Rows outside the map are zero-filled.
+__device__ __forceinline__ void tma_box(unsigned dst, const void* m, int c, int r, unsigned bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
+                 ::"r"(dst), "l"(m), "r"(c), "r"(r), "r"(bar) : "memory");
+}
+// The maps were written by a copy (generic proxy); the copy engine reads them through the tensormap proxy.
+__device__ __forceinline__ void tmap_acquire(const void* m) { asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" ::"l"(m) : "memory"); }
+// Shared-memory descriptor of a 128-byte-swizzled operand (layout type 1 in bits 62-63): K-major
+// (K): sbo = 1024 between 8-row groups, lbo unused; MN-major (V): lbo between 64-column blocks,
+// sbo = 1024 between 8-key groups (CUTLASS's canonical GMMA layouts).
+__device__ __forceinline__ unsigned long long sw128_desc(unsigned a, int lbo, int sbo) {
+    return ((a & 0x3FFFF) >> 4) | ((unsigned long long)(lbo >> 4) << 16) | ((unsigned long long)(sbo >> 4) << 32) | (1ull << 62);
+}
+// A stage under TMA: K as HD / 64 blocks of [KT keys][64 columns] (each row one swizzled 128-byte
+// line), V the same KT · HD elements on. S = Q·Kᵀ: k-step k is 16 columns, 32 bytes into block
+// k / 4's lines (the hardware swizzles the address); O += P·V: k-step k is 16 keys, 2048 bytes on.
+template <class T, int HD, int KT>
+__device__ __forceinline__ void ws_qk_sw(float (&s)[KT / 8][4], const T* Qs, int r0, unsigned ks) {
+#pragma unroll
+    for (int k = 0; k < HD / 16; k++)
+        Wg<T, KT>::ss(s, wg_desc(&Qs[tc_cm<HD>(r0, 16 * k)], 128, HD * 16), sw128_desc(ks + ((k / 4) * KT * 64 + (k % 4) * 16) * 2, 16, 1024), k > 0);
+}
+template <class T, int HD, int KT>
+__device__ __forceinline__ void ws_pv_sw(float (&o)[HD / 8][4], const unsigned (&p)[KT / 16][4], unsigned vs) {
+#pragma unroll
+    for (int k = 0; k < KT / 16; k++) Wg<T, HD>::rs(o, p[k], sw128_desc(vs + k * 16 * 64 * 2, KT * 64 * 2, 1024));
+}
+
 __device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
@@ -93,16 +139,61 @@ __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty
     asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
+// The TMA producer: lane 0 waits for the stage, announces its bytes and copies the tile's pages
+// (HD / 64 boxes each of K and V); the warp reads the next tile's page numbers meanwhile (lane p:
+// page p). A page past kend gets rows outside the map (zeros); keys past kend inside the last page
+// come in as the cache holds them, finite (the cache is zeroed at allocation) and masked to P = 0.
+template <class T, int HD>
+__device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
+                                               const int* block_table, int max_pages, int kv_heads, int kvh, int lane) {
+    using Sh = WsShape<HD>;
+    constexpr int KT = Sh::KT, ST = Sh::ST, NP = KT / 32;
+    const KvMaps& M = attention_kv_maps;
+    const int rk = (int)((kc - (const T*)M.kbase) / HD), rv = (int)((vc - (const T*)M.vbase) / HD); // < 2^31 rows (kv_tmap.rs)
+    if (lane == 0) {
+        tmap_acquire(M.k);
+        tmap_acquire(M.v);
+    }
+    const int* bt = block_table + I.slot * max_pages;
+    auto rows = [&](int j) { // lane p: the first row of tile j's page p for this KV head, −1 past kend
+        const int key = I.kbeg + j * KT + 32 * lane;
+        return lane < NP && key < I.kend ? (bt[key / 32] * kv_heads + kvh) * 32 : -1;
+    };
+    int nxt = rows(0);
+    for (int j = 0; j < ntiles; j++) {
+        const int b = j % ST, cur = nxt;
+        nxt = rows(j + 1);
+        int pr[NP];
+#pragma unroll
+        for (int p = 0; p < NP; p++) pr[p] = __shfl_sync(0xffffffff, cur, p);
+        if (lane == 0) {
+            const unsigned full = full0 + 8 * b, ks = kv0 + 2 * b * KT * HD * 2;
+            if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
+            mbar_expect_tx(full, 2 * KT * HD * 2);
+#pragma unroll
+            for (int p = 0; p < NP; p++) {
+#pragma unroll
+                for (int h = 0; h < HD / 64; h++) {
+                    const unsigned d = ks + (h * KT + 32 * p) * 64 * 2;
+                    tma_box(d, M.k, 64 * h, pr[p] >= 0 ? rk + pr[p] : -32, full);
+                    tma_box(d + KT * HD * 2, M.v, 64 * h, pr[p] >= 0 ? rv + pr[p] : -32, full);
+                }
+            }
+        }
+    }
+}
+
 template <class T, int HD>
 __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = WsShape<HD>;
     constexpr int KT = Sh::KT, ST = Sh::ST, NT = KT / 8, ND = HD / 8;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    T* Qs = (T*)smem_raw;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char* sm = smem_raw + (TC_WS_TMA ? (1024 - (smem_addr(smem_raw) & 1023)) & 1023 : 0);
+    T* Qs = (T*)sm;
     T* KV = Qs + Sh::ROWS * HD; // stage b: K at KV + 2·b·KT·HD, V right after
-    const unsigned full0 = smem_addr(smem_raw + Sh::BAR), empty0 = full0 + 8 * ST;
+    const unsigned full0 = smem_addr(sm + Sh::BAR), empty0 = full0 + 8 * ST;
     const TcItem I = tc_item(items, tok_pos, window);
     const int q_tok = I.q_tok, q_cnt = I.q_cnt, kend = I.kend;
     const bool plain = alibi == nullptr && softcap <= 0.f;
@@ -114,7 +205,7 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     wg_proxy_fence(); // Q's stores before the wgmma that read them
     if (tid == 0) {
         for (int b = 0; b < ST; b++) {
-            mbar_init(full0 + 8 * b, Sh::PT); // every producer lane
+            mbar_init(full0 + 8 * b, TC_WS_TMA ? 1 : Sh::PT); // TMA: lane 0's arrival and the bytes; else every producer lane
             mbar_init(empty0 + 8 * b, 256); // every consumer thread
         }
     }
@@ -123,11 +214,23 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     if (I.kbeg % 32) __trap(); // ws_produce's whole pages: prefill items always start at a page
     if (wg == 2) {
         if (TC_WS_REGS) asm volatile("setmaxnreg.dec.sync.aligned.u32 32;\n");
-        ws_produce<T, HD>(KV, full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, tid - 256);
+        if (TC_WS_TMA) {
+            if (tid < 288) ws_produce_tma<T, HD>(smem_addr(KV), full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, lane);
+        } else {
+            ws_produce<T, HD>(KV, full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, tid - 256);
+        }
         return;
     }
     if (TC_WS_REGS) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(TC_WS_REGS));
     auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
+    auto qk = [&](float(&s)[NT][4], int j) {
+        if constexpr (TC_WS_TMA) ws_qk_sw<T, HD, KT>(s, Qs, 64 * wg, smem_addr(stage(j)));
+        else wg_qk<T, HD, KT>(s, Qs, 64 * wg, stage(j));
+    };
+    auto pv = [&](float(&o)[ND][4], const unsigned(&p)[KT / 16][4], int j) {
+        if constexpr (TC_WS_TMA) ws_pv_sw<T, HD, KT>(o, p, smem_addr(stage(j) + KT * HD));
+        else wg_pv<T, HD, KT>(o, p, stage(j) + KT * HD);
+    };
     const WgRows R = wg_rows(64 * wg + 16 * w + gi, q_tok, q_cnt, tok_pos, alibi, kvh, G);
     float o[ND][4] = {}, s[NT][4] = {};
     unsigned p[KT / 16][4] = {}; // P = 0: the first iteration's P·V adds nothing
@@ -139,12 +242,12 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     for (int j = 0; j < ntiles; j++) {
         const int kb = I.kbeg + j * KT;
         mbar_wait(full0 + 8 * (j % ST), (j / ST) & 1);
-        wg_proxy_fence(); // the producer's cp.async writes (generic proxy) before wgmma's reads (async proxy)
+        if (!TC_WS_TMA) wg_proxy_fence(); // cp.async's writes (generic proxy) before wgmma's reads (async proxy); TMA writes in the async proxy
         if (TC_WS_PINGPONG) named_sync(1 + wg, 256);
         wg_fence();
-        wg_qk<T, HD, KT>(s, Qs, 64 * wg, stage(j));
+        qk(s, j);
         wg_commit();
-        wg_pv<T, HD, KT>(o, p, stage(max(j - 1, 0)) + KT * HD); // tile j − 1's P·V (j = 0: P = 0)
+        pv(o, p, max(j - 1, 0)); // tile j − 1's P·V (j = 0: P = 0)
         wg_commit();
         if (TC_WS_PINGPONG && (wg == 0 || j + 1 < ntiles)) named_arrive(2 - wg, 256);
         wg_wait<1>(); // S_j landed; the P·V may still run
@@ -158,7 +261,7 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     }
     if (ntiles > 0) {
         wg_fence();
-        wg_pv<T, HD, KT>(o, p, stage(ntiles - 1) + KT * HD);
+        pv(o, p, ntiles - 1);
         wg_commit();
         wg_wait<0>();
         wg_pin(o);

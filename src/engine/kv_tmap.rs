@@ -1,0 +1,72 @@
+//! TMA tensor maps of the KV cache for Hopper's prefill attention (attention_ws.cu, `TC_WS_TMA`).
+//!
+//! That kernel's producer copies whole pages (32 keys × 64 columns a box) with the copy engine
+//! into wgmma's 128-byte-swizzled layout, so the copy engine must be told where the cache is and
+//! how it is laid out. K and V are each described as a 2-D tensor of rows of `hd` 16-bit values
+//! from a base address (the whole KV allocation in the engine, one buffer each in the selftest);
+//! the kernel finds a layer's first row from its K/V pointer. The maps go into the kernels'
+//! global `attention_kv_maps` before the launches that read them.
+
+use super::device::{DevBuf, Device};
+use anyhow::{bail, Result};
+use cudarc::driver::sys as drv_sys;
+use std::ffi::c_void;
+
+/// Box of one copy: 64 columns (128 bytes, the swizzle's width) × 32 rows (one page).
+const BOX: [u32; 2] = [64, 32];
+
+/// Whether the prefill attention kernel for `hd` reads the KV cache through the tensor maps.
+pub fn needs_maps(dev: &Device, sx: &str, hd: usize) -> Result<bool> {
+    Ok(dev.const_i32(&format!("attention_tc_tma_{sx}_{hd}"))? == 1)
+}
+
+/// Encode the map of `buf` as [rows][hd] 16-bit values (the type matters only for out-of-bounds
+/// fill, which is zero bits here).
+fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
+    let row = (hd * 2) as u64;
+    if hd % 64 != 0 || buf.bytes as u64 % row != 0 || buf.ptr % 16 != 0 {
+        bail!("KV tensor map: hd {hd} (a multiple of 64 expected), {} bytes at {:#x} (whole rows of {row} bytes, 16-byte aligned expected)", buf.bytes, buf.ptr);
+    }
+    let rows = buf.bytes as u64 / row;
+    // The kernel addresses rows with 32-bit signed coordinates.
+    if rows >= 1 << 31 {
+        bail!("KV tensor map: {rows} rows of {row} bytes, more than the 2^31 a TMA coordinate reaches");
+    }
+    let dims = [hd as u64, rows];
+    let strides = [row];
+    let elem = [1u32, 1];
+    let mut m = drv_sys::CUtensorMap { opaque: [0; 16] };
+    // SAFETY: the arrays have the rank's (2) entries (strides rank − 1); buf is a live allocation.
+    let r = unsafe {
+        drv_sys::cuTensorMapEncodeTiled(
+            &mut m,
+            drv_sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT16,
+            2,
+            buf.ptr as *mut c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            BOX.as_ptr(),
+            elem.as_ptr(),
+            drv_sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            drv_sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            drv_sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            drv_sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != drv_sys::CUresult::CUDA_SUCCESS {
+        bail!("cuTensorMapEncodeTiled for the KV cache ({rows} rows of hd {hd} at {:#x}): {r:?}", buf.ptr);
+    }
+    Ok(m.opaque)
+}
+
+/// Point the kernels' `attention_kv_maps` at K in `k` and V in `v` (stream ordered: launches
+/// queued before it still read the previous maps). Every K/V pointer a later launch passes must
+/// lie in these buffers, a whole number of rows from their start.
+pub fn set_maps(dev: &Device, k: &DevBuf, v: &DevBuf, hd: usize) -> Result<()> {
+    // struct KvMaps (attention_ws.cu): the two 128-byte maps, then the two bases.
+    let mut bytes = Vec::with_capacity(2 * 128 + 2 * 8);
+    for w in encode(k, hd)?.iter().chain(encode(v, hd)?.iter()).chain([k.ptr, v.ptr].iter()) {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    dev.write_global("attention_kv_maps", &bytes)
+}
