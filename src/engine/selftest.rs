@@ -183,13 +183,13 @@ impl Tester {
         // The host plans prefill items with the rows (and launches the threads) the kernels were
         // compiled with; without a variant those must be the CPU side's defaults
         // (attn_shapes::tc_rows, which its tests use, and 4 warps; 9 for attention_ws.cu, which
-        // sm_90a builds at hd 128).
+        // sm_90a builds at hd 64 and 128).
         if extra_nvrtc_options().is_empty() {
             for hd in super::forward::HEAD_DIMS {
                 let got = self.dev.tc_rows(self.sx(), hd)? as f32;
                 self.record(format!("attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows"), &[got], &[super::attn_shapes::tc_rows(hd) as f64], 0.0);
                 let threads = self.dev.tc_threads(self.sx(), hd)? as f32;
-                let warps = if self.dev.arch == "sm_90a" && hd == 128 { 9 } else { 4 };
+                let warps = if self.dev.arch == "sm_90a" && (hd == 64 || hd == 128) { 9 } else { 4 };
                 self.record(format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps"), &[threads], &[32.0 * warps as f64], 0.0);
             }
         }

@@ -19,7 +19,7 @@
 // faster than attention_tc (notes/perf.md).
 // TC_WG picks the wgmma prefill kernel: 0 none (attention_tc), 1 this one, 2 attention_ws.cu's
 // warp-specialized one, the default where the program is compiled for sm_90a (Device::new does
-// for Hopper), at hd 128 (and hd 64 with TC_WS_HD64=1).
+// for Hopper), at hd 64 and 128.
 #ifndef TC_WG
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
 #define TC_WG 2
