@@ -24,7 +24,7 @@ pub fn needs_maps(dev: &Device, sx: &str, hd: usize) -> Result<bool> {
 /// fill, which is zero bits here).
 fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
     let row = (hd * 2) as u64;
-    if hd % 64 != 0 || buf.bytes as u64 % row != 0 || buf.ptr % 16 != 0 {
+    if !hd.is_multiple_of(64) || !(buf.bytes as u64).is_multiple_of(row) || !buf.ptr.is_multiple_of(16) {
         bail!("KV tensor map: hd {hd} (a multiple of 64 expected), {} bytes at {:#x} (whole rows of {row} bytes, 16-byte aligned expected)", buf.bytes, buf.ptr);
     }
     let rows = buf.bytes as u64 / row;
@@ -69,4 +69,24 @@ pub fn set_maps(dev: &Device, k: &DevBuf, v: &DevBuf, hd: usize) -> Result<()> {
         bytes.extend_from_slice(&w.to_le_bytes());
     }
     dev.write_global("attention_kv_maps", &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The checks before the driver call: no GPU needed (made-up addresses, never freed).
+    #[test]
+    fn rejects_shapes_the_kernel_cannot_copy() {
+        let whole = DevBuf { ptr: 0x10000, bytes: 256 * 32 };
+        let e = encode(&whole, 80).unwrap_err().to_string();
+        assert!(e.contains("hd 80"), "{e}");
+        let partial_row = DevBuf { ptr: 0x10000, bytes: 256 * 32 + 2 };
+        let e = encode(&partial_row, 128).unwrap_err().to_string();
+        assert!(e.contains("whole rows of 256 bytes"), "{e}");
+        let misaligned = DevBuf { ptr: 0x10008, bytes: 256 * 32 };
+        assert!(encode(&misaligned, 128).is_err());
+        // Not allocations: a DevBuf frees its memory when dropped.
+        [whole, partial_row, misaligned].into_iter().for_each(std::mem::forget);
+    }
 }
