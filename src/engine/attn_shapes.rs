@@ -1,6 +1,6 @@
 //! Shapes of the attention kernels that the host must agree on: rows per block, query tokens per
-//! prefill item and the decode kernel's dynamic shared memory (attention_tcd.cu; the prefill
-//! kernels export theirs, `Device::tc_smem`). They take every head dim and query group that
+//! prefill item and the decode kernel's dynamic shared memory (attention_tcd.cu) as they compile
+//! by default; the kernels export theirs (`Device::tc_smem`, `Device::tcd_smem`). They take every head dim and query group that
 //! `Model::check_supported` admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the
 //! test below checks.
 
@@ -17,8 +17,10 @@ pub const SCALAR_ROWS: usize = 16;
 pub const TCD_ROWS: usize = 16;
 const _: () = assert!(super::forward::MAX_GROUP <= TCD_ROWS, "the decode kernel's rows must hold every admitted query group");
 
-/// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): Q [16][hd+8] and
-/// two buffers of K and V [64][hd+8].
+/// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu) as it compiles by
+/// default: Q [16][hd+8] and two buffers of K and V [64][hd+8]. The engine launches with the
+/// compiled value (`Device::tcd_smem`), which `-DTCD_STAGES=N` changes; the selftest checks the two
+/// agree without a variant.
 pub fn tcd_smem(hd: usize) -> usize {
     (TCD_ROWS + 4 * 64) * (hd + 8) * 2
 }

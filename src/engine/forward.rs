@@ -11,15 +11,15 @@ use super::gemms::{layer_gemms, lm_head_gemm};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
-pub use super::attn_shapes::{prefill_bq, tcd_smem, SCALAR_ROWS};
+pub use super::attn_shapes::{prefill_bq, SCALAR_ROWS};
 
 /// Head dimensions with a compiled attention kernel.
 pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
 /// Most query heads per KV head the attention kernels take (rows of one scalar prefill block and of
 /// the tensor-core decode tile).
 pub const MAX_GROUP: usize = 16;
-/// Split-K partial slots for decode attention.
-pub const MAX_PARTS: usize = 2048;
+/// Split-K partial slots for decode attention (a batch of 1024 contexts of 4096 in parts of 1024).
+pub const MAX_PARTS: usize = 4096;
 
 /// Device buffers sized once for the engine's token and sequence capacity.
 pub struct Buffers {
@@ -112,11 +112,15 @@ pub struct Model {
     /// Attention on the tensor-core kernels (prefill in items of `tc_rows` rows, decode in one
     /// 16-row tile per item), else the scalar ones.
     pub tc_attention: bool,
-    /// Rows, threads and dynamic shared memory of a tensor-core prefill attention block, as the
-    /// kernels were compiled.
+    /// Rows, threads and dynamic shared memory of a tensor-core prefill attention block, and the
+    /// decode block's shared memory, as the kernels were compiled.
     pub tc_rows: usize,
     pub tc_threads: usize,
     pub tc_smem: usize,
+    pub tcd_smem: usize,
+    /// The most keys one decode attention block reads (0: no limit; TCD_SPLIT_KEYS in
+    /// attention_tcd.cu): longer contexts are split into parts.
+    pub decode_split_keys: usize,
 }
 
 fn stats(v: &[f32]) -> (f64, f64, bool) {
@@ -236,6 +240,9 @@ impl Model {
             // until there are ~8 blocks per SM.
             let target = 8 * self.sms;
             let mut splits = if blocks >= target { 1 } else { target.div_ceil(blocks.max(1)).min(tiles).min(32) };
+            if self.decode_split_keys > 0 {
+                splits = splits.max(ctx.div_ceil(self.decode_split_keys).min(32));
+            }
             if parts + splits > MAX_PARTS {
                 splits = 1;
             }
@@ -428,7 +435,7 @@ impl Model {
             }
             if self.tc_attention {
                 let grid = (s.decode_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(&format!("attention_tcd_{sx}_{hd}"), grid, 128, tcd_smem(hd) as u32, &tc_args(ditems))?;
+                dev.launch(&format!("attention_tcd_{sx}_{hd}"), grid, 128, self.tcd_smem as u32, &tc_args(ditems))?;
             } else {
                 attn(dev, ditems, s.decode_items.len(), drow)?;
             }

@@ -180,10 +180,10 @@ impl Tester {
     /// The tensor-core prefill and decode kernels: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
     /// (partial pages, partial 64-row blocks, several items per sequence), window / soft-cap / ALiBi.
     fn attention_tc_checks(&mut self) -> Result<()> {
-        // The host plans prefill items with the rows (and launches the threads) the kernels were
-        // compiled with; without a variant those must be the CPU side's defaults
-        // (attn_shapes::tc_rows, which its tests use, and 4 warps; 9 for attention_ws.cu, which
-        // sm_90a builds at hd 64 and 128).
+        // The host plans prefill items with the rows (and launches the threads and shared memory)
+        // the kernels were compiled with; without a variant those must be the CPU side's defaults
+        // (attn_shapes::tc_rows and tcd_smem, which its tests use, and 4 warps; 9 for
+        // attention_ws.cu, which sm_90a builds at hd 64 and 128).
         if extra_nvrtc_options().is_empty() {
             for hd in super::forward::HEAD_DIMS {
                 let got = self.dev.tc_rows(self.sx(), hd)? as f32;
@@ -191,6 +191,8 @@ impl Tester {
                 let threads = self.dev.tc_threads(self.sx(), hd)? as f32;
                 let warps = if self.dev.arch == "sm_90a" && (hd == 64 || hd == 128) { 9 } else { 4 };
                 self.record(format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps"), &[threads], &[32.0 * warps as f64], 0.0);
+                let smem = self.dev.tcd_smem(self.sx(), hd)? as f32;
+                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem"), &[smem], &[super::attn_shapes::tcd_smem(hd) as f64], 0.0);
             }
         }
         let tc = AttnOpts { tc: true, ..AttnOpts::default() };

@@ -162,7 +162,7 @@ impl Tester {
             Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(o.softcap), Arg::I(o.window as i32), Arg::P(if o.alibi { sl.ptr } else { 0 }),
             Arg::P(po.ptr), Arg::P(pml.ptr)];
         if o.tc && decode {
-            let smem = super::forward::tcd_smem(hd) as u32;
+            let smem = self.dev.tcd_smem(sx, hd)? as u32;
             self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;

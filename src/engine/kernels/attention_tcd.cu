@@ -7,12 +7,20 @@
 // group) rows padded to one 16-row mma tile, so each K/V byte is read once for the whole query group;
 // 64-key tiles double-buffered through cp.async by all 128 threads; the 4 warps split each tile's
 // keys (16 each) and keep their own online-softmax state, merged through shared memory at the end.
+//
+// TCD_STAGES (ENERGY_FIT_NVRTC_OPTS) sets the depth of the K/V ring: tiles i+1 … i+STAGES-1 are in
+// flight while tile i is computed (2: double buffering). More stages hold more bytes in flight per
+// block but fewer blocks fit an SM (39 KB of shared memory a block at hd 64 and 2 stages, 57 KB at 3).
+#ifndef TCD_STAGES
+#define TCD_STAGES 2
+#endif
 
 template <int HD> struct TcdShape {
-    static constexpr int KT = 64, S = HD + 8, ROWS = 16;
-    // Q [16][S], 2 buffers of K and V [KT][S]; the end merge re-uses the K/V buffers for
+    static constexpr int KT = 64, S = HD + 8, ROWS = 16, STAGES = HD <= 128 ? TCD_STAGES : 2; // hd 256: 2 (smem)
+    static_assert(STAGES >= 2, "TCD_STAGES: at least 2");
+    // Q [16][S], STAGES buffers of K and V [KT][S]; the end merge re-uses the K/V buffers for
     // 4 warps × 16 rows × HD floats (≤ 4·KT·S·2 bytes) and Q's space for m, l.
-    static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
+    static constexpr int SMEM = (ROWS * S + 2 * STAGES * KT * S) * 2;
 };
 
 template <class T, int HD>
@@ -43,21 +51,25 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
     unsigned qf[QREG ? KD : 1][4];
     const float L2E = 1.4426950408889634f;
-    // The first K/V tile is requested before Q is read, so their latencies overlap.
-    if (kbeg < kend) load_tile(kbeg, 0);
+    // One commit group per tile, empty past the end, so that before computing tile i
+    // `wait_group STAGES-1` leaves exactly the STAGES-1 newer tiles in flight.
+    auto request = [&](int kb, int buf) {
+        if (kb < kend) load_tile(kb, buf);
+        else asm volatile("cp.async.commit_group;\n");
+    };
+    // The first K/V tiles are requested before Q is read, so their latencies overlap.
+#pragma unroll
+    for (int i = 0; i < Sh::STAGES - 1; i++) request(kbeg + i * KT, i);
     tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
     __syncthreads();
     if constexpr (QREG) {
 #pragma unroll
         for (int k = 0; k < KD; k++) ldm_x4(qf[k], &Qs[((lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
     }
-    for (int kb = kbeg, buf = 0; kb < kend; kb += KT, buf ^= 1) {
-        if (kb + KT < kend) {
-            load_tile(kb + KT, buf ^ 1);
-            asm volatile("cp.async.wait_group 1;\n");
-        } else {
-            asm volatile("cp.async.wait_group 0;\n");
-        }
+    for (int kb = kbeg, buf = 0; kb < kend; kb += KT, buf = buf + 1 == Sh::STAGES ? 0 : buf + 1) {
+        // The buffer tile i + STAGES - 1 goes to held tile i - 1, released by the loop's last barrier.
+        request(kb + (Sh::STAGES - 1) * KT, buf == 0 ? Sh::STAGES - 1 : buf - 1);
+        asm volatile("cp.async.wait_group %0;\n" ::"n"(Sh::STAGES - 1));
         __syncthreads();
         const T* Ks = KV + 2 * buf * KT * S + w * 16 * S; // this warp's 16 keys
         const T* Vs = KV + 2 * buf * KT * S + KT * S + w * 16 * S;
@@ -149,9 +161,20 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     }
 }
 
+// TCD_SPLIT_KEYS: the most keys one decode block reads (0: a sequence's whole context). The host
+// splits longer contexts into parts that attn_combine merges (Model::decode_items), so a batch of
+// long contexts runs as many short blocks: the last wave, where SMs run out of blocks and sit
+// partly idle, is then a small part of the step.
+#ifndef TCD_SPLIT_KEYS
+#define TCD_SPLIT_KEYS 0
+#endif
+extern "C" __constant__ int attention_tcd_split_keys = TCD_SPLIT_KEYS;
+
+// attention_tcd_smem_S_HD: the dynamic shared memory the host launches it with (Device::tcd_smem).
 #define ATTN_TCD(T, S, HD) \
 extern "C" __global__ void __launch_bounds__(128) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
-{ attention_tcd<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); }
+{ attention_tcd<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); } \
+extern "C" __constant__ int attention_tcd_smem_##S##_##HD = TcdShape<HD>::SMEM;
 #define ATTN_TCD_ALL(T, S) ATTN_TCD(T, S, 16) ATTN_TCD(T, S, 32) ATTN_TCD(T, S, 64) ATTN_TCD(T, S, 80) ATTN_TCD(T, S, 96) ATTN_TCD(T, S, 128) ATTN_TCD(T, S, 256)
 ATTN_TCD_ALL(bf16, bf16)
 ATTN_TCD_ALL(f16, f16)
