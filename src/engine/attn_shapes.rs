@@ -18,11 +18,13 @@ pub const TCD_ROWS: usize = 16;
 const _: () = assert!(super::forward::MAX_GROUP <= TCD_ROWS, "the decode kernel's rows must hold every admitted query group");
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu) as it compiles by
-/// default: Q [16][hd+8] and two buffers of K and V [64][hd+8]. The engine launches with the
-/// compiled value (`Device::tcd_smem`), which `-DTCD_STAGES=N` changes; the selftest checks the two
-/// agree without a variant.
-pub fn tcd_smem(hd: usize) -> usize {
-    (TCD_ROWS + 4 * 64) * (hd + 8) * 2
+/// default: two stages of K and V [64][hd+8] and Q [16][hd+8]; with `tma` (sm_90a at hd 64 and
+/// 128) the stages unpadded [64][hd], one mbarrier each and 1 KB to align them. The engine launches
+/// with the compiled value (`Device::tcd_smem`), which a variant such as `-DTCD_STAGES=3` changes;
+/// the selftest checks the two agree without one.
+pub fn tcd_smem(hd: usize, tma: bool) -> usize {
+    let stage = 2 * 64 * if tma { hd } else { hd + 8 } * 2;
+    2 * stage + TCD_ROWS * (hd + 8) * 2 + if tma { 2 * 8 + 1024 } else { 0 }
 }
 
 /// Query tokens per prefill item of a block of `rows` (SCALAR_ROWS, or a tensor-core block's).
@@ -39,9 +41,12 @@ mod tests {
     fn tc_attention_shapes() {
         for hd in HEAD_DIMS {
             assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
-            assert!(tcd_smem(hd) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd));
+            for tma in [false, true] {
+                assert!(tcd_smem(hd, tma) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd, tma));
+            }
         }
-        assert_eq!(tcd_smem(64), 39168);
+        assert_eq!(tcd_smem(64, false), 39168);
+        assert_eq!(tcd_smem(64, true), 2 * 16384 + 2304 + 16 + 1024);
         for hd in HEAD_DIMS {
             for g in 1..=MAX_GROUP {
                 assert!(prefill_bq(g, tc_rows(hd)) * g <= tc_rows(hd) && prefill_bq(g, SCALAR_ROWS) * g <= SCALAR_ROWS);

@@ -347,12 +347,6 @@ impl Device {
         self.tc_multiple_of(&format!("attention_tcd_smem_{sx}_{hd}"), 16)
     }
 
-    /// The most keys one decode attention block reads (0: no limit), as compiled (TCD_SPLIT_KEYS).
-    pub fn tcd_split_keys(&self) -> Result<usize> {
-        let r = self.const_i32("attention_tcd_split_keys")?;
-        usize::try_from(r).ok().filter(|&k| k % 32 == 0).ok_or_else(|| anyhow!("attention_tcd_split_keys = {r}: not 0 or a positive multiple of 32"))
-    }
-
     fn tc_multiple_of(&self, name: &str, k: i32) -> Result<usize> {
         let r = self.const_i32(name)?;
         usize::try_from(r).ok().filter(|_| r > 0 && r % k == 0).ok_or_else(|| anyhow!("{name} = {r}: not a positive multiple of {k}"))

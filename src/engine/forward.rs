@@ -18,8 +18,8 @@ pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
 /// Most query heads per KV head the attention kernels take (rows of one scalar prefill block and of
 /// the tensor-core decode tile).
 pub const MAX_GROUP: usize = 16;
-/// Split-K partial slots for decode attention (a batch of 1024 contexts of 4096 in parts of 1024).
-pub const MAX_PARTS: usize = 4096;
+/// Split-K partial slots for decode attention.
+pub const MAX_PARTS: usize = 2048;
 
 /// Device buffers sized once for the engine's token and sequence capacity.
 pub struct Buffers {
@@ -118,9 +118,6 @@ pub struct Model {
     pub tc_threads: usize,
     pub tc_smem: usize,
     pub tcd_smem: usize,
-    /// The most keys one decode attention block reads (0: no limit; TCD_SPLIT_KEYS in
-    /// attention_tcd.cu): longer contexts are split into parts.
-    pub decode_split_keys: usize,
 }
 
 fn stats(v: &[f32]) -> (f64, f64, bool) {
@@ -240,9 +237,6 @@ impl Model {
             // until there are ~8 blocks per SM.
             let target = 8 * self.sms;
             let mut splits = if blocks >= target { 1 } else { target.div_ceil(blocks.max(1)).min(tiles).min(32) };
-            if self.decode_split_keys > 0 {
-                splits = splits.max(ctx.div_ceil(self.decode_split_keys).min(32));
-            }
             if parts + splits > MAX_PARTS {
                 splits = 1;
             }

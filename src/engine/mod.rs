@@ -211,11 +211,10 @@ impl Engine {
         let graphs = opts.cuda_graphs.then(GraphCache::default);
         let (sx, hd) = (dt.suffix(), c.head_dim);
         let (tc_rows, tc_threads, tc_smem, tcd_smem) = (dev.tc_rows(sx, hd)?, dev.tc_threads(sx, hd)?, dev.tc_smem(sx, hd)?, dev.tcd_smem(sx, hd)?);
-        let decode_split_keys = dev.tcd_split_keys()?;
         if opts.tc_attention && kv_tmap::needs_maps(&dev, sx, hd)? {
             kv_tmap::set_maps(&dev, &b.kv, &b.kv, hd)?;
         }
-        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention, tc_rows, tc_threads, tc_smem, tcd_smem, decode_split_keys };
+        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention, tc_rows, tc_threads, tc_smem, tcd_smem };
         Ok(Engine { model, seed: opts.seed, runs: 0, trace: false, gemm_tune: opts.gemm_tune.then(GemmTuneSummary::default) })
     }
 

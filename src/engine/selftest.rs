@@ -192,7 +192,8 @@ impl Tester {
                 let warps = if self.dev.arch == "sm_90a" && (hd == 64 || hd == 128) { 9 } else { 4 };
                 self.record(format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps"), &[threads], &[32.0 * warps as f64], 0.0);
                 let smem = self.dev.tcd_smem(self.sx(), hd)? as f32;
-                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem"), &[smem], &[super::attn_shapes::tcd_smem(hd) as f64], 0.0);
+                let tma = self.dev.arch == "sm_90a" && (hd == 64 || hd == 128);
+                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {tma})"), &[smem], &[super::attn_shapes::tcd_smem(hd, tma) as f64], 0.0);
             }
         }
         let tc = AttnOpts { tc: true, ..AttnOpts::default() };

@@ -163,6 +163,9 @@ impl Tester {
             Arg::P(po.ptr), Arg::P(pml.ptr)];
         if o.tc && decode {
             let smem = self.dev.tcd_smem(sx, hd)? as u32;
+            if super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
+                super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?; // attention_tcd reads through them where attention_ws does
+            }
             self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;

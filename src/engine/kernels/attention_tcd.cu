@@ -9,19 +9,38 @@
 // keys (16 each) and keep their own online-softmax state, merged through shared memory at the end.
 //
 // TCD_STAGES (ENERGY_FIT_NVRTC_OPTS) sets the depth of the K/V ring: tiles i+1 … i+STAGES-1 are in
-// flight while tile i is computed (2: double buffering). More stages hold more bytes in flight per
-// block but fewer blocks fit an SM (39 KB of shared memory a block at hd 64 and 2 stages, 57 KB at 3).
+// flight while tile i is computed (2: double buffering; 3 and 4 measured level with 2 under
+// cp.async, notes/perf.md).
+//
+// TCD_TMA (on by default where the prefill kernel reads the cache through TMA: sm_90a, hd 64 and
+// 128): thread 0 copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of
+// 32 keys × 64 columns, 128-byte swizzled, through the same attention_kv_maps) and the block waits
+// on the stage's mbarrier; the 16-byte cp.async copies of every thread loaded L2 as much as HBM
+// (ncu: L2 86 %, DRAM 84 % of peak at batch 256, context 4096). Items start at a page (kbeg % 32
+// == 0: tc_item and the host's split parts), so whole pages are the tile's keys; keys past kend
+// in the last page arrive as the cache holds them, finite, and are masked to P = 0.
 #ifndef TCD_STAGES
 #define TCD_STAGES 2
 #endif
+#ifndef TCD_TMA
+#define TCD_TMA 1
+#endif
 
 template <int HD> struct TcdShape {
+    static constexpr bool TMA = TCD_TMA && TcEntry<HD>::TMA;
     static constexpr int KT = 64, S = HD + 8, ROWS = 16, STAGES = HD <= 128 ? TCD_STAGES : 2; // hd 256: 2 (smem)
     static_assert(STAGES >= 2, "TCD_STAGES: at least 2");
-    // Q [16][S], STAGES buffers of K and V [KT][S]; the end merge re-uses the K/V buffers for
-    // 4 warps × 16 rows × HD floats (≤ 4·KT·S·2 bytes) and Q's space for m, l.
-    static constexpr int SMEM = (ROWS * S + 2 * STAGES * KT * S) * 2;
+    // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: HD / 64 swizzled blocks of [KT][64]),
+    // Q [16][S], then (TMA) one mbarrier per stage. The end merge re-uses the K/V buffers for
+    // 4 warps × 16 rows × HD floats (≤ 2·KT·HD·2 bytes) and Q's space for m, l.
+    static constexpr int KVB = 2 * KT * (TMA ? HD : S) * 2; // bytes of one stage
+    static constexpr int BAR = STAGES * KVB + ROWS * S * 2;
+    static constexpr int SMEM = BAR + (TMA ? STAGES * 8 + 1024 : 0); // TMA: room to start at a 1024-byte boundary (the swizzle's period)
 };
+
+// Element offset of (key row r, column c) in a TMA stage's K or V half: HD / 64 blocks of [KT][64],
+// each 16-byte chunk of a 128-byte row at chunk index ^ (r % 8) (the copy's 128-byte swizzle).
+template <int KT> __device__ __forceinline__ int tcd_sw(int r, int c) { return ((c >> 6) * KT + r) * 64 + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7); }
 
 template <class T, int HD>
 __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
@@ -29,10 +48,12 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
                               int window, const float* alibi, float* part_o, float* part_ml) {
     using Sh = TcdShape<HD>;
     constexpr int KT = Sh::KT, S = Sh::S, ND = HD / 8, KD = HD / 16;
-    constexpr bool QREG = HD <= 128;
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    T* Qs = (T*)smem_raw;
-    T* KV = Qs + Sh::ROWS * S;
+    constexpr bool QREG = HD <= 128, TMA = Sh::TMA;
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    unsigned char* sm = smem_raw + (TMA ? (1024 - (smem_addr(smem_raw) & 1023)) & 1023 : 0);
+    T* KV = (T*)sm; // stage b: K at KV + b·KVB/2 elements, V KVB/4 elements on
+    T* Qs = (T*)(sm + Sh::STAGES * Sh::KVB);
+    const unsigned bar0 = smem_addr(sm + Sh::BAR);
     const TcItem I = tc_item(items, tok_pos, window);
     const int q_tok = I.q_tok, q_cnt = I.q_cnt, slot = I.slot, kbeg = I.kbeg, kend = I.kend, part = I.part;
     int kvh = blockIdx.y, G = heads / kv_heads;
@@ -41,22 +62,52 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     bool vA = rA / G < q_cnt, vB = rB / G < q_cnt;
     int posA = vA ? tok_pos[q_tok + rA / G] : -1, posB = vB ? tok_pos[q_tok + rB / G] : -1;
     float slA = alibi && vA ? alibi[kvh * G + rA % G] : 0.f, slB = alibi && vB ? alibi[kvh * G + rB % G] : 0.f;
-    auto load_tile = [&](int kb, int buf) {
-        T* Ks = KV + 2 * buf * KT * S;
-        tc_load_kv<T, HD>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
-    };
     float o[ND][4];
 #pragma unroll
     for (int n = 0; n < ND; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
     unsigned qf[QREG ? KD : 1][4];
     const float L2E = 1.4426950408889634f;
-    // One commit group per tile, empty past the end, so that before computing tile i
-    // `wait_group STAGES-1` leaves exactly the STAGES-1 newer tiles in flight.
+    // Tile kb into stage buf. cp.async: one commit group per tile, empty past the end, so that
+    // before computing tile i `wait_group STAGES-1` leaves exactly the STAGES-1 newer tiles in
+    // flight. TMA: thread 0 announces the stage's bytes and copies its pages; nothing past the end.
     auto request = [&](int kb, int buf) {
-        if (kb < kend) load_tile(kb, buf);
-        else asm volatile("cp.async.commit_group;\n");
+        if constexpr (TMA) {
+#if TC_WG == 2
+            if (tid == 0 && kb < kend) {
+                const KvMaps& M = attention_kv_maps;
+                const int rk = (int)((kc - (const T*)M.kbase) / HD), rv = (int)((vc - (const T*)M.vbase) / HD); // < 2^31 rows (kv_tmap.rs)
+                const unsigned full = bar0 + 8 * buf, ks = smem_addr(sm + buf * Sh::KVB);
+                mbar_expect_tx(full, Sh::KVB);
+#pragma unroll
+                for (int p = 0; p < KT / 32; p++) {
+                    const int key = kb + 32 * p, row = key < kend ? (block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 : -1;
+#pragma unroll
+                    for (int h = 0; h < HD / 64; h++) {
+                        const unsigned d = ks + (h * KT + 32 * p) * 64 * 2;
+                        tma_box(d, M.k, 64 * h, row >= 0 ? rk + row : -32, full); // rows outside the map: zeros
+                        tma_box(d + KT * HD * 2, M.v, 64 * h, row >= 0 ? rv + row : -32, full);
+                    }
+                }
+            }
+#endif
+        } else if (kb < kend) {
+            T* Ks = KV + buf * (Sh::KVB / 2);
+            tc_load_kv<T, HD>(Ks, Ks + KT * S, KT, S, kc, vc, block_table, slot, max_pages, kv_heads, kvh, kb, kend);
+        } else {
+            asm volatile("cp.async.commit_group;\n");
+        }
     };
+#if TC_WG == 2
+    if constexpr (TMA) {
+        if (tid == 0) {
+            tmap_acquire(attention_kv_maps.k);
+            tmap_acquire(attention_kv_maps.v);
+            for (int b = 0; b < Sh::STAGES; b++) mbar_init(bar0 + 8 * b, 1); // thread 0's arrival and the bytes
+        }
+        __syncthreads();
+    }
+#endif
     // The first K/V tiles are requested before Q is read, so their latencies overlap.
 #pragma unroll
     for (int i = 0; i < Sh::STAGES - 1; i++) request(kbeg + i * KT, i);
@@ -66,13 +117,21 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
 #pragma unroll
         for (int k = 0; k < KD; k++) ldm_x4(qf[k], &Qs[((lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
     }
-    for (int kb = kbeg, buf = 0; kb < kend; kb += KT, buf = buf + 1 == Sh::STAGES ? 0 : buf + 1) {
+    for (int kb = kbeg, buf = 0, i = 0; kb < kend; kb += KT, i++, buf = buf + 1 == Sh::STAGES ? 0 : buf + 1) {
         // The buffer tile i + STAGES - 1 goes to held tile i - 1, released by the loop's last barrier.
         request(kb + (Sh::STAGES - 1) * KT, buf == 0 ? Sh::STAGES - 1 : buf - 1);
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(Sh::STAGES - 1));
-        __syncthreads();
-        const T* Ks = KV + 2 * buf * KT * S + w * 16 * S; // this warp's 16 keys
-        const T* Vs = KV + 2 * buf * KT * S + KT * S + w * 16 * S;
+        if constexpr (TMA) {
+#if TC_WG == 2
+            mbar_wait(bar0 + 8 * buf, (i / Sh::STAGES) & 1); // tile i is stage buf's (i / STAGES)-th fill
+#endif
+        } else {
+            asm volatile("cp.async.wait_group %0;\n" ::"n"(Sh::STAGES - 1));
+            __syncthreads();
+        }
+        const T* Kt = KV + buf * (Sh::KVB / 2);
+        const T* Vt = Kt + Sh::KVB / 4;
+        // (key row r, column c) of this tile's K / V in shared memory.
+        auto kv_at = [&](int r, int c) { return TMA ? tcd_sw<KT>(r, c) : r * S + c; };
         int k0 = kb + w * 16;
         if (k0 < kend) {
             float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -85,7 +144,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
                 } else {
                     ldm_x4(a, &Qs[((lane & 7) + ((lane >> 3) & 1) * 8) * S + k * 16 + (lane >> 4) * 8]);
                 }
-                ldm_x4(b, &Ks[((lane & 7) + (lane >> 4) * 8) * S + k * 16 + ((lane >> 3) & 1) * 8]);
+                ldm_x4(b, &Kt[kv_at(w * 16 + (lane & 7) + (lane >> 4) * 8, k * 16 + ((lane >> 3) & 1) * 8)]); // this warp's 16 keys
                 Mma<T>::run(s[0], a, b[0], b[1]);
                 Mma<T>::run(s[1], a, b[2], b[3]);
             }
@@ -104,7 +163,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
 #pragma unroll
             for (int n = 0; n < ND; n += 2) {
                 unsigned b[4];
-                ldm_x4_t(b, &Vs[((lane & 7) + ((lane >> 3) & 1) * 8) * S + n * 8 + (lane >> 4) * 8]);
+                ldm_x4_t(b, &Vt[kv_at(w * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, n * 8 + (lane >> 4) * 8)]);
                 Mma<T>::run(o[n], a, b[0], b[1]);
                 Mma<T>::run(o[n + 1], a, b[2], b[3]);
             }
@@ -160,15 +219,6 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
         }
     }
 }
-
-// TCD_SPLIT_KEYS: the most keys one decode block reads (0: a sequence's whole context). The host
-// splits longer contexts into parts that attn_combine merges (Model::decode_items), so a batch of
-// long contexts runs as many short blocks: the last wave, where SMs run out of blocks and sit
-// partly idle, is then a small part of the step.
-#ifndef TCD_SPLIT_KEYS
-#define TCD_SPLIT_KEYS 0
-#endif
-extern "C" __constant__ int attention_tcd_split_keys = TCD_SPLIT_KEYS;
 
 // attention_tcd_smem_S_HD: the dynamic shared memory the host launches it with (Device::tcd_smem).
 #define ATTN_TCD(T, S, HD) \
