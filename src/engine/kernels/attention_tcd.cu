@@ -5,8 +5,9 @@
 // Decode reads every K/V byte of the context once per step and does little arithmetic on it, so
 // the kernel is built to keep HBM busy: one block = one item × one KV head, its (query, head of the
 // group) rows padded to one 16-row mma tile, so each K/V byte is read once for the whole query group;
-// 64-key tiles double-buffered through cp.async by all 128 threads; the 4 warps split each tile's
-// keys (16 each) and keep their own online-softmax state, merged through shared memory at the end.
+// 64-key tiles double-buffered (through TMA on sm_90a at hd 64 and 128, below; else cp.async by all
+// 128 threads); the 4 warps split each tile's keys (16 each) and keep their own online-softmax
+// state, merged through shared memory at the end.
 //
 // TCD_STAGES (ENERGY_FIT_NVRTC_OPTS) sets the depth of the K/V ring: tiles i+1 … i+STAGES-1 are in
 // flight while tile i is computed (2: double buffering; 3 and 4 measured level with 2 under
@@ -15,10 +16,12 @@
 // TCD_TMA (on by default where the prefill kernel reads the cache through TMA: sm_90a, hd 64 and
 // 128): thread 0 copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of
 // 32 keys × 64 columns, 128-byte swizzled, through the same attention_kv_maps) and the block waits
-// on the stage's mbarrier; the 16-byte cp.async copies of every thread loaded L2 as much as HBM
-// (ncu: L2 86 %, DRAM 84 % of peak at batch 256, context 4096). Items start at a page (kbeg % 32
-// == 0: tc_item and the host's split parts), so whole pages are the tile's keys; keys past kend
-// in the last page arrive as the cache holds them, finite, and are masked to P = 0.
+// on the stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
+// (ncu at batch 256, context 4096: L2 86 %, DRAM 84 % of peak); with TMA DRAM is at 89 %, the
+// kernel 4-5 % faster, and a decode-bound grid point draws up to 5 % less power (notes/perf.md).
+// Items start at a page (kbeg % 32 == 0: tc_item and the host's split parts), so whole pages are
+// the tile's keys; keys past kend in the last page arrive as the cache holds them, finite, and are
+// masked to P = 0.
 #ifndef TCD_STAGES
 #define TCD_STAGES 2
 #endif
@@ -35,7 +38,7 @@ template <int HD> struct TcdShape {
     // 4 warps × 16 rows × HD floats (≤ 2·KT·HD·2 bytes) and Q's space for m, l.
     static constexpr int KVB = 2 * KT * (TMA ? HD : S) * 2; // bytes of one stage
     static constexpr int BAR = STAGES * KVB + ROWS * S * 2;
-    static constexpr int SMEM = BAR + (TMA ? STAGES * 8 + 1024 : 0); // TMA: room to start at a 1024-byte boundary (the swizzle's period)
+    static constexpr int SMEM = BAR + (TMA ? (STAGES * 8 + 15) / 16 * 16 + 1024 : 0); // TMA: room to start at a 1024-byte boundary (the swizzle's period)
 };
 
 // Element offset of (key row r, column c) in a TMA stage's K or V half: HD / 64 blocks of [KT][64],
