@@ -15,24 +15,17 @@ set -u -o pipefail
 variants_bin "$0 BIN [VARIANT...]" "$@"
 shift
 [ $# -eq 0 ] && set -- "" "-DTC_EXP2_FTZ=0" "-DTC_EXP2_POLY=2" "-DTC_EXP2_POLY=3" "-DTC_EXP2_POLY=4"
-RES="${OUT:-/tmp/energy-fit-attn-variants}"
-mkdir -p "$RES"
+variants_res /tmp/energy-fit-attn-variants
 rc=0
 for v in "$@"; do
     name="$(variant_name "$v")"
-    if [ "${SELFTEST:-1}" = 0 ]; then
-        echo "skipped (SELFTEST=0)" > "$RES/selftest-$name.txt"
-        st=0
-    else
-        ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" selftest --dtype bf16 --llm "${LLM:-llama-3.2-1b}" > "$RES/selftest-$name.txt" 2>&1
-        st=$?
-    fi
+    variant_selftest "$RES" "$name" "$v"
     ENERGY_FIT_NVRTC_OPTS="$v" timeout 120 "$BIN" bench --llm "${LLM:-llama-3.2-1b}" --prefill "${PREFILL:-1024,2048,4096}" \
         --batches 256 --contexts 128 --kernels --top 4 > "$RES/bench-$name.txt" 2>&1
     bt=$?
     # The attention kernel's time in each prefill row's breakdown.
     attn="$(awk '$1 == "prefill" { n = $3 } /attention_tc_/ && n { printf "n=%s %s ms  ", n, $2; n = "" }' "$RES/bench-$name.txt")"
-    line="${v:-defaults}: selftest rc=$st ($(grep -c '^ok' "$RES/selftest-$name.txt") ok, $(grep -c '^FAIL' "$RES/selftest-$name.txt") failed); bench rc=$bt; attention $attn"
+    line="${v:-defaults}: $(variant_line "$RES" "$name"); attention $attn"
     echo "$line" | tee -a "$RES/summary.txt"
     [ $st -eq 0 ] && [ $bt -eq 0 ] || rc=1
 done

@@ -12,23 +12,16 @@ set -u -o pipefail
 variants_bin "$0 BIN [VARIANT...]" "$@"
 shift
 [ $# -eq 0 ] && set -- ""
-RES="${OUT:-/tmp/energy-fit-decode-variants}"
-mkdir -p "$RES"
+variants_res /tmp/energy-fit-decode-variants
 rc=0
 for v in "$@"; do
     name="$(variant_name "$v")"
-    if [ "${SELFTEST:-1}" = 0 ]; then
-        echo "skipped (SELFTEST=0)" > "$RES/selftest-$name.txt"
-        st=0
-    else
-        ENERGY_FIT_NVRTC_OPTS="$v" timeout 150 "$BIN" selftest --dtype bf16 --llm "${LLM:-llama-3.2-1b}" > "$RES/selftest-$name.txt" 2>&1
-        st=$?
-    fi
+    variant_selftest "$RES" "$name" "$v"
     ENERGY_FIT_NVRTC_OPTS="$v" timeout 150 "$BIN" bench --llm "${LLM:-llama-3.2-1b}" --prefill 512 --batches "${BATCHES:-256,1024}" \
         --contexts "${CONTEXTS:-512,1024,2048,4096}" --kernels --top 3 > "$RES/bench-$name.txt" 2>&1
     bt=$?
     rows="$(awk '$1 == "decode" { r = $2 "x" $3 ": " $4 " ms (" $7 "x)" } /attention_tcd_/ && r { printf "%s attn %s  ", r, $2; r = "" }' "$RES/bench-$name.txt")"
-    line="${v:-defaults}: selftest rc=$st ($(grep -c '^ok' "$RES/selftest-$name.txt") ok, $(grep -c '^FAIL' "$RES/selftest-$name.txt") failed); bench rc=$bt; $rows"
+    line="${v:-defaults}: $(variant_line "$RES" "$name"); $rows"
     echo "$line" | tee -a "$RES/summary.txt"
     [ $st -eq 0 ] && [ $bt -eq 0 ] || rc=1
 done

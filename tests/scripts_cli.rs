@@ -42,7 +42,7 @@ fn stand_in(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 
 #[test]
 fn missing_arguments_print_the_usage() {
-    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh", "benches/ab_energy.sh", "benches/gemm_tune.sh"] {
+    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/decode_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh", "benches/ab_energy.sh", "benches/gemm_tune.sh"] {
         assert_refused(s, &[], "usage:");
     }
     assert_refused("scripts/gpu/sweep_bg.sh", &["frobnicate", "x.csv"], "usage:");
@@ -53,6 +53,7 @@ fn a_binary_that_is_not_there_is_named() {
     let want = format!("BIN {BAD_BIN}: not an executable file");
     for (s, args) in [
         ("benches/attn_variants.sh", vec![BAD_BIN]),
+        ("benches/decode_variants.sh", vec![BAD_BIN]),
         ("benches/ncu_attention.sh", vec![BAD_BIN]),
         ("benches/ab_energy.sh", vec![BAD_BIN, BAD_BIN, "--llm", "llama-3.2-1b"]),
         ("benches/gpu_perf.sh", vec![BAD_BIN, "bench"]),
@@ -108,6 +109,32 @@ fn attn_variants_names_its_files_so_they_come_back() {
     let want = ["bench-A-1__B-2.txt", "bench-TC_EXP2_FTZ-0.txt", "bench-base.txt", "selftest-A-1__B-2.txt", "selftest-TC_EXP2_FTZ-0.txt", "selftest-base.txt", "summary.txt"];
     assert_eq!(names, want);
     assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))), "{names:?}");
+}
+
+/// `decode_variants.sh` with a stand-in binary (selftest: two `ok` lines and one `FAIL` under the
+/// variant; bench: bench's decode row and kernel-line format with made-up times): the summary has
+/// each variant's step time, floor ratio and attention_tcd time, counts the selftest's lines, and
+/// a failed selftest makes the script fail.
+#[test]
+fn decode_variants_summarises_each_decode_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = concat!(
+        "case \"$1\" in\n",
+        "selftest) echo 'ok   a'; echo 'ok   b'; [ -n \"$ENERGY_FIT_NVRTC_OPTS\" ] && { echo 'FAIL c'; exit 1; }; exit 0;;\n",
+        "bench) printf 'decode     256   4096     13.288    12.315 bytes   1.08\\n          attention_tcd_bf16_64   11.648 ms  85.3 %% x16\\n",
+        "decode    1024   2048     26.969    23.793 bytes   1.13\\n          gemm 16384x2048   0.5 ms  2 %% x16\\n          attention_tcd_bf16_64   22.721 ms  84 %% x16\\n';;\n",
+        "esac\n"
+    );
+    let bin = stand_in(tmp.path(), "fake-energy-fit", body);
+    let o = run("benches/decode_variants.sh", &[bin.to_str().unwrap(), "", "-DTCD_TMA=0"], tmp.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(lines[0].starts_with("defaults: selftest rc=0 (2 ok, 0 failed); bench rc=0; "), "{out}");
+    assert!(lines[0].contains("256x4096: 13.288 ms (1.08x) attn 11.648  1024x2048: 26.969 ms (1.13x) attn 22.721"), "{out}");
+    assert!(lines[1].starts_with("-DTCD_TMA=0: selftest rc=1 (2 ok, 1 failed); bench rc=0;"), "{out}");
+    assert!(tmp.path().join("out/bench-TCD_TMA-0.txt").exists() && tmp.path().join("out/summary.txt").exists());
 }
 
 /// `LLM` reaches the binary: with an LLM that is not in the catalog, the real `energy-fit bench`
