@@ -1,8 +1,8 @@
 //! Shapes of the attention kernels that the host must agree on: rows per block, query tokens per
 //! prefill item and the decode kernel's dynamic shared memory (attention_tcd.cu) as they compile
-//! by default; the kernels export theirs (`Device::tc_smem`, `Device::tcd_smem`). They take every head dim and query group that
-//! `Model::check_supported` admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the
-//! test below checks.
+//! by default; the kernels export theirs (`Device::tc_smem`, `Device::tcd_smem`). They take every
+//! head dim and query group that `Model::check_supported` admits (HEAD_DIMS, at most MAX_GROUP
+//! query heads per KV head), as the test below checks.
 
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block as the kernels
 /// compile by default (TcShape in attention_tc.cu: 4 warps of two 16-row tiles up to hd 64 and at
