@@ -1,8 +1,9 @@
-//! TMA tensor maps of the KV cache for Hopper's prefill attention (attention_ws.cu, `TC_WS_TMA`).
+//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu,
+//! `TC_WS_TMA`; decode attention_tcd.cu, `TCD_TMA`, which reads through them where prefill does).
 //!
-//! That kernel's producer copies whole pages (32 keys × 64 columns a box) with the copy engine
-//! into wgmma's 128-byte-swizzled layout, so the copy engine must be told where the cache is and
-//! how it is laid out. K and V are each described as a 2-D tensor of rows of `hd` 16-bit values
+//! Their copies take whole pages (32 keys × 64 columns a box) with the copy engine into a
+//! 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
+//! must be told where the cache is and how it is laid out. K and V are each described as a 2-D tensor of rows of `hd` 16-bit values
 //! from a base address (the whole KV allocation in the engine, one buffer each in the selftest);
 //! the kernel finds a layer's first row from its K/V pointer. The maps go into the kernels'
 //! global `attention_kv_maps` before the launches that read them.

@@ -189,11 +189,12 @@ impl Tester {
                 let got = self.dev.tc_rows(self.sx(), hd)? as f32;
                 self.record(format!("attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows"), &[got], &[super::attn_shapes::tc_rows(hd) as f64], 0.0);
                 let threads = self.dev.tc_threads(self.sx(), hd)? as f32;
-                let warps = if self.dev.arch == "sm_90a" && (hd == 64 || hd == 128) { 9 } else { 4 };
+                // attention_ws, and decode's TMA loads, on sm_90a at hd 64 and 128.
+                let ws = self.dev.arch == "sm_90a" && (hd == 64 || hd == 128);
+                let warps = if ws { 9 } else { 4 };
                 self.record(format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps"), &[threads], &[32.0 * warps as f64], 0.0);
                 let smem = self.dev.tcd_smem(self.sx(), hd)? as f32;
-                let tma = self.dev.arch == "sm_90a" && (hd == 64 || hd == 128);
-                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {tma})"), &[smem], &[super::attn_shapes::tcd_smem(hd, tma) as f64], 0.0);
+                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {ws})"), &[smem], &[super::attn_shapes::tcd_smem(hd, ws) as f64], 0.0);
             }
         }
         let tc = AttnOpts { tc: true, ..AttnOpts::default() };

@@ -161,18 +161,16 @@ impl Tester {
         let a = [Arg::P(q.ptr), Arg::P(out.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(ib.ptr), Arg::P(pb.ptr), Arg::P(tb.ptr), Arg::I(lay.max_pages as i32),
             Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(o.softcap), Arg::I(o.window as i32), Arg::P(if o.alibi { sl.ptr } else { 0 }),
             Arg::P(po.ptr), Arg::P(pml.ptr)];
+        // attention_ws and attention_tcd read the cache through the tensor maps where compiled so.
+        if o.tc && super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
+            super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?;
+        }
         if o.tc && decode {
             let smem = self.dev.tcd_smem(sx, hd)? as u32;
-            if super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
-                super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?; // attention_tcd reads through them where attention_ws does
-            }
             self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;
             let threads = self.dev.tc_threads(sx, hd)? as u32;
-            if super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
-                super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?;
-            }
             self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), threads, smem, &a[..14])?;
         } else {
             self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;

@@ -80,18 +80,13 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
             if (tid == 0 && kb < kend) {
                 const KvMaps& M = attention_kv_maps;
                 const int rk = (int)((kc - (const T*)M.kbase) / HD), rv = (int)((vc - (const T*)M.vbase) / HD); // < 2^31 rows (kv_tmap.rs)
-                const unsigned full = bar0 + 8 * buf, ks = smem_addr(sm + buf * Sh::KVB);
-                mbar_expect_tx(full, Sh::KVB);
+                int pr[KT / 32];
 #pragma unroll
                 for (int p = 0; p < KT / 32; p++) {
-                    const int key = kb + 32 * p, row = key < kend ? (block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 : -1;
-#pragma unroll
-                    for (int h = 0; h < HD / 64; h++) {
-                        const unsigned d = ks + (h * KT + 32 * p) * 64 * 2;
-                        tma_box(d, M.k, 64 * h, row >= 0 ? rk + row : -32, full); // rows outside the map: zeros
-                        tma_box(d + KT * HD * 2, M.v, 64 * h, row >= 0 ? rv + row : -32, full);
-                    }
+                    const int key = kb + 32 * p;
+                    pr[p] = key < kend ? (block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 : -1;
                 }
+                tma_kv_tile<HD, KT>(smem_addr(sm + buf * Sh::KVB), bar0 + 8 * buf, M, rk, rv, pr);
             }
 #endif
         } else if (kb < kend) {

@@ -72,6 +72,22 @@ __device__ __forceinline__ void tma_box(unsigned dst, const void* m, int c, int 
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n"
                  ::"r"(dst), "l"(m), "r"(c), "r"(r), "r"(bar) : "memory");
 }
+// One K/V tile of KT keys into the stage at ks (K as HD / 64 swizzled blocks of [KT][64], V right
+// after), its bytes announced on mbarrier full: per page p (32 keys) the first cache row pr[p] of
+// this KV head, −1 past kend (rows outside the map: zeros). rk, rv: the layer's first K / V row.
+template <int HD, int KT>
+__device__ __forceinline__ void tma_kv_tile(unsigned ks, unsigned full, const KvMaps& M, int rk, int rv, const int (&pr)[KT / 32]) {
+    mbar_expect_tx(full, 2 * KT * HD * 2);
+#pragma unroll
+    for (int p = 0; p < KT / 32; p++) {
+#pragma unroll
+        for (int h = 0; h < HD / 64; h++) {
+            const unsigned d = ks + (h * KT + 32 * p) * 64 * 2;
+            tma_box(d, M.k, 64 * h, pr[p] >= 0 ? rk + pr[p] : -32, full);
+            tma_box(d + KT * HD * 2, M.v, 64 * h, pr[p] >= 0 ? rv + pr[p] : -32, full);
+        }
+    }
+}
 // The maps were written by a copy (generic proxy); the copy engine reads them through the tensormap proxy.
 __device__ __forceinline__ void tmap_acquire(const void* m) { asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" ::"l"(m) : "memory"); }
 // Shared-memory descriptor of a 128-byte-swizzled operand (layout type 1 in bits 62-63): K-major
@@ -167,18 +183,8 @@ __device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, uns
 #pragma unroll
         for (int p = 0; p < NP; p++) pr[p] = __shfl_sync(0xffffffff, cur, p);
         if (lane == 0) {
-            const unsigned full = full0 + 8 * b, ks = kv0 + 2 * b * KT * HD * 2;
             if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
-            mbar_expect_tx(full, 2 * KT * HD * 2);
-#pragma unroll
-            for (int p = 0; p < NP; p++) {
-#pragma unroll
-                for (int h = 0; h < HD / 64; h++) {
-                    const unsigned d = ks + (h * KT + 32 * p) * 64 * 2;
-                    tma_box(d, M.k, 64 * h, pr[p] >= 0 ? rk + pr[p] : -32, full);
-                    tma_box(d + KT * HD * 2, M.v, 64 * h, pr[p] >= 0 ? rv + pr[p] : -32, full);
-                }
-            }
+            tma_kv_tile<HD, KT>(kv0 + 2 * b * KT * HD * 2, full0 + 8 * b, M, rk, rv, pr);
         }
     }
 }
