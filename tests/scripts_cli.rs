@@ -240,3 +240,24 @@ fn vs_reference_names_what_is_missing() {
     let (ok, err) = py(&[fs, "--llm", "llama-3.2-1b"]);
     assert!(!ok && err.contains("two.csv: no rows with status ok for llm llama-3.2-1b (LLMs in the file: a, b)"), "{err}");
 }
+
+/// `overlap_probe.sh` names a missing compiler, and with a stand-in nvcc (which writes a stand-in
+/// probe that echoes its arguments) runs the bandwidth sweep and the three stand-in steps, one
+/// result file each.
+#[test]
+fn overlap_probe_names_a_missing_nvcc_and_runs_each_stand_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run_env("benches/overlap_probe.sh", &[], tmp.path(), &[("NVCC", "/nonexistent/nvcc")]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "stderr {err}");
+    assert!(err.contains("NVCC '/nonexistent/nvcc': no nvcc"), "{err}");
+
+    let nvcc = stand_in(tmp.path(), "nvcc", r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done
+printf '#!/usr/bin/env bash\necho "probe $*"\n' > "$out"; chmod +x "$out""#);
+    let o = run_env("benches/overlap_probe.sh", &[], tmp.path(), &[("NVCC", nvcc.to_str().unwrap())]);
+    assert!(o.status.success(), "stderr {}", String::from_utf8_lossy(&o.stderr));
+    for (file, line) in [("probe-bw.txt", "probe 512 537 bw"), ("probe-512-537.txt", "probe 512 537"), ("probe-512-134.txt", "probe 512 134"), ("probe-128-134.txt", "probe 128 134")] {
+        let got = std::fs::read_to_string(tmp.path().join("out").join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(got.trim(), line, "{file}");
+    }
+}
