@@ -13,6 +13,8 @@
 // Each mode is captured into a CUDA graph (as the engine replays decode steps) and replayed for
 // >= 2.5 s; time per step from events, energy from NVML's counter. Green contexts run without a
 // graph first, then captured (a failed capture exits naming the CUDA call that refused it).
+// Simplifications that favour overlap: one weight buffer serves every GEMM (fewer HBM bytes than
+// the engine's distinct layers), and constant operand bytes draw less power than real data.
 // Usage: overlap_probe [rows] [xMB] [bw]   (bw: instead, the streaming read's bandwidth, power and
 // J/GB on 16 ... 132 SMs). Hopper only (sm_90a); results and what they mean: notes/perf.md,
 // "Attention beside the GEMMs".
