@@ -106,23 +106,24 @@ static Result run_mode(const char* name, std::vector<Chain>& chains, int rows, d
         for (auto o : others) seen |= o == s;
         if (!seen) others.push_back(s);
     }
-    cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    if (graphed) {  // fork every other stream from `origin`, join them back at the end
-        CK(cudaStreamBeginCapture(origin, cudaStreamCaptureModeGlobal));
+    // One step from `origin`: fork every other stream, run the chains, join them back.
+    auto enqueue = [&]() {
         CK(cudaEventRecord(join[0], origin));
         for (auto s : others) CK(cudaStreamWaitEvent(s, join[0], 0));
         step(chains, rows, share, ev);
         for (size_t i = 0; i < others.size(); i++) { CK(cudaEventRecord(join[1 + i], others[i])); CK(cudaStreamWaitEvent(origin, join[1 + i], 0)); }
+    };
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    if (graphed) {
+        CK(cudaStreamBeginCapture(origin, cudaStreamCaptureModeGlobal));
+        enqueue();
         CK(cudaStreamEndCapture(origin, &graph));
         CK(cudaGraphInstantiate(&exec, graph, 0));
     }
     auto launch = [&]() {
-        if (exec) { CK(cudaGraphLaunch(exec, origin)); return; }
-        CK(cudaEventRecord(join[0], origin));
-        for (auto s : others) CK(cudaStreamWaitEvent(s, join[0], 0));
-        step(chains, rows, share, ev);
-        for (size_t i = 0; i < others.size(); i++) { CK(cudaEventRecord(join[1 + i], others[i])); CK(cudaStreamWaitEvent(origin, join[1 + i], 0)); }
+        if (exec) CK(cudaGraphLaunch(exec, origin));
+        else enqueue();
     };
     for (int i = 0; i < 20; i++) launch();
     CK(cudaStreamSynchronize(origin));
@@ -155,6 +156,11 @@ static Result run_mode(const char* name, std::vector<Chain>& chains, int rows, d
 int main(int argc, char** argv) {
     int rows = argc > 1 ? atoi(argv[1]) : 512;             // per micro-batch
     double xmb = argc > 2 ? atof(argv[2]) : 537.0;          // X bytes per layer and micro-batch, MB
+    if (rows <= 0 || xmb <= 0 || (argc > 3 && std::string(argv[3]) != "bw") || argc > 4) {
+        fprintf(stderr, "usage: overlap_probe [rows > 0] [K/V MB > 0] [bw] (got rows '%s', MB '%s', mode '%s')\n",
+                argc > 1 ? argv[1] : "", argc > 2 ? argv[2] : "", argc > 3 ? argv[3] : "");
+        return 2;
+    }
     CK(cudaSetDevice(0));
     CK(cudaFree(0));
     nvmlDevice_t nv;
