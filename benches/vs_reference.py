@@ -4,52 +4,110 @@
 Reference tokens/J at (n, m) comes from `energy-fit predict --fit fits/reference/<llm>.flops-mem.json` (the
 published flops-mem coefficients); measured tokens/J is the mean over a point's repeats.
 Usage: python3 benches/vs_reference.py data/llama-3.2-1b-h100.csv [--llm L] [--bin target/release/energy-fit]
-(--llm defaults to the file's one LLM.)
+                                       [--fill OLD.csv] [--floor [--gpu-mem-gib G]]
+(--llm defaults to the file's one LLM. --fill takes the points the file lacks from OLD.csv, marked *:
+the whole grid's standing while a re-measurement is part way. --floor adds what each point could reach
+at its roofline bound, `measure --dry-run`'s, drawing the power it was measured at.)
 """
-import argparse, csv, json, statistics, subprocess, sys
+import argparse, csv, json, statistics, subprocess, sys, tempfile
 
 ap = argparse.ArgumentParser()
 ap.add_argument("data")
 ap.add_argument("--llm", help="which LLM's rows (needed when the file has several)")
 ap.add_argument("--bin", default="target/release/energy-fit")
+ap.add_argument("--fill", help="measurement file whose points fill those the first file lacks (marked *)")
+ap.add_argument("--floor", action="store_true", help="also tokens/J at the roofline bound and the measured power")
+ap.add_argument("--gpu-mem-gib", default="79.6", help="GPU memory for the bound's KV capacity (H100 80GB: 79.6)")
 a = ap.parse_args()
-rows_in = list(csv.DictReader(open(a.data)))
-llms = sorted({r["llm"] for r in rows_in})
-if a.llm is None:
-    if len(llms) != 1:
-        sys.exit(f"error: {a.data} has rows for {len(llms)} LLMs ({', '.join(llms)}); name one with --llm")
-    a.llm = llms[0]
-pts = {}
-for r in rows_in:
-    if r["llm"] == a.llm and r.get("status", "ok") == "ok":
-        tpj = float(r["generated_tokens"]) / float(r["energy_j"]) if r.get("generated_tokens") else \
-            int(r["requests"]) * int(r["output_tokens"]) / float(r["energy_j"])
-        pts.setdefault((int(r["input_tokens"]), int(r["output_tokens"])), []).append(tpj)
-if not pts:
-    sys.exit(f"error: {a.data}: no rows with status ok for llm {a.llm} (LLMs in the file: {', '.join(llms) or 'none'})")
+SETTINGS = ("requests", "max_batch_size", "max_num_tokens", "dtype")
+
+
+def load(path):
+    """The ok rows of llm a.llm per (n, m) (a.llm is set from the file when it has one LLM)."""
+    rows_in = list(csv.DictReader(open(path)))
+    llms = sorted({r["llm"] for r in rows_in})
+    if a.llm is None:
+        if len(llms) != 1:
+            sys.exit(f"error: {path} has rows for {len(llms)} LLMs ({', '.join(llms)}); name one with --llm")
+        a.llm = llms[0]
+    got = {}
+    for r in rows_in:
+        if r["llm"] == a.llm and r.get("status", "ok") == "ok":
+            got.setdefault((int(r["input_tokens"]), int(r["output_tokens"])), []).append(r)
+    if not got:
+        sys.exit(f"error: {path}: no rows with status ok for llm {a.llm} (LLMs in the file: {', '.join(llms) or 'none'})")
+    return got
+
+
+def tokens(r):
+    return float(r["generated_tokens"]) if r.get("generated_tokens") else int(r["requests"]) * int(r["output_tokens"])
+
+
+def bounds_s(pts):
+    """`measure --dry-run`'s roofline seconds per point, for the settings the rows were measured with."""
+    settings = {tuple(r.get(k, "") for k in SETTINGS) for rs in pts.values() for r in rs}
+    if len(settings) != 1:
+        sys.exit(f"error: --floor needs one setting of {', '.join(SETTINGS)} over the rows; found {sorted(settings)}")
+    (s,) = settings
+    if "" in s:
+        sys.exit(f"error: --floor needs the columns {', '.join(SETTINGS)}; a row lacks {SETTINGS[s.index('')]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [a.bin, "measure", "--llm", a.llm, "--inputs", ",".join(map(str, ns)), "--outputs", ",".join(map(str, ms)),
+               "--requests", s[0], "--max-batch-size", s[1], "--max-num-tokens", s[2], "--dtype", s[3],
+               "--dry-run", "--gpu-mem-gib", a.gpu_mem_gib, "--out", f"{tmp}/plan.csv"]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    est = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) > 9 and f[0] == a.llm and f[8] == "yes":  # llm n m R mbs mnt dtype rep fits est_s runs
+            est[(int(f[1]), int(f[2]))] = float(f[-2])
+    return est
+
+
+def table(title, width, cell):
+    if title:
+        print(f"\n{title}")
+    print("n\\m   " + "".join(f"{m:>{width}}" for m in ms))
+    for n in ns:
+        print(f"{n:<6}" + "".join(f"{'-':>{width}}" if (n, m) not in pts else cell(n, m) for m in ms))
+
+
+def summary(v, what):
+    v = sorted(v)
+    return (f"{len(v)} points: median {what} {statistics.median(v):.2f}, min {v[0]:.2f}, max {v[-1]:.2f}; "
+            f"{sum(x >= 1 for x in v)} of {len(v)} at or above the reference, {sum(x >= 1.3 for x in v)} at 1.3x or more")
+
+
+pts = load(a.data)
+filled = set()
+if a.fill:
+    for k, v in load(a.fill).items():
+        if k not in pts:
+            pts[k] = v
+            filled.add(k)
 ns, ms = sorted({n for n, _ in pts}), sorted({m for _, m in pts})
-ratios = {}
+ours = {k: statistics.mean(tokens(r) / float(r["energy_j"]) for r in rs) for k, rs in pts.items()}
+ref = {}
+for n, m in pts:
+    j = json.loads(subprocess.run([a.bin, "predict", "--fit", f"fits/reference/{a.llm}.flops-mem.json", "--input", str(n), "--output", str(m), "--json"],
+                                  check=True, capture_output=True, text=True).stdout)
+    ref[(n, m)] = j["tokens_per_j"]
+ratios = {k: ours[k] / ref[k] for k in pts}
+mark = lambda k: "*" if k in filled else " "
 print(f"{a.llm}: measured tokens/J / reference tokens/J (rows n, columns m); measured and reference below")
-rows = []
-for n in ns:
-    cells = []
-    for m in ms:
-        if (n, m) not in pts:
-            cells.append(None)
-            continue
-        j = json.loads(subprocess.run([a.bin, "predict", "--fit", f"fits/reference/{a.llm}.flops-mem.json", "--input", str(n), "--output", str(m), "--json"],
-                                      check=True, capture_output=True, text=True).stdout)
-        ours = statistics.mean(pts[(n, m)])
-        ratios[(n, m)] = ours / j["tokens_per_j"]
-        cells.append((ours, j["tokens_per_j"]))
-    rows.append((n, cells))
-print("n\\m   " + "".join(f"{m:>8}" for m in ms))
-for n, cells in rows:
-    print(f"{n:<6}" + "".join(f"{'-':>8}" if c is None else f"{c[0] / c[1]:>8.2f}" for c in cells))
-print("\nours / reference tokens/J")
-print("n\\m   " + "".join(f"{m:>14}" for m in ms))
-for n, cells in rows:
-    print(f"{n:<6}" + "".join(f"{'-':>14}" if c is None else f"{c[0]:>7.1f}/{c[1]:<6.1f}" for c in cells))
-v = sorted(ratios.values())
-print(f"\n{len(v)} points: median ratio {statistics.median(v):.2f}, min {v[0]:.2f}, max {v[-1]:.2f}; "
-      f"{sum(x >= 1 for x in v)} of {len(v)} at or above the reference")
+table("", 8, lambda n, m: f"{ratios[(n, m)]:>7.2f}" + mark((n, m)))
+table("ours / reference tokens/J", 14, lambda n, m: f"{ours[(n, m)]:>7.1f}/{ref[(n, m)]:<6.1f}")
+print("\n" + summary(ratios.values(), "ratio") + (f"; * {len(filled)} from {a.fill}" if filled else ""))
+if a.floor:
+    est = bounds_s(pts)
+    missing = sorted(k for k in pts if k not in est)
+    if missing:
+        sys.exit(f"error: `measure --dry-run` gave no bound for {missing} (too large for {a.gpu_mem_gib} GiB?)")
+    # Tokens/J if the point ran at its bound drawing its measured power. Optimistic for a faster engine
+    # doing the same work (only the static part of the energy shrinks with time, the joules per FLOP
+    # and byte stay); not for one that also drops wasted work (bytes read twice, idle spinning).
+    floor = {k: statistics.mean(tokens(r) / (est[k] * float(r["avg_power_w"])) for r in rs) for k, rs in pts.items()}
+    table("at the roofline bound (measure --dry-run; peak FLOP/s and bandwidth in src/measure/cost.rs) and the "
+          "measured power: tokens/J / reference tokens/J", 8, lambda n, m: f"{floor[(n, m)] / ref[(n, m)]:>7.2f}" + mark((n, m)))
+    table("ours / that bound's tokens/J", 8, lambda n, m: f"{ours[(n, m)] / floor[(n, m)]:>7.2f}" + mark((n, m)))
+    print("\nat the bound: " + summary([floor[k] / ref[k] for k in pts], "ratio"))

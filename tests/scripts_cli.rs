@@ -241,6 +241,55 @@ fn vs_reference_names_what_is_missing() {
     assert!(!ok && err.contains("two.csv: no rows with status ok for llm llama-3.2-1b (LLMs in the file: a, b)"), "{err}");
 }
 
+/// `vs_reference.py --fill OLD` takes only the points the file lacks from OLD and marks them;
+/// `--floor` divides by the tokens/J of `measure --dry-run`'s bound at each row's power and refuses
+/// rows measured with different settings (synthetic files; a stand-in `--bin` answers every
+/// reference prediction with 1 token/J and plans bounds of 2 s and 4 s).
+#[test]
+fn vs_reference_fills_missing_points_and_bounds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let head = "llm,input_tokens,output_tokens,requests,max_batch_size,max_num_tokens,dtype,energy_j,generated_tokens,avg_power_w,status\n";
+    let new = tmp.path().join("new.csv");
+    let old = tmp.path().join("old.csv");
+    std::fs::write(&new, format!("{head}x,64,64,1,1024,8192,bf16,32.0,64,8.0,ok\n")).unwrap();
+    std::fs::write(&old, format!("{head}x,64,64,1,1024,8192,bf16,64.0,64,8.0,ok\nx,64,128,1,1024,8192,bf16,128.0,64,1.0,ok\n")).unwrap();
+    let bin = stand_in(
+        tmp.path(),
+        "energy-fit",
+        r#"case "$1" in
+predict) echo '{"tokens_per_j": 1.0}' ;;
+measure) printf 'plan: 2 points\nllm n m R mbs mnt dtype rep fits est_s runs\nx 64 64 1 1024 8192 bf16 0 yes 2.00 3\nx 64 128 1 1024 8192 bf16 0 yes 4.00 2\n' ;;
+esac"#,
+    );
+    let py = |args: &[&str]| {
+        let o = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vs_reference.py"))
+            .args([new.to_str().unwrap(), "--fill", old.to_str().unwrap(), "--bin", bin.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, out, err) = py(&[]);
+    assert!(ok, "{out} {err}");
+    let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let rows: Vec<_> = out.lines().filter(|l| l.starts_with("64 ")).map(words).collect();
+    assert_eq!(rows[0], ["64", "2.00", "0.50*"], "{out}");
+    assert!(out.contains("2 points: median ratio 1.25, min 0.50, max 2.00; 1 of 2 at or above the reference, 1 at 1.3x or more; * 1 from"), "{out}");
+
+    let (ok, out, err) = py(&["--floor"]);
+    assert!(ok, "{out} {err}");
+    let rows: Vec<_> = out.lines().filter(|l| l.starts_with("64 ")).map(words).collect();
+    // The bound: 64 tokens / (2 s * 8 W) = 4 tokens/J, and 64 / (4 s * 1 W) = 16 (filled).
+    assert_eq!(rows[2], ["64", "4.00", "16.00*"], "{out}");
+    assert_eq!(rows[3], ["64", "0.50", "0.03*"], "{out}");
+    assert!(out.contains("at the bound: 2 points: median ratio 10.00, min 4.00, max 16.00; 2 of 2"), "{out}");
+
+    std::fs::write(&old, format!("{head}x,64,128,7,1024,8192,bf16,128.0,64,1.0,ok\n")).unwrap();
+    let (ok, _, err) = py(&["--floor"]);
+    assert!(!ok && err.contains("--floor needs one setting of requests, max_batch_size, max_num_tokens, dtype over the rows"), "{err}");
+}
+
 /// `overlap_probe.sh` names a missing compiler, and with a stand-in nvcc (which writes a stand-in
 /// probe that echoes its arguments) runs the bandwidth sweep and the three stand-in steps, one
 /// result file each.
