@@ -24,7 +24,10 @@ SETTINGS = ("requests", "max_batch_size", "max_num_tokens", "dtype")
 
 def load(path):
     """The ok rows of llm a.llm per (n, m) (a.llm is set from the file when it has one LLM)."""
-    rows_in = list(csv.DictReader(open(path)))
+    try:
+        rows_in = list(csv.DictReader(open(path)))
+    except OSError as e:
+        sys.exit(f"error: {path}: {e.strerror}")
     llms = sorted({r["llm"] for r in rows_in})
     if a.llm is None:
         if len(llms) != 1:

@@ -223,8 +223,8 @@ fn gemm_tune_runs_both_sides_of_each_step() {
     assert!(row.trim_end().ends_with("1.2500"), "{row}");
 }
 
-/// `vs_reference.py` names the file and the LLM when the file has no usable rows for it, and asks
-/// for `--llm` when the file holds several LLMs (synthetic two-row file).
+/// `vs_reference.py` names the file and the LLM when the file has no usable rows for it, asks for
+/// `--llm` when the file holds several LLMs (synthetic two-row file), and names a missing file.
 #[test]
 fn vs_reference_names_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -239,6 +239,8 @@ fn vs_reference_names_what_is_missing() {
     assert!(!ok && err.contains("two.csv has rows for 2 LLMs (a, b); name one with --llm"), "{err}");
     let (ok, err) = py(&[fs, "--llm", "llama-3.2-1b"]);
     assert!(!ok && err.contains("two.csv: no rows with status ok for llm llama-3.2-1b (LLMs in the file: a, b)"), "{err}");
+    let (ok, err) = py(&[fs, "--llm", "a", "--fill", "/nonexistent/old.csv"]);
+    assert!(!ok && err.contains("error: /nonexistent/old.csv: No such file or directory"), "{err}");
 }
 
 /// `vs_reference.py --fill OLD` takes only the points the file lacks from OLD and marks them;
