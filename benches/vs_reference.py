@@ -89,6 +89,7 @@ if a.fill:
             pts[k] = v
             filled.add(k)
 ns, ms = sorted({n for n, _ in pts}), sorted({m for _, m in pts})
+est = bounds_s(pts) if a.floor else {}  # first, so that bad --floor input is refused before any work
 ours = {k: statistics.mean(tokens(r) / float(r["energy_j"]) for r in rs) for k, rs in pts.items()}
 ref = {}
 for n, m in pts:
@@ -96,13 +97,18 @@ for n, m in pts:
                                   check=True, capture_output=True, text=True).stdout)
     ref[(n, m)] = j["tokens_per_j"]
 ratios = {k: ours[k] / ref[k] for k in pts}
-mark = lambda k: "*" if k in filled else " "
+
+
+def ratio_cell(v):
+    """A table cell of ratios v, marked * where the point came from --fill."""
+    return lambda n, m: f"{v[(n, m)]:>7.2f}" + ("*" if (n, m) in filled else " ")
+
+
 print(f"{a.llm}: measured tokens/J / reference tokens/J (rows n, columns m); measured and reference below")
-table("", 8, lambda n, m: f"{ratios[(n, m)]:>7.2f}" + mark((n, m)))
+table("", 8, ratio_cell(ratios))
 table("ours / reference tokens/J", 14, lambda n, m: f"{ours[(n, m)]:>7.1f}/{ref[(n, m)]:<6.1f}")
 print("\n" + summary(ratios.values(), "ratio") + (f"; * {len(filled)} from {a.fill}" if filled else ""))
 if a.floor:
-    est = bounds_s(pts)
     missing = sorted(k for k in pts if k not in est)
     if missing:
         sys.exit(f"error: `measure --dry-run` gave no bound for {missing} (too large for {a.gpu_mem_gib} GiB?)")
@@ -110,7 +116,8 @@ if a.floor:
     # doing the same work (only the static part of the energy shrinks with time, the joules per FLOP
     # and byte stay); not for one that also drops wasted work (bytes read twice, idle spinning).
     floor = {k: statistics.mean(tokens(r) / (est[k] * float(r["avg_power_w"])) for r in rs) for k, rs in pts.items()}
+    at_bound = {k: floor[k] / ref[k] for k in pts}
     table("at the roofline bound (measure --dry-run; peak FLOP/s and bandwidth in src/measure/cost.rs) and the "
-          "measured power: tokens/J / reference tokens/J", 8, lambda n, m: f"{floor[(n, m)] / ref[(n, m)]:>7.2f}" + mark((n, m)))
-    table("ours / that bound's tokens/J", 8, lambda n, m: f"{ours[(n, m)] / floor[(n, m)]:>7.2f}" + mark((n, m)))
-    print("\nat the bound: " + summary([floor[k] / ref[k] for k in pts], "ratio"))
+          "measured power: tokens/J / reference tokens/J", 8, ratio_cell(at_bound))
+    table("ours / that bound's tokens/J", 8, ratio_cell({k: ours[k] / floor[k] for k in pts}))
+    print("\nat the bound: " + summary(at_bound.values(), "ratio"))

@@ -224,7 +224,8 @@ fn gemm_tune_runs_both_sides_of_each_step() {
 }
 
 /// `vs_reference.py` names the file and the LLM when the file has no usable rows for it, asks for
-/// `--llm` when the file holds several LLMs (synthetic two-row file), and names a missing file.
+/// `--llm` when the file holds several LLMs (synthetic two-row file), names a missing file, and
+/// names the settings column `--floor` lacks.
 #[test]
 fn vs_reference_names_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -241,6 +242,8 @@ fn vs_reference_names_what_is_missing() {
     assert!(!ok && err.contains("two.csv: no rows with status ok for llm llama-3.2-1b (LLMs in the file: a, b)"), "{err}");
     let (ok, err) = py(&[fs, "--llm", "a", "--fill", "/nonexistent/old.csv"]);
     assert!(!ok && err.contains("error: /nonexistent/old.csv: No such file or directory"), "{err}");
+    let (ok, err) = py(&[fs, "--llm", "a", "--floor", "--bin", "/bin/true"]);
+    assert!(!ok && err.contains("--floor needs the columns requests, max_batch_size, max_num_tokens, dtype; a row lacks max_batch_size"), "{err}");
 }
 
 /// `vs_reference.py --fill OLD` takes only the points the file lacks from OLD and marks them;
