@@ -178,6 +178,31 @@ fn dry_run_prints_the_plan_without_a_gpu() {
     assert!(s.lines().filter(|l| l.starts_with("gemma-2-9b") && l.contains("no: needs")).count() == 7, "{s}");
 }
 
+/// `--plan-csv` writes the plan beside the printed table (same table), and is refused without
+/// `--dry-run` before anything is measured or written.
+#[test]
+fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.csv");
+    let args = ["--llm", "llama-3.2-1b,gemma-2-9b", "--inputs", "64,128", "--outputs", "64", "--gpu-mem-gib", "16"];
+    let o = run(measure(&args, None).args(["--dry-run", "--plan-csv", plan.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let without = run(measure(&args, None).arg("--dry-run"));
+    assert_eq!(o.stdout, without.stdout, "the table is printed as before");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 4, "{text}");
+    assert!(lines[0].starts_with("llm,input_tokens,output_tokens,") && lines[0].ends_with(",fits,est_s,runs"), "{text}");
+    assert!(lines[1].starts_with("llama-3.2-1b,64,64,1000,1024,8192,bf16,0,true,"), "{text}");
+    assert!(lines[3].starts_with("gemma-2-9b,64,64,") && lines[3].ends_with(",false,,"), "{text}");
+
+    let out = dir.path().join("m.csv");
+    let r = run(measure(&["--plan-csv", dir.path().join("p2.csv").to_str().unwrap(), "--out", out.to_str().unwrap()], Some("")));
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(stderr(&r).contains("--dry-run"), "{}", stderr(&r));
+    assert!(!out.exists() && !dir.path().join("p2.csv").exists(), "nothing written");
+}
+
 #[test]
 fn without_nvml_measure_stops_before_any_work() {
     // On a machine with a readable NVIDIA GPU this checks nothing about NVML; CI has none.

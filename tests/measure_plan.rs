@@ -1,7 +1,7 @@
 //! Planning, sharding, feasibility and duration estimates of `measure` (no GPU needed).
 
 use energy_fit::measure::cost::RooflineCost;
-use energy_fit::measure::plan::{dry_run_table, parse_list, window_runs_for, PUBLISHED_LENGTHS};
+use energy_fit::measure::plan::{dry_run_table, parse_list, plan_csv, plan_rows, window_runs_for, PLAN_COLUMNS, PUBLISHED_LENGTHS};
 use energy_fit::measure::{CostModel, Grid, Point, Shard};
 use std::collections::HashSet;
 
@@ -121,8 +121,35 @@ fn short_points_are_repeated_to_the_minimum_window() {
 #[test]
 fn dry_run_table_lists_every_point_and_what_does_not_fit() {
     let pts = vec![point("llama-3.2-1b", 64, 64), point("gemma-2-9b", 64, 64)];
-    let t = dry_run_table(&pts, &RooflineCost, 16 * GIB, 5.0).unwrap();
+    let t = dry_run_table(&plan_rows(&pts, &RooflineCost, 16 * GIB, 5.0).unwrap(), 5.0).unwrap();
     assert_eq!(t.lines().count(), 1 + 2 + 1);
     assert!(t.contains("no: needs"), "{t}");
     assert!(t.contains("2 points, 1 do not fit"), "{t}");
+}
+
+/// `--plan-csv`: a header and one line per point, est_s unrounded but the table's number, runs the
+/// table's, and fits=false with est_s and runs empty for a point that does not fit 16 GiB.
+#[test]
+fn plan_csv_has_a_row_per_point_with_the_tables_estimate() {
+    let pts = vec![point("llama-3.2-1b", 64, 64), point("LLAMA-3.2-1B", 4096, 128), point("gemma-2-9b", 64, 64)];
+    let rows = plan_rows(&pts, &RooflineCost, 16 * GIB, 5.0).unwrap();
+    let (table, csv) = (dry_run_table(&rows, 5.0).unwrap(), plan_csv(&rows));
+    let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(lines.len(), 1 + pts.len(), "{csv}");
+    assert_eq!(lines[0], PLAN_COLUMNS);
+    assert_eq!(PLAN_COLUMNS[..8], ["llm", "input_tokens", "output_tokens", "requests", "max_batch_size", "max_num_tokens", "dtype", "repeat"]);
+    assert!(PLAN_COLUMNS[..8].iter().all(|c| energy_fit::measure::COLUMNS.contains(c)), "measurement column names");
+    for (i, (p, l)) in pts.iter().zip(&lines[1..]).enumerate() {
+        let t: Vec<&str> = table.lines().nth(1 + i).unwrap().split_whitespace().collect();
+        assert_eq!(l[..8], t[..8], "llm n m R mbs mnt dtype rep\n{table}\n{csv}");
+        if p.llm == "gemma-2-9b" {
+            assert_eq!(l[8..], ["false", "", ""], "{csv}");
+            assert_eq!(t[8], "no:", "{table}");
+            continue;
+        }
+        let est: f64 = l[9].parse().unwrap();
+        assert_eq!(est, RooflineCost.estimate_s(p, 16 * GIB).unwrap(), "full precision");
+        assert_eq!([l[8], &format!("{est:.2}"), l[10]], [t[8].replace("yes", "true").as_str(), t[9], t[10]], "{table}\n{csv}");
+    }
+    assert_eq!(lines[2][0], "llama-3.2-1b", "the canonical name, as in the table");
 }

@@ -249,7 +249,10 @@ fn vs_reference_names_what_is_missing() {
 /// `vs_reference.py --fill OLD` takes only the points the file lacks from OLD and marks them;
 /// `--floor` divides by the tokens/J of `measure --dry-run`'s bound at each row's power and refuses
 /// rows measured with different settings (synthetic files; a stand-in `--bin` answers every
-/// reference prediction with 1 token/J and plans bounds of 2 s and 4 s).
+/// reference prediction with 1 token/J and writes `--plan-csv` with bounds of 2 s and 4 s, or with
+/// the second point not fitting when PLAN_NOFIT is set, which `--floor` names as unbounded, or at
+/// 400 s when PLAN_SLOW is set, out of the median target's reach); `--floor` also says how far
+/// the median target is.
 #[test]
 fn vs_reference_fills_missing_points_and_bounds_them() {
     let tmp = tempfile::tempdir().unwrap();
@@ -263,18 +266,23 @@ fn vs_reference_fills_missing_points_and_bounds_them() {
         "energy-fit",
         r#"case "$1" in
 predict) echo '{"tokens_per_j": 1.0}' ;;
-measure) printf 'plan: 2 points\nllm n m R mbs mnt dtype rep fits est_s runs\nx 64 64 1 1024 8192 bf16 0 yes 2.00 3\nx 64 128 1 1024 8192 bf16 0 yes 4.00 2\n' ;;
+measure) while [ $# -gt 0 ]; do [ "$1" = --plan-csv ] && plan=$2; shift; done
+  echo 'the text table, which --floor no longer reads'
+  last='true,4.0,2'; [ -n "$PLAN_NOFIT" ] && last='false,,'; [ -n "$PLAN_SLOW" ] && last='true,400.0,1'
+  printf 'llm,input_tokens,output_tokens,requests,max_batch_size,max_num_tokens,dtype,repeat,fits,est_s,runs\nx,64,64,1,1024,8192,bf16,0,true,2.0,3\nx,64,128,1,1024,8192,bf16,0,%s\n' "$last" > "$plan" ;;
 esac"#,
     );
-    let py = |args: &[&str]| {
+    let py_env = |args: &[&str], env: &[(&str, &str)]| {
         let o = Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vs_reference.py"))
             .args([new.to_str().unwrap(), "--fill", old.to_str().unwrap(), "--bin", bin.to_str().unwrap()])
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
+    let py = |args: &[&str]| py_env(args, &[]);
     let (ok, out, err) = py(&[]);
     assert!(ok, "{out} {err}");
     let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
@@ -289,6 +297,17 @@ esac"#,
     assert_eq!(rows[2], ["64", "4.00", "16.00*"], "{out}");
     assert_eq!(rows[3], ["64", "0.50", "0.03*"], "{out}");
     assert!(out.contains("at the bound: 2 points: median ratio 10.00, min 4.00, max 16.00; 2 of 2"), "{out}");
+    // A median of 1.3x needs both points there: (64, 64) is (2.0x); (64, 128) needs 1.3 / 0.5 = 2.6x
+    // its tokens/J; their shares of the bound needed are 1.3 / 4 = 0.33 and 1.3 / 16.
+    assert!(
+        out.contains("for a median of 1.3x, 2 of 2 points must reach 1.3x; 2 can at their bound; the 2 that need the least of it need up to 0.33 of their bound and up to 160 % more tokens/J (1 already there)"),
+        "{out}"
+    );
+    // At 400 s, (64, 128)'s bound is 64 / 400 tokens/J, 0.16x the reference: the target is out of reach.
+    let (ok, out, err) = py_env(&["--floor"], &[("PLAN_SLOW", "1")]);
+    assert!(ok && out.contains("2 points must reach 1.3x; 1 can at their bound: the median target is beyond the bound"), "{out} {err}");
+    let (ok, out, err) = py_env(&["--floor"], &[("PLAN_NOFIT", "1")]);
+    assert!(!ok && err.contains("`measure --dry-run` gave no bound for [(64, 128)]"), "{out} {err}");
 
     std::fs::write(&old, format!("{head}x,64,128,7,1024,8192,bf16,128.0,64,1.0,ok\n")).unwrap();
     let (ok, _, err) = py(&["--floor"]);

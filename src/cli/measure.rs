@@ -2,7 +2,7 @@
 //! per point to `--out` and continuing a previous file with `--resume`.
 
 use crate::measure::cost::RooflineCost;
-use crate::measure::plan::{dry_run_table, parse_list, Grid, Shard};
+use crate::measure::plan::{dry_run_table, parse_list, plan_csv, plan_rows, Grid, Shard};
 use crate::measure::run::{key_of, run_sweep, RunOpts, WorkloadFactory};
 use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
 use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Writer};
@@ -53,6 +53,12 @@ pub struct MeasureArgs {
     /// Print the plan, feasibility and roofline duration estimates; measure nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run, also write the plan to this CSV file for scripts: one line per point with
+    /// columns llm, input_tokens, output_tokens, requests, max_batch_size, max_num_tokens, dtype,
+    /// repeat, fits (true/false), est_s (the table's roofline seconds of one run, unrounded; empty
+    /// when the point does not fit) and runs (runs per window; empty likewise).
+    #[arg(long, requires = "dry_run", value_name = "PATH")]
+    pub plan_csv: Option<PathBuf>,
     /// Power / clock / temperature sampling period in milliseconds.
     #[arg(long, default_value = "100", allow_hyphen_values = true)]
     pub sample_ms: String,
@@ -171,7 +177,11 @@ pub fn run(a: MeasureArgs) -> Result<()> {
             (None, Err(_)) => (80u64 << 30, "assumed 80 GiB H100 (no GPU readable; set --gpu-mem-gib)".to_string()),
         };
         println!("plan: {} points{}; memory from {src}", points.len(), shard.map(|s| format!(" (shard {}/{})", s.index, s.count)).unwrap_or_default());
-        print!("{}", dry_run_table(&points, &cost, mem, opts.min_window_s)?);
+        let rows = plan_rows(&points, &cost, mem, opts.min_window_s)?;
+        print!("{}", dry_run_table(&rows, opts.min_window_s)?);
+        if let Some(path) = &a.plan_csv {
+            std::fs::write(path, plan_csv(&rows)).with_context(|| format!("--plan-csv: writing {}", path.display()))?;
+        }
         return Ok(());
     }
     let meters = meters?;

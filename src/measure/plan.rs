@@ -1,9 +1,10 @@
 //! Sweep planning: the grid axes, their expansion into points, sharding, and the feasibility /
-//! duration numbers `--dry-run` prints.
+//! duration numbers `--dry-run` prints (and writes with `--plan-csv`).
 //!
 //! The memory and roofline numbers come from a `CostModel`, so this file does not depend on how an
 //! LLM's shape is described (the real one wraps `crate::llm`, tests use a synthetic one).
 
+use super::rows::quote;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 
@@ -173,39 +174,99 @@ pub trait CostModel: Send + Sync {
     fn estimate_s(&self, p: &Point, gpu_mem_bytes: u64) -> Result<f64>;
 }
 
-/// The `--dry-run` table: one line per point, a total, and the points that do not fit.
-pub fn dry_run_table(points: &[Point], cost: &dyn CostModel, gpu_mem_bytes: u64, min_window_s: f64) -> Result<String> {
+/// What `--dry-run` says of one point: the canonical LLM name and either (roofline seconds of one
+/// run, runs that make its window) or why it does not fit. The table and the CSV are both made of
+/// these, so they always carry the same numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanRow<'a> {
+    pub point: &'a Point,
+    pub llm: String,
+    pub fit: std::result::Result<(f64, u64), String>,
+}
+
+/// One `PlanRow` per point, in order.
+pub fn plan_rows<'a>(points: &'a [Point], cost: &dyn CostModel, gpu_mem_bytes: u64, min_window_s: f64) -> Result<Vec<PlanRow<'a>>> {
+    points
+        .iter()
+        .map(|p| {
+            let llm = cost.llm_name(&p.llm)?;
+            let fit = match cost.feasible(p, gpu_mem_bytes) {
+                Ok(()) => {
+                    let e = cost.estimate_s(p, gpu_mem_bytes)?;
+                    Ok((e, window_runs_for(e, min_window_s)))
+                }
+                Err(r) => Err(r),
+            };
+            Ok(PlanRow { point: p, llm, fit })
+        })
+        .collect()
+}
+
+/// The `--dry-run` table: one line per row, a total, and the points that do not fit.
+pub fn dry_run_table(rows: &[PlanRow], min_window_s: f64) -> Result<String> {
     let mut s = String::new();
     writeln!(s, "{:<16} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>4}  {:<40} {:>10} {:>7}", "llm", "n", "m", "R", "mbs", "mnt", "dtype", "rep", "fits", "est_s", "runs")?;
     let (mut total, mut skipped) = (0.0, 0usize);
-    for p in points {
-        let name = cost.llm_name(&p.llm)?;
-        let (fits, est, runs) = match cost.feasible(p, gpu_mem_bytes) {
-            Ok(()) => {
-                let e = cost.estimate_s(p, gpu_mem_bytes)?;
-                let runs = window_runs_for(e, min_window_s);
-                total += e * runs as f64;
+    for r in rows {
+        let p = r.point;
+        let (fits, est, runs) = match &r.fit {
+            Ok((e, runs)) => {
+                total += e * *runs as f64;
                 ("yes".to_string(), format!("{e:.2}"), runs.to_string())
             }
-            Err(r) => {
+            Err(why) => {
                 skipped += 1;
-                (format!("no: {r}"), "-".into(), "-".into())
+                (format!("no: {why}"), "-".into(), "-".into())
             }
         };
         writeln!(
             s,
             "{:<16} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>4}  {:<40} {:>10} {:>7}",
-            name, p.input_tokens, p.output_tokens, p.requests, p.max_batch_size, p.max_num_tokens, p.dtype, p.repeat, fits, est, runs
+            r.llm, p.input_tokens, p.output_tokens, p.requests, p.max_batch_size, p.max_num_tokens, p.dtype, p.repeat, fits, est, runs
         )?;
     }
     writeln!(
         s,
         "{} points, {} do not fit; estimated measured time {:.0} s (roofline lower bound, windows ≥ {min_window_s} s; warm-up, idle and load time not included)",
-        points.len(),
+        rows.len(),
         skipped,
         total
     )?;
     Ok(s)
+}
+
+/// The columns of `--plan-csv` (DESIGN's measurement names where it has them).
+pub const PLAN_COLUMNS: [&str; 11] =
+    ["llm", "input_tokens", "output_tokens", "requests", "max_batch_size", "max_num_tokens", "dtype", "repeat", "fits", "est_s", "runs"];
+
+/// The `--plan-csv` text: a header and one line per row; `est_s` at full precision (the table
+/// rounds it), `est_s` and `runs` empty where the point does not fit.
+pub fn plan_csv(rows: &[PlanRow]) -> String {
+    let mut s = PLAN_COLUMNS.join(",");
+    s.push('\n');
+    for r in rows {
+        let p = r.point;
+        let (est, runs) = match &r.fit {
+            Ok((e, runs)) => (e.to_string(), runs.to_string()),
+            Err(_) => (String::new(), String::new()),
+        };
+        let fields = [
+            quote(&r.llm),
+            p.input_tokens.to_string(),
+            p.output_tokens.to_string(),
+            p.requests.to_string(),
+            p.max_batch_size.to_string(),
+            p.max_num_tokens.to_string(),
+            quote(&p.dtype),
+            p.repeat.to_string(),
+            r.fit.is_ok().to_string(),
+            est,
+            runs,
+        ];
+        s.push_str(&fields.join(","));
+        s.push('\n');
+    }
+    s
 }
 
 /// How many back-to-back runs make a window of at least `min_window_s`.

@@ -212,7 +212,8 @@ pub fn csv_header() -> String {
     h
 }
 
-fn quote(s: &str) -> String {
+/// One CSV field, quoted (RFC 4180) where it holds a comma, quote or line break.
+pub fn quote(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
