@@ -203,6 +203,47 @@ fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
     assert!(!out.exists() && !dir.path().join("p2.csv").exists(), "nothing written");
 }
 
+/// `--dry-run --resume` plans only the points --out lacks, as the run would (--retry-skipped
+/// included), for CSV and for Parquet's journal, and reads the file without changing it, a torn last
+/// line and all; without --resume it says the file exists.
+#[test]
+fn dry_run_with_resume_plans_what_is_left_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, journal) in [("m.csv", "m.csv"), ("m.parquet", "m.parquet.journal.csv")] {
+        let out = dir.path().join(name);
+        let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap()], Some("fail_input=4096")));
+        assert!(o.status.success(), "{}", stderr(&o));
+        // In the file: (64, 64) ok, (4096, 64) skipped; then a torn line as a killed write leaves.
+        let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join(journal)).unwrap();
+        std::io::Write::write_all(&mut f, b"llama-3.2-1b,64,128,2").unwrap();
+        let snapshot = || {
+            let mut v: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).map(|p| (p.clone(), std::fs::read(p).unwrap())).collect();
+            v.sort();
+            v
+        };
+        let before = snapshot();
+        let plan = |extra: &[&str]| {
+            let args = [&["--inputs", "64,4096", "--outputs", "64,128", "--requests", "2", "--gpu-mem-gib", "80", "--dry-run", "--out", out.to_str().unwrap()], extra].concat();
+            let o = run(measure(&args, None));
+            assert!(o.status.success(), "{}", stderr(&o));
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let points: Vec<(String, String)> = text.lines().filter(|l| l.starts_with("llama-3.2-1b ")).map(|l| l.split_whitespace().collect::<Vec<_>>()).map(|f| (f[1].to_string(), f[2].to_string())).collect();
+            (points, text, stderr(&o))
+        };
+        let p = |v: &[(&str, &str)]| v.iter().map(|(n, m)| (n.to_string(), m.to_string())).collect::<Vec<_>>();
+        let (points, text, err) = plan(&["--resume"]);
+        assert_eq!(points, p(&[("64", "128"), ("4096", "128")]), "{name}: {text}");
+        assert!(err.contains("resume: 2 of 4 points already in") && text.contains("plan: 2 points"), "{name}: {err} {text}");
+        let (points, text, err) = plan(&["--resume", "--retry-skipped"]);
+        assert_eq!(points, p(&[("64", "128"), ("4096", "64"), ("4096", "128")]), "{name}: {text}");
+        assert!(err.contains("resume: 1 of 4 points already in"), "{name}: {err}");
+        let (points, text, _) = plan(&[]);
+        assert_eq!(points.len(), 4, "{name}: {text}");
+        assert!(text.contains(&format!("note: --out {} exists; measuring these points into it needs --resume", out.display())), "{name}: {text}");
+        assert!(snapshot() == before, "{name}: a dry run changed a file");
+    }
+}
+
 #[test]
 fn without_nvml_measure_stops_before_any_work() {
     // On a machine with a readable NVIDIA GPU this checks nothing about NVML; CI has none.

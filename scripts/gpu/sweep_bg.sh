@@ -2,9 +2,10 @@
 # A sweep that outlives one time-limited GPU call. A device call is cut at 10 minutes, but a grid
 # point's window can be longer (llama-3.1-8b at n = 2048, m = 4096: ~18 minutes by `measure
 # --dry-run`'s roofline bound). Processes a call leaves behind are killed, except one in its own
-# session (setsid), which runs on while the machine stays held. So: `start` launches `measure
-# --resume` that way on a copy of the sweep file and then waits like `wait`; each later call runs
-# `wait`, which sleeps until the sweep ends or its time is up and copies the file and the log to
+# session (setsid), which runs on while the machine stays held. So: `start` prints what is left
+# (`measure --dry-run --resume`: points and roofline seconds), launches `measure --resume` that
+# way on a copy of the sweep file and then waits like `wait`; each later call runs `wait`, which
+# sleeps until the sweep ends or its time is up and copies the file and the log to
 # $OUT. Copy the file back into the tree after every call: if the machine goes back (idle 30 s,
 # or 30 minutes held), the point in flight is lost, nothing before it. A held machine goes back at
 # the end of the call in flight: a `wait` begun before minute 30 still runs its WAIT out (the 8B's
@@ -33,6 +34,8 @@ running() { [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 if [ "$CMD" = start ]; then
     if running; then echo "error: a sweep of $NAME is already running (pid $(cat "$PID"))" >&2; exit 1; fi
     [ -f "$FILE" ] && cp "$FILE" "$WORK"
+    # What is left, by the roofline bound (a lower bound: load, warm-up and idle windows excluded).
+    echo "left: $("$BIN" measure "$@" --resume --out "$WORK" --dry-run 2>&1 | tail -n 1)"
     setsid "$BIN" measure "$@" --resume --out "$WORK" --quiet > "$LOG" 2>&1 < /dev/null &
     echo $! > "$PID"
     echo "started pid $(cat "$PID"): measure $* --resume --out $WORK"

@@ -5,7 +5,9 @@ use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{dry_run_table, parse_list, plan_csv, plan_rows, Grid, Shard};
 use crate::measure::run::{key_of, run_sweep, RunOpts, WorkloadFactory};
 use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
-use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Writer};
+use crate::measure::rows::Row;
+use crate::measure::writer::{done_keys, peek_rows};
+use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, Writer};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -50,7 +52,8 @@ pub struct MeasureArgs {
     /// (fit and report read `ok` rows only; merge keeps the `ok` row).
     #[arg(long, requires = "resume")]
     pub retry_skipped: bool,
-    /// Print the plan, feasibility and roofline duration estimates; measure nothing.
+    /// Print the plan, feasibility and roofline duration estimates; measure nothing. With --resume,
+    /// only the points --out lacks (the time left); --out is only read.
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run, also write the plan to this CSV file for scripts: one line per point with
@@ -168,6 +171,11 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     };
 
     if a.dry_run {
+        if a.resume {
+            drop_done(&mut points, &peek_rows(&a.out)?, &a, &cost);
+        } else if a.out.exists() {
+            println!("note: --out {} exists; measuring these points into it needs --resume", a.out.display());
+        }
         let (mem, src) = match (gpu_mem_override, &meters) {
             (Some(m), _) => (m, "--gpu-mem-gib".to_string()),
             (None, Ok(ms)) => {
@@ -195,17 +203,8 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         }
     }
     let writer = Writer::open(&a.out, a.resume)?;
-    let before = points.len();
-    let ok_only;
-    let done = if a.retry_skipped {
-        ok_only = writer.done_ok();
-        &ok_only
-    } else {
-        writer.done()
-    };
-    points.retain(|p| !done.contains(&key_of(p, &cost)));
     if a.resume {
-        eprintln!("resume: {} of {before} points already in {}, {} to go", before - points.len(), a.out.display(), points.len());
+        drop_done(&mut points, writer.rows(), &a, &cost);
     }
     let factory: Box<WorkloadFactory> = match standin {
         Some(c) => Box::new(move |_gpu| Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)),
@@ -227,6 +226,14 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         eprintln!("stopped after --stop-after-s with {} points left: continue with --resume", s.left);
     }
     Ok(())
+}
+
+/// `--resume`: drop the points `rows` (those already in --out) hold, all of them or with
+/// --retry-skipped those with an `ok` row, and say how many are left.
+fn drop_done(points: &mut Vec<Point>, rows: &[Row], a: &MeasureArgs, cost: &dyn CostModel) {
+    let (before, done) = (points.len(), done_keys(rows, a.retry_skipped));
+    points.retain(|p| !done.contains(&key_of(p, cost)));
+    eprintln!("resume: {} of {before} points already in {}, {} to go", before - points.len(), a.out.display(), points.len());
 }
 
 /// The real workload: the engine on GPU `gpu`.

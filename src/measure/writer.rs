@@ -86,7 +86,7 @@ impl Writer {
             write_new_journal(&jpath, &[])?;
         }
         let journal = OpenOptions::new().append(true).open(&jpath).with_context(|| format!("opening {} for append", jpath.display()))?;
-        let done = rows.iter().map(Row::key).collect();
+        let done = done_keys(&rows, false);
         let w = Writer { path: path.to_path_buf(), format, journal, rows, done };
         if format == Format::Parquet {
             w.rewrite_parquet()?;
@@ -101,7 +101,7 @@ impl Writer {
 
     /// Points with at least one `ok` row in the file.
     pub fn done_ok(&self) -> HashSet<Key> {
-        self.rows.iter().filter(|r| r.status == "ok").map(Row::key).collect()
+        done_keys(&self.rows, true)
     }
 
     pub fn rows(&self) -> &[Row] {
@@ -172,6 +172,29 @@ fn repair_tail(path: &Path) -> Result<()> {
     f.set_len(keep as u64)?;
     f.sync_all()?;
     Ok(())
+}
+
+/// The points of `rows` that `--resume` skips: all of them, or with `ok_only` (`--retry-skipped`)
+/// those with an `ok` row.
+pub fn done_keys(rows: &[Row], ok_only: bool) -> HashSet<Key> {
+    rows.iter().filter(|r| !ok_only || r.status == "ok").map(Row::key).collect()
+}
+
+/// The rows `Writer::open(path, true)` would load, read without touching any file (for
+/// `--dry-run --resume`): the journal when there is one, else the file, else none; a torn last
+/// line is left out, as opening would cut it.
+pub fn peek_rows(path: &Path) -> Result<Vec<Row>> {
+    let jpath = match Format::of(path)? {
+        Format::Csv => path.to_path_buf(),
+        Format::Parquet => journal_path(path),
+    };
+    if !jpath.exists() {
+        return if path.exists() { read_rows(path) } else { Ok(Vec::new()) };
+    }
+    let text = std::fs::read_to_string(&jpath).with_context(|| format!("reading {}", jpath.display()))?;
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    check_header(whole, &jpath)?;
+    parse_csv(whole, &jpath.display().to_string())
 }
 
 fn check_header(text: &str, path: &Path) -> Result<()> {
