@@ -7,8 +7,8 @@ Usage: python3 benches/vs_reference.py data/llama-3.2-1b-h100.csv [--llm L] [--b
                                        [--fill OLD.csv] [--floor [--gpu-mem-gib G]]
 (--llm defaults to the file's one LLM. --fill takes the points the file lacks from OLD.csv, marked *:
 the whole grid's standing while a re-measurement is part way. --floor adds what each point could reach
-at its roofline bound, `measure --dry-run`'s, drawing the power it was measured at, and how many
-points can reach issue 6's 1.3x median there and how much more tokens/J the easiest of them need.)
+at its roofline bound, `measure --dry-run`'s, drawing the power it was measured at, and how close to
+that bound the engine must run for issue 6's 1.3x median, and with how much more tokens/J.)
 """
 import argparse, csv, json, statistics, subprocess, sys, tempfile
 

@@ -237,9 +237,9 @@ fn dry_run_with_resume_plans_what_is_left_and_touches_nothing() {
         let (points, text, err) = plan(&["--resume", "--retry-skipped"]);
         assert_eq!(points, p(&[("64", "128"), ("4096", "64"), ("4096", "128")]), "{name}: {text}");
         assert!(err.contains("resume: 1 of 4 points already in"), "{name}: {err}");
-        let (points, text, _) = plan(&[]);
+        let (points, text, err) = plan(&[]);
         assert_eq!(points.len(), 4, "{name}: {text}");
-        assert!(text.contains(&format!("note: --out {} exists; measuring these points into it needs --resume", out.display())), "{name}: {text}");
+        assert!(err.contains(&format!("note: --out {} exists; measuring these points into it needs --resume", out.display())), "{name}: {err}");
         assert!(snapshot() == before, "{name}: a dry run changed a file");
     }
 }

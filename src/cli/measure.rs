@@ -174,7 +174,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         if a.resume {
             drop_done(&mut points, &peek_rows(&a.out)?, &a, &cost);
         } else if a.out.exists() {
-            println!("note: --out {} exists; measuring these points into it needs --resume", a.out.display());
+            eprintln!("note: --out {} exists; measuring these points into it needs --resume", a.out.display());
         }
         let (mem, src) = match (gpu_mem_override, &meters) {
             (Some(m), _) => (m, "--gpu-mem-gib".to_string()),

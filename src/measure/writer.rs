@@ -44,6 +44,14 @@ pub fn journal_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The file rows are appended to: a CSV file itself, a Parquet file's journal.
+fn journal_for(path: &Path, format: Format) -> PathBuf {
+    match format {
+        Format::Csv => path.to_path_buf(),
+        Format::Parquet => journal_path(path),
+    }
+}
+
 /// Appends rows, one durable write each.
 pub struct Writer {
     path: PathBuf,
@@ -58,10 +66,7 @@ impl Writer {
     /// measurement); with it, the rows already there are loaded and their points are `done`.
     pub fn open(path: &Path, resume: bool) -> Result<Writer> {
         let format = Format::of(path)?;
-        let jpath = match format {
-            Format::Csv => path.to_path_buf(),
-            Format::Parquet => journal_path(path),
-        };
+        let jpath = journal_for(path, format);
         let exists = path.exists() || jpath.exists();
         if exists && !resume {
             bail!("--out: {} already exists; pass --resume to continue it, or choose another file", path.display());
@@ -97,11 +102,6 @@ impl Writer {
     /// Points already in the file (any status).
     pub fn done(&self) -> &HashSet<Key> {
         &self.done
-    }
-
-    /// Points with at least one `ok` row in the file.
-    pub fn done_ok(&self) -> HashSet<Key> {
-        done_keys(&self.rows, true)
     }
 
     pub fn rows(&self) -> &[Row] {
@@ -184,10 +184,7 @@ pub fn done_keys(rows: &[Row], ok_only: bool) -> HashSet<Key> {
 /// `--dry-run --resume`): the journal when there is one, else the file, else none; a torn last
 /// line is left out, as opening would cut it.
 pub fn peek_rows(path: &Path) -> Result<Vec<Row>> {
-    let jpath = match Format::of(path)? {
-        Format::Csv => path.to_path_buf(),
-        Format::Parquet => journal_path(path),
-    };
+    let jpath = journal_for(path, Format::of(path)?);
     if !jpath.exists() {
         return if path.exists() { read_rows(path) } else { Ok(Vec::new()) };
     }
