@@ -48,6 +48,18 @@ def tokens(r):
     return float(r["generated_tokens"]) if r.get("generated_tokens") else int(r["requests"]) * int(r["output_tokens"])
 
 
+def energy_fit(*args):
+    """stdout of `a.bin args`, or exit naming the command and what it said."""
+    cmd = [a.bin, *map(str, args)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        sys.exit(f"error: --bin {a.bin}: {e.strerror}")
+    if p.returncode != 0:
+        sys.exit(f"error: `{' '.join(cmd)}` failed (exit {p.returncode}): {p.stderr.strip()}")
+    return p.stdout
+
+
 def bounds_s(pts):
     """`measure --dry-run`'s roofline seconds per point, for the settings the rows were measured with."""
     settings = {tuple(r.get(k, "") for k in SETTINGS) for rs in pts.values() for r in rs}
@@ -57,15 +69,18 @@ def bounds_s(pts):
     if "" in s:
         sys.exit(f"error: --floor needs the columns {', '.join(SETTINGS)}; a row lacks {SETTINGS[s.index('')]}")
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [a.bin, "measure", "--llm", a.llm, "--inputs", ",".join(map(str, ns)), "--outputs", ",".join(map(str, ms)),
-               "--requests", s[0], "--max-batch-size", s[1], "--max-num-tokens", s[2], "--dtype", s[3],
-               "--dry-run", "--gpu-mem-gib", a.gpu_mem_gib, "--plan-csv", f"{tmp}/plan.csv"]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        energy_fit("measure", "--llm", a.llm, "--inputs", ",".join(map(str, ns)), "--outputs", ",".join(map(str, ms)),
+                   "--requests", s[0], "--max-batch-size", s[1], "--max-num-tokens", s[2], "--dtype", s[3],
+                   "--dry-run", "--gpu-mem-gib", a.gpu_mem_gib, "--plan-csv", f"{tmp}/plan.csv")
         with open(f"{tmp}/plan.csv", newline="") as f:
             plan = list(csv.DictReader(f))
-    # Points that do not fit have fits=false and no est_s; the caller names them as missing.
-    return {(int(r["input_tokens"]), int(r["output_tokens"])): float(r["est_s"])
-            for r in plan if r["llm"] == a.llm and r["fits"] == "true"}
+    # Points that do not fit have fits=false and no est_s.
+    est = {(int(r["input_tokens"]), int(r["output_tokens"])): float(r["est_s"])
+           for r in plan if r["llm"] == a.llm and r["fits"] == "true"}
+    missing = sorted(k for k in pts if k not in est)
+    if missing:
+        sys.exit(f"error: `measure --dry-run` gave no bound for {missing} (too large for {a.gpu_mem_gib} GiB?)")
+    return est
 
 
 def table(title, width, cell):
@@ -94,8 +109,7 @@ est = bounds_s(pts) if a.floor else {}  # first, so that bad --floor input is re
 ours = {k: statistics.mean(tokens(r) / float(r["energy_j"]) for r in rs) for k, rs in pts.items()}
 ref = {}
 for n, m in pts:
-    j = json.loads(subprocess.run([a.bin, "predict", "--fit", f"fits/reference/{a.llm}.flops-mem.json", "--input", str(n), "--output", str(m), "--json"],
-                                  check=True, capture_output=True, text=True).stdout)
+    j = json.loads(energy_fit("predict", "--fit", f"fits/reference/{a.llm}.flops-mem.json", "--input", n, "--output", m, "--json"))
     ref[(n, m)] = j["tokens_per_j"]
 ratios = {k: ours[k] / ref[k] for k in pts}
 
@@ -110,9 +124,6 @@ table("", 8, ratio_cell(ratios))
 table("ours / reference tokens/J", 14, lambda n, m: f"{ours[(n, m)]:>7.1f}/{ref[(n, m)]:<6.1f}")
 print("\n" + summary(ratios.values(), "ratio") + (f"; * {len(filled)} from {a.fill}" if filled else ""))
 if a.floor:
-    missing = sorted(k for k in pts if k not in est)
-    if missing:
-        sys.exit(f"error: `measure --dry-run` gave no bound for {missing} (too large for {a.gpu_mem_gib} GiB?)")
     # Tokens/J if the point ran at its bound drawing its measured power. Optimistic for a faster engine
     # doing the same work (only the static part of the energy shrinks with time, the joules per FLOP
     # and byte stay); not for one that also drops wasted work (bytes read twice, idle spinning).

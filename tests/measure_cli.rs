@@ -201,6 +201,9 @@ fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
     assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
     assert!(stderr(&r).contains("--dry-run"), "{}", stderr(&r));
     assert!(!out.exists() && !dir.path().join("p2.csv").exists(), "nothing written");
+    // A path that cannot be written is named.
+    let r = run(measure(&args, None).args(["--dry-run", "--plan-csv", "/nonexistent/dir/plan.csv"]));
+    assert!(!r.status.success() && stderr(&r).contains("--plan-csv: writing /nonexistent/dir/plan.csv"), "{}", stderr(&r));
 }
 
 /// `--dry-run --resume` plans only the points --out lacks, as the run would (--retry-skipped
@@ -242,6 +245,11 @@ fn dry_run_with_resume_plans_what_is_left_and_touches_nothing() {
         assert!(err.contains(&format!("note: --out {} exists; measuring these points into it needs --resume", out.display())), "{name}: {err}");
         assert!(snapshot() == before, "{name}: a dry run changed a file");
     }
+    // A file of another tool's columns is refused, naming it, as a real resume would.
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "a,b\n1,2\n").unwrap();
+    let o = run(measure(&["--inputs", "64", "--outputs", "64", "--gpu-mem-gib", "80", "--dry-run", "--resume", "--out", other.to_str().unwrap()], None));
+    assert!(!o.status.success() && stderr(&o).contains(&format!("--resume: {} has columns \"a,b\"", other.display())), "{}", stderr(&o));
 }
 
 #[test]

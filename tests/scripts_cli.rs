@@ -224,8 +224,8 @@ fn gemm_tune_runs_both_sides_of_each_step() {
 }
 
 /// `vs_reference.py` names the file and the LLM when the file has no usable rows for it, asks for
-/// `--llm` when the file holds several LLMs (synthetic two-row file), names a missing file, and
-/// names the settings column `--floor` lacks.
+/// `--llm` when the file holds several LLMs (synthetic two-row file), names a missing file, names
+/// the settings column `--floor` lacks, a missing `--bin`, and a value the binary refuses.
 #[test]
 fn vs_reference_names_what_is_missing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -244,6 +244,13 @@ fn vs_reference_names_what_is_missing() {
     assert!(!ok && err.contains("error: /nonexistent/old.csv: No such file or directory"), "{err}");
     let (ok, err) = py(&[fs, "--llm", "a", "--floor", "--bin", "/bin/true"]);
     assert!(!ok && err.contains("--floor needs the columns requests, max_batch_size, max_num_tokens, dtype; a row lacks max_batch_size"), "{err}");
+    // A --bin that is not there, and the binary refusing a value, are named (not a traceback).
+    let (ok, err) = py(&[fs, "--llm", "a", "--bin", "/nonexistent/energy-fit"]);
+    assert!(!ok && err.contains("error: --bin /nonexistent/energy-fit: No such file or directory"), "{err}");
+    let g = tmp.path().join("settings.csv");
+    std::fs::write(&g, "llm,input_tokens,output_tokens,requests,max_batch_size,max_num_tokens,dtype,energy_j,generated_tokens,avg_power_w,status\nllama-3.2-1b,64,64,1000,1024,8192,bf16,1.0,64,100,ok\n").unwrap();
+    let (ok, err) = py(&[g.to_str().unwrap(), "--floor", "--gpu-mem-gib", "abc", "--bin", env!("CARGO_BIN_EXE_energy-fit")]);
+    assert!(!ok && err.contains("--dry-run --gpu-mem-gib abc") && err.contains("failed (exit 1): error: --gpu-mem-gib: \"abc\" is not a valid number"), "{err}");
 }
 
 /// `vs_reference.py --fill OLD` takes only the points the file lacks from OLD and marks them;
