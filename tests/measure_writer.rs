@@ -152,5 +152,5 @@ fn merge_dedupes_prefers_ok_and_refuses_conflicts() {
 fn bad_output_extension_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let e = Writer::open(&dir.path().join("m.txt"), false).err().unwrap().to_string();
-    assert!(e.contains("--out") && e.contains("m.txt"), "{e}");
+    assert!(e.contains("--out") && e.contains("m.txt") && e.contains(".csv or .parquet"), "{e}");
 }

@@ -153,7 +153,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         stop_after: a.stop_after_s.as_deref().map(|v| pos_f64("--stop-after-s", v, false)).transpose()?.map(Duration::from_secs_f64),
     };
     let gpu_mem_override = a.gpu_mem_gib.as_deref().map(|v| pos_f64("--gpu-mem-gib", v, false)).transpose()?.map(|g| (g * (1u64 << 30) as f64) as u64);
-    crate::measure::writer::Format::of(&a.out)?;
+    crate::measure::writer::out_format(&a.out)?;
     let cost = RooflineCost;
     for l in &g.llms {
         cost.llm_name(l)?;

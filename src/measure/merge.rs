@@ -5,7 +5,7 @@
 //! measurement); two different `ok` rows → error naming the point and both files.
 
 use super::rows::{Key, Row};
-use super::writer::{read_rows, write_csv_atomic, write_parquet_atomic, Format};
+use super::writer::{out_format, read_rows, write_csv_atomic, write_parquet_atomic, Format};
 use anyhow::{bail, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path, force: bool) -> Result<(usize
     if inputs.is_empty() {
         bail!("merge: no input files");
     }
-    let format = Format::of(out)?;
+    let format = out_format(out)?;
     if inputs.iter().any(|i| i == out) {
         bail!("--out: {} is also an input; write the merge to a new file", out.display());
     }

@@ -39,28 +39,9 @@ impl Default for Grid {
     }
 }
 
-/// One measurement to take: a grid point and its repeat index (0-based).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Point {
-    pub llm: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub requests: u64,
-    pub max_batch_size: u64,
-    pub max_num_tokens: u64,
-    pub dtype: String,
-    pub repeat: u64,
-}
-
-impl Point {
-    /// Short label for messages and the progress bar.
-    pub fn label(&self) -> String {
-        format!(
-            "{} n={} m={} R={} mbs={} mnt={} {} rep={}",
-            self.llm, self.input_tokens, self.output_tokens, self.requests, self.max_batch_size, self.max_num_tokens, self.dtype, self.repeat
-        )
-    }
-}
+/// One measurement to take: a grid point and its repeat index (0-based). It has the fields of the
+/// key its row will carry, with the LLM as asked (`run::key_of` gives the canonical name).
+pub type Point = super::rows::Key;
 
 impl Grid {
     /// Check every axis; errors name the flag and the value.

@@ -232,16 +232,7 @@ fn base_row(p: &Point, cost: &dyn CostModel, info: &GpuInfo, engine: &str) -> Ro
 
 /// The resume key of a point (with the canonical LLM name the row will carry).
 pub fn key_of(p: &Point, cost: &dyn CostModel) -> Key {
-    Key {
-        llm: cost.llm_name(&p.llm).unwrap_or_else(|_| p.llm.clone()),
-        input_tokens: p.input_tokens,
-        output_tokens: p.output_tokens,
-        requests: p.requests,
-        max_batch_size: p.max_batch_size,
-        max_num_tokens: p.max_num_tokens,
-        dtype: p.dtype.clone(),
-        repeat: p.repeat,
-    }
+    Key { llm: cost.llm_name(&p.llm).unwrap_or_else(|_| p.llm.clone()), ..p.clone() }
 }
 
 /// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, no date crate needed).

@@ -14,27 +14,18 @@
 //! next to a point that takes seconds.
 
 use super::rows::{csv_header, from_frame, parse_csv, to_frame, Key, Row, COLUMNS};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Csv,
-    Parquet,
-}
+pub use crate::dataset::Format;
 
-impl Format {
-    pub fn of(path: &Path) -> Result<Format> {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
-            Some("csv") => Ok(Format::Csv),
-            Some("parquet") | Some("pq") => Ok(Format::Parquet),
-            _ => bail!("--out: {} must end in .csv or .parquet", path.display()),
-        }
-    }
+/// The format of `--out`, by its extension; the error names the flag.
+pub fn out_format(path: &Path) -> Result<Format> {
+    Format::of(path).map_err(|e| anyhow!("--out: {e}"))
 }
 
 /// The journal beside a Parquet file.
@@ -65,7 +56,7 @@ impl Writer {
     /// Open `path` for a sweep. Without `resume` an existing file is an error (never overwrite a
     /// measurement); with it, the rows already there are loaded and their points are `done`.
     pub fn open(path: &Path, resume: bool) -> Result<Writer> {
-        let format = Format::of(path)?;
+        let format = out_format(path)?;
         let jpath = journal_for(path, format);
         let exists = path.exists() || jpath.exists();
         if exists && !resume {
@@ -184,7 +175,7 @@ pub fn done_keys(rows: &[Row], ok_only: bool) -> HashSet<Key> {
 /// `--dry-run --resume`): the journal when there is one, else the file, else none; a torn last
 /// line is left out, as opening would cut it.
 pub fn peek_rows(path: &Path) -> Result<Vec<Row>> {
-    let jpath = journal_for(path, Format::of(path)?);
+    let jpath = journal_for(path, out_format(path)?);
     if !jpath.exists() {
         return if path.exists() { read_rows(path) } else { Ok(Vec::new()) };
     }
