@@ -49,7 +49,6 @@ pub struct Writer {
     format: Format,
     journal: File,
     rows: Vec<Row>,
-    done: HashSet<Key>,
 }
 
 impl Writer {
@@ -67,9 +66,7 @@ impl Writer {
         }
         let rows = if jpath.exists() {
             repair_tail(&jpath)?;
-            let text = std::fs::read_to_string(&jpath).with_context(|| format!("reading {}", jpath.display()))?;
-            check_header(&text, &jpath)?;
-            parse_csv(&text, &jpath.display().to_string())?
+            read_journal(&jpath)?
         } else if path.exists() {
             // A Parquet file without journal (e.g. made by `merge`): seed the journal from it.
             let rows = read_rows(path)?;
@@ -82,8 +79,7 @@ impl Writer {
             write_new_journal(&jpath, &[])?;
         }
         let journal = OpenOptions::new().append(true).open(&jpath).with_context(|| format!("opening {} for append", jpath.display()))?;
-        let done = done_keys(&rows, false);
-        let w = Writer { path: path.to_path_buf(), format, journal, rows, done };
+        let w = Writer { path: path.to_path_buf(), format, journal, rows };
         if format == Format::Parquet {
             w.rewrite_parquet()?;
         }
@@ -91,8 +87,8 @@ impl Writer {
     }
 
     /// Points already in the file (any status).
-    pub fn done(&self) -> &HashSet<Key> {
-        &self.done
+    pub fn done(&self) -> HashSet<Key> {
+        done_keys(&self.rows, false)
     }
 
     pub fn rows(&self) -> &[Row] {
@@ -104,7 +100,6 @@ impl Writer {
         let line = row.csv_line();
         self.journal.write_all(line.as_bytes()).with_context(|| format!("appending to {}", self.path.display()))?;
         self.journal.sync_data().with_context(|| format!("syncing {}", self.path.display()))?;
-        self.done.insert(row.key());
         self.rows.push(row);
         if self.format == Format::Parquet {
             self.rewrite_parquet()?;
@@ -179,9 +174,14 @@ pub fn peek_rows(path: &Path) -> Result<Vec<Row>> {
     if !jpath.exists() {
         return if path.exists() { read_rows(path) } else { Ok(Vec::new()) };
     }
-    let text = std::fs::read_to_string(&jpath).with_context(|| format!("reading {}", jpath.display()))?;
+    read_journal(&jpath)
+}
+
+/// The rows of a journal up to its last complete line (all of it once `repair_tail` has run).
+fn read_journal(jpath: &Path) -> Result<Vec<Row>> {
+    let text = std::fs::read_to_string(jpath).with_context(|| format!("reading {}", jpath.display()))?;
     let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    check_header(whole, &jpath)?;
+    check_header(whole, jpath)?;
     parse_csv(whole, &jpath.display().to_string())
 }
 
