@@ -12,6 +12,7 @@
 # (4096, 4096), a 1876 s window, ended at minute 32.5 that way; benches/results/README.md).
 # Usage: scripts/gpu/sweep_bg.sh start BIN FILE [measure flags...]
 #        scripts/gpu/sweep_bg.sh wait FILE
+# A second `start` on the same machine resumes the first's working copy where it has more rows.
 # Env: WAIT (seconds `wait` may take, default 570), DIR (working copy, default /var/tmp/energy-fit-sweep).
 set -u -o pipefail
 usage() { echo "usage: $0 start BIN FILE [measure flags...] | $0 wait FILE (got: $*)" >&2; exit 2; }
@@ -33,7 +34,14 @@ WORK="$DIR/$NAME"; LOG="$DIR/$NAME.log"; PID="$DIR/$NAME.pid"
 running() { [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 if [ "$CMD" = start ]; then
     if running; then echo "error: a sweep of $NAME is already running (pid $(cat "$PID"))" >&2; exit 1; fi
-    [ -f "$FILE" ] && cp "$FILE" "$WORK"
+    # A working copy left by an earlier start on this machine may hold rows FILE lacks (FILE is the
+    # tree's copy, as the call began): keep whichever has more rows; both only ever grow.
+    if [ -f "$FILE" ] && { [ ! -f "$WORK" ] || [ "$(wc -l < "$FILE")" -ge "$(wc -l < "$WORK")" ]; }; then
+        cp "$FILE" "$WORK"
+    elif [ -f "$WORK" ]; then
+        echo "keeping $WORK: $(( $(wc -l < "$WORK") - 1 )) rows, more than $FILE's"
+        cp "$LOG" "$OUT/$NAME.before-start.log" 2>/dev/null
+    fi
     # What is left, by the roofline bound (a lower bound: load, warm-up and idle windows excluded).
     echo "left: $("$BIN" measure "$@" --resume --out "$WORK" --dry-run 2>&1 | tail -n 1)"
     setsid "$BIN" measure "$@" --resume --out "$WORK" --quiet > "$LOG" 2>&1 < /dev/null &
