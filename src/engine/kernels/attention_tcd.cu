@@ -79,14 +79,13 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
 #if TC_WG == 2
             if (tid == 0 && kb < kend) {
                 const KvMaps& M = attention_kv_maps;
-                const int rk = (int)((kc - (const T*)M.kbase) / HD), rv = (int)((vc - (const T*)M.vbase) / HD); // < 2^31 rows (kv_tmap.rs)
                 int pr[KT / 32];
 #pragma unroll
                 for (int p = 0; p < KT / 32; p++) {
                     const int key = kb + 32 * p;
                     pr[p] = key < kend ? (block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 : -1;
                 }
-                tma_kv_tile<HD, KT>(smem_addr(sm + buf * Sh::KVB), bar0 + 8 * buf, M, rk, rv, pr);
+                tma_kv_tile<HD, KT>(smem_addr(sm + buf * Sh::KVB), bar0 + 8 * buf, M, kv_first_rows<T, HD>(M, kc, vc), pr);
             }
 #endif
         } else if (kb < kend) {

@@ -74,19 +74,24 @@ __device__ __forceinline__ void tma_box(unsigned dst, const void* m, int c, int 
 }
 // One K/V tile of KT keys into the stage at ks (K as HD / 64 swizzled blocks of [KT][64], V right
 // after), its bytes announced on mbarrier full: per page p (32 keys) the first cache row pr[p] of
-// this KV head, −1 past kend (rows outside the map: zeros). rk, rv: the layer's first K / V row.
+// this KV head, −1 past kend (rows outside the map: zeros). r0: the layer's first K / V row.
 template <int HD, int KT>
-__device__ __forceinline__ void tma_kv_tile(unsigned ks, unsigned full, const KvMaps& M, int rk, int rv, const int (&pr)[KT / 32]) {
+__device__ __forceinline__ void tma_kv_tile(unsigned ks, unsigned full, const KvMaps& M, int2 r0, const int (&pr)[KT / 32]) {
     mbar_expect_tx(full, 2 * KT * HD * 2);
 #pragma unroll
     for (int p = 0; p < KT / 32; p++) {
 #pragma unroll
         for (int h = 0; h < HD / 64; h++) {
             const unsigned d = ks + (h * KT + 32 * p) * 64 * 2;
-            tma_box(d, M.k, 64 * h, pr[p] >= 0 ? rk + pr[p] : -32, full);
-            tma_box(d + KT * HD * 2, M.v, 64 * h, pr[p] >= 0 ? rv + pr[p] : -32, full);
+            tma_box(d, M.k, 64 * h, pr[p] >= 0 ? r0.x + pr[p] : -32, full);
+            tma_box(d + KT * HD * 2, M.v, 64 * h, pr[p] >= 0 ? r0.y + pr[p] : -32, full);
         }
     }
+}
+// The first K / V row (x / y) in the maps of the layer whose caches start at kc / vc.
+template <class T, int HD>
+__device__ __forceinline__ int2 kv_first_rows(const KvMaps& M, const T* kc, const T* vc) {
+    return make_int2((int)((kc - (const T*)M.kbase) / HD), (int)((vc - (const T*)M.vbase) / HD)); // < 2^31 rows (kv_tmap.rs)
 }
 // The maps were written by a copy (generic proxy); the copy engine reads them through the tensormap proxy.
 __device__ __forceinline__ void tmap_acquire(const void* m) { asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" ::"l"(m) : "memory"); }
@@ -165,7 +170,7 @@ __device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, uns
     using Sh = WsShape<HD>;
     constexpr int KT = Sh::KT, ST = Sh::ST, NP = KT / 32;
     const KvMaps& M = attention_kv_maps;
-    const int rk = (int)((kc - (const T*)M.kbase) / HD), rv = (int)((vc - (const T*)M.vbase) / HD); // < 2^31 rows (kv_tmap.rs)
+    const int2 r0 = kv_first_rows<T, HD>(M, kc, vc);
     if (lane == 0) {
         tmap_acquire(M.k);
         tmap_acquire(M.v);
@@ -184,7 +189,7 @@ __device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, uns
         for (int p = 0; p < NP; p++) pr[p] = __shfl_sync(0xffffffff, cur, p);
         if (lane == 0) {
             if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
-            tma_kv_tile<HD, KT>(kv0 + 2 * b * KT * HD * 2, full0 + 8 * b, M, rk, rv, pr);
+            tma_kv_tile<HD, KT>(kv0 + 2 * b * KT * HD * 2, full0 + 8 * b, M, r0, pr);
         }
     }
 }
