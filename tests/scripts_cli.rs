@@ -344,7 +344,8 @@ printf '#!/usr/bin/env bash\necho "probe $*"\n' > "$out"; chmod +x "$out""#);
 
 /// `sweep_bg.sh start` says what is left (`measure --dry-run --resume` on its copy) before it starts
 /// the sweep: here the real binary with the stand-in meter and workload (synthetic energies), so no
-/// GPU is used anywhere; a second start on the finished file has nothing left.
+/// GPU is used anywhere. A second start with a stale FILE keeps the machine's working copy (it has
+/// more rows) and hands the first's log back; after the copy-back nothing is left.
 #[test]
 fn sweep_bg_start_says_what_is_left() {
     let tmp = tempfile::tempdir().unwrap();
@@ -358,6 +359,13 @@ fn sweep_bg_start_says_what_is_left() {
     };
     let out = start();
     assert!(out.contains("left: 2 points, 0 do not fit; estimated measured time") && out.contains("g.csv: finished; 2 rows"), "{out}");
+    // The tree's copy as a later call begins: fewer rows than the machine's (here its header only).
+    let header = std::fs::read_to_string(tmp.path().join("out/g.csv")).unwrap().lines().next().unwrap().to_string();
+    std::fs::write(&file, header + "\n").unwrap();
+    let out = start();
+    assert!(out.contains("keeping ") && out.contains("g.csv: 2 rows, more than ") && out.contains("left: 0 points"), "{out}");
+    let log = std::fs::read_to_string(tmp.path().join("out/g.csv.before-start.log")).unwrap();
+    assert!(log.contains("done: 2 ok, 0 skipped"), "{log}");
     std::fs::copy(tmp.path().join("out/g.csv"), &file).unwrap();
     let out = start();
     assert!(out.contains("left: 0 points, 0 do not fit; estimated measured time 0 s") && out.contains("finished; 2 rows"), "{out}");

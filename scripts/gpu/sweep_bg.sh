@@ -12,7 +12,8 @@
 # (4096, 4096), a 1876 s window, ended at minute 32.5 that way; benches/results/README.md).
 # Usage: scripts/gpu/sweep_bg.sh start BIN FILE [measure flags...]
 #        scripts/gpu/sweep_bg.sh wait FILE
-# A second `start` on the same machine resumes the first's working copy where it has more rows.
+# A second `start` on the same machine resumes the first's working copy where it has more rows,
+# and hands the first's log back as $OUT/NAME.before-start.log.
 # Env: WAIT (seconds `wait` may take, default 570), DIR (working copy, default /var/tmp/energy-fit-sweep).
 set -u -o pipefail
 usage() { echo "usage: $0 start BIN FILE [measure flags...] | $0 wait FILE (got: $*)" >&2; exit 2; }
@@ -40,8 +41,9 @@ if [ "$CMD" = start ]; then
         cp "$FILE" "$WORK"
     elif [ -f "$WORK" ]; then
         echo "keeping $WORK: $(( $(wc -l < "$WORK") - 1 )) rows, more than $FILE's"
-        cp "$LOG" "$OUT/$NAME.before-start.log" 2>/dev/null
     fi
+    # The new sweep's log replaces an earlier start's: hand that one back first.
+    [ -f "$LOG" ] && cp "$LOG" "$OUT/$NAME.before-start.log"
     # What is left, by the roofline bound (a lower bound: load, warm-up and idle windows excluded).
     echo "left: $("$BIN" measure "$@" --resume --out "$WORK" --dry-run 2>&1 | tail -n 1)"
     setsid "$BIN" measure "$@" --resume --out "$WORK" --quiet > "$LOG" 2>&1 < /dev/null &

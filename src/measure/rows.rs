@@ -83,7 +83,7 @@ pub struct Key {
 }
 
 impl Key {
-    /// Short label for messages and the progress bar.
+    /// Short label for messages.
     pub fn label(&self) -> String {
         format!(
             "{} n={} m={} R={} mbs={} mnt={} {} rep={}",

@@ -53,7 +53,8 @@ pub struct Writer {
 
 impl Writer {
     /// Open `path` for a sweep. Without `resume` an existing file is an error (never overwrite a
-    /// measurement); with it, the rows already there are loaded and their points are `done`.
+    /// measurement); with it, the rows already there are loaded (`done_keys` of them: the points
+    /// `--resume` skips).
     pub fn open(path: &Path, resume: bool) -> Result<Writer> {
         let format = out_format(path)?;
         let jpath = journal_for(path, format);
@@ -84,11 +85,6 @@ impl Writer {
             w.rewrite_parquet()?;
         }
         Ok(w)
-    }
-
-    /// Points already in the file (any status).
-    pub fn done(&self) -> HashSet<Key> {
-        done_keys(&self.rows, false)
     }
 
     pub fn rows(&self) -> &[Row] {
