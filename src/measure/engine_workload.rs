@@ -91,7 +91,7 @@ impl Workload for EngineWorkload {
         let reqs = match &self.reqs {
             Some((q, full, _)) if q == p && output_tokens == p.output_tokens => full,
             Some((q, _, pre)) if q == p && output_tokens == 1 => pre,
-            _ => anyhow::bail!("point {} with {output_tokens} output tokens was not prepared", p.label()),
+            _ => anyhow::bail!("point {p} with {output_tokens} output tokens was not prepared"),
         };
         let e = &mut self.engine.as_mut().context("engine not started")?.4;
         let out = e.run_requests(reqs, limits(p), false)?;

@@ -82,16 +82,6 @@ pub struct Key {
     pub repeat: u64,
 }
 
-impl Key {
-    /// Short label for messages.
-    pub fn label(&self) -> String {
-        format!(
-            "{} n={} m={} R={} mbs={} mnt={} {} rep={}",
-            self.llm, self.input_tokens, self.output_tokens, self.requests, self.max_batch_size, self.max_num_tokens, self.dtype, self.repeat
-        )
-    }
-}
-
 impl std::fmt::Display for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
