@@ -13,26 +13,55 @@ use std::path::Path;
 
 fn reference_grids() -> Vec<Vec<energy_fit::dataset::Obs>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fits/reference");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     files.sort();
-    files.iter().enumerate().map(|(i, p)| grid(&FlopsMem, &FitFile::read(p).unwrap().values(), &GRID, &GRID, 0.02, i as u64)).collect()
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            grid(
+                &FlopsMem,
+                &FitFile::read(p).unwrap().values(),
+                &GRID,
+                &GRID,
+                0.02,
+                i as u64,
+            )
+        })
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {
     let grids = reference_grids();
     assert_eq!(grids.len(), 13);
-    let single = FitOptions { loss: Loss::Rel, cv_folds: None, seed: 0 };
+    let single = FitOptions {
+        loss: Loss::Rel,
+        cv_folds: None,
+        seed: 0,
+    };
     for model in all_models() {
-        c.bench_function(&format!("fit 49 points {}", model.name()), |b| b.iter(|| fit_model(model.as_ref(), black_box(&grids[0]), &single).unwrap()));
+        c.bench_function(&format!("fit 49 points {}", model.name()), |b| {
+            b.iter(|| fit_model(model.as_ref(), black_box(&grids[0]), &single).unwrap())
+        });
     }
-    let table = FitOptions { loss: Loss::Rel, cv_folds: Some(5), seed: 42 };
+    let table = FitOptions {
+        loss: Loss::Rel,
+        cv_folds: Some(5),
+        seed: 42,
+    };
     let models = all_models();
     c.bench_function("table 13 LLMs x 6 models, 5-fold CV", |b| {
         b.iter(|| {
             let mut sum = 0.0;
             for g in &grids {
                 for m in &models {
-                    sum += fit_model(m.as_ref(), black_box(g), &table).unwrap().mape_pct;
+                    sum += fit_model(m.as_ref(), black_box(g), &table)
+                        .unwrap()
+                        .mape_pct;
                 }
             }
             sum

@@ -22,12 +22,20 @@ pub struct Predicted {
 
 /// Where e(n, ·) is lowest over [lo, hi] (log-spaced scan, then golden-section refinement).
 /// Returns the minimiser and whether it lies strictly inside the range.
-pub fn numeric_best_output(model: &dyn EnergyModel, coefs: &[f64], n: f64, lo: f64, hi: f64) -> (f64, bool) {
+pub fn numeric_best_output(
+    model: &dyn EnergyModel,
+    coefs: &[f64],
+    n: f64,
+    lo: f64,
+    hi: f64,
+) -> (f64, bool) {
     let e = |m: f64| model.energy_per_token(coefs, n, m);
     let (llo, lhi) = (lo.ln(), hi.ln());
     const STEPS: usize = 256;
     let at = |i: usize| (llo + (lhi - llo) * i as f64 / STEPS as f64).exp();
-    let best = (0..=STEPS).min_by(|&a, &b| e(at(a)).total_cmp(&e(at(b)))).unwrap_or(0);
+    let best = (0..=STEPS)
+        .min_by(|&a, &b| e(at(a)).total_cmp(&e(at(b))))
+        .unwrap_or(0);
     if best == 0 || best == STEPS {
         return (at(best), false);
     }
@@ -49,21 +57,31 @@ pub fn numeric_best_output(model: &dyn EnergyModel, coefs: &[f64], n: f64, lo: f
 /// over [lo, hi].
 pub fn predicted(model: &dyn EnergyModel, coefs: &[f64], n: f64, lo: f64, hi: f64) -> Predicted {
     if matches!(model.name(), "flops" | "flops-mem") {
-        return Predicted { output_tokens: model.closed_form_sweet_spot(coefs, n), method: "closed-form".into() };
+        return Predicted {
+            output_tokens: model.closed_form_sweet_spot(coefs, n),
+            method: "closed-form".into(),
+        };
     }
     let (m, interior) = numeric_best_output(model, coefs, n, lo, hi);
-    Predicted { output_tokens: interior.then_some(m), method: "numeric".into() }
+    Predicted {
+        output_tokens: interior.then_some(m),
+        method: "numeric".into(),
+    }
 }
 
 /// Mean tokens/J of every grid point: (n, m) → η.
 fn point_efficiency(obs: &[Obs]) -> BTreeMap<(u64, u64), f64> {
     let mut sums: BTreeMap<(u64, u64), (f64, usize)> = BTreeMap::new();
     for o in obs {
-        let s = sums.entry((o.input_tokens as u64, o.output_tokens as u64)).or_default();
+        let s = sums
+            .entry((o.input_tokens as u64, o.output_tokens as u64))
+            .or_default();
         s.0 += o.energy_per_token_j;
         s.1 += 1;
     }
-    sums.into_iter().map(|(k, (sum, cnt))| (k, cnt as f64 / sum)).collect()
+    sums.into_iter()
+        .map(|(k, (sum, cnt))| (k, cnt as f64 / sum))
+        .collect()
 }
 
 /// For each input length, the measured output length with the highest mean tokens/J:
@@ -76,7 +94,9 @@ pub fn measured_best(obs: &[Obs]) -> Vec<(f64, f64, f64)> {
             *b = (m, eta);
         }
     }
-    best.into_iter().map(|(n, (m, eta))| (n as f64, m as f64, eta)).collect()
+    best.into_iter()
+        .map(|(n, (m, eta))| (n as f64, m as f64, eta))
+        .collect()
 }
 
 /// Best over worst mean tokens/J across the grid points; `None` with fewer than two points.
@@ -95,7 +115,14 @@ mod tests {
     use super::*;
     use crate::analytic::{FlopsMem, OutputOnly};
 
-    const LLAMA: [f64; 6] = [5.005153e-03, 1.079941e-07, 6.825240e-06, 2.611042e-03, 3.852659e-06, 5.406443e-01];
+    const LLAMA: [f64; 6] = [
+        5.005153e-03,
+        1.079941e-07,
+        6.825240e-06,
+        2.611042e-03,
+        3.852659e-06,
+        5.406443e-01,
+    ];
 
     #[test]
     fn numeric_minimum_agrees_with_closed_form() {
@@ -103,7 +130,10 @@ mod tests {
             let cf = FlopsMem.closed_form_sweet_spot(&LLAMA, n).unwrap();
             let (m, interior) = numeric_best_output(&FlopsMem, &LLAMA, n, 1.0, 1e6);
             assert!(interior);
-            assert!((m - cf).abs() / cf < 1e-6, "n={n}: numeric {m} vs closed {cf}");
+            assert!(
+                (m - cf).abs() / cf < 1e-6,
+                "n={n}: numeric {m} vs closed {cf}"
+            );
         }
     }
 
@@ -116,8 +146,18 @@ mod tests {
 
     #[test]
     fn measured_best_and_ratio() {
-        let o = |n: f64, m: f64, e: f64| Obs { input_tokens: n, output_tokens: m, energy_per_token_j: e };
-        let obs = [o(64., 64., 0.02), o(64., 128., 0.01), o(64., 128., 0.012), o(128., 64., 0.04), o(128., 128., 0.05)];
+        let o = |n: f64, m: f64, e: f64| Obs {
+            input_tokens: n,
+            output_tokens: m,
+            energy_per_token_j: e,
+        };
+        let obs = [
+            o(64., 64., 0.02),
+            o(64., 128., 0.01),
+            o(64., 128., 0.012),
+            o(128., 64., 0.04),
+            o(128., 128., 0.05),
+        ];
         let best = measured_best(&obs);
         assert_eq!(best, vec![(64.0, 128.0, 1.0 / 0.011), (128.0, 64.0, 25.0)]);
         assert!((best_to_worst_ratio(&obs).unwrap() - (1.0 / 0.011) / 20.0).abs() < 1e-9);

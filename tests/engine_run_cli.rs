@@ -9,12 +9,23 @@ fn unwritable_trace_file_is_refused_first() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("no-such-folder/trace.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_energy-fit"))
-        .args(["engine-run", "--llm", "llama-3.2-1b", "--trace", bad.to_str().unwrap()])
+        .args([
+            "engine-run",
+            "--llm",
+            "llama-3.2-1b",
+            "--trace",
+            bad.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "should fail: {err}");
-    assert!(err.contains("--trace") && err.contains("no-such-folder/trace.csv") && err.contains("cannot create"), "{err}");
+    assert!(
+        err.contains("--trace")
+            && err.contains("no-such-folder/trace.csv")
+            && err.contains("cannot create"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
@@ -22,8 +33,20 @@ fn unwritable_trace_file_is_refused_first() {
 /// refused before any GPU work, naming both flags.
 #[test]
 fn tuning_without_the_warm_up_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_energy-fit")).args(["engine-run", "--llm", "llama-3.2-1b", "--tune-gemms", "--no-warm-gemms"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_energy-fit"))
+        .args([
+            "engine-run",
+            "--llm",
+            "llama-3.2-1b",
+            "--tune-gemms",
+            "--no-warm-gemms",
+        ])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "should fail: {err}");
-    assert!(err.contains("--tune-gemms") && err.contains("--no-warm-gemms"), "{err}");
+    assert!(
+        err.contains("--tune-gemms") && err.contains("--no-warm-gemms"),
+        "{err}"
+    );
 }

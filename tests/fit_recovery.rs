@@ -11,7 +11,14 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// Generating coefficients per model: flops-mem is the published Llama-3.2-1B fit.
 fn truth(name: &str) -> Vec<f64> {
-    let llama = [5.005153e-03, 1.079941e-07, 6.825240e-06, 2.611042e-03, 3.852659e-06, 5.406443e-01];
+    let llama = [
+        5.005153e-03,
+        1.079941e-07,
+        6.825240e-06,
+        2.611042e-03,
+        3.852659e-06,
+        5.406443e-01,
+    ];
     match name {
         "b1" => vec![1.2e-2],
         "b2" => vec![6.0e-3, 3.0e-6],
@@ -24,7 +31,11 @@ fn truth(name: &str) -> Vec<f64> {
 }
 
 fn opts(loss: Loss) -> FitOptions {
-    FitOptions { loss, cv_folds: Some(5), seed: 7 }
+    FitOptions {
+        loss,
+        cv_folds: Some(5),
+        seed: 7,
+    }
 }
 
 #[test]
@@ -35,9 +46,18 @@ fn exact_recovery_without_noise() {
         for loss in [Loss::Abs, Loss::Rel] {
             let fit = fit_model(model.as_ref(), &obs, &opts(loss)).unwrap();
             for (c, want) in fit.values().iter().zip(&t) {
-                assert!((c - want).abs() <= 1e-6 * want.abs(), "{} {loss:?}: {c} vs {want}", model.name());
+                assert!(
+                    (c - want).abs() <= 1e-6 * want.abs(),
+                    "{} {loss:?}: {c} vs {want}",
+                    model.name()
+                );
             }
-            assert!(fit.mape_pct < 1e-6, "{} {loss:?}: MAPE {}", model.name(), fit.mape_pct);
+            assert!(
+                fit.mape_pct < 1e-6,
+                "{} {loss:?}: MAPE {}",
+                model.name(),
+                fit.mape_pct
+            );
             assert!(fit.cv_mape_pct.unwrap() < 1e-6 && fit.extrapolation_mape_pct.unwrap() < 1e-6);
         }
     }
@@ -62,16 +82,36 @@ fn recovery_with_two_percent_noise() {
             let surf = energy_fit::fit::stats::mape(model.as_ref(), &fit.values(), &clean);
             // `abs` leans on the few largest-e points, so it recovers the surface less tightly.
             let bound = if loss == Loss::Rel { 1.0 } else { 2.0 };
-            assert!(surf < bound, "{} {loss:?}: surface error {surf} %", model.name());
-            assert!((1.0..2.3).contains(&fit.mape_pct), "{} {loss:?}: MAPE {}", model.name(), fit.mape_pct);
-            assert!(fit.cv_mape_pct.unwrap() > fit.mape_pct * 0.9, "CV should not beat in-sample by much");
+            assert!(
+                surf < bound,
+                "{} {loss:?}: surface error {surf} %",
+                model.name()
+            );
+            assert!(
+                (1.0..2.3).contains(&fit.mape_pct),
+                "{} {loss:?}: MAPE {}",
+                model.name(),
+                fit.mape_pct
+            );
+            assert!(
+                fit.cv_mape_pct.unwrap() > fit.mape_pct * 0.9,
+                "CV should not beat in-sample by much"
+            );
         }
     }
 }
 
 fn within_4_se(model: &dyn EnergyModel, fit: &energy_fit::fit::FitResult, t: &[f64], noise: &str) {
     for (c, want) in fit.coefficients.iter().zip(t) {
-        assert!((c.value - want).abs() <= 4.0 * c.std_error, "{} {:?} ({noise} noise) {}: {} ± {} vs {want}", model.name(), fit.loss, c.name, c.value, c.std_error);
+        assert!(
+            (c.value - want).abs() <= 4.0 * c.std_error,
+            "{} {:?} ({noise} noise) {}: {} ± {} vs {want}",
+            model.name(),
+            fit.loss,
+            c.name,
+            c.value,
+            c.std_error
+        );
     }
 }
 
@@ -82,11 +122,17 @@ fn abs_loss_recovery_with_additive_noise() {
     for model in all_models() {
         let t = truth(model.name());
         let clean = grid(model.as_ref(), &t, &GRID, &GRID, 0.0, 0);
-        let sigma = 0.02 * clean.iter().map(|o| o.energy_per_token_j).sum::<f64>() / clean.len() as f64;
+        let sigma =
+            0.02 * clean.iter().map(|o| o.energy_per_token_j).sum::<f64>() / clean.len() as f64;
         let mut rng = rand::rngs::StdRng::seed_from_u64(21);
         let obs: Vec<Obs> = clean
             .iter()
-            .map(|o| Obs { energy_per_token_j: (o.energy_per_token_j + sigma * energy_fit::dataset::synthetic::normal(&mut rng)).max(1e-9), ..*o })
+            .map(|o| Obs {
+                energy_per_token_j: (o.energy_per_token_j
+                    + sigma * energy_fit::dataset::synthetic::normal(&mut rng))
+                .max(1e-9),
+                ..*o
+            })
             .collect();
         let fit = fit_model(model.as_ref(), &obs, &opts(Loss::Abs)).unwrap();
         within_4_se(model.as_ref(), &fit, &t, "additive");
@@ -107,8 +153,16 @@ fn closed_form(name: &str, obs: &[Obs], loss: Loss) -> (Vec<f64>, Vec<f64>, Vec<
         }
     };
     let k = row(1.0, 1.0).len();
-    let w = |o: &Obs| if loss == Loss::Rel { 1.0 / o.energy_per_token_j } else { 1.0 };
-    let x = DMatrix::from_fn(obs.len(), k, |i, j| row(obs[i].input_tokens, obs[i].output_tokens)[j] * w(&obs[i]));
+    let w = |o: &Obs| {
+        if loss == Loss::Rel {
+            1.0 / o.energy_per_token_j
+        } else {
+            1.0
+        }
+    };
+    let x = DMatrix::from_fn(obs.len(), k, |i, j| {
+        row(obs[i].input_tokens, obs[i].output_tokens)[j] * w(&obs[i])
+    });
     let y = DVector::from_fn(obs.len(), |i, _| obs[i].energy_per_token_j * w(&obs[i]));
     let xtx_inv = (x.transpose() * &x).try_inverse().unwrap();
     let beta = &xtx_inv * x.transpose() * &y;
@@ -117,7 +171,9 @@ fn closed_form(name: &str, obs: &[Obs], loss: Loss) -> (Vec<f64>, Vec<f64>, Vec<
     let sigma2 = resid.norm_squared() / dof;
     let se: Vec<f64> = (0..k).map(|j| (sigma2 * xtx_inv[(j, j)]).sqrt()).collect();
     let t = StudentsT::new(0.0, 1.0, dof).unwrap();
-    let p: Vec<f64> = (0..k).map(|j| 2.0 * (1.0 - t.cdf((beta[j] / se[j]).abs()))).collect();
+    let p: Vec<f64> = (0..k)
+        .map(|j| 2.0 * (1.0 - t.cdf((beta[j] / se[j]).abs())))
+        .collect();
     (beta.iter().copied().collect(), se, p)
 }
 
@@ -128,14 +184,44 @@ fn std_errors_and_p_values_match_closed_form() {
         // 4 % noise so that some p values are far from 0 and the comparison is not trivial.
         let obs = grid(model.as_ref(), &t, &GRID, &GRID, 0.04, 3);
         for loss in [Loss::Abs, Loss::Rel] {
-            let fit = fit_model(model.as_ref(), &obs, &FitOptions { loss, cv_folds: None, seed: 0 }).unwrap();
+            let fit = fit_model(
+                model.as_ref(),
+                &obs,
+                &FitOptions {
+                    loss,
+                    cv_folds: None,
+                    seed: 0,
+                },
+            )
+            .unwrap();
             let (beta, se, p) = closed_form(model.name(), &obs, loss);
             for (j, c) in fit.coefficients.iter().enumerate() {
                 let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-300);
-                assert!(rel(c.value, beta[j]) < 1e-6, "{} {loss:?} {}: value {} vs {}", model.name(), c.name, c.value, beta[j]);
-                assert!(rel(c.std_error, se[j]) < 1e-6, "{} {loss:?} {}: se {} vs {}", model.name(), c.name, c.std_error, se[j]);
+                assert!(
+                    rel(c.value, beta[j]) < 1e-6,
+                    "{} {loss:?} {}: value {} vs {}",
+                    model.name(),
+                    c.name,
+                    c.value,
+                    beta[j]
+                );
+                assert!(
+                    rel(c.std_error, se[j]) < 1e-6,
+                    "{} {loss:?} {}: se {} vs {}",
+                    model.name(),
+                    c.name,
+                    c.std_error,
+                    se[j]
+                );
                 // p values below ~1e-10 lose relative precision in 1 − cdf; compare those absolutely.
-                assert!(rel(c.p_value, p[j]) < 1e-6 || (c.p_value - p[j]).abs() < 1e-12, "{} {loss:?} {}: p {} vs {}", model.name(), c.name, c.p_value, p[j]);
+                assert!(
+                    rel(c.p_value, p[j]) < 1e-6 || (c.p_value - p[j]).abs() < 1e-12,
+                    "{} {loss:?} {}: p {} vs {}",
+                    model.name(),
+                    c.name,
+                    c.p_value,
+                    p[j]
+                );
             }
         }
     }
@@ -146,13 +232,24 @@ fn degenerate_inputs_are_clear_errors() {
     let fm = model_by_name("flops-mem").unwrap();
     let t = truth("flops-mem");
     // Too few points: 6 coefficients need 7.
-    let few = grid(fm.as_ref(), &t, &[64.0, 128.0], &[64.0, 128.0, 256.0], 0.0, 1);
-    let err = fit_model(fm.as_ref(), &few, &FitOptions::default()).unwrap_err().to_string();
+    let few = grid(
+        fm.as_ref(),
+        &t,
+        &[64.0, 128.0],
+        &[64.0, 128.0, 256.0],
+        0.0,
+        1,
+    );
+    let err = fit_model(fm.as_ref(), &few, &FitOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs at least 7 points, got 6"), "{err}");
     // One output length only: b2's c0 and c1·m are collinear.
     let b2 = model_by_name("b2").unwrap();
     let flat = grid(b2.as_ref(), &truth("b2"), &GRID, &[256.0], 0.0, 1);
-    let err = fit_model(b2.as_ref(), &flat, &FitOptions::default()).unwrap_err().to_string();
+    let err = fit_model(b2.as_ref(), &flat, &FitOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("singular") && err.contains("b2"), "{err}");
 }
 
@@ -160,12 +257,43 @@ fn degenerate_inputs_are_clear_errors() {
 fn cross_validation_is_seeded_and_extrapolation_needs_long_points() {
     let fm = model_by_name("flops-mem").unwrap();
     let obs = grid(fm.as_ref(), &truth("flops-mem"), &GRID, &GRID, 0.02, 5);
-    let a = fit_model(fm.as_ref(), &obs, &FitOptions { loss: Loss::Rel, cv_folds: Some(5), seed: 1 }).unwrap();
-    let b = fit_model(fm.as_ref(), &obs, &FitOptions { loss: Loss::Rel, cv_folds: Some(5), seed: 1 }).unwrap();
-    let c = fit_model(fm.as_ref(), &obs, &FitOptions { loss: Loss::Rel, cv_folds: Some(5), seed: 2 }).unwrap();
+    let a = fit_model(
+        fm.as_ref(),
+        &obs,
+        &FitOptions {
+            loss: Loss::Rel,
+            cv_folds: Some(5),
+            seed: 1,
+        },
+    )
+    .unwrap();
+    let b = fit_model(
+        fm.as_ref(),
+        &obs,
+        &FitOptions {
+            loss: Loss::Rel,
+            cv_folds: Some(5),
+            seed: 1,
+        },
+    )
+    .unwrap();
+    let c = fit_model(
+        fm.as_ref(),
+        &obs,
+        &FitOptions {
+            loss: Loss::Rel,
+            cv_folds: Some(5),
+            seed: 2,
+        },
+    )
+    .unwrap();
     assert_eq!(a.cv_mape_pct, b.cv_mape_pct);
     assert_ne!(a.cv_mape_pct, c.cv_mape_pct);
-    let short: Vec<Obs> = obs.iter().copied().filter(|o| o.input_tokens <= 1024.0 && o.output_tokens <= 1024.0).collect();
+    let short: Vec<Obs> = obs
+        .iter()
+        .copied()
+        .filter(|o| o.input_tokens <= 1024.0 && o.output_tokens <= 1024.0)
+        .collect();
     let s = fit_model(fm.as_ref(), &short, &FitOptions::default()).unwrap();
     assert!(s.extrapolation_mape_pct.is_none() && s.extrapolation_note.unwrap().contains("1024"));
 }

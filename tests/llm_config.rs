@@ -15,7 +15,10 @@ fn catalog_has_13_valid_entries() {
         c.validate().unwrap();
         assert!(c.max_positions >= 8192, "{}", c.name);
     }
-    assert!(resolve_llm("no-such-llm").unwrap_err().to_string().contains("not a catalog LLM"));
+    assert!(resolve_llm("no-such-llm")
+        .unwrap_err()
+        .to_string()
+        .contains("not a catalog LLM"));
 }
 
 #[test]
@@ -49,12 +52,18 @@ fn prefill_and_decode_flops_and_bytes() {
     let attn = 4.0 * 2048.0 * 55.0 * 16.0;
     assert_eq!(p.flops, 3.0 * (10.0 * lin + attn + head));
     let w = c.weight_read_bytes(2);
-    assert_eq!(w, 2.0 * (16.0 * (lin / 32.0 + 2.0 * 2048.0) + 2048.0 + 128256.0 * 2048.0));
+    assert_eq!(
+        w,
+        2.0 * (16.0 * (lin / 32.0 + 2.0 * 2048.0) + 2048.0 + 128256.0 * 2048.0)
+    );
     assert_eq!(p.bytes, w + 30.0 * 2048.0 * 2.0 + 30.0 * 32768.0);
     // decode, batch 4, context 100
     let d = c.decode_cost(4, 100, 2);
     assert_eq!(d.flops, 4.0 * (lin + head + 4.0 * 2048.0 * 100.0 * 16.0));
-    assert_eq!(d.bytes, w + 4.0 * 2048.0 * 2.0 + 4.0 * 2048.0 * 101.0 * 16.0);
+    assert_eq!(
+        d.bytes,
+        w + 4.0 * 2048.0 * 2.0 + 4.0 * 2048.0 * 101.0 * 16.0
+    );
 }
 
 #[test]
@@ -79,7 +88,10 @@ fn parses_llama_config_with_rope_parameters() {
     assert_eq!((c.hidden, c.heads, c.kv_heads, c.head_dim), (64, 4, 2, 16));
     assert!(c.tied_embeddings);
     match c.positional {
-        Positional::Rope { theta, scaling: Some(RopeScaling::Llama3 { factor, .. }) } => {
+        Positional::Rope {
+            theta,
+            scaling: Some(RopeScaling::Llama3 { factor, .. }),
+        } => {
             assert_eq!((theta, factor), (500000.0, 32.0))
         }
         other => panic!("wrong positional {other:?}"),
@@ -104,15 +116,24 @@ fn parses_qwen2_and_granite_shapes() {
 
 #[test]
 fn bad_configs_are_clear_errors() {
-    let e = parse_hf_config(r#"{"model_type":"mamba"}"#, "x").unwrap_err().to_string();
-    assert!(e.contains("unsupported model_type `mamba`"), "{e}");
-    let e = parse_hf_config(&LLAMA_JSON.replace("\"vocab_size\":1000,", ""), "x").unwrap_err().to_string();
-    assert!(e.contains("missing field `vocab_size`"), "{e}");
-    let e = parse_hf_config(r#"{"hidden_size":3}"#, "x").unwrap_err().to_string();
-    assert!(e.contains("model_type"), "{e}");
-    let e = parse_hf_config(&LLAMA_JSON.replace("\"num_key_value_heads\":2", "\"num_key_value_heads\":3"), "x")
+    let e = parse_hf_config(r#"{"model_type":"mamba"}"#, "x")
         .unwrap_err()
         .to_string();
+    assert!(e.contains("unsupported model_type `mamba`"), "{e}");
+    let e = parse_hf_config(&LLAMA_JSON.replace("\"vocab_size\":1000,", ""), "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing field `vocab_size`"), "{e}");
+    let e = parse_hf_config(r#"{"hidden_size":3}"#, "x")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model_type"), "{e}");
+    let e = parse_hf_config(
+        &LLAMA_JSON.replace("\"num_key_value_heads\":2", "\"num_key_value_heads\":3"),
+        "x",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not a multiple"), "{e}");
     assert!(parse_hf_config("{", "x").is_err());
 }
@@ -127,7 +148,10 @@ fn parses_opt_falcon_gemma2() {
     let f = r#"{"model_type":"falcon","hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,
       "vocab_size":300,"alibi":true,"bias":true,"multi_query":false,"parallel_attn":false}"#;
     let c = parse_hf_config(f, "f").unwrap();
-    assert_eq!((c.positional, c.kv_heads, c.ffn_dim), (Positional::Alibi, 4, 256));
+    assert_eq!(
+        (c.positional, c.kv_heads, c.ffn_dim),
+        (Positional::Alibi, 4, 256)
+    );
     let g = r#"{"model_type":"gemma2","hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,
       "num_key_value_heads":2,"head_dim":32,"intermediate_size":96,"vocab_size":300,
       "max_position_embeddings":64,"attn_logit_softcapping":50.0,"final_logit_softcapping":30.0,
@@ -147,5 +171,8 @@ fn decode_attention_cost_is_the_attention_part() {
     assert_eq!(a.flops, 4.0 * 4.0 * 2048.0 * 100.0 * 16.0);
     assert_eq!(a.bytes, 4.0 * 2048.0 * 101.0 * 16.0);
     assert_eq!(d.flops - a.flops, 4.0 * c.flops_per_token());
-    assert_eq!(d.bytes - a.bytes, c.weight_read_bytes(2) + 4.0 * 2048.0 * 2.0);
+    assert_eq!(
+        d.bytes - a.bytes,
+        c.weight_read_bytes(2) + 4.0 * 2048.0 * 2.0
+    );
 }

@@ -11,7 +11,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_energy-fit");
 
 fn measure(args: &[&str], standin: Option<&str>) -> Command {
     let mut c = Command::new(BIN);
-    c.arg("measure").args(["--quiet", "--idle-s", "0", "--min-window-s", "0", "--sample-ms", "5"]).args(args);
+    c.arg("measure")
+        .args([
+            "--quiet",
+            "--idle-s",
+            "0",
+            "--min-window-s",
+            "0",
+            "--sample-ms",
+            "5",
+        ])
+        .args(args);
     match standin {
         Some(s) => c.env("ENERGY_FIT_STANDIN", s),
         None => c.env_remove("ENERGY_FIT_STANDIN"),
@@ -27,22 +37,40 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-const GRID: [&str; 6] = ["--inputs", "64,128,256,512,1024", "--outputs", "64,128,256,512,1024", "--requests", "10"];
+const GRID: [&str; 6] = [
+    "--inputs",
+    "64,128,256,512,1024",
+    "--outputs",
+    "64,128,256,512,1024",
+    "--requests",
+    "10",
+];
 
 fn check_complete(path: &Path, expect: usize) {
     let rows = read_rows(path).unwrap();
-    let mut keys: Vec<_> = rows.iter().map(|r| (r.input_tokens, r.output_tokens, r.repeat)).collect();
+    let mut keys: Vec<_> = rows
+        .iter()
+        .map(|r| (r.input_tokens, r.output_tokens, r.repeat))
+        .collect();
     keys.sort();
     let n = keys.len();
     keys.dedup();
-    assert_eq!(keys.len(), n, "a point was written twice in {}", path.display());
+    assert_eq!(
+        keys.len(),
+        n,
+        "a point was written twice in {}",
+        path.display()
+    );
     assert_eq!(n, expect, "{}", path.display());
 }
 
 /// Start a sweep, SIGKILL it once `min_rows` rows are on disk (or after `after`), resume to the end.
 fn kill_and_resume(out: &Path, after: Duration) {
     let spec = "us_per_token=10";
-    let mut child = measure(&GRID, Some(spec)).args(["--out", out.to_str().unwrap()]).spawn().unwrap();
+    let mut child = measure(&GRID, Some(spec))
+        .args(["--out", out.to_str().unwrap()])
+        .spawn()
+        .unwrap();
     let t = Instant::now();
     while t.elapsed() < after {
         std::thread::sleep(Duration::from_millis(5));
@@ -63,7 +91,10 @@ fn kill_and_resume(out: &Path, after: Duration) {
 fn killed_csv_sweeps_resume_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     for (i, ms) in [150u64, 420, 777].iter().enumerate() {
-        kill_and_resume(&dir.path().join(format!("m{i}.csv")), Duration::from_millis(*ms));
+        kill_and_resume(
+            &dir.path().join(format!("m{i}.csv")),
+            Duration::from_millis(*ms),
+        );
     }
 }
 
@@ -71,7 +102,10 @@ fn killed_csv_sweeps_resume_without_loss_or_duplicates() {
 fn killed_parquet_sweeps_resume_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     for (i, ms) in [200u64, 555].iter().enumerate() {
-        kill_and_resume(&dir.path().join(format!("m{i}.parquet")), Duration::from_millis(*ms));
+        kill_and_resume(
+            &dir.path().join(format!("m{i}.parquet")),
+            Duration::from_millis(*ms),
+        );
     }
 }
 
@@ -79,32 +113,118 @@ fn killed_parquet_sweeps_resume_without_loss_or_duplicates() {
 fn skipped_points_are_recorded_and_the_sweep_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.csv");
-    let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--phases", "--out", out.to_str().unwrap()], Some("fail_input=4096")));
+    let o = run(measure(
+        &[
+            "--inputs",
+            "64,4096",
+            "--outputs",
+            "64",
+            "--requests",
+            "2",
+            "--phases",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Some("fail_input=4096"),
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = read_rows(&out).unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].status, "ok");
     assert!(rows[0].prefill_energy_j.is_some() && rows[0].decode_energy_j.is_some());
-    assert!(rows[1].status.starts_with("skipped: run: stand-in failure"), "{}", rows[1].status);
+    assert!(
+        rows[1].status.starts_with("skipped: run: stand-in failure"),
+        "{}",
+        rows[1].status
+    );
     assert!(stderr(&o).contains("1 ok, 1 skipped"), "{}", stderr(&o));
     // Resume does not redo a skipped point.
-    let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap(), "--resume"], Some("")));
-    assert!(stderr(&o).contains("2 of 2 points already"), "{}", stderr(&o));
+    let o = run(measure(
+        &[
+            "--inputs",
+            "64,4096",
+            "--outputs",
+            "64",
+            "--requests",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+            "--resume",
+        ],
+        Some(""),
+    ));
+    assert!(
+        stderr(&o).contains("2 of 2 points already"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(read_rows(&out).unwrap().len(), 2);
     // --retry-skipped runs it again (the failure is gone now) and appends the ok row.
-    let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap(), "--resume", "--retry-skipped"], Some("")));
+    let o = run(measure(
+        &[
+            "--inputs",
+            "64,4096",
+            "--outputs",
+            "64",
+            "--requests",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+            "--resume",
+            "--retry-skipped",
+        ],
+        Some(""),
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("1 of 2 points already"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 of 2 points already"),
+        "{}",
+        stderr(&o)
+    );
     let rows = read_rows(&out).unwrap();
     assert_eq!(rows.len(), 3);
-    assert!(rows[1].status.starts_with("skipped:") && rows[2].status == "ok" && rows[2].input_tokens == 4096, "{rows:?}");
+    assert!(
+        rows[1].status.starts_with("skipped:")
+            && rows[2].status == "ok"
+            && rows[2].input_tokens == 4096,
+        "{rows:?}"
+    );
     // Nothing left to retry: a further call runs nothing.
-    let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap(), "--resume", "--retry-skipped"], Some("")));
-    assert!(stderr(&o).contains("2 of 2 points already"), "{}", stderr(&o));
+    let o = run(measure(
+        &[
+            "--inputs",
+            "64,4096",
+            "--outputs",
+            "64",
+            "--requests",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+            "--resume",
+            "--retry-skipped",
+        ],
+        Some(""),
+    ));
+    assert!(
+        stderr(&o).contains("2 of 2 points already"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(read_rows(&out).unwrap().len(), 3);
     // --retry-skipped without --resume is refused by the parser.
-    let o = run(measure(&["--out", dir.path().join("x.csv").to_str().unwrap(), "--retry-skipped"], Some("")));
-    assert!(!o.status.success() && stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let o = run(measure(
+        &[
+            "--out",
+            dir.path().join("x.csv").to_str().unwrap(),
+            "--retry-skipped",
+        ],
+        Some(""),
+    ));
+    assert!(
+        !o.status.success() && stderr(&o).contains("--resume"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -112,26 +232,76 @@ fn shards_on_two_gpus_merge_into_the_full_grid() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for i in 0..3 {
-        let out = dir.path().join(format!("s{i}.{}", if i == 1 { "parquet" } else { "csv" }));
+        let out = dir
+            .path()
+            .join(format!("s{i}.{}", if i == 1 { "parquet" } else { "csv" }));
         let shard = format!("{i}/3");
-        let o = run(measure(&[&GRID[..], &["--repeats", "2", "--gpus", "0,1", "--shard", &shard, "--out", out.to_str().unwrap()]].concat(), Some("us_per_token=0.5")));
+        let o = run(measure(
+            &[
+                &GRID[..],
+                &[
+                    "--repeats",
+                    "2",
+                    "--gpus",
+                    "0,1",
+                    "--shard",
+                    &shard,
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
+            Some("us_per_token=0.5"),
+        ));
         assert!(o.status.success(), "{}", stderr(&o));
         files.push(out);
     }
     let merged = dir.path().join("all.parquet");
-    let o = Command::new(BIN).arg("merge").args(&files).arg(files[0].to_str().unwrap()).args(["--out", merged.to_str().unwrap()]).output().unwrap();
+    let o = Command::new(BIN)
+        .arg("merge")
+        .args(&files)
+        .arg(files[0].to_str().unwrap())
+        .args(["--out", merged.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     check_complete(&merged, 50);
     let rows = read_rows(&merged).unwrap();
-    assert!(rows.iter().any(|r| r.gpu_index == Some(1)) || rows.iter().all(|r| r.gpu_index == Some(0)));
+    assert!(
+        rows.iter().any(|r| r.gpu_index == Some(1)) || rows.iter().all(|r| r.gpu_index == Some(0))
+    );
     // A conflicting shard (same point measured again) is refused, naming the point and files.
     let again = dir.path().join("again.csv");
-    let o = run(measure(&["--inputs", "64", "--outputs", "64", "--requests", "10", "--out", again.to_str().unwrap()], Some("us_per_token=3")));
+    let o = run(measure(
+        &[
+            "--inputs",
+            "64",
+            "--outputs",
+            "64",
+            "--requests",
+            "10",
+            "--out",
+            again.to_str().unwrap(),
+        ],
+        Some("us_per_token=3"),
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = Command::new(BIN).arg("merge").arg(&files[0]).arg(&again).args(["--out", dir.path().join("x.csv").to_str().unwrap()]).output().unwrap();
+    let o = Command::new(BIN)
+        .arg("merge")
+        .arg(&files[0])
+        .arg(&again)
+        .args(["--out", dir.path().join("x.csv").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("conflicting") && e.contains("input_tokens=64 output_tokens=64") && e.contains("s0.csv") && e.contains("again.csv"), "{e}");
+    assert!(
+        e.contains("conflicting")
+            && e.contains("input_tokens=64 output_tokens=64")
+            && e.contains("s0.csv")
+            && e.contains("again.csv"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -154,28 +324,55 @@ fn bad_flags_are_clear_errors_naming_flag_and_value() {
         (vec!["--llm", "gpt-17"], "--llm", "gpt-17"),
         (vec!["--max-num-tokens", "1,2"], "--max-num-tokens", "1,2"),
     ] {
-        let r = run(measure(&[&args[..], &["--out", o]].concat(), Some("gpus=2")));
+        let r = run(measure(
+            &[&args[..], &["--out", o]].concat(),
+            Some("gpus=2"),
+        ));
         let e = stderr(&r);
         assert!(!r.status.success(), "{args:?} should fail");
         assert!(e.contains(flag) && e.contains(value), "{args:?}: {e}");
         assert!(!out.exists(), "{args:?}: nothing written before the error");
     }
-    let r = run(measure(&["--out", dir.path().join("m.json").to_str().unwrap()], Some("")));
+    let r = run(measure(
+        &["--out", dir.path().join("m.json").to_str().unwrap()],
+        Some(""),
+    ));
     assert!(stderr(&r).contains("--out"), "{}", stderr(&r));
     // An existing file without --resume.
     std::fs::write(&out, "llm\n").unwrap();
     let r = run(measure(&["--out", o], Some("")));
-    assert!(!r.status.success() && stderr(&r).contains("--resume"), "{}", stderr(&r));
+    assert!(
+        !r.status.success() && stderr(&r).contains("--resume"),
+        "{}",
+        stderr(&r)
+    );
 }
 
 #[test]
 fn dry_run_prints_the_plan_without_a_gpu() {
-    let o = run(measure(&["--dry-run", "--llm", "llama-3.2-1b,gemma-2-9b", "--outputs", "64", "--gpu-mem-gib", "16"], None));
+    let o = run(measure(
+        &[
+            "--dry-run",
+            "--llm",
+            "llama-3.2-1b,gemma-2-9b",
+            "--outputs",
+            "64",
+            "--gpu-mem-gib",
+            "16",
+        ],
+        None,
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("plan: 14 points"), "{s}");
     assert!(s.contains("14 points, 7 do not fit"), "{s}");
-    assert!(s.lines().filter(|l| l.starts_with("gemma-2-9b") && l.contains("no: needs")).count() == 7, "{s}");
+    assert!(
+        s.lines()
+            .filter(|l| l.starts_with("gemma-2-9b") && l.contains("no: needs"))
+            .count()
+            == 7,
+        "{s}"
+    );
 }
 
 /// `--plan-csv` writes the plan beside the printed table (same table), and is refused without
@@ -184,7 +381,16 @@ fn dry_run_prints_the_plan_without_a_gpu() {
 fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.csv");
-    let args = ["--llm", "llama-3.2-1b,gemma-2-9b", "--inputs", "64,128", "--outputs", "64", "--gpu-mem-gib", "16"];
+    let args = [
+        "--llm",
+        "llama-3.2-1b,gemma-2-9b",
+        "--inputs",
+        "64,128",
+        "--outputs",
+        "64",
+        "--gpu-mem-gib",
+        "16",
+    ];
     let o = run(measure(&args, None).args(["--dry-run", "--plan-csv", plan.to_str().unwrap()]));
     assert!(o.status.success(), "{}", stderr(&o));
     let without = run(measure(&args, None).arg("--dry-run"));
@@ -192,18 +398,44 @@ fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
     let text = std::fs::read_to_string(&plan).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 1 + 4, "{text}");
-    assert!(lines[0].starts_with("llm,input_tokens,output_tokens,") && lines[0].ends_with(",fits,est_s,runs"), "{text}");
-    assert!(lines[1].starts_with("llama-3.2-1b,64,64,1000,1024,8192,bf16,0,true,"), "{text}");
-    assert!(lines[3].starts_with("gemma-2-9b,64,64,") && lines[3].ends_with(",false,,"), "{text}");
+    assert!(
+        lines[0].starts_with("llm,input_tokens,output_tokens,")
+            && lines[0].ends_with(",fits,est_s,runs"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("llama-3.2-1b,64,64,1000,1024,8192,bf16,0,true,"),
+        "{text}"
+    );
+    assert!(
+        lines[3].starts_with("gemma-2-9b,64,64,") && lines[3].ends_with(",false,,"),
+        "{text}"
+    );
 
     let out = dir.path().join("m.csv");
-    let r = run(measure(&["--plan-csv", dir.path().join("p2.csv").to_str().unwrap(), "--out", out.to_str().unwrap()], Some("")));
+    let r = run(measure(
+        &[
+            "--plan-csv",
+            dir.path().join("p2.csv").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Some(""),
+    ));
     assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
     assert!(stderr(&r).contains("--dry-run"), "{}", stderr(&r));
-    assert!(!out.exists() && !dir.path().join("p2.csv").exists(), "nothing written");
+    assert!(
+        !out.exists() && !dir.path().join("p2.csv").exists(),
+        "nothing written"
+    );
     // A path that cannot be written is named.
-    let r = run(measure(&args, None).args(["--dry-run", "--plan-csv", "/nonexistent/dir/plan.csv"]));
-    assert!(!r.status.success() && stderr(&r).contains("--plan-csv: writing /nonexistent/dir/plan.csv"), "{}", stderr(&r));
+    let r =
+        run(measure(&args, None).args(["--dry-run", "--plan-csv", "/nonexistent/dir/plan.csv"]));
+    assert!(
+        !r.status.success() && stderr(&r).contains("--plan-csv: writing /nonexistent/dir/plan.csv"),
+        "{}",
+        stderr(&r)
+    );
 }
 
 /// `--dry-run --resume` plans only the points --out lacks, as the run would (--retry-skipped
@@ -214,42 +446,128 @@ fn dry_run_with_resume_plans_what_is_left_and_touches_nothing() {
     let dir = tempfile::tempdir().unwrap();
     for (name, journal) in [("m.csv", "m.csv"), ("m.parquet", "m.parquet.journal.csv")] {
         let out = dir.path().join(name);
-        let o = run(measure(&["--inputs", "64,4096", "--outputs", "64", "--requests", "2", "--out", out.to_str().unwrap()], Some("fail_input=4096")));
+        let o = run(measure(
+            &[
+                "--inputs",
+                "64,4096",
+                "--outputs",
+                "64",
+                "--requests",
+                "2",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            Some("fail_input=4096"),
+        ));
         assert!(o.status.success(), "{}", stderr(&o));
         // In the file: (64, 64) ok, (4096, 64) skipped; then a torn line as a killed write leaves.
-        let mut f = std::fs::OpenOptions::new().append(true).open(dir.path().join(journal)).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(journal))
+            .unwrap();
         std::io::Write::write_all(&mut f, b"llama-3.2-1b,64,128,2").unwrap();
         let snapshot = || {
-            let mut v: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).map(|p| (p.clone(), std::fs::read(p).unwrap())).collect();
+            let mut v: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+                .collect();
             v.sort();
             v
         };
         let before = snapshot();
         let plan = |extra: &[&str]| {
-            let args = [&["--inputs", "64,4096", "--outputs", "64,128", "--requests", "2", "--gpu-mem-gib", "80", "--dry-run", "--out", out.to_str().unwrap()], extra].concat();
+            let args = [
+                &[
+                    "--inputs",
+                    "64,4096",
+                    "--outputs",
+                    "64,128",
+                    "--requests",
+                    "2",
+                    "--gpu-mem-gib",
+                    "80",
+                    "--dry-run",
+                    "--out",
+                    out.to_str().unwrap(),
+                ],
+                extra,
+            ]
+            .concat();
             let o = run(measure(&args, None));
             assert!(o.status.success(), "{}", stderr(&o));
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            let points: Vec<(String, String)> = text.lines().filter(|l| l.starts_with("llama-3.2-1b ")).map(|l| l.split_whitespace().collect::<Vec<_>>()).map(|f| (f[1].to_string(), f[2].to_string())).collect();
+            let points: Vec<(String, String)> = text
+                .lines()
+                .filter(|l| l.starts_with("llama-3.2-1b "))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .map(|f| (f[1].to_string(), f[2].to_string()))
+                .collect();
             (points, text, stderr(&o))
         };
-        let p = |v: &[(&str, &str)]| v.iter().map(|(n, m)| (n.to_string(), m.to_string())).collect::<Vec<_>>();
+        let p = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(n, m)| (n.to_string(), m.to_string()))
+                .collect::<Vec<_>>()
+        };
         let (points, text, err) = plan(&["--resume"]);
-        assert_eq!(points, p(&[("64", "128"), ("4096", "128")]), "{name}: {text}");
-        assert!(err.contains("resume: 2 of 4 points already in") && text.contains("plan: 2 points"), "{name}: {err} {text}");
+        assert_eq!(
+            points,
+            p(&[("64", "128"), ("4096", "128")]),
+            "{name}: {text}"
+        );
+        assert!(
+            err.contains("resume: 2 of 4 points already in") && text.contains("plan: 2 points"),
+            "{name}: {err} {text}"
+        );
         let (points, text, err) = plan(&["--resume", "--retry-skipped"]);
-        assert_eq!(points, p(&[("64", "128"), ("4096", "64"), ("4096", "128")]), "{name}: {text}");
-        assert!(err.contains("resume: 1 of 4 points already in"), "{name}: {err}");
+        assert_eq!(
+            points,
+            p(&[("64", "128"), ("4096", "64"), ("4096", "128")]),
+            "{name}: {text}"
+        );
+        assert!(
+            err.contains("resume: 1 of 4 points already in"),
+            "{name}: {err}"
+        );
         let (points, text, err) = plan(&[]);
         assert_eq!(points.len(), 4, "{name}: {text}");
-        assert!(err.contains(&format!("note: --out {} exists; measuring these points into it needs --resume", out.display())), "{name}: {err}");
+        assert!(
+            err.contains(&format!(
+                "note: --out {} exists; measuring these points into it needs --resume",
+                out.display()
+            )),
+            "{name}: {err}"
+        );
         assert!(snapshot() == before, "{name}: a dry run changed a file");
     }
     // A file of another tool's columns is refused, naming it, as a real resume would.
     let other = dir.path().join("other.csv");
     std::fs::write(&other, "a,b\n1,2\n").unwrap();
-    let o = run(measure(&["--inputs", "64", "--outputs", "64", "--gpu-mem-gib", "80", "--dry-run", "--resume", "--out", other.to_str().unwrap()], None));
-    assert!(!o.status.success() && stderr(&o).contains(&format!("--resume: {} has columns \"a,b\"", other.display())), "{}", stderr(&o));
+    let o = run(measure(
+        &[
+            "--inputs",
+            "64",
+            "--outputs",
+            "64",
+            "--gpu-mem-gib",
+            "80",
+            "--dry-run",
+            "--resume",
+            "--out",
+            other.to_str().unwrap(),
+        ],
+        None,
+    ));
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains(&format!(
+                "--resume: {} has columns \"a,b\"",
+                other.display()
+            )),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

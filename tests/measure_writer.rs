@@ -42,7 +42,13 @@ fn csv_appends_survive_reopen_and_resume_knows_the_points() {
     let p = dir.path().join("m.csv");
     let mut w = Writer::open(&p, false).unwrap();
     w.append(row(64, 64, Some(1234.5), "ok")).unwrap();
-    w.append(row(64, 128, None, "skipped: reason, with comma and \"quotes\"")).unwrap();
+    w.append(row(
+        64,
+        128,
+        None,
+        "skipped: reason, with comma and \"quotes\"",
+    ))
+    .unwrap();
     drop(w);
     // Without --resume an existing file is refused, naming the flag.
     let e = Writer::open(&p, false).err().unwrap().to_string();
@@ -50,7 +56,10 @@ fn csv_appends_survive_reopen_and_resume_knows_the_points() {
     let w = Writer::open(&p, true).unwrap();
     assert_eq!(w.rows().len(), 2);
     assert_eq!(w.rows()[0], row(64, 64, Some(1234.5), "ok"));
-    assert_eq!(w.rows()[1].status, "skipped: reason, with comma and \"quotes\"");
+    assert_eq!(
+        w.rows()[1].status,
+        "skipped: reason, with comma and \"quotes\""
+    );
     assert!(done_keys(w.rows(), false).contains(&row(64, 128, None, "").key()));
     // polars reads the file too (the lead's dataset module reads it that way).
     let df = polars::prelude::CsvReadOptions::default()
@@ -72,13 +81,24 @@ fn a_torn_last_line_is_cut_on_resume() {
     drop(w);
     // Simulate a write cut short: half a line, no newline.
     let half = &row(64, 128, Some(20.0), "ok").csv_line()[..40];
-    std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(half.as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&p)
+        .unwrap()
+        .write_all(half.as_bytes())
+        .unwrap();
     let mut w = Writer::open(&p, true).unwrap();
     assert_eq!(w.rows().len(), 1);
     w.append(row(64, 128, Some(20.0), "ok")).unwrap();
     drop(w);
     let rows = read_rows(&p).unwrap();
-    assert_eq!(rows, vec![row(64, 64, Some(10.0), "ok"), row(64, 128, Some(20.0), "ok")]);
+    assert_eq!(
+        rows,
+        vec![
+            row(64, 64, Some(10.0), "ok"),
+            row(64, 128, Some(20.0), "ok")
+        ]
+    );
 }
 
 #[test]
@@ -87,23 +107,41 @@ fn parquet_is_complete_after_every_append_and_journal_wins_on_resume() {
     let p = dir.path().join("m.parquet");
     let mut w = Writer::open(&p, false).unwrap();
     for (i, m) in [64u64, 128, 256].iter().enumerate() {
-        w.append(row(64, *m, Some(100.0 * (i + 1) as f64), "ok")).unwrap();
+        w.append(row(64, *m, Some(100.0 * (i + 1) as f64), "ok"))
+            .unwrap();
         assert_eq!(read_rows(&p).unwrap().len(), i + 1);
     }
     drop(w);
     assert!(journal_path(&p).exists());
     // Killed between journal append and Parquet rename: the journal is one row ahead.
     let extra = row(128, 64, Some(7.0), "ok");
-    std::fs::OpenOptions::new().append(true).open(journal_path(&p)).unwrap().write_all(extra.csv_line().as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(journal_path(&p))
+        .unwrap()
+        .write_all(extra.csv_line().as_bytes())
+        .unwrap();
     std::fs::write(dir.path().join("m.parquet.tmp"), b"half a parquet file").unwrap();
-    assert_eq!(read_rows(&p).unwrap().len(), 3, "old Parquet still complete");
+    assert_eq!(
+        read_rows(&p).unwrap().len(),
+        3,
+        "old Parquet still complete"
+    );
     let w = Writer::open(&p, true).unwrap();
     assert_eq!(w.rows().len(), 4);
     drop(w);
     let rows = read_rows(&p).unwrap();
-    assert_eq!(rows.len(), 4, "Parquet rewritten from the journal on resume");
+    assert_eq!(
+        rows.len(),
+        4,
+        "Parquet rewritten from the journal on resume"
+    );
     assert_eq!(rows[3], extra);
-    assert_eq!(rows[0], row(64, 64, Some(100.0), "ok"), "Parquet round trip keeps every field");
+    assert_eq!(
+        rows[0],
+        row(64, 64, Some(100.0), "ok"),
+        "Parquet round trip keeps every field"
+    );
 }
 
 #[test]
@@ -131,26 +169,55 @@ fn merge_dedupes_prefers_ok_and_refuses_conflicts() {
         }
         p
     };
-    let a = write("a.csv", &[row(64, 64, Some(1.0), "ok"), row(64, 128, None, "skipped: oom")]);
-    let b = write("b.parquet", &[row(64, 64, Some(1.0), "ok"), row(64, 128, Some(2.0), "ok"), row(128, 64, Some(3.0), "ok")]);
+    let a = write(
+        "a.csv",
+        &[
+            row(64, 64, Some(1.0), "ok"),
+            row(64, 128, None, "skipped: oom"),
+        ],
+    );
+    let b = write(
+        "b.parquet",
+        &[
+            row(64, 64, Some(1.0), "ok"),
+            row(64, 128, Some(2.0), "ok"),
+            row(128, 64, Some(3.0), "ok"),
+        ],
+    );
     let out = dir.path().join("out.csv");
     let (n, dup) = merge_files(&[a.clone(), b.clone()], &out, false).unwrap();
     assert_eq!((n, dup), (3, 2));
     let rows = read_rows(&out).unwrap();
     assert_eq!(rows.iter().filter(|r| r.status == "ok").count(), 3);
     // Existing --out is refused unless forced; an input as --out always.
-    assert!(merge_files(std::slice::from_ref(&a), &out, false).unwrap_err().to_string().contains("--force"));
+    assert!(merge_files(std::slice::from_ref(&a), &out, false)
+        .unwrap_err()
+        .to_string()
+        .contains("--force"));
     assert!(merge_files(std::slice::from_ref(&a), &a, true).is_err());
     // Two different ok rows of one point: refused, naming the point and both files.
     let c = write("c.csv", &[row(64, 64, Some(1.5), "ok")]);
-    let e = merge_files(&[a.clone(), c.clone()], &dir.path().join("x.csv"), false).unwrap_err().to_string();
-    assert!(e.contains("input_tokens=64 output_tokens=64") && e.contains("a.csv") && e.contains("c.csv"), "{e}");
+    let e = merge_files(&[a.clone(), c.clone()], &dir.path().join("x.csv"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("input_tokens=64 output_tokens=64")
+            && e.contains("a.csv")
+            && e.contains("c.csv"),
+        "{e}"
+    );
     assert!(!dir.path().join("x.csv").exists());
 }
 
 #[test]
 fn bad_output_extension_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let e = Writer::open(&dir.path().join("m.txt"), false).err().unwrap().to_string();
-    assert!(e.contains("--out") && e.contains("m.txt") && e.contains(".csv or .parquet"), "{e}");
+    let e = Writer::open(&dir.path().join("m.txt"), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("--out") && e.contains("m.txt") && e.contains(".csv or .parquet"),
+        "{e}"
+    );
 }

@@ -21,10 +21,21 @@ fn coefs(fits: &[FitFile], llm: &str) -> Vec<f64> {
 }
 
 /// Synthetic: e = published flops-mem prediction × `scale`, 2 % noise.
-fn synth(dir: &Path, file: &str, llm: &str, coefs: &[f64], scale: f64, requests: u64, seed: u64) -> PathBuf {
+fn synth(
+    dir: &Path,
+    file: &str,
+    llm: &str,
+    coefs: &[f64],
+    scale: f64,
+    requests: u64,
+    seed: u64,
+) -> PathBuf {
     let obs: Vec<Obs> = grid(&FlopsMem, coefs, &GRID, &GRID, 0.02, seed)
         .into_iter()
-        .map(|o| Obs { energy_per_token_j: o.energy_per_token_j * scale, ..o })
+        .map(|o| Obs {
+            energy_per_token_j: o.energy_per_token_j * scale,
+            ..o
+        })
         .collect();
     let p = dir.join(file);
     write_csv(&p, llm, &obs, requests).unwrap();
@@ -33,15 +44,24 @@ fn synth(dir: &Path, file: &str, llm: &str, coefs: &[f64], scale: f64, requests:
 
 fn svg(out: &Path, f: &Figure) -> (String, Vec<String>) {
     let text = std::fs::read_to_string(out.join(f.file.as_ref().unwrap())).unwrap();
-    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{:?} is not XML: {e}", f.file));
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{:?} is not XML: {e}", f.file));
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     assert!(!text.contains("<text"), "text must be outlines, not <text>");
-    let labels = doc.descendants().filter(|n| n.attribute("class") == Some("label")).filter_map(|n| n.attribute("aria-label").map(str::to_string)).collect();
+    let labels = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("label"))
+        .filter_map(|n| n.attribute("aria-label").map(str::to_string))
+        .collect();
     (text, labels)
 }
 
 fn count(text: &str, f: impl Fn(roxmltree::Node) -> bool) -> usize {
-    roxmltree::Document::parse(text).unwrap().descendants().filter(|n| f(*n)).count()
+    roxmltree::Document::parse(text)
+        .unwrap()
+        .descendants()
+        .filter(|n| f(*n))
+        .count()
 }
 
 fn figs(r: &[Figure], n: u8) -> Vec<&Figure> {
@@ -64,61 +84,127 @@ fn synthetic_report_has_every_figure_with_expected_series() {
     let out = dir.path().join("report");
     let r = build(Some(&ds), &refs, &out).unwrap();
     for n in 1..=7u8 {
-        assert!(figs(&r.figures, n).iter().any(|f| f.file.is_some()), "figure {n} missing: {:?}", figs(&r.figures, n).iter().map(|f| &f.note).collect::<Vec<_>>());
+        assert!(
+            figs(&r.figures, n).iter().any(|f| f.file.is_some()),
+            "figure {n} missing: {:?}",
+            figs(&r.figures, n)
+                .iter()
+                .map(|f| &f.note)
+                .collect::<Vec<_>>()
+        );
     }
     // Figure 1: 49 cells (+120 colour-bar steps) and 7 marked sweet spots.
     for f in figs(&r.figures, 1) {
         let (text, _) = svg(&out, f);
-        let filled = count(&text, |n| n.has_tag_name("rect") && n.attribute("stroke") == Some("none") && n.attribute("fill") != Some("#FFFFFF"));
+        let filled = count(&text, |n| {
+            n.has_tag_name("rect")
+                && n.attribute("stroke") == Some("none")
+                && n.attribute("fill") != Some("#FFFFFF")
+        });
         assert_eq!(filled, 49 + 120, "{:?}", f.file);
         assert_eq!(f.series, 49);
-        assert_eq!(count(&text, |n| n.has_tag_name("rect") && n.attribute("stroke") == Some("#000000")), 7 + 1, "7 marks + legend box");
+        assert_eq!(
+            count(&text, |n| n.has_tag_name("rect")
+                && n.attribute("stroke") == Some("#000000")),
+            7 + 1,
+            "7 marks + legend box"
+        );
     }
     // Figure 2: one legend entry per input length, six models and the measured points.
     for f in figs(&r.figures, 2) {
         let (text, labels) = svg(&out, f);
         for n in GRID {
-            assert!(labels.contains(&format!("n = {n}")), "{:?} lacks n = {n}", f.file);
+            assert!(
+                labels.contains(&format!("n = {n}")),
+                "{:?} lacks n = {n}",
+                f.file
+            );
         }
-        for m in ["b1", "b2", "b3", "b4", "flops", "flops-mem", "measured", "predicted m*"] {
-            assert!(labels.iter().any(|l| l == m), "{:?} lacks legend {m}", f.file);
+        for m in [
+            "b1",
+            "b2",
+            "b3",
+            "b4",
+            "flops",
+            "flops-mem",
+            "measured",
+            "predicted m*",
+        ] {
+            assert!(
+                labels.iter().any(|l| l == m),
+                "{:?} lacks legend {m}",
+                f.file
+            );
         }
         // Left: 7 point sets + 7 curves + crosses; right: measured + 6 models.
         assert!(f.series >= 7 + 7 + 1 + 6, "{}", f.series);
         let circles = count(&text, |n| n.has_tag_name("circle"));
-        assert_eq!(circles, 49 + 7 + 7 + 1, "points: 49 measured + 7 at n=512 + legend dots");
+        assert_eq!(
+            circles,
+            49 + 7 + 7 + 1,
+            "points: 49 measured + 7 at n=512 + legend dots"
+        );
     }
     // Figure 4: 2 LLMs × 6 models × 2 panels (in-sample, CV) bars + 6 legend swatches.
     let f4 = figs(&r.figures, 4)[0];
     let (text, labels) = svg(&out, f4);
     assert_eq!(f4.series, 24);
-    let bars = count(&text, |n| n.has_tag_name("rect") && n.attribute("stroke") == Some("none") && n.attribute("fill") != Some("#FFFFFF"));
+    let bars = count(&text, |n| {
+        n.has_tag_name("rect")
+            && n.attribute("stroke") == Some("none")
+            && n.attribute("fill") != Some("#FFFFFF")
+    });
     assert_eq!(bars, 24 + 6);
     assert!(labels.iter().any(|l| l == "synthetic-opt-1.3b"));
     // Figure 5: every row twice (against n and against m) + legend dots.
     let f5 = figs(&r.figures, 5)[0];
     let (text, _) = svg(&out, f5);
-    assert_eq!(count(&text, |n| n.has_tag_name("circle")), 2 * 3 * 49 + 2 * 2);
+    assert_eq!(
+        count(&text, |n| n.has_tag_name("circle")),
+        2 * 3 * 49 + 2 * 2
+    );
     // Figure 6: llama has requests 256 and 1000 → two panels of seven lines.
-    let f6: Vec<_> = figs(&r.figures, 6).into_iter().filter(|f| f.file.is_some()).collect();
+    let f6: Vec<_> = figs(&r.figures, 6)
+        .into_iter()
+        .filter(|f| f.file.is_some())
+        .collect();
     assert_eq!(f6.len(), 1, "only requests varies, only for llama");
     let (_, labels) = svg(&out, f6[0]);
-    assert!(labels.contains(&"requests = 256".to_string()) && labels.contains(&"requests = 1000".to_string()));
+    assert!(
+        labels.contains(&"requests = 256".to_string())
+            && labels.contains(&"requests = 1000".to_string())
+    );
     assert_eq!(f6[0].series, 14);
     // Figure 7: ratio near 1/1.25 (first file) and 1/1.40 (repeats from the second): mean ≈ 0.75.
-    let f7: Vec<_> = figs(&r.figures, 7).into_iter().filter(|f| f.file.is_some()).collect();
+    let f7: Vec<_> = figs(&r.figures, 7)
+        .into_iter()
+        .filter(|f| f.file.is_some())
+        .collect();
     assert_eq!(f7.len(), 2, "both synthetic LLMs are in the reference set");
     let (_, labels) = svg(&out, f7.iter().find(|f| f.title.contains("llama")).unwrap());
     // Cell labels (2 decimals) near 0.755; colour-bar ticks (0.80, 0.90, 1) are few.
-    let cells: Vec<f64> = labels.iter().filter_map(|l| l.parse::<f64>().ok()).filter(|v| (0.70..0.80).contains(v)).collect();
+    let cells: Vec<f64> = labels
+        .iter()
+        .filter_map(|l| l.parse::<f64>().ok())
+        .filter(|v| (0.70..0.80).contains(v))
+        .collect();
     assert!(cells.len() >= 49, "{labels:?}");
     let mean = cells.iter().sum::<f64>() / cells.len() as f64;
     assert!((mean - 0.755).abs() < 0.02, "mean ratio {mean}");
     // report.md holds the tables and embeds every written figure.
-    for h in ["## Dataset", "## In-sample MAPE", "## Cross-validated MAPE", "## flops-mem coefficients", "## Sweet spots"] {
+    for h in [
+        "## Dataset",
+        "## In-sample MAPE",
+        "## Cross-validated MAPE",
+        "## flops-mem coefficients",
+        "## Sweet spots",
+    ] {
         assert!(r.markdown.contains(h), "report.md lacks {h}");
     }
-    assert!(r.markdown.contains(r"\*\*\*"), "escaped stars in the coefficient table");
+    assert!(
+        r.markdown.contains(r"\*\*\*"),
+        "escaped stars in the coefficient table"
+    );
     for f in r.figures.iter().filter_map(|f| f.file.as_ref()) {
         assert!(r.markdown.contains(&format!("]({f})")));
     }
@@ -132,11 +218,19 @@ fn synthetic_report_has_every_figure_with_expected_series() {
 fn reference_fits_alone() {
     let dir = tempfile::tempdir().unwrap();
     let r = build(None, &reference(), dir.path()).unwrap();
-    assert_eq!(figs(&r.figures, 1).iter().filter(|f| f.file.is_some()).count(), 13);
+    assert_eq!(
+        figs(&r.figures, 1)
+            .iter()
+            .filter(|f| f.file.is_some())
+            .count(),
+        13
+    );
     let f4 = figs(&r.figures, 4)[0];
     assert_eq!(f4.series, 13 * 6);
     svg(dir.path(), f4);
-    assert!(r.markdown.contains("published TensorRT-LLM reference fits alone"));
+    assert!(r
+        .markdown
+        .contains("published TensorRT-LLM reference fits alone"));
     assert!(figs(&r.figures, 5)[0].file.is_none());
 }
 
@@ -153,14 +247,28 @@ fn csv(dir: &Path, rows: &[(&str, u32, u32, f64)]) -> PathBuf {
 #[test]
 fn one_point_per_llm_skips_with_reasons() {
     let dir = tempfile::tempdir().unwrap();
-    let p = csv(dir.path(), &[("synthetic-a", 64, 64, 100.0), ("synthetic-b", 128, 64, 200.0)]);
+    let p = csv(
+        dir.path(),
+        &[
+            ("synthetic-a", 64, 64, 100.0),
+            ("synthetic-b", 128, 64, 200.0),
+        ],
+    );
     let ds = Dataset::load(&[p]).unwrap();
     let r = build(Some(&ds), &[], &dir.path().join("out")).unwrap();
     for f in figs(&r.figures, 1) {
-        assert!(f.file.is_none() && f.note.contains("fewer than two grid points"), "{}", f.note);
+        assert!(
+            f.file.is_none() && f.note.contains("fewer than two grid points"),
+            "{}",
+            f.note
+        );
     }
     for f in figs(&r.figures, 2) {
-        assert!(f.file.is_none() && f.note.contains("no flops-mem fit"), "{}", f.note);
+        assert!(
+            f.file.is_none() && f.note.contains("no flops-mem fit"),
+            "{}",
+            f.note
+        );
     }
     assert!(figs(&r.figures, 3)[0].note.contains("at least two LLMs"));
     assert!(figs(&r.figures, 5)[0].file.is_none());
@@ -170,7 +278,17 @@ fn one_point_per_llm_skips_with_reasons() {
 #[test]
 fn one_input_length_draws_what_it_can() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: Vec<(&str, u32, u32, f64)> = [64u32, 128, 256, 512, 1024].iter().map(|&m| ("synthetic-a", 512, m, 10.0 * m as f64 * (0.05 + 1e-5 * m as f64))).collect();
+    let rows: Vec<(&str, u32, u32, f64)> = [64u32, 128, 256, 512, 1024]
+        .iter()
+        .map(|&m| {
+            (
+                "synthetic-a",
+                512,
+                m,
+                10.0 * m as f64 * (0.05 + 1e-5 * m as f64),
+            )
+        })
+        .collect();
     let ds = Dataset::load(&[csv(dir.path(), &rows)]).unwrap();
     let out = dir.path().join("out");
     let r = build(Some(&ds), &[], &out).unwrap();
@@ -178,7 +296,11 @@ fn one_input_length_draws_what_it_can() {
     assert_eq!(f1.series, 5);
     svg(&out, f1);
     let f2 = figs(&r.figures, 2)[0];
-    assert!(f2.file.is_none() && f2.note.contains("flops-mem"), "{}", f2.note);
+    assert!(
+        f2.file.is_none() && f2.note.contains("flops-mem"),
+        "{}",
+        f2.note
+    );
 }
 
 #[test]

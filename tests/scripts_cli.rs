@@ -25,8 +25,16 @@ fn assert_refused(script: &str, args: &[&str], needle: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let o = run(script, args, tmp.path());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{script} {args:?}: exit {:?}, stderr {err}", o.status.code());
-    assert!(err.contains(needle), "{script} {args:?}: stderr {err:?} lacks {needle:?}");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{script} {args:?}: exit {:?}, stderr {err}",
+        o.status.code()
+    );
+    assert!(
+        err.contains(needle),
+        "{script} {args:?}: stderr {err:?} lacks {needle:?}"
+    );
 }
 
 const BAD_BIN: &str = "/nonexistent/energy-fit";
@@ -42,10 +50,23 @@ fn stand_in(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 
 #[test]
 fn missing_arguments_print_the_usage() {
-    for s in ["scripts/dev_binary.sh", "benches/attn_variants.sh", "benches/decode_variants.sh", "benches/ncu_attention.sh", "scripts/gpu/grid_resume.sh", "scripts/gpu/sweep_bg.sh", "benches/ab_energy.sh", "benches/gemm_tune.sh"] {
+    for s in [
+        "scripts/dev_binary.sh",
+        "benches/attn_variants.sh",
+        "benches/decode_variants.sh",
+        "benches/ncu_attention.sh",
+        "scripts/gpu/grid_resume.sh",
+        "scripts/gpu/sweep_bg.sh",
+        "benches/ab_energy.sh",
+        "benches/gemm_tune.sh",
+    ] {
         assert_refused(s, &[], "usage:");
     }
-    assert_refused("scripts/gpu/sweep_bg.sh", &["frobnicate", "x.csv"], "usage:");
+    assert_refused(
+        "scripts/gpu/sweep_bg.sh",
+        &["frobnicate", "x.csv"],
+        "usage:",
+    );
 }
 
 #[test]
@@ -55,12 +76,21 @@ fn a_binary_that_is_not_there_is_named() {
         ("benches/attn_variants.sh", vec![BAD_BIN]),
         ("benches/decode_variants.sh", vec![BAD_BIN]),
         ("benches/ncu_attention.sh", vec![BAD_BIN]),
-        ("benches/ab_energy.sh", vec![BAD_BIN, BAD_BIN, "--llm", "llama-3.2-1b"]),
+        (
+            "benches/ab_energy.sh",
+            vec![BAD_BIN, BAD_BIN, "--llm", "llama-3.2-1b"],
+        ),
         ("benches/gpu_perf.sh", vec![BAD_BIN, "bench"]),
         ("benches/gemm_tune.sh", vec![BAD_BIN]),
         ("scripts/gpu/run_checks.sh", vec![BAD_BIN]),
-        ("scripts/gpu/grid_resume.sh", vec![BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"]),
-        ("scripts/gpu/sweep_bg.sh", vec!["start", BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"]),
+        (
+            "scripts/gpu/grid_resume.sh",
+            vec![BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"],
+        ),
+        (
+            "scripts/gpu/sweep_bg.sh",
+            vec!["start", BAD_BIN, "grid.csv", "--llm", "llama-3.2-1b"],
+        ),
     ] {
         assert_refused(s, &args, &want);
     }
@@ -68,7 +98,11 @@ fn a_binary_that_is_not_there_is_named() {
 
 #[test]
 fn waiting_on_a_sweep_never_started_says_so() {
-    assert_refused("scripts/gpu/sweep_bg.sh", &["wait", "never.csv"], "no sweep of never.csv was started");
+    assert_refused(
+        "scripts/gpu/sweep_bg.sh",
+        &["wait", "never.csv"],
+        "no sweep of never.csv was started",
+    );
 }
 
 /// `sweep_bg.sh` with a stand-in for `energy-fit measure` (it writes two rows to --out, then
@@ -79,20 +113,38 @@ fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = stand_in(tmp.path(), "fake-measure", "case \" $* \" in *' --dry-run '*) echo '2 points, stand-in plan'; exit;; esac\nout=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\nprintf 'h\\nr1\\nr2\\n' > \"$out\"\nsleep 2\necho done\n");
     let call = |args: &[&str], wait: &str| {
-        let o = run_env("scripts/gpu/sweep_bg.sh", args, tmp.path(), &[("WAIT", wait)]);
-        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        let o = run_env(
+            "scripts/gpu/sweep_bg.sh",
+            args,
+            tmp.path(),
+            &[("WAIT", wait)],
+        );
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let b = bin.to_str().unwrap();
     let (rc, out, _) = call(&["start", b, "grid.csv", "--llm", "x"], "0");
     assert_eq!(rc, Some(0));
-    assert!(out.contains("left: 2 points, stand-in plan") && out.contains("still running"), "{out}");
+    assert!(
+        out.contains("left: 2 points, stand-in plan") && out.contains("still running"),
+        "{out}"
+    );
     let (rc, _, err) = call(&["start", b, "grid.csv", "--llm", "x"], "0");
     assert_eq!(rc, Some(1));
     assert!(err.contains("already running"), "{err}");
     let (rc, out, _) = call(&["wait", "grid.csv"], "60");
     assert_eq!(rc, Some(0));
-    assert!(out.contains("grid.csv: finished; 2 rows; last log line: done"), "{out}");
-    assert_eq!(std::fs::read_to_string(tmp.path().join("out/grid.csv")).unwrap(), "h\nr1\nr2\n");
+    assert!(
+        out.contains("grid.csv: finished; 2 rows; last log line: done"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("out/grid.csv")).unwrap(),
+        "h\nr1\nr2\n"
+    );
 }
 
 /// `attn_variants.sh` with a stand-in binary (prints one `ok` line, exits 0): every variant's
@@ -102,13 +154,38 @@ fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
 fn attn_variants_names_its_files_so_they_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = stand_in(tmp.path(), "fake-energy-fit", "echo ok stand-in\n");
-    let o = run("benches/attn_variants.sh", &[bin.to_str().unwrap(), "", "-DTC_EXP2_FTZ=0", "-DA=1 -DB=2"], tmp.path());
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut names: Vec<String> = std::fs::read_dir(tmp.path().join("out")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let o = run(
+        "benches/attn_variants.sh",
+        &[bin.to_str().unwrap(), "", "-DTC_EXP2_FTZ=0", "-DA=1 -DB=2"],
+        tmp.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     names.sort();
-    let want = ["bench-A-1__B-2.txt", "bench-TC_EXP2_FTZ-0.txt", "bench-base.txt", "selftest-A-1__B-2.txt", "selftest-TC_EXP2_FTZ-0.txt", "selftest-base.txt", "summary.txt"];
+    let want = [
+        "bench-A-1__B-2.txt",
+        "bench-TC_EXP2_FTZ-0.txt",
+        "bench-base.txt",
+        "selftest-A-1__B-2.txt",
+        "selftest-TC_EXP2_FTZ-0.txt",
+        "selftest-base.txt",
+        "summary.txt",
+    ];
     assert_eq!(names, want);
-    assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))), "{names:?}");
+    assert!(
+        names.iter().all(|n| n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))),
+        "{names:?}"
+    );
 }
 
 /// `decode_variants.sh` with a stand-in binary (selftest: two `ok` lines and one `FAIL` under the
@@ -126,15 +203,38 @@ fn decode_variants_summarises_each_decode_row() {
         "esac\n"
     );
     let bin = stand_in(tmp.path(), "fake-energy-fit", body);
-    let o = run("benches/decode_variants.sh", &[bin.to_str().unwrap(), "", "-DTCD_TMA=0"], tmp.path());
+    let o = run(
+        "benches/decode_variants.sh",
+        &[bin.to_str().unwrap(), "", "-DTCD_TMA=0"],
+        tmp.path(),
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(1), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with("defaults: selftest rc=0 (2 ok, 0 failed); bench rc=0; "), "{out}");
-    assert!(lines[0].contains("256x4096: 13.288 ms (1.08x) attn 11.648  1024x2048: 26.969 ms (1.13x) attn 22.721"), "{out}");
-    assert!(lines[1].starts_with("-DTCD_TMA=0: selftest rc=1 (2 ok, 1 failed); bench rc=0;"), "{out}");
-    assert!(tmp.path().join("out/bench-TCD_TMA-0.txt").exists() && tmp.path().join("out/summary.txt").exists());
+    assert!(
+        lines[0].starts_with("defaults: selftest rc=0 (2 ok, 0 failed); bench rc=0; "),
+        "{out}"
+    );
+    assert!(
+        lines[0].contains(
+            "256x4096: 13.288 ms (1.08x) attn 11.648  1024x2048: 26.969 ms (1.13x) attn 22.721"
+        ),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("-DTCD_TMA=0: selftest rc=1 (2 ok, 1 failed); bench rc=0;"),
+        "{out}"
+    );
+    assert!(
+        tmp.path().join("out/bench-TCD_TMA-0.txt").exists()
+            && tmp.path().join("out/summary.txt").exists()
+    );
 }
 
 /// `LLM` reaches the binary: with an LLM that is not in the catalog, the real `energy-fit bench`
@@ -142,12 +242,28 @@ fn decode_variants_summarises_each_decode_row() {
 #[test]
 fn attn_variants_passes_llm_and_reports_a_bad_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run_env("benches/attn_variants.sh", &[env!("CARGO_BIN_EXE_energy-fit"), ""], tmp.path(), &[("LLM", "no-such-llm")]);
+    let o = run_env(
+        "benches/attn_variants.sh",
+        &[env!("CARGO_BIN_EXE_energy-fit"), ""],
+        tmp.path(),
+        &[("LLM", "no-such-llm")],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(1), "{out} {}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("defaults:") && !out.contains("bench rc=0"), "{out}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("defaults:") && !out.contains("bench rc=0"),
+        "{out}"
+    );
     let bench = std::fs::read_to_string(tmp.path().join("out/bench-base.txt")).unwrap();
-    assert!(bench.contains("--llm no-such-llm: not a catalog LLM"), "{bench}");
+    assert!(
+        bench.contains("--llm no-such-llm: not a catalog LLM"),
+        "{bench}"
+    );
 }
 
 /// `ab_energy.sh` with two stand-in binaries whose `measure` writes one row of known energy
@@ -163,17 +279,38 @@ fn ab_energy_interleaves_and_reports_the_ratio() {
     let b = stand_in(tmp.path(), "b", &body("80", "B"));
     let line = ab_energy_row(tmp.path(), &a, &b, ("ROUNDS", "3"));
     let order = std::fs::read_to_string(tmp.path().join("out/order")).unwrap();
-    assert_eq!(order.split_whitespace().collect::<Vec<_>>(), ["A", "B", "B", "A", "A", "B"]);
-    assert!(line.contains("10.00 10.00 10.00") && line.contains("12.50 12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
+    assert_eq!(
+        order.split_whitespace().collect::<Vec<_>>(),
+        ["A", "B", "B", "A", "A", "B"]
+    );
+    assert!(
+        line.contains("10.00 10.00 10.00")
+            && line.contains("12.50 12.50 12.50")
+            && line.trim_end().ends_with("1.2500"),
+        "{line}"
+    );
 }
 
 /// Runs `ab_energy.sh A B --llm x` with results under DIR/out and one more setting; expects it to
 /// succeed and returns the summary's row for n = 64.
 fn ab_energy_row(dir: &Path, a: &Path, b: &Path, setting: (&str, &str)) -> String {
-    let o = run_env("benches/ab_energy.sh", &[a.to_str().unwrap(), b.to_str().unwrap(), "--llm", "x"], dir, &[setting]);
+    let o = run_env(
+        "benches/ab_energy.sh",
+        &[a.to_str().unwrap(), b.to_str().unwrap(), "--llm", "x"],
+        dir,
+        &[setting],
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
-    out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no row for n = 64 in {out}")).to_string()
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.lines()
+        .find(|l| l.trim_start().starts_with("64"))
+        .unwrap_or_else(|| panic!("no row for n = 64 in {out}"))
+        .to_string()
 }
 
 /// `ab_energy.sh` with one stand-in binary and a flag for side B only (FLAGS_B): the stand-in
@@ -185,7 +322,12 @@ fn ab_energy_passes_side_flags_to_one_side() {
     let body = "out=; e=100\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; [ \"$1\" = --tune-gemms ] && e=80; shift; done\nprintf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,%s,1000,ok\\n' $e > \"$out\"\n";
     let bin = stand_in(tmp.path(), "one", body);
     let line = ab_energy_row(tmp.path(), &bin, &bin, ("FLAGS_B", "--tune-gemms"));
-    assert!(line.contains("10.00 10.00") && line.contains("12.50 12.50") && line.trim_end().ends_with("1.2500"), "{line}");
+    assert!(
+        line.contains("10.00 10.00")
+            && line.contains("12.50 12.50")
+            && line.trim_end().ends_with("1.2500"),
+        "{line}"
+    );
 }
 
 /// A flag in FLAGS_B that `measure` does not know: the real binary refuses it, and the script
@@ -194,10 +336,18 @@ fn ab_energy_passes_side_flags_to_one_side() {
 fn ab_energy_names_a_bad_side_flag() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_energy-fit");
-    let o = run_env("benches/ab_energy.sh", &[bin, bin, "--llm", "llama-3.2-1b", "--dry-run"], tmp.path(), &[("ROUNDS", "1"), ("FLAGS_B", "--no-such-flag")]);
+    let o = run_env(
+        "benches/ab_energy.sh",
+        &[bin, bin, "--llm", "llama-3.2-1b", "--dry-run"],
+        tmp.path(),
+        &[("ROUNDS", "1"), ("FLAGS_B", "--no-such-flag")],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("round 1 B: measure failed (see ab-B-r1.log)") && !err.contains("round 1 A:"), "{err}");
+    assert!(
+        err.contains("round 1 B: measure failed (see ab-B-r1.log)") && !err.contains("round 1 A:"),
+        "{err}"
+    );
     let log = std::fs::read_to_string(tmp.path().join("out/ab-B-r1.log")).unwrap();
     assert!(log.contains("--no-such-flag"), "{log}");
 }
@@ -216,10 +366,25 @@ fn gemm_tune_runs_both_sides_of_each_step() {
     let bin = stand_in(tmp.path(), "fake", body);
     let o = run("benches/gemm_tune.sh", &[bin.to_str().unwrap()], tmp.path());
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{out} {}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("selftest: 2 ok, 0 failed; cuBLASLt checks: 2"), "{out}");
-    assert!(out.contains("bench default: \n") && out.contains("bench tuned: GEMM shapes of {256} rows tuned"), "{out}");
-    let row = out.lines().find(|l| l.trim_start().starts_with("64")).unwrap_or_else(|| panic!("no A/B row in {out}"));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("selftest: 2 ok, 0 failed; cuBLASLt checks: 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bench default: \n")
+            && out.contains("bench tuned: GEMM shapes of {256} rows tuned"),
+        "{out}"
+    );
+    let row = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("64"))
+        .unwrap_or_else(|| panic!("no A/B row in {out}"));
     assert!(row.trim_end().ends_with("1.2500"), "{row}");
 }
 
@@ -232,25 +397,57 @@ fn vs_reference_names_what_is_missing() {
     let f = tmp.path().join("two.csv");
     std::fs::write(&f, "llm,input_tokens,output_tokens,requests,energy_j,generated_tokens,status\na,64,64,1,1.0,64,ok\nb,64,64,1,1.0,64,ok\n").unwrap();
     let py = |args: &[&str]| {
-        let o = Command::new("python3").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vs_reference.py")).args(args).output().unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+        let o = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vs_reference.py"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let fs = f.to_str().unwrap();
     let (ok, err) = py(&[fs]);
-    assert!(!ok && err.contains("two.csv has rows for 2 LLMs (a, b); name one with --llm"), "{err}");
+    assert!(
+        !ok && err.contains("two.csv has rows for 2 LLMs (a, b); name one with --llm"),
+        "{err}"
+    );
     let (ok, err) = py(&[fs, "--llm", "llama-3.2-1b"]);
-    assert!(!ok && err.contains("two.csv: no rows with status ok for llm llama-3.2-1b (LLMs in the file: a, b)"), "{err}");
+    assert!(
+        !ok && err.contains(
+            "two.csv: no rows with status ok for llm llama-3.2-1b (LLMs in the file: a, b)"
+        ),
+        "{err}"
+    );
     let (ok, err) = py(&[fs, "--llm", "a", "--fill", "/nonexistent/old.csv"]);
-    assert!(!ok && err.contains("error: /nonexistent/old.csv: No such file or directory"), "{err}");
+    assert!(
+        !ok && err.contains("error: /nonexistent/old.csv: No such file or directory"),
+        "{err}"
+    );
     let (ok, err) = py(&[fs, "--llm", "a", "--floor", "--bin", "/bin/true"]);
     assert!(!ok && err.contains("--floor needs the columns requests, max_batch_size, max_num_tokens, dtype; a row lacks max_batch_size"), "{err}");
     // A --bin that is not there, and the binary refusing a value, are named (not a traceback).
     let (ok, err) = py(&[fs, "--llm", "a", "--bin", "/nonexistent/energy-fit"]);
-    assert!(!ok && err.contains("error: --bin /nonexistent/energy-fit: No such file or directory"), "{err}");
+    assert!(
+        !ok && err.contains("error: --bin /nonexistent/energy-fit: No such file or directory"),
+        "{err}"
+    );
     let g = tmp.path().join("settings.csv");
     std::fs::write(&g, "llm,input_tokens,output_tokens,requests,max_batch_size,max_num_tokens,dtype,energy_j,generated_tokens,avg_power_w,status\nllama-3.2-1b,64,64,1000,1024,8192,bf16,1.0,64,100,ok\n").unwrap();
-    let (ok, err) = py(&[g.to_str().unwrap(), "--floor", "--gpu-mem-gib", "abc", "--bin", env!("CARGO_BIN_EXE_energy-fit")]);
-    assert!(!ok && err.contains("--dry-run --gpu-mem-gib abc") && err.contains("failed (exit 1): error: --gpu-mem-gib: \"abc\" is not a valid number"), "{err}");
+    let (ok, err) = py(&[
+        g.to_str().unwrap(),
+        "--floor",
+        "--gpu-mem-gib",
+        "abc",
+        "--bin",
+        env!("CARGO_BIN_EXE_energy-fit"),
+    ]);
+    assert!(
+        !ok && err.contains("--dry-run --gpu-mem-gib abc")
+            && err.contains("failed (exit 1): error: --gpu-mem-gib: \"abc\" is not a valid number"),
+        "{err}"
+    );
 }
 
 /// `vs_reference.py --fill OLD` takes only the points the file lacks from OLD and marks them;
@@ -266,7 +463,11 @@ fn vs_reference_fills_missing_points_and_bounds_them() {
     let head = "llm,input_tokens,output_tokens,requests,max_batch_size,max_num_tokens,dtype,energy_j,generated_tokens,avg_power_w,status\n";
     let new = tmp.path().join("new.csv");
     let old = tmp.path().join("old.csv");
-    std::fs::write(&new, format!("{head}x,64,64,1,1024,8192,bf16,32.0,64,8.0,ok\n")).unwrap();
+    std::fs::write(
+        &new,
+        format!("{head}x,64,64,1,1024,8192,bf16,32.0,64,8.0,ok\n"),
+    )
+    .unwrap();
     std::fs::write(&old, format!("{head}x,64,64,1,1024,8192,bf16,64.0,64,8.0,ok\nx,64,128,1,1024,8192,bf16,128.0,64,1.0,ok\n")).unwrap();
     let bin = stand_in(
         tmp.path(),
@@ -282,28 +483,49 @@ esac"#,
     let py_env = |args: &[&str], env: &[(&str, &str)]| {
         let o = Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vs_reference.py"))
-            .args([new.to_str().unwrap(), "--fill", old.to_str().unwrap(), "--bin", bin.to_str().unwrap()])
+            .args([
+                new.to_str().unwrap(),
+                "--fill",
+                old.to_str().unwrap(),
+                "--bin",
+                bin.to_str().unwrap(),
+            ])
             .args(args)
             .envs(env.iter().copied())
             .output()
             .unwrap();
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let py = |args: &[&str]| py_env(args, &[]);
     let (ok, out, err) = py(&[]);
     assert!(ok, "{out} {err}");
     let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-    let rows: Vec<_> = out.lines().filter(|l| l.starts_with("64 ")).map(words).collect();
+    let rows: Vec<_> = out
+        .lines()
+        .filter(|l| l.starts_with("64 "))
+        .map(words)
+        .collect();
     assert_eq!(rows[0], ["64", "2.00", "0.50*"], "{out}");
     assert!(out.contains("2 points: median ratio 1.25, min 0.50, max 2.00; 1 of 2 at or above the reference, 1 at 1.3x or more; * 1 from"), "{out}");
 
     let (ok, out, err) = py(&["--floor"]);
     assert!(ok, "{out} {err}");
-    let rows: Vec<_> = out.lines().filter(|l| l.starts_with("64 ")).map(words).collect();
+    let rows: Vec<_> = out
+        .lines()
+        .filter(|l| l.starts_with("64 "))
+        .map(words)
+        .collect();
     // The bound: 64 tokens / (2 s * 8 W) = 4 tokens/J, and 64 / (4 s * 1 W) = 16 (filled).
     assert_eq!(rows[2], ["64", "4.00", "16.00*"], "{out}");
     assert_eq!(rows[3], ["64", "0.50", "0.03*"], "{out}");
-    assert!(out.contains("at the bound: 2 points: median ratio 10.00, min 4.00, max 16.00; 2 of 2"), "{out}");
+    assert!(
+        out.contains("at the bound: 2 points: median ratio 10.00, min 4.00, max 16.00; 2 of 2"),
+        "{out}"
+    );
     // A median of 1.3x needs both points there: (64, 64) is (2.0x); (64, 128) needs 1.3 / 0.5 = 2.6x
     // its tokens/J; their shares of the bound needed are 1.3 / 4 = 0.33 and 1.3 / 16.
     assert!(
@@ -312,11 +534,23 @@ esac"#,
     );
     // At 400 s, (64, 128)'s bound is 64 / 400 tokens/J, 0.16x the reference: the target is out of reach.
     let (ok, out, err) = py_env(&["--floor"], &[("PLAN_SLOW", "1")]);
-    assert!(ok && out.contains("2 points must reach 1.3x; 1 can at their bound: the median target is beyond the bound"), "{out} {err}");
+    assert!(
+        ok && out.contains(
+            "2 points must reach 1.3x; 1 can at their bound: the median target is beyond the bound"
+        ),
+        "{out} {err}"
+    );
     let (ok, out, err) = py_env(&["--floor"], &[("PLAN_NOFIT", "1")]);
-    assert!(!ok && err.contains("`measure --dry-run` gave no bound for [(64, 128)]"), "{out} {err}");
+    assert!(
+        !ok && err.contains("`measure --dry-run` gave no bound for [(64, 128)]"),
+        "{out} {err}"
+    );
 
-    std::fs::write(&old, format!("{head}x,64,128,7,1024,8192,bf16,128.0,64,1.0,ok\n")).unwrap();
+    std::fs::write(
+        &old,
+        format!("{head}x,64,128,7,1024,8192,bf16,128.0,64,1.0,ok\n"),
+    )
+    .unwrap();
     let (ok, _, err) = py(&["--floor"]);
     assert!(!ok && err.contains("--floor needs one setting of requests, max_batch_size, max_num_tokens, dtype over the rows"), "{err}");
 }
@@ -327,17 +561,41 @@ esac"#,
 #[test]
 fn overlap_probe_names_a_missing_nvcc_and_runs_each_stand_in() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run_env("benches/overlap_probe.sh", &[], tmp.path(), &[("NVCC", "/nonexistent/nvcc")]);
+    let o = run_env(
+        "benches/overlap_probe.sh",
+        &[],
+        tmp.path(),
+        &[("NVCC", "/nonexistent/nvcc")],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "stderr {err}");
     assert!(err.contains("NVCC '/nonexistent/nvcc': no nvcc"), "{err}");
 
-    let nvcc = stand_in(tmp.path(), "nvcc", r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done
-printf '#!/usr/bin/env bash\necho "probe $*"\n' > "$out"; chmod +x "$out""#);
-    let o = run_env("benches/overlap_probe.sh", &[], tmp.path(), &[("NVCC", nvcc.to_str().unwrap())]);
-    assert!(o.status.success(), "stderr {}", String::from_utf8_lossy(&o.stderr));
-    for (file, line) in [("probe-bw.txt", "probe 512 537 bw"), ("probe-512-537.txt", "probe 512 537"), ("probe-512-134.txt", "probe 512 134"), ("probe-128-134.txt", "probe 128 134")] {
-        let got = std::fs::read_to_string(tmp.path().join("out").join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let nvcc = stand_in(
+        tmp.path(),
+        "nvcc",
+        r#"while [ $# -gt 0 ]; do [ "$1" = -o ] && out="$2"; shift; done
+printf '#!/usr/bin/env bash\necho "probe $*"\n' > "$out"; chmod +x "$out""#,
+    );
+    let o = run_env(
+        "benches/overlap_probe.sh",
+        &[],
+        tmp.path(),
+        &[("NVCC", nvcc.to_str().unwrap())],
+    );
+    assert!(
+        o.status.success(),
+        "stderr {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for (file, line) in [
+        ("probe-bw.txt", "probe 512 537 bw"),
+        ("probe-512-537.txt", "probe 512 537"),
+        ("probe-512-134.txt", "probe 512 134"),
+        ("probe-128-134.txt", "probe 128 134"),
+    ] {
+        let got = std::fs::read_to_string(tmp.path().join("out").join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(got.trim(), line, "{file}");
     }
 }
@@ -350,23 +608,73 @@ printf '#!/usr/bin/env bash\necho "probe $*"\n' > "$out"; chmod +x "$out""#);
 fn sweep_bg_start_says_what_is_left() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("g.csv");
-    let args = ["--llm", "llama-3.2-1b", "--inputs", "64", "--outputs", "64,128", "--requests", "2", "--min-window-s", "0", "--idle-s", "0", "--sample-ms", "5"];
+    let args = [
+        "--llm",
+        "llama-3.2-1b",
+        "--inputs",
+        "64",
+        "--outputs",
+        "64,128",
+        "--requests",
+        "2",
+        "--min-window-s",
+        "0",
+        "--idle-s",
+        "0",
+        "--sample-ms",
+        "5",
+    ];
     let start = || {
-        let a = [&["start", env!("CARGO_BIN_EXE_energy-fit"), file.to_str().unwrap()], &args[..]].concat();
-        let o = run_env("scripts/gpu/sweep_bg.sh", &a, tmp.path(), &[("ENERGY_FIT_STANDIN", "us_per_token=10"), ("WAIT", "60")]);
-        assert!(o.status.success(), "stderr {}", String::from_utf8_lossy(&o.stderr));
+        let a = [
+            &[
+                "start",
+                env!("CARGO_BIN_EXE_energy-fit"),
+                file.to_str().unwrap(),
+            ],
+            &args[..],
+        ]
+        .concat();
+        let o = run_env(
+            "scripts/gpu/sweep_bg.sh",
+            &a,
+            tmp.path(),
+            &[("ENERGY_FIT_STANDIN", "us_per_token=10"), ("WAIT", "60")],
+        );
+        assert!(
+            o.status.success(),
+            "stderr {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let out = start();
-    assert!(out.contains("left: 2 points, 0 do not fit; estimated measured time") && out.contains("g.csv: finished; 2 rows"), "{out}");
+    assert!(
+        out.contains("left: 2 points, 0 do not fit; estimated measured time")
+            && out.contains("g.csv: finished; 2 rows"),
+        "{out}"
+    );
     // The tree's copy as a later call begins: fewer rows than the machine's (here its header only).
-    let header = std::fs::read_to_string(tmp.path().join("out/g.csv")).unwrap().lines().next().unwrap().to_string();
+    let header = std::fs::read_to_string(tmp.path().join("out/g.csv"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     std::fs::write(&file, header + "\n").unwrap();
     let out = start();
-    assert!(out.contains("keeping ") && out.contains("g.csv: 2 rows, more than ") && out.contains("left: 0 points"), "{out}");
+    assert!(
+        out.contains("keeping ")
+            && out.contains("g.csv: 2 rows, more than ")
+            && out.contains("left: 0 points"),
+        "{out}"
+    );
     let log = std::fs::read_to_string(tmp.path().join("out/g.csv.before-start.log")).unwrap();
     assert!(log.contains("done: 2 ok, 0 skipped"), "{log}");
     std::fs::copy(tmp.path().join("out/g.csv"), &file).unwrap();
     let out = start();
-    assert!(out.contains("left: 0 points, 0 do not fit; estimated measured time 0 s") && out.contains("finished; 2 rows"), "{out}");
+    assert!(
+        out.contains("left: 0 points, 0 do not fit; estimated measured time 0 s")
+            && out.contains("finished; 2 rows"),
+        "{out}"
+    );
 }

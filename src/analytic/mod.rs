@@ -101,8 +101,15 @@ mod tests {
                     let (mut up, mut dn) = (coefs.clone(), coefs.clone());
                     up[j] += h;
                     dn[j] -= h;
-                    let fd = (model.energy_per_token(&up, n, m) - model.energy_per_token(&dn, n, m)) / (2.0 * h);
-                    assert!((fd - g[j]).abs() <= 1e-6 * fd.abs().max(1.0), "{} coef {j}: {fd} vs {}", model.name(), g[j]);
+                    let fd = (model.energy_per_token(&up, n, m)
+                        - model.energy_per_token(&dn, n, m))
+                        / (2.0 * h);
+                    assert!(
+                        (fd - g[j]).abs() <= 1e-6 * fd.abs().max(1.0),
+                        "{} coef {j}: {fd} vs {}",
+                        model.name(),
+                        g[j]
+                    );
                 }
             }
         }

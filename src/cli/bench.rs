@@ -81,14 +81,21 @@ struct Row {
 }
 
 /// The per-kernel breakdown of a row when asked for; a failure becomes the row's note.
-fn breakdown(on: bool, note: &mut Option<String>, f: impl FnOnce() -> Result<Vec<KernelTime>>) -> Option<Vec<KernelTime>> {
+fn breakdown(
+    on: bool,
+    note: &mut Option<String>,
+    f: impl FnOnce() -> Result<Vec<KernelTime>>,
+) -> Option<Vec<KernelTime>> {
     if !on {
         return None;
     }
     match f() {
         Ok(k) => Some(k),
         Err(x) => {
-            *note = Some(format!("{}kernel breakdown failed: {x:#}", note.as_ref().map_or(String::new(), |n| format!("{n}; "))));
+            *note = Some(format!(
+                "{}kernel breakdown failed: {x:#}",
+                note.as_ref().map_or(String::new(), |n| format!("{n}; "))
+            ));
             None
         }
     }
@@ -97,7 +104,11 @@ fn breakdown(on: bool, note: &mut Option<String>, f: impl FnOnce() -> Result<Vec
 /// Floor (ms) and what bounds it, from FLOPs, bytes and the measured peaks.
 pub fn floor_ms(flops: f64, bytes: f64, tflops: f64, gbps: f64) -> (f64, &'static str) {
     let (tf, tb) = (flops / (tflops * 1e12) * 1e3, bytes / (gbps * 1e9) * 1e3);
-    if tf >= tb { (tf, "flops") } else { (tb, "bytes") }
+    if tf >= tb {
+        (tf, "flops")
+    } else {
+        (tb, "bytes")
+    }
 }
 
 /// Floor of a decode step whose attention runs between its matrix products rather than beside
@@ -105,14 +116,36 @@ pub fn floor_ms(flops: f64, bytes: f64, tflops: f64, gbps: f64) -> (f64, &'stati
 /// own. At short contexts the GEMMs are compute-bound and attention bandwidth-bound, so this lies
 /// above `floor_ms` of the whole step, which assumes the two overlap.
 pub fn serial_floor_ms(step: Cost, attn: Cost, tflops: f64, gbps: f64) -> f64 {
-    floor_ms(step.flops - attn.flops, step.bytes - attn.bytes, tflops, gbps).0 + floor_ms(attn.flops, attn.bytes, tflops, gbps).0
+    floor_ms(
+        step.flops - attn.flops,
+        step.bytes - attn.bytes,
+        tflops,
+        gbps,
+    )
+    .0 + floor_ms(attn.flops, attn.bytes, tflops, gbps).0
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = resolve_llm(&a.llm)?;
     let dt = DType::parse(&a.dtype)?;
-    let mbs = a.batches.iter().copied().max().unwrap_or(1).max(a.max_num_tokens / a.prefill.iter().copied().min().unwrap_or(a.max_num_tokens).max(1));
-    let opts = EngineOptions { dtype: dt, max_batch_size: mbs, max_num_tokens: a.max_num_tokens, cuda_graphs: !a.no_graphs, tc_attention: a.attention.is_tc(), gemm_tune: a.tune_gemms, ..Default::default() };
+    let mbs = a.batches.iter().copied().max().unwrap_or(1).max(
+        a.max_num_tokens
+            / a.prefill
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(a.max_num_tokens)
+                .max(1),
+    );
+    let opts = EngineOptions {
+        dtype: dt,
+        max_batch_size: mbs,
+        max_num_tokens: a.max_num_tokens,
+        cuda_graphs: !a.no_graphs,
+        tc_attention: a.attention.is_tc(),
+        gemm_tune: a.tune_gemms,
+        ..Default::default()
+    };
     let mut e = Engine::new(&cfg, opts)?;
     // Contexts that none of the asked batches fits get a row at the largest batch that does.
     let extra: Vec<(usize, usize)> = a
@@ -123,9 +156,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
         .collect();
     let mut tune_note = None;
     if a.tune_gemms {
-        let rows: std::collections::BTreeSet<usize> = a.batches.iter().copied().chain(extra.iter().map(|&(b, _)| b)).chain([a.max_num_tokens]).collect();
+        let rows: std::collections::BTreeSet<usize> = a
+            .batches
+            .iter()
+            .copied()
+            .chain(extra.iter().map(|&(b, _)| b))
+            .chain([a.max_num_tokens])
+            .collect();
         let secs = e.warm_gemm_shapes(rows.iter().copied())?;
-        tune_note = Some(e.gemm_tune.unwrap_or_default().line(&format!("{rows:?}"), secs));
+        tune_note = Some(
+            e.gemm_tune
+                .unwrap_or_default()
+                .line(&format!("{rows:?}"), secs),
+        );
     }
     // The floors' peak: random operands, sustained (~1 s) so the card sits at its power limit as in
     // a prefill. Single-GEMM bursts on random data and on zeros are printed beside it.
@@ -140,14 +183,43 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let c = cfg.prefill_cost(seqs, n, eb);
         let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
         let (t, mut note) = match e.bench_prefill(seqs, n, 1000.0) {
-            Ok(t) => (Some(t), Some(format!("{:.0} % of GEMM peak", 100.0 * c.flops / (t * 1e-3) / (tflops * 1e12)))),
+            Ok(t) => (
+                Some(t),
+                Some(format!(
+                    "{:.0} % of GEMM peak",
+                    100.0 * c.flops / (t * 1e-3) / (tflops * 1e12)
+                )),
+            ),
             Err(x) => (None, Some(format!("skipped: {x:#}"))),
         };
-        let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_prefill_kernels(seqs, n));
-        rows.push(Row { phase: "prefill", batch: seqs, tokens: n, achieved_ms: t, floor_ms: f, bound, ratio: t.map(|t| t / f), serial_floor_ms: None, serial_ratio: None, note, kernels });
+        let kernels = breakdown(a.kernels && t.is_some(), &mut note, || {
+            e.bench_prefill_kernels(seqs, n)
+        });
+        rows.push(Row {
+            phase: "prefill",
+            batch: seqs,
+            tokens: n,
+            achieved_ms: t,
+            floor_ms: f,
+            bound,
+            ratio: t.map(|t| t / f),
+            serial_floor_ms: None,
+            serial_ratio: None,
+            note,
+            kernels,
+        });
     }
-    let asked = a.batches.iter().flat_map(|&b| a.contexts.iter().map(move |&ctx| (b, ctx, None)));
-    let capped = extra.into_iter().map(|(b, ctx)| (b, ctx, Some("largest batch the KV cache holds at this context".to_string())));
+    let asked = a
+        .batches
+        .iter()
+        .flat_map(|&b| a.contexts.iter().map(move |&ctx| (b, ctx, None)));
+    let capped = extra.into_iter().map(|(b, ctx)| {
+        (
+            b,
+            ctx,
+            Some("largest batch the KV cache holds at this context".to_string()),
+        )
+    });
     for (b, ctx, why) in asked.chain(capped) {
         rows.push(decode_row(&mut e, &a, b, ctx, (tflops, gbps), why));
     }
@@ -160,23 +232,59 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&j)?);
         return Ok(());
     }
-    println!("{} on {} ({}, CUDA graphs {}, attention {:?})", cfg.name, e.device_name(), a.dtype, if a.no_graphs { "off" } else { "on" }, a.attention);
+    println!(
+        "{} on {} ({}, CUDA graphs {}, attention {:?})",
+        cfg.name,
+        e.device_name(),
+        a.dtype,
+        if a.no_graphs { "off" } else { "on" },
+        a.attention
+    );
     println!("measured peaks: cuBLAS GEMM 8192³ {tflops:.0} TFLOP/s ({gemm_ms:.2} ms each, 640 back to back on random operands; one GEMM alone: {burst_random:.0} random, {burst_zeros:.0} zeros); device copy {gbps:.0} GB/s (2 GiB in {copy_ms:.2} ms)");
     if let Some(t) = &tune_note {
         println!("{t}");
     }
-    println!("{:<8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>7} {:>10} {:>7}  note", "phase", "batch", "n|ctx", "achieved ms", "floor ms", "bound", "ratio", "serial ms", "ratio");
+    println!(
+        "{:<8} {:>6} {:>8} {:>12} {:>10} {:>6} {:>7} {:>10} {:>7}  note",
+        "phase",
+        "batch",
+        "n|ctx",
+        "achieved ms",
+        "floor ms",
+        "bound",
+        "ratio",
+        "serial ms",
+        "ratio"
+    );
     for r in &rows {
         let t = r.achieved_ms.map_or("-".into(), |t| format!("{t:.3}"));
         let ratio = r.ratio.map_or("-".into(), |x| format!("{x:.2}"));
         let serial = r.serial_floor_ms.map_or("-".into(), |x| format!("{x:.3}"));
         let sratio = r.serial_ratio.map_or("-".into(), |x| format!("{x:.2}"));
-        println!("{:<8} {:>6} {:>8} {:>12} {:>10.3} {:>6} {:>7} {:>10} {:>7}  {}", r.phase, r.batch, r.tokens, t, r.floor_ms, r.bound, ratio, serial, sratio, r.note.clone().unwrap_or_default());
+        println!(
+            "{:<8} {:>6} {:>8} {:>12} {:>10.3} {:>6} {:>7} {:>10} {:>7}  {}",
+            r.phase,
+            r.batch,
+            r.tokens,
+            t,
+            r.floor_ms,
+            r.bound,
+            ratio,
+            serial,
+            sratio,
+            r.note.clone().unwrap_or_default()
+        );
         if let Some(k) = &r.kernels {
             let sum: f64 = k.iter().map(|x| x.ms).sum();
             println!("         kernels and GEMMs of one iteration, launched directly: {sum:.3} ms in all");
             for x in k.iter().take(a.top) {
-                println!("           {:<32} {:>9.3} ms {:>5.1} % {:>6} launches", x.name, x.ms, 100.0 * x.ms / sum.max(1e-12), x.launches);
+                println!(
+                    "           {:<32} {:>9.3} ms {:>5.1} % {:>6} launches",
+                    x.name,
+                    x.ms,
+                    100.0 * x.ms / sum.max(1e-12),
+                    x.launches
+                );
             }
         }
     }
@@ -184,16 +292,28 @@ pub fn run(a: BenchArgs) -> Result<()> {
 }
 
 /// One decode row: `steps` steps of `b` sequences at context `ctx` against both floors.
-fn decode_row(e: &mut Engine, a: &BenchArgs, b: usize, ctx: usize, (tflops, gbps): (f64, f64), why: Option<String>) -> Row {
+fn decode_row(
+    e: &mut Engine,
+    a: &BenchArgs,
+    b: usize,
+    ctx: usize,
+    (tflops, gbps): (f64, f64),
+    why: Option<String>,
+) -> Row {
     let (cfg, eb) = (e.config(), e.dtype().bytes());
-    let (c, att) = (cfg.decode_cost(b, ctx + a.steps / 2, eb), cfg.decode_attention_cost(b, ctx + a.steps / 2, eb));
+    let (c, att) = (
+        cfg.decode_cost(b, ctx + a.steps / 2, eb),
+        cfg.decode_attention_cost(b, ctx + a.steps / 2, eb),
+    );
     let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
     let serial = serial_floor_ms(c, att, tflops, gbps);
     let (t, mut note) = match e.bench_decode(b, ctx, a.steps) {
         Ok(t) => (Some(t), why),
         Err(x) => (None, Some(format!("skipped: {x:#}"))),
     };
-    let kernels = breakdown(a.kernels && t.is_some(), &mut note, || e.bench_decode_kernels(b, ctx));
+    let kernels = breakdown(a.kernels && t.is_some(), &mut note, || {
+        e.bench_decode_kernels(b, ctx)
+    });
     Row {
         phase: "decode",
         batch: b,
@@ -228,8 +348,14 @@ mod tests {
     /// after the other 3 ms.
     #[test]
     fn serial_floor_adds_the_gemms_and_attention_bounds() {
-        let attn = Cost { flops: 1e9, bytes: 2e9 };
-        let step = Cost { flops: 1e12 + attn.flops, bytes: 1e9 + attn.bytes };
+        let attn = Cost {
+            flops: 1e9,
+            bytes: 2e9,
+        };
+        let step = Cost {
+            flops: 1e12 + attn.flops,
+            bytes: 1e9 + attn.bytes,
+        };
         let (f, b) = floor_ms(step.flops, step.bytes, 500.0, 2000.0);
         assert!((f - 2.002).abs() < 1e-12 && b == "flops", "{f} {b}");
         let s = serial_floor_ms(step, attn, 500.0, 2000.0);

@@ -57,12 +57,28 @@ pub fn run(args: FitArgs) -> Result<()> {
         bail!("--cv 1: cross-validation needs at least 2 folds (or 0 to skip it)");
     }
     let models = models_from_arg(&args.model)?;
-    let paths = if args.data.is_empty() { default_data()? } else { args.data.clone() };
+    let paths = if args.data.is_empty() {
+        default_data()?
+    } else {
+        args.data.clone()
+    };
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.data));
     let ds = Dataset::load(&paths)?;
     let groups = ds.groups(&args.by)?;
-    let opts = FitOptions { loss: args.loss, cv_folds: (args.cv > 0).then_some(args.cv), seed: args.seed };
-    let other = FitOptions { loss: if args.loss == Loss::Rel { Loss::Abs } else { Loss::Rel }, cv_folds: None, seed: args.seed };
+    let opts = FitOptions {
+        loss: args.loss,
+        cv_folds: (args.cv > 0).then_some(args.cv),
+        seed: args.seed,
+    };
+    let other = FitOptions {
+        loss: if args.loss == Loss::Rel {
+            Loss::Abs
+        } else {
+            Loss::Rel
+        },
+        cv_folds: None,
+        seed: args.seed,
+    };
 
     let mut fitted = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
@@ -72,18 +88,31 @@ pub fn run(args: FitArgs) -> Result<()> {
             let mut file = FitFile::from_fit(&fit, model.as_ref(), g, &ds, opts.cv_folds);
             if args.both_losses {
                 let alt = fit_model_named(model.as_ref(), &g.obs, &other, &what)?;
-                file.metrics.mape_pct_by_loss.insert(fit.loss.name().into(), fit.mape_pct);
-                file.metrics.mape_pct_by_loss.insert(alt.loss.name().into(), alt.mape_pct);
+                file.metrics
+                    .mape_pct_by_loss
+                    .insert(fit.loss.name().into(), fit.mape_pct);
+                file.metrics
+                    .mape_pct_by_loss
+                    .insert(alt.loss.name().into(), alt.mape_pct);
             }
             let path = (!args.no_write).then(|| out.join(file_name(g, model.name())));
             if let Some(p) = &path {
                 file.write(p)?;
             }
-            fitted.push(Fitted { group: gi, model: mi, fit, file, path });
+            fitted.push(Fitted {
+                group: gi,
+                model: mi,
+                fit,
+                file,
+                path,
+            });
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json_doc(&fitted, &groups))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json_doc(&fitted, &groups))?
+        );
     } else {
         print_tables(&args, &out, &ds, &groups, &models, &fitted);
     }
@@ -94,15 +123,24 @@ pub fn run(args: FitArgs) -> Result<()> {
 /// Where fit files go without `--out`: fits/ for the default data, fits/<stem>/ for named files
 /// (the first one's stem, plus "-and-N-more" for several).
 pub fn default_out(data: &[PathBuf]) -> PathBuf {
-    let Some(first) = data.first() else { return PathBuf::from("fits") };
-    let stem = first.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
-    let name = if data.len() > 1 { format!("{stem}-and-{}-more", data.len() - 1) } else { stem };
+    let Some(first) = data.first() else {
+        return PathBuf::from("fits");
+    };
+    let stem = first
+        .file_stem()
+        .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
+    let name = if data.len() > 1 {
+        format!("{stem}-and-{}-more", data.len() - 1)
+    } else {
+        stem
+    };
     PathBuf::from("fits").join(name)
 }
 
 pub fn default_data() -> Result<Vec<PathBuf>> {
     let dir = PathBuf::from("data");
-    let files = Dataset::files_in(&dir).context("no DATA given and the default folder data/ cannot be read")?;
+    let files = Dataset::files_in(&dir)
+        .context("no DATA given and the default folder data/ cannot be read")?;
     if files.is_empty() {
         bail!("no DATA given and data/ holds no .csv or .parquet file: pass measurement files or run `energy-fit measure`");
     }
@@ -114,7 +152,11 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
         .iter()
         .map(|f| {
             let map = |get: &dyn Fn(&crate::fit::Coefficient) -> Value| -> Map<String, Value> {
-                f.fit.coefficients.iter().map(|c| (c.name.clone(), get(c))).collect()
+                f.fit
+                    .coefficients
+                    .iter()
+                    .map(|c| (c.name.clone(), get(c)))
+                    .collect()
             };
             json!({
                 "llm": groups[f.group].llm(),
@@ -143,52 +185,129 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
     json!({ "fits": fits })
 }
 
-fn print_tables(args: &FitArgs, out: &std::path::Path, ds: &Dataset, groups: &[Group], models: &[Box<dyn EnergyModel>], fitted: &[Fitted]) {
-    let files: Vec<String> = ds.sources.iter().map(|s| s.path.display().to_string()).collect();
+fn print_tables(
+    args: &FitArgs,
+    out: &std::path::Path,
+    ds: &Dataset,
+    groups: &[Group],
+    models: &[Box<dyn EnergyModel>],
+    fitted: &[Fitted],
+) {
+    let files: Vec<String> = ds
+        .sources
+        .iter()
+        .map(|s| s.path.display().to_string())
+        .collect();
     let used: usize = groups.iter().map(|g| g.obs.len()).sum();
-    println!("dataset: {} rows ({used} fitted) from {}  sha256 {}", ds.df.height(), files.join(", "), &ds.sha256()[..16]);
+    println!(
+        "dataset: {} rows ({used} fitted) from {}  sha256 {}",
+        ds.df.height(),
+        files.join(", "),
+        &ds.sha256()[..16]
+    );
     let loss = match args.loss {
         Loss::Rel => "rel — residual (e_pred − e)/e",
         Loss::Abs => "abs — residual e_pred − e (J/token), as published",
     };
-    println!("loss: {loss}; cross-validation: {}", if args.cv > 0 { format!("{}-fold, seed {}", args.cv, args.seed) } else { "off".into() });
+    println!(
+        "loss: {loss}; cross-validation: {}",
+        if args.cv > 0 {
+            format!("{}-fold, seed {}", args.cv, args.seed)
+        } else {
+            "off".into()
+        }
+    );
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
-    let cell = |gi: usize, mi: usize, get: &dyn Fn(&Fitted) -> Option<f64>| fitted.iter().find(|f| f.group == gi && f.model == mi).and_then(get);
+    let cell = |gi: usize, mi: usize, get: &dyn Fn(&Fitted) -> Option<f64>| {
+        fitted
+            .iter()
+            .find(|f| f.group == gi && f.model == mi)
+            .and_then(get)
+    };
     let table = |get: &dyn Fn(&Fitted) -> Option<f64>| {
-        let rows: Vec<(String, Vec<Option<f64>>)> =
-            groups.iter().enumerate().map(|(gi, g)| (g.label(), (0..models.len()).map(|mi| cell(gi, mi, get)).collect())).collect();
+        let rows: Vec<(String, Vec<Option<f64>>)> = groups
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| {
+                (
+                    g.label(),
+                    (0..models.len()).map(|mi| cell(gi, mi, get)).collect(),
+                )
+            })
+            .collect();
         mape_table(&names, &rows).render()
     };
     println!("\nIn-sample MAPE (%)\n{}", table(&|f| Some(f.fit.mape_pct)));
     if args.both_losses {
         let alt = if args.loss == Loss::Rel { "abs" } else { "rel" };
-        println!("In-sample MAPE (%) when fitted with loss {alt}\n{}", table(&|f| f.file.metrics.mape_pct_by_loss.get(alt).copied()));
+        println!(
+            "In-sample MAPE (%) when fitted with loss {alt}\n{}",
+            table(&|f| f.file.metrics.mape_pct_by_loss.get(alt).copied())
+        );
     }
     if args.cv > 0 {
-        println!("Cross-validated MAPE (%, {}-fold)\n{}", args.cv, table(&|f| f.fit.cv_mape_pct));
+        println!(
+            "Cross-validated MAPE (%, {}-fold)\n{}",
+            args.cv,
+            table(&|f| f.fit.cv_mape_pct)
+        );
     }
-    if fitted.iter().any(|f| f.fit.extrapolation_mape_pct.is_some()) {
-        println!("Extrapolation MAPE (%, fit on n, m ≤ 1024, tested on the rest)\n{}", table(&|f| f.fit.extrapolation_mape_pct));
+    if fitted
+        .iter()
+        .any(|f| f.fit.extrapolation_mape_pct.is_some())
+    {
+        println!(
+            "Extrapolation MAPE (%, fit on n, m ≤ 1024, tested on the rest)\n{}",
+            table(&|f| f.fit.extrapolation_mape_pct)
+        );
     }
     // Coefficients of the FLOP models (all models when only baselines were fitted).
-    let shown: Vec<usize> = match (0..models.len()).filter(|&i| names[i].starts_with("flops")).collect::<Vec<_>>() {
+    let shown: Vec<usize> = match (0..models.len())
+        .filter(|&i| names[i].starts_with("flops"))
+        .collect::<Vec<_>>()
+    {
         v if v.is_empty() => (0..models.len()).collect(),
         v => v,
     };
     for (gi, g) in groups.iter().enumerate() {
         for &mi in &shown {
-            let Some(f) = fitted.iter().find(|f| f.group == gi && f.model == mi) else { continue };
-            println!("{} — {} ({}; {} points, R² {:.5}, RMSE {} J/token)", g.label(), names[mi], models[mi].formula(), f.fit.points, f.fit.r2, sci(f.fit.rmse_j));
+            let Some(f) = fitted.iter().find(|f| f.group == gi && f.model == mi) else {
+                continue;
+            };
+            println!(
+                "{} — {} ({}; {} points, R² {:.5}, RMSE {} J/token)",
+                g.label(),
+                names[mi],
+                models[mi].formula(),
+                f.fit.points,
+                f.fit.r2,
+                sci(f.fit.rmse_j)
+            );
             let mut t = Table::new(&["coefficient", "value", "std error", "t", "p", ""]);
             for c in &f.fit.coefficients {
-                t.push(vec![c.name.clone(), sci(c.value), sci(c.std_error), format!("{:.2}", c.t_value), format!("{:.3e}", c.p_value), c.stars.clone()]);
+                t.push(vec![
+                    c.name.clone(),
+                    sci(c.value),
+                    sci(c.std_error),
+                    format!("{:.2}", c.t_value),
+                    format!("{:.3e}", c.p_value),
+                    c.stars.clone(),
+                ]);
             }
             println!("{}", t.render());
         }
         print_sweet_spots(g, gi, &shown, &names, fitted);
     }
-    for f in fitted.iter().filter(|f| f.fit.cv_note.is_some() && args.cv > 0) {
-        eprintln!("note: no CV MAPE for {} {}: {}", groups[f.group].label(), names[f.model], f.fit.cv_note.as_deref().unwrap_or(""));
+    for f in fitted
+        .iter()
+        .filter(|f| f.fit.cv_note.is_some() && args.cv > 0)
+    {
+        eprintln!(
+            "note: no CV MAPE for {} {}: {}",
+            groups[f.group].label(),
+            names[f.model],
+            f.fit.cv_note.as_deref().unwrap_or("")
+        );
     }
     let written = fitted.iter().filter(|f| f.path.is_some()).count();
     if written > 0 {
@@ -197,21 +316,34 @@ fn print_tables(args: &FitArgs, out: &std::path::Path, ds: &Dataset, groups: &[G
 }
 
 fn print_sweet_spots(g: &Group, gi: usize, shown: &[usize], names: &[&str], fitted: &[Fitted]) {
-    let mut header = vec!["input_tokens".to_string(), "measured m*".into(), "tokens/J".into()];
+    let mut header = vec![
+        "input_tokens".to_string(),
+        "measured m*".into(),
+        "tokens/J".into(),
+    ];
     header.extend(shown.iter().map(|&mi| format!("{} m*", names[mi])));
     let mut t = Table::new(&header);
     let best = crate::sweetspot::measured_best(&g.obs);
     for (i, (n, m, eta)) in best.iter().enumerate() {
         let mut r = vec![format!("{n}"), format!("{m}"), format!("{eta:.2}")];
         for &mi in shown {
-            let p = fitted.iter().find(|f| f.group == gi && f.model == mi).and_then(|f| f.file.sweet_spots.get(i)).and_then(|s| s.predicted_output_tokens);
+            let p = fitted
+                .iter()
+                .find(|f| f.group == gi && f.model == mi)
+                .and_then(|f| f.file.sweet_spots.get(i))
+                .and_then(|s| s.predicted_output_tokens);
             r.push(p.map_or("none".into(), |p| format!("{p:.0}")));
         }
         t.push(r);
     }
     let spread = g.repeat_spread();
-    let ratio = crate::sweetspot::best_to_worst_ratio(&g.obs).map_or("-".into(), |r| format!("{r:.2}×"));
-    println!("{} — sweet spots (best-to-worst efficiency over the grid: {ratio})\n{}", g.label(), t.render());
+    let ratio =
+        crate::sweetspot::best_to_worst_ratio(&g.obs).map_or("-".into(), |r| format!("{r:.2}×"));
+    println!(
+        "{} — sweet spots (best-to-worst efficiency over the grid: {ratio})\n{}",
+        g.label(),
+        t.render()
+    );
     if let Some(cv) = spread.max_cv_pct {
         println!("repeats: {} of {} grid points measured more than once; coefficient of variation mean {:.2} %, max {:.2} %\n", spread.points_with_repeats, spread.grid_points, spread.mean_cv_pct.unwrap_or(0.0), cv);
     }

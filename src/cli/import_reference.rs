@@ -20,8 +20,13 @@ pub fn run(args: ImportReferenceArgs) -> Result<()> {
     }
     let copy = args.out.join("sweetspot-table5.csv");
     if args.csv.canonicalize().ok() != copy.canonicalize().ok() {
-        std::fs::copy(&args.csv, &copy).with_context(|| format!("cannot copy to '{}'", copy.display()))?;
+        std::fs::copy(&args.csv, &copy)
+            .with_context(|| format!("cannot copy to '{}'", copy.display()))?;
     }
-    println!("wrote {} reference fit files to {}/", fits.len(), args.out.display());
+    println!(
+        "wrote {} reference fit files to {}/",
+        fits.len(),
+        args.out.display()
+    );
     Ok(())
 }

@@ -11,7 +11,19 @@ pub fn run(json: bool) -> Result<()> {
     }
     println!(
         "{:<14} {:<7} {:>6} {:>6} {:>5} {:>4} {:>5} {:>6} {:>7} {:>8} {:>9} {:>12} {:>10}",
-        "llm", "arch", "hidden", "layers", "heads", "kv", "hdim", "ffn", "vocab", "ffn_type", "params_B", "GFLOP/token", "KV_KiB/tok"
+        "llm",
+        "arch",
+        "hidden",
+        "layers",
+        "heads",
+        "kv",
+        "hdim",
+        "ffn",
+        "vocab",
+        "ffn_type",
+        "params_B",
+        "GFLOP/token",
+        "KV_KiB/tok"
     );
     for c in &cat {
         println!(

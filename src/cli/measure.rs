@@ -3,9 +3,9 @@
 
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{dry_run_table, parse_list, plan_csv, plan_rows, Grid, Shard};
+use crate::measure::rows::Row;
 use crate::measure::run::{key_of, run_sweep, RunOpts, WorkloadFactory};
 use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
-use crate::measure::rows::Row;
 use crate::measure::writer::{done_keys, peek_rows};
 use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, Writer};
 use anyhow::{bail, Context, Result};
@@ -21,10 +21,18 @@ pub struct MeasureArgs {
     #[arg(long, default_value = "llama-3.2-1b")]
     pub llm: String,
     /// Input lengths n, comma-separated.
-    #[arg(long, default_value = "64,128,256,512,1024,2048,4096", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        default_value = "64,128,256,512,1024,2048,4096",
+        allow_hyphen_values = true
+    )]
     pub inputs: String,
     /// Output lengths m, comma-separated.
-    #[arg(long, default_value = "64,128,256,512,1024,2048,4096", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        default_value = "64,128,256,512,1024,2048,4096",
+        allow_hyphen_values = true
+    )]
     pub outputs: String,
     /// Requests R submitted at once, comma-separated.
     #[arg(long, default_value = "1000", allow_hyphen_values = true)]
@@ -101,22 +109,35 @@ pub struct MeasureArgs {
 }
 
 fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T> {
-    v.trim().parse().map_err(|_| anyhow::anyhow!("{flag}: {v:?} is not a valid number"))
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{flag}: {v:?} is not a valid number"))
 }
 
 fn pos_f64(flag: &str, v: &str, allow_zero: bool) -> Result<f64> {
     let x: f64 = num(flag, v)?;
     if !x.is_finite() || x < 0.0 || (!allow_zero && x == 0.0) {
-        bail!("{flag}: must be {}, got {v:?}", if allow_zero { ">= 0" } else { "> 0" });
+        bail!(
+            "{flag}: must be {}, got {v:?}",
+            if allow_zero { ">= 0" } else { "> 0" }
+        );
     }
     Ok(x)
 }
 
 fn grid(a: &MeasureArgs) -> Result<Grid> {
-    let list = |s: &str| s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect::<Vec<_>>();
+    let list = |s: &str| {
+        s.split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect::<Vec<_>>()
+    };
     let mnt = parse_list("--max-num-tokens", &a.max_num_tokens)?;
     if mnt.len() != 1 {
-        bail!("--max-num-tokens: one value expected, got {:?}", a.max_num_tokens);
+        bail!(
+            "--max-num-tokens: one value expected, got {:?}",
+            a.max_num_tokens
+        );
     }
     let repeats: u64 = num("--repeats", &a.repeats)?;
     let g = Grid {
@@ -138,21 +159,41 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     let gpus = a
         .gpus
         .split(',')
-        .map(|t| t.trim().parse::<u32>().map_err(|_| anyhow::anyhow!("--gpus: {t:?} is not a GPU index (in {:?})", a.gpus)))
+        .map(|t| {
+            t.trim()
+                .parse::<u32>()
+                .map_err(|_| anyhow::anyhow!("--gpus: {t:?} is not a GPU index (in {:?})", a.gpus))
+        })
         .collect::<Result<Vec<u32>>>()?;
     if gpus.iter().collect::<std::collections::HashSet<_>>().len() != gpus.len() {
         bail!("--gpus: {:?} lists a GPU twice", a.gpus);
     }
     let shard: Option<Shard> = a.shard.as_deref().map(str::parse).transpose()?;
     let opts = RunOpts {
-        sample: Duration::from_millis(num::<u64>("--sample-ms", &a.sample_ms).and_then(|v| if v == 0 { bail!("--sample-ms: must be > 0, got 0") } else { Ok(v) })?),
+        sample: Duration::from_millis(num::<u64>("--sample-ms", &a.sample_ms).and_then(|v| {
+            if v == 0 {
+                bail!("--sample-ms: must be > 0, got 0")
+            } else {
+                Ok(v)
+            }
+        })?),
         idle_s: pos_f64("--idle-s", &a.idle_s, true)?,
         min_window_s: pos_f64("--min-window-s", &a.min_window_s, true)?,
         phases: a.phases,
         progress: !a.quiet,
-        stop_after: a.stop_after_s.as_deref().map(|v| pos_f64("--stop-after-s", v, false)).transpose()?.map(Duration::from_secs_f64),
+        stop_after: a
+            .stop_after_s
+            .as_deref()
+            .map(|v| pos_f64("--stop-after-s", v, false))
+            .transpose()?
+            .map(Duration::from_secs_f64),
     };
-    let gpu_mem_override = a.gpu_mem_gib.as_deref().map(|v| pos_f64("--gpu-mem-gib", v, false)).transpose()?.map(|g| (g * (1u64 << 30) as f64) as u64);
+    let gpu_mem_override = a
+        .gpu_mem_gib
+        .as_deref()
+        .map(|v| pos_f64("--gpu-mem-gib", v, false))
+        .transpose()?
+        .map(|g| (g * (1u64 << 30) as f64) as u64);
     crate::measure::writer::out_format(&a.out)?;
     let cost = RooflineCost;
     for l in &g.llms {
@@ -164,31 +205,58 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     }
 
     // Meters first: no GPU, no NVML or a refused reading stops here, before any work.
-    let standin = std::env::var(STANDIN_ENV).ok().map(|s| StandinConfig::parse(&s)).transpose()?;
+    let standin = std::env::var(STANDIN_ENV)
+        .ok()
+        .map(|s| StandinConfig::parse(&s))
+        .transpose()?;
     let meters: Result<Vec<Arc<dyn EnergyMeter>>> = match &standin {
-        Some(c) => StandinMeter::open_all(c, &gpus).map(|v| v.into_iter().map(|m| Arc::new(m) as Arc<dyn EnergyMeter>).collect()),
-        None => NvmlMeter::open_all(&gpus).map(|v| v.into_iter().map(|m| Arc::new(m) as Arc<dyn EnergyMeter>).collect()),
+        Some(c) => StandinMeter::open_all(c, &gpus).map(|v| {
+            v.into_iter()
+                .map(|m| Arc::new(m) as Arc<dyn EnergyMeter>)
+                .collect()
+        }),
+        None => NvmlMeter::open_all(&gpus).map(|v| {
+            v.into_iter()
+                .map(|m| Arc::new(m) as Arc<dyn EnergyMeter>)
+                .collect()
+        }),
     };
 
     if a.dry_run {
         if a.resume {
             drop_done(&mut points, &peek_rows(&a.out)?, &a, &cost);
         } else if a.out.exists() {
-            eprintln!("note: --out {} exists; measuring these points into it needs --resume", a.out.display());
+            eprintln!(
+                "note: --out {} exists; measuring these points into it needs --resume",
+                a.out.display()
+            );
         }
         let (mem, src) = match (gpu_mem_override, &meters) {
             (Some(m), _) => (m, "--gpu-mem-gib".to_string()),
             (None, Ok(ms)) => {
                 let i = ms[0].info()?;
-                (i.memory_total_bytes, format!("{} (GPU {})", i.name, i.index))
+                (
+                    i.memory_total_bytes,
+                    format!("{} (GPU {})", i.name, i.index),
+                )
             }
-            (None, Err(_)) => (80u64 << 30, "assumed 80 GiB H100 (no GPU readable; set --gpu-mem-gib)".to_string()),
+            (None, Err(_)) => (
+                80u64 << 30,
+                "assumed 80 GiB H100 (no GPU readable; set --gpu-mem-gib)".to_string(),
+            ),
         };
-        println!("plan: {} points{}; memory from {src}", points.len(), shard.map(|s| format!(" (shard {}/{})", s.index, s.count)).unwrap_or_default());
+        println!(
+            "plan: {} points{}; memory from {src}",
+            points.len(),
+            shard
+                .map(|s| format!(" (shard {}/{})", s.index, s.count))
+                .unwrap_or_default()
+        );
         let rows = plan_rows(&points, &cost, mem, opts.min_window_s)?;
         print!("{}", dry_run_table(&rows, opts.min_window_s)?);
         if let Some(path) = &a.plan_csv {
-            std::fs::write(path, plan_csv(&rows)).with_context(|| format!("--plan-csv: writing {}", path.display()))?;
+            std::fs::write(path, plan_csv(&rows))
+                .with_context(|| format!("--plan-csv: writing {}", path.display()))?;
         }
         return Ok(());
     }
@@ -207,13 +275,16 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         drop_done(&mut points, writer.rows(), &a, &cost);
     }
     let factory: Box<WorkloadFactory> = match standin {
-        Some(c) => Box::new(move |_gpu| Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)),
+        Some(c) => Box::new(move |_gpu| {
+            Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)
+        }),
         None => {
             let tune = a.tune_gemms;
             Box::new(move |gpu| engine_workload(gpu, tune))
         }
     };
-    let s = run_sweep(points, meters, factory.as_ref(), &cost, writer, &opts).with_context(|| format!("measuring into {}", a.out.display()))?;
+    let s = run_sweep(points, meters, factory.as_ref(), &cost, writer, &opts)
+        .with_context(|| format!("measuring into {}", a.out.display()))?;
     eprintln!(
         "done: {} ok, {} skipped; wall {:.1} s, sum of measured windows {:.1} s; rows in {}",
         s.ok,
@@ -223,7 +294,10 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         a.out.display()
     );
     if s.left > 0 {
-        eprintln!("stopped after --stop-after-s with {} points left: continue with --resume", s.left);
+        eprintln!(
+            "stopped after --stop-after-s with {} points left: continue with --resume",
+            s.left
+        );
     }
     Ok(())
 }
@@ -233,10 +307,17 @@ pub fn run(a: MeasureArgs) -> Result<()> {
 fn drop_done(points: &mut Vec<Point>, rows: &[Row], a: &MeasureArgs, cost: &dyn CostModel) {
     let (before, done) = (points.len(), done_keys(rows, a.retry_skipped));
     points.retain(|p| !done.contains(&key_of(p, cost)));
-    eprintln!("resume: {} of {before} points already in {}, {} to go", before - points.len(), a.out.display(), points.len());
+    eprintln!(
+        "resume: {} of {before} points already in {}, {} to go",
+        before - points.len(),
+        a.out.display(),
+        points.len()
+    );
 }
 
 /// The real workload: the engine on GPU `gpu`.
 fn engine_workload(gpu: u32, gemm_tune: bool) -> Result<Box<dyn crate::measure::Workload>> {
-    Ok(Box::new(crate::measure::engine_workload::EngineWorkload::new(gpu, gemm_tune)))
+    Ok(Box::new(
+        crate::measure::engine_workload::EngineWorkload::new(gpu, gemm_tune),
+    ))
 }

@@ -20,6 +20,10 @@ pub struct MergeArgs {
 
 pub fn run(a: MergeArgs) -> Result<()> {
     let (n, dup) = merge_files(&a.files, &a.out, a.force)?;
-    eprintln!("merged {} file(s): {n} rows, {dup} duplicate(s) dropped -> {}", a.files.len(), a.out.display());
+    eprintln!(
+        "merged {} file(s): {n} rows, {dup} duplicate(s) dropped -> {}",
+        a.files.len(),
+        a.out.display()
+    );
     Ok(())
 }

@@ -157,16 +157,60 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => merge::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
-        Command::EngineRun { llm, requests, input_tokens, output_tokens, points, max_batch_size, max_num_tokens, dtype, kv_fraction, checkpoint, no_graphs, attention, trace, no_warm_gemms, tune_gemms } => {
+        Command::EngineRun {
+            llm,
+            requests,
+            input_tokens,
+            output_tokens,
+            points,
+            max_batch_size,
+            max_num_tokens,
+            dtype,
+            kv_fraction,
+            checkpoint,
+            no_graphs,
+            attention,
+            trace,
+            no_warm_gemms,
+            tune_gemms,
+        } => {
             let pts = match points {
                 Some(p) => selftest::parse_points(&p)?,
                 None => vec![(input_tokens, output_tokens)],
             };
-            let opts = selftest::RunOpts { cuda_graphs: !no_graphs, tc_attention: attention.is_tc(), trace, warm_gemms: !no_warm_gemms, gemm_tune: tune_gemms };
-            selftest::engine_run(&llm, requests, &pts, max_batch_size, max_num_tokens, &dtype, kv_fraction, checkpoint, opts)
+            let opts = selftest::RunOpts {
+                cuda_graphs: !no_graphs,
+                tc_attention: attention.is_tc(),
+                trace,
+                warm_gemms: !no_warm_gemms,
+                gemm_tune: tune_gemms,
+            };
+            selftest::engine_run(
+                &llm,
+                requests,
+                &pts,
+                max_batch_size,
+                max_num_tokens,
+                &dtype,
+                kv_fraction,
+                checkpoint,
+                opts,
+            )
         }
-        Command::EngineDump { checkpoint, prompts, output_tokens, out, dtype, attention } => {
-            selftest::engine_dump(checkpoint, prompts, output_tokens, out, &dtype, attention.is_tc())
-        }
+        Command::EngineDump {
+            checkpoint,
+            prompts,
+            output_tokens,
+            out,
+            dtype,
+            attention,
+        } => selftest::engine_dump(
+            checkpoint,
+            prompts,
+            output_tokens,
+            out,
+            &dtype,
+            attention.is_tc(),
+        ),
     }
 }

@@ -38,7 +38,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let (model, coefs, from) = match (&args.fit, &args.params) {
         (Some(path), _) => {
             let f = FitFile::read(path)?;
-            (f.energy_model()?, f.values(), format!("{} ({}, {})", path.display(), f.llm, f.model))
+            (
+                f.energy_model()?,
+                f.values(),
+                format!("{} ({}, {})", path.display(), f.llm, f.model),
+            )
         }
         (None, Some(p)) => {
             let (model, coefs) = parse_params(p, args.model.as_deref())?;
@@ -54,11 +58,15 @@ pub fn run(args: PredictArgs) -> Result<()> {
         bail!("--output 0: the output length must be at least 1 token");
     }
     let n = args.input as f64;
-    let star = sweetspot::predicted(model.as_ref(), &coefs, n, NUMERIC_RANGE.0, NUMERIC_RANGE.1).output_tokens;
+    let star = sweetspot::predicted(model.as_ref(), &coefs, n, NUMERIC_RANGE.0, NUMERIC_RANGE.1)
+        .output_tokens;
     let m = match (args.output, star) {
         (Some(m), _) => m as f64,
         (None, Some(s)) => s.round().max(1.0),
-        (None, None) => bail!("model {} has no sweet spot at n = {n}; give --output M", model.name()),
+        (None, None) => bail!(
+            "model {} has no sweet spot at n = {n}; give --output M",
+            model.name()
+        ),
     };
     let e = model.energy_per_token(&coefs, n, m);
     let eta = (e > 0.0).then(|| 1.0 / e);
@@ -75,8 +83,19 @@ pub fn run(args: PredictArgs) -> Result<()> {
         return Ok(());
     }
     println!("from: {from}");
-    println!("input_tokens: {}   output_tokens: {m}{}", args.input, if args.output.is_none() { " (the sweet spot)" } else { "" });
-    println!("energy per output token: {e:.6e} J   energy per request: {:.4} J", e * m);
+    println!(
+        "input_tokens: {}   output_tokens: {m}{}",
+        args.input,
+        if args.output.is_none() {
+            " (the sweet spot)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "energy per output token: {e:.6e} J   energy per request: {:.4} J",
+        e * m
+    );
     match eta {
         Some(eta) => println!("efficiency: {eta:.2} tokens/J"),
         None => println!("efficiency: undefined (predicted energy is not positive)"),
@@ -92,9 +111,13 @@ pub fn run(args: PredictArgs) -> Result<()> {
 pub fn parse_params(text: &str, model: Option<&str>) -> Result<(Box<dyn EnergyModel>, Vec<f64>)> {
     let mut given: Vec<(String, f64)> = Vec::new();
     for piece in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (k, v) = piece.split_once('=').with_context(|| format!("--params: '{piece}' is not NAME=VALUE"))?;
+        let (k, v) = piece
+            .split_once('=')
+            .with_context(|| format!("--params: '{piece}' is not NAME=VALUE"))?;
         let (k, v) = (k.trim(), v.trim());
-        let val: f64 = v.parse().map_err(|_| anyhow::anyhow!("--params: value of '{k}' is '{v}', not a number"))?;
+        let val: f64 = v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--params: value of '{k}' is '{v}', not a number"))?;
         if !val.is_finite() {
             bail!("--params: value of '{k}' is '{v}', not a finite number");
         }
@@ -110,18 +133,38 @@ pub fn parse_params(text: &str, model: Option<&str>) -> Result<(Box<dyn EnergyMo
         Some(m) => m.to_string(),
         None if given.iter().any(|(k, _)| k == "zeta") => "flops-mem".into(),
         None if given.iter().any(|(k, _)| k == "alpha") => "flops".into(),
-        None => bail!("--params: cannot tell the model from names {:?}; add --model", given.iter().map(|g| &g.0).collect::<Vec<_>>()),
+        None => bail!(
+            "--params: cannot tell the model from names {:?}; add --model",
+            given.iter().map(|g| &g.0).collect::<Vec<_>>()
+        ),
     };
     let model = model_by_name(&name).context("--model")?;
     for (k, _) in &given {
         if !model.coef_names().contains(&k.as_str()) {
-            bail!("--params: model {} has no coefficient '{k}' (it has {})", model.name(), model.coef_names().join(", "));
+            bail!(
+                "--params: model {} has no coefficient '{k}' (it has {})",
+                model.name(),
+                model.coef_names().join(", ")
+            );
         }
     }
-    let missing: Vec<&str> = model.coef_names().iter().copied().filter(|c| !given.iter().any(|(k, _)| k == c)).collect();
+    let missing: Vec<&str> = model
+        .coef_names()
+        .iter()
+        .copied()
+        .filter(|c| !given.iter().any(|(k, _)| k == c))
+        .collect();
     if !missing.is_empty() {
-        bail!("--params: missing coefficient(s) {} of model {}", missing.join(", "), model.name());
+        bail!(
+            "--params: missing coefficient(s) {} of model {}",
+            missing.join(", "),
+            model.name()
+        );
     }
-    let coefs = model.coef_names().iter().map(|c| given.iter().find(|(k, _)| k == c).unwrap().1).collect();
+    let coefs = model
+        .coef_names()
+        .iter()
+        .map(|c| given.iter().find(|(k, _)| k == c).unwrap().1)
+        .collect();
     Ok((model, coefs))
 }

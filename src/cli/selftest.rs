@@ -11,18 +11,36 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 
 pub fn run(dtypes: &str, llm: &str, seed: u64) -> Result<()> {
-    let dts: Vec<DType> = if dtypes == "all" { vec![DType::Bf16, DType::F16] } else { vec![DType::parse(dtypes)?] };
+    let dts: Vec<DType> = if dtypes == "all" {
+        vec![DType::Bf16, DType::F16]
+    } else {
+        vec![DType::parse(dtypes)?]
+    };
     let mut failed = 0;
     for &dt in &dts {
         let mut t = Tester::new(dt, seed)?;
-        println!("GPU: {} ({}), NVRTC compile {:.0} ms, dtype {:?}", t.dev.name, t.dev.arch, t.dev.nvrtc_ms, dt);
+        println!(
+            "GPU: {} ({}), NVRTC compile {:.0} ms, dtype {:?}",
+            t.dev.name, t.dev.arch, t.dev.nvrtc_ms, dt
+        );
         println!("CUDA libraries loaded: {}", loaded_cuda_libs().join(", "));
         t.run_all()?;
         for c in &t.checks {
-            println!("{:<4} {:<80} rel_err {:>10.3e} (tol {:.1e})", if c.ok { "ok" } else { "FAIL" }, c.name, c.rel_err, c.tol);
+            println!(
+                "{:<4} {:<80} rel_err {:>10.3e} (tol {:.1e})",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.rel_err,
+                c.tol
+            );
             failed += (!c.ok) as usize;
         }
-        println!("{} kernel checks, {} failed ({:?})", t.checks.len(), t.checks.iter().filter(|c| !c.ok).count(), dt);
+        println!(
+            "{} kernel checks, {} failed ({:?})",
+            t.checks.len(),
+            t.checks.iter().filter(|c| !c.ok).count(),
+            dt
+        );
     }
     for name in llm.split(',').map(str::trim).filter(|x| !x.is_empty()) {
         failed += model_check(name, seed)?;
@@ -44,7 +62,11 @@ fn loaded_cuda_libs() -> Vec<String> {
     let mut v: Vec<String> = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| ["libcuda.", "libnvrtc", "libcublas"].iter().any(|k| p.contains(k)))
+        .filter(|p| {
+            ["libcuda.", "libnvrtc", "libcublas"]
+                .iter()
+                .any(|k| p.contains(k))
+        })
         .map(String::from)
         .collect();
     v.sort();
@@ -54,10 +76,17 @@ fn loaded_cuda_libs() -> Vec<String> {
 
 /// The engine for a check, or None (with a "skip" line naming `what`) when the LLM does not fit in
 /// this GPU's memory: a smaller GPU may not hold every default LLM (falcon-rw-7b needs ~15 GB).
-fn engine_or_skip(cfg: &crate::llm::LlmConfig, opts: EngineOptions, what: &str) -> Result<Option<Engine>> {
+fn engine_or_skip(
+    cfg: &crate::llm::LlmConfig,
+    opts: EngineOptions,
+    what: &str,
+) -> Result<Option<Engine>> {
     match Engine::new(cfg, opts) {
         Ok(e) => Ok(Some(e)),
-        Err(err) if format!("{err:#}").contains("cuMemAlloc") || format!("{err:#}").contains("too little GPU memory") => {
+        Err(err)
+            if format!("{err:#}").contains("cuMemAlloc")
+                || format!("{err:#}").contains("too little GPU memory") =>
+        {
             println!("skip {what}: does not fit in this GPU's memory ({err:#})");
             Ok(None)
         }
@@ -68,15 +97,35 @@ fn engine_or_skip(cfg: &crate::llm::LlmConfig, opts: EngineOptions, what: &str) 
 /// Random-weights forward through every layer: finite, non-degenerate activations and logits.
 fn model_check(llm: &str, seed: u64) -> Result<usize> {
     let cfg = resolve_llm(llm)?;
-    let opts = EngineOptions { seed, max_batch_size: 8, max_num_tokens: 1024, kv_fraction: 0.2, ..Default::default() };
-    let Some(mut e) = engine_or_skip(&cfg, opts, llm)? else { return Ok(0) };
+    let opts = EngineOptions {
+        seed,
+        max_batch_size: 8,
+        max_num_tokens: 1024,
+        kv_fraction: 0.2,
+        ..Default::default()
+    };
+    let Some(mut e) = engine_or_skip(&cfg, opts, llm)? else {
+        return Ok(0);
+    };
     e.model_mut().probe = Some(Vec::new());
     let reqs: Vec<Request> = [5usize, 70, 300]
         .iter()
         .enumerate()
-        .map(|(i, &n)| Request { prompt: (0..n).map(|j| ((i * 7919 + j * 104729) % cfg.vocab) as u32).collect(), output_tokens: 4 })
+        .map(|(i, &n)| Request {
+            prompt: (0..n)
+                .map(|j| ((i * 7919 + j * 104729) % cfg.vocab) as u32)
+                .collect(),
+            output_tokens: 4,
+        })
         .collect();
-    let out = e.run_requests(&reqs, Limits { max_batch_size: 8, max_num_tokens: 1024 }, true)?;
+    let out = e.run_requests(
+        &reqs,
+        Limits {
+            max_batch_size: 8,
+            max_num_tokens: 1024,
+        },
+        true,
+    )?;
     let probe = e.model_mut().probe.take().unwrap_or_default();
     let mut failed = 0;
     let mut worst = (f64::INFINITY, 0f64);
@@ -90,7 +139,9 @@ fn model_check(llm: &str, seed: u64) -> Result<usize> {
     let logits = out.logits.unwrap_or_default();
     let flat: Vec<f32> = logits.iter().flatten().flatten().copied().collect();
     let mean = flat.iter().map(|&x| x as f64).sum::<f64>() / flat.len().max(1) as f64;
-    let sd = (flat.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / flat.len().max(1) as f64).sqrt();
+    let sd = (flat.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>()
+        / flat.len().max(1) as f64)
+        .sqrt();
     let distinct: std::collections::HashSet<u32> = out.tokens.iter().flatten().copied().collect();
     let ok = flat.iter().all(|x| x.is_finite()) && sd > 1e-2 && distinct.len() > 1;
     failed += (!ok) as usize;
@@ -111,19 +162,41 @@ fn model_check(llm: &str, seed: u64) -> Result<usize> {
 /// the graph cache on and off; tokens identical, logits within bf16 noise.
 fn graph_check(llm: &str, seed: u64) -> Result<usize> {
     let cfg = resolve_llm(llm)?;
-    let opts = EngineOptions { seed, max_batch_size: 16, max_num_tokens: 2048, kv_fraction: 0.2, ..Default::default() };
+    let opts = EngineOptions {
+        seed,
+        max_batch_size: 16,
+        max_num_tokens: 2048,
+        kv_fraction: 0.2,
+        ..Default::default()
+    };
     let mut e = Engine::new(&cfg, opts)?;
     let reqs: Vec<Request> = (0..12)
-        .map(|i| Request { prompt: (0..(9 + 23 * i)).map(|j| ((i * 31 + j * 7907) % cfg.vocab) as u32).collect(), output_tokens: 24 + 3 * i })
+        .map(|i| Request {
+            prompt: (0..(9 + 23 * i))
+                .map(|j| ((i * 31 + j * 7907) % cfg.vocab) as u32)
+                .collect(),
+            output_tokens: 24 + 3 * i,
+        })
         .collect();
-    let limits = Limits { max_batch_size: 16, max_num_tokens: 2048 };
+    let limits = Limits {
+        max_batch_size: 16,
+        max_num_tokens: 2048,
+    };
     let with = e.run_requests(&reqs, limits, true)?;
     let (captures, replays) = e.graph_counts();
     e.model_mut().graphs = None;
     let without = e.run_requests(&reqs, limits, true)?;
-    let (a, b) = (with.logits.unwrap_or_default(), without.logits.unwrap_or_default());
+    let (a, b) = (
+        with.logits.unwrap_or_default(),
+        without.logits.unwrap_or_default(),
+    );
     let (mut num, mut den) = (0f64, 0f64);
-    for (x, y) in a.iter().flatten().flatten().zip(b.iter().flatten().flatten()) {
+    for (x, y) in a
+        .iter()
+        .flatten()
+        .flatten()
+        .zip(b.iter().flatten().flatten())
+    {
         num = num.max((x - y).abs() as f64);
         den = den.max(y.abs() as f64);
     }
@@ -148,14 +221,33 @@ fn graph_check(llm: &str, seed: u64) -> Result<usize> {
 /// layer; a wrong mask or index would not shrink 8× from bf16 to fp16 as rounding noise does.
 fn tc_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
     let cfg = resolve_llm(llm)?;
-    let opts = EngineOptions { seed, dtype, max_batch_size: 8, max_num_tokens: 2048, kv_fraction: 0.2, tc_attention: true, ..Default::default() };
-    let Some(mut e) = engine_or_skip(&cfg, opts, &format!("{llm} tensor-core attention check"))? else { return Ok(0) };
+    let opts = EngineOptions {
+        seed,
+        dtype,
+        max_batch_size: 8,
+        max_num_tokens: 2048,
+        kv_fraction: 0.2,
+        tc_attention: true,
+        ..Default::default()
+    };
+    let Some(mut e) = engine_or_skip(&cfg, opts, &format!("{llm} tensor-core attention check"))?
+    else {
+        return Ok(0);
+    };
     let reqs: Vec<Request> = [1usize, 17, 100, 333, 64, 65, 700, 129]
         .iter()
         .enumerate()
-        .map(|(i, &n)| Request { prompt: (0..n).map(|j| ((i * 7919 + j * 104729 + 3) % cfg.vocab) as u32).collect(), output_tokens: 8 })
+        .map(|(i, &n)| Request {
+            prompt: (0..n)
+                .map(|j| ((i * 7919 + j * 104729 + 3) % cfg.vocab) as u32)
+                .collect(),
+            output_tokens: 8,
+        })
         .collect();
-    let limits = Limits { max_batch_size: 8, max_num_tokens: 2048 };
+    let limits = Limits {
+        max_batch_size: 8,
+        max_num_tokens: 2048,
+    };
     let tc = e.run_requests(&reqs, limits, true)?;
     e.model_mut().tc_attention = false;
     let sc = e.run_requests(&reqs, limits, true)?;
@@ -176,7 +268,11 @@ fn tc_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
                 continue;
             }
             // Near tie: the reference's gap between the two picks is within twice the logit noise.
-            if ((y[tb] - y[ta]) as f64) <= 2.0 * dmax { ties += 1 } else { bad += 1 }
+            if ((y[tb] - y[ta]) as f64) <= 2.0 * dmax {
+                ties += 1
+            } else {
+                bad += 1
+            }
             break; // later steps have different contexts
         }
     }
@@ -195,9 +291,17 @@ pub fn parse_points(spec: &str) -> Result<Vec<(usize, usize)>> {
         .map(str::trim)
         .filter(|x| !x.is_empty())
         .map(|p| {
-            let (n, m) = p.split_once(['x', 'X', ':']).with_context(|| format!("--points: `{p}` is not NxM (e.g. 64x64)"))?;
-            let n: usize = n.trim().parse().with_context(|| format!("--points: bad input length in `{p}`"))?;
-            let m: usize = m.trim().parse().with_context(|| format!("--points: bad output length in `{p}`"))?;
+            let (n, m) = p
+                .split_once(['x', 'X', ':'])
+                .with_context(|| format!("--points: `{p}` is not NxM (e.g. 64x64)"))?;
+            let n: usize = n
+                .trim()
+                .parse()
+                .with_context(|| format!("--points: bad input length in `{p}`"))?;
+            let m: usize = m
+                .trim()
+                .parse()
+                .with_context(|| format!("--points: bad output length in `{p}`"))?;
             anyhow::ensure!(n > 0 && m > 0, "--points: `{p}`: lengths must be > 0");
             Ok((n, m))
         })
@@ -216,14 +320,40 @@ pub struct RunOpts {
 /// `engine-run`: grid points with random weights and prompts on one engine; prints time and
 /// throughput per point (after a short warm-up of the same shape).
 #[allow(clippy::too_many_arguments)]
-pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: usize, mnt: usize, dtype: &str, kv_fraction: f64, checkpoint: Option<PathBuf>, o: RunOpts) -> Result<()> {
-    let RunOpts { cuda_graphs, tc_attention, gemm_tune, .. } = o;
+pub fn engine_run(
+    llm: &str,
+    requests: usize,
+    points: &[(usize, usize)],
+    mbs: usize,
+    mnt: usize,
+    dtype: &str,
+    kv_fraction: f64,
+    checkpoint: Option<PathBuf>,
+    o: RunOpts,
+) -> Result<()> {
+    let RunOpts {
+        cuda_graphs,
+        tc_attention,
+        gemm_tune,
+        ..
+    } = o;
     let cfg = resolve_llm(llm)?;
     // A trace file that cannot be written fails now, not after the points have run.
     if let Some(f) = &o.trace {
-        std::fs::File::create(f).with_context(|| format!("--trace {}: cannot create the file", f.display()))?;
+        std::fs::File::create(f)
+            .with_context(|| format!("--trace {}: cannot create the file", f.display()))?;
     }
-    let opts = EngineOptions { dtype: DType::parse(dtype)?, kv_fraction, checkpoint, max_batch_size: mbs, max_num_tokens: mnt, cuda_graphs, tc_attention, gemm_tune, ..Default::default() };
+    let opts = EngineOptions {
+        dtype: DType::parse(dtype)?,
+        kv_fraction,
+        checkpoint,
+        max_batch_size: mbs,
+        max_num_tokens: mnt,
+        cuda_graphs,
+        tc_attention,
+        gemm_tune,
+        ..Default::default()
+    };
     let t0 = std::time::Instant::now();
     let mut e = Engine::new(&cfg, opts)?;
     println!(
@@ -233,7 +363,11 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
         t0.elapsed().as_secs_f64(),
         e.nvrtc_ms(),
         e.kv_capacity_tokens(),
-        if tc_attention { "tensor-core" } else { "scalar" }
+        if tc_attention {
+            "tensor-core"
+        } else {
+            "scalar"
+        }
     );
     if o.warm_gemms {
         let s = e.warm_gemm_shapes(1..=mbs)?;
@@ -245,17 +379,38 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
     e.trace = o.trace.is_some();
     let mut trace = String::from("point,input_tokens,output_tokens,iteration,prefill_tokens,decode_tokens,host_us,busy_ms,gap_ms\n");
     for (pi, &(n, m)) in points.iter().enumerate() {
-        let warm = RunSpec { requests: 4.min(requests), input_tokens: n, output_tokens: 4.min(m), max_batch_size: mbs, max_num_tokens: mnt };
-        e.run(&warm).with_context(|| format!("{}: warm-up run n={n}", cfg.name))?;
-        let spec = RunSpec { requests, input_tokens: n, output_tokens: m, max_batch_size: mbs, max_num_tokens: mnt };
-        let s = e.run(&spec).with_context(|| format!("{}: R={requests} n={n} m={m}", cfg.name))?;
+        let warm = RunSpec {
+            requests: 4.min(requests),
+            input_tokens: n,
+            output_tokens: 4.min(m),
+            max_batch_size: mbs,
+            max_num_tokens: mnt,
+        };
+        e.run(&warm)
+            .with_context(|| format!("{}: warm-up run n={n}", cfg.name))?;
+        let spec = RunSpec {
+            requests,
+            input_tokens: n,
+            output_tokens: m,
+            max_batch_size: mbs,
+            max_num_tokens: mnt,
+        };
+        let s = e
+            .run(&spec)
+            .with_context(|| format!("{}: R={requests} n={n} m={m}", cfg.name))?;
         let pre: usize = s.iterations.iter().map(|i| i.prefill_tokens).sum();
         for (k, (it, tr)) in s.iterations.iter().zip(&s.trace).enumerate() {
-            trace += &format!("{pi},{n},{m},{k},{},{},{:.1},{:.4},{:.4}\n", it.prefill_tokens, it.decode_tokens, tr.host_us, tr.busy_ms, tr.gap_ms);
+            trace += &format!(
+                "{pi},{n},{m},{k},{},{},{:.1},{:.4},{:.4}\n",
+                it.prefill_tokens, it.decode_tokens, tr.host_us, tr.busy_ms, tr.gap_ms
+            );
         }
         if !s.trace.is_empty() {
             let gap: f64 = s.trace.iter().map(|t| t.gap_ms).sum();
-            println!("  GPU idle between iterations: {gap:.1} ms, {:.2} % of the run", 0.1 * gap / s.wall_s);
+            println!(
+                "  GPU idle between iterations: {gap:.1} ms, {:.2} % of the run",
+                0.1 * gap / s.wall_s
+            );
         }
         println!(
             "{}: R={requests} n={n} m={m}: {} tokens in {:.3} s = {:.0} tokens/s generated ({:.0} prompt tokens/s), {} iterations, CUDA graphs {}",
@@ -277,16 +432,56 @@ pub fn engine_run(llm: &str, requests: usize, points: &[(usize, usize)], mbs: us
 
 /// `engine-dump`: run prompts from a JSON file (list of token lists) on a checkpoint and write
 /// {"tokens": [[..]], "logits": [[[..]]]} (per request, per generated token).
-pub fn engine_dump(checkpoint: PathBuf, prompts: PathBuf, m: usize, out: PathBuf, dtype: &str, tc_attention: bool) -> Result<()> {
+pub fn engine_dump(
+    checkpoint: PathBuf,
+    prompts: PathBuf,
+    m: usize,
+    out: PathBuf,
+    dtype: &str,
+    tc_attention: bool,
+) -> Result<()> {
     let cfg = read_hf_config(&checkpoint.join("config.json"))?;
-    let text = std::fs::read_to_string(&prompts).with_context(|| format!("reading {}", prompts.display()))?;
-    let ps: Vec<Vec<u32>> = serde_json::from_str(&text).with_context(|| format!("{}: expected a JSON list of token-id lists", prompts.display()))?;
-    let opts = EngineOptions { dtype: DType::parse(dtype)?, checkpoint: Some(checkpoint), max_batch_size: 64, max_num_tokens: 4096, kv_fraction: 0.1, tc_attention, ..Default::default() };
+    let text = std::fs::read_to_string(&prompts)
+        .with_context(|| format!("reading {}", prompts.display()))?;
+    let ps: Vec<Vec<u32>> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected a JSON list of token-id lists",
+            prompts.display()
+        )
+    })?;
+    let opts = EngineOptions {
+        dtype: DType::parse(dtype)?,
+        checkpoint: Some(checkpoint),
+        max_batch_size: 64,
+        max_num_tokens: 4096,
+        kv_fraction: 0.1,
+        tc_attention,
+        ..Default::default()
+    };
     let mut e = Engine::new(&cfg, opts)?;
-    let reqs: Vec<Request> = ps.into_iter().map(|p| Request { prompt: p, output_tokens: m }).collect();
-    let o = e.run_requests(&reqs, Limits { max_batch_size: 64, max_num_tokens: 4096 }, true)?;
+    let reqs: Vec<Request> = ps
+        .into_iter()
+        .map(|p| Request {
+            prompt: p,
+            output_tokens: m,
+        })
+        .collect();
+    let o = e.run_requests(
+        &reqs,
+        Limits {
+            max_batch_size: 64,
+            max_num_tokens: 4096,
+        },
+        true,
+    )?;
     let j = serde_json::json!({ "tokens": o.tokens, "logits": o.logits, "iterations": o.stats.iterations });
-    std::fs::write(&out, serde_json::to_vec(&j)?).with_context(|| format!("writing {}", out.display()))?;
-    println!("wrote {} ({} requests, {} iterations)", out.display(), reqs.len(), o.stats.iterations.len());
+    std::fs::write(&out, serde_json::to_vec(&j)?)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} ({} requests, {} iterations)",
+        out.display(),
+        reqs.len(),
+        o.stats.iterations.len()
+    );
     Ok(())
 }

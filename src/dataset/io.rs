@@ -1,7 +1,10 @@
 //! Reading and writing measurement tables through polars, CSV or Parquet by file extension.
 
 use anyhow::{bail, Context as _, Result};
-use polars::prelude::{CsvReadOptions, CsvWriter, Column, DataFrame, DataType, ParquetReader, ParquetWriter, SerReader, SerWriter};
+use polars::prelude::{
+    Column, CsvReadOptions, CsvWriter, DataFrame, DataType, ParquetReader, ParquetWriter,
+    SerReader, SerWriter,
+};
 use std::fs::File;
 use std::path::Path;
 
@@ -14,10 +17,17 @@ pub enum Format {
 
 impl Format {
     pub fn of(path: &Path) -> Result<Format> {
-        match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+        {
             Some(e) if e == "csv" => Ok(Format::Csv),
             Some(e) if e == "parquet" || e == "pq" => Ok(Format::Parquet),
-            _ => bail!("{}: unknown data file type (expected .csv or .parquet)", path.display()),
+            _ => bail!(
+                "{}: unknown data file type (expected .csv or .parquet)",
+                path.display()
+            ),
         }
     }
 }
@@ -25,7 +35,8 @@ impl Format {
 /// Read one table as it is on disk (no validation).
 pub fn read_table(path: &Path) -> Result<DataFrame> {
     let format = Format::of(path)?;
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot open data file '{}'", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot open data file '{}'", path.display()))?;
     if meta.len() == 0 {
         bail!("{}: file is empty", path.display());
     }
@@ -36,7 +47,8 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|r| r.finish()),
         Format::Parquet => {
-            let f = File::open(path).with_context(|| format!("cannot open data file '{}'", path.display()))?;
+            let f = File::open(path)
+                .with_context(|| format!("cannot open data file '{}'", path.display()))?;
             ParquetReader::new(f).finish()
         }
     }
@@ -51,7 +63,8 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
 pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
     let format = Format::of(path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
     }
     let mut f = File::create(path).with_context(|| format!("cannot write '{}'", path.display()))?;
     match format {

@@ -70,8 +70,13 @@ impl Dataset {
             let mut df = read_table(path)?;
             normalise(&mut df, path)?;
             validate_rows(&df, path)?;
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
-            sources.push(Source { path: path.clone(), sha256: hex(&Sha256::digest(&bytes)), rows: df.height() });
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+            sources.push(Source {
+                path: path.clone(),
+                sha256: hex(&Sha256::digest(&bytes)),
+                rows: df.height(),
+            });
             frames.push(df);
         }
         let mut df = concat_aligned(frames)?;
@@ -81,7 +86,8 @@ impl Dataset {
 
     /// The data files of a folder (`*.csv`, `*.parquet`), sorted; used when no file is named.
     pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
-        let rd = std::fs::read_dir(dir).with_context(|| format!("cannot list data folder '{}'", dir.display()))?;
+        let rd = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot list data folder '{}'", dir.display()))?;
         let mut files: Vec<PathBuf> = rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file() && Format::of(p).is_ok())
@@ -106,7 +112,11 @@ impl Dataset {
     pub fn groups(&self, by: &[String]) -> Result<Vec<Group>> {
         for col in by {
             if self.df.column(col).is_err() {
-                let files: Vec<String> = self.sources.iter().map(|s| s.path.display().to_string()).collect();
+                let files: Vec<String> = self
+                    .sources
+                    .iter()
+                    .map(|s| s.path.display().to_string())
+                    .collect();
                 bail!("--by {col}: no column '{col}' in {}", files.join(", "));
             }
         }
@@ -114,11 +124,22 @@ impl Dataset {
             let c = self.df.column(name)?.cast(&DataType::String)?;
             Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
         };
-        let num = |name: &str| -> Result<Vec<Option<f64>>> { Ok(self.df.column(name)?.f64()?.iter().collect()) };
+        let num = |name: &str| -> Result<Vec<Option<f64>>> {
+            Ok(self.df.column(name)?.f64()?.iter().collect())
+        };
         let llm = text(LLM)?;
-        let status = if self.df.column(STATUS).is_ok() { Some(text(STATUS)?) } else { None };
-        let (n, m, e) = (num(INPUT_TOKENS)?, num(OUTPUT_TOKENS)?, num(ENERGY_PER_TOKEN_J)?);
-        let by_vals: Vec<Vec<Option<String>>> = by.iter().map(|c| text(c)).collect::<Result<_>>()?;
+        let status = if self.df.column(STATUS).is_ok() {
+            Some(text(STATUS)?)
+        } else {
+            None
+        };
+        let (n, m, e) = (
+            num(INPUT_TOKENS)?,
+            num(OUTPUT_TOKENS)?,
+            num(ENERGY_PER_TOKEN_J)?,
+        );
+        let by_vals: Vec<Vec<Option<String>>> =
+            by.iter().map(|c| text(c)).collect::<Result<_>>()?;
         let mut groups: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
         for i in 0..self.df.height() {
             if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())) {
@@ -128,10 +149,17 @@ impl Dataset {
             for (c, v) in by.iter().zip(&by_vals) {
                 key.push((c.clone(), v[i].clone().unwrap_or_else(|| "null".into())));
             }
-            let obs = Obs { input_tokens: n[i].unwrap(), output_tokens: m[i].unwrap(), energy_per_token_j: e[i].unwrap() };
+            let obs = Obs {
+                input_tokens: n[i].unwrap(),
+                output_tokens: m[i].unwrap(),
+                energy_per_token_j: e[i].unwrap(),
+            };
             groups.entry(key).or_default().push(obs);
         }
-        Ok(groups.into_iter().map(|(key, obs)| Group { key, obs }).collect())
+        Ok(groups
+            .into_iter()
+            .map(|(key, obs)| Group { key, obs })
+            .collect())
     }
 }
 
@@ -145,7 +173,10 @@ impl Group {
         if self.key.len() == 1 {
             return self.llm().to_string();
         }
-        let extra: Vec<String> = self.key[1..].iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let extra: Vec<String> = self.key[1..]
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!("{} [{}]", self.llm(), extra.join(", "))
     }
 
@@ -155,12 +186,23 @@ impl Group {
         for (k, v) in &self.key[1..] {
             s.push_str(&format!("__{k}-{v}"));
         }
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
     }
 
     /// Mean energy per token of each grid point (n, m), sorted by n then m.
     pub fn point_means(&self) -> Vec<(f64, f64, f64)> {
-        self.points().into_iter().map(|((n, m), es)| (n as f64, m as f64, es.iter().sum::<f64>() / es.len() as f64)).collect()
+        self.points()
+            .into_iter()
+            .map(|((n, m), es)| (n as f64, m as f64, es.iter().sum::<f64>() / es.len() as f64))
+            .collect()
     }
 
     /// Coefficient of variation over repeats of each grid point.
@@ -187,7 +229,9 @@ impl Group {
     fn points(&self) -> BTreeMap<(u64, u64), Vec<f64>> {
         let mut map: BTreeMap<(u64, u64), Vec<f64>> = BTreeMap::new();
         for o in &self.obs {
-            map.entry((o.input_tokens as u64, o.output_tokens as u64)).or_default().push(o.energy_per_token_j);
+            map.entry((o.input_tokens as u64, o.output_tokens as u64))
+                .or_default()
+                .push(o.energy_per_token_j);
         }
         map
     }
@@ -200,16 +244,26 @@ fn hex(bytes: &[u8]) -> String {
 /// Check every row that will be fitted; skipped rows (status ≠ ok) may hold empty energies.
 fn validate_rows(df: &DataFrame, path: &Path) -> Result<()> {
     let llm = df.column(LLM)?.str()?.clone();
-    let status = df.column(STATUS).ok().map(|c| c.str().cloned()).transpose()?;
-    let cols: Vec<Vec<Option<f64>>> =
-        NUMERIC.iter().map(|c| Ok(df.column(c)?.f64()?.iter().collect())).collect::<Result<_>>()?;
+    let status = df
+        .column(STATUS)
+        .ok()
+        .map(|c| c.str().cloned())
+        .transpose()?;
+    let cols: Vec<Vec<Option<f64>>> = NUMERIC
+        .iter()
+        .map(|c| Ok(df.column(c)?.f64()?.iter().collect()))
+        .collect::<Result<_>>()?;
     let mut used = 0;
     for row in 0..df.height() {
         if !row_is_ok(status.as_ref().and_then(|s| s.get(row))) {
             continue;
         }
         used += 1;
-        let vals: Vec<(&str, Option<f64>)> = NUMERIC.iter().zip(&cols).map(|(c, v)| (*c, v[row])).collect();
+        let vals: Vec<(&str, Option<f64>)> = NUMERIC
+            .iter()
+            .zip(&cols)
+            .map(|(c, v)| (*c, v[row]))
+            .collect();
         check_row(path, row, llm.get(row), &vals)?;
     }
     if used == 0 {
@@ -224,7 +278,11 @@ fn add_derived(df: &mut DataFrame) -> Result<()> {
     let get = |c: &str| -> Result<Vec<Option<f64>>> { Ok(df.column(c)?.f64()?.iter().collect()) };
     let (e, r, m) = (get(ENERGY_J)?, get(REQUESTS)?, get(OUTPUT_TOKENS)?);
     let per_req: Vec<Option<f64>> = e.iter().zip(&r).map(|(e, r)| Some((*e)? / (*r)?)).collect();
-    let per_tok: Vec<Option<f64>> = per_req.iter().zip(&m).map(|(e, m)| Some((*e)? / (*m)?)).collect();
+    let per_tok: Vec<Option<f64>> = per_req
+        .iter()
+        .zip(&m)
+        .map(|(e, m)| Some((*e)? / (*m)?))
+        .collect();
     let eta: Vec<Option<f64>> = per_tok.iter().map(|e| e.map(|e| 1.0 / e)).collect();
     df.with_column(Column::new(ENERGY_PER_REQUEST_J.into(), per_req))?;
     df.with_column(Column::new(ENERGY_PER_TOKEN_J.into(), per_tok))?;

@@ -21,15 +21,39 @@ pub const REQUIRED: [&str; 5] = [LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENE
 pub const NUMERIC: [&str; 4] = [INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
 /// The full column set `measure` writes, in order (DESIGN "Data formats").
 pub const MEASURE_COLUMNS: [&str; 26] = [
-    LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J, "gpu", "driver", "engine", "dtype",
-    "max_batch_size", "max_num_tokens", "duration_s", "avg_power_w", "idle_power_w",
-    "sm_clock_mhz", "mem_clock_mhz", "max_temp_c", "generated_tokens", "repeat", "started_at",
-    STATUS, "window_runs", "prefill_energy_j", "decode_energy_j", "power_limit_w", "sample_ms",
+    LLM,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    REQUESTS,
+    ENERGY_J,
+    "gpu",
+    "driver",
+    "engine",
+    "dtype",
+    "max_batch_size",
+    "max_num_tokens",
+    "duration_s",
+    "avg_power_w",
+    "idle_power_w",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "max_temp_c",
+    "generated_tokens",
+    "repeat",
+    "started_at",
+    STATUS,
+    "window_runs",
+    "prefill_energy_j",
+    "decode_energy_j",
+    "power_limit_w",
+    "sample_ms",
 ];
 
 /// Human position of a data row: row r (1-based) is line r+1 of a CSV with its header.
 pub fn place(path: &Path, row: usize) -> String {
-    let csv = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
     if csv {
         format!("{}, row {} (line {})", path.display(), row + 1, row + 2)
     } else {
@@ -40,10 +64,18 @@ pub fn place(path: &Path, row: usize) -> String {
 /// Check required columns exist and turn the numeric ones into Float64, naming the first cell
 /// that is not a number.
 pub fn normalise(df: &mut DataFrame, path: &Path) -> Result<()> {
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for col in REQUIRED {
         if !names.iter().any(|n| n == col) {
-            bail!("{}: missing required column '{col}' (found: {})", path.display(), names.join(", "));
+            bail!(
+                "{}: missing required column '{col}' (found: {})",
+                path.display(),
+                names.join(", ")
+            );
         }
     }
     for col in NUMERIC {
@@ -54,14 +86,20 @@ pub fn normalise(df: &mut DataFrame, path: &Path) -> Result<()> {
                 for (row, v) in s.iter().enumerate() {
                     if let Some(v) = v {
                         if !v.trim().is_empty() && v.trim().parse::<f64>().is_err() {
-                            bail!("{}, column '{col}': '{v}' is not a number", place(path, row));
+                            bail!(
+                                "{}, column '{col}': '{v}' is not a number",
+                                place(path, row)
+                            );
                         }
                     }
                 }
                 c.cast(&DataType::Float64)?
             }
             dt if dt.is_primitive_numeric() || dt.is_null() => c.cast(&DataType::Float64)?,
-            dt => bail!("{}: column '{col}' has type {dt}, expected numbers", path.display()),
+            dt => bail!(
+                "{}: column '{col}' has type {dt}, expected numbers",
+                path.display()
+            ),
         };
         df.with_column(f)?;
     }
@@ -84,14 +122,21 @@ pub fn row_is_ok(status: Option<&str>) -> bool {
 
 /// Validate the values of one used row: no missing value, no NaN, all strictly positive,
 /// token counts whole numbers.
-pub fn check_row(path: &Path, row: usize, llm: Option<&str>, values: &[(&str, Option<f64>)]) -> Result<()> {
+pub fn check_row(
+    path: &Path,
+    row: usize,
+    llm: Option<&str>,
+    values: &[(&str, Option<f64>)],
+) -> Result<()> {
     match llm {
         Some(s) if !s.trim().is_empty() => {}
         _ => bail!("{}, column '{LLM}': missing LLM name", place(path, row)),
     }
     for &(col, v) in values {
         let at = || format!("{}, column '{col}'", place(path, row));
-        let Some(v) = v else { bail!("{}: missing value", at()) };
+        let Some(v) = v else {
+            bail!("{}: missing value", at())
+        };
         if v.is_nan() {
             bail!("{}: value is NaN", at());
         }

@@ -15,14 +15,25 @@ pub const GRID: [f64; 7] = [64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0];
 
 /// e(n, m) of `model` with `coefs` on `inputs × outputs`, each value multiplied by
 /// (1 + noise · z), z standard normal from a seeded generator (`noise` = 0.02 for 2 %).
-pub fn grid(model: &dyn EnergyModel, coefs: &[f64], inputs: &[f64], outputs: &[f64], noise: f64, seed: u64) -> Vec<Obs> {
+pub fn grid(
+    model: &dyn EnergyModel,
+    coefs: &[f64],
+    inputs: &[f64],
+    outputs: &[f64],
+    noise: f64,
+    seed: u64,
+) -> Vec<Obs> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = Vec::new();
     for &n in inputs {
         for &m in outputs {
             let e = model.energy_per_token(coefs, n, m);
             let z = normal(&mut rng);
-            out.push(Obs { input_tokens: n, output_tokens: m, energy_per_token_j: e * (1.0 + noise * z) });
+            out.push(Obs {
+                input_tokens: n,
+                output_tokens: m,
+                energy_per_token_j: e * (1.0 + noise * z),
+            });
         }
     }
     out
@@ -38,10 +49,15 @@ pub fn normal(rng: &mut StdRng) -> f64 {
 /// Write observations as a measurement CSV (`energy_j` = e · m · requests) for LLM
 /// `synthetic-<name>`.
 pub fn write_csv(path: &Path, name: &str, obs: &[Obs], requests: u64) -> Result<()> {
-    let mut s = String::from("llm,input_tokens,output_tokens,requests,energy_j,gpu,engine,status\n");
+    let mut s =
+        String::from("llm,input_tokens,output_tokens,requests,energy_j,gpu,engine,status\n");
     for o in obs {
         let energy = o.energy_per_token_j * o.output_tokens * requests as f64;
-        writeln!(s, "synthetic-{name},{},{},{requests},{energy:.9e},synthetic,synthetic,ok", o.input_tokens, o.output_tokens)?;
+        writeln!(
+            s,
+            "synthetic-{name},{},{},{requests},{energy:.9e},synthetic,synthetic,ok",
+            o.input_tokens, o.output_tokens
+        )?;
     }
     std::fs::write(path, s)?;
     Ok(())

@@ -9,13 +9,20 @@
 /// hd 128, of one otherwise; WgShape in attention_wg.cu: 2 warpgroups of 64 rows). The engine uses the compiled value (`Device::tc_rows`), which a variant
 /// such as `-DTC_MT_HD128=1` changes; the selftest checks the two agree without one.
 pub fn tc_rows(hd: usize) -> usize {
-    if hd <= 64 || hd == 128 { 128 } else { 64 }
+    if hd <= 64 || hd == 128 {
+        128
+    } else {
+        64
+    }
 }
 /// Rows of one scalar prefill attention block.
 pub const SCALAR_ROWS: usize = 16;
 /// Rows of one tensor-core decode attention block: one mma tile holding the query group.
 pub const TCD_ROWS: usize = 16;
-const _: () = assert!(super::forward::MAX_GROUP <= TCD_ROWS, "the decode kernel's rows must hold every admitted query group");
+const _: () = assert!(
+    super::forward::MAX_GROUP <= TCD_ROWS,
+    "the decode kernel's rows must hold every admitted query group"
+);
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu) as it compiles by
 /// default: two stages of K and V [64][hd+8] and Q [16][hd+8]; with `tma` (sm_90a at hd 64 and
@@ -34,22 +41,33 @@ pub fn prefill_bq(group: usize, rows: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::forward::{HEAD_DIMS, MAX_GROUP};
+    use super::*;
 
     #[test]
     fn tc_attention_shapes() {
         for hd in HEAD_DIMS {
-            assert_eq!(hd % 16, 0, "the tensor-core kernel needs head_dim % 16 == 0");
+            assert_eq!(
+                hd % 16,
+                0,
+                "the tensor-core kernel needs head_dim % 16 == 0"
+            );
             for tma in [false, true] {
-                assert!(tcd_smem(hd, tma) <= 227 << 10, "hd {hd}: {} bytes of shared memory (decode)", tcd_smem(hd, tma));
+                assert!(
+                    tcd_smem(hd, tma) <= 227 << 10,
+                    "hd {hd}: {} bytes of shared memory (decode)",
+                    tcd_smem(hd, tma)
+                );
             }
         }
         assert_eq!(tcd_smem(64, false), 39168);
         assert_eq!(tcd_smem(64, true), 2 * 16384 + 2304 + 16 + 1024);
         for hd in HEAD_DIMS {
             for g in 1..=MAX_GROUP {
-                assert!(prefill_bq(g, tc_rows(hd)) * g <= tc_rows(hd) && prefill_bq(g, SCALAR_ROWS) * g <= SCALAR_ROWS);
+                assert!(
+                    prefill_bq(g, tc_rows(hd)) * g <= tc_rows(hd)
+                        && prefill_bq(g, SCALAR_ROWS) * g <= SCALAR_ROWS
+                );
             }
         }
         assert_eq!(prefill_bq(4, tc_rows(64)), 32);
@@ -74,11 +92,20 @@ mod tests {
     fn unsupported_shapes_are_refused_by_name() {
         let mut cfg = crate::llm::resolve_llm("llama-3.2-1b").unwrap();
         cfg.heads = cfg.kv_heads * (MAX_GROUP + 1);
-        let e = super::super::forward::Model::check_supported(&cfg).unwrap_err().to_string();
-        assert!(e.contains("llama-3.2-1b") && e.contains("17 query heads per KV head") && e.contains("at most 16"), "{e}");
+        let e = super::super::forward::Model::check_supported(&cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("llama-3.2-1b")
+                && e.contains("17 query heads per KV head")
+                && e.contains("at most 16"),
+            "{e}"
+        );
         let mut cfg = crate::llm::resolve_llm("llama-3.2-1b").unwrap();
         cfg.head_dim = 72;
-        let e = super::super::forward::Model::check_supported(&cfg).unwrap_err().to_string();
+        let e = super::super::forward::Model::check_supported(&cfg)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("head_dim 72 has no attention kernel"), "{e}");
     }
 }

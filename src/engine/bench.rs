@@ -18,15 +18,39 @@ impl Engine {
     /// 894 against 788 TFLOP/s on an H200). `sustained`: `reps` GEMMs back to back timed as one,
     /// long enough for the clocks to settle at the power limit as in a prefill; otherwise the best
     /// of `reps` single GEMMs, each a burst the power controller does not see.
-    pub fn bench_gemm(&mut self, m: usize, n: usize, k: usize, reps: usize, random: bool, sustained: bool) -> Result<(f64, f64)> {
+    pub fn bench_gemm(
+        &mut self,
+        m: usize,
+        n: usize,
+        k: usize,
+        reps: usize,
+        random: bool,
+        sustained: bool,
+    ) -> Result<(f64, f64)> {
         let dt = self.model.dt;
         let dev = &mut self.model.dev;
         let e = dt.bytes();
-        let (x, w, y) = (dev.alloc(m * k * e)?, dev.alloc(n * k * e)?, dev.alloc(m * n * e)?);
+        let (x, w, y) = (
+            dev.alloc(m * k * e)?,
+            dev.alloc(n * k * e)?,
+            dev.alloc(m * n * e)?,
+        );
         for (i, b) in [&x, &w].into_iter().enumerate() {
             if random {
-                let args = [Arg::P(b.ptr), Arg::L((b.bytes / e) as i64), Arg::U(0x5EED_0000 + i as u64), Arg::F(1.0), Arg::F(0.0)];
-                dev.launch(&format!("fill_uniform_{}", dt.suffix()), grid_for(b.bytes / e, 256), 256, 0, &args)?;
+                let args = [
+                    Arg::P(b.ptr),
+                    Arg::L((b.bytes / e) as i64),
+                    Arg::U(0x5EED_0000 + i as u64),
+                    Arg::F(1.0),
+                    Arg::F(0.0),
+                ];
+                dev.launch(
+                    &format!("fill_uniform_{}", dt.suffix()),
+                    grid_for(b.bytes / e, 256),
+                    256,
+                    0,
+                    &args,
+                )?;
             } else {
                 dev.zero(b)?;
             }
@@ -48,7 +72,10 @@ impl Engine {
         let dev = &self.model.dev;
         let (src, dst): (DevBuf, DevBuf) = (dev.alloc(bytes)?, dev.alloc(bytes)?);
         // SAFETY: both buffers hold `bytes` bytes.
-        let copy = |md: &mut Model| unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, md.dev.stream.cu_stream()) }.map_err(|x| anyhow!("copy: {x:?}"));
+        let copy = |md: &mut Model| {
+            unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, md.dev.stream.cu_stream()) }
+                .map_err(|x| anyhow!("copy: {x:?}"))
+        };
         let best = best_single_ms(&mut self.model, reps.max(1), copy)?;
         Ok((best, 2.0 * bytes as f64 / (best * 1e-3) / 1e9))
     }
@@ -63,14 +90,32 @@ impl Engine {
     fn bench_pages(&mut self, seqs: usize, len: usize) -> Result<Vec<Vec<u32>>> {
         let per = len.div_ceil(PAGE_SIZE);
         if seqs > self.model.max_seqs {
-            bail!("{seqs} sequences exceed the engine's max_batch_size {}", self.model.max_seqs);
+            bail!(
+                "{seqs} sequences exceed the engine's max_batch_size {}",
+                self.model.max_seqs
+            );
         }
         if seqs * per > self.model.total_pages {
-            bail!("{seqs} sequences of {len} tokens need {} KV pages, the cache holds {}", seqs * per, self.model.total_pages);
+            bail!(
+                "{seqs} sequences of {len} tokens need {} KV pages, the cache holds {}",
+                seqs * per,
+                self.model.total_pages
+            );
         }
-        let pages: Vec<Vec<u32>> = (0..seqs).map(|s| ((s * per) as u32..((s + 1) * per) as u32).collect()).collect();
+        let pages: Vec<Vec<u32>> = (0..seqs)
+            .map(|s| ((s * per) as u32..((s + 1) * per) as u32).collect())
+            .collect();
         let it = Iteration {
-            prefill: pages.iter().enumerate().map(|(s, p)| Prefill { req: s, slot: s, n: len, pages: p.clone() }).collect(),
+            prefill: pages
+                .iter()
+                .enumerate()
+                .map(|(s, p)| Prefill {
+                    req: s,
+                    slot: s,
+                    n: len,
+                    pages: p.clone(),
+                })
+                .collect(),
             ..Default::default()
         };
         self.model.set_block_tables(&it)?;
@@ -80,11 +125,23 @@ impl Engine {
     /// The planned prefill iteration of `seqs` prompts of `n` tokens and its output buffer.
     fn prefill_setup(&mut self, seqs: usize, n: usize) -> Result<(StepInput, DevBuf)> {
         if seqs * n > self.model.max_tokens {
-            bail!("{seqs} × {n} tokens exceed the engine's max_num_tokens {}", self.model.max_tokens);
+            bail!(
+                "{seqs} × {n} tokens exceed the engine's max_num_tokens {}",
+                self.model.max_tokens
+            );
         }
         let pages = self.bench_pages(seqs, n + 1)?;
         let it = Iteration {
-            prefill: pages.into_iter().enumerate().map(|(s, p)| Prefill { req: s, slot: s, n, pages: p }).collect(),
+            prefill: pages
+                .into_iter()
+                .enumerate()
+                .map(|(s, p)| Prefill {
+                    req: s,
+                    slot: s,
+                    n,
+                    pages: p,
+                })
+                .collect(),
             ..Default::default()
         };
         let vocab = self.model.cfg.vocab;
@@ -109,9 +166,17 @@ impl Engine {
 
     /// Block tables and a zeroed KV cache for `batch` sequences decoding `steps` tokens from
     /// position `context - 1`; the output buffer and each sequence's output base.
-    fn decode_setup(&mut self, batch: usize, context: usize, steps: usize) -> Result<(DevBuf, Vec<usize>)> {
+    fn decode_setup(
+        &mut self,
+        batch: usize,
+        context: usize,
+        steps: usize,
+    ) -> Result<(DevBuf, Vec<usize>)> {
         if context == 0 || context + steps > self.model.max_pages_per_seq * PAGE_SIZE {
-            bail!("context {context} + {steps} steps exceeds the block table ({} tokens)", self.model.max_pages_per_seq * PAGE_SIZE);
+            bail!(
+                "context {context} + {steps} steps exceeds the block table ({} tokens)",
+                self.model.max_pages_per_seq * PAGE_SIZE
+            );
         }
         self.bench_pages(batch, context + steps)?;
         self.model.dev.zero(&self.model.b.kv)?;
@@ -123,7 +188,14 @@ impl Engine {
     /// Decode step `k` of the setup above.
     fn decode_step(&self, batch: usize, context: usize, k: usize, base: &[usize]) -> StepInput {
         let it = Iteration {
-            decode: (0..batch).map(|s| Decode { req: s, slot: s, pos: context - 1 + k, step: k }).collect(),
+            decode: (0..batch)
+                .map(|s| Decode {
+                    req: s,
+                    slot: s,
+                    pos: context - 1 + k,
+                    step: k,
+                })
+                .collect(),
             ..Default::default()
         };
         self.model.plan(&it, &|_: usize, _: usize| 0i32, base)
@@ -143,7 +215,10 @@ impl Engine {
             events.push(self.model.dev.recorded_event()?);
         }
         self.model.dev.sync()?;
-        let mut t: Vec<f64> = events.windows(2).map(|w| elapsed_ms(&w[0], &w[1])).collect::<Result<_>>()?;
+        let mut t: Vec<f64> = events
+            .windows(2)
+            .map(|w| elapsed_ms(&w[0], &w[1]))
+            .collect::<Result<_>>()?;
         // The first two steps include graph capture; the median ignores them.
         t.sort_by(f64::total_cmp);
         Ok(t[t.len() / 2])
@@ -155,7 +230,10 @@ impl Engine {
         self.model.forward(step, out)?;
         let graphs = self.model.graphs.take();
         self.model.dev.kernel_timer = Some(Default::default());
-        let r = self.model.forward(step, out).and_then(|_| self.model.dev.take_kernel_times());
+        let r = self
+            .model
+            .forward(step, out)
+            .and_then(|_| self.model.dev.take_kernel_times());
         self.model.dev.kernel_timer = None;
         self.model.graphs = graphs;
         r
@@ -168,7 +246,11 @@ impl Engine {
     }
 
     /// Per-kernel breakdown of one decode step of `batch` sequences at `context`.
-    pub fn bench_decode_kernels(&mut self, batch: usize, context: usize) -> Result<Vec<KernelTime>> {
+    pub fn bench_decode_kernels(
+        &mut self,
+        batch: usize,
+        context: usize,
+    ) -> Result<Vec<KernelTime>> {
         let (out, base) = self.decode_setup(batch, context, 1)?;
         let step = self.decode_step(batch, context, 0, &base);
         self.kernel_times(&step, out.ptr)
@@ -181,7 +263,11 @@ fn batch_capacity(total_pages: usize, max_seqs: usize, len: usize) -> usize {
 }
 
 /// `reps` launches of `op` back to back between two CUDA events: GPU time per launch (ms).
-fn back_to_back_ms(md: &mut Model, reps: usize, mut op: impl FnMut(&mut Model) -> Result<()>) -> Result<f64> {
+fn back_to_back_ms(
+    md: &mut Model,
+    reps: usize,
+    mut op: impl FnMut(&mut Model) -> Result<()>,
+) -> Result<f64> {
     let a = md.dev.recorded_event()?;
     for _ in 0..reps {
         op(md)?;
@@ -192,7 +278,11 @@ fn back_to_back_ms(md: &mut Model, reps: usize, mut op: impl FnMut(&mut Model) -
 }
 
 /// Best of `reps + 1` single launches of `op`, each timed alone (the first also warms up): ms.
-fn best_single_ms(md: &mut Model, reps: usize, mut op: impl FnMut(&mut Model) -> Result<()>) -> Result<f64> {
+fn best_single_ms(
+    md: &mut Model,
+    reps: usize,
+    mut op: impl FnMut(&mut Model) -> Result<()>,
+) -> Result<f64> {
     let mut best = f64::INFINITY;
     for _ in 0..reps + 1 {
         best = best.min(back_to_back_ms(md, 1, &mut op)?);

@@ -32,19 +32,35 @@ impl Checkpoint {
         let mut tensors = HashMap::new();
         for f in &files {
             let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-            let st = SafeTensors::deserialize(&bytes).with_context(|| format!("{}: not a valid safetensors file", f.display()))?;
+            let st = SafeTensors::deserialize(&bytes)
+                .with_context(|| format!("{}: not a valid safetensors file", f.display()))?;
             for (name, view) in st.tensors() {
                 let data = view.data();
                 let vals: Vec<f32> = match view.dtype() {
-                    StDtype::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                    StDtype::F16 => data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                    StDtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                    other => bail!("{}: tensor {name} has unsupported dtype {other:?} (need bf16, f16 or f32)", f.display()),
+                    StDtype::BF16 => data
+                        .chunks_exact(2)
+                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect(),
+                    StDtype::F16 => data
+                        .chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect(),
+                    StDtype::F32 => data
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                    other => bail!(
+                        "{}: tensor {name} has unsupported dtype {other:?} (need bf16, f16 or f32)",
+                        f.display()
+                    ),
                 };
                 tensors.insert(name, (view.shape().to_vec(), vals));
             }
         }
-        Ok(Checkpoint { dir: dir.display().to_string(), tensors })
+        Ok(Checkpoint {
+            dir: dir.display().to_string(),
+            tensors,
+        })
     }
 
     /// The stored name of `name`: as given, or without its root module (`model.`, `transformer.`)
@@ -62,10 +78,18 @@ impl Checkpoint {
     }
 
     fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let key = self.resolve(name).with_context(|| format!("checkpoint {}: tensor `{name}` not found in any *.safetensors", self.dir))?;
+        let key = self.resolve(name).with_context(|| {
+            format!(
+                "checkpoint {}: tensor `{name}` not found in any *.safetensors",
+                self.dir
+            )
+        })?;
         let (s, v) = self.tensors.remove(&key).expect("resolved above");
         if s != shape {
-            bail!("checkpoint {}: tensor `{key}` has shape {s:?}, config.json implies {shape:?}", self.dir);
+            bail!(
+                "checkpoint {}: tensor `{key}` has shape {s:?}, config.json implies {shape:?}",
+                self.dir
+            );
         }
         Ok(v)
     }
@@ -100,7 +124,11 @@ struct GlobalNames {
 
 fn global_names(arch: Arch) -> GlobalNames {
     match arch {
-        Arch::Llama | Arch::Qwen2 | Arch::Gemma2 => GlobalNames { embed: "model.embed_tokens", positions: None, final_norm: "model.norm" },
+        Arch::Llama | Arch::Qwen2 | Arch::Gemma2 => GlobalNames {
+            embed: "model.embed_tokens",
+            positions: None,
+            final_norm: "model.norm",
+        },
         // OPT (do_layer_norm_before, as every catalog size): model.decoder.final_layer_norm follows the
         // last layer; inside a layer, `final_layer_norm` is the norm before fc1.
         Arch::Opt => GlobalNames {
@@ -108,7 +136,11 @@ fn global_names(arch: Arch) -> GlobalNames {
             positions: Some("model.decoder.embed_positions"),
             final_norm: "model.decoder.final_layer_norm",
         },
-        Arch::Falcon => GlobalNames { embed: "transformer.word_embeddings", positions: None, final_norm: "transformer.ln_f" },
+        Arch::Falcon => GlobalNames {
+            embed: "transformer.word_embeddings",
+            positions: None,
+            final_norm: "transformer.ln_f",
+        },
     }
 }
 
@@ -117,7 +149,12 @@ fn layer_names(arch: Arch, i: usize) -> LayerNames {
     match arch {
         Arch::Llama | Arch::Qwen2 | Arch::Gemma2 => {
             let p = format!("model.layers.{i}.");
-            let [q, k, v]: [String; 3] = owned(&p, &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]).try_into().expect("3 names");
+            let [q, k, v]: [String; 3] = owned(
+                &p,
+                &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+            )
+            .try_into()
+            .expect("3 names");
             let gemma = arch == Arch::Gemma2;
             LayerNames {
                 qkv: Qkv::Split([q, k, v]),
@@ -127,14 +164,26 @@ fn layer_names(arch: Arch, i: usize) -> LayerNames {
                 norm1: format!("{p}input_layernorm"),
                 // Gemma-2's post_attention_layernorm normalises the attention output; its pre-FFN norm
                 // is pre_feedforward_layernorm. Llama's post_attention_layernorm is the pre-FFN norm.
-                norm2: format!("{p}{}", if gemma { "pre_feedforward_layernorm" } else { "post_attention_layernorm" }),
+                norm2: format!(
+                    "{p}{}",
+                    if gemma {
+                        "pre_feedforward_layernorm"
+                    } else {
+                        "post_attention_layernorm"
+                    }
+                ),
                 post_attn: gemma.then(|| format!("{p}post_attention_layernorm")),
                 post_ffn: gemma.then(|| format!("{p}post_feedforward_layernorm")),
             }
         }
         Arch::Opt => {
             let p = format!("model.decoder.layers.{i}.");
-            let [q, k, v]: [String; 3] = owned(&p, &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]).try_into().expect("3 names");
+            let [q, k, v]: [String; 3] = owned(
+                &p,
+                &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+            )
+            .try_into()
+            .expect("3 names");
             LayerNames {
                 qkv: Qkv::Split([q, k, v]),
                 o: format!("{p}self_attn.out_proj"),
@@ -171,9 +220,14 @@ fn unfuse_falcon(c: &LlmConfig, fused: Vec<f32>, row_len: usize) -> Vec<f32> {
     let (hd, heads) = (c.head_dim, c.heads);
     let mut out = vec![0f32; fused.len()];
     for h in 0..heads {
-        for (part, dst0) in [(0, h * hd), (1, (heads + h) * hd), (2, (2 * heads + h) * hd)] {
+        for (part, dst0) in [
+            (0, h * hd),
+            (1, (heads + h) * hd),
+            (2, (2 * heads + h) * hd),
+        ] {
             let src0 = (h * 3 + part) * hd;
-            out[dst0 * row_len..(dst0 + hd) * row_len].copy_from_slice(&fused[src0 * row_len..(src0 + hd) * row_len]);
+            out[dst0 * row_len..(dst0 + hd) * row_len]
+                .copy_from_slice(&fused[src0 * row_len..(src0 + hd) * row_len]);
         }
     }
     out
@@ -196,7 +250,11 @@ impl Loader<'_> {
     fn cat(&mut self, modules: &[(&str, usize)], cols: usize) -> Result<Vec<f32>> {
         let mut v = Vec::new();
         for (m, rows) in modules {
-            v.extend(if cols == 0 { self.ck.take(&format!("{m}.bias"), &[*rows])? } else { self.ck.take(&format!("{m}.weight"), &[*rows, cols])? });
+            v.extend(if cols == 0 {
+                self.ck.take(&format!("{m}.bias"), &[*rows])?
+            } else {
+                self.ck.take(&format!("{m}.weight"), &[*rows, cols])?
+            });
         }
         Ok(v)
     }
@@ -225,7 +283,11 @@ impl Loader<'_> {
 
 /// Load a checkpoint of any supported model_type with the shapes of `c` (its config.json).
 pub fn load(dev: &Device, c: &LlmConfig, dt: DType, dir: &Path) -> Result<Weights> {
-    let mut ld = Loader { ck: Checkpoint::open(dir)?, dev, dt };
+    let mut ld = Loader {
+        ck: Checkpoint::open(dir)?,
+        dev,
+        dt,
+    };
     let h = c.hidden;
     let (qd, kvd) = (c.q_dim(), c.kv_dim());
     let qkv_rows = qd + 2 * kvd;
@@ -260,7 +322,20 @@ pub fn load(dev: &Device, c: &LlmConfig, dt: DType, dir: &Path) -> Result<Weight
         let norm2 = ld.norm(c, &n.norm2)?;
         let post_attn = n.post_attn.as_deref().map(|m| ld.norm(c, m)).transpose()?;
         let post_ffn = n.post_ffn.as_deref().map(|m| ld.norm(c, m)).transpose()?;
-        layers.push(LayerWeights { qkv, qkv_b, o, o_b, up, up_b, down, down_b, norm1, norm2, post_attn, post_ffn });
+        layers.push(LayerWeights {
+            qkv,
+            qkv_b,
+            o,
+            o_b,
+            up,
+            up_b,
+            down,
+            down_b,
+            norm1,
+            norm2,
+            post_attn,
+            post_ffn,
+        });
     }
     let g = global_names(c.arch);
     let embed = ld.mat(&[(g.embed, c.vocab)], h)?;
@@ -269,9 +344,19 @@ pub fn load(dev: &Device, c: &LlmConfig, dt: DType, dir: &Path) -> Result<Weight
         None => None,
     };
     let final_norm = ld.norm(c, g.final_norm)?;
-    let lm_head = if c.tied_embeddings && !ld.ck.has("lm_head.weight") { None } else { Some(ld.mat(&[("lm_head", c.vocab)], h)?) };
+    let lm_head = if c.tied_embeddings && !ld.ck.has("lm_head.weight") {
+        None
+    } else {
+        Some(ld.mat(&[("lm_head", c.vocab)], h)?)
+    };
     dev.sync()?;
-    Ok(Weights { embed, positions, layers, final_norm, lm_head })
+    Ok(Weights {
+        embed,
+        positions,
+        layers,
+        final_norm,
+        lm_head,
+    })
 }
 
 #[cfg(test)]
@@ -283,9 +368,14 @@ mod tests {
         let mut c = crate::llm::resolve_llm("falcon-rw-7b").unwrap();
         (c.heads, c.kv_heads, c.head_dim) = (2, 2, 2);
         // rows: h0 q q k k v v, h1 q q k k v v (values name them)
-        let fused: Vec<f32> = vec![0., 1., 10., 11., 20., 21., 100., 101., 110., 111., 120., 121.];
+        let fused: Vec<f32> = vec![
+            0., 1., 10., 11., 20., 21., 100., 101., 110., 111., 120., 121.,
+        ];
         let out = unfuse_falcon(&c, fused.clone(), 1);
-        assert_eq!(out, vec![0., 1., 100., 101., 10., 11., 110., 111., 20., 21., 120., 121.]);
+        assert_eq!(
+            out,
+            vec![0., 1., 100., 101., 10., 11., 110., 111., 20., 21., 120., 121.]
+        );
         // two columns per row move together
         let wide: Vec<f32> = fused.iter().flat_map(|&x| [x, x + 0.5]).collect();
         let out2 = unfuse_falcon(&c, wide, 2);
@@ -299,12 +389,20 @@ mod tests {
     fn layer_names_per_arch() {
         let g = layer_names(Arch::Gemma2, 3);
         assert_eq!(g.norm2, "model.layers.3.pre_feedforward_layernorm");
-        assert_eq!(g.post_attn.as_deref(), Some("model.layers.3.post_attention_layernorm"));
+        assert_eq!(
+            g.post_attn.as_deref(),
+            Some("model.layers.3.post_attention_layernorm")
+        );
         let l = layer_names(Arch::Llama, 0);
         assert_eq!(l.norm2, "model.layers.0.post_attention_layernorm");
         assert!(l.post_ffn.is_none());
         let o = layer_names(Arch::Opt, 1);
-        assert_eq!((o.o.as_str(), o.up.len()), ("model.decoder.layers.1.self_attn.out_proj", 1));
-        assert!(matches!(layer_names(Arch::Falcon, 0).qkv, Qkv::Fused(ref m) if m == "transformer.h.0.self_attention.query_key_value"));
+        assert_eq!(
+            (o.o.as_str(), o.up.len()),
+            ("model.decoder.layers.1.self_attn.out_proj", 1)
+        );
+        assert!(
+            matches!(layer_names(Arch::Falcon, 0).qkv, Qkv::Fused(ref m) if m == "transformer.h.0.self_attention.query_key_value")
+        );
     }
 }

@@ -2,15 +2,17 @@
 //! missing), creates the context, compiles the embedded kernels with NVRTC for the GPU present,
 //! owns raw device buffers and wraps kernel launches and cuBLAS GEMMs. Every CUDA call is checked.
 
+pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 use anyhow::{anyhow, bail, Result};
 use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
-use cudarc::driver::{result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream};
+use cudarc::driver::{
+    result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::Arc;
-pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 
 /// The kernel sources, compiled as one NVRTC program in this order (scripts/check_kernels.py reads
 /// the list from here).
@@ -126,7 +128,9 @@ pub fn cuda_include_dir() -> Result<PathBuf> {
 /// Extra NVRTC options from `ENERGY_FIT_NVRTC_OPTS` (whitespace-separated, e.g. `-DTC_MINB_2TILES=2`):
 /// kernel variants for A/B timing on the GPU machine without rebuilding the binary.
 pub(crate) fn extra_nvrtc_options() -> Vec<String> {
-    std::env::var("ENERGY_FIT_NVRTC_OPTS").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default()
+    std::env::var("ENERGY_FIT_NVRTC_OPTS")
+        .map(|v| v.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
 }
 
 /// The architecture the kernels compile for: the device's, unless `ENERGY_FIT_NVRTC_OPTS` names
@@ -192,10 +196,13 @@ impl Device {
     pub fn new(ordinal: usize) -> Result<Device> {
         check_cuda_libraries()?;
         let include = cuda_include_dir()?;
-        let ctx = CudaContext::new(ordinal).map_err(|e| anyhow!("no usable CUDA device {ordinal}: {e:?}"))?;
+        let ctx = CudaContext::new(ordinal)
+            .map_err(|e| anyhow!("no usable CUDA device {ordinal}: {e:?}"))?;
         // SAFETY: the engine uses one stream; we order work ourselves.
         unsafe { ctx.disable_event_tracking() };
-        let (maj, min) = ctx.compute_capability().map_err(|e| anyhow!("compute capability: {e:?}"))?;
+        let (maj, min) = ctx
+            .compute_capability()
+            .map_err(|e| anyhow!("compute capability: {e:?}"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let t0 = std::time::Instant::now();
         let src = KERNEL_SOURCES.join("\n");
@@ -203,24 +210,48 @@ impl Device {
         let arch = nvrtc_arch(&extra, maj, min)?;
         let opts = cudarc::nvrtc::CompileOptions {
             include_paths: vec![include.to_string_lossy().into_owned()],
-            options: [format!("--gpu-architecture={arch}"), "-std=c++17".into()].into_iter().chain(extra.iter().cloned()).collect(),
+            options: [format!("--gpu-architecture={arch}"), "-std=c++17".into()]
+                .into_iter()
+                .chain(extra.iter().cloned())
+                .collect(),
             ..Default::default()
         };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
-            .map_err(|e| {
-                let with = if extra.is_empty() { String::new() } else { format!(" with ENERGY_FIT_NVRTC_OPTS {extra:?}") };
-                anyhow!("NVRTC failed to compile the engine kernels for {arch}{with}: {e:?}")
-            })?;
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts).map_err(|e| {
+            let with = if extra.is_empty() {
+                String::new()
+            } else {
+                format!(" with ENERGY_FIT_NVRTC_OPTS {extra:?}")
+            };
+            anyhow!("NVRTC failed to compile the engine kernels for {arch}{with}: {e:?}")
+        })?;
         let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let module = ctx.load_module(ptx).map_err(|e| anyhow!("loading kernels: {e:?}"))?;
+        let module = ctx
+            .load_module(ptx)
+            .map_err(|e| anyhow!("loading kernels: {e:?}"))?;
         // A real stream (not the legacy default one): CUDA graphs can be captured only on such.
-        let stream = ctx.new_stream().map_err(|e| anyhow!("creating a stream: {e:?}"))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| anyhow!("creating a stream: {e:?}"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| anyhow!("cuBLAS init: {e:?}"))?;
-        let mut dev = Device { ctx, stream, blas, _module: module, funcs: HashMap::new(), name, arch, nvrtc_ms, lt: None, _blas_ws: DevBuf { ptr: 0, bytes: 0 }, kernel_timer: None };
+        let mut dev = Device {
+            ctx,
+            stream,
+            blas,
+            _module: module,
+            funcs: HashMap::new(),
+            name,
+            arch,
+            nvrtc_ms,
+            lt: None,
+            _blas_ws: DevBuf { ptr: 0, bytes: 0 },
+            kernel_timer: None,
+        };
         // An explicit cuBLAS workspace: captured GEMMs must not allocate.
         let ws = dev.alloc(BLAS_WORKSPACE)?;
         // SAFETY: ws outlives the handle's use of it (both live in Device; the handle is not used after drop).
-        let st = unsafe { blas_sys::cublasSetWorkspace_v2(*dev.blas.handle(), ws.ptr as *mut c_void, ws.bytes) };
+        let st = unsafe {
+            blas_sys::cublasSetWorkspace_v2(*dev.blas.handle(), ws.ptr as *mut c_void, ws.bytes)
+        };
         if st != blas_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
             bail!("cublasSetWorkspace: {st:?}");
         }
@@ -230,7 +261,9 @@ impl Device {
 
     /// (free, total) device memory in bytes.
     pub fn mem_info(&self) -> Result<(usize, usize)> {
-        self.ctx.mem_get_info().map_err(|e| anyhow!("cuMemGetInfo: {e:?}"))
+        self.ctx
+            .mem_get_info()
+            .map_err(|e| anyhow!("cuMemGetInfo: {e:?}"))
     }
 
     pub fn alloc(&self, bytes: usize) -> Result<DevBuf> {
@@ -238,15 +271,20 @@ impl Device {
             return Ok(DevBuf { ptr: 0, bytes: 0 });
         }
         // SAFETY: plain cuMemAlloc; the context is current on this thread.
-        let ptr = unsafe { drv::malloc_sync(bytes) }
-            .map_err(|e| anyhow!("cuMemAlloc of {:.1} MiB failed: {e:?}", bytes as f64 / 1048576.0))?;
+        let ptr = unsafe { drv::malloc_sync(bytes) }.map_err(|e| {
+            anyhow!(
+                "cuMemAlloc of {:.1} MiB failed: {e:?}",
+                bytes as f64 / 1048576.0
+            )
+        })?;
         Ok(DevBuf { ptr, bytes })
     }
 
     /// Zero a buffer (stream ordered); zero bits are 0.0 in bf16 and fp16.
     pub fn zero(&self, b: &DevBuf) -> Result<()> {
         // SAFETY: b is a live allocation of b.bytes bytes.
-        unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, self.stream.cu_stream()) }.map_err(|e| anyhow!("memset of {} bytes: {e:?}", b.bytes))
+        unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, self.stream.cu_stream()) }
+            .map_err(|e| anyhow!("memset of {} bytes: {e:?}", b.bytes))
     }
 
     /// Copy host bytes to a device address (stream ordered; the host slice may be reused at once).
@@ -255,7 +293,8 @@ impl Device {
             return Ok(());
         }
         // SAFETY: dst holds at least size_of_val(src) bytes (callers size buffers).
-        unsafe { drv::memcpy_htod_async(dst, src, self.stream.cu_stream()) }.map_err(|e| anyhow!("copy to device: {e:?}"))
+        unsafe { drv::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
+            .map_err(|e| anyhow!("copy to device: {e:?}"))
     }
 
     /// Copy device bytes to the host and wait for them.
@@ -272,12 +311,16 @@ impl Device {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| anyhow!("CUDA error (stream synchronize): {e:?}"))
+        self.stream
+            .synchronize()
+            .map_err(|e| anyhow!("CUDA error (stream synchronize): {e:?}"))
     }
 
     /// Run `f` (one launch or GEMM), bracketed by events under `name()` when the kernel timer is on.
     fn timed(&self, name: impl FnOnce() -> String, f: impl FnOnce() -> Result<()>) -> Result<()> {
-        let Some(t) = &self.kernel_timer else { return f() };
+        let Some(t) = &self.kernel_timer else {
+            return f();
+        };
         let a = self.recorded_event()?;
         f()?;
         let b = self.recorded_event()?;
@@ -287,19 +330,29 @@ impl Device {
 
     /// A timing event recorded on the stream now (after the work queued so far).
     pub fn recorded_event(&self) -> Result<CudaEvent> {
-        let ev = self.ctx.new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(|x| anyhow!("event: {x:?}"))?;
-        ev.record(&self.stream).map_err(|x| anyhow!("event record: {x:?}"))?;
+        let ev = self
+            .ctx
+            .new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(|x| anyhow!("event: {x:?}"))?;
+        ev.record(&self.stream)
+            .map_err(|x| anyhow!("event record: {x:?}"))?;
         Ok(ev)
     }
 
     /// Synchronise and sum the timed launches by name, largest total first; clears them.
     pub fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
         self.sync()?;
-        let Some(t) = &self.kernel_timer else { return Ok(Vec::new()) };
+        let Some(t) = &self.kernel_timer else {
+            return Ok(Vec::new());
+        };
         let mut by: HashMap<String, KernelTime> = HashMap::new();
         for (name, a, b) in t.borrow_mut().drain(..) {
             let ms = elapsed_ms(&a, &b)?;
-            let k = by.entry(name.clone()).or_insert(KernelTime { name, ms: 0.0, launches: 0 });
+            let k = by.entry(name.clone()).or_insert(KernelTime {
+                name,
+                ms: 0.0,
+                launches: 0,
+            });
             k.ms += ms;
             k.launches += 1;
         }
@@ -311,20 +364,34 @@ impl Device {
     /// A `__constant__ int` of the kernel module: a shape the host must agree on (a prefill
     /// attention block's rows), which an ENERGY_FIT_NVRTC_OPTS variant may change.
     pub fn const_i32(&self, name: &str) -> Result<i32> {
-        let v = self._module.get_global(name, &self.stream).map_err(|e| anyhow!("constant {name} not found in the kernels: {e:?}"))?;
-        let b: Vec<u8> = self.stream.clone_dtoh(&v).map_err(|e| anyhow!("reading constant {name}: {e:?}"))?;
-        let a: [u8; 4] = b.get(..4).and_then(|x| x.try_into().ok()).ok_or_else(|| anyhow!("constant {name}: {} bytes, expected 4", b.len()))?;
+        let v = self
+            ._module
+            .get_global(name, &self.stream)
+            .map_err(|e| anyhow!("constant {name} not found in the kernels: {e:?}"))?;
+        let b: Vec<u8> = self
+            .stream
+            .clone_dtoh(&v)
+            .map_err(|e| anyhow!("reading constant {name}: {e:?}"))?;
+        let a: [u8; 4] = b
+            .get(..4)
+            .and_then(|x| x.try_into().ok())
+            .ok_or_else(|| anyhow!("constant {name}: {} bytes, expected 4", b.len()))?;
         Ok(i32::from_le_bytes(a))
     }
 
     /// Write `bytes` at the start of the kernels' global `name` (stream ordered).
     pub fn write_global(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let mut g = self._module.get_global(name, &self.stream).map_err(|e| anyhow!("global {name} not found in the kernels: {e:?}"))?;
+        let mut g = self
+            ._module
+            .get_global(name, &self.stream)
+            .map_err(|e| anyhow!("global {name} not found in the kernels: {e:?}"))?;
         if g.len() < bytes.len() {
             bail!("global {name}: {} bytes, {} to write", g.len(), bytes.len());
         }
         let mut head = g.slice_mut(..bytes.len());
-        self.stream.memcpy_htod(bytes, &mut head).map_err(|e| anyhow!("writing global {name}: {e:?}"))
+        self.stream
+            .memcpy_htod(bytes, &mut head)
+            .map_err(|e| anyhow!("writing global {name}: {e:?}"))
     }
 
     /// Rows per block of the tensor-core prefill attention kernel for `hd` as compiled.
@@ -349,28 +416,44 @@ impl Device {
 
     fn tc_multiple_of(&self, name: &str, k: i32) -> Result<usize> {
         let r = self.const_i32(name)?;
-        usize::try_from(r).ok().filter(|_| r > 0 && r % k == 0).ok_or_else(|| anyhow!("{name} = {r}: not a positive multiple of {k}"))
+        usize::try_from(r)
+            .ok()
+            .filter(|_| r > 0 && r % k == 0)
+            .ok_or_else(|| anyhow!("{name} = {r}: not a positive multiple of {k}"))
     }
 
     fn func(&mut self, name: &str) -> Result<CudaFunction> {
         if let Some(f) = self.funcs.get(name) {
             return Ok(f.clone());
         }
-        let f = self._module.load_function(name).map_err(|e| anyhow!("kernel {name} not found: {e:?}"))?;
+        let f = self
+            ._module
+            .load_function(name)
+            .map_err(|e| anyhow!("kernel {name} not found: {e:?}"))?;
         self.funcs.insert(name.to_string(), f.clone());
         Ok(f)
     }
 
     /// Launch kernel `name` and check the launch.
-    pub fn launch(&mut self, name: &str, grid: (u32, u32, u32), block: u32, smem: u32, args: &[Arg]) -> Result<()> {
+    pub fn launch(
+        &mut self,
+        name: &str,
+        grid: (u32, u32, u32),
+        block: u32,
+        smem: u32,
+        args: &[Arg],
+    ) -> Result<()> {
         if grid.0 == 0 || grid.1 == 0 || grid.2 == 0 {
             return Ok(());
         }
         let f = self.func(name)?;
         if smem > 48 << 10 {
             // Dynamic shared memory above 48 KiB must be opted into per kernel (idempotent).
-            f.set_attribute(drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, smem as i32)
-                .map_err(|e| anyhow!("{name}: {smem} bytes of shared memory: {e:?}"))?;
+            f.set_attribute(
+                drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| anyhow!("{name}: {smem} bytes of shared memory: {e:?}"))?;
         }
         let mut vals: Vec<Arg> = args.to_vec();
         let mut ptrs: Vec<*mut c_void> = vals
@@ -385,8 +468,21 @@ impl Device {
         self.timed(
             || name.to_string(),
             // SAFETY: argument list matches the kernel signature (checked by selftest); vals outlives the call.
-            || unsafe { drv::launch_kernel(f.cu_function(), grid, (block, 1, 1), smem, self.stream.cu_stream(), &mut ptrs) }
-                .map_err(|e| anyhow!("launch of {name} (grid {grid:?}, block {block}, smem {smem}): {e:?}")),
+            || {
+                unsafe {
+                    drv::launch_kernel(
+                        f.cu_function(),
+                        grid,
+                        (block, 1, 1),
+                        smem,
+                        self.stream.cu_stream(),
+                        &mut ptrs,
+                    )
+                }
+                .map_err(|e| {
+                    anyhow!("launch of {name} (grid {grid:?}, block {block}, smem {smem}): {e:?}")
+                })
+            },
         )
     }
 
@@ -394,10 +490,21 @@ impl Device {
     /// cuBLASLt algorithm `tune_gemm` chose for this shape, else cublasGemmEx. cuBLASLt's heuristic
     /// assumes 256-byte aligned operands (the forward's are whole allocations); others fall back.
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm(&self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<()> {
+    pub fn gemm(
+        &self,
+        dt: DType,
+        rows: usize,
+        n: usize,
+        k: usize,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<()> {
         let s = Shape { dt, rows, n, k };
         match &self.lt {
-            Some(lt) if rows > 0 && (x | w | y).is_multiple_of(256) && lt.has(s) => self.timed(|| format!("gemm {n}x{k}"), || lt.run(self, s, x, w, y)),
+            Some(lt) if rows > 0 && (x | w | y).is_multiple_of(256) && lt.has(s) => {
+                self.timed(|| format!("gemm {n}x{k}"), || lt.run(self, s, x, w, y))
+            }
             _ => self.gemm_ex(dt, rows, n, k, x, w, y),
         }
     }
@@ -413,8 +520,20 @@ impl Device {
     /// Time cublasGemmEx against cuBLASLt's candidates for this shape on (x, w, y) (y overwritten)
     /// and run the shape on the fastest from now on. Needs `enable_gemm_tuning` first.
     #[allow(clippy::too_many_arguments)]
-    pub fn tune_gemm(&mut self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<Tuned> {
-        let mut lt = self.lt.take().ok_or_else(|| anyhow!("tune_gemm before enable_gemm_tuning"))?;
+    pub fn tune_gemm(
+        &mut self,
+        dt: DType,
+        rows: usize,
+        n: usize,
+        k: usize,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<Tuned> {
+        let mut lt = self
+            .lt
+            .take()
+            .ok_or_else(|| anyhow!("tune_gemm before enable_gemm_tuning"))?;
         let r = lt.tune(self, Shape { dt, rows, n, k }, x, w, y);
         self.lt = Some(lt);
         r
@@ -422,55 +541,72 @@ impl Device {
 
     /// The cuBLASLt side (after `enable_gemm_tuning`).
     pub fn lt_gemm(&self) -> Result<&LtGemm> {
-        self.lt.as_ref().ok_or_else(|| anyhow!("cuBLASLt used before enable_gemm_tuning"))
+        self.lt
+            .as_ref()
+            .ok_or_else(|| anyhow!("cuBLASLt used before enable_gemm_tuning"))
     }
 
     /// This shape has been tuned (to cuBLASLt or to cublasGemmEx); false without tuning.
     pub fn gemm_tuned(&self, dt: DType, rows: usize, n: usize, k: usize) -> bool {
-        self.lt.as_ref().is_some_and(|l| l.tried(Shape { dt, rows, n, k }))
+        self.lt
+            .as_ref()
+            .is_some_and(|l| l.tried(Shape { dt, rows, n, k }))
     }
 
     /// cublasGemmEx with cuBLAS's default algorithm (what `gemm` runs for an untuned shape).
     #[allow(clippy::too_many_arguments)]
-    pub fn gemm_ex(&self, dt: DType, rows: usize, n: usize, k: usize, x: u64, w: u64, y: u64) -> Result<()> {
+    pub fn gemm_ex(
+        &self,
+        dt: DType,
+        rows: usize,
+        n: usize,
+        k: usize,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<()> {
         if rows == 0 {
             return Ok(());
         }
         // Named by the weight's shape (n × k): one name per projection, whatever the row count.
-        self.timed(|| format!("gemm {n}x{k}"), || {
-            let (alpha, beta) = (1.0f32, 0.0f32);
-            // SAFETY: pointers are device buffers of the stated shapes.
-            unsafe {
-                blas_result::gemm_ex(
-                    *self.blas.handle(),
-                    blas_sys::cublasOperation_t::CUBLAS_OP_T,
-                    blas_sys::cublasOperation_t::CUBLAS_OP_N,
-                    n as i32,
-                    rows as i32,
-                    k as i32,
-                    &alpha as *const f32 as *const c_void,
-                    w as *const c_void,
-                    dt.cuda(),
-                    k as i32,
-                    x as *const c_void,
-                    dt.cuda(),
-                    k as i32,
-                    &beta as *const f32 as *const c_void,
-                    y as *mut c_void,
-                    dt.cuda(),
-                    n as i32,
-                    blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                    blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-                )
-            }
-            .map_err(|e| anyhow!("cublasGemmEx {rows}x{n}x{k}: {e:?}"))
-        })
+        self.timed(
+            || format!("gemm {n}x{k}"),
+            || {
+                let (alpha, beta) = (1.0f32, 0.0f32);
+                // SAFETY: pointers are device buffers of the stated shapes.
+                unsafe {
+                    blas_result::gemm_ex(
+                        *self.blas.handle(),
+                        blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                        blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                        n as i32,
+                        rows as i32,
+                        k as i32,
+                        &alpha as *const f32 as *const c_void,
+                        w as *const c_void,
+                        dt.cuda(),
+                        k as i32,
+                        x as *const c_void,
+                        dt.cuda(),
+                        k as i32,
+                        &beta as *const f32 as *const c_void,
+                        y as *mut c_void,
+                        dt.cuda(),
+                        n as i32,
+                        blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                        blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                    )
+                }
+                .map_err(|e| anyhow!("cublasGemmEx {rows}x{n}x{k}: {e:?}"))
+            },
+        )
     }
 }
 
 /// Milliseconds between two recorded events (both complete).
 pub fn elapsed_ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
-    Ok(a.elapsed_ms(b).map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64)
+    Ok(a.elapsed_ms(b)
+        .map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64)
 }
 
 /// Grid-stride launch size for `n` elements.
@@ -500,13 +636,32 @@ mod tests {
     /// error that says which option.
     #[test]
     fn nvrtc_arch_from_options() {
-        assert_eq!(nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90a");
+        assert_eq!(
+            nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(),
+            "sm_90a"
+        );
         assert_eq!(nvrtc_arch(&[], 8, 0).unwrap(), "sm_80");
         assert_eq!(nvrtc_arch(&[], 10, 0).unwrap(), "sm_100");
-        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_90 -DTC_MT_HD128=1"), 9, 0).unwrap(), "sm_90");
-        assert_eq!(nvrtc_arch(&opts("--gpu-architecture=sm_80 --gpu-architecture=sm_90a"), 9, 0).unwrap(), "sm_90a");
-        let e = nvrtc_arch(&opts("-DTC_WG=0 --gpu-architecture="), 9, 0).unwrap_err().to_string();
-        assert!(e.contains("ENERGY_FIT_NVRTC_OPTS") && e.contains("--gpu-architecture="), "{e}");
+        assert_eq!(
+            nvrtc_arch(&opts("--gpu-architecture=sm_90 -DTC_MT_HD128=1"), 9, 0).unwrap(),
+            "sm_90"
+        );
+        assert_eq!(
+            nvrtc_arch(
+                &opts("--gpu-architecture=sm_80 --gpu-architecture=sm_90a"),
+                9,
+                0
+            )
+            .unwrap(),
+            "sm_90a"
+        );
+        let e = nvrtc_arch(&opts("-DTC_WG=0 --gpu-architecture="), 9, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ENERGY_FIT_NVRTC_OPTS") && e.contains("--gpu-architecture="),
+            "{e}"
+        );
     }
 
     /// 1 + x rounds to 1 below the unit roundoff and away from 1 above it (round to nearest).

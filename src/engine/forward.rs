@@ -4,14 +4,14 @@
 //! metadata upload per iteration: no host synchronisation per layer, sampled ids stay on the GPU
 //! (they feed the next iteration's embedding directly).
 
+pub use super::attn_shapes::{prefill_bq, SCALAR_ROWS};
 use super::device::{Arg, DType, DevBuf, Device};
+use super::gemms::{layer_gemms, lm_head_gemm};
 use super::graphs::{GraphCache, GraphKey, GraphUse, Stager};
 use super::scheduler::{Iteration, PAGE_SIZE};
-use super::gemms::{layer_gemms, lm_head_gemm};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
 use anyhow::{bail, Result};
-pub use super::attn_shapes::{prefill_bq, SCALAR_ROWS};
 
 /// Head dimensions with a compiled attention kernel.
 pub const HEAD_DIMS: [usize; 7] = [16, 32, 64, 80, 96, 128, 256];
@@ -71,7 +71,18 @@ impl MetaLayout {
         let srows = comb + 3 * seqs;
         let sdst = srows + seqs;
         let sslot = sdst + seqs;
-        MetaLayout { src, pos, slot, pitems, ditems, comb, srows, sdst, sslot, total: sslot + seqs }
+        MetaLayout {
+            src,
+            pos,
+            slot,
+            pitems,
+            ditems,
+            comb,
+            srows,
+            sdst,
+            sslot,
+            total: sslot + seqs,
+        }
     }
 }
 
@@ -133,7 +144,10 @@ fn stats(v: &[f32]) -> (f64, f64, bool) {
 pub fn positional_table(cfg: &LlmConfig) -> Vec<f32> {
     match cfg.positional {
         Positional::Rope { .. } => inv_freq(cfg),
-        Positional::Alibi => alibi_slopes(cfg.heads).iter().map(|&s| half::bf16::from_f64(s).to_f32()).collect(),
+        Positional::Alibi => alibi_slopes(cfg.heads)
+            .iter()
+            .map(|&s| half::bf16::from_f64(s).to_f32())
+            .collect(),
         Positional::Learned { .. } => Vec::new(),
     }
 }
@@ -160,7 +174,12 @@ pub fn inv_freq(cfg: &LlmConfig) -> Vec<f32> {
             let f = match scaling {
                 None => f,
                 Some(RopeScaling::Linear { factor }) => f / factor,
-                Some(RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_positions }) => {
+                Some(RopeScaling::Llama3 {
+                    factor,
+                    low_freq_factor,
+                    high_freq_factor,
+                    original_max_positions,
+                }) => {
                     let orig = original_max_positions as f64;
                     let wavelen = 2.0 * std::f64::consts::PI / f;
                     let (low_wl, high_wl) = (orig / low_freq_factor, orig / high_freq_factor);
@@ -169,7 +188,8 @@ pub fn inv_freq(cfg: &LlmConfig) -> Vec<f32> {
                     } else if wavelen > low_wl {
                         f / factor
                     } else {
-                        let s = (orig / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let s = (orig / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         (1.0 - s) * f / factor + s * f
                     }
                 }
@@ -189,25 +209,51 @@ impl Model {
     /// Check the shapes and switches the kernels support (all five architectures of the catalog).
     pub fn check_supported(cfg: &LlmConfig) -> Result<()> {
         if !HEAD_DIMS.contains(&cfg.head_dim) {
-            bail!("{}: head_dim {} has no attention kernel (supported: {HEAD_DIMS:?})", cfg.name, cfg.head_dim);
+            bail!(
+                "{}: head_dim {} has no attention kernel (supported: {HEAD_DIMS:?})",
+                cfg.name,
+                cfg.head_dim
+            );
         }
         if cfg.group_size() > MAX_GROUP {
-            bail!("{}: {} query heads per KV head; the attention kernels support at most {MAX_GROUP}", cfg.name, cfg.group_size());
+            bail!(
+                "{}: {} query heads per KV head; the attention kernels support at most {MAX_GROUP}",
+                cfg.name,
+                cfg.group_size()
+            );
         }
         if cfg.post_norms && cfg.norm == Norm::LayerNorm {
-            bail!("{}: post-attention / post-FFN norms are supported for RMSNorm only", cfg.name);
+            bail!(
+                "{}: post-attention / post-FFN norms are supported for RMSNorm only",
+                cfg.name
+            );
         }
         if matches!(cfg.positional, Positional::Learned { .. }) && cfg.position_rows() == 0 {
-            bail!("{}: learned positions need max_position_embeddings > 0", cfg.name);
+            bail!(
+                "{}: learned positions need max_position_embeddings > 0",
+                cfg.name
+            );
         }
         Ok(())
     }
 
     /// Turn a scheduler iteration into kernel metadata. `prompt(req, i)` gives prompt token i of
     /// request req; `out_base[req]` is where its output tokens start in the output buffer.
-    pub fn plan(&self, it: &Iteration, prompt: &dyn Fn(usize, usize) -> i32, out_base: &[usize]) -> StepInput {
+    pub fn plan(
+        &self,
+        it: &Iteration,
+        prompt: &dyn Fn(usize, usize) -> i32,
+        out_base: &[usize],
+    ) -> StepInput {
         let mut s = StepInput::default();
-        let bq = prefill_bq(self.cfg.group_size(), if self.tc_attention { self.tc_rows } else { SCALAR_ROWS });
+        let bq = prefill_bq(
+            self.cfg.group_size(),
+            if self.tc_attention {
+                self.tc_rows
+            } else {
+                SCALAR_ROWS
+            },
+        );
         for p in &it.prefill {
             let t0 = s.tok_src.len();
             for i in 0..p.n {
@@ -216,7 +262,14 @@ impl Model {
                 s.tok_slot.push(p.slot as i32);
             }
             for i in (0..p.n).step_by(bq) {
-                s.prefill_items.push([(t0 + i) as i32, bq.min(p.n - i) as i32, p.slot as i32, 0, i32::MAX, -1]);
+                s.prefill_items.push([
+                    (t0 + i) as i32,
+                    bq.min(p.n - i) as i32,
+                    p.slot as i32,
+                    0,
+                    i32::MAX,
+                    -1,
+                ]);
             }
             s.sample_rows.push((t0 + p.n - 1) as i32);
             s.sample_dst.push(out_base[p.req] as i32);
@@ -236,19 +289,31 @@ impl Model {
             // Small batches (MHA above all: one warp per block) are latency-bound: split the context
             // until there are ~8 blocks per SM.
             let target = 8 * self.sms;
-            let mut splits = if blocks >= target { 1 } else { target.div_ceil(blocks.max(1)).min(tiles).min(32) };
+            let mut splits = if blocks >= target {
+                1
+            } else {
+                target.div_ceil(blocks.max(1)).min(tiles).min(32)
+            };
             if parts + splits > MAX_PARTS {
                 splits = 1;
             }
             let chunk = tiles.div_ceil(splits) * 32;
             let splits = ctx.div_ceil(chunk);
             if splits == 1 {
-                s.decode_items.push([t, 1, d.slot as i32, 0, ctx as i32, -1]);
+                s.decode_items
+                    .push([t, 1, d.slot as i32, 0, ctx as i32, -1]);
             } else {
                 s.comb.push([t, parts as i32, splits as i32]);
                 for k in 0..splits {
                     let (kb, ke) = (k * chunk, ((k + 1) * chunk).min(ctx));
-                    s.decode_items.push([t, 1, d.slot as i32, kb as i32, ke as i32, (parts + k) as i32]);
+                    s.decode_items.push([
+                        t,
+                        1,
+                        d.slot as i32,
+                        kb as i32,
+                        ke as i32,
+                        (parts + k) as i32,
+                    ]);
                 }
                 parts += splits;
             }
@@ -265,9 +330,17 @@ impl Model {
         for p in &it.prefill {
             let row: Vec<i32> = p.pages.iter().map(|&x| x as i32).collect();
             if row.len() > self.max_pages_per_seq {
-                bail!("request {} needs {} pages, block table holds {}", p.req, row.len(), self.max_pages_per_seq);
+                bail!(
+                    "request {} needs {} pages, block table holds {}",
+                    p.req,
+                    row.len(),
+                    self.max_pages_per_seq
+                );
             }
-            rows.push((self.b.block_table.ptr + (p.slot * self.max_pages_per_seq * 4) as u64, row));
+            rows.push((
+                self.b.block_table.ptr + (p.slot * self.max_pages_per_seq * 4) as u64,
+                row,
+            ));
         }
         // One staged upload per chunk of rows that fits a staging slot.
         let cap = self.stager.capacity();
@@ -295,7 +368,11 @@ impl Model {
             return Ok(());
         }
         if t > self.max_tokens || ns > self.max_seqs {
-            bail!("iteration of {t} tokens / {ns} sequences exceeds the engine capacity {} / {}", self.max_tokens, self.max_seqs);
+            bail!(
+                "iteration of {t} tokens / {ns} sequences exceeds the engine capacity {} / {}",
+                self.max_tokens,
+                self.max_seqs
+            );
         }
         let l = &self.meta;
         let flat = |v: &[[i32; 6]]| v.iter().flatten().copied().collect::<Vec<i32>>();
@@ -316,12 +393,20 @@ impl Model {
         let mut parts = Vec::with_capacity(9);
         for (off, cap, v) in regions {
             if v.len() > cap {
-                bail!("iteration metadata: {} entries exceed the region of {cap}", v.len());
+                bail!(
+                    "iteration metadata: {} entries exceed the region of {cap}",
+                    v.len()
+                );
             }
             parts.push((base + (off * 4) as u64, v));
         }
         self.stager.upload(&self.dev.stream, &parts)?;
-        let key = GraphKey { tokens: t, samples: ns, decode_items: s.decode_items.len(), combines: s.comb.len() };
+        let key = GraphKey {
+            tokens: t,
+            samples: ns,
+            decode_items: s.decode_items.len(),
+            combines: s.comb.len(),
+        };
         let graphable = s.prefill_items.is_empty() && self.probe.is_none();
         let mode = match self.graphs.as_mut() {
             Some(g) if graphable => g.lookup(key),
@@ -337,7 +422,10 @@ impl Model {
                     return Err(e);
                 }
                 let stream = self.dev.stream.clone();
-                self.graphs.as_mut().expect("graph cache").finish_capture(&stream, key)
+                self.graphs
+                    .as_mut()
+                    .expect("graph cache")
+                    .finish_capture(&stream, key)
             }
         }
     }
@@ -349,7 +437,14 @@ impl Model {
         let ns = s.sample_rows.len();
         let at = |o: usize| self.b.meta.ptr + (o * 4) as u64;
         let l = &self.meta;
-        let (src, pos, slot, pitems, ditems, comb) = (at(l.src), at(l.pos), at(l.slot), at(l.pitems), at(l.ditems), at(l.comb));
+        let (src, pos, slot, pitems, ditems, comb) = (
+            at(l.src),
+            at(l.pos),
+            at(l.slot),
+            at(l.pitems),
+            at(l.ditems),
+            at(l.comb),
+        );
         let (srows, sdst, sslot) = (at(l.srows), at(l.sdst), at(l.sslot));
 
         let sx = self.dt.suffix();
@@ -365,7 +460,11 @@ impl Model {
         let page_bytes = (self.total_pages * c.kv_heads * PAGE_SIZE * hd * 2) as u64;
         let scale = c.attn_scale() as f32;
         let attn_softcap = c.gemma.map_or(0.0, |g| g.attn_softcap);
-        let alibi = if c.positional == Positional::Alibi { b.inv_freq.ptr } else { 0 };
+        let alibi = if c.positional == Positional::Alibi {
+            b.inv_freq.ptr
+        } else {
+            0
+        };
         let rope = matches!(c.positional, Positional::Rope { .. }) as i32;
         let act = match c.ffn {
             Ffn::SwiGlu => 0,
@@ -381,13 +480,33 @@ impl Model {
         let tt = t as u32;
         launch_embed(dev, &c, w, sx, tt, resid, src, pos, b.next_tok.ptr)?;
         let norm = |dev: &mut Device, br: Branch, nw: &NormWeights| {
-            let a = [Arg::P(resid), Arg::P(br.add), Arg::P(br.bias), Arg::P(br.post), Arg::P(nw.0.ptr), Arg::P(nb(&nw.1)), Arg::P(xn),
-                Arg::I(h as i32), Arg::F(eps), Arg::I(nmode)];
-            dev.launch(&format!("norm_residual_{sx}"), (tt, 1, 1), 256, (h * 4) as u32, &a)
+            let a = [
+                Arg::P(resid),
+                Arg::P(br.add),
+                Arg::P(br.bias),
+                Arg::P(br.post),
+                Arg::P(nw.0.ptr),
+                Arg::P(nb(&nw.1)),
+                Arg::P(xn),
+                Arg::I(h as i32),
+                Arg::F(eps),
+                Arg::I(nmode),
+            ];
+            dev.launch(
+                &format!("norm_residual_{sx}"),
+                (tt, 1, 1),
+                256,
+                (h * 4) as u32,
+                &a,
+            )
         };
         let mut probe = self.probe.take();
         let dt = self.dt;
-        let snap = |dev: &mut Device, l: usize, ptr: u64, probe: &mut Option<Vec<(usize, f64, f64, bool)>>| -> Result<()> {
+        let snap = |dev: &mut Device,
+                    l: usize,
+                    ptr: u64,
+                    probe: &mut Option<Vec<(usize, f64, f64, bool)>>|
+         -> Result<()> {
             if let Some(p) = probe.as_mut() {
                 let raw: Vec<u16> = dev.download(ptr, t * h)?;
                 let v: Vec<f32> = raw.iter().map(|&x| dt.decode(x)).collect();
@@ -405,56 +524,193 @@ impl Model {
             gm.qkv.run(dev, self.dt, t)?;
             let kc = b.kv.ptr + (2 * l) as u64 * page_bytes;
             let vc = kc + page_bytes;
-            dev.launch(&format!("qkv_post_{sx}"), (tt, 1, 1), 128, 0, &[
-                Arg::P(b.qkv.ptr), Arg::P(nb(&lw.qkv_b)), Arg::P(b.q.ptr), Arg::P(kc), Arg::P(vc), Arg::P(pos), Arg::P(slot),
-                Arg::P(b.block_table.ptr), Arg::I(self.max_pages_per_seq as i32), Arg::P(b.inv_freq.ptr),
-                Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::I(hd as i32), Arg::I(PAGE_SIZE as i32), Arg::I(rope)])?;
+            dev.launch(
+                &format!("qkv_post_{sx}"),
+                (tt, 1, 1),
+                128,
+                0,
+                &[
+                    Arg::P(b.qkv.ptr),
+                    Arg::P(nb(&lw.qkv_b)),
+                    Arg::P(b.q.ptr),
+                    Arg::P(kc),
+                    Arg::P(vc),
+                    Arg::P(pos),
+                    Arg::P(slot),
+                    Arg::P(b.block_table.ptr),
+                    Arg::I(self.max_pages_per_seq as i32),
+                    Arg::P(b.inv_freq.ptr),
+                    Arg::I(c.heads as i32),
+                    Arg::I(c.kv_heads as i32),
+                    Arg::I(hd as i32),
+                    Arg::I(PAGE_SIZE as i32),
+                    Arg::I(rope),
+                ],
+            )?;
             let window = c.sliding_window(l).map_or(0, |x| x as i32);
             let attn = |dev: &mut Device, items: u64, n: usize, rows: usize| {
-                let a = [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(items), Arg::P(pos), Arg::P(b.block_table.ptr),
-                    Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
-                    Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
+                let a = [
+                    Arg::P(b.q.ptr),
+                    Arg::P(b.attn.ptr),
+                    Arg::P(kc),
+                    Arg::P(vc),
+                    Arg::P(items),
+                    Arg::P(pos),
+                    Arg::P(b.block_table.ptr),
+                    Arg::I(self.max_pages_per_seq as i32),
+                    Arg::I(c.heads as i32),
+                    Arg::I(c.kv_heads as i32),
+                    Arg::F(scale),
+                    Arg::F(attn_softcap),
+                    Arg::I(window),
+                    Arg::P(alibi),
+                    Arg::P(b.part_o.ptr),
+                    Arg::P(b.part_ml.ptr),
+                ];
                 let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
-                dev.launch(&format!("attention_{sx}_{hd}"), (n as u32, c.kv_heads as u32, 1), (32 * rows) as u32, smem as u32, &a)
+                dev.launch(
+                    &format!("attention_{sx}_{hd}"),
+                    (n as u32, c.kv_heads as u32, 1),
+                    (32 * rows) as u32,
+                    smem as u32,
+                    &a,
+                )
             };
             // The tensor-core kernels take the scalar kernel's arguments (prefill: without the partials).
-            let tc_args = |items: u64| [Arg::P(b.q.ptr), Arg::P(b.attn.ptr), Arg::P(kc), Arg::P(vc), Arg::P(items), Arg::P(pos), Arg::P(b.block_table.ptr),
-                Arg::I(self.max_pages_per_seq as i32), Arg::I(c.heads as i32), Arg::I(c.kv_heads as i32), Arg::F(scale), Arg::F(attn_softcap),
-                Arg::I(window), Arg::P(alibi), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr)];
+            let tc_args = |items: u64| {
+                [
+                    Arg::P(b.q.ptr),
+                    Arg::P(b.attn.ptr),
+                    Arg::P(kc),
+                    Arg::P(vc),
+                    Arg::P(items),
+                    Arg::P(pos),
+                    Arg::P(b.block_table.ptr),
+                    Arg::I(self.max_pages_per_seq as i32),
+                    Arg::I(c.heads as i32),
+                    Arg::I(c.kv_heads as i32),
+                    Arg::F(scale),
+                    Arg::F(attn_softcap),
+                    Arg::I(window),
+                    Arg::P(alibi),
+                    Arg::P(b.part_o.ptr),
+                    Arg::P(b.part_ml.ptr),
+                ]
+            };
             if self.tc_attention {
                 let grid = (s.prefill_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(&format!("attention_tc_{sx}_{hd}"), grid, self.tc_threads as u32, self.tc_smem as u32, &tc_args(pitems)[..14])?;
+                dev.launch(
+                    &format!("attention_tc_{sx}_{hd}"),
+                    grid,
+                    self.tc_threads as u32,
+                    self.tc_smem as u32,
+                    &tc_args(pitems)[..14],
+                )?;
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }
             if self.tc_attention {
                 let grid = (s.decode_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(&format!("attention_tcd_{sx}_{hd}"), grid, 128, self.tcd_smem as u32, &tc_args(ditems))?;
+                dev.launch(
+                    &format!("attention_tcd_{sx}_{hd}"),
+                    grid,
+                    128,
+                    self.tcd_smem as u32,
+                    &tc_args(ditems),
+                )?;
             } else {
                 attn(dev, ditems, s.decode_items.len(), drow)?;
             }
             if !s.comb.is_empty() {
-                let a = [Arg::P(b.attn.ptr), Arg::P(comb), Arg::P(b.part_o.ptr), Arg::P(b.part_ml.ptr), Arg::I(c.heads as i32), Arg::I(hd as i32)];
-                dev.launch(&format!("attn_combine_{sx}"), (s.comb.len() as u32, c.heads as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;
+                let a = [
+                    Arg::P(b.attn.ptr),
+                    Arg::P(comb),
+                    Arg::P(b.part_o.ptr),
+                    Arg::P(b.part_ml.ptr),
+                    Arg::I(c.heads as i32),
+                    Arg::I(hd as i32),
+                ];
+                dev.launch(
+                    &format!("attn_combine_{sx}"),
+                    (s.comb.len() as u32, c.heads as u32, 1),
+                    hd.div_ceil(32) as u32 * 32,
+                    0,
+                    &a,
+                )?;
             }
             gm.o.run(dev, self.dt, t)?;
-            norm(dev, Branch { add: tmp, bias: nb(&lw.o_b), post: post(&lw.post_attn) }, &lw.norm2)?;
+            norm(
+                dev,
+                Branch {
+                    add: tmp,
+                    bias: nb(&lw.o_b),
+                    post: post(&lw.post_attn),
+                },
+                &lw.norm2,
+            )?;
             gm.up.run(dev, self.dt, t)?;
-            let a = [Arg::P(b.act.ptr), Arg::P(b.up.ptr), Arg::P(nb(&lw.up_b)), Arg::L(t as i64), Arg::I(c.ffn_dim as i32), Arg::I(act)];
-            dev.launch(&format!("ffn_act_{sx}"), super::device::ffn_act_grid(t, c.ffn_dim, 256), 256, 0, &a)?;
+            let a = [
+                Arg::P(b.act.ptr),
+                Arg::P(b.up.ptr),
+                Arg::P(nb(&lw.up_b)),
+                Arg::L(t as i64),
+                Arg::I(c.ffn_dim as i32),
+                Arg::I(act),
+            ];
+            dev.launch(
+                &format!("ffn_act_{sx}"),
+                super::device::ffn_act_grid(t, c.ffn_dim, 256),
+                256,
+                0,
+                &a,
+            )?;
             gm.down.run(dev, self.dt, t)?;
-            pending = Branch { add: tmp, bias: nb(&lw.down_b), post: post(&lw.post_ffn) };
+            pending = Branch {
+                add: tmp,
+                bias: nb(&lw.down_b),
+                post: post(&lw.post_ffn),
+            };
         }
         norm(dev, pending, &w.final_norm)?;
         snap(dev, c.layers, xn, &mut probe)?;
         self.probe = probe;
-        dev.launch(&format!("gather_rows_{sx}"), (ns as u32, 1, 1), 256, 0, &[Arg::P(b.xs.ptr), Arg::P(xn), Arg::P(srows), Arg::I(h as i32)])?;
+        dev.launch(
+            &format!("gather_rows_{sx}"),
+            (ns as u32, 1, 1),
+            256,
+            0,
+            &[
+                Arg::P(b.xs.ptr),
+                Arg::P(xn),
+                Arg::P(srows),
+                Arg::I(h as i32),
+            ],
+        )?;
         lm_head_gemm(&c, b, w).run(dev, self.dt, ns)?;
         if let Some(cap) = c.gemma.map(|g| g.final_softcap).filter(|&x| x > 0.0) {
             let n = ns * c.vocab;
-            dev.launch(&format!("softcap_{sx}"), super::device::grid_for(n, 256), 256, 0, &[Arg::P(b.logits.ptr), Arg::L(n as i64), Arg::F(cap)])?;
+            dev.launch(
+                &format!("softcap_{sx}"),
+                super::device::grid_for(n, 256),
+                256,
+                0,
+                &[Arg::P(b.logits.ptr), Arg::L(n as i64), Arg::F(cap)],
+            )?;
         }
-        dev.launch(&format!("argmax_{sx}"), (ns as u32, 1, 1), 1024, 0, &[Arg::P(b.logits.ptr), Arg::I(c.vocab as i32), Arg::P(out_tok), Arg::P(sdst), Arg::P(b.next_tok.ptr), Arg::P(sslot)])?;
+        dev.launch(
+            &format!("argmax_{sx}"),
+            (ns as u32, 1, 1),
+            1024,
+            0,
+            &[
+                Arg::P(b.logits.ptr),
+                Arg::I(c.vocab as i32),
+                Arg::P(out_tok),
+                Arg::P(sdst),
+                Arg::P(b.next_tok.ptr),
+                Arg::P(sslot),
+            ],
+        )?;
         Ok(())
     }
 }
@@ -469,12 +725,36 @@ pub fn longest_first(items: &mut [[i32; 6]], tok_pos: &[i32]) {
 /// Token embeddings into the residual stream: scaled by sqrt(hidden) on Gemma, plus the learned
 /// position row (`tok_pos + offset`) on OPT.
 #[allow(clippy::too_many_arguments)]
-fn launch_embed(dev: &mut Device, c: &LlmConfig, w: &Weights, sx: &str, tokens: u32, out: u64, src: u64, tok_pos: u64, next_tok: u64) -> Result<()> {
-    let scale = if c.embed_scale { (c.hidden as f32).sqrt() } else { 1.0 };
+fn launch_embed(
+    dev: &mut Device,
+    c: &LlmConfig,
+    w: &Weights,
+    sx: &str,
+    tokens: u32,
+    out: u64,
+    src: u64,
+    tok_pos: u64,
+    next_tok: u64,
+) -> Result<()> {
+    let scale = if c.embed_scale {
+        (c.hidden as f32).sqrt()
+    } else {
+        1.0
+    };
     let (table, offset) = match (c.positional, &w.positions) {
         (Positional::Learned { offset }, Some(p)) => (p.ptr, offset as i32),
         _ => (0, 0),
     };
-    let a = [Arg::P(out), Arg::P(w.embed.ptr), Arg::P(src), Arg::P(next_tok), Arg::I(c.hidden as i32), Arg::F(scale), Arg::P(table), Arg::P(tok_pos), Arg::I(offset)];
+    let a = [
+        Arg::P(out),
+        Arg::P(w.embed.ptr),
+        Arg::P(src),
+        Arg::P(next_tok),
+        Arg::I(c.hidden as i32),
+        Arg::F(scale),
+        Arg::P(table),
+        Arg::P(tok_pos),
+        Arg::I(offset),
+    ];
     dev.launch(&format!("embed_{sx}"), (tokens, 1, 1), 256, 0, &a)
 }

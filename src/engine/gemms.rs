@@ -34,7 +34,13 @@ pub struct LayerGemms {
 
 pub fn layer_gemms(c: &LlmConfig, b: &Buffers, lw: &LayerWeights) -> LayerGemms {
     let h = c.hidden;
-    let g = |n, k, x: &DevBuf, w: &DevBuf, y: &DevBuf| Gemm { n, k, x: x.ptr, w: w.ptr, y: y.ptr };
+    let g = |n, k, x: &DevBuf, w: &DevBuf, y: &DevBuf| Gemm {
+        n,
+        k,
+        x: x.ptr,
+        w: w.ptr,
+        y: y.ptr,
+    };
     LayerGemms {
         qkv: g(c.q_dim() + 2 * c.kv_dim(), h, &b.xn, &lw.qkv, &b.qkv),
         o: g(h, c.q_dim(), &b.attn, &lw.o, &b.tmp),
@@ -45,5 +51,11 @@ pub fn layer_gemms(c: &LlmConfig, b: &Buffers, lw: &LayerWeights) -> LayerGemms 
 
 /// The LM head over the gathered last rows (`b.xs`, at most max_batch_size of them).
 pub fn lm_head_gemm(c: &LlmConfig, b: &Buffers, w: &Weights) -> Gemm {
-    Gemm { n: c.vocab, k: c.hidden, x: b.xs.ptr, w: w.lm_head_ptr(), y: b.logits.ptr }
+    Gemm {
+        n: c.vocab,
+        k: c.hidden,
+        x: b.xs.ptr,
+        w: w.lm_head_ptr(),
+        y: b.logits.ptr,
+    }
 }

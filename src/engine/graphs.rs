@@ -4,7 +4,9 @@
 //! (one graph replays the ~10 launches per layer with one driver call).
 
 use anyhow::{anyhow, bail, Result};
-use cudarc::driver::{result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaGraph, CudaStream, PinnedHostSlice};
+use cudarc::driver::{
+    result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaGraph, CudaStream, PinnedHostSlice,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,11 +24,16 @@ impl Stager {
         let mut slots = Vec::with_capacity(STAGE_SLOTS);
         for _ in 0..STAGE_SLOTS {
             // SAFETY: the memory is written before any copy reads it.
-            let host = unsafe { ctx.alloc_pinned::<i32>(cap_ints) }.map_err(|e| anyhow!("pinned host buffer: {e:?}"))?;
+            let host = unsafe { ctx.alloc_pinned::<i32>(cap_ints) }
+                .map_err(|e| anyhow!("pinned host buffer: {e:?}"))?;
             let ev = ctx.new_event(None).map_err(|e| anyhow!("event: {e:?}"))?;
             slots.push((host, ev));
         }
-        Ok(Stager { slots, next: 0, cap: cap_ints })
+        Ok(Stager {
+            slots,
+            next: 0,
+            cap: cap_ints,
+        })
     }
 
     /// Ints one upload may carry.
@@ -40,12 +47,18 @@ impl Stager {
     pub fn upload(&mut self, stream: &CudaStream, parts: &[(u64, &[i32])]) -> Result<()> {
         let total: usize = parts.iter().map(|p| p.1.len()).sum();
         if total > self.cap {
-            bail!("staged upload of {total} ints exceeds the staging buffer ({})", self.cap);
+            bail!(
+                "staged upload of {total} ints exceeds the staging buffer ({})",
+                self.cap
+            );
         }
         let (host, ev) = &mut self.slots[self.next];
         self.next = (self.next + 1) % STAGE_SLOTS;
-        ev.synchronize().map_err(|e| anyhow!("waiting for a staging slot: {e:?}"))?;
-        let buf = host.as_mut_slice().map_err(|e| anyhow!("pinned buffer: {e:?}"))?;
+        ev.synchronize()
+            .map_err(|e| anyhow!("waiting for a staging slot: {e:?}"))?;
+        let buf = host
+            .as_mut_slice()
+            .map_err(|e| anyhow!("pinned buffer: {e:?}"))?;
         let mut o = 0;
         for (dst, src) in parts {
             if src.is_empty() {
@@ -58,7 +71,8 @@ impl Stager {
                 .map_err(|e| anyhow!("staged copy to device: {e:?}"))?;
             o += src.len();
         }
-        ev.record(stream).map_err(|e| anyhow!("event record: {e:?}"))
+        ev.record(stream)
+            .map_err(|e| anyhow!("event record: {e:?}"))
     }
 }
 
@@ -136,7 +150,10 @@ impl GraphCache {
     }
 
     pub fn replay(&mut self, key: GraphKey) -> Result<()> {
-        let g = self.graphs.get(&key).ok_or_else(|| anyhow!("no graph for {key:?}"))?;
+        let g = self
+            .graphs
+            .get(&key)
+            .ok_or_else(|| anyhow!("no graph for {key:?}"))?;
         g.launch().map_err(|e| anyhow!("graph launch: {e:?}"))?;
         self.replays += 1;
         Ok(())
@@ -147,4 +164,3 @@ impl GraphCache {
         let _ = stream.end_capture(drv_sys::CUgraphInstantiate_flags(0));
     }
 }
-

@@ -25,7 +25,10 @@ pub fn needs_maps(dev: &Device, sx: &str, hd: usize) -> Result<bool> {
 /// fill, which is zero bits here).
 fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
     let row = (hd * 2) as u64;
-    if !hd.is_multiple_of(64) || !(buf.bytes as u64).is_multiple_of(row) || !buf.ptr.is_multiple_of(16) {
+    if !hd.is_multiple_of(64)
+        || !(buf.bytes as u64).is_multiple_of(row)
+        || !buf.ptr.is_multiple_of(16)
+    {
         bail!("KV tensor map: hd {hd} (a multiple of 64 expected), {} bytes at {:#x} (whole rows of {row} bytes, 16-byte aligned expected)", buf.bytes, buf.ptr);
     }
     let rows = buf.bytes as u64 / row;
@@ -55,7 +58,10 @@ fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
         )
     };
     if r != drv_sys::CUresult::CUDA_SUCCESS {
-        bail!("cuTensorMapEncodeTiled for the KV cache ({rows} rows of hd {hd} at {:#x}): {r:?}", buf.ptr);
+        bail!(
+            "cuTensorMapEncodeTiled for the KV cache ({rows} rows of hd {hd} at {:#x}): {r:?}",
+            buf.ptr
+        );
     }
     Ok(m.opaque)
 }
@@ -66,7 +72,11 @@ fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
 pub fn set_maps(dev: &Device, k: &DevBuf, v: &DevBuf, hd: usize) -> Result<()> {
     // struct KvMaps (attention_ws.cu): the two 128-byte maps, then the two bases.
     let mut bytes = Vec::with_capacity(2 * 128 + 2 * 8);
-    for w in encode(k, hd)?.iter().chain(encode(v, hd)?.iter()).chain([k.ptr, v.ptr].iter()) {
+    for w in encode(k, hd)?
+        .iter()
+        .chain(encode(v, hd)?.iter())
+        .chain([k.ptr, v.ptr].iter())
+    {
         bytes.extend_from_slice(&w.to_le_bytes());
     }
     dev.write_global("attention_kv_maps", &bytes)
@@ -79,15 +89,26 @@ mod tests {
     // The checks before the driver call: no GPU needed (made-up addresses, never freed).
     #[test]
     fn rejects_shapes_the_kernel_cannot_copy() {
-        let whole = DevBuf { ptr: 0x10000, bytes: 256 * 32 };
+        let whole = DevBuf {
+            ptr: 0x10000,
+            bytes: 256 * 32,
+        };
         let e = encode(&whole, 80).unwrap_err().to_string();
         assert!(e.contains("hd 80"), "{e}");
-        let partial_row = DevBuf { ptr: 0x10000, bytes: 256 * 32 + 2 };
+        let partial_row = DevBuf {
+            ptr: 0x10000,
+            bytes: 256 * 32 + 2,
+        };
         let e = encode(&partial_row, 128).unwrap_err().to_string();
         assert!(e.contains("whole rows of 256 bytes"), "{e}");
-        let misaligned = DevBuf { ptr: 0x10008, bytes: 256 * 32 };
+        let misaligned = DevBuf {
+            ptr: 0x10008,
+            bytes: 256 * 32,
+        };
         assert!(encode(&misaligned, 128).is_err());
         // Not allocations: a DevBuf frees its memory when dropped.
-        [whole, partial_row, misaligned].into_iter().for_each(std::mem::forget);
+        [whole, partial_row, misaligned]
+            .into_iter()
+            .for_each(std::mem::forget);
     }
 }

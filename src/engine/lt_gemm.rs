@@ -53,18 +53,50 @@ struct Plan {
 
 impl Plan {
     fn new(s: Shape) -> Result<Plan> {
-        let e = |what: &'static str| move |x: cudarc::cublaslt::result::CublasError| anyhow!("cuBLASLt {what} for {}x{}x{}: {x:?}", s.rows, s.n, s.k);
-        let desc = lt::create_matmul_desc(lt_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F, lt_sys::cudaDataType::CUDA_R_32F).map_err(e("matmul descriptor"))?;
-        let mut p = Plan { desc, a: std::ptr::null_mut(), b: std::ptr::null_mut(), d: std::ptr::null_mut(), algo: lt_sys::cublasLtMatmulAlgo_t { data: [0; 8] } };
-        let (op_t, op_n) = (cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T as i32, cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N as i32);
-        for (attr, v) in [(lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA, op_t), (lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB, op_n)] {
+        let e = |what: &'static str| {
+            move |x: cudarc::cublaslt::result::CublasError| {
+                anyhow!("cuBLASLt {what} for {}x{}x{}: {x:?}", s.rows, s.n, s.k)
+            }
+        };
+        let desc = lt::create_matmul_desc(
+            lt_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            lt_sys::cudaDataType::CUDA_R_32F,
+        )
+        .map_err(e("matmul descriptor"))?;
+        let mut p = Plan {
+            desc,
+            a: std::ptr::null_mut(),
+            b: std::ptr::null_mut(),
+            d: std::ptr::null_mut(),
+            algo: lt_sys::cublasLtMatmulAlgo_t { data: [0; 8] },
+        };
+        let (op_t, op_n) = (
+            cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T as i32,
+            cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N as i32,
+        );
+        for (attr, v) in [
+            (
+                lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
+                op_t,
+            ),
+            (
+                lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB,
+                op_n,
+            ),
+        ] {
             // SAFETY: desc is live; the attribute is an i32 (cublasOperation_t).
-            unsafe { lt::set_matmul_desc_attribute(p.desc, attr, &v as *const i32 as *const c_void, 4) }.map_err(e("transpose attribute"))?;
+            unsafe {
+                lt::set_matmul_desc_attribute(p.desc, attr, &v as *const i32 as *const c_void, 4)
+            }
+            .map_err(e("transpose attribute"))?;
         }
         let ty = lt_type(s.dt);
-        p.a = lt::create_matrix_layout(ty, s.k as u64, s.n as u64, s.k as i64).map_err(e("layout of W"))?;
-        p.b = lt::create_matrix_layout(ty, s.k as u64, s.rows as u64, s.k as i64).map_err(e("layout of x"))?;
-        p.d = lt::create_matrix_layout(ty, s.n as u64, s.rows as u64, s.n as i64).map_err(e("layout of y"))?;
+        p.a = lt::create_matrix_layout(ty, s.k as u64, s.n as u64, s.k as i64)
+            .map_err(e("layout of W"))?;
+        p.b = lt::create_matrix_layout(ty, s.k as u64, s.rows as u64, s.k as i64)
+            .map_err(e("layout of x"))?;
+        p.d = lt::create_matrix_layout(ty, s.n as u64, s.rows as u64, s.n as i64)
+            .map_err(e("layout of y"))?;
         Ok(p)
     }
 }
@@ -114,7 +146,12 @@ impl LtGemm {
             bail!("GEMM tuning needs libcublasLt.so (CUDA 12 or 13), which could not be loaded");
         }
         let handle = lt::create_handle().map_err(|e| anyhow!("cuBLASLt init: {e:?}"))?;
-        Ok(LtGemm { handle, ws: dev.alloc(WORKSPACE)?, plans: HashMap::new(), tried: HashSet::new() })
+        Ok(LtGemm {
+            handle,
+            ws: dev.alloc(WORKSPACE)?,
+            plans: HashMap::new(),
+            tried: HashSet::new(),
+        })
     }
 
     /// The shape has been tuned, whichever won.
@@ -129,12 +166,28 @@ impl LtGemm {
 
     /// Run `s` with its tuned algorithm (an error for a shape without one: see `has`).
     pub fn run(&self, dev: &Device, s: Shape, x: u64, w: u64, y: u64) -> Result<()> {
-        let p = self.plans.get(&s).ok_or_else(|| anyhow!("GEMM {}x{}x{} has no tuned cuBLASLt algorithm", s.rows, s.n, s.k))?;
+        let p = self.plans.get(&s).ok_or_else(|| {
+            anyhow!(
+                "GEMM {}x{}x{} has no tuned cuBLASLt algorithm",
+                s.rows,
+                s.n,
+                s.k
+            )
+        })?;
         self.launch(dev, p, s, &p.algo, x, w, y)
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn launch(&self, dev: &Device, p: &Plan, s: Shape, algo: &lt_sys::cublasLtMatmulAlgo_t, x: u64, w: u64, y: u64) -> Result<()> {
+    fn launch(
+        &self,
+        dev: &Device,
+        p: &Plan,
+        s: Shape,
+        algo: &lt_sys::cublasLtMatmulAlgo_t,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<()> {
         let (alpha, beta) = (1.0f32, 0.0f32);
         // SAFETY: x, w, y are device buffers of the shape's sizes (the forward's); the workspace
         // lives as long as self; C = D (beta = 0, so C is not read).
@@ -167,10 +220,26 @@ impl LtGemm {
     }
 
     /// Run the `i`-th of those algorithms once.
-    pub fn run_candidate(&self, dev: &Device, s: Shape, i: usize, x: u64, w: u64, y: u64) -> Result<()> {
+    pub fn run_candidate(
+        &self,
+        dev: &Device,
+        s: Shape,
+        i: usize,
+        x: u64,
+        w: u64,
+        y: u64,
+    ) -> Result<()> {
         let p = Plan::new(s)?;
         let c = self.candidates(&p)?;
-        let algo = c.get(i).ok_or_else(|| anyhow!("GEMM {}x{}x{}: candidate {i} of {}", s.rows, s.n, s.k, c.len()))?;
+        let algo = c.get(i).ok_or_else(|| {
+            anyhow!(
+                "GEMM {}x{}x{}: candidate {i} of {}",
+                s.rows,
+                s.n,
+                s.k,
+                c.len()
+            )
+        })?;
         self.launch(dev, &p, s, algo, x, w, y)
     }
 
@@ -178,7 +247,13 @@ impl LtGemm {
     fn candidates(&self, p: &Plan) -> Result<Vec<lt_sys::cublasLtMatmulAlgo_t>> {
         let pref = lt::create_matmul_pref().map_err(|e| anyhow!("cuBLASLt preference: {e:?}"))?;
         let ws = self.ws.bytes as u64;
-        let mut got = [lt_sys::cublasLtMatmulHeuristicResult_t { algo: lt_sys::cublasLtMatmulAlgo_t { data: [0; 8] }, workspaceSize: 0, state: lt_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS, wavesCount: 0.0, reserved: [0; 4] }; CANDIDATES];
+        let mut got = [lt_sys::cublasLtMatmulHeuristicResult_t {
+            algo: lt_sys::cublasLtMatmulAlgo_t { data: [0; 8] },
+            workspaceSize: 0,
+            state: lt_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS,
+            wavesCount: 0.0,
+            reserved: [0; 4],
+        }; CANDIDATES];
         let mut count = 0i32;
         // SAFETY: pref and the plan's descriptors are live; `got` holds CANDIDATES results.
         let st = unsafe {
@@ -193,7 +268,10 @@ impl LtGemm {
         }
         Ok(got[..count.clamp(0, CANDIDATES as i32) as usize]
             .iter()
-            .filter(|r| r.state == lt_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS && r.workspaceSize <= self.ws.bytes)
+            .filter(|r| {
+                r.state == lt_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS
+                    && r.workspaceSize <= self.ws.bytes
+            })
             .map(|r| r.algo)
             .collect())
     }
@@ -207,7 +285,9 @@ impl LtGemm {
         for algo in &cands {
             // A candidate that fails to launch is skipped, not fatal: the heuristic may offer one
             // this shape's alignment rejects.
-            let Ok(ms) = time_per_launch(dev, || self.launch(dev, &p, s, algo, x, w, y)) else { continue };
+            let Ok(ms) = time_per_launch(dev, || self.launch(dev, &p, s, algo, x, w, y)) else {
+                continue;
+            };
             if best.is_none_or(|(b, _)| ms < b) {
                 best = Some((ms, *algo));
             }
@@ -217,11 +297,19 @@ impl LtGemm {
             Some((ms, algo)) => {
                 p.algo = algo;
                 self.plans.insert(s, p);
-                Ok(Tuned { gemm_ex_ms, chosen_ms: ms, lt_chosen: true })
+                Ok(Tuned {
+                    gemm_ex_ms,
+                    chosen_ms: ms,
+                    lt_chosen: true,
+                })
             }
             None => {
                 self.plans.remove(&s);
-                Ok(Tuned { gemm_ex_ms, chosen_ms: gemm_ex_ms, lt_chosen: false })
+                Ok(Tuned {
+                    gemm_ex_ms,
+                    chosen_ms: gemm_ex_ms,
+                    lt_chosen: false,
+                })
             }
         }
     }

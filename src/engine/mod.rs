@@ -2,10 +2,10 @@
 //! in-flight batching scheduler with TensorRT-LLM semantics. `Engine::run` executes one grid point
 //! (R requests of n input and m output tokens) and reports what ran; it knows nothing of energy.
 
-mod checkpoint;
-pub mod device;
 pub mod attn_shapes;
 pub mod bench;
+mod checkpoint;
+pub mod device;
 pub mod forward;
 pub mod gemms;
 pub mod graphs;
@@ -55,7 +55,18 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { dtype: DType::Bf16, kv_fraction: 0.9, seed: 0, checkpoint: None, max_batch_size: 1024, max_num_tokens: 8192, device: 0, cuda_graphs: true, tc_attention: true, gemm_tune: false }
+        EngineOptions {
+            dtype: DType::Bf16,
+            kv_fraction: 0.9,
+            seed: 0,
+            checkpoint: None,
+            max_batch_size: 1024,
+            max_num_tokens: 8192,
+            device: 0,
+            cuda_graphs: true,
+            tc_attention: true,
+            gemm_tune: false,
+        }
     }
 }
 
@@ -158,13 +169,18 @@ impl Engine {
         }
         let dt = opts.dtype;
         let w = match &opts.checkpoint {
-            Some(dir) => weights::load(&dev, cfg, dt, dir).with_context(|| format!("loading checkpoint {}", dir.display()))?,
+            Some(dir) => weights::load(&dev, cfg, dt, dir)
+                .with_context(|| format!("loading checkpoint {}", dir.display()))?,
             None => weights::random(&mut dev, cfg, dt, opts.seed)?,
         };
         let (tm, sm) = (opts.max_num_tokens, opts.max_batch_size);
         let c = cfg;
         let e = dt.bytes();
-        let up_rows = if c.ffn.gated() { 2 * c.ffn_dim } else { c.ffn_dim };
+        let up_rows = if c.ffn.gated() {
+            2 * c.ffn_dim
+        } else {
+            c.ffn_dim
+        };
         let max_pages_per_seq = c.max_positions.div_ceil(PAGE_SIZE);
         let meta = MetaLayout::new(tm, sm);
         let a = |n: usize| dev.alloc(n);
@@ -197,7 +213,10 @@ impl Engine {
         let kv_bytes = (free.saturating_sub(headroom) as f64 * opts.kv_fraction) as usize;
         let total_pages = kv_bytes / page_all_layers;
         if total_pages == 0 {
-            bail!("too little GPU memory for a KV cache: {:.1} GiB free after weights", free as f64 / (1u64 << 30) as f64);
+            bail!(
+                "too little GPU memory for a KV cache: {:.1} GiB free after weights",
+                free as f64 / (1u64 << 30) as f64
+            );
         }
         b.kv = dev.alloc(total_pages * page_all_layers)?;
         // Zeroed once, so every value in the cache is finite: attention_ws's TMA copies whole
@@ -205,17 +224,50 @@ impl Engine {
         dev.zero(&b.kv)?;
         let sms = dev
             .ctx
-            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
             .map_err(|e| anyhow::anyhow!("device attribute: {e:?}"))? as usize;
         let stager = Stager::new(&dev.ctx, meta.total.max(max_pages_per_seq))?;
         let graphs = opts.cuda_graphs.then(GraphCache::default);
         let (sx, hd) = (dt.suffix(), c.head_dim);
-        let (tc_rows, tc_threads, tc_smem, tcd_smem) = (dev.tc_rows(sx, hd)?, dev.tc_threads(sx, hd)?, dev.tc_smem(sx, hd)?, dev.tcd_smem(sx, hd)?);
+        let (tc_rows, tc_threads, tc_smem, tcd_smem) = (
+            dev.tc_rows(sx, hd)?,
+            dev.tc_threads(sx, hd)?,
+            dev.tc_smem(sx, hd)?,
+            dev.tcd_smem(sx, hd)?,
+        );
         if opts.tc_attention && kv_tmap::needs_maps(&dev, sx, hd)? {
             kv_tmap::set_maps(&dev, &b.kv, &b.kv, hd)?;
         }
-        let model = Model { dev, cfg: c.clone(), dt, w, b, max_tokens: tm, max_seqs: sm, max_pages_per_seq, total_pages, sms, meta, stager, graphs, probe: None, tc_attention: opts.tc_attention, tc_rows, tc_threads, tc_smem, tcd_smem };
-        Ok(Engine { model, seed: opts.seed, runs: 0, trace: false, gemm_tune: opts.gemm_tune.then(GemmTuneSummary::default) })
+        let model = Model {
+            dev,
+            cfg: c.clone(),
+            dt,
+            w,
+            b,
+            max_tokens: tm,
+            max_seqs: sm,
+            max_pages_per_seq,
+            total_pages,
+            sms,
+            meta,
+            stager,
+            graphs,
+            probe: None,
+            tc_attention: opts.tc_attention,
+            tc_rows,
+            tc_threads,
+            tc_smem,
+            tcd_smem,
+        };
+        Ok(Engine {
+            model,
+            seed: opts.seed,
+            runs: 0,
+            trace: false,
+            gemm_tune: opts.gemm_tune.then(GemmTuneSummary::default),
+        })
     }
 
     pub fn config(&self) -> &LlmConfig {
@@ -233,7 +285,10 @@ impl Engine {
     }
     /// (captured, replayed) decode graphs since the engine was created.
     pub fn graph_counts(&self) -> (usize, usize) {
-        self.model.graphs.as_ref().map_or((0, 0), |g| (g.captures, g.replays))
+        self.model
+            .graphs
+            .as_ref()
+            .map_or((0, 0), |g| (g.captures, g.replays))
     }
     pub fn nvrtc_ms(&self) -> f64 {
         self.model.dev.nvrtc_ms
@@ -282,14 +337,27 @@ impl Engine {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ (self.runs << 32));
         let vocab = self.model.cfg.vocab as u32;
         let reqs: Vec<Request> = (0..spec.requests)
-            .map(|_| Request { prompt: (0..spec.input_tokens).map(|_| rng.random_range(0..vocab)).collect(), output_tokens: spec.output_tokens })
+            .map(|_| Request {
+                prompt: (0..spec.input_tokens)
+                    .map(|_| rng.random_range(0..vocab))
+                    .collect(),
+                output_tokens: spec.output_tokens,
+            })
             .collect();
-        let limits = Limits { max_batch_size: spec.max_batch_size, max_num_tokens: spec.max_num_tokens };
+        let limits = Limits {
+            max_batch_size: spec.max_batch_size,
+            max_num_tokens: spec.max_num_tokens,
+        };
         Ok(self.run_requests(&reqs, limits, false)?.stats)
     }
 
     /// Run explicit requests to completion.
-    pub fn run_requests(&mut self, reqs: &[Request], limits: Limits, capture_logits: bool) -> Result<RunOutput> {
+    pub fn run_requests(
+        &mut self,
+        reqs: &[Request],
+        limits: Limits,
+        capture_logits: bool,
+    ) -> Result<RunOutput> {
         let m = &mut self.model;
         let c = m.cfg.clone();
         if limits.max_batch_size > m.max_seqs || limits.max_num_tokens > m.max_tokens {
@@ -301,10 +369,19 @@ impl Engine {
                 bail!("request {i}: input_tokens + output_tokens = {len} exceeds {}'s max positions {}", c.name, c.max_positions);
             }
             if let Some(t) = r.prompt.iter().find(|&&t| t as usize >= c.vocab) {
-                bail!("request {i}: token id {t} outside the vocabulary ({})", c.vocab);
+                bail!(
+                    "request {i}: token id {t} outside the vocabulary ({})",
+                    c.vocab
+                );
             }
         }
-        let lens: Vec<ReqLen> = reqs.iter().map(|r| ReqLen { input_tokens: r.prompt.len(), output_tokens: r.output_tokens }).collect();
+        let lens: Vec<ReqLen> = reqs
+            .iter()
+            .map(|r| ReqLen {
+                input_tokens: r.prompt.len(),
+                output_tokens: r.output_tokens,
+            })
+            .collect();
         let mut sched = Scheduler::new(lens, limits, m.total_pages)?;
         let mut out_base = Vec::with_capacity(reqs.len());
         let mut total = 0usize;
@@ -318,28 +395,54 @@ impl Engine {
             g.clear();
         }
         let prompt = |r: usize, i: usize| reqs[r].prompt[i] as i32;
-        let mut logits: Option<Vec<Vec<Vec<f32>>>> = capture_logits.then(|| reqs.iter().map(|r| Vec::with_capacity(r.output_tokens)).collect());
+        let mut logits: Option<Vec<Vec<Vec<f32>>>> = capture_logits.then(|| {
+            reqs.iter()
+                .map(|r| Vec::with_capacity(r.output_tokens))
+                .collect()
+        });
         m.dev.sync()?;
         let t0 = Instant::now();
         let mut iterations = Vec::new();
         let mut marks = Vec::new(); // (start event, end event, host µs) per iteration when tracing
         loop {
             let h0 = Instant::now();
-            let Some(it) = sched.next_iteration() else { break };
+            let Some(it) = sched.next_iteration() else {
+                break;
+            };
             m.set_block_tables(&it)?;
             let step = m.plan(&it, &prompt, &out_base);
-            let start = if self.trace { Some(m.dev.recorded_event()?) } else { None };
+            let start = if self.trace {
+                Some(m.dev.recorded_event()?)
+            } else {
+                None
+            };
             m.forward(&step, out.ptr)?;
             if let Some(start) = start {
-                marks.push((start, m.dev.recorded_event()?, h0.elapsed().as_secs_f64() * 1e6));
+                marks.push((
+                    start,
+                    m.dev.recorded_event()?,
+                    h0.elapsed().as_secs_f64() * 1e6,
+                ));
             }
-            iterations.push(IterationStats { prefill_tokens: it.prefill_tokens(), decode_tokens: it.decode.len() });
+            iterations.push(IterationStats {
+                prefill_tokens: it.prefill_tokens(),
+                decode_tokens: it.decode.len(),
+            });
             if let Some(lg) = logits.as_mut() {
                 let ns = step.sample_rows.len();
                 let raw: Vec<u16> = m.dev.download(m.b.logits.ptr, ns * c.vocab)?;
-                let reqs_in_order = it.prefill.iter().map(|p| p.req).chain(it.decode.iter().map(|d| d.req));
+                let reqs_in_order = it
+                    .prefill
+                    .iter()
+                    .map(|p| p.req)
+                    .chain(it.decode.iter().map(|d| d.req));
                 for (k, r) in reqs_in_order.enumerate() {
-                    lg[r].push(raw[k * c.vocab..(k + 1) * c.vocab].iter().map(|&b| m.dt.decode(b)).collect());
+                    lg[r].push(
+                        raw[k * c.vocab..(k + 1) * c.vocab]
+                            .iter()
+                            .map(|&b| m.dt.decode(b))
+                            .collect(),
+                    );
                 }
             }
         }
@@ -347,12 +450,38 @@ impl Engine {
         let wall_s = t0.elapsed().as_secs_f64();
         let mut trace = Vec::with_capacity(marks.len());
         for (i, (start, end, host_us)) in marks.iter().enumerate() {
-            let gap_ms = if i == 0 { 0.0 } else { device::elapsed_ms(&marks[i - 1].1, start)? };
-            trace.push(IterationTrace { host_us: *host_us, busy_ms: device::elapsed_ms(start, end)?, gap_ms });
+            let gap_ms = if i == 0 {
+                0.0
+            } else {
+                device::elapsed_ms(&marks[i - 1].1, start)?
+            };
+            trace.push(IterationTrace {
+                host_us: *host_us,
+                busy_ms: device::elapsed_ms(start, end)?,
+                gap_ms,
+            });
         }
         let ids: Vec<i32> = m.dev.download(out.ptr, total)?;
-        let tokens = reqs.iter().enumerate().map(|(i, r)| ids[out_base[i]..out_base[i] + r.output_tokens].iter().map(|&x| x as u32).collect()).collect();
-        Ok(RunOutput { stats: RunStats { generated_tokens: total, wall_s, iterations, trace }, tokens, logits })
+        let tokens = reqs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                ids[out_base[i]..out_base[i] + r.output_tokens]
+                    .iter()
+                    .map(|&x| x as u32)
+                    .collect()
+            })
+            .collect();
+        Ok(RunOutput {
+            stats: RunStats {
+                generated_tokens: total,
+                wall_s,
+                iterations,
+                trace,
+            },
+            tokens,
+            logits,
+        })
     }
 }
 
@@ -361,7 +490,12 @@ mod tests {
     /// The tuning line reports the change of the summed time (synthetic totals: 10 ms -> 9 ms).
     #[test]
     fn gemm_tune_line_gives_the_change() {
-        let t = super::GemmTuneSummary { shapes: 4, lt_shapes: 2, gemm_ex_ms: 10.0, tuned_ms: 9.0 };
+        let t = super::GemmTuneSummary {
+            shapes: 4,
+            lt_shapes: 2,
+            gemm_ex_ms: 10.0,
+            tuned_ms: 9.0,
+        };
         let l = t.line("1..=8", 1.25);
         assert_eq!(l, "GEMM shapes of 1..=8 rows tuned in 1.2 s: 2 of 4 on cuBLASLt; summed per-launch time 10.000 -> 9.000 ms (-10.0 %)");
     }

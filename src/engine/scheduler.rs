@@ -137,20 +137,44 @@ impl Scheduler {
         let mut it = Iteration::default();
         for a in &self.active {
             let r = self.reqs[a.req];
-            it.decode.push(Decode { req: a.req, slot: a.slot, pos: r.input_tokens + a.generated - 1, step: a.generated });
+            it.decode.push(Decode {
+                req: a.req,
+                slot: a.slot,
+                pos: r.input_tokens + a.generated - 1,
+                step: a.generated,
+            });
         }
-        let mut budget = self.limits.max_num_tokens - it.decode.len().min(self.limits.max_num_tokens);
+        let mut budget =
+            self.limits.max_num_tokens - it.decode.len().min(self.limits.max_num_tokens);
         while let Some(&req) = self.waiting.front() {
             let r = self.reqs[req];
-            if self.active.len() >= self.limits.max_batch_size || r.input_tokens > budget || r.pages() > self.free_pages.len() {
+            if self.active.len() >= self.limits.max_batch_size
+                || r.input_tokens > budget
+                || r.pages() > self.free_pages.len()
+            {
                 break;
             }
             self.waiting.pop_front();
             budget -= r.input_tokens;
-            let slot = self.free_slots.pop().expect("slot available when active < max_batch_size");
-            let pages: Vec<u32> = (0..r.pages()).map(|_| self.free_pages.pop().unwrap()).collect();
-            it.prefill.push(Prefill { req, slot, n: r.input_tokens, pages: pages.clone() });
-            self.active.push(Active { req, slot, pages, generated: 0 });
+            let slot = self
+                .free_slots
+                .pop()
+                .expect("slot available when active < max_batch_size");
+            let pages: Vec<u32> = (0..r.pages())
+                .map(|_| self.free_pages.pop().unwrap())
+                .collect();
+            it.prefill.push(Prefill {
+                req,
+                slot,
+                n: r.input_tokens,
+                pages: pages.clone(),
+            });
+            self.active.push(Active {
+                req,
+                slot,
+                pages,
+                generated: 0,
+            });
         }
         // Advance: every active request produced one token this iteration.
         let reqs = &self.reqs;

@@ -33,7 +33,11 @@ impl Tester {
                 k += 1;
             }
         }
-        Layout { max_pages, table, pages }
+        Layout {
+            max_pages,
+            table,
+            pages,
+        }
     }
 
     pub fn qkv_post(&mut self, h: usize, kv: usize, hd: usize, lens: &[usize]) -> Result<()> {
@@ -49,17 +53,43 @@ impl Tester {
         let width = (h + 2 * kv) * hd;
         let (qkv, qh) = self.rand(t * width, 2.0);
         let (bias, bh) = self.rand(width, 0.5);
-        let inv: Vec<f32> = (0..hd / 2).map(|i| (1.0 / 10000f64.powf(2.0 * i as f64 / hd as f64)) as f32).collect();
+        let inv: Vec<f32> = (0..hd / 2)
+            .map(|i| (1.0 / 10000f64.powf(2.0 * i as f64 / hd as f64)) as f32)
+            .collect();
         let ib = self.dev.alloc(inv.len() * 4)?;
         self.dev.upload(ib.ptr, &inv)?;
         let cache_n = lay.pages * kv * PS * hd;
-        let (q, kc, vc) = (self.poisoned(t * h * hd), self.poisoned(cache_n), self.poisoned(cache_n));
+        let (q, kc, vc) = (
+            self.poisoned(t * h * hd),
+            self.poisoned(cache_n),
+            self.poisoned(cache_n),
+        );
         let (pb, sb, tb) = (self.ints(&pos), self.ints(&slot), self.ints(&lay.table));
         let sx = self.sx();
-        let a = [Arg::P(qkv.ptr), Arg::P(bias.ptr), Arg::P(q.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(pb.ptr), Arg::P(sb.ptr), Arg::P(tb.ptr),
-            Arg::I(lay.max_pages as i32), Arg::P(ib.ptr), Arg::I(h as i32), Arg::I(kv as i32), Arg::I(hd as i32), Arg::I(PS as i32), Arg::I(1)];
-        self.dev.launch(&format!("qkv_post_{sx}"), (t as u32, 1, 1), 128, 0, &a)?;
-        let (gq, gk, gv) = (self.get(&q, t * h * hd)?, self.get(&kc, cache_n)?, self.get(&vc, cache_n)?);
+        let a = [
+            Arg::P(qkv.ptr),
+            Arg::P(bias.ptr),
+            Arg::P(q.ptr),
+            Arg::P(kc.ptr),
+            Arg::P(vc.ptr),
+            Arg::P(pb.ptr),
+            Arg::P(sb.ptr),
+            Arg::P(tb.ptr),
+            Arg::I(lay.max_pages as i32),
+            Arg::P(ib.ptr),
+            Arg::I(h as i32),
+            Arg::I(kv as i32),
+            Arg::I(hd as i32),
+            Arg::I(PS as i32),
+            Arg::I(1),
+        ];
+        self.dev
+            .launch(&format!("qkv_post_{sx}"), (t as u32, 1, 1), 128, 0, &a)?;
+        let (gq, gk, gv) = (
+            self.get(&q, t * h * hd)?,
+            self.get(&kc, cache_n)?,
+            self.get(&vc, cache_n)?,
+        );
         let (mut wq, mut wk, mut wv) = (Vec::new(), Vec::new(), Vec::new());
         let (mut ok_, mut ov_) = (Vec::new(), Vec::new());
         let half = hd / 2;
@@ -81,8 +111,13 @@ impl Tester {
                     wq.extend(rot(x));
                     continue;
                 }
-                let (kvh, is_k) = if hh < h + kv { (hh - h, true) } else { (hh - h - kv, false) };
-                let page = lay.table[slot[i] as usize * lay.max_pages + pos[i] as usize / PS] as usize;
+                let (kvh, is_k) = if hh < h + kv {
+                    (hh - h, true)
+                } else {
+                    (hh - h - kv, false)
+                };
+                let page =
+                    lay.table[slot[i] as usize * lay.max_pages + pos[i] as usize / PS] as usize;
                 let base = ((page * kv + kvh) * PS + pos[i] as usize % PS) * hd;
                 if is_k {
                     wk.extend(rot(x));
@@ -94,14 +129,37 @@ impl Tester {
             }
         }
         let tol = self.tol();
-        self.record(format!("qkv_post q (bias+rope) h={h} kv={kv} hd={hd} t={t}"), &gq, &wq, tol);
-        self.record(format!("qkv_post k cache (bias+rope, paged) hd={hd}"), &ok_, &wk, tol);
-        self.record(format!("qkv_post v cache (bias, paged) hd={hd}"), &ov_, &wv, tol);
+        self.record(
+            format!("qkv_post q (bias+rope) h={h} kv={kv} hd={hd} t={t}"),
+            &gq,
+            &wq,
+            tol,
+        );
+        self.record(
+            format!("qkv_post k cache (bias+rope, paged) hd={hd}"),
+            &ok_,
+            &wk,
+            tol,
+        );
+        self.record(
+            format!("qkv_post v cache (bias, paged) hd={hd}"),
+            &ov_,
+            &wv,
+            tol,
+        );
         Ok(())
     }
 
     /// Prefill (all positions of every sequence) or decode (last position, split over context).
-    pub fn attention(&mut self, h: usize, kv: usize, hd: usize, lens: &[usize], decode: bool, o: AttnOpts) -> Result<()> {
+    pub fn attention(
+        &mut self,
+        h: usize,
+        kv: usize,
+        hd: usize,
+        lens: &[usize],
+        decode: bool,
+        o: AttnOpts,
+    ) -> Result<()> {
         let lay = self.layout(lens);
         let g = h / kv;
         let cache_n = lay.pages * kv * PS * hd;
@@ -111,12 +169,27 @@ impl Tester {
         let mut items: Vec<[i32; 6]> = Vec::new();
         let mut comb: Vec<[i32; 3]> = Vec::new();
         let tc_rows = self.dev.tc_rows(self.sx(), hd)?;
-        let bq = if decode { 1 } else { super::forward::prefill_bq(g, if o.tc { tc_rows } else { super::forward::SCALAR_ROWS }) };
+        let bq = if decode {
+            1
+        } else {
+            super::forward::prefill_bq(
+                g,
+                if o.tc {
+                    tc_rows
+                } else {
+                    super::forward::SCALAR_ROWS
+                },
+            )
+        };
         let tc = o.tc && !decode;
         let mut parts = 0;
         for (s, &l) in lens.iter().enumerate() {
             let t0 = pos.len() as i32;
-            let qpos: Vec<usize> = if decode { vec![l - 1] } else { (0..l).collect() };
+            let qpos: Vec<usize> = if decode {
+                vec![l - 1]
+            } else {
+                (0..l).collect()
+            };
             for &p in &qpos {
                 pos.push(p as i32);
                 slot.push(s as i32);
@@ -131,13 +204,27 @@ impl Tester {
                 } else {
                     comb.push([t0, parts, splits as i32]);
                     for k in 0..splits {
-                        items.push([t0, 1, s as i32, (k * chunk) as i32, ((k + 1) * chunk).min(l) as i32, parts + k as i32]);
+                        items.push([
+                            t0,
+                            1,
+                            s as i32,
+                            (k * chunk) as i32,
+                            ((k + 1) * chunk).min(l) as i32,
+                            parts + k as i32,
+                        ]);
                     }
                     parts += splits as i32;
                 }
             } else {
                 for i in (0..l).step_by(bq) {
-                    items.push([t0 + i as i32, bq.min(l - i) as i32, s as i32, 0, i32::MAX, -1]);
+                    items.push([
+                        t0 + i as i32,
+                        bq.min(l - i) as i32,
+                        s as i32,
+                        0,
+                        i32::MAX,
+                        -1,
+                    ]);
                 }
             }
         }
@@ -152,32 +239,81 @@ impl Tester {
         let pml: DevBuf = self.dev.alloc(np * h * 2 * 4)?;
         let scale = o.scale.unwrap_or(1.0 / (hd as f32).sqrt());
         let bf = |x: f64| half::bf16::from_f64(x).to_f64();
-        let slopes: Vec<f32> = crate::llm::alibi_slopes(h).iter().map(|&x| bf(x) as f32).collect();
+        let slopes: Vec<f32> = crate::llm::alibi_slopes(h)
+            .iter()
+            .map(|&x| bf(x) as f32)
+            .collect();
         let sl = self.dev.alloc(h * 4)?;
         self.dev.upload(sl.ptr, &slopes)?;
         let rows = bq * g;
         let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
         let sx = self.sx();
-        let a = [Arg::P(q.ptr), Arg::P(out.ptr), Arg::P(kc.ptr), Arg::P(vc.ptr), Arg::P(ib.ptr), Arg::P(pb.ptr), Arg::P(tb.ptr), Arg::I(lay.max_pages as i32),
-            Arg::I(h as i32), Arg::I(kv as i32), Arg::F(scale), Arg::F(o.softcap), Arg::I(o.window as i32), Arg::P(if o.alibi { sl.ptr } else { 0 }),
-            Arg::P(po.ptr), Arg::P(pml.ptr)];
+        let a = [
+            Arg::P(q.ptr),
+            Arg::P(out.ptr),
+            Arg::P(kc.ptr),
+            Arg::P(vc.ptr),
+            Arg::P(ib.ptr),
+            Arg::P(pb.ptr),
+            Arg::P(tb.ptr),
+            Arg::I(lay.max_pages as i32),
+            Arg::I(h as i32),
+            Arg::I(kv as i32),
+            Arg::F(scale),
+            Arg::F(o.softcap),
+            Arg::I(o.window as i32),
+            Arg::P(if o.alibi { sl.ptr } else { 0 }),
+            Arg::P(po.ptr),
+            Arg::P(pml.ptr),
+        ];
         // attention_ws and attention_tcd read the cache through the tensor maps where compiled so.
         if o.tc && super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
             super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?;
         }
         if o.tc && decode {
             let smem = self.dev.tcd_smem(sx, hd)? as u32;
-            self.dev.launch(&format!("attention_tcd_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), 128, smem, &a)?;
+            self.dev.launch(
+                &format!("attention_tcd_{sx}_{hd}"),
+                (items.len() as u32, kv as u32, 1),
+                128,
+                smem,
+                &a,
+            )?;
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;
             let threads = self.dev.tc_threads(sx, hd)? as u32;
-            self.dev.launch(&format!("attention_tc_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), threads, smem, &a[..14])?;
+            self.dev.launch(
+                &format!("attention_tc_{sx}_{hd}"),
+                (items.len() as u32, kv as u32, 1),
+                threads,
+                smem,
+                &a[..14],
+            )?;
         } else {
-            self.dev.launch(&format!("attention_{sx}_{hd}"), (items.len() as u32, kv as u32, 1), (32 * rows) as u32, smem as u32, &a)?;
+            self.dev.launch(
+                &format!("attention_{sx}_{hd}"),
+                (items.len() as u32, kv as u32, 1),
+                (32 * rows) as u32,
+                smem as u32,
+                &a,
+            )?;
         }
         if !comb.is_empty() {
-            let a = [Arg::P(out.ptr), Arg::P(cb.ptr), Arg::P(po.ptr), Arg::P(pml.ptr), Arg::I(h as i32), Arg::I(hd as i32)];
-            self.dev.launch(&format!("attn_combine_{sx}"), (comb.len() as u32, h as u32, 1), hd.div_ceil(32) as u32 * 32, 0, &a)?;
+            let a = [
+                Arg::P(out.ptr),
+                Arg::P(cb.ptr),
+                Arg::P(po.ptr),
+                Arg::P(pml.ptr),
+                Arg::I(h as i32),
+                Arg::I(hd as i32),
+            ];
+            self.dev.launch(
+                &format!("attn_combine_{sx}"),
+                (comb.len() as u32, h as u32, 1),
+                hd.div_ceil(32) as u32 * 32,
+                0,
+                &a,
+            )?;
         }
         let got = self.get(&out, t * h * hd)?;
         let mut want = vec![0.0f64; t * h * hd];
@@ -186,8 +322,15 @@ impl Tester {
             for hh in 0..h {
                 let kvh = hh / g;
                 let qv = &qh[(i * h + hh) * hd..(i * h + hh + 1) * hd];
-                let idx = |key: usize| ((lay.table[s * lay.max_pages + key / PS] as usize * kv + kvh) * PS + key % PS) * hd;
-                let k0 = if o.window > 0 { (p + 1).saturating_sub(o.window) } else { 0 };
+                let idx = |key: usize| {
+                    ((lay.table[s * lay.max_pages + key / PS] as usize * kv + kvh) * PS + key % PS)
+                        * hd
+                };
+                let k0 = if o.window > 0 {
+                    (p + 1).saturating_sub(o.window)
+                } else {
+                    0
+                };
                 let sc: Vec<f64> = (k0..=p)
                     .map(|key| {
                         let mut dot = (0..hd).map(|d| qv[d] * kh[idx(key) + d]).sum::<f64>();
@@ -196,19 +339,35 @@ impl Tester {
                         }
                         let s = dot * scale as f64;
                         let c = o.softcap as f64;
-                        if c > 0.0 { c * (s / c).tanh() } else { s }
+                        if c > 0.0 {
+                            c * (s / c).tanh()
+                        } else {
+                            s
+                        }
                     })
                     .collect();
                 let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
                 let z: f64 = e.iter().sum();
                 for d in 0..hd {
-                    want[(i * h + hh) * hd + d] = (k0..=p).map(|key| e[key - k0] * vh[idx(key) + d]).sum::<f64>() / z;
+                    want[(i * h + hh) * hd + d] = (k0..=p)
+                        .map(|key| e[key - k0] * vh[idx(key) + d])
+                        .sum::<f64>()
+                        / z;
                 }
             }
         }
         let tol = self.tol();
-        let kind = if decode { format!("decode{} (splits: {parts} partials)", if o.tc { " tensor-core" } else { "" }) } else if tc { "prefill tensor-core".into() } else { "prefill".into() };
+        let kind = if decode {
+            format!(
+                "decode{} (splits: {parts} partials)",
+                if o.tc { " tensor-core" } else { "" }
+            )
+        } else if tc {
+            "prefill tensor-core".into()
+        } else {
+            "prefill".into()
+        };
         let mut extra = String::new();
         if o.softcap > 0.0 {
             extra += &format!(" softcap={}", o.softcap);
@@ -222,7 +381,12 @@ impl Tester {
         if let Some(s) = o.scale {
             extra += &format!(" scale={s:.4}");
         }
-        self.record(format!("attention {kind}{extra} h={h} kv={kv} hd={hd} lens={lens:?}"), &got, &want, tol);
+        self.record(
+            format!("attention {kind}{extra} h={h} kv={kv} hd={hd} lens={lens:?}"),
+            &got,
+            &want,
+            tol,
+        );
         let _ = self.rng.random::<u8>();
         Ok(())
     }

@@ -47,7 +47,11 @@ impl Weights {
 }
 
 pub(crate) fn up_rows(c: &LlmConfig) -> usize {
-    if c.ffn.gated() { 2 * c.ffn_dim } else { c.ffn_dim }
+    if c.ffn.gated() {
+        2 * c.ffn_dim
+    } else {
+        c.ffn_dim
+    }
 }
 
 struct Rng {
@@ -60,18 +64,41 @@ impl Rng {
     fn fill(&mut self, dev: &mut Device, n: usize, std: f32, offset: f32) -> Result<DevBuf> {
         let b = dev.alloc(n * self.dt.bytes())?;
         self.counter += 1;
-        let s = self.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(self.counter);
+        let s = self
+            .seed
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(self.counter);
         let a = std * 3f32.sqrt();
-        let args = [Arg::P(b.ptr), Arg::L(n as i64), Arg::U(s), Arg::F(a), Arg::F(offset)];
-        dev.launch(&format!("fill_uniform_{}", self.dt.suffix()), grid_for(n, 256), 256, 0, &args)?;
+        let args = [
+            Arg::P(b.ptr),
+            Arg::L(n as i64),
+            Arg::U(s),
+            Arg::F(a),
+            Arg::F(offset),
+        ];
+        dev.launch(
+            &format!("fill_uniform_{}", self.dt.suffix()),
+            grid_for(n, 256),
+            256,
+            0,
+            &args,
+        )?;
         Ok(b)
     }
     fn bias(&mut self, dev: &mut Device, on: bool, n: usize) -> Result<Option<DevBuf>> {
-        if on { Ok(Some(self.fill(dev, n, 0.05, 0.0)?)) } else { Ok(None) }
+        if on {
+            Ok(Some(self.fill(dev, n, 0.05, 0.0)?))
+        } else {
+            Ok(None)
+        }
     }
     /// Norm weights with effective scale 1 ± 0.1 (`1 + w` on Gemma's RMSNorm), LayerNorm biases.
     fn norm(&mut self, dev: &mut Device, c: &LlmConfig) -> Result<NormWeights> {
-        let offset = if c.norm == Norm::RmsNormPlusOne { 0.0 } else { 1.0 };
+        let offset = if c.norm == Norm::RmsNormPlusOne {
+            0.0
+        } else {
+            1.0
+        };
         let w = self.fill(dev, c.hidden, 0.1 / 3f32.sqrt(), offset)?;
         Ok((w, self.bias(dev, c.norm == Norm::LayerNorm, c.hidden)?))
     }
@@ -83,14 +110,22 @@ impl Rng {
 /// under the final soft-cap. The norm before every block (and Gemma's norms after) keep the
 /// residual stream O(sqrt(layers)).
 pub fn random(dev: &mut Device, c: &LlmConfig, dt: DType, seed: u64) -> Result<Weights> {
-    let mut r = Rng { seed, counter: 0, dt };
+    let mut r = Rng {
+        seed,
+        counter: 0,
+        dt,
+    };
     let h = c.hidden;
     let qkv_rows = c.q_dim() + 2 * c.kv_dim();
     let mut layers = Vec::with_capacity(c.layers);
     for _ in 0..c.layers {
         let norm1 = r.norm(dev, c)?;
         let norm2 = r.norm(dev, c)?;
-        let (post_attn, post_ffn) = if c.post_norms { (Some(r.norm(dev, c)?), Some(r.norm(dev, c)?)) } else { (None, None) };
+        let (post_attn, post_ffn) = if c.post_norms {
+            (Some(r.norm(dev, c)?), Some(r.norm(dev, c)?))
+        } else {
+            (None, None)
+        };
         let qkv = r.fill(dev, qkv_rows * h, 1.0 / (h as f32).sqrt(), 0.0)?;
         let qkv_b = r.bias(dev, c.qkv_bias, qkv_rows)?;
         let o = r.fill(dev, h * c.q_dim(), 1.0 / (c.q_dim() as f32).sqrt(), 0.0)?;
@@ -99,13 +134,44 @@ pub fn random(dev: &mut Device, c: &LlmConfig, dt: DType, seed: u64) -> Result<W
         let up_b = r.bias(dev, c.mlp_bias, up_rows(c))?;
         let down = r.fill(dev, h * c.ffn_dim, 1.0 / (c.ffn_dim as f32).sqrt(), 0.0)?;
         let down_b = r.bias(dev, c.mlp_bias, h)?;
-        layers.push(LayerWeights { qkv, qkv_b, o, o_b, up, up_b, down, down_b, norm1, norm2, post_attn, post_ffn });
+        layers.push(LayerWeights {
+            qkv,
+            qkv_b,
+            o,
+            o_b,
+            up,
+            up_b,
+            down,
+            down_b,
+            norm1,
+            norm2,
+            post_attn,
+            post_ffn,
+        });
     }
-    let emb_std = if c.embed_scale { 1.0 / (h as f32).sqrt() } else { 1.0 };
+    let emb_std = if c.embed_scale {
+        1.0 / (h as f32).sqrt()
+    } else {
+        1.0
+    };
     let embed = r.fill(dev, c.vocab * h, emb_std, 0.0)?;
-    let positions = if c.position_rows() > 0 { Some(r.fill(dev, c.position_rows() * h, 1.0, 0.0)?) } else { None };
+    let positions = if c.position_rows() > 0 {
+        Some(r.fill(dev, c.position_rows() * h, 1.0, 0.0)?)
+    } else {
+        None
+    };
     let final_norm = r.norm(dev, c)?;
-    let lm_head = if c.tied_embeddings { None } else { Some(r.fill(dev, c.vocab * h, emb_std, 0.0)?) };
+    let lm_head = if c.tied_embeddings {
+        None
+    } else {
+        Some(r.fill(dev, c.vocab * h, emb_std, 0.0)?)
+    };
     dev.sync().context("generating random weights")?;
-    Ok(Weights { embed, positions, layers, final_norm, lm_head })
+    Ok(Weights {
+        embed,
+        positions,
+        layers,
+        final_norm,
+        lm_head,
+    })
 }

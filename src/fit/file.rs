@@ -91,7 +91,13 @@ pub struct Published {
 
 impl FitFile {
     /// Build the file for one group's fit.
-    pub fn from_fit(fit: &FitResult, model: &dyn EnergyModel, group: &Group, ds: &Dataset, cv_folds: Option<usize>) -> FitFile {
+    pub fn from_fit(
+        fit: &FitResult,
+        model: &dyn EnergyModel,
+        group: &Group,
+        ds: &Dataset,
+        cv_folds: Option<usize>,
+    ) -> FitFile {
         let values = fit.values();
         let measured = sweetspot::measured_best(&group.obs);
         let (lo, hi) = output_range(group);
@@ -99,7 +105,13 @@ impl FitFile {
             .iter()
             .map(|&(n, m, eta)| {
                 let p = sweetspot::predicted(model, &values, n, lo, hi);
-                SweetSpotEntry { input_tokens: n, predicted_output_tokens: p.output_tokens, method: p.method, measured_output_tokens: Some(m), measured_tokens_per_j: Some(eta) }
+                SweetSpotEntry {
+                    input_tokens: n,
+                    predicted_output_tokens: p.output_tokens,
+                    method: p.method,
+                    measured_output_tokens: Some(m),
+                    measured_tokens_per_j: Some(eta),
+                }
             })
             .collect();
         FitFile {
@@ -113,7 +125,14 @@ impl FitFile {
             coefficients: fit
                 .coefficients
                 .iter()
-                .map(|c| CoefEntry { name: c.name.clone(), value: c.value, std_error: Some(c.std_error), t_value: Some(c.t_value), p_value: Some(c.p_value), stars: Some(c.stars.clone()) })
+                .map(|c| CoefEntry {
+                    name: c.name.clone(),
+                    value: c.value,
+                    std_error: Some(c.std_error),
+                    t_value: Some(c.t_value),
+                    p_value: Some(c.p_value),
+                    stars: Some(c.stars.clone()),
+                })
                 .collect(),
             metrics: Metrics {
                 mape_pct: Some(fit.mape_pct),
@@ -127,7 +146,14 @@ impl FitFile {
                 mape_pct_by_loss: BTreeMap::new(),
             },
             repeats: Some(group.repeat_spread()),
-            dataset: Some(DatasetRef { paths: ds.sources.iter().map(|s| s.path.display().to_string()).collect(), sha256: ds.sha256() }),
+            dataset: Some(DatasetRef {
+                paths: ds
+                    .sources
+                    .iter()
+                    .map(|s| s.path.display().to_string())
+                    .collect(),
+                sha256: ds.sha256(),
+            }),
             sweet_spots,
             best_to_worst_ratio: sweetspot::best_to_worst_ratio(&group.obs),
             published: None,
@@ -135,19 +161,30 @@ impl FitFile {
     }
 
     pub fn read(path: &Path) -> Result<FitFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read fit file '{}'", path.display()))?;
-        let f: FitFile = serde_json::from_str(&text).with_context(|| format!("{}: not a valid fit file", path.display()))?;
-        let model = f.energy_model().with_context(|| format!("{}: field 'model'", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read fit file '{}'", path.display()))?;
+        let f: FitFile = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid fit file", path.display()))?;
+        let model = f
+            .energy_model()
+            .with_context(|| format!("{}: field 'model'", path.display()))?;
         let names: Vec<&str> = f.coefficients.iter().map(|c| c.name.as_str()).collect();
         if names != model.coef_names() {
-            bail!("{}: model {} needs coefficients {:?}, file has {:?}", path.display(), f.model, model.coef_names(), names);
+            bail!(
+                "{}: model {} needs coefficients {:?}, file has {:?}",
+                path.display(),
+                f.model,
+                model.coef_names(),
+                names
+            );
         }
         Ok(f)
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create '{}'", dir.display()))?;
         }
         let text = serde_json::to_string_pretty(self)? + "\n";
         std::fs::write(path, text).with_context(|| format!("cannot write '{}'", path.display()))
@@ -173,8 +210,16 @@ impl FitFile {
 
 /// Output-length range of a group's data (for numeric sweet spots).
 pub fn output_range(group: &Group) -> (f64, f64) {
-    let lo = group.obs.iter().map(|o| o.output_tokens).fold(f64::MAX, f64::min);
-    let hi = group.obs.iter().map(|o| o.output_tokens).fold(f64::MIN, f64::max);
+    let lo = group
+        .obs
+        .iter()
+        .map(|o| o.output_tokens)
+        .fold(f64::MAX, f64::min);
+    let hi = group
+        .obs
+        .iter()
+        .map(|o| o.output_tokens)
+        .fold(f64::MIN, f64::max);
     (lo, hi)
 }
 

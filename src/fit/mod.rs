@@ -2,8 +2,8 @@
 //! cross-validation and the JSON fit files.
 
 pub mod file;
-pub mod reference;
 mod problem;
+pub mod reference;
 mod solve;
 pub mod stats;
 pub mod table;
@@ -28,7 +28,11 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        FitOptions { loss: Loss::Rel, cv_folds: Some(5), seed: 42 }
+        FitOptions {
+            loss: Loss::Rel,
+            cv_folds: Some(5),
+            seed: 42,
+        }
     }
 }
 
@@ -70,14 +74,20 @@ impl FitResult {
 }
 
 /// Fit one model to one group's observations. `what` names the data in error messages.
-pub fn fit_model_named(model: &dyn EnergyModel, obs: &[Obs], opts: &FitOptions, what: &str) -> Result<FitResult> {
+pub fn fit_model_named(
+    model: &dyn EnergyModel,
+    obs: &[Obs],
+    opts: &FitOptions,
+    what: &str,
+) -> Result<FitResult> {
     let sol = solve::solve(model, obs, opts.loss, what)?;
     let s = stats::summarise(&sol.problem, &sol.coefs, what)?;
     let (cv_mape_pct, cv_note) = match opts.cv_folds {
         None => (None, None),
         Some(k) => split(validate::cv_mape(model, obs, opts.loss, k, opts.seed, what)),
     };
-    let (extrapolation_mape_pct, extrapolation_note) = split(validate::extrapolation_mape(model, obs, opts.loss, what));
+    let (extrapolation_mape_pct, extrapolation_note) =
+        split(validate::extrapolation_mape(model, obs, opts.loss, what));
     Ok(FitResult {
         model: model.name().to_string(),
         loss: opts.loss,

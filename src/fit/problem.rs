@@ -42,10 +42,21 @@ pub(crate) struct ResidualProblem<'a> {
 impl<'a> ResidualProblem<'a> {
     pub fn new(model: &'a dyn EnergyModel, obs: &'a [Obs], loss: Loss, scale: Vec<f64>) -> Self {
         let norm = match loss {
-            Loss::Abs => (obs.iter().map(|o| o.energy_per_token_j.powi(2)).sum::<f64>() / obs.len() as f64).sqrt(),
+            Loss::Abs => (obs
+                .iter()
+                .map(|o| o.energy_per_token_j.powi(2))
+                .sum::<f64>()
+                / obs.len() as f64)
+                .sqrt(),
             Loss::Rel => 1.0,
         };
-        ResidualProblem { model, obs, loss, scale, norm }
+        ResidualProblem {
+            model,
+            obs,
+            loss,
+            scale,
+            norm,
+        }
     }
 
     pub fn coefs(&self, u: &DVector<f64>) -> Vec<f64> {
@@ -66,7 +77,8 @@ impl<'a> ResidualProblem<'a> {
         let mut j = DMatrix::zeros(self.obs.len(), k);
         let mut g = vec![0.0; k];
         for (i, o) in self.obs.iter().enumerate() {
-            self.model.gradient(c, o.input_tokens, o.output_tokens, &mut g);
+            self.model
+                .gradient(c, o.input_tokens, o.output_tokens, &mut g);
             let w = match self.loss {
                 Loss::Abs => 1.0,
                 Loss::Rel => o.energy_per_token_j,
@@ -88,12 +100,17 @@ impl Operator for ResidualProblem<'_> {
         let r = DVector::from_iterator(
             self.obs.len(),
             self.obs.iter().map(|o| {
-                let p = self.model.energy_per_token(&c, o.input_tokens, o.output_tokens);
+                let p = self
+                    .model
+                    .energy_per_token(&c, o.input_tokens, o.output_tokens);
                 (p - o.energy_per_token_j) / self.weight(o)
             }),
         );
         if r.iter().any(|v| !v.is_finite()) {
-            return Err(Error::msg(format!("model {} gave a non-finite prediction", self.model.name())));
+            return Err(Error::msg(format!(
+                "model {} gave a non-finite prediction",
+                self.model.name()
+            )));
         }
         Ok(r)
     }
@@ -109,7 +126,8 @@ impl Jacobian for ResidualProblem<'_> {
         let mut j = DMatrix::zeros(self.obs.len(), k);
         let mut g = vec![0.0; k];
         for (i, o) in self.obs.iter().enumerate() {
-            self.model.gradient(&c, o.input_tokens, o.output_tokens, &mut g);
+            self.model
+                .gradient(&c, o.input_tokens, o.output_tokens, &mut g);
             let w = self.weight(o);
             for col in 0..k {
                 j[(i, col)] = g[col] * self.scale[col] / w;

@@ -15,19 +15,59 @@ pub const SOURCE: &str = "Pizzini Cavagna et al. 2026, Determining Energy Effici
 pub fn reference_fits(csv: &Path) -> Result<Vec<FitFile>> {
     let df = read_table(csv)?;
     let text = |c: &str| -> Result<Vec<String>> {
-        let col = df.column(c).with_context(|| format!("{}: missing column '{c}'", csv.display()))?.cast(&DataType::String)?;
-        Ok(col.str()?.iter().map(|v| v.unwrap_or("").to_string()).collect())
+        let col = df
+            .column(c)
+            .with_context(|| format!("{}: missing column '{c}'", csv.display()))?
+            .cast(&DataType::String)?;
+        Ok(col
+            .str()?
+            .iter()
+            .map(|v| v.unwrap_or("").to_string())
+            .collect())
     };
     let num = |c: &str| -> Result<Vec<f64>> {
-        let col = df.column(c).with_context(|| format!("{}: missing column '{c}'", csv.display()))?.cast(&DataType::Float64)?;
-        col.f64()?.iter().enumerate().map(|(r, v)| v.with_context(|| format!("{}, row {}, column '{c}': not a number", csv.display(), r + 1))).collect()
+        let col = df
+            .column(c)
+            .with_context(|| format!("{}: missing column '{c}'", csv.display()))?
+            .cast(&DataType::Float64)?;
+        col.f64()?
+            .iter()
+            .enumerate()
+            .map(|(r, v)| {
+                v.with_context(|| {
+                    format!(
+                        "{}, row {}, column '{c}': not a number",
+                        csv.display(),
+                        r + 1
+                    )
+                })
+            })
+            .collect()
     };
     let (llm, gpu, engine) = (text("llm")?, text("gpu")?, text("engine")?);
     let model = FlopsMem;
-    let coefs: Vec<Vec<f64>> = model.coef_names().iter().map(|c| num(c)).collect::<Result<_>>()?;
-    let (sn, sm, se) = (num("sweet_spot_input_tokens")?, num("sweet_spot_measured_output_tokens")?, num("sweet_spot_estimated_output_tokens")?);
-    let mape_cols = [("b1", "mape_b1_pct"), ("b2", "mape_b2_pct"), ("b3", "mape_b3_pct"), ("b4", "mape_b4_pct"), ("flops", "mape_flops_pct"), ("flops-mem", "mape_flops_mem_pct")];
-    let mapes: Vec<Vec<f64>> = mape_cols.iter().map(|(_, c)| num(c)).collect::<Result<_>>()?;
+    let coefs: Vec<Vec<f64>> = model
+        .coef_names()
+        .iter()
+        .map(|c| num(c))
+        .collect::<Result<_>>()?;
+    let (sn, sm, se) = (
+        num("sweet_spot_input_tokens")?,
+        num("sweet_spot_measured_output_tokens")?,
+        num("sweet_spot_estimated_output_tokens")?,
+    );
+    let mape_cols = [
+        ("b1", "mape_b1_pct"),
+        ("b2", "mape_b2_pct"),
+        ("b3", "mape_b3_pct"),
+        ("b4", "mape_b4_pct"),
+        ("flops", "mape_flops_pct"),
+        ("flops-mem", "mape_flops_mem_pct"),
+    ];
+    let mapes: Vec<Vec<f64>> = mape_cols
+        .iter()
+        .map(|(_, c)| num(c))
+        .collect::<Result<_>>()?;
     if llm.is_empty() {
         bail!("{}: no rows", csv.display());
     }
@@ -46,9 +86,19 @@ pub fn reference_fits(csv: &Path) -> Result<Vec<FitFile>> {
                     .coef_names()
                     .iter()
                     .zip(&values)
-                    .map(|(n, v)| CoefEntry { name: n.to_string(), value: *v, std_error: None, t_value: None, p_value: None, stars: None })
+                    .map(|(n, v)| CoefEntry {
+                        name: n.to_string(),
+                        value: *v,
+                        std_error: None,
+                        t_value: None,
+                        p_value: None,
+                        stars: None,
+                    })
                     .collect(),
-                metrics: Metrics { mape_pct: Some(mapes[5][i]), ..Metrics::default() },
+                metrics: Metrics {
+                    mape_pct: Some(mapes[5][i]),
+                    ..Metrics::default()
+                },
                 repeats: None,
                 dataset: None,
                 sweet_spots: vec![SweetSpotEntry {
@@ -63,7 +113,11 @@ pub fn reference_fits(csv: &Path) -> Result<Vec<FitFile>> {
                     source: SOURCE.into(),
                     gpu: gpu[i].clone(),
                     engine: engine[i].clone(),
-                    mape_pct_by_model: mape_cols.iter().zip(&mapes).map(|((m, _), v)| (m.to_string(), v[i])).collect(),
+                    mape_pct_by_model: mape_cols
+                        .iter()
+                        .zip(&mapes)
+                        .map(|((m, _), v)| (m.to_string(), v[i]))
+                        .collect(),
                     sweet_spot_input_tokens: sn[i],
                     sweet_spot_measured_output_tokens: sm[i],
                     sweet_spot_estimated_output_tokens: se[i],

@@ -26,7 +26,12 @@ pub(crate) struct Solution<'a> {
 }
 
 /// Least-squares fit of `model` to `obs` under `loss`. `what` names the data in errors.
-pub(crate) fn solve<'a>(model: &'a dyn EnergyModel, obs: &'a [Obs], loss: Loss, what: &str) -> Result<Solution<'a>> {
+pub(crate) fn solve<'a>(
+    model: &'a dyn EnergyModel,
+    obs: &'a [Obs],
+    loss: Loss,
+    what: &str,
+) -> Result<Solution<'a>> {
     let k = model.n_coefs();
     if obs.len() <= k {
         bail!(
@@ -38,11 +43,16 @@ pub(crate) fn solve<'a>(model: &'a dyn EnergyModel, obs: &'a [Obs], loss: Loss, 
     }
     let c0 = start(model, obs);
     let scale0 = vec![1.0; k];
-    let raw = ResidualProblem::new(model, obs, loss, scale0).jacobian(&DVector::from_column_slice(&c0))?;
+    let raw = ResidualProblem::new(model, obs, loss, scale0)
+        .jacobian(&DVector::from_column_slice(&c0))?;
     let scale: Vec<f64> = (0..k)
         .map(|j| {
             let rms = (raw.column(j).iter().map(|v| v * v).sum::<f64>() / obs.len() as f64).sqrt();
-            if rms > 0.0 && rms.is_finite() { 1.0 / rms } else { 1.0 }
+            if rms > 0.0 && rms.is_finite() {
+                1.0 / rms
+            } else {
+                1.0
+            }
         })
         .collect();
     let problem = ResidualProblem::new(model, obs, loss, scale.clone());
@@ -55,13 +65,24 @@ pub(crate) fn solve<'a>(model: &'a dyn EnergyModel, obs: &'a [Obs], loss: Loss, 
         .run()
         .with_context(|| format!("{what}: fitting model {} failed", model.name()))?;
     let iterations = res.state().get_iter();
-    let u = res.state().get_best_param().context("solver returned no parameters")?.clone();
+    let u = res
+        .state()
+        .get_best_param()
+        .context("solver returned no parameters")?
+        .clone();
     let problem = res.problem.problem.context("solver kept the problem")?;
     let coefs = problem.coefs(&u);
     if coefs.iter().any(|c| !c.is_finite()) {
-        bail!("{what}: model {} did not converge (non-finite coefficients)", model.name());
+        bail!(
+            "{what}: model {} did not converge (non-finite coefficients)",
+            model.name()
+        );
     }
-    Ok(Solution { coefs, problem, iterations })
+    Ok(Solution {
+        coefs,
+        problem,
+        iterations,
+    })
 }
 
 /// Equal-share starting point (see module docs).
@@ -77,13 +98,30 @@ fn start(model: &dyn EnergyModel, obs: &[Obs]) -> Vec<f64> {
             mean_g[j] += g[j].abs() / obs.len() as f64;
         }
     }
-    mean_g.iter().map(|g| if *g > 0.0 { mean_e / (k as f64 * g) } else { 0.0 }).collect()
+    mean_g
+        .iter()
+        .map(|g| {
+            if *g > 0.0 {
+                mean_e / (k as f64 * g)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
-fn check_rank(problem: &ResidualProblem, u0: &DVector<f64>, model: &dyn EnergyModel, what: &str) -> Result<()> {
+fn check_rank(
+    problem: &ResidualProblem,
+    u0: &DVector<f64>,
+    model: &dyn EnergyModel,
+    what: &str,
+) -> Result<()> {
     let j = problem.jacobian(u0)?;
     if j.iter().any(|v| !v.is_finite()) {
-        bail!("{what}: model {} has a non-finite Jacobian on this data", model.name());
+        bail!(
+            "{what}: model {} has a non-finite Jacobian on this data",
+            model.name()
+        );
     }
     let sv = j.singular_values();
     let (max, min) = (sv.max(), sv.min());

@@ -30,7 +30,12 @@ pub fn mape(model: &dyn EnergyModel, coefs: &[f64], obs: &[Obs]) -> f64 {
     100.0
         * obs
             .iter()
-            .map(|o| ((model.energy_per_token(coefs, o.input_tokens, o.output_tokens) - o.energy_per_token_j) / o.energy_per_token_j).abs())
+            .map(|o| {
+                ((model.energy_per_token(coefs, o.input_tokens, o.output_tokens)
+                    - o.energy_per_token_j)
+                    / o.energy_per_token_j)
+                    .abs()
+            })
             .sum::<f64>()
         / obs.len() as f64
 }
@@ -47,7 +52,10 @@ pub(crate) struct Summary {
 pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) -> Result<Summary> {
     let (model, obs) = (problem.model, problem.obs);
     let (n, k) = (obs.len() as f64, coefs.len());
-    let pred: Vec<f64> = obs.iter().map(|o| model.energy_per_token(coefs, o.input_tokens, o.output_tokens)).collect();
+    let pred: Vec<f64> = obs
+        .iter()
+        .map(|o| model.energy_per_token(coefs, o.input_tokens, o.output_tokens))
+        .collect();
     let loss_resid: Vec<f64> = obs
         .iter()
         .zip(&pred)
@@ -65,10 +73,14 @@ pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) ->
     let s = DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(&problem.scale));
     let js = &j * &s;
     let Some(inv) = (js.transpose() * &js).try_inverse() else {
-        bail!("{what}: JᵀJ is singular for model {}; coefficients are not identifiable", model.name());
+        bail!(
+            "{what}: JᵀJ is singular for model {}; coefficients are not identifiable",
+            model.name()
+        );
     };
     let cov = &s * inv * &s * sigma2;
-    let t_dist = StudentsT::new(0.0, 1.0, dof).map_err(|e| anyhow::anyhow!("{what}: t distribution: {e}"))?;
+    let t_dist = StudentsT::new(0.0, 1.0, dof)
+        .map_err(|e| anyhow::anyhow!("{what}: t distribution: {e}"))?;
     let coefficients = model
         .coef_names()
         .iter()
@@ -76,15 +88,37 @@ pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) ->
         .map(|(i, name)| {
             let se = cov[(i, i)].max(0.0).sqrt();
             let t = coefs[i] / se;
-            let p = if t.is_finite() { 2.0 * t_dist.sf(t.abs()) } else { 0.0 };
-            Coefficient { name: name.to_string(), value: coefs[i], std_error: se, t_value: t, p_value: p, stars: stars(p).to_string() }
+            let p = if t.is_finite() {
+                2.0 * t_dist.sf(t.abs())
+            } else {
+                0.0
+            };
+            Coefficient {
+                name: name.to_string(),
+                value: coefs[i],
+                std_error: se,
+                t_value: t,
+                p_value: p,
+                stars: stars(p).to_string(),
+            }
         })
         .collect();
 
     let mean_e = obs.iter().map(|o| o.energy_per_token_j).sum::<f64>() / n;
-    let ss_res: f64 = obs.iter().zip(&pred).map(|(o, p)| (p - o.energy_per_token_j).powi(2)).sum();
-    let ss_tot: f64 = obs.iter().map(|o| (o.energy_per_token_j - mean_e).powi(2)).sum();
-    let r2 = if ss_tot > 0.0 { 1.0 - ss_res / ss_tot } else { f64::NAN };
+    let ss_res: f64 = obs
+        .iter()
+        .zip(&pred)
+        .map(|(o, p)| (p - o.energy_per_token_j).powi(2))
+        .sum();
+    let ss_tot: f64 = obs
+        .iter()
+        .map(|o| (o.energy_per_token_j - mean_e).powi(2))
+        .sum();
+    let r2 = if ss_tot > 0.0 {
+        1.0 - ss_res / ss_tot
+    } else {
+        f64::NAN
+    };
     // Gaussian log-likelihood up to a constant: AIC = N ln(RSS/N) + 2k, BIC = N ln(RSS/N) + k ln N.
     let ll = n * (rss.max(f64::MIN_POSITIVE) / n).ln();
     Ok(Summary {

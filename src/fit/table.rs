@@ -10,7 +10,10 @@ pub struct Table {
 
 impl Table {
     pub fn new<S: ToString>(header: &[S]) -> Table {
-        Table { header: header.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, row: Vec<String>) {
@@ -20,7 +23,14 @@ impl Table {
     /// Fixed-width text.
     pub fn render(&self) -> String {
         let widths: Vec<usize> = (0..self.header.len())
-            .map(|c| self.rows.iter().map(|r| r.get(c).map_or(0, |s| s.chars().count())).chain([self.header[c].chars().count()]).max().unwrap_or(0))
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                    .chain([self.header[c].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         let line = |cells: &[String]| -> String {
             let parts: Vec<String> = widths
@@ -28,13 +38,19 @@ impl Table {
                 .enumerate()
                 .map(|(c, w)| {
                     let s = cells.get(c).map(String::as_str).unwrap_or("");
-                    if c == 0 { format!("{s:<w$}") } else { format!("{s:>w$}") }
+                    if c == 0 {
+                        format!("{s:<w$}")
+                    } else {
+                        format!("{s:>w$}")
+                    }
                 })
                 .collect();
             parts.join("  ").trim_end().to_string() + "\n"
         };
         let mut out = line(&self.header);
-        out.push_str(&line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>()));
+        out.push_str(&line(
+            &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+        ));
         for r in &self.rows {
             out.push_str(&line(r));
         }
@@ -44,7 +60,9 @@ impl Table {
     /// GitHub-flavoured Markdown.
     pub fn markdown(&self) -> String {
         let mut out = format!("| {} |\n", self.header.join(" | "));
-        let align: Vec<&str> = (0..self.header.len()).map(|c| if c == 0 { ":---" } else { "---:" }).collect();
+        let align: Vec<&str> = (0..self.header.len())
+            .map(|c| if c == 0 { ":---" } else { "---:" })
+            .collect();
         out.push_str(&format!("| {} |\n", align.join(" | ")));
         for r in &self.rows {
             out.push_str(&format!("| {} |\n", r.join(" | ")));
@@ -88,7 +106,11 @@ pub fn mape_table(models: &[&str], rows: &[(String, Vec<Option<f64>>)]) -> Table
 
 /// Numbers as the coefficient table prints them.
 pub fn sci(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() { format!("{v}") } else { format!("{v:.4e}") }
+    if v == 0.0 || !v.is_finite() {
+        format!("{v}")
+    } else {
+        format!("{v:.4e}")
+    }
 }
 
 #[cfg(test)]
@@ -97,7 +119,10 @@ mod tests {
 
     #[test]
     fn mape_table_mean_and_std() {
-        let rows = vec![("a".to_string(), vec![Some(1.0), Some(2.0)]), ("b".to_string(), vec![Some(3.0), None])];
+        let rows = vec![
+            ("a".to_string(), vec![Some(1.0), Some(2.0)]),
+            ("b".to_string(), vec![Some(3.0), None]),
+        ];
         let t = mape_table(&["b1", "flops"], &rows);
         assert_eq!(t.rows[2], vec!["mean", "2.00", "2.00"]);
         assert_eq!(t.rows[3], vec!["std", "1.41", "-"]);

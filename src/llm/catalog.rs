@@ -24,7 +24,17 @@ fn llama3(factor: f64) -> Positional {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn base(name: &str, arch: Arch, hidden: usize, layers: usize, heads: usize, kv: usize, hd: usize, ffn: usize, vocab: usize) -> LlmConfig {
+fn base(
+    name: &str,
+    arch: Arch,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv: usize,
+    hd: usize,
+    ffn: usize,
+    vocab: usize,
+) -> LlmConfig {
     LlmConfig {
         name: name.to_string(),
         arch,
@@ -39,7 +49,10 @@ fn base(name: &str, arch: Arch, hidden: usize, layers: usize, heads: usize, kv: 
         norm: Norm::RmsNorm,
         norm_eps: 1e-5,
         ffn: Ffn::SwiGlu,
-        positional: Positional::Rope { theta: 10_000.0, scaling: None },
+        positional: Positional::Rope {
+            theta: 10_000.0,
+            scaling: None,
+        },
         qkv_bias: false,
         o_bias: false,
         mlp_bias: false,
@@ -63,11 +76,28 @@ fn opt(name: &str, hidden: usize, layers: usize, heads: usize) -> LlmConfig {
         o_bias: true,
         mlp_bias: true,
         tied_embeddings: true,
-        ..base(name, Arch::Opt, hidden, layers, heads, heads, hidden / heads, 4 * hidden, 50272)
+        ..base(
+            name,
+            Arch::Opt,
+            hidden,
+            layers,
+            heads,
+            heads,
+            hidden / heads,
+            4 * hidden,
+            50272,
+        )
     }
 }
 
-fn gemma2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn: usize) -> LlmConfig {
+fn gemma2(
+    name: &str,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv: usize,
+    ffn: usize,
+) -> LlmConfig {
     LlmConfig {
         norm: Norm::RmsNormPlusOne,
         norm_eps: 1e-6,
@@ -75,33 +105,92 @@ fn gemma2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn
         tied_embeddings: true,
         embed_scale: true,
         post_norms: true,
-        gemma: Some(GemmaExtras { attn_softcap: 50.0, final_softcap: 30.0, sliding_window: 4096, query_pre_attn_scalar: 256.0 }),
-        ..base(name, Arch::Gemma2, hidden, layers, heads, kv, 256, ffn, 256000)
+        gemma: Some(GemmaExtras {
+            attn_softcap: 50.0,
+            final_softcap: 30.0,
+            sliding_window: 4096,
+            query_pre_attn_scalar: 256.0,
+        }),
+        ..base(
+            name,
+            Arch::Gemma2,
+            hidden,
+            layers,
+            heads,
+            kv,
+            256,
+            ffn,
+            256000,
+        )
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn qwen2(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn: usize, vocab: usize, tied: bool) -> LlmConfig {
+fn qwen2(
+    name: &str,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv: usize,
+    ffn: usize,
+    vocab: usize,
+    tied: bool,
+) -> LlmConfig {
     LlmConfig {
         norm_eps: 1e-6,
         max_positions: 131072,
-        positional: Positional::Rope { theta: 1_000_000.0, scaling: None },
+        positional: Positional::Rope {
+            theta: 1_000_000.0,
+            scaling: None,
+        },
         qkv_bias: true,
         tied_embeddings: tied,
-        ..base(name, Arch::Qwen2, hidden, layers, heads, kv, hidden / heads, ffn, vocab)
+        ..base(
+            name,
+            Arch::Qwen2,
+            hidden,
+            layers,
+            heads,
+            kv,
+            hidden / heads,
+            ffn,
+            vocab,
+        )
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn granite(name: &str, hidden: usize, layers: usize, heads: usize, kv: usize, ffn: usize, theta: f64, max_pos: usize) -> LlmConfig {
+fn granite(
+    name: &str,
+    hidden: usize,
+    layers: usize,
+    heads: usize,
+    kv: usize,
+    ffn: usize,
+    theta: f64,
+    max_pos: usize,
+) -> LlmConfig {
     LlmConfig {
-        positional: Positional::Rope { theta, scaling: None },
+        positional: Positional::Rope {
+            theta,
+            scaling: None,
+        },
         max_positions: max_pos.max(GRID_MAX),
         qkv_bias: true,
         o_bias: true,
         mlp_bias: true,
         tied_embeddings: true,
-        ..base(name, Arch::Llama, hidden, layers, heads, kv, hidden / heads, ffn, 49152)
+        ..base(
+            name,
+            Arch::Llama,
+            hidden,
+            layers,
+            heads,
+            kv,
+            hidden / heads,
+            ffn,
+            49152,
+        )
     }
 }
 
@@ -111,7 +200,17 @@ pub fn catalog() -> Vec<LlmConfig> {
         positional: llama3(factor),
         max_positions: 131072,
         tied_embeddings: tied,
-        ..base(name, Arch::Llama, hidden, layers, heads, kv, hidden / heads, ffn, 128256)
+        ..base(
+            name,
+            Arch::Llama,
+            hidden,
+            layers,
+            heads,
+            kv,
+            hidden / heads,
+            ffn,
+            128256,
+        )
     };
     vec![
         llama("llama-3.2-1b", 2048, 16, 32, 8, 8192, true, 32.0),
@@ -133,7 +232,17 @@ pub fn catalog() -> Vec<LlmConfig> {
             o_bias: true,
             mlp_bias: true,
             tied_embeddings: true,
-            ..base("falcon-rw-7b", Arch::Falcon, 4096, 36, 64, 64, 64, 16384, 65024)
+            ..base(
+                "falcon-rw-7b",
+                Arch::Falcon,
+                4096,
+                36,
+                64,
+                64,
+                64,
+                16384,
+                65024,
+            )
         },
         granite("granite-8b", 4096, 36, 32, 8, 14336, 10_000_000.0, 4096),
         llama("llama-3.1-8b", 4096, 32, 32, 8, 14336, false, 8.0),
@@ -147,11 +256,18 @@ pub fn catalog_names() -> Vec<String> {
 
 /// `--llm` value: a catalog name, a `config.json` file, or a checkpoint directory holding one.
 pub fn resolve_llm(spec: &str) -> Result<LlmConfig> {
-    if let Some(c) = catalog().into_iter().find(|c| c.name.eq_ignore_ascii_case(spec)) {
+    if let Some(c) = catalog()
+        .into_iter()
+        .find(|c| c.name.eq_ignore_ascii_case(spec))
+    {
         return Ok(c);
     }
     let p = Path::new(spec);
-    let file = if p.is_dir() { p.join("config.json") } else { p.to_path_buf() };
+    let file = if p.is_dir() {
+        p.join("config.json")
+    } else {
+        p.to_path_buf()
+    };
     if file.exists() {
         return super::read_hf_config(&file).with_context(|| format!("--llm {spec}"));
     }

@@ -42,7 +42,11 @@ impl LlmConfig {
             p += h;
         }
         if self.mlp_bias {
-            p += h + if self.ffn.gated() { 2 * self.ffn_dim } else { self.ffn_dim };
+            p += h + if self.ffn.gated() {
+                2 * self.ffn_dim
+            } else {
+                self.ffn_dim
+            };
         }
         let norms = if self.post_norms { 4 } else { 2 };
         p + norms * self.norm_params()
@@ -66,8 +70,14 @@ impl LlmConfig {
     /// Total parameters as stored in a checkpoint (tied LM head counted once).
     pub fn params(&self) -> usize {
         let emb = self.vocab * self.hidden + self.position_rows() * self.hidden;
-        let head = if self.tied_embeddings { 0 } else { self.vocab * self.hidden };
-        emb + self.layers * (self.layer_matrix_params() + self.layer_small_params()) + self.norm_params() + head
+        let head = if self.tied_embeddings {
+            0
+        } else {
+            self.vocab * self.hidden
+        };
+        emb + self.layers * (self.layer_matrix_params() + self.layer_small_params())
+            + self.norm_params()
+            + head
     }
 
     /// Matrix FLOPs per token excluding attention scores: 2 × (layer matrices + LM head).
@@ -83,7 +93,9 @@ impl LlmConfig {
     /// Bytes of every weight a forward pass reads once (LM head matrix included, embedding excluded
     /// unless it is the tied LM head).
     pub fn weight_read_bytes(&self, dtype_bytes: usize) -> f64 {
-        let p = self.layers * (self.layer_matrix_params() + self.layer_small_params()) + self.norm_params() + self.vocab * self.hidden;
+        let p = self.layers * (self.layer_matrix_params() + self.layer_small_params())
+            + self.norm_params()
+            + self.vocab * self.hidden;
         (p * dtype_bytes) as f64
     }
 
@@ -111,10 +123,17 @@ impl LlmConfig {
         let (b, nf) = (batch as f64, n as f64);
         let per_pair = 4.0 * self.q_dim() as f64; // QKᵀ and PV, 2 FLOPs per MAC each
         let lin = 2.0 * (self.layers * self.layer_matrix_params()) as f64;
-        let flops = b * (nf * lin + per_pair * self.causal_pairs(n) + 2.0 * (self.vocab * self.hidden) as f64);
+        let flops = b
+            * (nf * lin
+                + per_pair * self.causal_pairs(n)
+                + 2.0 * (self.vocab * self.hidden) as f64);
         let tokens = b * nf;
-        let rows = tokens * (self.hidden * dtype_bytes) as f64 * if self.position_rows() > 0 { 2.0 } else { 1.0 };
-        let bytes = self.weight_read_bytes(dtype_bytes) + rows + tokens * self.kv_bytes_per_token(dtype_bytes) as f64;
+        let rows = tokens
+            * (self.hidden * dtype_bytes) as f64
+            * if self.position_rows() > 0 { 2.0 } else { 1.0 };
+        let bytes = self.weight_read_bytes(dtype_bytes)
+            + rows
+            + tokens * self.kv_bytes_per_token(dtype_bytes) as f64;
         Cost { flops, bytes }
     }
 
@@ -123,8 +142,13 @@ impl LlmConfig {
     pub fn decode_cost(&self, batch: usize, context: usize, dtype_bytes: usize) -> Cost {
         let attn = self.decode_attention_cost(batch, context, dtype_bytes);
         let b = batch as f64;
-        let rows = b * (self.hidden * dtype_bytes) as f64 * if self.position_rows() > 0 { 2.0 } else { 1.0 };
-        Cost { flops: b * self.flops_per_token() + attn.flops, bytes: self.weight_read_bytes(dtype_bytes) + rows + attn.bytes }
+        let rows = b
+            * (self.hidden * dtype_bytes) as f64
+            * if self.position_rows() > 0 { 2.0 } else { 1.0 };
+        Cost {
+            flops: b * self.flops_per_token() + attn.flops,
+            bytes: self.weight_read_bytes(dtype_bytes) + rows + attn.bytes,
+        }
     }
 
     /// The attention part of `decode_cost`: scores and weighted sums over the attended keys, the
@@ -133,9 +157,14 @@ impl LlmConfig {
     /// parts one after the other.
     pub fn decode_attention_cost(&self, batch: usize, context: usize, dtype_bytes: usize) -> Cost {
         let b = batch as f64;
-        let keys: f64 = (0..self.layers).map(|l| self.keys_attended(l, context) as f64).sum();
+        let keys: f64 = (0..self.layers)
+            .map(|l| self.keys_attended(l, context) as f64)
+            .sum();
         let kv_layer_token = (2 * self.kv_dim() * dtype_bytes) as f64;
-        Cost { flops: b * 4.0 * self.q_dim() as f64 * keys, bytes: b * kv_layer_token * (keys + self.layers as f64) }
+        Cost {
+            flops: b * 4.0 * self.q_dim() as f64 * keys,
+            bytes: b * kv_layer_token * (keys + self.layers as f64),
+        }
     }
 }
 

@@ -72,7 +72,12 @@ impl Ffn {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RopeScaling {
     /// Llama 3 piecewise scaling of the inverse frequencies.
-    Llama3 { factor: f64, low_freq_factor: f64, high_freq_factor: f64, original_max_positions: usize },
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_positions: usize,
+    },
     /// Positions divided by `factor`.
     Linear { factor: f64 },
 }
@@ -81,7 +86,10 @@ pub enum RopeScaling {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Positional {
     /// Rotary, rotate-half convention, on the full head dimension.
-    Rope { theta: f64, scaling: Option<RopeScaling> },
+    Rope {
+        theta: f64,
+        scaling: Option<RopeScaling>,
+    },
     /// Learned absolute position table, looked up at `position + offset` (OPT: offset 2).
     Learned { offset: usize },
     /// ALiBi attention bias (falcon-rw).
@@ -151,7 +159,9 @@ impl LlmConfig {
     /// (`bool((i + 1) % 2)`); config.json files with any other pattern are refused by the parser.
     pub fn sliding_window(&self, layer: usize) -> Option<usize> {
         match self.gemma {
-            Some(g) if layer.is_multiple_of(2) && g.sliding_window < self.max_positions => Some(g.sliding_window),
+            Some(g) if layer.is_multiple_of(2) && g.sliding_window < self.max_positions => {
+                Some(g.sliding_window)
+            }
             _ => None,
         }
     }
@@ -184,7 +194,11 @@ impl LlmConfig {
             self.heads,
             self.kv_heads
         );
-        anyhow::ensure!(self.head_dim.is_multiple_of(2), "LLM {n}: head_dim {} must be even", self.head_dim);
+        anyhow::ensure!(
+            self.head_dim.is_multiple_of(2),
+            "LLM {n}: head_dim {} must be even",
+            self.head_dim
+        );
         Ok(())
     }
 }

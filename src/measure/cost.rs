@@ -27,7 +27,8 @@ struct Shape {
 impl RooflineCost {
     fn shape(&self, p: &Point) -> Result<Shape> {
         let cfg = resolve_llm(&p.llm)?;
-        let bytes = dtype_bytes(&p.dtype).with_context(|| format!("--dtype: unknown dtype {:?}", p.dtype))?;
+        let bytes = dtype_bytes(&p.dtype)
+            .with_context(|| format!("--dtype: unknown dtype {:?}", p.dtype))?;
         Ok(Shape { cfg, bytes })
     }
 
@@ -35,7 +36,8 @@ impl RooflineCost {
     fn memory(&self, s: &Shape, p: &Point) -> (f64, f64, f64) {
         let c = &s.cfg;
         let weights = (c.params() * s.bytes) as f64;
-        let workspace = (p.max_num_tokens as f64) * ((4 * c.hidden + 2 * c.ffn_dim) * s.bytes) as f64
+        let workspace = (p.max_num_tokens as f64)
+            * ((4 * c.hidden + 2 * c.ffn_dim) * s.bytes) as f64
             + (p.max_batch_size.min(p.requests) as f64) * (c.vocab * 4) as f64;
         (weights, workspace, c.kv_bytes_per_token(s.bytes) as f64)
     }
@@ -44,8 +46,14 @@ impl RooflineCost {
     fn concurrency(&self, s: &Shape, p: &Point, gpu_mem: u64) -> u64 {
         let (w, ws, kv) = self.memory(s, p);
         let free = gpu_mem as f64 * USABLE_MEMORY - w - ws;
-        let by_kv = (free / (kv * (p.input_tokens + p.output_tokens) as f64)).floor().max(0.0) as u64;
-        p.max_batch_size.min(p.requests).min(by_kv).min(p.max_num_tokens).max(1)
+        let by_kv = (free / (kv * (p.input_tokens + p.output_tokens) as f64))
+            .floor()
+            .max(0.0) as u64;
+        p.max_batch_size
+            .min(p.requests)
+            .min(by_kv)
+            .min(p.max_num_tokens)
+            .max(1)
     }
 }
 
@@ -62,10 +70,16 @@ impl CostModel for RooflineCost {
         let s = self.shape(p).map_err(|e| format!("{e:#}"))?;
         let seq = p.input_tokens + p.output_tokens;
         if seq as usize > s.cfg.max_positions {
-            return Err(format!("sequence {seq} > max_positions {} of {}", s.cfg.max_positions, s.cfg.name));
+            return Err(format!(
+                "sequence {seq} > max_positions {} of {}",
+                s.cfg.max_positions, s.cfg.name
+            ));
         }
         if p.input_tokens > p.max_num_tokens {
-            return Err(format!("input_tokens {} > max_num_tokens {}", p.input_tokens, p.max_num_tokens));
+            return Err(format!(
+                "input_tokens {} > max_num_tokens {}",
+                p.input_tokens, p.max_num_tokens
+            ));
         }
         let (w, ws, kv) = self.memory(&s, p);
         let need = w + ws + kv * seq as f64;
@@ -86,7 +100,11 @@ impl CostModel for RooflineCost {
 
     fn estimate_s(&self, p: &Point, gpu_mem: u64) -> Result<f64> {
         let s = self.shape(p)?;
-        let peak = if s.bytes == 4 { PEAK_FLOPS_32 } else { PEAK_FLOPS_16 };
+        let peak = if s.bytes == 4 {
+            PEAK_FLOPS_32
+        } else {
+            PEAK_FLOPS_16
+        };
         let b = self.concurrency(&s, p, gpu_mem);
         let wave = |batch: u64| -> f64 {
             let batch = batch as usize;
@@ -94,7 +112,9 @@ impl CostModel for RooflineCost {
             let mut t = step_s(pre.flops, pre.bytes, peak);
             // The first token comes from prefill; m - 1 decode steps follow.
             for step in 1..p.output_tokens as usize {
-                let d = s.cfg.decode_cost(batch, p.input_tokens as usize + step + 1, s.bytes);
+                let d = s
+                    .cfg
+                    .decode_cost(batch, p.input_tokens as usize + step + 1, s.bytes);
                 t += step_s(d.flops, d.bytes, peak);
             }
             t

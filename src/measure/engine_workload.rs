@@ -25,7 +25,13 @@ pub struct EngineWorkload {
 
 impl EngineWorkload {
     pub fn new(gpu: u32, gemm_tune: bool) -> EngineWorkload {
-        EngineWorkload { gpu, gemm_tune, seed: 0, engine: None, reqs: None }
+        EngineWorkload {
+            gpu,
+            gemm_tune,
+            seed: 0,
+            engine: None,
+            reqs: None,
+        }
     }
 
     fn engine_for(&mut self, p: &Point) -> Result<&mut Engine> {
@@ -46,9 +52,12 @@ impl EngineWorkload {
                 gemm_tune: self.gemm_tune,
                 ..EngineOptions::default()
             };
-            let mut e = Engine::new(&cfg, opts).with_context(|| format!("starting the engine for {} on GPU {}", cfg.name, self.gpu))?;
+            let mut e = Engine::new(&cfg, opts).with_context(|| {
+                format!("starting the engine for {} on GPU {}", cfg.name, self.gpu)
+            })?;
             // Every decode batch size once, so no window pays cuBLAS's first use of a shape.
-            e.warm_gemm_shapes(1..=mbs).context("warming the GEMM shapes")?;
+            e.warm_gemm_shapes(1..=mbs)
+                .context("warming the GEMM shapes")?;
             self.engine = Some((p.llm.clone(), p.dtype.clone(), mbs, mnt, e));
         }
         Ok(&mut self.engine.as_mut().expect("set above").4)
@@ -56,13 +65,22 @@ impl EngineWorkload {
 }
 
 fn limits(p: &Point) -> Limits {
-    Limits { max_batch_size: p.max_batch_size as usize, max_num_tokens: p.max_num_tokens as usize }
+    Limits {
+        max_batch_size: p.max_batch_size as usize,
+        max_num_tokens: p.max_num_tokens as usize,
+    }
 }
 
 impl Workload for EngineWorkload {
     fn engine(&self) -> String {
         // One literal, so the binary holds it whole (scripts/dev_binary.sh checks the commit in it).
-        const ENGINE: &str = concat!("energy-fit ", env!("CARGO_PKG_VERSION"), " (", env!("ENERGY_FIT_COMMIT"), ", own CUDA engine)");
+        const ENGINE: &str = concat!(
+            "energy-fit ",
+            env!("CARGO_PKG_VERSION"),
+            " (",
+            env!("ENERGY_FIT_COMMIT"),
+            ", own CUDA engine)"
+        );
         match self.gemm_tune {
             true => format!("{}, cuBLASLt-tuned GEMMs)", ENGINE.trim_end_matches(')')),
             false => ENGINE.to_string(),
@@ -73,16 +91,44 @@ impl Workload for EngineWorkload {
         let seed = self.seed;
         let e = self.engine_for(p)?;
         let vocab = e.config().vocab as u32;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (p.input_tokens << 20) ^ p.output_tokens);
-        let prompts: Vec<Vec<u32>> = (0..p.requests).map(|_| (0..p.input_tokens).map(|_| rng.random_range(0..vocab)).collect()).collect();
+        let mut rng =
+            rand::rngs::StdRng::seed_from_u64(seed ^ (p.input_tokens << 20) ^ p.output_tokens);
+        let prompts: Vec<Vec<u32>> = (0..p.requests)
+            .map(|_| {
+                (0..p.input_tokens)
+                    .map(|_| rng.random_range(0..vocab))
+                    .collect()
+            })
+            .collect();
         // Warm-up outside the window (the run loop opens it right after): prompts of this shape
         // filling one prefill iteration, then a few decode steps (the GPU busy and the prefill
         // iteration's GEMM shapes used once; the decode shapes were warmed with the engine).
-        let per_iter = (p.max_num_tokens / p.input_tokens.max(1)).clamp(8, p.requests.max(8)) as usize;
-        let warm: Vec<Request> = prompts.iter().take(per_iter).map(|q| Request { prompt: q.clone(), output_tokens: p.output_tokens.min(4) as usize }).collect();
-        e.run_requests(&warm, limits(p), false).context("warm-up run")?;
-        let full = prompts.iter().map(|q| Request { prompt: q.clone(), output_tokens: p.output_tokens as usize }).collect();
-        let pre = prompts.into_iter().map(|q| Request { prompt: q, output_tokens: 1 }).collect();
+        let per_iter =
+            (p.max_num_tokens / p.input_tokens.max(1)).clamp(8, p.requests.max(8)) as usize;
+        let warm: Vec<Request> = prompts
+            .iter()
+            .take(per_iter)
+            .map(|q| Request {
+                prompt: q.clone(),
+                output_tokens: p.output_tokens.min(4) as usize,
+            })
+            .collect();
+        e.run_requests(&warm, limits(p), false)
+            .context("warm-up run")?;
+        let full = prompts
+            .iter()
+            .map(|q| Request {
+                prompt: q.clone(),
+                output_tokens: p.output_tokens as usize,
+            })
+            .collect();
+        let pre = prompts
+            .into_iter()
+            .map(|q| Request {
+                prompt: q,
+                output_tokens: 1,
+            })
+            .collect();
         self.reqs = Some((p.clone(), full, pre));
         Ok(())
     }
@@ -110,6 +156,9 @@ mod tests {
         let plain = EngineWorkload::new(0, false).engine();
         let tuned = EngineWorkload::new(0, true).engine();
         assert!(plain.ends_with(", own CUDA engine)"), "{plain}");
-        assert!(tuned.ends_with(", own CUDA engine, cuBLASLt-tuned GEMMs)"), "{tuned}");
+        assert!(
+            tuned.ends_with(", own CUDA engine, cuBLASLt-tuned GEMMs)"),
+            "{tuned}"
+        );
     }
 }

@@ -17,10 +17,16 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path, force: bool) -> Result<(usize
     }
     let format = out_format(out)?;
     if inputs.iter().any(|i| i == out) {
-        bail!("--out: {} is also an input; write the merge to a new file", out.display());
+        bail!(
+            "--out: {} is also an input; write the merge to a new file",
+            out.display()
+        );
     }
     if out.exists() && !force {
-        bail!("--out: {} already exists; pass --force to overwrite it", out.display());
+        bail!(
+            "--out: {} already exists; pass --force to overwrite it",
+            out.display()
+        );
     }
     let mut rows: Vec<(Row, usize)> = Vec::new();
     let mut at: HashMap<Key, usize> = HashMap::new();

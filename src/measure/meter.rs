@@ -64,13 +64,18 @@ impl NvmlMeter {
         let nvml = Arc::new(Nvml::init().context(
             "NVML is not available (libnvidia-ml.so not found or no NVIDIA driver); measure needs an NVIDIA GPU (use --dry-run to plan without one)",
         )?);
-        let count = nvml.device_count().context("NVML: reading the device count")?;
+        let count = nvml
+            .device_count()
+            .context("NVML: reading the device count")?;
         let mut out = Vec::new();
         for &index in indices {
             if index >= count {
                 bail!("--gpus: GPU {index} does not exist (NVML sees {count} GPU(s))");
             }
-            let m = NvmlMeter { nvml: nvml.clone(), index };
+            let m = NvmlMeter {
+                nvml: nvml.clone(),
+                index,
+            };
             m.info()?;
             m.energy_mj()?;
             m.sample()?;
@@ -80,7 +85,9 @@ impl NvmlMeter {
     }
 
     fn device(&self) -> Result<nvml_wrapper::Device<'_>> {
-        self.nvml.device_by_index(self.index).with_context(|| format!("NVML: opening GPU {}", self.index))
+        self.nvml
+            .device_by_index(self.index)
+            .with_context(|| format!("NVML: opening GPU {}", self.index))
     }
 }
 
@@ -90,18 +97,30 @@ impl EnergyMeter for NvmlMeter {
         let i = self.index;
         Ok(GpuInfo {
             index: i,
-            name: d.name().with_context(|| format!("NVML refused the name of GPU {i}"))?,
-            driver: self.nvml.sys_driver_version().context("NVML refused the driver version")?,
-            power_limit_w: d.enforced_power_limit().with_context(|| format!("NVML refused the enforced power limit of GPU {i}"))? as f64 / 1000.0,
-            memory_total_bytes: d.memory_info().with_context(|| format!("NVML refused the memory info of GPU {i}"))?.total,
+            name: d
+                .name()
+                .with_context(|| format!("NVML refused the name of GPU {i}"))?,
+            driver: self
+                .nvml
+                .sys_driver_version()
+                .context("NVML refused the driver version")?,
+            power_limit_w: d
+                .enforced_power_limit()
+                .with_context(|| format!("NVML refused the enforced power limit of GPU {i}"))?
+                as f64
+                / 1000.0,
+            memory_total_bytes: d
+                .memory_info()
+                .with_context(|| format!("NVML refused the memory info of GPU {i}"))?
+                .total,
         })
     }
 
     fn energy_mj(&self) -> Result<u64> {
         let i = self.index;
-        self.device()?
-            .total_energy_consumption()
-            .with_context(|| format!("NVML refused the energy counter of GPU {i} (needs Volta or newer)"))
+        self.device()?.total_energy_consumption().with_context(|| {
+            format!("NVML refused the energy counter of GPU {i} (needs Volta or newer)")
+        })
     }
 
     fn sample(&self) -> Result<Sample> {
@@ -109,10 +128,23 @@ impl EnergyMeter for NvmlMeter {
         let i = self.index;
         Ok(Sample {
             t_s: 0.0,
-            power_w: d.power_usage().with_context(|| format!("NVML refused the power of GPU {i}"))? as f64 / 1000.0,
-            sm_clock_mhz: d.clock_info(Clock::SM).with_context(|| format!("NVML refused the SM clock of GPU {i}"))? as f64,
-            mem_clock_mhz: d.clock_info(Clock::Memory).with_context(|| format!("NVML refused the memory clock of GPU {i}"))? as f64,
-            temp_c: d.temperature(TemperatureSensor::Gpu).with_context(|| format!("NVML refused the temperature of GPU {i}"))? as f64,
+            power_w: d
+                .power_usage()
+                .with_context(|| format!("NVML refused the power of GPU {i}"))?
+                as f64
+                / 1000.0,
+            sm_clock_mhz: d
+                .clock_info(Clock::SM)
+                .with_context(|| format!("NVML refused the SM clock of GPU {i}"))?
+                as f64,
+            mem_clock_mhz: d
+                .clock_info(Clock::Memory)
+                .with_context(|| format!("NVML refused the memory clock of GPU {i}"))?
+                as f64,
+            temp_c: d
+                .temperature(TemperatureSensor::Gpu)
+                .with_context(|| format!("NVML refused the temperature of GPU {i}"))?
+                as f64,
         })
     }
 }
@@ -134,14 +166,19 @@ impl<T: Send + 'static> Background<T> {
     fn spawn(f: impl FnOnce(&AtomicBool) -> Result<T> + Send + 'static) -> Background<T> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        Background { stop, handle: std::thread::spawn(move || f(&flag)) }
+        Background {
+            stop,
+            handle: std::thread::spawn(move || f(&flag)),
+        }
     }
     fn signal(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
     fn join(self, what: &str) -> Result<T> {
         self.signal();
-        self.handle.join().map_err(|_| anyhow::anyhow!("{what} thread panicked"))?
+        self.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("{what} thread panicked"))?
     }
 }
 
@@ -174,7 +211,12 @@ fn sampler(meter: Arc<dyn EnergyMeter>, period: Duration, t0: Instant) -> Backgr
 pub type Tick = (f64, u64);
 
 /// Counter poller: every `TICK_POLL`, pushes each change of the counter (from `last`) to `ticks`.
-fn poller(meter: Arc<dyn EnergyMeter>, t0: Instant, mut last: u64, ticks: Arc<Mutex<Vec<Tick>>>) -> Background<()> {
+fn poller(
+    meter: Arc<dyn EnergyMeter>,
+    t0: Instant,
+    mut last: u64,
+    ticks: Arc<Mutex<Vec<Tick>>>,
+) -> Background<()> {
     Background::spawn(move |stop| {
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(TICK_POLL);
@@ -195,7 +237,10 @@ fn poller(meter: Arc<dyn EnergyMeter>, t0: Instant, mut last: u64, ticks: Arc<Mu
 pub fn counter_at(ticks: &[Tick], t_end: f64) -> (f64, bool) {
     let after = ticks.partition_point(|&(t, _)| t <= t_end);
     match (after.checked_sub(1).map(|i| ticks[i]), ticks.get(after)) {
-        (Some((t1, e1)), Some(&(t2, e2))) if t2 > t1 => (e1 as f64 + (e2 as f64 - e1 as f64) * (t_end - t1) / (t2 - t1), true),
+        (Some((t1, e1)), Some(&(t2, e2))) if t2 > t1 => (
+            e1 as f64 + (e2 as f64 - e1 as f64) * (t_end - t1) / (t2 - t1),
+            true,
+        ),
         (Some((_, e1)), _) => (e1 as f64, false),
         (None, first) => (first.map_or(f64::NAN, |&(_, e)| e as f64), false),
     }
@@ -203,13 +248,20 @@ pub fn counter_at(ticks: &[Tick], t_end: f64) -> (f64, bool) {
 
 /// Median interval between consecutive changes (ms); `None` with fewer than two changes.
 pub fn median_period_ms(ticks: &[Tick]) -> Option<f64> {
-    let mut gaps: Vec<f64> = ticks.windows(2).map(|w| (w[1].0 - w[0].0) * 1000.0).collect();
+    let mut gaps: Vec<f64> = ticks
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0) * 1000.0)
+        .collect();
     if gaps.is_empty() {
         return None;
     }
     gaps.sort_by(f64::total_cmp);
     let n = gaps.len();
-    Some(if n % 2 == 1 { gaps[n / 2] } else { (gaps[n / 2 - 1] + gaps[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        gaps[n / 2]
+    } else {
+        (gaps[n / 2 - 1] + gaps[n / 2]) / 2.0
+    })
 }
 
 /// Poll the counter every `ALIGN_POLL` until it differs from `last`: (instant of the read that
@@ -255,7 +307,11 @@ pub struct Reading {
 
 impl Reading {
     pub fn avg_power_w(&self) -> f64 {
-        if self.duration_s > 0.0 { self.energy_j / self.duration_s } else { f64::NAN }
+        if self.duration_s > 0.0 {
+            self.energy_j / self.duration_s
+        } else {
+            f64::NAN
+        }
     }
     pub fn mean_sm_clock_mhz(&self) -> f64 {
         mean(self.samples.iter().map(|s| s.sm_clock_mhz))
@@ -264,7 +320,10 @@ impl Reading {
         mean(self.samples.iter().map(|s| s.mem_clock_mhz))
     }
     pub fn max_temp_c(&self) -> f64 {
-        self.samples.iter().map(|s| s.temp_c).fold(f64::NAN, f64::max)
+        self.samples
+            .iter()
+            .map(|s| s.temp_c)
+            .fold(f64::NAN, f64::max)
     }
     pub fn mean_power_w(&self) -> f64 {
         mean(self.samples.iter().map(|s| s.power_w))
@@ -273,7 +332,11 @@ impl Reading {
 
 fn mean(it: impl Iterator<Item = f64>) -> f64 {
     let (s, n) = it.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-    if n == 0 { f64::NAN } else { s / n as f64 }
+    if n == 0 {
+        f64::NAN
+    } else {
+        s / n as f64
+    }
 }
 
 impl Window {
@@ -289,7 +352,15 @@ impl Window {
         let ticks = Arc::new(Mutex::new(Vec::new()));
         let poller = poller(meter.clone(), t0, start_mj, ticks.clone());
         let sampler = sampler(meter.clone(), period, t0);
-        Ok(Window { meter, start_mj, t0, aligned_start, ticks, poller, sampler })
+        Ok(Window {
+            meter,
+            start_mj,
+            t0,
+            aligned_start,
+            ticks,
+            poller,
+            sampler,
+        })
     }
 
     /// Close the window now (t_end): stop the sampler, wait (up to 1 s) for the counter's first
@@ -299,8 +370,17 @@ impl Window {
         let t_end = self.t0.elapsed().as_secs_f64();
         self.sampler.signal();
         let deadline = Instant::now() + TICK_TIMEOUT;
-        let after_end = |ticks: &Mutex<Vec<Tick>>| ticks.lock().unwrap().last().is_some_and(|&(t, _)| t > t_end);
-        while !after_end(&self.ticks) && !self.poller.handle.is_finished() && Instant::now() < deadline {
+        let after_end = |ticks: &Mutex<Vec<Tick>>| {
+            ticks
+                .lock()
+                .unwrap()
+                .last()
+                .is_some_and(|&(t, _)| t > t_end)
+        };
+        while !after_end(&self.ticks)
+            && !self.poller.handle.is_finished()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(ALIGN_POLL);
         }
         self.poller.join("energy counter poller")?;
@@ -313,7 +393,11 @@ impl Window {
         let mut ticks = vec![(0.0, self.start_mj)];
         ticks.append(&mut self.ticks.lock().unwrap());
         if let Some(w) = ticks.windows(2).find(|w| w[1].1 < w[0].1) {
-            bail!("energy counter went backwards ({} mJ -> {} mJ); driver reloaded?", w[0].1, w[1].1);
+            bail!(
+                "energy counter went backwards ({} mJ -> {} mJ); driver reloaded?",
+                w[0].1,
+                w[1].1
+            );
         }
         let (end_mj, interpolated) = counter_at(&ticks, t_end);
         Ok(Reading {

@@ -127,9 +127,17 @@ pub struct Shard {
 impl std::str::FromStr for Shard {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
-        let (i, n) = s.split_once('/').with_context(|| format!("--shard: expected I/N (e.g. 0/4), got {s:?}"))?;
-        let index: usize = i.trim().parse().with_context(|| format!("--shard: index {i:?} in {s:?} is not a number"))?;
-        let count: usize = n.trim().parse().with_context(|| format!("--shard: count {n:?} in {s:?} is not a number"))?;
+        let (i, n) = s
+            .split_once('/')
+            .with_context(|| format!("--shard: expected I/N (e.g. 0/4), got {s:?}"))?;
+        let index: usize = i
+            .trim()
+            .parse()
+            .with_context(|| format!("--shard: index {i:?} in {s:?} is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .with_context(|| format!("--shard: count {n:?} in {s:?} is not a number"))?;
         if count == 0 || index >= count {
             bail!("--shard: need 0 <= I < N, got {s:?}");
         }
@@ -141,7 +149,12 @@ impl Shard {
     /// Every `count`-th point starting at `index`, taken from the full plan so shards are disjoint
     /// and together cover the plan whatever each host has already measured.
     pub fn take(&self, points: Vec<Point>) -> Vec<Point> {
-        points.into_iter().enumerate().filter(|(i, _)| i % self.count == self.index).map(|(_, p)| p).collect()
+        points
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % self.count == self.index)
+            .map(|(_, p)| p)
+            .collect()
     }
 }
 
@@ -166,7 +179,12 @@ pub struct PlanRow<'a> {
 }
 
 /// One `PlanRow` per point, in order.
-pub fn plan_rows<'a>(points: &'a [Point], cost: &dyn CostModel, gpu_mem_bytes: u64, min_window_s: f64) -> Result<Vec<PlanRow<'a>>> {
+pub fn plan_rows<'a>(
+    points: &'a [Point],
+    cost: &dyn CostModel,
+    gpu_mem_bytes: u64,
+    min_window_s: f64,
+) -> Result<Vec<PlanRow<'a>>> {
     points
         .iter()
         .map(|p| {
@@ -186,7 +204,11 @@ pub fn plan_rows<'a>(points: &'a [Point], cost: &dyn CostModel, gpu_mem_bytes: u
 /// The `--dry-run` table: one line per row, a total, and the points that do not fit.
 pub fn dry_run_table(rows: &[PlanRow], min_window_s: f64) -> Result<String> {
     let mut s = String::new();
-    writeln!(s, "{:<16} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>4}  {:<40} {:>10} {:>7}", "llm", "n", "m", "R", "mbs", "mnt", "dtype", "rep", "fits", "est_s", "runs")?;
+    writeln!(
+        s,
+        "{:<16} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>4}  {:<40} {:>10} {:>7}",
+        "llm", "n", "m", "R", "mbs", "mnt", "dtype", "rep", "fits", "est_s", "runs"
+    )?;
     let (mut total, mut skipped) = (0.0, 0usize);
     for r in rows {
         let p = r.point;
@@ -203,7 +225,17 @@ pub fn dry_run_table(rows: &[PlanRow], min_window_s: f64) -> Result<String> {
         writeln!(
             s,
             "{:<16} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>4}  {:<40} {:>10} {:>7}",
-            r.llm, p.input_tokens, p.output_tokens, p.requests, p.max_batch_size, p.max_num_tokens, p.dtype, p.repeat, fits, est, runs
+            r.llm,
+            p.input_tokens,
+            p.output_tokens,
+            p.requests,
+            p.max_batch_size,
+            p.max_num_tokens,
+            p.dtype,
+            p.repeat,
+            fits,
+            est,
+            runs
         )?;
     }
     writeln!(
@@ -217,8 +249,19 @@ pub fn dry_run_table(rows: &[PlanRow], min_window_s: f64) -> Result<String> {
 }
 
 /// The columns of `--plan-csv` (DESIGN's measurement names where it has them).
-pub const PLAN_COLUMNS: [&str; 11] =
-    ["llm", "input_tokens", "output_tokens", "requests", "max_batch_size", "max_num_tokens", "dtype", "repeat", "fits", "est_s", "runs"];
+pub const PLAN_COLUMNS: [&str; 11] = [
+    "llm",
+    "input_tokens",
+    "output_tokens",
+    "requests",
+    "max_batch_size",
+    "max_num_tokens",
+    "dtype",
+    "repeat",
+    "fits",
+    "est_s",
+    "runs",
+];
 
 /// The `--plan-csv` text: a header and one line per row; `est_s` at full precision (the table
 /// rounds it), `est_s` and `runs` empty where the point does not fit.
@@ -265,7 +308,9 @@ pub fn parse_list(flag: &str, s: &str) -> Result<Vec<u64>> {
             let t = t.trim();
             match t.parse::<u64>() {
                 Ok(v) if v > 0 => Ok(v),
-                _ => bail!("{flag}: expected positive integers separated by commas, got {t:?} in {s:?}"),
+                _ => bail!(
+                    "{flag}: expected positive integers separated by commas, got {t:?} in {s:?}"
+                ),
             }
         })
         .collect()

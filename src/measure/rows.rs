@@ -9,12 +9,36 @@ use polars::prelude::{Column, DataFrame, DataType};
 
 /// Column order of every file `measure` writes. The first 21 are DESIGN's, in DESIGN's order.
 pub const COLUMNS: [&str; 29] = [
-    "llm", "input_tokens", "output_tokens", "requests", "energy_j", "gpu", "driver", "engine", "dtype",
-    "max_batch_size", "max_num_tokens", "duration_s", "avg_power_w", "idle_power_w", "sm_clock_mhz",
-    "mem_clock_mhz", "max_temp_c", "generated_tokens", "repeat", "started_at", "status",
+    "llm",
+    "input_tokens",
+    "output_tokens",
+    "requests",
+    "energy_j",
+    "gpu",
+    "driver",
+    "engine",
+    "dtype",
+    "max_batch_size",
+    "max_num_tokens",
+    "duration_s",
+    "avg_power_w",
+    "idle_power_w",
+    "sm_clock_mhz",
+    "mem_clock_mhz",
+    "max_temp_c",
+    "generated_tokens",
+    "repeat",
+    "started_at",
+    "status",
     // extras
-    "gpu_index", "power_limit_w", "window_s", "window_runs", "window_energy_j", "samples",
-    "prefill_energy_j", "decode_energy_j",
+    "gpu_index",
+    "power_limit_w",
+    "window_s",
+    "window_runs",
+    "window_energy_j",
+    "samples",
+    "prefill_energy_j",
+    "decode_energy_j",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -27,8 +51,8 @@ enum Kind {
 fn kind(col: &str) -> Kind {
     match col {
         "llm" | "gpu" | "driver" | "engine" | "dtype" | "started_at" | "status" => Kind::Str,
-        "input_tokens" | "output_tokens" | "requests" | "max_batch_size" | "max_num_tokens" | "generated_tokens"
-        | "repeat" | "gpu_index" | "window_runs" | "samples" => Kind::Int,
+        "input_tokens" | "output_tokens" | "requests" | "max_batch_size" | "max_num_tokens"
+        | "generated_tokens" | "repeat" | "gpu_index" | "window_runs" | "samples" => Kind::Int,
         _ => Kind::Float,
     }
 }
@@ -115,13 +139,35 @@ impl Row {
     fn cells(&self) -> Vec<Cell> {
         use Cell::*;
         vec![
-            S(self.llm.clone()), I(Some(self.input_tokens)), I(Some(self.output_tokens)), I(Some(self.requests)),
-            F(self.energy_j), S(self.gpu.clone()), S(self.driver.clone()), S(self.engine.clone()), S(self.dtype.clone()),
-            I(Some(self.max_batch_size)), I(Some(self.max_num_tokens)), F(self.duration_s), F(self.avg_power_w),
-            F(self.idle_power_w), F(self.sm_clock_mhz), F(self.mem_clock_mhz), F(self.max_temp_c),
-            I(self.generated_tokens), I(Some(self.repeat)), S(self.started_at.clone()), S(self.status.clone()),
-            I(self.gpu_index), F(self.power_limit_w), F(self.window_s), I(self.window_runs), F(self.window_energy_j),
-            I(self.samples), F(self.prefill_energy_j), F(self.decode_energy_j),
+            S(self.llm.clone()),
+            I(Some(self.input_tokens)),
+            I(Some(self.output_tokens)),
+            I(Some(self.requests)),
+            F(self.energy_j),
+            S(self.gpu.clone()),
+            S(self.driver.clone()),
+            S(self.engine.clone()),
+            S(self.dtype.clone()),
+            I(Some(self.max_batch_size)),
+            I(Some(self.max_num_tokens)),
+            F(self.duration_s),
+            F(self.avg_power_w),
+            F(self.idle_power_w),
+            F(self.sm_clock_mhz),
+            F(self.mem_clock_mhz),
+            F(self.max_temp_c),
+            I(self.generated_tokens),
+            I(Some(self.repeat)),
+            S(self.started_at.clone()),
+            S(self.status.clone()),
+            I(self.gpu_index),
+            F(self.power_limit_w),
+            F(self.window_s),
+            I(self.window_runs),
+            F(self.window_energy_j),
+            I(self.samples),
+            F(self.prefill_energy_j),
+            F(self.decode_energy_j),
         ]
     }
 
@@ -129,15 +175,22 @@ impl Row {
     pub fn from_fields(get: &dyn Fn(&str) -> Option<String>, at: &str) -> Result<Row> {
         let s = |c: &str| get(c).unwrap_or_default();
         let req_i = |c: &str| -> Result<u64> {
-            let v = get(c).filter(|v| !v.is_empty()).with_context(|| format!("{at}: column {c} is missing"))?;
-            v.trim().parse::<u64>().with_context(|| format!("{at}: column {c}: {v:?} is not a non-negative integer"))
+            let v = get(c)
+                .filter(|v| !v.is_empty())
+                .with_context(|| format!("{at}: column {c} is missing"))?;
+            v.trim()
+                .parse::<u64>()
+                .with_context(|| format!("{at}: column {c}: {v:?} is not a non-negative integer"))
         };
         let opt_i = |c: &str| -> Result<Option<u64>> {
             match get(c).filter(|v| !v.is_empty()) {
                 None => Ok(None),
                 Some(v) => {
                     // Parquet round trips through polars may render integers as floats ("12.0").
-                    let f: f64 = v.trim().parse().with_context(|| format!("{at}: column {c}: {v:?} is not a number"))?;
+                    let f: f64 = v
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("{at}: column {c}: {v:?} is not a number"))?;
                     if f < 0.0 || f.fract() != 0.0 {
                         bail!("{at}: column {c}: {v:?} is not a non-negative integer");
                     }
@@ -148,7 +201,9 @@ impl Row {
         let opt_f = |c: &str| -> Result<Option<f64>> {
             match get(c).filter(|v| !v.is_empty()) {
                 None => Ok(None),
-                Some(v) => Ok(Some(v.trim().parse::<f64>().with_context(|| format!("{at}: column {c}: {v:?} is not a number"))?)),
+                Some(v) => Ok(Some(v.trim().parse::<f64>().with_context(|| {
+                    format!("{at}: column {c}: {v:?} is not a number")
+                })?)),
             }
         };
         let llm = s("llm");
@@ -196,7 +251,10 @@ impl Row {
             .map(|c| match c {
                 Cell::S(s) => quote(&s),
                 Cell::I(v) => v.map(|v| v.to_string()).unwrap_or_default(),
-                Cell::F(v) => v.filter(|v| v.is_finite()).map(|v| v.to_string()).unwrap_or_default(),
+                Cell::F(v) => v
+                    .filter(|v| v.is_finite())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             })
             .collect();
         let mut l = fields.join(",");
@@ -247,14 +305,27 @@ pub fn split_csv(line: &str) -> Vec<String> {
 
 /// Parse CSV text written by `csv_header` / `csv_line` (or any CSV with those column names).
 pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Row>> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else { return Ok(Vec::new()) };
-    let names: Vec<String> = split_csv(header).into_iter().map(|s| s.trim().to_string()).collect();
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = split_csv(header)
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .collect();
     let mut rows = Vec::new();
     for (i, line) in lines {
         let vals = split_csv(line);
         if vals.len() != names.len() {
-            bail!("{file}: line {}: {} fields, header has {}", i + 1, vals.len(), names.len());
+            bail!(
+                "{file}: line {}: {} fields, header has {}",
+                i + 1,
+                vals.len(),
+                names.len()
+            );
         }
         let get = |c: &str| names.iter().position(|n| n == c).map(|j| vals[j].clone());
         rows.push(Row::from_fields(&get, &format!("{file}: line {}", i + 1))?);
@@ -268,9 +339,36 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
     let mut cols = Vec::new();
     for (j, name) in COLUMNS.iter().enumerate() {
         let col = match kind(name) {
-            Kind::Str => Column::new((*name).into(), cells.iter().map(|c| match &c[j] { Cell::S(s) => s.clone(), _ => unreachable!() }).collect::<Vec<_>>()),
-            Kind::Int => Column::new((*name).into(), cells.iter().map(|c| match &c[j] { Cell::I(v) => *v, _ => unreachable!() }).collect::<Vec<_>>()),
-            Kind::Float => Column::new((*name).into(), cells.iter().map(|c| match &c[j] { Cell::F(v) => v.filter(|x| x.is_finite()), _ => unreachable!() }).collect::<Vec<_>>()),
+            Kind::Str => Column::new(
+                (*name).into(),
+                cells
+                    .iter()
+                    .map(|c| match &c[j] {
+                        Cell::S(s) => s.clone(),
+                        _ => unreachable!(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Kind::Int => Column::new(
+                (*name).into(),
+                cells
+                    .iter()
+                    .map(|c| match &c[j] {
+                        Cell::I(v) => *v,
+                        _ => unreachable!(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Kind::Float => Column::new(
+                (*name).into(),
+                cells
+                    .iter()
+                    .map(|c| match &c[j] {
+                        Cell::F(v) => v.filter(|x| x.is_finite()),
+                        _ => unreachable!(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
         };
         cols.push(col);
     }
@@ -280,19 +378,38 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
 /// Rows from any polars frame that has at least the key columns; unknown columns are returned by
 /// name so the caller can say they were dropped.
 pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)> {
-    let names: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut text: Vec<Vec<Option<String>>> = Vec::new();
     for n in &names {
-        let c = df.column(n)?.cast(&DataType::String).with_context(|| format!("{file}: column {n} cannot be read as text"))?;
+        let c = df
+            .column(n)?
+            .cast(&DataType::String)
+            .with_context(|| format!("{file}: column {n} cannot be read as text"))?;
         let ca = c.str()?;
-        text.push((0..ca.len()).map(|i| ca.get(i).map(|s| s.to_string())).collect());
+        text.push(
+            (0..ca.len())
+                .map(|i| ca.get(i).map(|s| s.to_string()))
+                .collect(),
+        );
     }
     let mut rows = Vec::new();
     #[allow(clippy::needless_range_loop)] // i indexes every column of `text`
     for i in 0..df.height() {
-        let get = |c: &str| names.iter().position(|n| n == c).and_then(|j| text[j][i].clone());
+        let get = |c: &str| {
+            names
+                .iter()
+                .position(|n| n == c)
+                .and_then(|j| text[j][i].clone())
+        };
         rows.push(Row::from_fields(&get, &format!("{file}: row {}", i + 1))?);
     }
-    let unknown = names.into_iter().filter(|n| !COLUMNS.contains(&n.as_str())).collect();
+    let unknown = names
+        .into_iter()
+        .filter(|n| !COLUMNS.contains(&n.as_str()))
+        .collect();
     Ok((rows, unknown))
 }

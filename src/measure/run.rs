@@ -66,18 +66,39 @@ pub fn run_sweep(
     let t0 = Instant::now();
     // The bar advances by each point's estimated window (roofline, at least min_window_s), so its
     // ETA is meaningful although points differ in length by 1000×; its message counts points.
-    let mem = meters.first().map(|m| m.info()).transpose()?.map(|i| i.memory_total_bytes).unwrap_or(80 << 30);
+    let mem = meters
+        .first()
+        .map(|m| m.info())
+        .transpose()?
+        .map(|i| i.memory_total_bytes)
+        .unwrap_or(80 << 30);
     let weight = |p: &Point| -> u64 {
-        let est = if cost.feasible(p, mem).is_ok() { cost.estimate_s(p, mem).unwrap_or(0.0) } else { 0.0 };
+        let est = if cost.feasible(p, mem).is_ok() {
+            cost.estimate_s(p, mem).unwrap_or(0.0)
+        } else {
+            0.0
+        };
         (est.max(opts.min_window_s).max(0.1) * 1000.0) as u64
     };
-    let weighted: VecDeque<(Point, u64)> = points.into_iter().map(|p| { let w = weight(&p); (p, w) }).collect();
+    let weighted: VecDeque<(Point, u64)> = points
+        .into_iter()
+        .map(|p| {
+            let w = weight(&p);
+            (p, w)
+        })
+        .collect();
     let total_points = weighted.len();
-    let bar = if opts.progress { ProgressBar::new(weighted.iter().map(|(_, w)| w).sum()) } else { ProgressBar::hidden() };
+    let bar = if opts.progress {
+        ProgressBar::new(weighted.iter().map(|(_, w)| w).sum())
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {percent}% (by estimated time), ETA {eta_precise}  {msg}")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent}% (by estimated time), ETA {eta_precise}  {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     bar.set_message(format!("0/{total_points} points"));
     let queue = Mutex::new(weighted);
@@ -90,28 +111,59 @@ pub fn run_sweep(
                 let (queue, writer, summary, bar) = (&queue, &writer, &summary, &bar);
                 s.spawn(move || -> Result<()> {
                     let info = meter.info()?;
-                    let mut work = factory(info.index).with_context(|| format!("starting the workload on GPU {}", info.index))?;
+                    let mut work = factory(info.index)
+                        .with_context(|| format!("starting the workload on GPU {}", info.index))?;
                     let engine = work.engine();
                     loop {
                         if opts.stop_after.is_some_and(|d| t0.elapsed() >= d) {
                             return Ok(());
                         }
-                        let Some((p, w)) = queue.lock().unwrap().pop_front() else { return Ok(()) };
-                        let row = measure_point(&p, meter.clone(), &info, &engine, work.as_mut(), cost, opts);
+                        let Some((p, w)) = queue.lock().unwrap().pop_front() else {
+                            return Ok(());
+                        };
+                        let row = measure_point(
+                            &p,
+                            meter.clone(),
+                            &info,
+                            &engine,
+                            work.as_mut(),
+                            cost,
+                            opts,
+                        );
                         let ok = row.status == "ok";
                         let msg = match (ok, row.energy_j, row.generated_tokens) {
-                            (true, Some(e), Some(t)) if e > 0.0 => format!("{} n={} m={}: {:.2} tokens/J", p.llm, p.input_tokens, p.output_tokens, t as f64 / e),
-                            _ => format!("{} n={} m={}: {}", p.llm, p.input_tokens, p.output_tokens, row.status),
+                            (true, Some(e), Some(t)) if e > 0.0 => format!(
+                                "{} n={} m={}: {:.2} tokens/J",
+                                p.llm,
+                                p.input_tokens,
+                                p.output_tokens,
+                                t as f64 / e
+                            ),
+                            _ => format!(
+                                "{} n={} m={}: {}",
+                                p.llm, p.input_tokens, p.output_tokens, row.status
+                            ),
                         };
                         let window = row.window_s.unwrap_or(0.0);
                         writer.lock().unwrap().append(row)?;
                         let mut sm = summary.lock().unwrap();
-                        if ok { sm.ok += 1 } else { sm.skipped += 1 }
+                        if ok {
+                            sm.ok += 1
+                        } else {
+                            sm.skipped += 1
+                        }
                         sm.windows_s += window;
-                        bar.set_message(format!("{}/{total_points} points, last: {msg}", sm.ok + sm.skipped));
+                        bar.set_message(format!(
+                            "{}/{total_points} points, last: {msg}",
+                            sm.ok + sm.skipped
+                        ));
                         if opts.progress && bar.is_hidden() {
                             // No terminal (a log file, a batch job): one plain line per point.
-                            eprintln!("[{:>7.1} s] {}/{total_points} points, window {window:.1} s: {msg}", t0.elapsed().as_secs_f64(), sm.ok + sm.skipped);
+                            eprintln!(
+                                "[{:>7.1} s] {}/{total_points} points, window {window:.1} s: {msg}",
+                                t0.elapsed().as_secs_f64(),
+                                sm.ok + sm.skipped
+                            );
                         }
                         drop(sm);
                         bar.inc(w);
@@ -119,14 +171,25 @@ pub fn run_sweep(
                 })
             })
             .collect();
-        handles.into_iter().filter_map(|h| h.join().map_err(|_| anyhow::anyhow!("worker thread panicked")).and_then(|r| r).err()).collect()
+        handles
+            .into_iter()
+            .filter_map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("worker thread panicked"))
+                    .and_then(|r| r)
+                    .err()
+            })
+            .collect()
     });
     bar.finish();
     let mut sm = summary.into_inner().unwrap();
     sm.wall_s = t0.elapsed().as_secs_f64();
     sm.left = queue.into_inner().unwrap().len();
     if let Some(e) = errors.into_iter().next() {
-        return Err(e.context(format!("sweep stopped ({} ok, {} skipped written)", sm.ok, sm.skipped)));
+        return Err(e.context(format!(
+            "sweep stopped ({} ok, {} skipped written)",
+            sm.ok, sm.skipped
+        )));
     }
     Ok(sm)
 }
@@ -140,7 +203,13 @@ struct Measured {
     reading: super::meter::Reading,
 }
 
-fn window(meter: Arc<dyn EnergyMeter>, work: &mut dyn Workload, p: &Point, m: u64, opts: &RunOpts) -> Result<Measured> {
+fn window(
+    meter: Arc<dyn EnergyMeter>,
+    work: &mut dyn Workload,
+    p: &Point,
+    m: u64,
+    opts: &RunOpts,
+) -> Result<Measured> {
     let w = Window::start(meter, opts.sample)?;
     let t = Instant::now();
     let (mut runs, mut tokens) = (0u64, 0u64);
@@ -149,7 +218,13 @@ fn window(meter: Arc<dyn EnergyMeter>, work: &mut dyn Workload, p: &Point, m: u6
         runs += 1;
     }
     let reading = w.finish()?;
-    Ok(Measured { energy_j: reading.energy_j, duration_s: reading.duration_s, runs, tokens, reading })
+    Ok(Measured {
+        energy_j: reading.energy_j,
+        duration_s: reading.duration_s,
+        runs,
+        tokens,
+        reading,
+    })
 }
 
 /// Measure one point; never fails — a failure is a skipped row.
@@ -232,12 +307,18 @@ fn base_row(p: &Point, cost: &dyn CostModel, info: &GpuInfo, engine: &str) -> Ro
 
 /// The resume key of a point (with the canonical LLM name the row will carry).
 pub fn key_of(p: &Point, cost: &dyn CostModel) -> Key {
-    Key { llm: cost.llm_name(&p.llm).unwrap_or_else(|_| p.llm.clone()), ..p.clone() }
+    Key {
+        llm: cost.llm_name(&p.llm).unwrap_or_else(|_| p.llm.clone()),
+        ..p.clone()
+    }
 }
 
 /// Current UTC time as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, no date crate needed).
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     let z = days + 719468;
     let era = z.div_euclid(146097);
@@ -248,5 +329,10 @@ pub fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

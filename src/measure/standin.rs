@@ -30,16 +30,34 @@ pub struct StandinConfig {
 
 impl StandinConfig {
     pub fn parse(spec: &str) -> Result<StandinConfig> {
-        let mut c = StandinConfig { power_w: 200.0, us_per_token: 0.05, fail_inputs: vec![], gpus: 8, tick_ms: 0.0 };
-        for kv in spec.split(',').map(str::trim).filter(|s| !s.is_empty() && *s != "1") {
-            let (k, v) = kv.split_once('=').with_context(|| format!("{STANDIN_ENV}: expected key=value, got {kv:?}"))?;
+        let mut c = StandinConfig {
+            power_w: 200.0,
+            us_per_token: 0.05,
+            fail_inputs: vec![],
+            gpus: 8,
+            tick_ms: 0.0,
+        };
+        for kv in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && *s != "1")
+        {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("{STANDIN_ENV}: expected key=value, got {kv:?}"))?;
             let bad = || format!("{STANDIN_ENV}: bad value {v:?} for {k}");
             match k {
                 "power_w" => c.power_w = v.parse().with_context(bad)?,
                 "us_per_token" => c.us_per_token = v.parse().with_context(bad)?,
                 "fail_input" => c.fail_inputs.push(v.parse().with_context(bad)?),
                 "gpus" => c.gpus = v.parse().with_context(bad)?,
-                "tick_ms" => c.tick_ms = v.parse::<f64>().ok().filter(|t| *t >= 0.0).with_context(bad)?,
+                "tick_ms" => {
+                    c.tick_ms = v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|t| *t >= 0.0)
+                        .with_context(bad)?
+                }
                 _ => bail!("{STANDIN_ENV}: unknown key {k:?}"),
             }
         }
@@ -61,9 +79,17 @@ impl StandinMeter {
             .iter()
             .map(|&index| {
                 if index >= cfg.gpus {
-                    bail!("--gpus: GPU {index} does not exist (stand-in has {} GPU(s))", cfg.gpus);
+                    bail!(
+                        "--gpus: GPU {index} does not exist (stand-in has {} GPU(s))",
+                        cfg.gpus
+                    );
                 }
-                Ok(StandinMeter { index, power_w: cfg.power_w, tick_s: cfg.tick_ms / 1000.0, t0: Instant::now() })
+                Ok(StandinMeter {
+                    index,
+                    power_w: cfg.power_w,
+                    tick_s: cfg.tick_ms / 1000.0,
+                    t0: Instant::now(),
+                })
             })
             .collect()
     }
@@ -81,11 +107,21 @@ impl EnergyMeter for StandinMeter {
     }
     fn energy_mj(&self) -> Result<u64> {
         let t = self.t0.elapsed().as_secs_f64();
-        let t = if self.tick_s > 0.0 { (t / self.tick_s).floor() * self.tick_s } else { t };
+        let t = if self.tick_s > 0.0 {
+            (t / self.tick_s).floor() * self.tick_s
+        } else {
+            t
+        };
         Ok((self.power_w * t * 1000.0) as u64)
     }
     fn sample(&self) -> Result<Sample> {
-        Ok(Sample { t_s: 0.0, power_w: self.power_w, sm_clock_mhz: 1980.0, mem_clock_mhz: 2619.0, temp_c: 40.0 })
+        Ok(Sample {
+            t_s: 0.0,
+            power_w: self.power_w,
+            sm_clock_mhz: 1980.0,
+            mem_clock_mhz: 2619.0,
+            temp_c: 40.0,
+        })
     }
 }
 

@@ -60,10 +60,14 @@ impl Writer {
         let jpath = journal_for(path, format);
         let exists = path.exists() || jpath.exists();
         if exists && !resume {
-            bail!("--out: {} already exists; pass --resume to continue it, or choose another file", path.display());
+            bail!(
+                "--out: {} already exists; pass --resume to continue it, or choose another file",
+                path.display()
+            );
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("--out: creating directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--out: creating directory {}", dir.display()))?;
         }
         let rows = if jpath.exists() {
             repair_tail(&jpath)?;
@@ -79,8 +83,16 @@ impl Writer {
         if !jpath.exists() || std::fs::metadata(&jpath)?.len() == 0 {
             write_new_journal(&jpath, &[])?;
         }
-        let journal = OpenOptions::new().append(true).open(&jpath).with_context(|| format!("opening {} for append", jpath.display()))?;
-        let w = Writer { path: path.to_path_buf(), format, journal, rows };
+        let journal = OpenOptions::new()
+            .append(true)
+            .open(&jpath)
+            .with_context(|| format!("opening {} for append", jpath.display()))?;
+        let w = Writer {
+            path: path.to_path_buf(),
+            format,
+            journal,
+            rows,
+        };
         if format == Format::Parquet {
             w.rewrite_parquet()?;
         }
@@ -94,8 +106,12 @@ impl Writer {
     /// Append one row durably (see the file comment).
     pub fn append(&mut self, row: Row) -> Result<()> {
         let line = row.csv_line();
-        self.journal.write_all(line.as_bytes()).with_context(|| format!("appending to {}", self.path.display()))?;
-        self.journal.sync_data().with_context(|| format!("syncing {}", self.path.display()))?;
+        self.journal
+            .write_all(line.as_bytes())
+            .with_context(|| format!("appending to {}", self.path.display()))?;
+        self.journal
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.path.display()))?;
         self.rows.push(row);
         if self.format == Format::Parquet {
             self.rewrite_parquet()?;
@@ -115,9 +131,13 @@ pub fn write_parquet_atomic(path: &Path, rows: &[Row]) -> Result<()> {
     let tmp = PathBuf::from(tmp);
     let mut df = to_frame(rows)?;
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    ParquetWriter::new(&mut f).finish(&mut df).with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    ParquetWriter::new(&mut f)
+        .finish(&mut df)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -127,7 +147,8 @@ pub fn write_csv_atomic(path: &Path, rows: &[Row]) -> Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     write_new_journal(&tmp, rows)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -137,7 +158,8 @@ fn write_new_journal(path: &Path, rows: &[Row]) -> Result<()> {
         text.push_str(&r.csv_line());
     }
     let mut f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     f.sync_all()?;
     Ok(())
 }
@@ -148,8 +170,16 @@ fn repair_tail(path: &Path) -> Result<()> {
     if bytes.is_empty() || bytes.ends_with(b"\n") {
         return Ok(());
     }
-    let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
-    eprintln!("warning: {}: dropping an incomplete last line ({} bytes) left by an interrupted write", path.display(), bytes.len() - keep);
+    let keep = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    eprintln!(
+        "warning: {}: dropping an incomplete last line ({} bytes) left by an interrupted write",
+        path.display(),
+        bytes.len() - keep
+    );
     let f = OpenOptions::new().write(true).open(path)?;
     f.set_len(keep as u64)?;
     f.sync_all()?;
@@ -159,7 +189,10 @@ fn repair_tail(path: &Path) -> Result<()> {
 /// The points of `rows` that `--resume` skips: all of them, or with `ok_only` (`--retry-skipped`)
 /// those with an `ok` row.
 pub fn done_keys(rows: &[Row], ok_only: bool) -> HashSet<Key> {
-    rows.iter().filter(|r| !ok_only || r.status == "ok").map(Row::key).collect()
+    rows.iter()
+        .filter(|r| !ok_only || r.status == "ok")
+        .map(Row::key)
+        .collect()
 }
 
 /// The rows `Writer::open(path, true)` would load, read without touching any file (for
@@ -168,14 +201,19 @@ pub fn done_keys(rows: &[Row], ok_only: bool) -> HashSet<Key> {
 pub fn peek_rows(path: &Path) -> Result<Vec<Row>> {
     let jpath = journal_for(path, out_format(path)?);
     if !jpath.exists() {
-        return if path.exists() { read_rows(path) } else { Ok(Vec::new()) };
+        return if path.exists() {
+            read_rows(path)
+        } else {
+            Ok(Vec::new())
+        };
     }
     read_journal(&jpath)
 }
 
 /// The rows of a journal up to its last complete line (all of it once `repair_tail` has run).
 fn read_journal(jpath: &Path) -> Result<Vec<Row>> {
-    let text = std::fs::read_to_string(jpath).with_context(|| format!("reading {}", jpath.display()))?;
+    let text =
+        std::fs::read_to_string(jpath).with_context(|| format!("reading {}", jpath.display()))?;
     let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
     check_header(whole, jpath)?;
     parse_csv(whole, &jpath.display().to_string())
@@ -202,7 +240,9 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
         }
         Format::Parquet => {
             let f = File::open(path).with_context(|| format!("opening {name}"))?;
-            let df = ParquetReader::new(f).finish().with_context(|| format!("reading Parquet {name}"))?;
+            let df = ParquetReader::new(f)
+                .finish()
+                .with_context(|| format!("reading Parquet {name}"))?;
             let (rows, unknown) = from_frame(&df, &name)?;
             if !unknown.is_empty() {
                 eprintln!("warning: {name}: columns {unknown:?} are not measure's and are dropped");

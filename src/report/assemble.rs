@@ -49,10 +49,23 @@ pub fn subjects_from_data(ds: &Dataset, fits: &[FitFile]) -> Result<Vec<Subject>
     let mut out = Vec::new();
     for g in ds.groups(&[])? {
         let key: BTreeMap<String, String> = g.key.iter().cloned().collect();
-        let mut s = Subject { label: g.label(), slug: g.slug(), llm: g.llm().to_string(), obs: g.obs.clone(), fits: BTreeMap::new(), fit_errors: BTreeMap::new(), fitted_here: vec![] };
+        let mut s = Subject {
+            label: g.label(),
+            slug: g.slug(),
+            llm: g.llm().to_string(),
+            obs: g.obs.clone(),
+            fits: BTreeMap::new(),
+            fit_errors: BTreeMap::new(),
+            fitted_here: vec![],
+        };
         for model in all_models() {
             let name = model.name();
-            let found = fits.iter().find(|f| f.published.is_none() && f.model == name && f.group == key && f.dataset.as_ref().is_none_or(|d| d.sha256 == sha));
+            let found = fits.iter().find(|f| {
+                f.published.is_none()
+                    && f.model == name
+                    && f.group == key
+                    && f.dataset.as_ref().is_none_or(|d| d.sha256 == sha)
+            });
             if let Some(f) = found {
                 s.fits.insert(name.into(), f.clone());
                 continue;
@@ -60,7 +73,10 @@ pub fn subjects_from_data(ds: &Dataset, fits: &[FitFile]) -> Result<Vec<Subject>
             let what = format!("{} ({} rows)", g.label(), g.obs.len());
             match fit_model_named(model.as_ref(), &g.obs, &FitOptions::default(), &what) {
                 Ok(fit) => {
-                    s.fits.insert(name.into(), FitFile::from_fit(&fit, model.as_ref(), &g, ds, Some(5)));
+                    s.fits.insert(
+                        name.into(),
+                        FitFile::from_fit(&fit, model.as_ref(), &g, ds, Some(5)),
+                    );
                     s.fitted_here.push(name.into());
                 }
                 Err(e) => {
@@ -93,7 +109,9 @@ pub fn subjects_from_reference(fits: &[FitFile]) -> Vec<Subject> {
 /// exercise the comparison.
 pub fn reference_for<'a>(llm: &str, fits: &'a [FitFile]) -> Option<&'a FitFile> {
     let name = llm.strip_prefix("synthetic-").unwrap_or(llm);
-    fits.iter().find(|f| f.published.is_some() && f.model == "flops-mem" && f.llm.eq_ignore_ascii_case(name))
+    fits.iter().find(|f| {
+        f.published.is_some() && f.model == "flops-mem" && f.llm.eq_ignore_ascii_case(name)
+    })
 }
 
 fn predict(f: &FitFile, n: f64, m: f64) -> Option<f64> {
@@ -104,47 +122,109 @@ fn predict(f: &FitFile, n: f64, m: f64) -> Option<f64> {
 /// Tokens/J surface: measured means, or the flops-mem prediction on the published grid.
 pub fn efficiency_surface(s: &Subject) -> Option<Surface> {
     if !s.obs.is_empty() {
-        let g = crate::dataset::Group { key: vec![("llm".into(), s.llm.clone())], obs: s.obs.clone() };
-        let pts: Vec<(f64, f64, f64)> = g.point_means().into_iter().map(|(n, m, e)| (n, m, 1.0 / e)).collect();
+        let g = crate::dataset::Group {
+            key: vec![("llm".into(), s.llm.clone())],
+            obs: s.obs.clone(),
+        };
+        let pts: Vec<(f64, f64, f64)> = g
+            .point_means()
+            .into_iter()
+            .map(|(n, m, e)| (n, m, 1.0 / e))
+            .collect();
         return Some(Surface::from_points(&pts));
     }
     let f = s.fits.get("flops-mem")?;
-    Some(Surface::from_fn(&GRID, &GRID, |n, m| predict(f, n, m).map_or(f64::NAN, |e| 1.0 / e)))
+    Some(Surface::from_fn(&GRID, &GRID, |n, m| {
+        predict(f, n, m).map_or(f64::NAN, |e| 1.0 / e)
+    }))
 }
 
 fn log_space(lo: f64, hi: f64, k: usize) -> Vec<f64> {
-    (0..k).map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (k - 1) as f64).exp()).collect()
+    (0..k)
+        .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (k - 1) as f64).exp())
+        .collect()
 }
 
-fn write(out: &Path, number: u8, title: String, file: String, svg: Result<String>, series: usize) -> Result<Figure> {
+fn write(
+    out: &Path,
+    number: u8,
+    title: String,
+    file: String,
+    svg: Result<String>,
+    series: usize,
+) -> Result<Figure> {
     match svg {
         Ok(svg) => {
             save(&svg, &out.join(&file))?;
-            Ok(Figure { number, title, file: Some(file), note: String::new(), series })
+            Ok(Figure {
+                number,
+                title,
+                file: Some(file),
+                note: String::new(),
+                series,
+            })
         }
         Err(e) => Ok(skip(number, title, format!("{e:#}"))),
     }
 }
 
 pub fn skip(number: u8, title: String, why: String) -> Figure {
-    Figure { number, title, file: None, note: why, series: 0 }
+    Figure {
+        number,
+        title,
+        file: None,
+        note: why,
+        series: 0,
+    }
 }
 
 /// Figure 1: tokens/J heatmap per subject with the measured (or predicted-best) cell marked.
 pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
     let title = format!("Energy efficiency of {}", s.label);
-    let Some(surface) = efficiency_surface(s) else { return Ok(skip(1, title, "no data and no flops-mem fit".into())) };
+    let Some(surface) = efficiency_surface(s) else {
+        return Ok(skip(1, title, "no data and no flops-mem fit".into()));
+    };
     let (marked, marked_label) = if s.obs.is_empty() {
         let best = surface.inputs.iter().enumerate().filter_map(|(i, &n)| {
-            let j = (0..surface.outputs.len()).filter(|&j| surface.values[i][j].is_some()).max_by(|&a, &b| surface.values[i][a].unwrap_or(0.0).total_cmp(&surface.values[i][b].unwrap_or(0.0)))?;
+            let j = (0..surface.outputs.len())
+                .filter(|&j| surface.values[i][j].is_some())
+                .max_by(|&a, &b| {
+                    surface.values[i][a]
+                        .unwrap_or(0.0)
+                        .total_cmp(&surface.values[i][b].unwrap_or(0.0))
+                })?;
             Some((n, surface.outputs[j]))
         });
-        (best.collect(), "highest predicted tokens/J of each input length (published fit)".to_string())
+        (
+            best.collect(),
+            "highest predicted tokens/J of each input length (published fit)".to_string(),
+        )
     } else {
-        (sweetspot::measured_best(&s.obs).into_iter().map(|(n, m, _)| (n, m)).collect(), "measured sweet spot of each input length".to_string())
+        (
+            sweetspot::measured_best(&s.obs)
+                .into_iter()
+                .map(|(n, m, _)| (n, m))
+                .collect(),
+            "measured sweet spot of each input length".to_string(),
+        )
     };
-    let h = Heatmap { title: title.clone(), value_label: "energy efficiency (tokens/J)".into(), surface: &surface, marked, marked_label, cmap: ColorMap::Viridis, range: None };
-    write(out, 1, title, format!("fig1-efficiency-{}.svg", s.slug), heatmap_svg(&h), surface.cells())
+    let h = Heatmap {
+        title: title.clone(),
+        value_label: "energy efficiency (tokens/J)".into(),
+        surface: &surface,
+        marked,
+        marked_label,
+        cmap: ColorMap::Viridis,
+        range: None,
+    };
+    write(
+        out,
+        1,
+        title,
+        format!("fig1-efficiency-{}.svg", s.slug),
+        heatmap_svg(&h),
+        surface.cells(),
+    )
 }
 
 /// Figure 2: tokens/J against output length per input length, flops-mem curve and predicted
@@ -152,46 +232,139 @@ pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
 pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
     let title = format!("Tokens/J against output length — {}", s.label);
     let Some(fm) = s.fits.get("flops-mem") else {
-        let why = s.fit_errors.get("flops-mem").cloned().unwrap_or_else(|| "no flops-mem fit".into());
+        let why = s
+            .fit_errors
+            .get("flops-mem")
+            .cloned()
+            .unwrap_or_else(|| "no flops-mem fit".into());
         return Ok(skip(2, title, format!("no flops-mem fit: {why}")));
     };
     let surface = efficiency_surface(s).unwrap_or_default();
-    let (lo, hi) = (surface.outputs.first().copied().unwrap_or(64.0), surface.outputs.last().copied().unwrap_or(4096.0));
+    let (lo, hi) = (
+        surface.outputs.first().copied().unwrap_or(64.0),
+        surface.outputs.last().copied().unwrap_or(4096.0),
+    );
     if hi <= lo {
-        return Ok(skip(2, title, format!("one output length only ({lo}) — no curve to draw")));
+        return Ok(skip(
+            2,
+            title,
+            format!("one output length only ({lo}) — no curve to draw"),
+        ));
     }
     let ms = log_space(lo, hi, 32); // SVG pixels are integers: fewer, longer segments draw smoother
     let eta = |f: &FitFile, n: f64, m: f64| predict(f, n, m).map(|e| 1.0 / e);
-    let left_title = if s.obs.is_empty() { "published flops-mem fit (lines), predicted m* (×)" } else { "measured (points), flops-mem fit (lines), predicted m* (×)" };
-    let mut left = Panel { title: left_title.into(), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(surface.outputs.clone()), hline: None, y_range: None, series: vec![] };
+    let left_title = if s.obs.is_empty() {
+        "published flops-mem fit (lines), predicted m* (×)"
+    } else {
+        "measured (points), flops-mem fit (lines), predicted m* (×)"
+    };
+    let mut left = Panel {
+        title: left_title.into(),
+        x_label: "output length m (tokens)".into(),
+        y_label: "energy efficiency (tokens/J)".into(),
+        x_log2_ticks: Some(surface.outputs.clone()),
+        hline: None,
+        y_range: None,
+        series: vec![],
+    };
     let model = model_by_name("flops-mem")?;
     for (i, &n) in surface.inputs.iter().enumerate() {
         let color = i;
-        let pts: Vec<(f64, f64)> = surface.outputs.iter().enumerate().filter_map(|(j, &m)| surface.values[i][j].map(|v| (m, v))).collect();
+        let pts: Vec<(f64, f64)> = surface
+            .outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &m)| surface.values[i][j].map(|v| (m, v)))
+            .collect();
         if !s.obs.is_empty() {
-            left.series.push(Series { label: format!("n = {n}"), color, mark: Mark::Points, points: pts });
+            left.series.push(Series {
+                label: format!("n = {n}"),
+                color,
+                mark: Mark::Points,
+                points: pts,
+            });
         }
-        let curve: Vec<(f64, f64)> = ms.iter().filter_map(|&m| eta(fm, n, m).map(|v| (m, v))).collect();
-        left.series.push(Series { label: format!("n = {n}"), color, mark: Mark::Line, points: curve });
-        if let Some(m) = model.closed_form_sweet_spot(&fm.values(), n).filter(|m| *m >= lo && *m <= hi) {
+        let curve: Vec<(f64, f64)> = ms
+            .iter()
+            .filter_map(|&m| eta(fm, n, m).map(|v| (m, v)))
+            .collect();
+        left.series.push(Series {
+            label: format!("n = {n}"),
+            color,
+            mark: Mark::Line,
+            points: curve,
+        });
+        if let Some(m) = model
+            .closed_form_sweet_spot(&fm.values(), n)
+            .filter(|m| *m >= lo && *m <= hi)
+        {
             if let Some(v) = eta(fm, n, m) {
-                left.series.push(Series { label: String::new(), color, mark: Mark::Cross, points: vec![(m, v)] });
+                left.series.push(Series {
+                    label: String::new(),
+                    color,
+                    mark: Mark::Cross,
+                    points: vec![(m, v)],
+                });
             }
         }
     }
     if left.series.iter().any(|x| x.mark == Mark::Cross) {
-        left.series.push(Series { label: "predicted m*".into(), color: 0, mark: Mark::Cross, points: vec![] });
+        left.series.push(Series {
+            label: "predicted m*".into(),
+            color: 0,
+            mark: Mark::Cross,
+            points: vec![],
+        });
     }
-    let n0 = *surface.inputs.iter().min_by(|a, b| (a.log2() - 9.0).abs().total_cmp(&(b.log2() - 9.0).abs())).unwrap_or(&512.0);
-    let mut right = Panel { title: format!("all six models at n = {n0}"), x_label: "output length m (tokens)".into(), y_label: "energy efficiency (tokens/J)".into(), x_log2_ticks: Some(surface.outputs.clone()), hline: None, y_range: None, series: vec![] };
-    if let Some(i) = surface.inputs.iter().position(|x| *x == n0).filter(|_| !s.obs.is_empty()) {
-        let pts = surface.outputs.iter().enumerate().filter_map(|(j, &m)| surface.values[i][j].map(|v| (m, v))).collect();
-        right.series.push(Series { label: "measured".into(), color: 0, mark: Mark::Points, points: pts });
+    let n0 = *surface
+        .inputs
+        .iter()
+        .min_by(|a, b| (a.log2() - 9.0).abs().total_cmp(&(b.log2() - 9.0).abs()))
+        .unwrap_or(&512.0);
+    let mut right = Panel {
+        title: format!("all six models at n = {n0}"),
+        x_label: "output length m (tokens)".into(),
+        y_label: "energy efficiency (tokens/J)".into(),
+        x_log2_ticks: Some(surface.outputs.clone()),
+        hline: None,
+        y_range: None,
+        series: vec![],
+    };
+    if let Some(i) = surface
+        .inputs
+        .iter()
+        .position(|x| *x == n0)
+        .filter(|_| !s.obs.is_empty())
+    {
+        let pts = surface
+            .outputs
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &m)| surface.values[i][j].map(|v| (m, v)))
+            .collect();
+        right.series.push(Series {
+            label: "measured".into(),
+            color: 0,
+            mark: Mark::Points,
+            points: pts,
+        });
     }
     for (k, m) in all_models().iter().enumerate() {
         if let Some(f) = s.fits.get(m.name()) {
-            let curve = ms.iter().filter_map(|&x| eta(f, n0, x).map(|v| (x, v))).collect();
-            right.series.push(Series { label: m.name().into(), color: k + 1, mark: if m.name().starts_with("flops") { Mark::Line } else { Mark::Dashed }, points: curve });
+            let curve = ms
+                .iter()
+                .filter_map(|&x| eta(f, n0, x).map(|v| (x, v)))
+                .collect();
+            right.series.push(Series {
+                label: m.name().into(),
+                color: k + 1,
+                mark: if m.name().starts_with("flops") {
+                    Mark::Line
+                } else {
+                    Mark::Dashed
+                },
+                points: curve,
+            });
         }
     }
     let mut panels = vec![left];
@@ -199,33 +372,79 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
         panels.push(right);
     }
     let series = panels.iter().map(|p| p.drawn()).sum();
-    write(out, 2, title, format!("fig2-curves-{}.svg", s.slug), panels_svg(&format!("Energy efficiency against output length — {}", s.label), &panels), series)
+    write(
+        out,
+        2,
+        title,
+        format!("fig2-curves-{}.svg", s.slug),
+        panels_svg(
+            &format!("Energy efficiency against output length — {}", s.label),
+            &panels,
+        ),
+        series,
+    )
 }
 
 /// Figure 3: min–max-normalised efficiency averaged over subjects, on the cells all share.
 pub fn fig3(subjects: &[Subject], out: &Path) -> Result<Figure> {
     let title = "Aggregated normalised efficiency".to_string();
-    let surfaces: Vec<Surface> = subjects.iter().filter_map(efficiency_surface).filter(|s| s.cells() >= 2).collect();
+    let surfaces: Vec<Surface> = subjects
+        .iter()
+        .filter_map(efficiency_surface)
+        .filter(|s| s.cells() >= 2)
+        .collect();
     if surfaces.len() < 2 {
-        return Ok(skip(3, title, format!("needs at least two LLMs with two or more grid points each ({} here)", surfaces.len())));
+        return Ok(skip(
+            3,
+            title,
+            format!(
+                "needs at least two LLMs with two or more grid points each ({} here)",
+                surfaces.len()
+            ),
+        ));
     }
     let base = &surfaces[0];
     let mut pts = Vec::new();
     for &n in &base.inputs {
         for &m in &base.outputs {
-            let norm: Option<Vec<f64>> = surfaces.iter().map(|s| {
-                let (lo, hi) = (s.present().fold(f64::MAX, f64::min), s.present().fold(f64::MIN, f64::max));
-                s.get(n, m).map(|v| if hi > lo { (v - lo) / (hi - lo) } else { 1.0 })
-            }).collect();
+            let norm: Option<Vec<f64>> = surfaces
+                .iter()
+                .map(|s| {
+                    let (lo, hi) = (
+                        s.present().fold(f64::MAX, f64::min),
+                        s.present().fold(f64::MIN, f64::max),
+                    );
+                    s.get(n, m)
+                        .map(|v| if hi > lo { (v - lo) / (hi - lo) } else { 1.0 })
+                })
+                .collect();
             if let Some(v) = norm {
                 pts.push((n, m, v.iter().sum::<f64>() / v.len() as f64));
             }
         }
     }
     let surface = Surface::from_points(&pts);
-    let t = format!("Min–max-normalised efficiency, mean over {} LLMs", surfaces.len());
-    let h = Heatmap { title: t.clone(), value_label: "normalised efficiency (1 = each LLM's best)".into(), surface: &surface, marked: vec![], marked_label: String::new(), cmap: ColorMap::Viridis, range: Some((0.0, 1.0)) };
-    write(out, 3, t, "fig3-normalised-efficiency.svg".into(), heatmap_svg(&h), surface.cells())
+    let t = format!(
+        "Min–max-normalised efficiency, mean over {} LLMs",
+        surfaces.len()
+    );
+    let h = Heatmap {
+        title: t.clone(),
+        value_label: "normalised efficiency (1 = each LLM's best)".into(),
+        surface: &surface,
+        marked: vec![],
+        marked_label: String::new(),
+        cmap: ColorMap::Viridis,
+        range: Some((0.0, 1.0)),
+    };
+    write(
+        out,
+        3,
+        t,
+        "fig3-normalised-efficiency.svg".into(),
+        heatmap_svg(&h),
+        surface.cells(),
+    )
 }
 
 /// Figure 4: MAPE by model and LLM, in-sample and cross-validated.
@@ -235,19 +454,41 @@ pub fn fig4(subjects: &[Subject], reference_only: bool, out: &Path) -> Result<Fi
     let cats: Vec<String> = subjects.iter().map(|s| s.label.clone()).collect();
     let value = |s: &Subject, m: &str, cv: bool| -> Option<f64> {
         if reference_only {
-            return s.fits.get("flops-mem")?.published.as_ref()?.mape_pct_by_model.get(m).copied().filter(|_| !cv);
+            return s
+                .fits
+                .get("flops-mem")?
+                .published
+                .as_ref()?
+                .mape_pct_by_model
+                .get(m)
+                .copied()
+                .filter(|_| !cv);
         }
         let f = s.fits.get(m)?;
-        if cv { f.metrics.cv_mape_pct } else { f.metrics.mape_pct }
+        if cv {
+            f.metrics.cv_mape_pct
+        } else {
+            f.metrics.mape_pct
+        }
     };
     let panel = |cv: bool, t: &str| Bars {
         title: t.into(),
         x_label: "MAPE (%, log scale)".into(),
         categories: cats.clone(),
         members: names.iter().map(|s| s.to_string()).collect(),
-        values: subjects.iter().map(|s| names.iter().map(|m| value(s, m, cv)).collect()).collect(),
+        values: subjects
+            .iter()
+            .map(|s| names.iter().map(|m| value(s, m, cv)).collect())
+            .collect(),
     };
-    let mut panels = vec![panel(false, if reference_only { "in-sample MAPE, published" } else { "in-sample MAPE" })];
+    let mut panels = vec![panel(
+        false,
+        if reference_only {
+            "in-sample MAPE, published"
+        } else {
+            "in-sample MAPE"
+        },
+    )];
     let cv = panel(true, "5-fold cross-validated MAPE");
     let mut note = String::new();
     if cv.count() > 0 {
@@ -256,7 +497,14 @@ pub fn fig4(subjects: &[Subject], reference_only: bool, out: &Path) -> Result<Fi
         note = "no cross-validated MAPE available (reference fits, or too few points per fold): CV panel left out".into();
     }
     let series = panels.iter().map(|p| p.count()).sum();
-    let mut f = write(out, 4, title, "fig4-mape.svg".into(), bars_svg("Model error by LLM", &panels), series)?;
+    let mut f = write(
+        out,
+        4,
+        title,
+        "fig4-mape.svg".into(),
+        bars_svg("Model error by LLM", &panels),
+        series,
+    )?;
     if f.file.is_some() {
         f.note = note;
     }
@@ -266,44 +514,120 @@ pub fn fig4(subjects: &[Subject], reference_only: bool, out: &Path) -> Result<Fi
 /// Figure 5: relative residuals of flops-mem against input and output length.
 pub fn fig5(subjects: &[Subject], out: &Path) -> Result<Figure> {
     let title = "Residuals of flops-mem".to_string();
-    let mut by_n = Panel { title: "against input length".into(), x_label: "input length n (tokens)".into(), y_label: "residual (e_pred − e)/e (%)".into(), hline: Some(0.0), ..Panel::default() };
-    let mut by_m = Panel { title: "against output length".into(), x_label: "output length m (tokens)".into(), y_label: "residual (e_pred − e)/e (%)".into(), hline: Some(0.0), ..Panel::default() };
+    let mut by_n = Panel {
+        title: "against input length".into(),
+        x_label: "input length n (tokens)".into(),
+        y_label: "residual (e_pred − e)/e (%)".into(),
+        hline: Some(0.0),
+        ..Panel::default()
+    };
+    let mut by_m = Panel {
+        title: "against output length".into(),
+        x_label: "output length m (tokens)".into(),
+        y_label: "residual (e_pred − e)/e (%)".into(),
+        hline: Some(0.0),
+        ..Panel::default()
+    };
     let (mut ns, mut ms) = (vec![], vec![]);
     let with_data = subjects.iter().filter(|s| !s.obs.is_empty()).count();
     for (i, s) in subjects.iter().filter(|s| !s.obs.is_empty()).enumerate() {
-        let Some(f) = s.fits.get("flops-mem") else { continue };
+        let Some(f) = s.fits.get("flops-mem") else {
+            continue;
+        };
         // Dodge each LLM sideways (in log2 units) so points of one grid length do not hide each other.
-        let dodge = 2f64.powf((i as f64 - (with_data as f64 - 1.0) / 2.0) * 0.5 / with_data.max(1) as f64);
-        let r: Vec<(f64, f64, f64)> = s.obs.iter().filter_map(|o| predict(f, o.input_tokens, o.output_tokens).map(|p| (o.input_tokens, o.output_tokens, 100.0 * (p - o.energy_per_token_j) / o.energy_per_token_j))).collect();
+        let dodge =
+            2f64.powf((i as f64 - (with_data as f64 - 1.0) / 2.0) * 0.5 / with_data.max(1) as f64);
+        let r: Vec<(f64, f64, f64)> = s
+            .obs
+            .iter()
+            .filter_map(|o| {
+                predict(f, o.input_tokens, o.output_tokens).map(|p| {
+                    (
+                        o.input_tokens,
+                        o.output_tokens,
+                        100.0 * (p - o.energy_per_token_j) / o.energy_per_token_j,
+                    )
+                })
+            })
+            .collect();
         ns.extend(r.iter().map(|x| x.0));
         ms.extend(r.iter().map(|x| x.1));
-        by_n.series.push(Series { label: s.label.clone(), color: i, mark: Mark::Points, points: r.iter().map(|x| (x.0 * dodge, x.2)).collect() });
-        by_m.series.push(Series { label: s.label.clone(), color: i, mark: Mark::Points, points: r.iter().map(|x| (x.1 * dodge, x.2)).collect() });
+        by_n.series.push(Series {
+            label: s.label.clone(),
+            color: i,
+            mark: Mark::Points,
+            points: r.iter().map(|x| (x.0 * dodge, x.2)).collect(),
+        });
+        by_m.series.push(Series {
+            label: s.label.clone(),
+            color: i,
+            mark: Mark::Points,
+            points: r.iter().map(|x| (x.1 * dodge, x.2)).collect(),
+        });
     }
     if by_n.series.is_empty() {
-        return Ok(skip(5, title, "no measured data with a flops-mem fit".into()));
+        return Ok(skip(
+            5,
+            title,
+            "no measured data with a flops-mem fit".into(),
+        ));
     }
     by_n.x_log2_ticks = Some(ns);
     by_m.x_log2_ticks = Some(ms);
     let series = by_n.drawn() + by_m.drawn();
-    write(out, 5, title, "fig5-residuals.svg".into(), panels_svg("Relative residuals of the flops-mem fit", &[by_n, by_m]), series)
+    write(
+        out,
+        5,
+        title,
+        "fig5-residuals.svg".into(),
+        panels_svg("Relative residuals of the flops-mem fit", &[by_n, by_m]),
+        series,
+    )
 }
 
 /// Figure 7: measured tokens/J over the reference (published flops-mem) prediction.
 pub fn fig7(s: &Subject, fits: &[FitFile], out: &Path) -> Result<Option<Figure>> {
-    let Some(r) = reference_for(&s.llm, fits) else { return Ok(None) };
+    let Some(r) = reference_for(&s.llm, fits) else {
+        return Ok(None);
+    };
     let title = format!("{} against the published TensorRT-LLM surface", s.label);
     if s.obs.is_empty() {
         return Ok(None);
     }
-    let Some(meas) = efficiency_surface(s) else { return Ok(None) };
-    let pts: Vec<(f64, f64, f64)> = meas.inputs.iter().enumerate().flat_map(|(i, &n)| {
-        let meas = &meas;
-        meas.outputs.iter().enumerate().filter_map(move |(j, &m)| Some((n, m, meas.values[i][j]? * predict(r, n, m)?)))
-    }).collect();
+    let Some(meas) = efficiency_surface(s) else {
+        return Ok(None);
+    };
+    let pts: Vec<(f64, f64, f64)> = meas
+        .inputs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &n)| {
+            let meas = &meas;
+            meas.outputs
+                .iter()
+                .enumerate()
+                .filter_map(move |(j, &m)| Some((n, m, meas.values[i][j]? * predict(r, n, m)?)))
+        })
+        .collect();
     let surface = Surface::from_points(&pts);
-    let h = Heatmap { title: format!("{}: measured / published tokens/J", s.label), value_label: "ratio (ours / TensorRT-LLM, H100)".into(), surface: &surface, marked: vec![], marked_label: String::new(), cmap: ColorMap::Cividis, range: Some(parity_range(&surface)) };
-    write(out, 7, title, format!("fig7-vs-reference-{}.svg", s.slug), heatmap_svg(&h), surface.cells()).map(Some)
+    let h = Heatmap {
+        title: format!("{}: measured / published tokens/J", s.label),
+        value_label: "ratio (ours / TensorRT-LLM, H100)".into(),
+        surface: &surface,
+        marked: vec![],
+        marked_label: String::new(),
+        cmap: ColorMap::Cividis,
+        range: Some(parity_range(&surface)),
+    };
+    write(
+        out,
+        7,
+        title,
+        format!("fig7-vs-reference-{}.svg", s.slug),
+        heatmap_svg(&h),
+        surface.cells(),
+    )
+    .map(Some)
 }
 
 /// Colour range of a ratio map that always contains 1 (parity), so the colour says above or below.

@@ -19,7 +19,11 @@ pub struct Bars {
 
 impl Bars {
     pub fn count(&self) -> usize {
-        self.values.iter().flatten().filter(|v| v.is_some_and(|v| v > 0.0)).count()
+        self.values
+            .iter()
+            .flatten()
+            .filter(|v| v.is_some_and(|v| v > 0.0))
+            .count()
     }
 }
 
@@ -40,8 +44,22 @@ pub fn bars_svg(title: &str, panels: &[Bars]) -> Result<String> {
         }
         let mut y = 70;
         for (k, m) in panels[0].members.iter().enumerate() {
-            legend.draw(&Rectangle::new([(6, y - 7), (26, y + 7)], series_color(k + 1).filled())).map_err(pe)?;
-            legend.draw_text(m, &text(13.0).pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Left, plotters::style::text_anchor::VPos::Center)), (34, y)).map_err(pe)?;
+            legend
+                .draw(&Rectangle::new(
+                    [(6, y - 7), (26, y + 7)],
+                    series_color(k + 1).filled(),
+                ))
+                .map_err(pe)?;
+            legend
+                .draw_text(
+                    m,
+                    &text(13.0).pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Left,
+                        plotters::style::text_anchor::VPos::Center,
+                    )),
+                    (34, y),
+                )
+                .map_err(pe)?;
             y += 24;
         }
         Ok(())
@@ -49,17 +67,41 @@ pub fn bars_svg(title: &str, panels: &[Bars]) -> Result<String> {
 }
 
 fn panel(area: &Area, p: &Bars) -> Result<()> {
-    let vals: Vec<f64> = p.values.iter().flatten().filter_map(|v| *v).filter(|v| *v > 0.0).collect();
+    let vals: Vec<f64> = p
+        .values
+        .iter()
+        .flatten()
+        .filter_map(|v| *v)
+        .filter(|v| *v > 0.0)
+        .collect();
     if vals.is_empty() {
-        area.draw_text(&format!("{}: no values", p.title), &text(14.0), (20, 60)).map_err(pe)?;
+        area.draw_text(&format!("{}: no values", p.title), &text(14.0), (20, 60))
+            .map_err(pe)?;
         return Ok(());
     }
-    let lo = vals.iter().cloned().fold(f64::MAX, f64::min).log10().sub(0.3).floor();
-    let hi = vals.iter().cloned().fold(f64::MIN, f64::max).log10().add(0.25).max(lo + 1.0);
+    let lo = vals
+        .iter()
+        .cloned()
+        .fold(f64::MAX, f64::min)
+        .log10()
+        .sub(0.3)
+        .floor();
+    let hi = vals
+        .iter()
+        .cloned()
+        .fold(f64::MIN, f64::max)
+        .log10()
+        .add(0.25)
+        .max(lo + 1.0);
     let n = p.categories.len();
     let k = p.members.len().max(1);
     let names = p.categories.clone();
-    let label_w = names.iter().map(|s| super::font::text_width(s, 13.0) as u32).max().unwrap_or(40) + 16;
+    let label_w = names
+        .iter()
+        .map(|s| super::font::text_width(s, 13.0) as u32)
+        .max()
+        .unwrap_or(40)
+        + 16;
     let mut chart = ChartBuilder::on(area)
         .caption(&p.title, text(16.0))
         .margin(10)
@@ -69,10 +111,18 @@ fn panel(area: &Area, p: &Bars) -> Result<()> {
         .map_err(pe)?;
     let yfmt = |v: &f64| -> String {
         let i = v.round();
-        if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n { names[n - 1 - i as usize].clone() } else { String::new() }
+        if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
+            names[n - 1 - i as usize].clone()
+        } else {
+            String::new()
+        }
     };
     let xfmt = |v: &f64| -> String {
-        if (v - v.round()).abs() < 1e-6 { format!("{}", 10f64.powf(v.round())) } else { String::new() }
+        if (v - v.round()).abs() < 1e-6 {
+            format!("{}", 10f64.powf(v.round()))
+        } else {
+            String::new()
+        }
     };
     chart
         .configure_mesh()
@@ -92,13 +142,27 @@ fn panel(area: &Area, p: &Bars) -> Result<()> {
     for (g, row) in p.values.iter().enumerate() {
         let yc = (n - 1 - g) as f64;
         for (j, v) in row.iter().enumerate() {
-            let Some(v) = v.filter(|v| *v > 0.0) else { continue };
+            let Some(v) = v.filter(|v| *v > 0.0) else {
+                continue;
+            };
             let y0 = yc + 0.4 - bh * (j as f64 + 1.0);
             chart
-                .draw_series(std::iter::once(Rectangle::new([(lo, y0), (v.log10(), y0 + bh * 0.9)], series_color(j + 1).filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(lo, y0), (v.log10(), y0 + bh * 0.9)],
+                    series_color(j + 1).filled(),
+                )))
                 .map_err(pe)?;
-            let style = text(10.0).pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Left, plotters::style::text_anchor::VPos::Center));
-            chart.draw_series(std::iter::once(Text::new(super::style::fmt_value(v), (v.log10() + (hi - lo) * 0.008, y0 + bh * 0.45), style))).map_err(pe)?;
+            let style = text(10.0).pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            ));
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    super::style::fmt_value(v),
+                    (v.log10() + (hi - lo) * 0.008, y0 + bh * 0.45),
+                    style,
+                )))
+                .map_err(pe)?;
         }
     }
     Ok(())

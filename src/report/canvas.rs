@@ -15,9 +15,11 @@ pub fn render(w: u32, h: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| anyhow!("drawing failed: {e:?}"))?;
+        root.fill(&WHITE)
+            .map_err(|e| anyhow!("drawing failed: {e:?}"))?;
         draw(&root)?;
-        root.present().map_err(|e| anyhow!("drawing failed: {e:?}"))?;
+        root.present()
+            .map_err(|e| anyhow!("drawing failed: {e:?}"))?;
     }
     Ok(font::text_to_paths(&buf))
 }
@@ -25,7 +27,8 @@ pub fn render(w: u32, h: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<
 /// Write an SVG to `path`.
 pub fn save(svg: &str, path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create '{}'", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create '{}'", dir.display()))?;
     }
     std::fs::write(path, svg).with_context(|| format!("cannot write '{}'", path.display()))
 }

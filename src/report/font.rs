@@ -15,14 +15,17 @@ pub const FAMILY: &str = "dejavu-sans";
 
 fn font() -> &'static FontRef<'static> {
     static F: OnceLock<FontRef<'static>> = OnceLock::new();
-    F.get_or_init(|| FontRef::try_from_slice(FONT_BYTES).expect("embedded DejaVu Sans is a valid TrueType font"))
+    F.get_or_init(|| {
+        FontRef::try_from_slice(FONT_BYTES).expect("embedded DejaVu Sans is a valid TrueType font")
+    })
 }
 
 /// Register the font with plotters (idempotent).
 pub fn register() {
     static R: OnceLock<()> = OnceLock::new();
     R.get_or_init(|| {
-        let _ = plotters::style::register_font(FAMILY, plotters::style::FontStyle::Normal, FONT_BYTES);
+        let _ =
+            plotters::style::register_font(FAMILY, plotters::style::FontStyle::Normal, FONT_BYTES);
     });
 }
 
@@ -37,8 +40,12 @@ pub fn text_to_paths(svg: &str) -> String {
     while let Some(start) = rest.find("<text ") {
         out.push_str(&rest[..start]);
         let after = &rest[start..];
-        let Some(open_end) = after.find('>') else { break };
-        let Some(close) = after.find("</text>") else { break };
+        let Some(open_end) = after.find('>') else {
+            break;
+        };
+        let Some(close) = after.find("</text>") else {
+            break;
+        };
         let attrs = &after[6..open_end];
         let content = unescape(after[open_end + 1..close].trim_matches('\n'));
         if !content.trim().is_empty() {
@@ -49,7 +56,10 @@ pub fn text_to_paths(svg: &str) -> String {
     }
     out.push_str(rest);
     // Glyph definitions right after the opening <svg …> tag.
-    if let Some(i) = out.find("<svg").and_then(|i| out[i..].find('>').map(|j| i + j + 1)) {
+    if let Some(i) = out
+        .find("<svg")
+        .and_then(|i| out[i..].find('>').map(|j| i + j + 1))
+    {
         let mut defs = String::from("\n<defs>");
         for (id, d) in &glyphs {
             let _ = write!(defs, "<path id=\"g{id}\" d=\"{d}\"/>");
@@ -68,11 +78,18 @@ fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Width of `text` at font size `px` (CSS pixels), as laid out by [`text_to_paths`].
@@ -95,7 +112,9 @@ pub fn text_width(text: &str, px: f32) -> f32 {
 /// Outline of one glyph in font units (y up), as SVG path data.
 fn outline_d(g: ab_glyph::GlyphId) -> String {
     let mut d = String::new();
-    let Some(outline) = font().outline(g) else { return d };
+    let Some(outline) = font().outline(g) else {
+        return d;
+    };
     let mut cur: Option<Point> = None;
     for curve in &outline.curves {
         let (p0, end) = match curve {
@@ -112,7 +131,9 @@ fn outline_d(g: ab_glyph::GlyphId) -> String {
         let _ = match curve {
             OutlineCurve::Line(_, b) => write!(d, "L{} {}", b.x, b.y),
             OutlineCurve::Quad(_, b, c) => write!(d, "Q{} {} {} {}", b.x, b.y, c.x, c.y),
-            OutlineCurve::Cubic(_, b, c, e) => write!(d, "C{} {} {} {} {} {}", b.x, b.y, c.x, c.y, e.x, e.y),
+            OutlineCurve::Cubic(_, b, c, e) => {
+                write!(d, "C{} {} {} {} {} {}", b.x, b.y, c.x, c.y, e.x, e.y)
+            }
         };
         cur = Some(end);
     }
@@ -122,8 +143,16 @@ fn outline_d(g: ab_glyph::GlyphId) -> String {
     d
 }
 
-fn placed_text(attrs: &str, text: &str, glyphs: &mut std::collections::BTreeMap<u16, String>) -> String {
-    let num = |n: &str, d: f32| attr(attrs, n).and_then(|v| v.parse::<f32>().ok()).unwrap_or(d);
+fn placed_text(
+    attrs: &str,
+    text: &str,
+    glyphs: &mut std::collections::BTreeMap<u16, String>,
+) -> String {
+    let num = |n: &str, d: f32| {
+        attr(attrs, n)
+            .and_then(|v| v.parse::<f32>().ok())
+            .unwrap_or(d)
+    };
     let (x0, y0, px) = (num("x", 0.0), num("y", 0.0), num("font-size", 12.0));
     let f = font();
     let scale = px / f.units_per_em().unwrap_or(2048.0);
@@ -143,8 +172,13 @@ fn placed_text(attrs: &str, text: &str, glyphs: &mut std::collections::BTreeMap<
     };
     let fill = attr(attrs, "fill").unwrap_or("#000000");
     let opacity = attr(attrs, "opacity").unwrap_or("1");
-    let transform = attr(attrs, "transform").map(|t| format!(" transform=\"{t}\"")).unwrap_or_default();
-    let mut s = format!("<g class=\"label\" aria-label=\"{}\" fill=\"{fill}\" opacity=\"{opacity}\"{transform}>", escape(text));
+    let transform = attr(attrs, "transform")
+        .map(|t| format!(" transform=\"{t}\""))
+        .unwrap_or_default();
+    let mut s = format!(
+        "<g class=\"label\" aria-label=\"{}\" fill=\"{fill}\" opacity=\"{opacity}\"{transform}>",
+        escape(text)
+    );
     let mut pen = 0.0f32;
     let mut prev = None;
     for c in text.chars() {
@@ -154,7 +188,15 @@ fn placed_text(attrs: &str, text: &str, glyphs: &mut std::collections::BTreeMap<
         }
         let d = glyphs.entry(g.0).or_insert_with(|| outline_d(g));
         if !d.is_empty() {
-            let _ = write!(s, "<use href=\"#g{}\" transform=\"translate({:.2} {:.2}) scale({:.5} {:.5})\"/>", g.0, x_start + pen * scale, y0 + dy, scale, -scale);
+            let _ = write!(
+                s,
+                "<use href=\"#g{}\" transform=\"translate({:.2} {:.2}) scale({:.5} {:.5})\"/>",
+                g.0,
+                x_start + pen * scale,
+                y0 + dy,
+                scale,
+                -scale
+            );
         }
         pen += f.h_advance_unscaled(g);
         prev = Some(g);

@@ -30,13 +30,29 @@ impl Surface {
             let j = outputs.iter().position(|x| *x == m).unwrap_or(0);
             values[i][j] = Some(v);
         }
-        Surface { inputs, outputs, values }
+        Surface {
+            inputs,
+            outputs,
+            values,
+        }
     }
 
     /// Evaluate `f(n, m)` on a grid.
     pub fn from_fn(inputs: &[f64], outputs: &[f64], f: impl Fn(f64, f64) -> f64) -> Surface {
-        let values = inputs.iter().map(|&n| outputs.iter().map(|&m| Some(f(n, m)).filter(|v| v.is_finite())).collect()).collect();
-        Surface { inputs: inputs.to_vec(), outputs: outputs.to_vec(), values }
+        let values = inputs
+            .iter()
+            .map(|&n| {
+                outputs
+                    .iter()
+                    .map(|&m| Some(f(n, m)).filter(|v| v.is_finite()))
+                    .collect()
+            })
+            .collect();
+        Surface {
+            inputs: inputs.to_vec(),
+            outputs: outputs.to_vec(),
+            values,
+        }
     }
 
     pub fn get(&self, n: f64, m: f64) -> Option<f64> {
@@ -74,7 +90,10 @@ pub struct Heatmap<'a> {
 pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
     let s = h.surface;
     if s.cells() < 2 {
-        bail!("fewer than two grid points ({}) — nothing to colour", s.cells());
+        bail!(
+            "fewer than two grid points ({}) — nothing to colour",
+            s.cells()
+        );
     }
     let (lo, hi) = h.range.unwrap_or_else(|| {
         let lo = s.present().fold(f64::MAX, f64::min);
@@ -109,8 +128,16 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
             .draw()
             .map_err(pe)?;
         let edges = |ticks: &[f64], k: usize| {
-            let a = if k == 0 { ticks[k] - 0.5 } else { (ticks[k - 1] + ticks[k]) / 2.0 };
-            let b = if k + 1 == ticks.len() { ticks[k] + 0.5 } else { (ticks[k] + ticks[k + 1]) / 2.0 };
+            let a = if k == 0 {
+                ticks[k] - 0.5
+            } else {
+                (ticks[k - 1] + ticks[k]) / 2.0
+            };
+            let b = if k + 1 == ticks.len() {
+                ticks[k] + 0.5
+            } else {
+                (ticks[k] + ticks[k + 1]) / 2.0
+            };
             (a, b)
         };
         let cell_px = 560.0 / (xt.len().max(yt.len()) as f64);
@@ -118,32 +145,70 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
         for (i, &n) in s.inputs.iter().enumerate() {
             for (j, &m) in s.outputs.iter().enumerate() {
                 let Some(v) = s.values[i][j] else { continue };
-                let (ix, jx) = (yt.iter().position(|y| *y == n.log2()), xt.iter().position(|x| *x == m.log2()));
-                let (Some(ix), Some(jx)) = (ix, jx) else { continue };
+                let (ix, jx) = (
+                    yt.iter().position(|y| *y == n.log2()),
+                    xt.iter().position(|x| *x == m.log2()),
+                );
+                let (Some(ix), Some(jx)) = (ix, jx) else {
+                    continue;
+                };
                 let ((x0, x1), (y0, y1)) = (edges(&xt, jx), edges(&yt, ix));
                 let c = h.cmap.at(t(v));
-                chart.draw_series(std::iter::once(Rectangle::new([(x0, y0), (x1, y1)], c.filled()))).map_err(pe)?;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x0, y0), (x1, y1)],
+                        c.filled(),
+                    )))
+                    .map_err(pe)?;
                 let ink = ink_on(c);
-                let style = text(font_px).color(&ink).pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Center,
-                ));
-                chart.draw_series(std::iter::once(Text::new(fmt_value(v), (m.log2(), n.log2()), style))).map_err(pe)?;
+                let style = text(font_px)
+                    .color(&ink)
+                    .pos(plotters::style::text_anchor::Pos::new(
+                        plotters::style::text_anchor::HPos::Center,
+                        plotters::style::text_anchor::VPos::Center,
+                    ));
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        fmt_value(v),
+                        (m.log2(), n.log2()),
+                        style,
+                    )))
+                    .map_err(pe)?;
             }
         }
         for &(n, m) in &h.marked {
-            let (ix, jx) = (yt.iter().position(|y| *y == n.log2()), xt.iter().position(|x| *x == m.log2()));
-            let (Some(ix), Some(jx)) = (ix, jx) else { continue };
+            let (ix, jx) = (
+                yt.iter().position(|y| *y == n.log2()),
+                xt.iter().position(|x| *x == m.log2()),
+            );
+            let (Some(ix), Some(jx)) = (ix, jx) else {
+                continue;
+            };
             let ((x0, x1), (y0, y1)) = (edges(&xt, jx), edges(&yt, ix));
             // A white ring outside a black one reads on dark and on light cells alike.
             let ring = |i: f64| [(x0 + i, y0 + i), (x1 - i, y1 - i)];
-            chart.draw_series(std::iter::once(Rectangle::new(ring(0.04), WHITE.stroke_width(4)))).map_err(pe)?;
-            chart.draw_series(std::iter::once(Rectangle::new(ring(0.08), BLACK.stroke_width(2)))).map_err(pe)?;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    ring(0.04),
+                    WHITE.stroke_width(4),
+                )))
+                .map_err(pe)?;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    ring(0.08),
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(pe)?;
         }
         if !h.marked.is_empty() {
             let (w, hh) = main.dim_in_pixel();
-            main.draw(&Rectangle::new([(84, hh as i32 - 26), (100, hh as i32 - 10)], BLACK.stroke_width(2))).map_err(pe)?;
-            main.draw_text(&h.marked_label, &text(14.0), (108, hh as i32 - 26)).map_err(pe)?;
+            main.draw(&Rectangle::new(
+                [(84, hh as i32 - 26), (100, hh as i32 - 10)],
+                BLACK.stroke_width(2),
+            ))
+            .map_err(pe)?;
+            main.draw_text(&h.marked_label, &text(14.0), (108, hh as i32 - 26))
+                .map_err(pe)?;
             let _ = w;
         }
         colour_bar(&bar, h, lo, hi)
@@ -176,7 +241,10 @@ fn colour_bar(area: &Area, h: &Heatmap, lo: f64, hi: f64) -> Result<()> {
     chart
         .draw_series((0..steps).map(|k| {
             let v0 = lo + d * k as f64;
-            Rectangle::new([(0.0, v0), (1.0, v0 + d * 1.02)], h.cmap.at((v0 + d / 2.0 - lo) / (hi - lo)).filled())
+            Rectangle::new(
+                [(0.0, v0), (1.0, v0 + d * 1.02)],
+                h.cmap.at((v0 + d / 2.0 - lo) / (hi - lo)).filled(),
+            )
         }))
         .map_err(pe)?;
     Ok(())

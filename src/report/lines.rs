@@ -52,7 +52,10 @@ const LEGEND_W: u32 = 190;
 
 /// Panels side by side under one title. Errors when no panel has two points to draw.
 pub fn panels_svg(title: &str, panels: &[Panel]) -> Result<String> {
-    if panels.iter().all(|p| p.series.iter().map(|s| s.points.len()).sum::<usize>() < 2) {
+    if panels
+        .iter()
+        .all(|p| p.series.iter().map(|s| s.points.len()).sum::<usize>() < 2)
+    {
         bail!("fewer than two points to draw");
     }
     let w = 640 * panels.len() as u32;
@@ -69,14 +72,34 @@ pub fn panels_svg(title: &str, panels: &[Panel]) -> Result<String> {
 fn panel(area: &Area, p: &Panel) -> Result<()> {
     let (w, _) = area.dim_in_pixel();
     let (plot, legend) = area.split_horizontally(w.saturating_sub(LEGEND_W));
-    let fx = |x: f64| if p.x_log2_ticks.is_some() { x.log2() } else { x };
-    let pts: Vec<(f64, f64)> = p.series.iter().flat_map(|s| s.points.iter().map(|&(x, y)| (fx(x), y))).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let fx = |x: f64| {
+        if p.x_log2_ticks.is_some() {
+            x.log2()
+        } else {
+            x
+        }
+    };
+    let pts: Vec<(f64, f64)> = p
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(x, y)| (fx(x), y)))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
     if pts.len() < 2 {
-        plot.draw_text(&format!("{}: nothing to draw", p.title), &text(14.0), (20, 40)).map_err(pe)?;
+        plot.draw_text(
+            &format!("{}: nothing to draw", p.title),
+            &text(14.0),
+            (20, 40),
+        )
+        .map_err(pe)?;
         return Ok(());
     }
-    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
-    let (mut y0, mut y1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| {
+        (a.min(*x), b.max(*x))
+    });
+    let (mut y0, mut y1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| {
+        (a.min(*y), b.max(*y))
+    });
     if let Some((a, b)) = p.y_range {
         (y0, y1) = (a, b);
     }
@@ -90,8 +113,16 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
             x1 = x1.max(v.log2());
         }
     }
-    let (xp, yp) = (((x1 - x0) * 0.04).max(0.25), ((y1 - y0) * 0.06).max(y1.abs() * 0.02).max(1e-12));
-    let ticks = p.x_log2_ticks.as_ref().map(|t| t.iter().filter(|v| **v > 0.0).map(|v| v.log2()).collect::<Vec<f64>>());
+    let (xp, yp) = (
+        ((x1 - x0) * 0.04).max(0.25),
+        ((y1 - y0) * 0.06).max(y1.abs() * 0.02).max(1e-12),
+    );
+    let ticks = p.x_log2_ticks.as_ref().map(|t| {
+        t.iter()
+            .filter(|v| **v > 0.0)
+            .map(|v| v.log2())
+            .collect::<Vec<f64>>()
+    });
     let mut chart = ChartBuilder::on(&plot)
         .caption(&p.title, text(16.0))
         .margin(10)
@@ -99,10 +130,18 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
         .y_label_area_size(72)
         .build_cartesian_2d((x0 - xp)..(x1 + xp), (y0 - yp)..(y1 + yp))
         .map_err(pe)?;
-    let on_tick = |v: &f64| ticks.as_ref().is_none_or(|t| t.iter().any(|k| (k - v).abs() < 1e-6));
+    let on_tick = |v: &f64| {
+        ticks
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|k| (k - v).abs() < 1e-6))
+    };
     let xfmt = |v: &f64| -> String {
         if ticks.is_some() {
-            if on_tick(v) { log2_label(v) } else { String::new() }
+            if on_tick(v) {
+                log2_label(v)
+            } else {
+                String::new()
+            }
         } else {
             fmt_value(*v)
         }
@@ -122,23 +161,44 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
     }
     mesh.draw().map_err(pe)?;
     if let Some(h) = p.hline {
-        chart.draw_series(std::iter::once(PathElement::new(vec![(x0 - xp, h), (x1 + xp, h)], RGBColor(120, 120, 120).stroke_width(1)))).map_err(pe)?;
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x0 - xp, h), (x1 + xp, h)],
+                RGBColor(120, 120, 120).stroke_width(1),
+            )))
+            .map_err(pe)?;
     }
     for s in &p.series {
         let c = series_color(s.color);
-        let data: Vec<(f64, f64)> = s.points.iter().map(|&(x, y)| (fx(x), y)).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+        let data: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .map(|&(x, y)| (fx(x), y))
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect();
         match s.mark {
             Mark::Line => {
-                chart.draw_series(LineSeries::new(data, c.stroke_width(2))).map_err(pe)?;
+                chart
+                    .draw_series(LineSeries::new(data, c.stroke_width(2)))
+                    .map_err(pe)?;
             }
             Mark::Dashed => {
-                chart.draw_series(DashedLineSeries::new(data, 8, 5, c.stroke_width(2))).map_err(pe)?;
+                chart
+                    .draw_series(DashedLineSeries::new(data, 8, 5, c.stroke_width(2)))
+                    .map_err(pe)?;
             }
             Mark::Points => {
-                chart.draw_series(data.into_iter().map(|pt| Circle::new(pt, 4, c.filled()))).map_err(pe)?;
+                chart
+                    .draw_series(data.into_iter().map(|pt| Circle::new(pt, 4, c.filled())))
+                    .map_err(pe)?;
             }
             Mark::Cross => {
-                chart.draw_series(data.into_iter().map(|pt| Cross::new(pt, 7, c.stroke_width(3)))).map_err(pe)?;
+                chart
+                    .draw_series(
+                        data.into_iter()
+                            .map(|pt| Cross::new(pt, 7, c.stroke_width(3))),
+                    )
+                    .map_err(pe)?;
             }
         }
     }
@@ -155,20 +215,40 @@ fn draw_legend(area: &Area, series: &[Series]) -> Result<()> {
         seen.push((&s.label, s.color));
         let c = series_color(s.color);
         // Points and a line of the same label and colour share one entry.
-        let both = series.iter().any(|o| o.label == s.label && o.color == s.color && o.mark == Mark::Points) && s.mark != Mark::Points;
+        let both = series
+            .iter()
+            .any(|o| o.label == s.label && o.color == s.color && o.mark == Mark::Points)
+            && s.mark != Mark::Points;
         if both {
-            area.draw(&Circle::new((17, y), 4, c.filled())).map_err(pe)?;
+            area.draw(&Circle::new((17, y), 4, c.filled()))
+                .map_err(pe)?;
         }
         match s.mark {
-            Mark::Line => area.draw(&PathElement::new(vec![(4, y), (30, y)], c.stroke_width(2))).map_err(pe)?,
-            Mark::Dashed => area.draw(&PathElement::new(vec![(4, y), (12, y)], c.stroke_width(2))).and_then(|_| area.draw(&PathElement::new(vec![(18, y), (26, y)], c.stroke_width(2)))).map_err(pe)?,
-            Mark::Points => area.draw(&Circle::new((17, y), 4, c.filled())).map_err(pe)?,
-            Mark::Cross => area.draw(&Cross::new((17, y), 7, c.stroke_width(3))).map_err(pe)?,
+            Mark::Line => area
+                .draw(&PathElement::new(vec![(4, y), (30, y)], c.stroke_width(2)))
+                .map_err(pe)?,
+            Mark::Dashed => area
+                .draw(&PathElement::new(vec![(4, y), (12, y)], c.stroke_width(2)))
+                .and_then(|_| {
+                    area.draw(&PathElement::new(vec![(18, y), (26, y)], c.stroke_width(2)))
+                })
+                .map_err(pe)?,
+            Mark::Points => area
+                .draw(&Circle::new((17, y), 4, c.filled()))
+                .map_err(pe)?,
+            Mark::Cross => area
+                .draw(&Cross::new((17, y), 7, c.stroke_width(3)))
+                .map_err(pe)?,
         }
-        area.draw_text(&s.label, &text(13.0).pos(plotters::style::text_anchor::Pos::new(
-            plotters::style::text_anchor::HPos::Left,
-            plotters::style::text_anchor::VPos::Center,
-        )), (38, y)).map_err(pe)?;
+        area.draw_text(
+            &s.label,
+            &text(13.0).pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            )),
+            (38, y),
+        )
+        .map_err(pe)?;
         y += 22;
     }
     Ok(())

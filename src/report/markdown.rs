@@ -10,15 +10,25 @@ use std::fmt::Write as _;
 
 /// Distinct values of a text-like column, comma-joined ("-" when absent).
 fn distinct(ds: &Dataset, col: &str) -> String {
-    let Ok(c) = ds.df.column(col).and_then(|c| c.cast(&DataType::String)) else { return "-".into() };
+    let Ok(c) = ds.df.column(col).and_then(|c| c.cast(&DataType::String)) else {
+        return "-".into();
+    };
     let Ok(s) = c.str() else { return "-".into() };
-    let mut v: Vec<String> = s.iter().flatten().map(|x| match x.parse::<f64>() {
-        Ok(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
-        _ => x.to_string(),
-    }).collect();
+    let mut v: Vec<String> = s
+        .iter()
+        .flatten()
+        .map(|x| match x.parse::<f64>() {
+            Ok(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
+            _ => x.to_string(),
+        })
+        .collect();
     v.sort();
     v.dedup();
-    if v.is_empty() { "-".into() } else { v.join(", ") }
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 pub fn summary(ds: Option<&Dataset>, subjects: &[Subject], reference_only: bool) -> String {
@@ -28,14 +38,25 @@ pub fn summary(ds: Option<&Dataset>, subjects: &[Subject], reference_only: bool)
             let _ = writeln!(s, "No measurements in the data folder: this report shows the **published TensorRT-LLM reference fits alone** ({} LLMs, H100, Pizzini Cavagna et al. 2026). Surfaces are the flops-mem predictions on the published 64…4096 grid, not measurements.\n", subjects.len());
         }
         Some(ds) => {
-            let files: Vec<String> = ds.sources.iter().map(|x| format!("`{}`", x.path.display())).collect();
+            let files: Vec<String> = ds
+                .sources
+                .iter()
+                .map(|x| format!("`{}`", x.path.display()))
+                .collect();
             let points: usize = subjects.iter().map(|s| s.obs.len()).sum();
             let mut t = Table::new(&["property", "value"]);
             for (k, v) in [
                 ("files", files.join(", ")),
                 ("sha256", format!("`{}`", &ds.sha256()[..16])),
                 ("rows (fitted)", format!("{} ({points})", ds.df.height())),
-                ("LLMs", subjects.iter().map(|s| s.label.clone()).collect::<Vec<_>>().join(", ")),
+                (
+                    "LLMs",
+                    subjects
+                        .iter()
+                        .map(|s| s.label.clone())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 ("GPU", distinct(ds, "gpu")),
                 ("driver", distinct(ds, "driver")),
                 ("engine", distinct(ds, "engine")),
@@ -46,7 +67,11 @@ pub fn summary(ds: Option<&Dataset>, subjects: &[Subject], reference_only: bool)
                 t.push(vec![k.to_string(), v]);
             }
             s.push_str(&t.markdown());
-            let here: Vec<String> = subjects.iter().filter(|x| !x.fitted_here.is_empty()).map(|x| format!("{} ({})", x.label, x.fitted_here.join(", "))).collect();
+            let here: Vec<String> = subjects
+                .iter()
+                .filter(|x| !x.fitted_here.is_empty())
+                .map(|x| format!("{} ({})", x.label, x.fitted_here.join(", ")))
+                .collect();
             if !here.is_empty() {
                 let _ = writeln!(s, "\nNo matching fit file for: {} — fitted here with loss rel, 5-fold CV, seed 42.", here.join("; "));
             }
@@ -61,27 +86,67 @@ pub fn summary(ds: Option<&Dataset>, subjects: &[Subject], reference_only: bool)
 fn date_range(ds: &Dataset) -> String {
     let d = distinct(ds, "started_at");
     let v: Vec<&str> = d.split(", ").collect();
-    if v.len() > 1 { format!("{} … {}", v[0], v[v.len() - 1]) } else { d }
+    if v.len() > 1 {
+        format!("{} … {}", v[0], v[v.len() - 1])
+    } else {
+        d
+    }
 }
 
 pub fn tables(subjects: &[Subject], reference_only: bool) -> String {
     let names: Vec<&str> = all_models().iter().map(|m| m.name()).collect();
     let mut s = String::new();
     let rows = |get: &dyn Fn(&Subject, &str) -> Option<f64>| -> Vec<(String, Vec<Option<f64>>)> {
-        subjects.iter().map(|x| (x.label.clone(), names.iter().map(|m| get(x, m)).collect())).collect()
+        subjects
+            .iter()
+            .map(|x| (x.label.clone(), names.iter().map(|m| get(x, m)).collect()))
+            .collect()
     };
     if reference_only {
-        let r = rows(&|x, m| x.fits.get("flops-mem")?.published.as_ref()?.mape_pct_by_model.get(m).copied());
-        let _ = writeln!(s, "## In-sample MAPE (%), published\n\n{}", mape_table(&names, &r).markdown());
+        let r = rows(&|x, m| {
+            x.fits
+                .get("flops-mem")?
+                .published
+                .as_ref()?
+                .mape_pct_by_model
+                .get(m)
+                .copied()
+        });
+        let _ = writeln!(
+            s,
+            "## In-sample MAPE (%), published\n\n{}",
+            mape_table(&names, &r).markdown()
+        );
     } else {
         let r = rows(&|x, m| x.fits.get(m)?.metrics.mape_pct);
-        let loss: Vec<String> = subjects.iter().flat_map(|x| x.fits.values().map(|f| f.loss.clone())).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-        let _ = writeln!(s, "## In-sample MAPE (%)\n\nLoss: {}.\n\n{}", loss.join(", "), mape_table(&names, &r).markdown());
+        let loss: Vec<String> = subjects
+            .iter()
+            .flat_map(|x| x.fits.values().map(|f| f.loss.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let _ = writeln!(
+            s,
+            "## In-sample MAPE (%)\n\nLoss: {}.\n\n{}",
+            loss.join(", "),
+            mape_table(&names, &r).markdown()
+        );
         let cv = rows(&|x, m| x.fits.get(m)?.metrics.cv_mape_pct);
         if cv.iter().any(|r| r.1.iter().any(Option::is_some)) {
-            let _ = writeln!(s, "## Cross-validated MAPE (%)\n\n{}", mape_table(&names, &cv).markdown());
+            let _ = writeln!(
+                s,
+                "## Cross-validated MAPE (%)\n\n{}",
+                mape_table(&names, &cv).markdown()
+            );
         }
-        let errs: Vec<String> = subjects.iter().flat_map(|x| x.fit_errors.iter().map(move |(m, e)| format!("- {} {m}: {e}", x.label))).collect();
+        let errs: Vec<String> = subjects
+            .iter()
+            .flat_map(|x| {
+                x.fit_errors
+                    .iter()
+                    .map(move |(m, e)| format!("- {} {m}: {e}", x.label))
+            })
+            .collect();
         if !errs.is_empty() {
             let _ = writeln!(s, "Fits that could not be made:\n\n{}\n", errs.join("\n"));
         }
@@ -89,19 +154,43 @@ pub fn tables(subjects: &[Subject], reference_only: bool) -> String {
     // Coefficients of flops-mem.
     let mut t = Table::new(&["LLM", "α", "β", "γ", "δ", "ε", "ζ"]);
     for x in subjects {
-        let Some(f) = x.fits.get("flops-mem") else { continue };
+        let Some(f) = x.fits.get("flops-mem") else {
+            continue;
+        };
         let mut r = vec![x.label.clone()];
-        r.extend(f.coefficients.iter().map(|c| format!("{} {}", sci(c.value), md_stars(c.stars.as_deref().unwrap_or(""))).trim_end().to_string()));
+        r.extend(f.coefficients.iter().map(|c| {
+            format!(
+                "{} {}",
+                sci(c.value),
+                md_stars(c.stars.as_deref().unwrap_or(""))
+            )
+            .trim_end()
+            .to_string()
+        }));
         t.push(r);
     }
     let _ = writeln!(s, "## flops-mem coefficients\n\nE = α·m + β·n² + γ·n·m + δ·n + ε·m² + ζ (J per request). Stars: \\*\\*\\* p<0.001, \\*\\* p<0.01, \\* p<0.05, n.s. p≥0.05.{}\n\n{}", if reference_only { " Published fits carry no standard errors, so no stars." } else { "" }, t.markdown());
     // Sweet spots.
-    let mut t = Table::new(&["LLM", "input n", "measured m*", "predicted m* (flops-mem)", "measured tokens/J"]);
+    let mut t = Table::new(&[
+        "LLM",
+        "input n",
+        "measured m*",
+        "predicted m* (flops-mem)",
+        "measured tokens/J",
+    ]);
     for x in subjects {
-        let Some(f) = x.fits.get("flops-mem") else { continue };
+        let Some(f) = x.fits.get("flops-mem") else {
+            continue;
+        };
         for sp in &f.sweet_spots {
             let fmt = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
-            t.push(vec![x.label.clone(), format!("{}", sp.input_tokens), fmt(sp.measured_output_tokens, 0), fmt(sp.predicted_output_tokens, 0).replace('-', "none (ε ≤ 0)"), fmt(sp.measured_tokens_per_j, 2)]);
+            t.push(vec![
+                x.label.clone(),
+                format!("{}", sp.input_tokens),
+                fmt(sp.measured_output_tokens, 0),
+                fmt(sp.predicted_output_tokens, 0).replace('-', "none (ε ≤ 0)"),
+                fmt(sp.measured_tokens_per_j, 2),
+            ]);
         }
     }
     let _ = writeln!(s, "## Sweet spots: predicted vs measured\n\nm* = √((β·n² + δ·n + ζ)/ε); measured m* is the grid's best output length{}.\n\n{}", if reference_only { " as published" } else { "" }, t.markdown());
@@ -113,10 +202,25 @@ pub fn figures(figs: &[Figure]) -> String {
     for f in figs {
         match &f.file {
             Some(file) => {
-                let _ = writeln!(s, "**Figure {}. {}**{}\n\n![{}]({file})\n", f.number, f.title, if f.note.is_empty() { String::new() } else { format!(" — {}", f.note) }, f.title);
+                let _ = writeln!(
+                    s,
+                    "**Figure {}. {}**{}\n\n![{}]({file})\n",
+                    f.number,
+                    f.title,
+                    if f.note.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" — {}", f.note)
+                    },
+                    f.title
+                );
             }
             None => {
-                let _ = writeln!(s, "**Figure {}. {}** — skipped: {}\n", f.number, f.title, f.note);
+                let _ = writeln!(
+                    s,
+                    "**Figure {}. {}** — skipped: {}\n",
+                    f.number, f.title, f.note
+                );
             }
         }
     }

@@ -30,7 +30,8 @@ pub struct Report {
 
 /// Write every figure and report.md into `out`. `ds` = None reports on the reference fits alone.
 pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
-    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
     let reference_only = ds.is_none();
     let subjects = match ds {
         Some(ds) => assemble::subjects_from_data(ds, fits)?,
@@ -38,7 +39,11 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
     };
     let mut figs = Vec::new();
     if subjects.is_empty() {
-        figs.push(assemble::skip(1, "All figures".into(), "no data and no fits".into()));
+        figs.push(assemble::skip(
+            1,
+            "All figures".into(),
+            "no data and no fits".into(),
+        ));
     }
     for s in &subjects {
         figs.push(assemble::fig1(s, out)?);
@@ -62,13 +67,29 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
                 }
             }
             if !any7 {
-                figs.push(assemble::skip(7, "Measured against the published surface".into(), "no measured LLM has a published reference fit among the --fits files".into()));
+                figs.push(assemble::skip(
+                    7,
+                    "Measured against the published surface".into(),
+                    "no measured LLM has a published reference fit among the --fits files".into(),
+                ));
             }
         }
         None => {
-            figs.push(assemble::skip(5, "Residuals of flops-mem".into(), "no measurements: residuals need data".into()));
-            figs.push(assemble::skip(6, "Efficiency by run setting".into(), "no measurements".into()));
-            figs.push(assemble::skip(7, "Measured against the published surface".into(), "no measurements to compare".into()));
+            figs.push(assemble::skip(
+                5,
+                "Residuals of flops-mem".into(),
+                "no measurements: residuals need data".into(),
+            ));
+            figs.push(assemble::skip(
+                6,
+                "Efficiency by run setting".into(),
+                "no measurements".into(),
+            ));
+            figs.push(assemble::skip(
+                7,
+                "Measured against the published surface".into(),
+                "no measurements to compare".into(),
+            ));
         }
     }
     let mut md = String::from("# energy-fit report\n\n");
@@ -77,6 +98,10 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
     md.push_str(&markdown::tables(&subjects, reference_only));
     md.push_str(&markdown::figures(&figs));
     let path = out.join("report.md");
-    std::fs::write(&path, &md).map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
-    Ok(Report { figures: figs, markdown: md })
+    std::fs::write(&path, &md)
+        .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
+    Ok(Report {
+        figures: figs,
+        markdown: md,
+    })
 }

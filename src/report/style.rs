@@ -30,12 +30,26 @@ pub enum ColorMap {
 }
 
 const VIRIDIS: [(u8, u8, u8); 9] = [
-    (0x44, 0x01, 0x54), (0x47, 0x2d, 0x7b), (0x3b, 0x52, 0x8b), (0x2c, 0x72, 0x8e), (0x21, 0x91, 0x8c),
-    (0x28, 0xae, 0x80), (0x5e, 0xc9, 0x62), (0xad, 0xdc, 0x30), (0xfd, 0xe7, 0x25),
+    (0x44, 0x01, 0x54),
+    (0x47, 0x2d, 0x7b),
+    (0x3b, 0x52, 0x8b),
+    (0x2c, 0x72, 0x8e),
+    (0x21, 0x91, 0x8c),
+    (0x28, 0xae, 0x80),
+    (0x5e, 0xc9, 0x62),
+    (0xad, 0xdc, 0x30),
+    (0xfd, 0xe7, 0x25),
 ];
 const CIVIDIS: [(u8, u8, u8); 9] = [
-    (0x00, 0x22, 0x4e), (0x12, 0x35, 0x70), (0x3b, 0x49, 0x6c), (0x57, 0x5d, 0x6d), (0x70, 0x71, 0x73),
-    (0x8a, 0x87, 0x79), (0xa6, 0x9d, 0x75), (0xc4, 0xb5, 0x6c), (0xfe, 0xe8, 0x38),
+    (0x00, 0x22, 0x4e),
+    (0x12, 0x35, 0x70),
+    (0x3b, 0x49, 0x6c),
+    (0x57, 0x5d, 0x6d),
+    (0x70, 0x71, 0x73),
+    (0x8a, 0x87, 0x79),
+    (0xa6, 0x9d, 0x75),
+    (0xc4, 0xb5, 0x6c),
+    (0xfe, 0xe8, 0x38),
 ];
 
 impl ColorMap {
@@ -45,7 +59,11 @@ impl ColorMap {
             ColorMap::Viridis => &VIRIDIS,
             ColorMap::Cividis => &CIVIDIS,
         };
-        let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+        let t = if t.is_finite() {
+            t.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         let x = t * (table.len() - 1) as f64;
         let i = (x.floor() as usize).min(table.len() - 2);
         let f = x - i as f64;
@@ -58,7 +76,11 @@ impl ColorMap {
 /// Black or white, whichever reads better on `bg`.
 pub fn ink_on(bg: RGBColor) -> RGBColor {
     let l = 0.2126 * bg.0 as f64 + 0.7152 * bg.1 as f64 + 0.0722 * bg.2 as f64;
-    if l > 140.0 { BLACK } else { WHITE }
+    if l > 140.0 {
+        BLACK
+    } else {
+        WHITE
+    }
 }
 
 /// Text in the embedded font.
@@ -68,7 +90,11 @@ pub fn text(px: f64) -> TextStyle<'static> {
 
 /// Tick positions (log2 of each value) and the axis range padded by `pad` (in log2 units).
 pub fn log2_axis(values: &[f64], pad: f64) -> (Vec<f64>, std::ops::Range<f64>) {
-    let mut ticks: Vec<f64> = values.iter().filter(|v| **v > 0.0).map(|v| v.log2()).collect();
+    let mut ticks: Vec<f64> = values
+        .iter()
+        .filter(|v| **v > 0.0)
+        .map(|v| v.log2())
+        .collect();
     ticks.sort_by(f64::total_cmp);
     ticks.dedup();
     let lo = ticks.first().copied().unwrap_or(0.0) - pad;
@@ -79,7 +105,11 @@ pub fn log2_axis(values: &[f64], pad: f64) -> (Vec<f64>, std::ops::Range<f64>) {
 /// Label of a log2 tick: the length itself (64, 128, …).
 pub fn log2_label(v: &f64) -> String {
     let x = 2f64.powf(*v);
-    if (x - x.round()).abs() < 1e-6 { format!("{}", x.round()) } else { format!("{x:.0}") }
+    if (x - x.round()).abs() < 1e-6 {
+        format!("{}", x.round())
+    } else {
+        format!("{x:.0}")
+    }
 }
 
 /// Number formatting for axis values that may span orders of magnitude.
