@@ -139,7 +139,7 @@ fn abs_loss_recovery_with_additive_noise() {
     }
 }
 
-/// Independent weighted least squares: β = (XᵀWX)⁻¹XᵀWy, cov = σ²(XᵀWX)⁻¹ with W = 1 (abs) or
+/// Independent weighted least squares: β = (XᵀWX)⁻¹XᵀWy, cov as the comment below says, W = 1 (abs) or
 /// 1/e² (rel); X from the model's basis written out here by hand.
 fn closed_form(name: &str, obs: &[Obs], loss: Loss) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let row = |n: f64, m: f64| -> Vec<f64> {
@@ -169,7 +169,19 @@ fn closed_form(name: &str, obs: &[Obs], loss: Loss) -> (Vec<f64>, Vec<f64>, Vec<
     let resid = &y - &x * &beta;
     let dof = (obs.len() - k) as f64;
     let sigma2 = resid.norm_squared() / dof;
-    let se: Vec<f64> = (0..k).map(|j| (sigma2 * xtx_inv[(j, j)]).sqrt()).collect();
+    // Classical σ²(XᵀX)⁻¹ under rel; under abs the HC3 sandwich
+    // (XᵀX)⁻¹ Xᵀ diag(rᵢ²/(1 − hᵢᵢ)²) X (XᵀX)⁻¹, hᵢᵢ the leverage.
+    let cov = match loss {
+        Loss::Rel => &xtx_inv * sigma2,
+        Loss::Abs => {
+            let hat = &x * &xtx_inv * x.transpose();
+            let d = DMatrix::from_diagonal(&DVector::from_fn(obs.len(), |i, _| {
+                (resid[i] / (1.0 - hat[(i, i)])).powi(2)
+            }));
+            &xtx_inv * x.transpose() * d * &x * &xtx_inv
+        }
+    };
+    let se: Vec<f64> = (0..k).map(|j| cov[(j, j)].sqrt()).collect();
     let t = StudentsT::new(0.0, 1.0, dof).unwrap();
     let p: Vec<f64> = (0..k)
         .map(|j| 2.0 * (1.0 - t.cdf((beta[j] / se[j]).abs())))

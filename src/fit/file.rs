@@ -2,7 +2,7 @@
 //! fit later — formula, coefficients with significance, metrics, the dataset's SHA-256 and the
 //! predicted vs measured sweet spots. Published reference fits use the same format.
 
-use super::{FitResult, Loss};
+use super::{intervals, FitResult, Loss};
 use crate::analytic::{model_by_name, EnergyModel};
 use crate::dataset::{Dataset, Group, RepeatSpread};
 use crate::sweetspot;
@@ -35,6 +35,24 @@ pub struct FitFile {
     /// For reference fits: where the numbers come from and what was published with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub published: Option<Published>,
+    /// The coefficients' covariance, from which every interval is derived (absent in reference
+    /// fits and in files written before intervals existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty: Option<Uncertainty>,
+}
+
+/// What a fit knows of its own uncertainty.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Uncertainty {
+    /// How intervals are derived from the covariance (`delta`: the delta method, see
+    /// `fit::intervals`).
+    pub interval_method: String,
+    /// How the covariance was estimated (classical under `rel`, HC3 under `abs`).
+    pub covariance_method: String,
+    /// Residual degrees of freedom (points − coefficients), for Student's t.
+    pub dof: f64,
+    /// Covariance of the coefficients, rows and columns in the order of `coefficients`.
+    pub covariance: Vec<Vec<f64>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -45,6 +63,9 @@ pub struct CoefEntry {
     pub t_value: Option<f64>,
     pub p_value: Option<f64>,
     pub stars: Option<String>,
+    /// 95 % interval [lo, hi] (`fit::intervals::coefficients`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<[f64; 2]>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -75,6 +96,9 @@ pub struct SweetSpotEntry {
     pub method: String,
     pub measured_output_tokens: Option<f64>,
     pub measured_tokens_per_j: Option<f64>,
+    /// 95 % interval [lo, hi] of the predicted m* (`fit::intervals::sweet_spot`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_output_tokens_ci95: Option<[f64; 2]>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -105,7 +129,9 @@ impl FitFile {
             .iter()
             .map(|&(n, m, eta)| {
                 let p = sweetspot::predicted(model, &values, n, lo, hi);
+                let ci = intervals::sweet_spot(model, &values, &fit.covariance, fit.dof, n);
                 SweetSpotEntry {
+                    predicted_output_tokens_ci95: ci.map(|i| [i.lo, i.hi]),
                     input_tokens: n,
                     predicted_output_tokens: p.output_tokens,
                     method: p.method,
@@ -125,7 +151,9 @@ impl FitFile {
             coefficients: fit
                 .coefficients
                 .iter()
-                .map(|c| CoefEntry {
+                .zip(intervals::coefficients(&values, &fit.covariance, fit.dof))
+                .map(|(c, ci)| CoefEntry {
+                    ci95: Some([ci.lo, ci.hi]),
                     name: c.name.clone(),
                     value: c.value,
                     std_error: Some(c.std_error),
@@ -157,7 +185,31 @@ impl FitFile {
             sweet_spots,
             best_to_worst_ratio: sweetspot::best_to_worst_ratio(&group.obs),
             published: None,
+            uncertainty: Some(Uncertainty {
+                interval_method: intervals::METHOD.into(),
+                covariance_method: super::stats::covariance_method(fit.loss).into(),
+                dof: fit.dof,
+                covariance: fit
+                    .covariance
+                    .row_iter()
+                    .map(|r| r.iter().copied().collect())
+                    .collect(),
+            }),
         }
+    }
+
+    /// The covariance and degrees of freedom, where the file has them and they match the
+    /// coefficients in size.
+    pub fn covariance(&self) -> Option<(nalgebra::DMatrix<f64>, f64)> {
+        let u = self.uncertainty.as_ref()?;
+        let k = self.coefficients.len();
+        if u.covariance.len() != k || u.covariance.iter().any(|r| r.len() != k) {
+            return None;
+        }
+        Some((
+            nalgebra::DMatrix::from_fn(k, k, |i, j| u.covariance[i][j]),
+            u.dof,
+        ))
     }
 
     pub fn read(path: &Path) -> Result<FitFile> {
@@ -176,6 +228,13 @@ impl FitFile {
                 f.model,
                 model.coef_names(),
                 names
+            );
+        }
+        if f.uncertainty.is_some() && f.covariance().is_none() {
+            bail!(
+                "{}: field 'uncertainty.covariance' must be a {k} x {k} matrix for the {k} coefficients",
+                path.display(),
+                k = names.len()
             );
         }
         Ok(f)

@@ -2,6 +2,7 @@
 //! cross-validation and the JSON fit files.
 
 pub mod file;
+pub mod intervals;
 mod problem;
 pub mod reference;
 mod solve;
@@ -55,6 +56,10 @@ pub struct FitResult {
     pub points: usize,
     pub iterations: u64,
     pub coefficients: Vec<Coefficient>,
+    /// Covariance of the coefficients, in their order (`stats::covariance`).
+    pub covariance: nalgebra::DMatrix<f64>,
+    /// Residual degrees of freedom (points − coefficients).
+    pub dof: f64,
     pub mape_pct: f64,
     pub rmse_j: f64,
     pub r2: f64,
@@ -94,6 +99,8 @@ pub fn fit_model_named(
         points: obs.len(),
         iterations: sol.iterations,
         coefficients: s.coefficients,
+        covariance: s.covariance,
+        dof: s.dof,
         mape_pct: s.mape_pct,
         rmse_j: s.rmse_j,
         r2: s.r2,

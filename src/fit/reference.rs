@@ -93,6 +93,7 @@ pub fn reference_fits(csv: &Path) -> Result<Vec<FitFile>> {
                         t_value: None,
                         p_value: None,
                         stars: None,
+                        ci95: None,
                     })
                     .collect(),
                 metrics: Metrics {
@@ -107,8 +108,10 @@ pub fn reference_fits(csv: &Path) -> Result<Vec<FitFile>> {
                     method: "closed-form".into(),
                     measured_output_tokens: Some(sm[i]),
                     measured_tokens_per_j: None,
+                    predicted_output_tokens_ci95: None,
                 }],
                 best_to_worst_ratio: None,
+                uncertainty: None,
                 published: Some(Published {
                     source: SOURCE.into(),
                     gpu: gpu[i].clone(),

@@ -4,11 +4,11 @@
 //! σ², JᵀJ, AIC and BIC live in the loss's residual space (J/token for `abs`, relative for `rel`,
 //! i.e. weighted least squares); R², RMSE and MAPE are always on the energy per token itself.
 
-use super::problem::ResidualProblem;
+use super::problem::{Loss, ResidualProblem};
 use super::Coefficient;
 use crate::analytic::EnergyModel;
 use crate::dataset::Obs;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use nalgebra::DMatrix;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
@@ -42,11 +42,57 @@ pub fn mape(model: &dyn EnergyModel, coefs: &[f64], obs: &[Obs]) -> f64 {
 
 pub(crate) struct Summary {
     pub coefficients: Vec<Coefficient>,
+    /// Covariance of the coefficients (see [`covariance`]).
+    pub covariance: DMatrix<f64>,
+    /// Residual degrees of freedom, N − k.
+    pub dof: f64,
     pub mape_pct: f64,
     pub rmse_j: f64,
     pub r2: f64,
     pub aic: f64,
     pub bic: f64,
+}
+
+/// How the coefficients' covariance is estimated under each loss.
+pub fn covariance_method(loss: Loss) -> &'static str {
+    match loss {
+        Loss::Rel => "classical: sigma^2 (J'J)^-1 in relative residuals",
+        Loss::Abs => "HC3 heteroscedasticity-consistent sandwich in absolute residuals",
+    }
+}
+
+/// Covariance of the fitted coefficients, computed on the column-scaled Jacobian for conditioning;
+/// `None` when JᵀJ is singular.
+///
+/// Under `rel` the residuals are relative errors, whose spread the measurements show to be about the
+/// same at every point (energy noise is proportional to energy), so the classical σ²(JᵀJ)⁻¹ holds.
+/// Under `abs` the same relative noise makes the absolute residuals at long prompts hundreds of times
+/// larger than at short ones; σ²(JᵀJ)⁻¹ then under-covers badly, so the sandwich
+/// (JᵀJ)⁻¹ Jᵀ diag(rᵢ² / (1 − hᵢᵢ)²) J (JᵀJ)⁻¹ (HC3, MacKinnon and White 1985) is used instead.
+pub(crate) fn covariance(
+    problem: &ResidualProblem,
+    coefs: &[f64],
+    loss_resid: &[f64],
+    sigma2: f64,
+) -> Option<DMatrix<f64>> {
+    let j = problem.raw_jacobian(coefs);
+    let s = DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(&problem.scale));
+    let js = &j * &s;
+    let inv = (js.transpose() * &js).try_inverse()?;
+    let scaled = match problem.loss {
+        Loss::Rel => inv * sigma2,
+        Loss::Abs => {
+            let mut meat = DMatrix::zeros(js.ncols(), js.ncols());
+            for (i, r) in loss_resid.iter().enumerate() {
+                let row = js.row(i);
+                let h = (&row * &inv * row.transpose())[(0, 0)];
+                let w = r * r / (1.0 - h).max(1e-12).powi(2);
+                meat += row.transpose() * row * w;
+            }
+            &inv * meat * &inv
+        }
+    };
+    Some(&s * scaled * &s)
 }
 
 pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) -> Result<Summary> {
@@ -60,25 +106,20 @@ pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) ->
         .iter()
         .zip(&pred)
         .map(|(o, p)| match problem.loss {
-            super::Loss::Abs => p - o.energy_per_token_j,
-            super::Loss::Rel => (p - o.energy_per_token_j) / o.energy_per_token_j,
+            Loss::Abs => p - o.energy_per_token_j,
+            Loss::Rel => (p - o.energy_per_token_j) / o.energy_per_token_j,
         })
         .collect();
     let rss: f64 = loss_resid.iter().map(|r| r * r).sum();
     let dof = n - k as f64;
     let sigma2 = rss / dof;
 
-    // cov(c) = σ² (JᵀJ)⁻¹, computed on the column-scaled Jacobian for conditioning.
-    let j = problem.raw_jacobian(coefs);
-    let s = DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(&problem.scale));
-    let js = &j * &s;
-    let Some(inv) = (js.transpose() * &js).try_inverse() else {
-        bail!(
+    let cov = covariance(problem, coefs, &loss_resid, sigma2).ok_or_else(|| {
+        anyhow::anyhow!(
             "{what}: JᵀJ is singular for model {}; coefficients are not identifiable",
             model.name()
-        );
-    };
-    let cov = &s * inv * &s * sigma2;
+        )
+    })?;
     let t_dist = StudentsT::new(0.0, 1.0, dof)
         .map_err(|e| anyhow::anyhow!("{what}: t distribution: {e}"))?;
     let coefficients = model
@@ -123,6 +164,8 @@ pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) ->
     let ll = n * (rss.max(f64::MIN_POSITIVE) / n).ln();
     Ok(Summary {
         coefficients,
+        covariance: cov,
+        dof,
         mape_pct: mape(model, coefs, obs),
         rmse_j: (ss_res / n).sqrt(),
         r2,

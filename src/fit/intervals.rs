@@ -1,0 +1,210 @@
+//! 95 % intervals of everything a fit predicts, by the delta method: a quantity q(c) of the
+//! coefficients has variance ∇qᵀ Σ ∇q, with Σ the coefficients' covariance (`stats::covariance`:
+//! classical under the relative loss, HC3 under the absolute one), and the interval is q ± t·se with
+//! t the two-sided 97.5 % quantile of Student's t at the fit's residual degrees of freedom.
+//!
+//! The sweet spot m* = √((β·n² + δ·n + ζ)/ε) is a ratio, skewed when ε is uncertain, so its interval
+//! is taken on log m* (whose gradient is ∇m*/m*) and mapped back: it is asymmetric and never
+//! negative. Coverage is checked on synthetic data with known coefficients (tests/fit_intervals.rs).
+
+use crate::analytic::EnergyModel;
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+/// How the intervals are computed, as written into fit files and JSON.
+pub const METHOD: &str = "delta";
+
+/// A central estimate with its 95 % interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Interval {
+    /// Half the interval's width relative to the value (%), e.g. 2.0 for "± 2 %".
+    pub fn half_width_pct(&self) -> f64 {
+        50.0 * (self.hi - self.lo) / self.value.abs()
+    }
+
+    pub fn contains(&self, x: f64) -> bool {
+        self.lo <= x && x <= self.hi
+    }
+
+    /// The interval of 1 / q (for tokens/J from energy per token); `None` unless q > 0 throughout.
+    pub fn reciprocal(&self) -> Option<Interval> {
+        (self.lo > 0.0).then(|| Interval {
+            value: 1.0 / self.value,
+            lo: 1.0 / self.hi,
+            hi: 1.0 / self.lo,
+        })
+    }
+}
+
+/// Two-sided 95 % quantile of Student's t with `dof` degrees of freedom (the normal's 1.96 when
+/// `dof` is infinite).
+pub fn t95(dof: f64) -> f64 {
+    if !dof.is_finite() {
+        return 1.959_963_984_540_054;
+    }
+    StudentsT::new(0.0, 1.0, dof.max(1.0)).map_or(f64::NAN, |t| t.inverse_cdf(0.975))
+}
+
+/// √(gᵀ Σ g): the delta method's standard error of a quantity with gradient `g`.
+pub fn delta_se(grad: &[f64], cov: &DMatrix<f64>) -> f64 {
+    let k = grad.len();
+    let mut v = 0.0;
+    for i in 0..k {
+        for j in 0..k {
+            v += grad[i] * cov[(i, j)] * grad[j];
+        }
+    }
+    v.max(0.0).sqrt()
+}
+
+/// Energy per output token at (n, m) with its interval (the fitted surface's, not a new
+/// measurement's: the noise of one measurement is not added).
+pub fn energy_per_token(
+    model: &dyn EnergyModel,
+    coefs: &[f64],
+    cov: &DMatrix<f64>,
+    dof: f64,
+    n: f64,
+    m: f64,
+) -> Interval {
+    let mut g = vec![0.0; coefs.len()];
+    model.gradient(coefs, n, m, &mut g);
+    let value = model.energy_per_token(coefs, n, m);
+    let half = t95(dof) * delta_se(&g, cov);
+    Interval {
+        value,
+        lo: value - half,
+        hi: value + half,
+    }
+}
+
+/// m* at n and its gradient with respect to the coefficients, for models with a closed-form
+/// sweet spot (central differences, relative step); `None` where m* is undefined.
+pub fn sweet_spot_gradient(
+    model: &dyn EnergyModel,
+    coefs: &[f64],
+    n: f64,
+) -> Option<(f64, Vec<f64>)> {
+    let m = model.closed_form_sweet_spot(coefs, n)?;
+    let mut g = vec![0.0; coefs.len()];
+    for (j, gj) in g.iter_mut().enumerate() {
+        let h = 1e-6 * coefs[j].abs().max(f64::MIN_POSITIVE.sqrt());
+        let (mut up, mut dn) = (coefs.to_vec(), coefs.to_vec());
+        up[j] += h;
+        dn[j] -= h;
+        let (a, b) = (
+            model.closed_form_sweet_spot(&up, n)?,
+            model.closed_form_sweet_spot(&dn, n)?,
+        );
+        *gj = (a - b) / (2.0 * h);
+    }
+    Some((m, g))
+}
+
+/// m* at n with its interval (on log m*, see the module docs); `None` where m* is undefined.
+pub fn sweet_spot(
+    model: &dyn EnergyModel,
+    coefs: &[f64],
+    cov: &DMatrix<f64>,
+    dof: f64,
+    n: f64,
+) -> Option<Interval> {
+    let (m, g) = sweet_spot_gradient(model, coefs, n)?;
+    let rel_se = delta_se(&g, cov) / m;
+    let f = (t95(dof) * rel_se).exp();
+    Some(Interval {
+        value: m,
+        lo: m / f,
+        hi: m * f,
+    })
+}
+
+/// Each coefficient with its interval, in the model's order.
+pub fn coefficients(coefs: &[f64], cov: &DMatrix<f64>, dof: f64) -> Vec<Interval> {
+    let t = t95(dof);
+    coefs
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| {
+            let half = t * cov[(i, i)].max(0.0).sqrt();
+            Interval {
+                value: c,
+                lo: c - half,
+                hi: c + half,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytic::FlopsMem;
+
+    const LLAMA: [f64; 6] = [
+        5.005153e-03,
+        1.079941e-07,
+        6.825240e-06,
+        2.611042e-03,
+        3.852659e-06,
+        5.406443e-01,
+    ];
+
+    #[test]
+    fn t_quantile_matches_tables() {
+        assert!((t95(10.0) - 2.228).abs() < 1e-3);
+        assert!((t95(f64::INFINITY) - 1.960).abs() < 1e-3);
+    }
+
+    /// The numeric gradient of m* agrees with the closed-form derivative of √((βn² + δn + ζ)/ε).
+    #[test]
+    fn sweet_spot_gradient_is_analytic() {
+        let n = 512.0;
+        let (m, g) = sweet_spot_gradient(&FlopsMem, &LLAMA, n).unwrap();
+        let eps = LLAMA[4];
+        let want = [
+            0.0,
+            n * n / (2.0 * m * eps),
+            0.0,
+            n / (2.0 * m * eps),
+            -m / (2.0 * eps),
+            1.0 / (2.0 * m * eps),
+        ];
+        for (j, (a, b)) in g.iter().zip(want).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1e-9),
+                "coef {j}: {a} vs {b}"
+            );
+        }
+    }
+
+    /// With a diagonal covariance the interval widths follow from the gradient by hand.
+    #[test]
+    fn energy_interval_by_hand() {
+        let cov = DMatrix::from_diagonal(&nalgebra::DVector::from_iterator(
+            6,
+            LLAMA.iter().map(|c| (0.01 * c).powi(2)),
+        ));
+        let (n, m) = (256.0, 128.0);
+        let i = energy_per_token(&FlopsMem, &LLAMA, &cov, f64::INFINITY, n, m);
+        let basis = [1.0, n * n / m, n, n / m, m, 1.0 / m];
+        let var: f64 = basis
+            .iter()
+            .zip(LLAMA)
+            .map(|(b, c)| (b * 0.01 * c).powi(2))
+            .sum();
+        assert!((i.hi - i.value - 1.959964 * var.sqrt()).abs() < 1e-9 * i.value);
+        let r = i.reciprocal().unwrap();
+        assert!(r.lo < 1.0 / i.value && r.hi > 1.0 / i.value);
+        let s = sweet_spot(&FlopsMem, &LLAMA, &cov, 30.0, 64.0).unwrap();
+        assert!(s.lo < s.value && s.value < s.hi && s.lo > 0.0);
+        assert!((s.value - 429.0).abs() < 1.0);
+    }
+}
