@@ -7,8 +7,10 @@
 pub mod analytic;
 pub mod cli;
 pub mod dataset;
+pub mod design;
 pub mod engine;
 pub mod fit;
+pub mod fsutil;
 pub mod llm;
 pub mod measure;
 pub mod report;

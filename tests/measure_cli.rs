@@ -400,7 +400,7 @@ fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
     assert_eq!(lines.len(), 1 + 4, "{text}");
     assert!(
         lines[0].starts_with("llm,input_tokens,output_tokens,")
-            && lines[0].ends_with(",fits,est_s,runs"),
+            && lines[0].ends_with(",fits,est_s,runs,role"),
         "{text}"
     );
     assert!(
@@ -408,7 +408,7 @@ fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
         "{text}"
     );
     assert!(
-        lines[3].starts_with("gemma-2-9b,64,64,") && lines[3].ends_with(",false,,"),
+        lines[3].starts_with("gemma-2-9b,64,64,") && lines[3].ends_with(",false,,,"),
         "{text}"
     );
 

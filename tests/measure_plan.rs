@@ -180,7 +180,7 @@ fn plan_csv_has_a_row_per_point_with_the_tables_estimate() {
         point("gemma-2-9b", 64, 64),
     ];
     let rows = plan_rows(&pts, &RooflineCost, 16 * GIB, 5.0).unwrap();
-    let (table, csv) = (dry_run_table(&rows, 5.0).unwrap(), plan_csv(&rows));
+    let (table, csv) = (dry_run_table(&rows, 5.0).unwrap(), plan_csv(&rows, &[]));
     let lines: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
     assert_eq!(lines.len(), 1 + pts.len(), "{csv}");
     assert_eq!(lines[0], PLAN_COLUMNS);

@@ -255,7 +255,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         let rows = plan_rows(&points, &cost, mem, opts.min_window_s)?;
         print!("{}", dry_run_table(&rows, opts.min_window_s)?);
         if let Some(path) = &a.plan_csv {
-            std::fs::write(path, plan_csv(&rows))
+            std::fs::write(path, plan_csv(&rows, &[]))
                 .with_context(|| format!("--plan-csv: writing {}", path.display()))?;
         }
         return Ok(());

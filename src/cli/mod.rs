@@ -1,6 +1,8 @@
 //! Command-line interface: one file per subcommand; `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod design;
+mod design_input;
 pub mod fit;
 pub mod import_reference;
 pub mod predict;
@@ -46,6 +48,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Choose the grid points that tell most about an energy model per estimated second, within a
+    /// budget; or print the budget curve, or validate designs on a measured grid (no GPU needed).
+    Design(Box<design::DesignArgs>),
     /// Measure the GPU energy of a grid of (input_tokens, output_tokens) points.
     Measure(Box<measure::MeasureArgs>),
     /// Time the engine's prefill and decode against their roofline floors on this GPU (needs a GPU).
@@ -153,6 +158,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Report(a) => report::run(a),
         Command::ImportReference(a) => import_reference::run(a),
         Command::Llms { json } => llms::run(json),
+        Command::Design(a) => design::run(*a),
         Command::Measure(a) => measure::run(*a),
         Command::Merge(a) => merge::run(a),
         Command::Bench(a) => bench::run(a),

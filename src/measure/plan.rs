@@ -248,8 +248,9 @@ pub fn dry_run_table(rows: &[PlanRow], min_window_s: f64) -> Result<String> {
     Ok(s)
 }
 
-/// The columns of `--plan-csv` (DESIGN's measurement names where it has them).
-pub const PLAN_COLUMNS: [&str; 11] = [
+/// The columns of a plan file (`measure --dry-run --plan-csv`, `design --plan-csv`; read back
+/// by `measure --plan`), named as the measurement columns where they have one.
+pub const PLAN_COLUMNS: [&str; 12] = [
     "llm",
     "input_tokens",
     "output_tokens",
@@ -261,14 +262,16 @@ pub const PLAN_COLUMNS: [&str; 11] = [
     "fits",
     "est_s",
     "runs",
+    "role",
 ];
 
 /// The `--plan-csv` text: a header and one line per row; `est_s` at full precision (the table
-/// rounds it), `est_s` and `runs` empty where the point does not fit.
-pub fn plan_csv(rows: &[PlanRow]) -> String {
+/// rounds it), `est_s` and `runs` empty where the point does not fit; `role` from `roles` (same
+/// order as `rows`; empty when `roles` is shorter, as for a plain dry run).
+pub fn plan_csv(rows: &[PlanRow], roles: &[&str]) -> String {
     let mut s = PLAN_COLUMNS.join(",");
     s.push('\n');
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
         let p = r.point;
         let (est, runs) = match &r.fit {
             Ok((e, runs)) => (e.to_string(), runs.to_string()),
@@ -286,6 +289,7 @@ pub fn plan_csv(rows: &[PlanRow]) -> String {
             r.fit.is_ok().to_string(),
             est,
             runs,
+            quote(roles.get(i).copied().unwrap_or("")),
         ];
         s.push_str(&fields.join(","));
         s.push('\n');

@@ -7,8 +7,9 @@
 use anyhow::{bail, Context, Result};
 use polars::prelude::{Column, DataFrame, DataType};
 
-/// Column order of every file `measure` writes. The first 21 are DESIGN's, in DESIGN's order.
-pub const COLUMNS: [&str; 29] = [
+/// Column order of every file `measure` writes: the measurement columns of `docs/method.md` first,
+/// then the extras.
+pub const COLUMNS: [&str; 30] = [
     "llm",
     "input_tokens",
     "output_tokens",
@@ -39,6 +40,7 @@ pub const COLUMNS: [&str; 29] = [
     "samples",
     "prefill_energy_j",
     "decode_energy_j",
+    "role",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,9 @@ enum Kind {
 
 fn kind(col: &str) -> Kind {
     match col {
-        "llm" | "gpu" | "driver" | "engine" | "dtype" | "started_at" | "status" => Kind::Str,
+        "llm" | "gpu" | "driver" | "engine" | "dtype" | "started_at" | "status" | "role" => {
+            Kind::Str
+        }
         "input_tokens" | "output_tokens" | "requests" | "max_batch_size" | "max_num_tokens"
         | "generated_tokens" | "repeat" | "gpu_index" | "window_runs" | "samples" => Kind::Int,
         _ => Kind::Float,
@@ -91,6 +95,9 @@ pub struct Row {
     pub samples: Option<u64>,
     pub prefill_energy_j: Option<f64>,
     pub decode_energy_j: Option<f64>,
+    /// Why the point was measured: `design` (a design point, fitted), `holdout` (measured to check
+    /// a design, never fitted) or empty (a plain grid point, fitted).
+    pub role: String,
 }
 
 /// Identity of a measurement: what `--resume` skips and `merge` deduplicates on.
@@ -168,6 +175,7 @@ impl Row {
             I(self.samples),
             F(self.prefill_energy_j),
             F(self.decode_energy_j),
+            S(self.role.clone()),
         ]
     }
 
@@ -240,6 +248,7 @@ impl Row {
             samples: opt_i("samples")?,
             prefill_energy_j: opt_f("prefill_energy_j")?,
             decode_energy_j: opt_f("decode_energy_j")?,
+            role: s("role"),
         })
     }
 

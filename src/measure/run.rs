@@ -54,9 +54,59 @@ pub struct Summary {
     pub left: usize,
 }
 
+/// Where a sweep's points come from. Workers ask for the next point when they are free, with
+/// every row written so far, so a source may choose points from what was measured (adaptive
+/// designs) or hand out a fixed list.
+pub trait PointSource: Send {
+    /// The next point and its `role` column, or `None` to end the sweep.
+    fn next(&mut self, rows: &[Row]) -> Option<(Point, String)>;
+    /// Points known to be still to come (after a stopped sweep: those left for `--resume`).
+    fn left(&self) -> usize;
+}
+
+/// A fixed list of points, in order, each with its role.
+pub struct FixedPoints(pub VecDeque<(Point, String)>);
+
+impl PointSource for FixedPoints {
+    fn next(&mut self, _rows: &[Row]) -> Option<(Point, String)> {
+        self.0.pop_front()
+    }
+    fn left(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Run `points` (already filtered by shard and resume) on `meters` (one per GPU).
 pub fn run_sweep(
     points: Vec<Point>,
+    meters: Vec<Arc<dyn EnergyMeter>>,
+    factory: &WorkloadFactory,
+    cost: &dyn CostModel,
+    writer: Writer,
+    opts: &RunOpts,
+) -> Result<Summary> {
+    let total_points = points.len();
+    let source = FixedPoints(points.into_iter().map(|p| (p, String::new())).collect());
+    run_source(
+        Box::new(source),
+        total_points,
+        None,
+        meters,
+        factory,
+        cost,
+        writer,
+        opts,
+    )
+}
+
+/// Run the points `source` hands out. `expected_points` and `expected_s` (the estimated measured
+/// seconds, when known beforehand, e.g. a budget) only feed the progress bar; without
+/// `expected_s` the bar is sized from the source's fixed points.
+#[allow(clippy::too_many_arguments)]
+pub fn run_source(
+    source: Box<dyn PointSource>,
+    expected_points: usize,
+    expected_s: Option<f64>,
     meters: Vec<Arc<dyn EnergyMeter>>,
     factory: &WorkloadFactory,
     cost: &dyn CostModel,
@@ -80,16 +130,23 @@ pub fn run_sweep(
         };
         (est.max(opts.min_window_s).max(0.1) * 1000.0) as u64
     };
-    let weighted: VecDeque<(Point, u64)> = points
-        .into_iter()
-        .map(|p| {
-            let w = weight(&p);
-            (p, w)
-        })
-        .collect();
-    let total_points = weighted.len();
+    let mut source = source;
+    let total_w = match expected_s {
+        Some(s) => (s * 1000.0) as u64,
+        None => {
+            // Size the bar from a fixed source by draining and refilling it.
+            let mut pts = VecDeque::new();
+            while let Some(p) = source.next(writer.rows()) {
+                pts.push_back(p);
+            }
+            let w = pts.iter().map(|(p, _)| weight(p)).sum();
+            source = Box::new(FixedPoints(pts));
+            w
+        }
+    };
+    let total_points = expected_points;
     let bar = if opts.progress {
-        ProgressBar::new(weighted.iter().map(|(_, w)| w).sum())
+        ProgressBar::new(total_w)
     } else {
         ProgressBar::hidden()
     };
@@ -101,7 +158,7 @@ pub fn run_sweep(
         .progress_chars("=> "),
     );
     bar.set_message(format!("0/{total_points} points"));
-    let queue = Mutex::new(weighted);
+    let queue = Mutex::new(source);
     let writer = Mutex::new(writer);
     let summary = Mutex::new(Summary::default());
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
@@ -118,10 +175,16 @@ pub fn run_sweep(
                         if opts.stop_after.is_some_and(|d| t0.elapsed() >= d) {
                             return Ok(());
                         }
-                        let Some((p, w)) = queue.lock().unwrap().pop_front() else {
+                        let next = {
+                            let mut q = queue.lock().unwrap();
+                            let w = writer.lock().unwrap();
+                            q.next(w.rows())
+                        };
+                        let Some((p, role)) = next else {
                             return Ok(());
                         };
-                        let row = measure_point(
+                        let w = weight(&p);
+                        let mut row = measure_point(
                             &p,
                             meter.clone(),
                             &info,
@@ -130,6 +193,7 @@ pub fn run_sweep(
                             cost,
                             opts,
                         );
+                        row.role = role;
                         let ok = row.status == "ok";
                         let msg = match (ok, row.energy_j, row.generated_tokens) {
                             (true, Some(e), Some(t)) if e > 0.0 => format!(
@@ -184,7 +248,7 @@ pub fn run_sweep(
     bar.finish();
     let mut sm = summary.into_inner().unwrap();
     sm.wall_s = t0.elapsed().as_secs_f64();
-    sm.left = queue.into_inner().unwrap().len();
+    sm.left = queue.into_inner().unwrap().left();
     if let Some(e) = errors.into_iter().next() {
         return Err(e.context(format!(
             "sweep stopped ({} ok, {} skipped written)",

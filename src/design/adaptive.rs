@@ -1,0 +1,76 @@
+//! Adaptive refinement: after each measured point, which point next?
+//!
+//! The planner is rebuilt on the current fit (its surface is the prior), so gradients are taken at
+//! the coefficients the data now supports. The next point is the affordable unmeasured one with
+//! the largest expected reduction of the sweet spots' uncertainty per second: with information M
+//! of the points so far and gₙ = ∇ log m*(n), adding x lowers Σₙ gₙᵀM⁻¹gₙ by
+//! Σₙ (gₙᵀM⁻¹x)² / (1 + xᵀM⁻¹x) (Sherman–Morrison; σ² is common to all candidates and drops out).
+//! Where no m* is defined the D-optimal gain per second decides instead.
+
+use super::Planner;
+use crate::fit::intervals::sweet_spot_gradient;
+use nalgebra::DVector;
+
+const RIDGE: f64 = 1e-6;
+
+/// The next candidate to measure given the `measured` ones and `left_s` seconds of budget, or
+/// `None` when no unmeasured candidate fits in what is left.
+pub fn next_point(p: &Planner, measured: &[usize], left_s: f64, inputs: &[f64]) -> Option<usize> {
+    let inv = p.information(measured, RIDGE).try_inverse()?;
+    let grads: Vec<DVector<f64>> = inputs
+        .iter()
+        .filter_map(|&n| sweet_spot_gradient(p.model, &p.prior_coefs, n))
+        .map(|(m, g)| {
+            DVector::from_iterator(g.len(), g.iter().zip(&p.scale).map(|(g, s)| g * s / m))
+        })
+        .collect();
+    let identified = p.identifies(measured);
+    (0..p.candidates.len())
+        .filter(|j| !measured.contains(j) && p.candidates[*j].cost_s <= left_s)
+        .map(|j| {
+            let x = p.row(j);
+            let mx = &inv * x;
+            let denom = 1.0 + x.dot(&mx);
+            let gain = if identified && !grads.is_empty() {
+                grads.iter().map(|g| g.dot(&mx).powi(2)).sum::<f64>() / denom
+            } else {
+                denom.ln()
+            };
+            (j, gain / p.candidates[j].cost_s)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(j, _)| j)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::grid_candidates;
+    use super::super::{plan, Planner};
+    use super::*;
+    use crate::analytic::FlopsMem;
+    use crate::dataset::synthetic::GRID;
+
+    /// Each step picks an affordable, unmeasured point, and the predicted m* uncertainty falls.
+    #[test]
+    fn steps_reduce_sweet_spot_uncertainty_within_budget() {
+        let p = Planner::new(&FlopsMem, grid_candidates()).unwrap();
+        let full = p.cost(&(0..49).collect::<Vec<_>>());
+        let budget = 0.1 * full;
+        let mut measured = plan(&p, 0.05 * full, &[]).unwrap().chosen;
+        let before = p
+            .predict(&measured, 0.01, &GRID)
+            .unwrap()
+            .worst_sweet_spot_pct();
+        while let Some(j) = next_point(&p, &measured, budget - p.cost(&measured), &GRID) {
+            assert!(!measured.contains(&j));
+            measured.push(j);
+            assert!(p.cost(&measured) <= budget + 1e-9);
+        }
+        let after = p
+            .predict(&measured, 0.01, &GRID)
+            .unwrap()
+            .worst_sweet_spot_pct();
+        assert!(after < before, "{after} >= {before}");
+        assert!(next_point(&p, &measured, 0.0, &GRID).is_none());
+    }
+}

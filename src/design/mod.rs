@@ -1,0 +1,315 @@
+//! Budgeted measurement designs: which grid points to measure so that an energy model's
+//! coefficients, and the sweet spots that follow from them, are known best for the seconds spent.
+//!
+//! The fitter minimises relative residuals (e_pred − e)/e, so one measurement at (n, m) adds
+//! xxᵀ/σ² to the information matrix, with x = ∇e(n, m)/e(n, m) (the row of the relative loss's
+//! Jacobian) and σ the relative noise of a point. A design is D-optimal when it maximises
+//! log det Σ xxᵀ: the volume of the coefficients' confidence ellipsoid shrinks fastest. Each
+//! candidate costs its estimated measured seconds (the dry run's roofline estimate × the runs that
+//! make its window), and the chosen points' seconds must fit the budget (`greedy.rs`).
+//!
+//! Both x and the cost need e(n, m) before anything is measured: a *prior* surface. It only weights
+//! the points (which are informative relative to their energy), never enters a fit. The model is
+//! fitted to the prior surface once to give the coefficients at which gradients and sweet spots
+//! are evaluated. This module is pure: candidates arrive with their cost and prior energy.
+
+mod adaptive;
+mod greedy;
+pub mod validate;
+
+pub use adaptive::next_point;
+pub use greedy::{cheapest_identifying, plan, Design};
+
+use crate::analytic::EnergyModel;
+use crate::dataset::Obs;
+use crate::fit::intervals::{self, Interval};
+use crate::fit::{fit_model, FitOptions, Loss};
+use anyhow::{bail, Context, Result};
+use nalgebra::{DMatrix, DVector};
+
+/// Smallest over largest singular value of the chosen rows below which a design counts as not
+/// identifying the model (stricter than the fitter's own refusal, so a design that passes fits).
+pub const IDENTIFY_TOL: f64 = 1e-8;
+
+/// Default relative noise of one point (σ, as a fraction): the relative residual RMS of flops-mem
+/// on the committed 8B grid is about 1.5 %, model misfit included; the 1B's is lower.
+pub const DEFAULT_NOISE: f64 = 0.015;
+
+/// A point a design may choose.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    /// Estimated measured seconds (one run's estimate × runs per window).
+    pub cost_s: f64,
+    /// The prior's energy per output token there (any positive scale: only ratios matter).
+    pub prior_e: f64,
+}
+
+/// The design problem of one model over one candidate set.
+pub struct Planner<'a> {
+    pub model: &'a dyn EnergyModel,
+    pub candidates: Vec<Candidate>,
+    /// The model fitted to the prior surface.
+    pub prior_coefs: Vec<f64>,
+    /// Information rows x (one per candidate), each column scaled to unit RMS over the candidates
+    /// so that determinants are well conditioned; `scale` maps back to raw coefficients.
+    rows: Vec<DVector<f64>>,
+    scale: Vec<f64>,
+}
+
+/// What a design is expected to deliver, before any measurement.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// Standard error of each coefficient relative to its prior value (%).
+    pub coef_rel_se_pct: Vec<f64>,
+    /// Per input length: m* of the prior fit with its predicted 95 % interval (None: m* undefined).
+    pub sweet_spots: Vec<(f64, Option<Interval>)>,
+}
+
+impl Prediction {
+    /// The widest predicted m* half-width (%), or infinity where an m* is undefined.
+    pub fn worst_sweet_spot_pct(&self) -> f64 {
+        self.sweet_spots
+            .iter()
+            .map(|(_, i)| i.map_or(f64::INFINITY, |i| i.half_width_pct()))
+            .fold(0.0, f64::max)
+    }
+}
+
+impl<'a> Planner<'a> {
+    /// Fit `model` to the prior surface over `candidates` and build the information rows.
+    pub fn new(model: &'a dyn EnergyModel, candidates: Vec<Candidate>) -> Result<Self> {
+        if let Some(c) = candidates.iter().find(|c| {
+            !(c.prior_e > 0.0 && c.prior_e.is_finite() && c.cost_s > 0.0 && c.cost_s.is_finite())
+        }) {
+            bail!(
+                "design: candidate n={} m={} has prior energy per token {} and cost {} s; both must be positive and finite",
+                c.input_tokens,
+                c.output_tokens,
+                c.prior_e,
+                c.cost_s
+            );
+        }
+        let obs: Vec<Obs> = candidates
+            .iter()
+            .map(|c| Obs {
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                energy_per_token_j: c.prior_e,
+            })
+            .collect();
+        let opts = FitOptions {
+            loss: Loss::Rel,
+            cv_folds: None,
+            seed: 0,
+        };
+        let prior = fit_model(model, &obs, &opts).with_context(|| {
+            format!(
+                "design: fitting model {} to the prior surface over the {} candidate points",
+                model.name(),
+                candidates.len()
+            )
+        })?;
+        let prior_coefs = prior.values();
+        let k = model.n_coefs();
+        let mut g = vec![0.0; k];
+        let raw: Vec<Vec<f64>> = candidates
+            .iter()
+            .map(|c| {
+                model.gradient(&prior_coefs, c.input_tokens, c.output_tokens, &mut g);
+                g.iter().map(|v| v / c.prior_e).collect()
+            })
+            .collect();
+        let scale: Vec<f64> = (0..k)
+            .map(|j| {
+                let ms = raw.iter().map(|r| r[j] * r[j]).sum::<f64>() / raw.len() as f64;
+                if ms > 0.0 && ms.is_finite() {
+                    1.0 / ms.sqrt()
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let rows = raw
+            .iter()
+            .map(|r| DVector::from_iterator(k, r.iter().zip(&scale).map(|(v, s)| v * s)))
+            .collect();
+        Ok(Planner {
+            model,
+            candidates,
+            prior_coefs,
+            rows,
+            scale,
+        })
+    }
+
+    pub fn k(&self) -> usize {
+        self.model.n_coefs()
+    }
+
+    /// Seconds of a set of candidates.
+    pub fn cost(&self, set: &[usize]) -> f64 {
+        set.iter().map(|&i| self.candidates[i].cost_s).sum()
+    }
+
+    /// Σ xxᵀ over `set` (scaled), plus `ridge` on the diagonal.
+    pub(crate) fn information(&self, set: &[usize], ridge: f64) -> DMatrix<f64> {
+        let k = self.k();
+        let mut m = DMatrix::identity(k, k) * ridge;
+        for &i in set {
+            m.ger(1.0, &self.rows[i], &self.rows[i], 1.0);
+        }
+        m
+    }
+
+    pub(crate) fn row(&self, i: usize) -> &DVector<f64> {
+        &self.rows[i]
+    }
+
+    /// Whether `set` identifies the model: more points than coefficients, and the chosen rows'
+    /// smallest singular value above `IDENTIFY_TOL` of the largest.
+    pub fn identifies(&self, set: &[usize]) -> bool {
+        set.len() > self.k() && self.rank_ok(set)
+    }
+
+    pub(crate) fn rank_ok(&self, set: &[usize]) -> bool {
+        if set.len() < self.k() {
+            return false;
+        }
+        let x = DMatrix::from_fn(set.len(), self.k(), |r, c| self.rows[set[r]][c]);
+        let sv = x.singular_values();
+        sv.min() > IDENTIFY_TOL * sv.max()
+    }
+
+    /// log det of the information of `set` (scaled units); −∞ when it does not identify.
+    pub fn log_det(&self, set: &[usize]) -> f64 {
+        if !self.rank_ok(set) {
+            return f64::NEG_INFINITY;
+        }
+        match self.information(set, 0.0).cholesky() {
+            Some(c) => 2.0 * c.l().diagonal().iter().map(|d| d.ln()).sum::<f64>(),
+            None => f64::NEG_INFINITY,
+        }
+    }
+
+    /// Covariance of the raw coefficients if `set` were measured with relative noise `noise`:
+    /// σ² (Σ xxᵀ)⁻¹, mapped back from the scaled units. `None` when `set` does not identify.
+    pub fn covariance(&self, set: &[usize], noise: f64) -> Option<DMatrix<f64>> {
+        if !self.identifies(set) {
+            return None;
+        }
+        let inv = self.information(set, 0.0).try_inverse()?;
+        let s = DMatrix::from_diagonal(&DVector::from_column_slice(&self.scale));
+        Some(&s * inv * &s * (noise * noise))
+    }
+
+    /// Predicted standard errors of the coefficients and m* intervals at `inputs` for `set`.
+    pub fn predict(&self, set: &[usize], noise: f64, inputs: &[f64]) -> Option<Prediction> {
+        let cov = self.covariance(set, noise)?;
+        let dof = (set.len() - self.k()) as f64;
+        let coef_rel_se_pct = self
+            .prior_coefs
+            .iter()
+            .enumerate()
+            .map(|(j, c)| 100.0 * cov[(j, j)].max(0.0).sqrt() / c.abs())
+            .collect();
+        let sweet_spots = inputs
+            .iter()
+            .map(|&n| {
+                (
+                    n,
+                    intervals::sweet_spot(self.model, &self.prior_coefs, &cov, dof, n),
+                )
+            })
+            .collect();
+        Some(Prediction {
+            coef_rel_se_pct,
+            sweet_spots,
+        })
+    }
+
+    /// The candidate at (n, m), if any.
+    pub fn index_of(&self, n: f64, m: f64) -> Option<usize> {
+        self.candidates
+            .iter()
+            .position(|c| c.input_tokens == n && c.output_tokens == m)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::analytic::FlopsMem;
+    use crate::dataset::synthetic::GRID;
+
+    /// Published Llama-3.2-1B flops-mem coefficients (TensorRT-LLM on an H100).
+    pub const LLAMA: [f64; 6] = [
+        5.005153e-03,
+        1.079941e-07,
+        6.825240e-06,
+        2.611042e-03,
+        3.852659e-06,
+        5.406443e-01,
+    ];
+
+    /// The 7 × 7 grid with the published surface as prior and a cost that grows with n·m like a
+    /// real grid's (short points cost the 5 s minimum window).
+    pub fn grid_candidates() -> Vec<Candidate> {
+        let mut v = Vec::new();
+        for &n in &GRID {
+            for &m in &GRID {
+                v.push(Candidate {
+                    input_tokens: n,
+                    output_tokens: m,
+                    cost_s: (1e-4 * m * (n + m) * FlopsMem.energy_per_token(&LLAMA, n, m) * 40.0)
+                        .max(5.0),
+                    prior_e: FlopsMem.energy_per_token(&LLAMA, n, m),
+                });
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn prior_fit_recovers_the_prior_surface() {
+        let p = Planner::new(&FlopsMem, grid_candidates()).unwrap();
+        for (a, b) in p.prior_coefs.iter().zip(LLAMA) {
+            assert!((a - b).abs() < 1e-6 * b.abs(), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn identification_needs_k_plus_one_points_spanning_n_and_m() {
+        let p = Planner::new(&FlopsMem, grid_candidates()).unwrap();
+        // One input length only: β, γ, δ cannot be told apart from α, ζ.
+        let one_n: Vec<usize> = (0..7).collect();
+        assert!(!p.identifies(&one_n));
+        assert_eq!(p.log_det(&one_n), f64::NEG_INFINITY);
+        let all: Vec<usize> = (0..49).collect();
+        assert!(p.identifies(&all));
+        assert!(p.predict(&one_n, 0.01, &[64.0]).is_none());
+    }
+
+    /// More points never make the predicted errors larger (information only adds).
+    #[test]
+    fn predicted_errors_shrink_with_points() {
+        let p = Planner::new(&FlopsMem, grid_candidates()).unwrap();
+        let some: Vec<usize> = (0..49).step_by(3).collect();
+        let all: Vec<usize> = (0..49).collect();
+        let a = p.predict(&some, 0.01, &[64.0, 4096.0]).unwrap();
+        let b = p.predict(&all, 0.01, &[64.0, 4096.0]).unwrap();
+        for (x, y) in a.coef_rel_se_pct.iter().zip(&b.coef_rel_se_pct) {
+            assert!(y <= x, "{y} > {x}");
+        }
+        assert!(b.worst_sweet_spot_pct() < a.worst_sweet_spot_pct());
+    }
+
+    #[test]
+    fn bad_candidates_are_named() {
+        let mut c = grid_candidates();
+        c[3].cost_s = f64::NAN;
+        let err = Planner::new(&FlopsMem, c).err().unwrap().to_string();
+        assert!(err.contains("n=64 m=512"), "{err}");
+    }
+}
