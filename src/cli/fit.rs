@@ -5,7 +5,7 @@ use crate::analytic::{models_from_arg, EnergyModel};
 use crate::dataset::{Dataset, Group};
 use crate::fit::file::{file_name, FitFile};
 use crate::fit::table::{mape_table, sci, Table};
-use crate::fit::{fit_model_named, FitOptions, FitResult, Loss};
+use crate::fit::{fit_model_named, intervals, stats, FitOptions, FitResult, Loss};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -158,6 +158,12 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                     .map(|c| (c.name.clone(), get(c)))
                     .collect()
             };
+            let ci95: Map<String, Value> = f
+                .file
+                .coefficients
+                .iter()
+                .map(|c| (c.name.clone(), json!(c.ci95)))
+                .collect();
             json!({
                 "llm": groups[f.group].llm(),
                 "group": f.file.group,
@@ -177,6 +183,11 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                 "t_values": map(&|c| json!(c.t_value)),
                 "p_values": map(&|c| json!(c.p_value)),
                 "stars": map(&|c| json!(c.stars)),
+                "ci95": ci95,
+                "covariance": f.file.uncertainty.as_ref().map(|u| &u.covariance),
+                "covariance_method": stats::covariance_method(f.fit.loss),
+                "interval_method": intervals::METHOD,
+                "dof": f.fit.dof,
                 "sweet_spots": f.file.sweet_spots,
                 "file": f.path.as_ref().map(|p| p.display().to_string()),
             })
@@ -217,6 +228,7 @@ fn print_tables(
             "off".into()
         }
     );
+    println!("{}", interval_note(args.loss));
     let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
     let cell = |gi: usize, mi: usize, get: &dyn Fn(&Fitted) -> Option<f64>| {
         fitted
@@ -283,11 +295,21 @@ fn print_tables(
                 f.fit.r2,
                 sci(f.fit.rmse_j)
             );
-            let mut t = Table::new(&["coefficient", "value", "std error", "t", "p", ""]);
-            for c in &f.fit.coefficients {
+            let mut t = Table::new(&[
+                "coefficient",
+                "value",
+                "95 % interval",
+                "std error",
+                "t",
+                "p",
+                "",
+            ]);
+            let ci = intervals::coefficients(&f.fit.values(), &f.fit.covariance, f.fit.dof);
+            for (c, i) in f.fit.coefficients.iter().zip(ci) {
                 t.push(vec![
                     c.name.clone(),
                     sci(c.value),
+                    format!("[{}, {}]", sci(i.lo), sci(i.hi)),
                     sci(c.std_error),
                     format!("{:.2}", c.t_value),
                     format!("{:.3e}", c.p_value),
@@ -321,18 +343,23 @@ fn print_sweet_spots(g: &Group, gi: usize, shown: &[usize], names: &[&str], fitt
         "measured m*".into(),
         "tokens/J".into(),
     ];
-    header.extend(shown.iter().map(|&mi| format!("{} m*", names[mi])));
+    header.extend(shown.iter().map(|&mi| format!("{} m* [95 %]", names[mi])));
     let mut t = Table::new(&header);
     let best = crate::sweetspot::measured_best(&g.obs);
     for (i, (n, m, eta)) in best.iter().enumerate() {
         let mut r = vec![format!("{n}"), format!("{m}"), format!("{eta:.2}")];
         for &mi in shown {
-            let p = fitted
+            let s = fitted
                 .iter()
                 .find(|f| f.group == gi && f.model == mi)
-                .and_then(|f| f.file.sweet_spots.get(i))
-                .and_then(|s| s.predicted_output_tokens);
-            r.push(p.map_or("none".into(), |p| format!("{p:.0}")));
+                .and_then(|f| f.file.sweet_spots.get(i));
+            r.push(
+                match s.map(|s| (s.predicted_output_tokens, s.predicted_output_tokens_ci95)) {
+                    Some((Some(p), Some([lo, hi]))) => format!("{p:.0} [{lo:.0}, {hi:.0}]"),
+                    Some((Some(p), None)) => format!("{p:.0}"),
+                    _ => "none".into(),
+                },
+            );
         }
         t.push(r);
     }
@@ -347,4 +374,19 @@ fn print_sweet_spots(g: &Group, gi: usize, shown: &[usize], names: &[&str], fitt
     if let Some(cv) = spread.max_cv_pct {
         println!("repeats: {} of {} grid points measured more than once; coefficient of variation mean {:.2} %, max {:.2} %\n", spread.points_with_repeats, spread.grid_points, spread.mean_cv_pct.unwrap_or(0.0), cv);
     }
+}
+
+/// The line saying how the printed intervals are computed.
+pub fn interval_note(loss: Loss) -> String {
+    let why = match loss {
+        Loss::Rel => "classical covariance σ²(JᵀJ)⁻¹ of the relative residuals",
+        Loss::Abs => {
+            "HC3 heteroscedasticity-consistent covariance of the absolute residuals (their \
+             spread grows with e)"
+        }
+    };
+    format!(
+        "intervals: 95 %, delta method with Student's t at N − k degrees of freedom (m* on log \
+         scale) from the {why}"
+    )
 }

@@ -3,6 +3,7 @@
 
 use crate::analytic::{model_by_name, EnergyModel};
 use crate::fit::file::FitFile;
+use crate::fit::intervals::{self, Interval};
 use crate::sweetspot;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -35,19 +36,35 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let (model, coefs, from) = match (&args.fit, &args.params) {
+    let (model, coefs, from, unc) = match (&args.fit, &args.params) {
         (Some(path), _) => {
             let f = FitFile::read(path)?;
+            let unc = match (f.covariance(), &f.uncertainty) {
+                (Some((cov, dof)), Some(u)) => Ok(Uncertainty {
+                    cov,
+                    dof,
+                    method: u.interval_method.clone(),
+                    covariance_method: u.covariance_method.clone(),
+                }),
+                _ if f.loss == "published" => Err("a published reference fit has no covariance"),
+                _ => Err("the fit file has no covariance (written before intervals existed)"),
+            };
             (
                 f.energy_model()?,
                 f.values(),
                 format!("{} ({}, {})", path.display(), f.llm, f.model),
+                unc,
             )
         }
         (None, Some(p)) => {
             let (model, coefs) = parse_params(p, args.model.as_deref())?;
             let from = format!("--params ({})", model.name());
-            (model, coefs, from)
+            (
+                model,
+                coefs,
+                from,
+                Err("coefficients from --params have no covariance"),
+            )
         }
         (None, None) => bail!("give --fit FILE or --params NAME=VALUE,…"),
     };
@@ -70,7 +87,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
     };
     let e = model.energy_per_token(&coefs, n, m);
     let eta = (e > 0.0).then(|| 1.0 / e);
+    let u = unc.as_ref().ok();
+    let e_ci = u.map(|u| intervals::energy_per_token(model.as_ref(), &coefs, &u.cov, u.dof, n, m));
+    let eta_ci = e_ci.and_then(|i| i.reciprocal());
+    let star_ci = u.and_then(|u| intervals::sweet_spot(model.as_ref(), &coefs, &u.cov, u.dof, n));
     if args.json {
+        let pair = |i: Option<Interval>| i.map(|i| [i.lo, i.hi]);
         let doc = json!({
             "input_tokens": args.input,
             "output_tokens": m,
@@ -78,6 +100,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
             "tokens_per_j": eta,
             "sweet_spot_output_tokens": star,
             "model": model.name(),
+            "energy_per_token_j_ci95": pair(e_ci),
+            "tokens_per_j_ci95": pair(eta_ci),
+            "sweet_spot_output_tokens_ci95": pair(star_ci),
+            "interval_method": u.map(|u| &u.method),
+            "covariance_method": u.map(|u| &u.covariance_method),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
@@ -92,19 +119,50 @@ pub fn run(args: PredictArgs) -> Result<()> {
             ""
         }
     );
+    let within = |i: Option<Interval>, digits: usize, exp: bool| match i {
+        Some(i) if exp => format!(
+            "   95 % interval [{:.*e}, {:.*e}]",
+            digits, i.lo, digits, i.hi
+        ),
+        Some(i) => format!(
+            "   95 % interval [{:.*}, {:.*}]",
+            digits, i.lo, digits, i.hi
+        ),
+        None => String::new(),
+    };
     println!(
-        "energy per output token: {e:.6e} J   energy per request: {:.4} J",
+        "energy per output token: {e:.6e} J{}   energy per request: {:.4} J",
+        within(e_ci, 4, true),
         e * m
     );
     match eta {
-        Some(eta) => println!("efficiency: {eta:.2} tokens/J"),
+        Some(eta) => println!("efficiency: {eta:.2} tokens/J{}", within(eta_ci, 2, false)),
         None => println!("efficiency: undefined (predicted energy is not positive)"),
     }
     match star {
-        Some(s) => println!("sweet spot m*: {s:.1} output tokens"),
+        Some(s) => println!(
+            "sweet spot m*: {s:.1} output tokens{}",
+            within(star_ci, 1, false)
+        ),
         None => println!("sweet spot m*: none (e has no interior minimum in m)"),
     }
+    match &unc {
+        Ok(u) => println!(
+            "intervals: 95 % of the fitted surface (not of one new measurement), {} method \
+             (m* on log scale), Student's t at {} degrees of freedom; covariance: {}",
+            u.method, u.dof, u.covariance_method
+        ),
+        Err(why) => println!("intervals: none available ({why})"),
+    }
     Ok(())
+}
+
+/// A fit's covariance, as its file carries it.
+struct Uncertainty {
+    cov: nalgebra::DMatrix<f64>,
+    dof: f64,
+    method: String,
+    covariance_method: String,
 }
 
 /// `alpha=1e-3,beta=…` → model and coefficients in the model's order; every error names the piece.

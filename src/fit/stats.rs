@@ -85,7 +85,7 @@ pub(crate) fn covariance(
             let mut meat = DMatrix::zeros(js.ncols(), js.ncols());
             for (i, r) in loss_resid.iter().enumerate() {
                 let row = js.row(i);
-                let h = (&row * &inv * row.transpose())[(0, 0)];
+                let h = (row * &inv * row.transpose())[(0, 0)];
                 let w = r * r / (1.0 - h).max(1e-12).powi(2);
                 meat += row.transpose() * row * w;
             }
