@@ -80,7 +80,7 @@ pub struct DesignArgs {
     pub budget_fraction: Vec<f64>,
 }
 
-fn positive_f64(s: &str) -> std::result::Result<f64, String> {
+pub(crate) fn positive_f64(s: &str) -> std::result::Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
         _ => Err(format!("expected a positive number, got {s:?}")),

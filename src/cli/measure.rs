@@ -3,13 +3,16 @@
 
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{dry_run_table, parse_list, plan_csv, plan_rows, Grid, Shard};
+use crate::measure::plan_file::read_plan;
 use crate::measure::rows::Row;
-use crate::measure::run::{key_of, run_sweep, RunOpts, WorkloadFactory};
+use crate::measure::run::{key_of, run_source, FixedPoints, RunOpts, WorkloadFactory};
 use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
 use crate::measure::writer::{done_keys, peek_rows};
+use crate::measure::Key;
 use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, Writer};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,23 @@ pub struct MeasureArgs {
     /// Output file (.csv or .parquet; Parquet keeps a .journal.csv beside it).
     #[arg(long, default_value = "measurements.csv")]
     pub out: PathBuf,
+    /// Measure exactly the points of this plan file (written by `design --plan-csv` or
+    /// `measure --dry-run --plan-csv`), with their roles. The plan carries the LLM and run
+    /// settings, so the grid flags are refused beside it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["llm", "inputs", "outputs", "requests", "max_batch_size", "max_num_tokens", "dtype", "repeats", "budget_s", "shard"])]
+    pub plan: Option<PathBuf>,
+    /// Design within this many estimated measured seconds (as `energy-fit design --budget-s`,
+    /// over the grid the flags give, GPU memory from --gpu-mem-gib or 80 GiB) and measure the
+    /// design's points (role `design`).
+    #[arg(long, value_parser = super::design::positive_f64)]
+    pub budget_s: Option<f64>,
+    /// With --budget-s: a fit file whose surface weights the points instead of the roofline
+    /// estimate (it is never fitted).
+    #[arg(long, value_name = "FIT.json", requires = "budget_s")]
+    pub prior: Option<PathBuf>,
+    /// With --budget-s: the energy model the design is for.
+    #[arg(long, default_value = "flops-mem", requires = "budget_s")]
+    pub model: String,
     /// Continue --out, skipping points already in it.
     #[arg(long)]
     pub resume: bool,
@@ -199,7 +219,19 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     for l in &g.llms {
         cost.llm_name(l)?;
     }
-    let mut points = g.points();
+    let planned: Vec<(Point, String)> = match (&a.plan, a.budget_s) {
+        (Some(path), _) => read_plan(path)?,
+        (None, Some(budget)) => designed(&a, &g, budget, gpu_mem_override, opts.min_window_s)?,
+        (None, None) => g.points().into_iter().map(|p| (p, String::new())).collect(),
+    };
+    for (p, _) in planned.iter().take(1) {
+        cost.llm_name(&p.llm)?;
+    }
+    let roles: HashMap<Key, String> = planned
+        .iter()
+        .map(|(p, r)| (key_of(p, &cost), r.clone()))
+        .collect();
+    let mut points: Vec<Point> = planned.into_iter().map(|(p, _)| p).collect();
     if let Some(s) = shard {
         points = s.take(points);
     }
@@ -255,8 +287,21 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         let rows = plan_rows(&points, &cost, mem, opts.min_window_s)?;
         print!("{}", dry_run_table(&rows, opts.min_window_s)?);
         if let Some(path) = &a.plan_csv {
-            std::fs::write(path, plan_csv(&rows, &[]))
-                .with_context(|| format!("--plan-csv: writing {}", path.display()))?;
+            std::fs::write(
+                path,
+                plan_csv(
+                    &rows,
+                    &rows
+                        .iter()
+                        .map(|r| {
+                            roles
+                                .get(&key_of(r.point, &cost))
+                                .map_or("", String::as_str)
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+            )
+            .with_context(|| format!("--plan-csv: writing {}", path.display()))?;
         }
         return Ok(());
     }
@@ -283,8 +328,27 @@ pub fn run(a: MeasureArgs) -> Result<()> {
             Box::new(move |gpu| engine_workload(gpu, tune))
         }
     };
-    let s = run_sweep(points, meters, factory.as_ref(), &cost, writer, &opts)
-        .with_context(|| format!("measuring into {}", a.out.display()))?;
+    let n = points.len();
+    let source = FixedPoints(
+        points
+            .into_iter()
+            .map(|p| {
+                let role = roles.get(&key_of(&p, &cost)).cloned().unwrap_or_default();
+                (p, role)
+            })
+            .collect(),
+    );
+    let s = run_source(
+        Box::new(source),
+        n,
+        None,
+        meters,
+        factory.as_ref(),
+        &cost,
+        writer,
+        &opts,
+    )
+    .with_context(|| format!("measuring into {}", a.out.display()))?;
     eprintln!(
         "done: {} ok, {} skipped; wall {:.1} s, sum of measured windows {:.1} s; rows in {}",
         s.ok,
@@ -313,6 +377,36 @@ fn drop_done(points: &mut Vec<Point>, rows: &[Row], a: &MeasureArgs, cost: &dyn 
         a.out.display(),
         points.len()
     );
+}
+
+/// `--budget-s`: the D-optimal design of the grid's points within the budget.
+fn designed(
+    a: &MeasureArgs,
+    g: &Grid,
+    budget: f64,
+    mem: Option<u64>,
+    min_window_s: f64,
+) -> Result<Vec<(Point, String)>> {
+    let model = crate::analytic::model_by_name(&a.model)?;
+    let mem = mem.unwrap_or(80 << 30);
+    let c = super::design_input::candidates(
+        super::design_input::grid_points(g)?,
+        a.prior.as_deref(),
+        mem,
+        min_window_s,
+    )?;
+    let p = crate::design::Planner::new(model.as_ref(), c.list.clone())?;
+    let d = crate::design::plan(&p, budget, &[])?;
+    eprintln!(
+        "design: {} points, {:.1} s estimated of the {budget:.1} s budget (prior: {})",
+        d.chosen.len(),
+        d.cost_s,
+        c.prior
+    );
+    Ok(d.chosen
+        .iter()
+        .map(|&i| (c.points[i].clone(), "design".to_string()))
+        .collect())
 }
 
 /// The real workload: the engine on GPU `gpu`.

@@ -1,0 +1,238 @@
+//! `design` and `measure --plan` / `--budget-s` end to end: the real binary, the stand-in meter
+//! (hidden `ENERGY_FIT_STANDIN`, synthetic energies) and the committed measured grids.
+
+use energy_fit::measure::read_rows;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_energy-fit");
+
+fn ef(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("ENERGY_FIT_STANDIN", "")
+        .output()
+        .expect("spawn energy-fit")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const SMALL: [&str; 6] = [
+    "--inputs",
+    "64,128,256",
+    "--outputs",
+    "64,128,256",
+    "--requests",
+    "10",
+];
+const QUICK: [&str; 7] = [
+    "--quiet",
+    "--idle-s",
+    "0",
+    "--min-window-s",
+    "0",
+    "--sample-ms",
+    "5",
+];
+
+/// A design written as a plan is measured exactly, roles kept; --resume then has nothing to do;
+/// --plan beside a grid flag is refused; a plan never overwrites measured rows.
+#[test]
+fn design_plan_is_measured_exactly_with_roles() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = d.path().join("plan.csv");
+    let out = d.path().join("m.csv");
+    let mut args = vec![
+        "design",
+        "--llm",
+        "llama-3.2-1b",
+        "--budget-s",
+        "12",
+        "--holdouts",
+        "2",
+        "--min-window-s",
+        "1",
+    ];
+    args.extend([
+        "--inputs",
+        "64,128,256,512,1024",
+        "--outputs",
+        "64,128,256,512,1024",
+        "--requests",
+        "10",
+    ]);
+    args.extend(["--plan-csv", plan.to_str().unwrap()]);
+    let o = ef(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let planned: Vec<String> = std::fs::read_to_string(&plan)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    assert!(
+        planned.iter().filter(|l| l.ends_with(",design")).count() >= 7,
+        "{planned:?}"
+    );
+    assert_eq!(
+        planned.iter().filter(|l| l.ends_with(",holdout")).count(),
+        2,
+        "{planned:?}"
+    );
+
+    let mut m = vec![
+        "measure",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    m.extend(QUICK);
+    let o = ef(&m);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = read_rows(&out).unwrap();
+    assert_eq!(rows.len(), planned.len());
+    for (r, l) in rows.iter().zip(&planned) {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(
+            (r.input_tokens.to_string(), r.output_tokens.to_string()),
+            (f[1].to_string(), f[2].to_string())
+        );
+        assert_eq!(r.role, f[11]);
+        assert_eq!(r.status, "ok");
+    }
+    let before = std::fs::read(&out).unwrap();
+    let o = ef(&m);
+    assert!(
+        !o.status.success() && text(&o).contains("already exists"),
+        "{}",
+        text(&o)
+    );
+    m.push("--resume");
+    let o = ef(&m);
+    assert!(
+        o.status.success() && text(&o).contains("0 to go"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        before,
+        "measured rows unchanged"
+    );
+
+    let o = ef(&[
+        "measure",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--llm",
+        "llama-3.1-8b",
+        "--dry-run",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("--llm"),
+        "{}",
+        text(&o)
+    );
+    // design --plan-csv never replaces a measurement file.
+    let mut args2 = args.clone();
+    let last = args2.len() - 1;
+    args2[last] = out.to_str().unwrap();
+    let o = ef(&args2);
+    assert!(
+        !o.status.success() && text(&o).contains("not a plan file"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}
+
+/// `measure --budget-s` designs and measures in one step; a budget too small names the smallest.
+#[test]
+fn measure_budget_designs_and_measures() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("b.csv");
+    let mut m = vec![
+        "measure",
+        "--llm",
+        "llama-3.2-1b",
+        "--budget-s",
+        "60",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    m.extend(SMALL);
+    m.extend(QUICK);
+    let o = ef(&m);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = read_rows(&out).unwrap();
+    assert!(
+        rows.len() >= 7 && rows.iter().all(|r| r.role == "design"),
+        "{}",
+        rows.len()
+    );
+    let o = ef(&["design", "--llm", "llama-3.2-1b", "--budget-s", "1"]);
+    let t = text(&o);
+    assert!(
+        !o.status.success()
+            && t.contains("too small to identify model flops-mem")
+            && t.contains("give --budget-s"),
+        "{t}"
+    );
+}
+
+/// The budget curve without --budget-s, JSON output, and --validate on the committed grids
+/// meeting the design targets at 10 % of the grid's seconds.
+#[test]
+fn curve_json_and_validation_on_committed_grids() {
+    let o = ef(&["design", "--llm", "qwen2-1.5b", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let curve = v["curve"].as_array().unwrap();
+    assert!(curve.len() >= 5);
+    let worst: Vec<f64> = curve
+        .iter()
+        .filter_map(|c| c["worst_sweet_spot_pct"].as_f64())
+        .collect();
+    assert!(worst.windows(2).all(|w| w[1] <= w[0] * 1.05), "{worst:?}");
+    for f in ["data/llama-3.2-1b-h100.csv", "data/llama-3.1-8b-h100.csv"] {
+        let o = ef(&[
+            "design",
+            "--validate",
+            f,
+            "--budget-fraction",
+            "0.1",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = &v["validations"][0];
+        let ratio = r["mape_all_pct"].as_f64().unwrap() / r["full_grid_mape_pct"].as_f64().unwrap();
+        assert!(ratio <= 1.25, "{f}: MAPE ratio {ratio}");
+        let ss = r["sweet_spots"].as_array().unwrap();
+        assert_eq!(ss.len(), 7);
+        assert!(
+            ss.iter()
+                .all(|s| s["deviation_pct"].as_f64().unwrap().abs() <= 5.0),
+            "{f}: {ss:?}"
+        );
+        assert!(
+            ss.iter()
+                .filter(|s| s["inside_ci95"].as_bool().unwrap())
+                .count()
+                >= 6,
+            "{f}: {ss:?}"
+        );
+    }
+    let o = ef(&["design", "--validate", "no/such.csv"]);
+    assert!(
+        !o.status.success() && text(&o).contains("no/such.csv"),
+        "{}",
+        text(&o)
+    );
+}
