@@ -106,6 +106,24 @@ fn design_plan_is_measured_exactly_with_roles() {
         assert_eq!(r.role, f[11]);
         assert_eq!(r.status, "ok");
     }
+    // Hold-out rows are never fitted.
+    let o = ef(&[
+        "fit",
+        out.to_str().unwrap(),
+        "--model",
+        "flops-mem",
+        "--cv",
+        "0",
+        "--no-write",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let design_rows = rows.iter().filter(|r| r.role == "design").count();
+    assert_eq!(
+        v["fits"][0]["points"].as_u64().unwrap() as usize,
+        design_rows
+    );
     let before = std::fs::read(&out).unwrap();
     let o = ef(&m);
     assert!(

@@ -128,6 +128,12 @@ impl Dataset {
             Ok(self.df.column(name)?.f64()?.iter().collect())
         };
         let llm = text(LLM)?;
+        // Hold-out rows check a fit; they are never part of one.
+        let role = if self.df.column(ROLE).is_ok() {
+            Some(text(ROLE)?)
+        } else {
+            None
+        };
         let status = if self.df.column(STATUS).is_ok() {
             Some(text(STATUS)?)
         } else {
@@ -142,7 +148,9 @@ impl Dataset {
             by.iter().map(|c| text(c)).collect::<Result<_>>()?;
         let mut groups: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
         for i in 0..self.df.height() {
-            if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())) {
+            if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref()))
+                || role.as_ref().and_then(|r| r[i].as_deref()) == Some(HOLDOUT)
+            {
                 continue;
             }
             let mut key = vec![(LLM.to_string(), llm[i].clone().unwrap_or_default())];

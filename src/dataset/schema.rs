@@ -11,6 +11,9 @@ pub const OUTPUT_TOKENS: &str = "output_tokens";
 pub const REQUESTS: &str = "requests";
 pub const ENERGY_J: &str = "energy_j";
 pub const STATUS: &str = "status";
+/// Why a row was measured: `design`, `holdout` (never fitted) or empty.
+pub const ROLE: &str = "role";
+pub const HOLDOUT: &str = "holdout";
 pub const ENERGY_PER_REQUEST_J: &str = "energy_per_request_j";
 pub const ENERGY_PER_TOKEN_J: &str = "energy_per_token_j";
 pub const TOKENS_PER_J: &str = "tokens_per_j";
