@@ -216,7 +216,7 @@ fn plan_csv_has_a_row_per_point_with_the_tables_estimate() {
             "llm n m R mbs mnt dtype rep\n{table}\n{csv}"
         );
         if p.llm == "gemma-2-9b" {
-            assert_eq!(l[8..], ["false", "", ""], "{csv}");
+            assert_eq!(l[8..], ["false", "", "", ""], "{csv}");
             assert_eq!(t[8], "no:", "{table}");
             continue;
         }
