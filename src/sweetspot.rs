@@ -111,11 +111,12 @@ pub fn best_to_worst_ratio(obs: &[Obs]) -> Option<f64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::analytic::{FlopsMem, OutputOnly};
 
-    const LLAMA: [f64; 6] = [
+    /// Published Llama-3.2-1B flops-mem coefficients (TensorRT-LLM on an H100), for tests.
+    pub(crate) const LLAMA: [f64; 6] = [
         5.005153e-03,
         1.079941e-07,
         6.825240e-06,

@@ -243,15 +243,7 @@ pub(crate) mod tests {
     use crate::analytic::FlopsMem;
     use crate::dataset::synthetic::GRID;
 
-    /// Published Llama-3.2-1B flops-mem coefficients (TensorRT-LLM on an H100).
-    pub const LLAMA: [f64; 6] = [
-        5.005153e-03,
-        1.079941e-07,
-        6.825240e-06,
-        2.611042e-03,
-        3.852659e-06,
-        5.406443e-01,
-    ];
+    pub(crate) use crate::sweetspot::tests::LLAMA;
 
     /// The 7 × 7 grid with the published surface as prior and a cost that grows with n·m like a
     /// real grid's (short points cost the 5 s minimum window).

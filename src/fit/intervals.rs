@@ -148,14 +148,7 @@ mod tests {
     use super::*;
     use crate::analytic::FlopsMem;
 
-    const LLAMA: [f64; 6] = [
-        5.005153e-03,
-        1.079941e-07,
-        6.825240e-06,
-        2.611042e-03,
-        3.852659e-06,
-        5.406443e-01,
-    ];
+    use crate::sweetspot::tests::LLAMA;
 
     #[test]
     fn t_quantile_matches_tables() {
