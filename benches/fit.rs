@@ -69,5 +69,39 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// `design` on the 7 × 7 grid of llama-3.1-8b at 10 % of its estimated seconds, as the command
+/// does it: roofline costs of every point, the prior fit, then the D-optimal plan.
+fn bench_design(c: &mut Criterion) {
+    use energy_fit::design::{plan, Candidate, Planner};
+    use energy_fit::measure::cost::RooflineCost;
+    use energy_fit::measure::plan::{plan_rows, Grid};
+    let g = Grid {
+        llms: vec!["llama-3.1-8b".into()],
+        ..Grid::default()
+    };
+    c.bench_function("design llama-3.1-8b 7x7 at 10 %", |b| {
+        b.iter(|| {
+            let points = g.points();
+            let rows = plan_rows(&points, &RooflineCost, 80 << 30, 5.0).unwrap();
+            let cands: Vec<Candidate> = rows
+                .iter()
+                .map(|r| {
+                    let (est, runs) = r.fit.clone().unwrap();
+                    let (n, m) = (r.point.input_tokens as f64, r.point.output_tokens as f64);
+                    Candidate {
+                        input_tokens: n,
+                        output_tokens: m,
+                        cost_s: est * runs as f64,
+                        prior_e: est / (r.point.requests as f64 * m),
+                    }
+                })
+                .collect();
+            let p = Planner::new(&FlopsMem, cands).unwrap();
+            let all: Vec<usize> = (0..p.candidates.len()).collect();
+            black_box(plan(&p, 0.1 * p.cost(&all), &[]).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, bench, bench_design);
 criterion_main!(benches);
