@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use polars::prelude::{Column, DataFrame, DataType};
 
-/// Column order of every file `measure` writes: the measurement columns of `docs/method.md` first,
+/// Column order of every file `measure` writes: the measurement columns of the README ("Data formats") first,
 /// then the extras.
 pub const COLUMNS: [&str; 30] = [
     "llm",
