@@ -1,13 +1,15 @@
 //! `energy-fit report` on labelled synthetic data (generated from the published flops-mem
 //! coefficients, LLM names prefixed `synthetic-`) and on degenerate inputs: every SVG parses as
 //! XML and holds the expected number of series; figures that cannot be drawn are skipped with a
-//! reason, never a panic.
+//! reason, never a panic. Intervals: figure 2's bands, figure 8 on a partial grid, and fit files
+//! written before intervals existed.
 
 use energy_fit::analytic::FlopsMem;
 use energy_fit::cli::report::read_fits;
 use energy_fit::dataset::synthetic::{grid, write_csv, GRID};
 use energy_fit::dataset::{Dataset, Obs};
-use energy_fit::fit::file::FitFile;
+use energy_fit::fit::file::{file_name, FitFile};
+use energy_fit::fit::{fit_model, FitOptions};
 use energy_fit::report::assemble::Figure;
 use energy_fit::report::build;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,40 @@ fn figs(r: &[Figure], n: u8) -> Vec<&Figure> {
     r.iter().filter(|f| f.number == n).collect()
 }
 
+/// Light fills (a band around a curve) in a figure.
+fn bands(text: &str) -> usize {
+    count(text, |n| {
+        n.has_tag_name("polygon")
+            && n.attribute("opacity")
+                .and_then(|o| o.parse::<f64>().ok())
+                .is_some_and(|o| o < 1.0)
+    })
+}
+
+/// Measured-point dots of a heatmap: one black ring each.
+fn dots(text: &str) -> usize {
+    count(text, |n| {
+        n.has_tag_name("circle") && n.attribute("stroke") == Some("#000000")
+    })
+}
+
+/// 15 of the 49 grid points (n = 64, 256, 1024; m = 64 … 1024), two of them measured twice.
+fn partial_grid(dir: &Path) -> PathBuf {
+    let llama = coefs(&reference(), "llama-3.2-1b");
+    let mut obs = grid(
+        &FlopsMem,
+        &llama,
+        &[64.0, 256.0, 1024.0],
+        &GRID[..5],
+        0.02,
+        7,
+    );
+    obs.extend(grid(&FlopsMem, &llama, &[256.0], &[128.0, 512.0], 0.02, 8));
+    let p = dir.join("partial.csv");
+    write_csv(&p, "llama-3.2-1b", &obs, 1000).unwrap();
+    p
+}
+
 #[test]
 fn synthetic_report_has_every_figure_with_expected_series() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,7 +119,7 @@ fn synthetic_report_has_every_figure_with_expected_series() {
     let ds = Dataset::load(&files).unwrap();
     let out = dir.path().join("report");
     let r = build(Some(&ds), &refs, &out).unwrap();
-    for n in 1..=7u8 {
+    for n in 1..=8u8 {
         assert!(
             figs(&r.figures, n).iter().any(|f| f.file.is_some()),
             "figure {n} missing: {:?}",
@@ -144,7 +180,24 @@ fn synthetic_report_has_every_figure_with_expected_series() {
             49 + 7 + 7 + 1,
             "points: 49 measured + 7 at n=512 + legend dots"
         );
+        // The fit's 95 % band: one light fill per input length.
+        assert_eq!(bands(&text), 7, "{:?}", f.file);
+        assert!(labels.iter().any(|l| l == "95 % band of the fit"));
+        assert!(labels.iter().any(|l| l == "95 % interval of m*"));
     }
+    // Figure 8: every cell of the 7 × 7 grid, a dot per measured point (+ the legend's), and the
+    // repeat count where the two llama files measured the same point twice.
+    let f8 = figs(&r.figures, 8);
+    assert_eq!(f8.len(), 2);
+    for f in f8 {
+        let (text, labels) = svg(&out, f);
+        assert_eq!(f.series, 49);
+        assert_eq!(dots(&text), 49 + 1, "{:?}", f.file);
+        let twice = labels.iter().filter(|l| *l == "×2").count();
+        assert_eq!(twice, if f.title.contains("llama") { 49 } else { 0 });
+    }
+    assert!(r.markdown.contains("## Where the fit is least sure"));
+    assert!(r.markdown.contains("every grid point is measured"));
     // Figure 4: 2 LLMs × 6 models × 2 panels (in-sample, CV) bars + 6 legend swatches.
     let f4 = figs(&r.figures, 4)[0];
     let (text, labels) = svg(&out, f4);
@@ -232,6 +285,14 @@ fn reference_fits_alone() {
         .markdown
         .contains("published TensorRT-LLM reference fits alone"));
     assert!(figs(&r.figures, 5)[0].file.is_none());
+    // Published fits carry no covariance: no bands, no figure 8.
+    for f in figs(&r.figures, 2) {
+        assert_eq!(
+            bands(&std::fs::read_to_string(dir.path().join(f.file.as_ref().unwrap())).unwrap()),
+            0
+        );
+    }
+    assert!(figs(&r.figures, 8).iter().all(|f| f.file.is_none()));
 }
 
 fn csv(dir: &Path, rows: &[(&str, u32, u32, f64)]) -> PathBuf {
@@ -309,4 +370,107 @@ fn no_data_and_no_fits() {
     let r = build(None, &[], dir.path()).unwrap();
     assert!(r.figures.iter().all(|f| f.file.is_none()));
     assert!(r.markdown.contains("no data and no fits"));
+}
+
+#[test]
+fn partial_grid_maps_where_the_fit_is_least_sure() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = Dataset::load(&[partial_grid(dir.path())]).unwrap();
+    let out = dir.path().join("out");
+    let r = build(Some(&ds), &[], &out).unwrap();
+    let f8 = figs(&r.figures, 8);
+    assert_eq!(f8.len(), 1);
+    let f8 = f8[0];
+    assert_eq!(
+        f8.file.as_deref(),
+        Some("fig8-design-synthetic-llama-3.2-1b.svg"),
+        "{}",
+        f8.note
+    );
+    let (text, labels) = svg(&out, f8);
+    // The whole published grid is coloured, measured or not.
+    assert_eq!(f8.series, 49);
+    assert_eq!(dots(&text), 15 + 1, "15 distinct measured points + legend");
+    assert_eq!(labels.iter().filter(|l| *l == "×2").count(), 2);
+    // Extrapolating to n = 4096 is far less sure than the measured points.
+    let line = r
+        .markdown
+        .lines()
+        .find(|l| l.starts_with("- synthetic-llama-3.2-1b:"))
+        .expect("a line on figure 8 in report.md");
+    assert!(
+        line.contains("widest of the 34 unmeasured points: n = 4096"),
+        "{line}"
+    );
+    assert!(r
+        .markdown
+        .contains("](fig8-design-synthetic-llama-3.2-1b.svg)"));
+    // Figure 2 still draws a band for each of the three input lengths, and m*'s intervals.
+    let f2 = figs(&r.figures, 2)[0];
+    let (text, _) = svg(&out, f2);
+    assert_eq!(bands(&text), 3);
+    assert!(r.markdown.contains("[95 % interval]"));
+    assert!(
+        r.markdown
+            .lines()
+            .any(|l| l.starts_with("| synthetic-llama-3.2-1b | 64 |")
+                && l.contains(" [")
+                && l.contains("] |")),
+        "m* with its interval in the sweet-spot table"
+    );
+}
+
+#[test]
+fn fit_file_without_covariance_still_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = Dataset::load(&[partial_grid(dir.path())]).unwrap();
+    let g = ds.groups(&[]).unwrap().remove(0);
+    let fit = fit_model(&FlopsMem, &g.obs, &FitOptions::default()).unwrap();
+    // As written before intervals existed: no covariance, no interval keys.
+    let mut old = FitFile::from_fit(&fit, &FlopsMem, &g, &ds, Some(5));
+    old.uncertainty = None;
+    old.coefficients.iter_mut().for_each(|c| c.ci95 = None);
+    old.sweet_spots
+        .iter_mut()
+        .for_each(|s| s.predicted_output_tokens_ci95 = None);
+    let fits_dir = dir.path().join("fits");
+    old.write(&fits_dir.join(file_name(&g, "flops-mem")))
+        .unwrap();
+    let text = std::fs::read_to_string(fits_dir.join(file_name(&g, "flops-mem"))).unwrap();
+    assert!(!text.contains("uncertainty") && !text.contains("ci95"));
+    let fits = read_fits(&fits_dir).unwrap();
+    let out = dir.path().join("out");
+    let r = build(Some(&ds), &fits, &out).unwrap();
+    // The file was used (flops-mem is not refitted), without intervals.
+    let here = r
+        .markdown
+        .lines()
+        .find(|l| l.starts_with("No matching fit file for:"))
+        .unwrap();
+    assert!(
+        here.contains("(b1, b2, b3, b4, flops)"),
+        "only the five models without a file are fitted: {here}"
+    );
+    let f2 = figs(&r.figures, 2)[0];
+    assert!(f2.file.is_some(), "{}", f2.note);
+    assert!(f2.note.contains("no covariance"), "{}", f2.note);
+    let (text, labels) = svg(&out, f2);
+    assert_eq!(bands(&text), 0);
+    assert!(!labels.iter().any(|l| l == "95 % band of the fit"));
+    let f8 = figs(&r.figures, 8)[0];
+    assert!(
+        f8.file.is_none() && f8.note.contains("no covariance"),
+        "{}",
+        f8.note
+    );
+    assert!(!r.markdown.contains("## Where the fit is least sure"));
+    assert!(r
+        .markdown
+        .contains("skipped: the flops-mem fit file carries no covariance"));
+    let row = r
+        .markdown
+        .lines()
+        .find(|l| l.starts_with("| synthetic-llama-3.2-1b | 64 |"))
+        .unwrap();
+    assert!(!row.contains(" ["), "m* alone without a covariance: {row}");
 }

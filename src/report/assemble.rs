@@ -2,7 +2,9 @@
 //! measured points (if any) and its six fits (read from --fits when a file matches the group and
 //! dataset, fitted here otherwise). With no data, the subjects are the published reference fits
 //! and the surfaces are their predictions. A figure that cannot be drawn is skipped with the
-//! reason, never a panic.
+//! reason, never a panic. A matching fit file without covariance (written before intervals
+//! existed) is used as it is: its figures go without intervals. Figure 2 is drawn in `curves`,
+//! figure 6 in `bycolumn`, figure 8 in `design`.
 
 use super::canvas::save;
 use super::heatmap::{heatmap_svg, Heatmap, Surface};
@@ -114,7 +116,7 @@ pub fn reference_for<'a>(llm: &str, fits: &'a [FitFile]) -> Option<&'a FitFile> 
     })
 }
 
-fn predict(f: &FitFile, n: f64, m: f64) -> Option<f64> {
+pub(crate) fn predict(f: &FitFile, n: f64, m: f64) -> Option<f64> {
     let model = model_by_name(&f.model).ok()?;
     Some(model.energy_per_token(&f.values(), n, m)).filter(|e| e.is_finite() && *e > 0.0)
 }
@@ -139,13 +141,13 @@ pub fn efficiency_surface(s: &Subject) -> Option<Surface> {
     }))
 }
 
-fn log_space(lo: f64, hi: f64, k: usize) -> Vec<f64> {
+pub(crate) fn log_space(lo: f64, hi: f64, k: usize) -> Vec<f64> {
     (0..k)
         .map(|i| (lo.ln() + (hi.ln() - lo.ln()) * i as f64 / (k - 1) as f64).exp())
         .collect()
 }
 
-fn write(
+pub(crate) fn write(
     out: &Path,
     number: u8,
     title: String,
@@ -216,6 +218,9 @@ pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
         marked_label,
         cmap: ColorMap::Viridis,
         range: None,
+        dots: vec![],
+        dots_label: String::new(),
+        log: false,
     };
     write(
         out,
@@ -224,164 +229,6 @@ pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
         format!("fig1-efficiency-{}.svg", s.slug),
         heatmap_svg(&h),
         surface.cells(),
-    )
-}
-
-/// Figure 2: tokens/J against output length per input length, flops-mem curve and predicted
-/// sweet spots; second panel: all six models at one input length.
-pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
-    let title = format!("Tokens/J against output length — {}", s.label);
-    let Some(fm) = s.fits.get("flops-mem") else {
-        let why = s
-            .fit_errors
-            .get("flops-mem")
-            .cloned()
-            .unwrap_or_else(|| "no flops-mem fit".into());
-        return Ok(skip(2, title, format!("no flops-mem fit: {why}")));
-    };
-    let surface = efficiency_surface(s).unwrap_or_default();
-    let (lo, hi) = (
-        surface.outputs.first().copied().unwrap_or(64.0),
-        surface.outputs.last().copied().unwrap_or(4096.0),
-    );
-    if hi <= lo {
-        return Ok(skip(
-            2,
-            title,
-            format!("one output length only ({lo}) — no curve to draw"),
-        ));
-    }
-    let ms = log_space(lo, hi, 32); // SVG pixels are integers: fewer, longer segments draw smoother
-    let eta = |f: &FitFile, n: f64, m: f64| predict(f, n, m).map(|e| 1.0 / e);
-    let left_title = if s.obs.is_empty() {
-        "published flops-mem fit (lines), predicted m* (×)"
-    } else {
-        "measured (points), flops-mem fit (lines), predicted m* (×)"
-    };
-    let mut left = Panel {
-        title: left_title.into(),
-        x_label: "output length m (tokens)".into(),
-        y_label: "energy efficiency (tokens/J)".into(),
-        x_log2_ticks: Some(surface.outputs.clone()),
-        hline: None,
-        y_range: None,
-        series: vec![],
-    };
-    let model = model_by_name("flops-mem")?;
-    for (i, &n) in surface.inputs.iter().enumerate() {
-        let color = i;
-        let pts: Vec<(f64, f64)> = surface
-            .outputs
-            .iter()
-            .enumerate()
-            .filter_map(|(j, &m)| surface.values[i][j].map(|v| (m, v)))
-            .collect();
-        if !s.obs.is_empty() {
-            left.series.push(Series {
-                label: format!("n = {n}"),
-                color,
-                mark: Mark::Points,
-                points: pts,
-            });
-        }
-        let curve: Vec<(f64, f64)> = ms
-            .iter()
-            .filter_map(|&m| eta(fm, n, m).map(|v| (m, v)))
-            .collect();
-        left.series.push(Series {
-            label: format!("n = {n}"),
-            color,
-            mark: Mark::Line,
-            points: curve,
-        });
-        if let Some(m) = model
-            .closed_form_sweet_spot(&fm.values(), n)
-            .filter(|m| *m >= lo && *m <= hi)
-        {
-            if let Some(v) = eta(fm, n, m) {
-                left.series.push(Series {
-                    label: String::new(),
-                    color,
-                    mark: Mark::Cross,
-                    points: vec![(m, v)],
-                });
-            }
-        }
-    }
-    if left.series.iter().any(|x| x.mark == Mark::Cross) {
-        left.series.push(Series {
-            label: "predicted m*".into(),
-            color: 0,
-            mark: Mark::Cross,
-            points: vec![],
-        });
-    }
-    let n0 = *surface
-        .inputs
-        .iter()
-        .min_by(|a, b| (a.log2() - 9.0).abs().total_cmp(&(b.log2() - 9.0).abs()))
-        .unwrap_or(&512.0);
-    let mut right = Panel {
-        title: format!("all six models at n = {n0}"),
-        x_label: "output length m (tokens)".into(),
-        y_label: "energy efficiency (tokens/J)".into(),
-        x_log2_ticks: Some(surface.outputs.clone()),
-        hline: None,
-        y_range: None,
-        series: vec![],
-    };
-    if let Some(i) = surface
-        .inputs
-        .iter()
-        .position(|x| *x == n0)
-        .filter(|_| !s.obs.is_empty())
-    {
-        let pts = surface
-            .outputs
-            .iter()
-            .enumerate()
-            .filter_map(|(j, &m)| surface.values[i][j].map(|v| (m, v)))
-            .collect();
-        right.series.push(Series {
-            label: "measured".into(),
-            color: 0,
-            mark: Mark::Points,
-            points: pts,
-        });
-    }
-    for (k, m) in all_models().iter().enumerate() {
-        if let Some(f) = s.fits.get(m.name()) {
-            let curve = ms
-                .iter()
-                .filter_map(|&x| eta(f, n0, x).map(|v| (x, v)))
-                .collect();
-            right.series.push(Series {
-                label: m.name().into(),
-                color: k + 1,
-                mark: if m.name().starts_with("flops") {
-                    Mark::Line
-                } else {
-                    Mark::Dashed
-                },
-                points: curve,
-            });
-        }
-    }
-    let mut panels = vec![left];
-    if right.series.len() > 2 {
-        panels.push(right);
-    }
-    let series = panels.iter().map(|p| p.drawn()).sum();
-    write(
-        out,
-        2,
-        title,
-        format!("fig2-curves-{}.svg", s.slug),
-        panels_svg(
-            &format!("Energy efficiency against output length — {}", s.label),
-            &panels,
-        ),
-        series,
     )
 }
 
@@ -436,6 +283,9 @@ pub fn fig3(subjects: &[Subject], out: &Path) -> Result<Figure> {
         marked_label: String::new(),
         cmap: ColorMap::Viridis,
         range: Some((0.0, 1.0)),
+        dots: vec![],
+        dots_label: String::new(),
+        log: false,
     };
     write(
         out,
@@ -618,6 +468,9 @@ pub fn fig7(s: &Subject, fits: &[FitFile], out: &Path) -> Result<Option<Figure>>
         marked_label: String::new(),
         cmap: ColorMap::Cividis,
         range: Some(parity_range(&surface)),
+        dots: vec![],
+        dots_label: String::new(),
+        log: false,
     };
     write(
         out,

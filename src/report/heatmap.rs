@@ -1,11 +1,13 @@
-//! Heatmaps over input × output length on log2 axes (figures 1, 3 and 7): one cell per grid
-//! point coloured on a perceptually uniform scale, the value printed in the cell, optional
-//! marked cells (sweet spots), and a colour bar with its unit.
+//! Heatmaps over input × output length on log2 axes (figures 1, 3, 7 and 8): one cell per grid
+//! point coloured on a perceptually uniform scale (linear or logarithmic), the value printed in
+//! the cell, optional marked cells (sweet spots) and dots (measured points, with their repeat
+//! count), and a colour bar with its unit.
 
 use super::canvas::{pe, render, Area};
 use super::style::{fmt_value, ink_on, log2_axis, log2_label, text, ColorMap};
 use anyhow::{bail, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::Pos;
 
 /// Values on a grid: `values[i][j]` belongs to `inputs[i]`, `outputs[j]`; `None` = not measured.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -84,6 +86,12 @@ pub struct Heatmap<'a> {
     pub cmap: ColorMap,
     /// Fixed colour range; `None` = the data's min and max.
     pub range: Option<(f64, f64)>,
+    /// Points to dot, as (input, output, rows there); a count above one is printed beside the dot.
+    pub dots: Vec<(f64, f64, usize)>,
+    /// What a dot means (printed under the plot).
+    pub dots_label: String,
+    /// Colour by the logarithm of the value (for values > 0 spanning a wide range).
+    pub log: bool,
 }
 
 /// Draw the heatmap as SVG text. Errors when the surface has fewer than two cells.
@@ -100,8 +108,8 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
         let hi = s.present().fold(f64::MIN, f64::max);
         (lo, hi)
     });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let t = |v: f64| (v - lo) / span;
+    let scale = Scale::new(h.log, lo, hi);
+    let t = |v: f64| scale.t(v);
     render(820, 640, |root: &Area| {
         let (main, bar) = root.split_horizontally(690);
         let (xt, xr) = log2_axis(&s.outputs, 0.5);
@@ -109,7 +117,11 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
         let mut chart = ChartBuilder::on(&main)
             .caption(&h.title, text(20.0))
             .margin(12)
-            .margin_bottom(if h.marked.is_empty() { 12 } else { 34 })
+            .margin_bottom(if h.marked.is_empty() && h.dots.is_empty() {
+                12
+            } else {
+                34
+            })
             .x_label_area_size(52)
             .y_label_area_size(70)
             .build_cartesian_2d(xr, yr)
@@ -200,30 +212,103 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
                 )))
                 .map_err(pe)?;
         }
+        for &(n, m, rows) in &h.dots {
+            let (Some(ix), Some(jx)) = (
+                yt.iter().position(|y| *y == n.log2()),
+                xt.iter().position(|x| *x == m.log2()),
+            ) else {
+                continue;
+            };
+            // Under the cell's value: a white dot in a black ring reads on any cell colour.
+            let at = (xt[jx], yt[ix] - 0.27);
+            chart
+                .draw_series([
+                    Circle::new(at, 5, WHITE.filled()),
+                    Circle::new(at, 5, BLACK.stroke_width(2)),
+                ])
+                .map_err(pe)?;
+            if rows > 1 {
+                let ink = ink_on(s.get(n, m).map_or(WHITE, |v| h.cmap.at(t(v))));
+                let style = text(12.0).color(&ink).pos(Pos::new(
+                    plotters::style::text_anchor::HPos::Left,
+                    plotters::style::text_anchor::VPos::Center,
+                ));
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        format!("×{rows}"),
+                        (at.0 + 0.1, at.1),
+                        style,
+                    )))
+                    .map_err(pe)?;
+            }
+        }
+        let (_, hh) = main.dim_in_pixel();
+        let y = hh as i32 - 18;
+        let mut x = 84;
         if !h.marked.is_empty() {
-            let (w, hh) = main.dim_in_pixel();
             main.draw(&Rectangle::new(
-                [(84, hh as i32 - 26), (100, hh as i32 - 10)],
+                [(x, y - 8), (x + 16, y + 8)],
                 BLACK.stroke_width(2),
             ))
             .map_err(pe)?;
-            main.draw_text(&h.marked_label, &text(14.0), (108, hh as i32 - 26))
+            main.draw_text(&h.marked_label, &text(14.0), (x + 24, y - 8))
                 .map_err(pe)?;
-            let _ = w;
+            x += 300;
         }
-        colour_bar(&bar, h, lo, hi)
+        if !h.dots.is_empty() {
+            main.draw(&Circle::new((x + 8, y), 5, WHITE.filled()))
+                .map_err(pe)?;
+            main.draw(&Circle::new((x + 8, y), 5, BLACK.stroke_width(2)))
+                .map_err(pe)?;
+            main.draw_text(&h.dots_label, &text(14.0), (x + 24, y - 8))
+                .map_err(pe)?;
+        }
+        colour_bar(&bar, h, &scale)
     })
 }
 
-fn colour_bar(area: &Area, h: &Heatmap, lo: f64, hi: f64) -> Result<()> {
-    let hi = if hi > lo { hi } else { lo + 1.0 };
+/// The colour scale: value → position on the colour map, linear or on log values.
+struct Scale {
+    log: bool,
+    /// Ends of the scale, in the scale's own units (log values when `log`).
+    a: f64,
+    b: f64,
+}
+
+impl Scale {
+    fn new(log: bool, lo: f64, hi: f64) -> Scale {
+        let log = log && lo > 0.0;
+        let f = |v: f64| if log { v.ln() } else { v };
+        let (a, b) = (f(lo), f(hi));
+        Scale {
+            log,
+            a,
+            b: if b > a { b } else { a + 1.0 },
+        }
+    }
+
+    fn to_axis(&self, v: f64) -> f64 {
+        if self.log {
+            v.ln()
+        } else {
+            v
+        }
+    }
+
+    fn t(&self, v: f64) -> f64 {
+        (self.to_axis(v) - self.a) / (self.b - self.a)
+    }
+}
+
+fn colour_bar(area: &Area, h: &Heatmap, scale: &Scale) -> Result<()> {
+    let (a, b) = (scale.a, scale.b);
     let mut chart = ChartBuilder::on(area)
         .margin_top(48)
         .margin_bottom(64)
         .margin_left(40)
         .y_label_area_size(0)
         .right_y_label_area_size(80)
-        .build_cartesian_2d(0.0..1.0, lo..hi)
+        .build_cartesian_2d(0.0..1.0, a..b)
         .map_err(pe)?;
     chart
         .configure_mesh()
@@ -231,21 +316,62 @@ fn colour_bar(area: &Area, h: &Heatmap, lo: f64, hi: f64) -> Result<()> {
         .disable_x_axis()
         .y_desc(&h.value_label)
         .y_label_formatter(&|v| fmt_value(*v))
-        .y_labels(8)
+        // A log scale labels its own ticks below, at round values.
+        .y_labels(if scale.log { 0 } else { 8 })
         .label_style(text(13.0))
         .axis_desc_style(text(15.0))
         .draw()
         .map_err(pe)?;
     let steps = 120;
-    let d = (hi - lo) / steps as f64;
+    let d = (b - a) / steps as f64;
     chart
         .draw_series((0..steps).map(|k| {
-            let v0 = lo + d * k as f64;
+            let v0 = a + d * k as f64;
             Rectangle::new(
                 [(0.0, v0), (1.0, v0 + d * 1.02)],
-                h.cmap.at((v0 + d / 2.0 - lo) / (hi - lo)).filled(),
+                h.cmap.at((v0 + d / 2.0 - a) / (b - a)).filled(),
             )
         }))
         .map_err(pe)?;
+    if scale.log {
+        let base = area.get_base_pixel();
+        for v in log_ticks(a.exp(), b.exp()) {
+            let (x, y) = chart.backend_coord(&(1.0, v.ln()));
+            let (x, y) = (x - base.0, y - base.1);
+            area.draw(&PathElement::new(vec![(x, y), (x + 5, y)], BLACK))
+                .map_err(pe)?;
+            area.draw_text(
+                &fmt_value(v),
+                &text(13.0).pos(Pos::new(
+                    plotters::style::text_anchor::HPos::Left,
+                    plotters::style::text_anchor::VPos::Center,
+                )),
+                (x + 8, y),
+            )
+            .map_err(pe)?;
+        }
+    }
     Ok(())
+}
+
+/// Round values between `lo` and `hi` for a log axis: 1, 2, 5 × 10^k, finer when that gives
+/// fewer than three, the ends themselves when even that gives fewer than two.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let within = |mantissas: &[f64]| -> Vec<f64> {
+        (k0..=k1)
+            .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|x| *x >= lo * (1.0 - 1e-9) && *x <= hi * (1.0 + 1e-9))
+            .collect()
+    };
+    let coarse = within(&[1.0, 2.0, 5.0]);
+    if coarse.len() >= 3 {
+        return coarse;
+    }
+    let fine = within(&[1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0]);
+    if fine.len() >= 2 {
+        fine
+    } else {
+        vec![lo, hi]
+    }
 }

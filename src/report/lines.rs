@@ -1,6 +1,8 @@
 //! Line and scatter panels (figures 2, 5 and 6): several panels side by side, each with its own
 //! legend in a column beside the plot so that no legend covers data; optional log2 x axis with
-//! ticks on the grid's lengths.
+//! ticks on the grid's lengths. Intervals (a band around a curve, a bar through a point) are
+//! drawn within the range the data span and never widen it, so one wide interval cannot squash
+//! the rest of the panel.
 
 use super::canvas::{pe, render, Area};
 use super::style::{fmt_value, log2_label, series_color, text};
@@ -15,6 +17,19 @@ pub enum Mark {
     Points,
     /// Large crosses, for predicted sweet spots.
     Cross,
+    /// A light fill of the series' colour: `points` is the outline (upper edge left to right, then
+    /// the lower edge right to left), e.g. a curve's 95 % band.
+    Band,
+    /// A horizontal bar from `points[0]` to `points[1]`, e.g. an x value's 95 % interval; its ends
+    /// are capped unless cut at the edge of the plot.
+    Interval,
+}
+
+impl Mark {
+    /// Drawn inside the data's range, without widening it.
+    fn overlay(self) -> bool {
+        matches!(self, Mark::Band | Mark::Interval)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +97,7 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
     let pts: Vec<(f64, f64)> = p
         .series
         .iter()
+        .filter(|s| !s.mark.overlay())
         .flat_map(|s| s.points.iter().map(|&(x, y)| (fx(x), y)))
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
@@ -168,12 +184,26 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
             )))
             .map_err(pe)?;
     }
-    for s in &p.series {
+    let (xa, xb, ya, yb) = (x0 - xp, x1 + xp, y0 - yp, y1 + yp);
+    // Bands first, so lines and points lie on top of them.
+    let order = p
+        .series
+        .iter()
+        .filter(|s| s.mark == Mark::Band)
+        .chain(p.series.iter().filter(|s| s.mark != Mark::Band));
+    for s in order {
         let c = series_color(s.color);
         let data: Vec<(f64, f64)> = s
             .points
             .iter()
             .map(|&(x, y)| (fx(x), y))
+            .map(|(x, y)| {
+                if s.mark.overlay() {
+                    (x.clamp(xa, xb), y.clamp(ya, yb))
+                } else {
+                    (x, y)
+                }
+            })
             .filter(|(x, y)| x.is_finite() && y.is_finite())
             .collect();
         match s.mark {
@@ -199,6 +229,37 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
                             .map(|pt| Cross::new(pt, 7, c.stroke_width(3))),
                     )
                     .map_err(pe)?;
+            }
+            Mark::Band => {
+                if data.len() >= 3 {
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(data, band_fill(c))))
+                        .map_err(pe)?;
+                }
+            }
+            Mark::Interval => {
+                let ([a, b], [(ra, _), (rb, _)]) = (&data[..], &s.points[..]) else {
+                    continue;
+                };
+                let (a, b) = (*a, *b);
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![a, b],
+                        c.stroke_width(2),
+                    )))
+                    .map_err(pe)?;
+                // Caps only at true ends: an end cut at the plot's edge stays open.
+                for (pt, raw) in [(a, *ra), (b, *rb)] {
+                    if pt.0 != fx(raw) {
+                        continue;
+                    }
+                    chart
+                        .draw_series(std::iter::once(
+                            EmptyElement::at(pt)
+                                + PathElement::new(vec![(0, -5), (0, 5)], c.stroke_width(2)),
+                        ))
+                        .map_err(pe)?;
+                }
             }
         }
     }
@@ -239,6 +300,20 @@ fn draw_legend(area: &Area, series: &[Series]) -> Result<()> {
             Mark::Cross => area
                 .draw(&Cross::new((17, y), 7, c.stroke_width(3)))
                 .map_err(pe)?,
+            Mark::Band => area
+                .draw(&Rectangle::new([(4, y - 6), (30, y + 6)], band_fill(c)))
+                .map_err(pe)?,
+            Mark::Interval => {
+                area.draw(&PathElement::new(vec![(4, y), (30, y)], c.stroke_width(2)))
+                    .map_err(pe)?;
+                for x in [4, 30] {
+                    area.draw(&PathElement::new(
+                        vec![(x, y - 5), (x, y + 5)],
+                        c.stroke_width(2),
+                    ))
+                    .map_err(pe)?;
+                }
+            }
         }
         area.draw_text(
             &s.label,
@@ -252,4 +327,9 @@ fn draw_legend(area: &Area, series: &[Series]) -> Result<()> {
         y += 22;
     }
     Ok(())
+}
+
+/// The light fill of a band: the series' colour at low opacity, no outline.
+fn band_fill(c: RGBColor) -> ShapeStyle {
+    c.mix(0.2).filled()
 }

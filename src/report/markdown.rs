@@ -1,7 +1,9 @@
-//! report.md: dataset summary, MAPE tables, coefficient table with stars, predicted vs measured
-//! sweet spots, then the figures (or why each was skipped).
+//! report.md: dataset summary, MAPE tables, coefficient table with stars, predicted (with 95 %
+//! intervals) vs measured sweet spots, where the fit is least sure, then the figures (or why each
+//! was skipped).
 
 use super::assemble::{Figure, Subject};
+use super::design;
 use crate::analytic::all_models;
 use crate::dataset::Dataset;
 use crate::fit::table::{mape_table, sci, Table};
@@ -175,26 +177,93 @@ pub fn tables(subjects: &[Subject], reference_only: bool) -> String {
         "LLM",
         "input n",
         "measured m*",
-        "predicted m* (flops-mem)",
+        "predicted m* (flops-mem) [95 % interval]",
         "measured tokens/J",
     ]);
+    let mut any_ci = false;
     for x in subjects {
         let Some(f) = x.fits.get("flops-mem") else {
             continue;
         };
         for sp in &f.sweet_spots {
             let fmt = |v: Option<f64>, d: usize| v.map_or("-".to_string(), |v| format!("{v:.d$}"));
+            let predicted = match (sp.predicted_output_tokens, sp.predicted_output_tokens_ci95) {
+                (None, _) => "none (ε ≤ 0)".to_string(),
+                (Some(m), Some([lo, hi])) => {
+                    any_ci = true;
+                    format!("{m:.0} [{lo:.0}, {hi:.0}]")
+                }
+                (Some(m), None) => format!("{m:.0}"),
+            };
             t.push(vec![
                 x.label.clone(),
                 format!("{}", sp.input_tokens),
                 fmt(sp.measured_output_tokens, 0),
-                fmt(sp.predicted_output_tokens, 0).replace('-', "none (ε ≤ 0)"),
+                predicted,
                 fmt(sp.measured_tokens_per_j, 2),
             ]);
         }
     }
-    let _ = writeln!(s, "## Sweet spots: predicted vs measured\n\nm* = √((β·n² + δ·n + ζ)/ε); measured m* is the grid's best output length{}.\n\n{}", if reference_only { " as published" } else { "" }, t.markdown());
+    let _ = writeln!(s, "## Sweet spots: predicted vs measured\n\nm* = √((β·n² + δ·n + ζ)/ε); measured m* is the grid's best output length{}.{}\n\n{}", if reference_only { " as published" } else { "" }, if any_ci { " The 95 % interval of m* is the delta method's on log m*, from the fit's covariance (so it is asymmetric); fits without a covariance show m* alone." } else { "" }, t.markdown());
     s
+}
+
+/// Where the flops-mem fit is least sure (figure 8), one line per LLM; empty when no figure 8
+/// was drawn.
+pub fn design(subjects: &[Subject], figs: &[Figure]) -> String {
+    let drawn: Vec<&str> = figs
+        .iter()
+        .filter(|f| f.number == 8)
+        .filter_map(|f| f.file.as_deref())
+        .collect();
+    if drawn.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("## Where the fit is least sure\n\n");
+    let _ = writeln!(
+        s,
+        "Figure 8 colours every point of the 64…4096 grid (and any other length measured) by the \
+         half-width of the 95 % interval of the energy per token e that flops-mem predicts there, \
+         relative to e (delta method, from the fit's covariance); dots are the measured points. \
+         The widest unmeasured point is the first candidate for a new measurement.\n"
+    );
+    for x in subjects {
+        let Some(sum) = design::grid(x).ok().and_then(|g| g.summary()) else {
+            continue;
+        };
+        let (lo, med, hi) = sum.measured;
+        let file = drawn
+            .iter()
+            .find(|f| **f == format!("fig8-design-{}.svg", x.slug))
+            .map_or(String::new(), |f| format!(" ([figure 8]({f}))"));
+        let rest = match sum.widest_unmeasured {
+            Some((n, m, v)) => format!(
+                "; widest of the {} unmeasured points: n = {n}, m = {m} (± {} %)",
+                sum.unmeasured,
+                pct(v)
+            ),
+            None => "; every grid point is measured".into(),
+        };
+        let _ = writeln!(
+            s,
+            "- {}: ± {}–{} % (median ± {} %) on the measured points{rest}{file}.",
+            x.label,
+            pct(lo),
+            pct(hi),
+            pct(med)
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// A percentage's number: two decimals below 10, none above (e.g. "0.84", "13").
+fn pct(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 pub fn figures(figs: &[Figure]) -> String {

@@ -14,7 +14,10 @@ pub use bars::{bars_svg, Bars};
 pub use lines::{panels_svg, Mark, Panel, Series};
 pub mod assemble;
 pub mod bycolumn;
+pub mod curves;
+pub mod design;
 pub mod markdown;
+pub mod uncertain;
 
 use crate::dataset::Dataset;
 use crate::fit::file::FitFile;
@@ -49,7 +52,7 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
         figs.push(assemble::fig1(s, out)?);
     }
     for s in &subjects {
-        figs.push(assemble::fig2(s, out)?);
+        figs.push(curves::fig2(s, out)?);
     }
     figs.push(assemble::fig3(&subjects, out)?);
     if !subjects.is_empty() {
@@ -73,6 +76,9 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
                     "no measured LLM has a published reference fit among the --fits files".into(),
                 ));
             }
+            for s in &subjects {
+                figs.push(design::fig8(s, out)?);
+            }
         }
         None => {
             figs.push(assemble::skip(
@@ -90,12 +96,18 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
                 "Measured against the published surface".into(),
                 "no measurements to compare".into(),
             ));
+            figs.push(assemble::skip(
+                8,
+                "Where the fit is least sure".into(),
+                "published fits carry no covariance and there are no measured points".into(),
+            ));
         }
     }
     let mut md = String::from("# energy-fit report\n\n");
     md.push_str(&markdown::summary(ds, &subjects, reference_only));
     md.push('\n');
     md.push_str(&markdown::tables(&subjects, reference_only));
+    md.push_str(&markdown::design(&subjects, &figs));
     md.push_str(&markdown::figures(&figs));
     let path = out.join("report.md");
     std::fs::write(&path, &md)

@@ -1,6 +1,6 @@
-//! Shared look of every figure: colour-blind-safe palettes (Okabe–Ito for series, viridis and
-//! cividis for colour scales), text styles in the embedded font, and log2 axis helpers that put
-//! ticks exactly on the grid's lengths (64, 128, … 4096).
+//! Shared look of every figure: colour-blind-safe palettes (Okabe–Ito for series, viridis,
+//! cividis and magma for colour scales), text styles in the embedded font, and log2 axis helpers
+//! that put ticks exactly on the grid's lengths (64, 128, … 4096).
 
 use super::font::FAMILY;
 use plotters::prelude::*;
@@ -27,6 +27,8 @@ pub fn series_color(i: usize) -> RGBColor {
 pub enum ColorMap {
     Viridis,
     Cividis,
+    /// Magma from light (low) to dark (high): for uncertainty, where dark is least known.
+    MagmaReversed,
 }
 
 const VIRIDIS: [(u8, u8, u8); 9] = [
@@ -52,12 +54,25 @@ const CIVIDIS: [(u8, u8, u8); 9] = [
     (0xfe, 0xe8, 0x38),
 ];
 
+const MAGMA_REVERSED: [(u8, u8, u8); 9] = [
+    (0xfc, 0xfd, 0xbf),
+    (0xfe, 0xc2, 0x87),
+    (0xfb, 0x87, 0x61),
+    (0xe5, 0x50, 0x64),
+    (0xb5, 0x36, 0x7a),
+    (0x81, 0x25, 0x81),
+    (0x4f, 0x12, 0x7b),
+    (0x1c, 0x10, 0x44),
+    (0x00, 0x00, 0x04),
+];
+
 impl ColorMap {
     /// Colour at t ∈ [0, 1] (clamped; NaN gives the low end).
     pub fn at(self, t: f64) -> RGBColor {
         let table = match self {
             ColorMap::Viridis => &VIRIDIS,
             ColorMap::Cividis => &CIVIDIS,
+            ColorMap::MagmaReversed => &MAGMA_REVERSED,
         };
         let t = if t.is_finite() {
             t.clamp(0.0, 1.0)
