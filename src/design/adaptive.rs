@@ -25,21 +25,17 @@ pub fn next_point(p: &Planner, measured: &[usize], left_s: f64, inputs: &[f64]) 
         })
         .collect();
     let identified = p.identifies(measured);
-    (0..p.candidates.len())
-        .filter(|j| !measured.contains(j) && p.candidates[*j].cost_s <= left_s)
-        .map(|j| {
-            let x = p.row(j);
-            let mx = &inv * x;
-            let denom = 1.0 + x.dot(&mx);
-            let gain = if identified && !grads.is_empty() {
-                grads.iter().map(|g| g.dot(&mx).powi(2)).sum::<f64>() / denom
-            } else {
-                denom.ln()
-            };
-            (j, gain / p.candidates[j].cost_s)
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(j, _)| j)
+    p.best_affordable(measured, left_s, |j| {
+        let x = p.row(j);
+        let mx = &inv * x;
+        let denom = 1.0 + x.dot(&mx);
+        let gain = if identified && !grads.is_empty() {
+            grads.iter().map(|g| g.dot(&mx).powi(2)).sum::<f64>() / denom
+        } else {
+            denom.ln()
+        };
+        gain / p.candidates[j].cost_s
+    })
 }
 
 #[cfg(test)]

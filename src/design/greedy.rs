@@ -43,24 +43,13 @@ pub fn cheapest_identifying(p: &Planner, fixed: &[usize]) -> Result<Vec<usize>> 
         .filter(|i| !fixed.contains(i))
         .collect();
     order.sort_by(|&a, &b| p.candidates[a].cost_s.total_cmp(&p.candidates[b].cost_s));
-    let rank = |s: &[usize]| -> usize {
-        if s.is_empty() {
-            return 0;
-        }
-        let x = nalgebra::DMatrix::from_fn(s.len(), p.k(), |r, c| p.row(s[r])[c]);
-        let sv = x.singular_values();
-        let max = sv.max();
-        sv.iter()
-            .filter(|&&v| v > super::IDENTIFY_TOL * max)
-            .count()
-    };
-    let mut r = rank(&set);
+    let mut r = p.rank(&set);
     for &j in &order {
         if r == p.k() {
             break;
         }
         set.push(j);
-        let r2 = rank(&set);
+        let r2 = p.rank(&set);
         if r2 > r {
             r = r2;
         } else {
@@ -130,20 +119,16 @@ fn greedy(p: &Planner, budget_s: f64, mut set: Vec<usize>, rule: Rule) -> Vec<us
         let Some(inv) = p.information(&set, RIDGE).try_inverse() else {
             return set;
         };
-        let best = (0..p.candidates.len())
-            .filter(|j| !set.contains(j) && p.candidates[*j].cost_s <= left)
-            .map(|j| {
-                let x = p.row(j);
-                let gain = (1.0 + (x.transpose() * &inv * x)[(0, 0)]).ln();
-                let score = match rule {
-                    Rule::PerSecond => gain / p.candidates[j].cost_s,
-                    Rule::Gain => gain,
-                };
-                (j, score)
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let best = p.best_affordable(&set, left, |j| {
+            let x = p.row(j);
+            let gain = (1.0 + (x.transpose() * &inv * x)[(0, 0)]).ln();
+            match rule {
+                Rule::PerSecond => gain / p.candidates[j].cost_s,
+                Rule::Gain => gain,
+            }
+        });
         match best {
-            Some((j, _)) => set.push(j),
+            Some(j) => set.push(j),
             None => return set,
         }
     }
@@ -152,7 +137,7 @@ fn greedy(p: &Planner, budget_s: f64, mut set: Vec<usize>, rule: Rule) -> Vec<us
 /// Swap chosen (not fixed) points for unchosen ones while log det grows within the budget,
 /// refilling the budget a swap frees.
 fn exchange(p: &Planner, budget_s: f64, fixed: &[usize], mut set: Vec<usize>) -> Vec<usize> {
-    let mut current = fast_log_det(p, &set);
+    let mut current = p.log_det_unchecked(&set);
     for _ in 0..MAX_SWAPS {
         let cost = p.cost(&set);
         let mut improved = false;
@@ -168,10 +153,10 @@ fn exchange(p: &Planner, budget_s: f64, fixed: &[usize], mut set: Vec<usize>) ->
                 }
                 let old = set[pos];
                 set[pos] = j;
-                let v = fast_log_det(p, &set);
+                let v = p.log_det_unchecked(&set);
                 if v > current + 1e-9 {
                     set = greedy(p, budget_s, set, Rule::PerSecond);
-                    current = fast_log_det(p, &set);
+                    current = p.log_det_unchecked(&set);
                     improved = true;
                     break 'outer;
                 }
@@ -183,14 +168,6 @@ fn exchange(p: &Planner, budget_s: f64, fixed: &[usize], mut set: Vec<usize>) ->
         }
     }
     set
-}
-
-/// log det by Cholesky alone (−∞ when not positive definite); the rank test is left to the end.
-fn fast_log_det(p: &Planner, set: &[usize]) -> f64 {
-    match p.information(set, 0.0).cholesky() {
-        Some(c) => 2.0 * c.l().diagonal().iter().map(|d| d.ln()).sum::<f64>(),
-        None => f64::NEG_INFINITY,
-    }
 }
 
 #[cfg(test)]

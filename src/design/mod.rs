@@ -174,12 +174,18 @@ impl<'a> Planner<'a> {
     }
 
     pub(crate) fn rank_ok(&self, set: &[usize]) -> bool {
-        if set.len() < self.k() {
-            return false;
+        self.rank(set) == self.k()
+    }
+
+    /// Numerical rank of the chosen rows: singular values above `IDENTIFY_TOL` of the largest.
+    pub(crate) fn rank(&self, set: &[usize]) -> usize {
+        if set.is_empty() {
+            return 0;
         }
         let x = DMatrix::from_fn(set.len(), self.k(), |r, c| self.rows[set[r]][c]);
         let sv = x.singular_values();
-        sv.min() > IDENTIFY_TOL * sv.max()
+        let max = sv.max();
+        sv.iter().filter(|&&v| v > IDENTIFY_TOL * max).count()
     }
 
     /// log det of the information of `set` (scaled units); −∞ when it does not identify.
@@ -187,10 +193,30 @@ impl<'a> Planner<'a> {
         if !self.rank_ok(set) {
             return f64::NEG_INFINITY;
         }
+        self.log_det_unchecked(set)
+    }
+
+    /// log det by Cholesky alone (−∞ when not positive definite), without the rank test: the
+    /// inner loop of the exchange search, whose result is tested once at the end.
+    pub(crate) fn log_det_unchecked(&self, set: &[usize]) -> f64 {
         match self.information(set, 0.0).cholesky() {
             Some(c) => 2.0 * c.l().diagonal().iter().map(|d| d.ln()).sum::<f64>(),
             None => f64::NEG_INFINITY,
         }
+    }
+
+    /// The unchosen candidate costing at most `left_s` with the highest `score`, if any.
+    pub(crate) fn best_affordable(
+        &self,
+        set: &[usize],
+        left_s: f64,
+        score: impl Fn(usize) -> f64,
+    ) -> Option<usize> {
+        (0..self.candidates.len())
+            .filter(|j| !set.contains(j) && self.candidates[*j].cost_s <= left_s)
+            .map(|j| (j, score(j)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(j, _)| j)
     }
 
     /// Covariance of the raw coefficients if `set` were measured with relative noise `noise`:

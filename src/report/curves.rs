@@ -44,15 +44,7 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
         (false, false) => "measured (points), flops-mem fit (lines), predicted m* (×)",
         (false, true) => "measured (points), flops-mem fit (lines, 95 % band), m* (×)",
     };
-    let mut left = Panel {
-        title: left_title.into(),
-        x_label: "output length m (tokens)".into(),
-        y_label: "energy efficiency (tokens/J)".into(),
-        x_log2_ticks: Some(surface.outputs.clone()),
-        hline: None,
-        y_range: None,
-        series: vec![],
-    };
+    let mut left = efficiency_panel(left_title.into(), &surface.outputs);
     let model = model_by_name("flops-mem")?;
     for (i, &n) in surface.inputs.iter().enumerate() {
         let color = i;
@@ -129,15 +121,7 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
         .iter()
         .min_by(|a, b| (a.log2() - 9.0).abs().total_cmp(&(b.log2() - 9.0).abs()))
         .unwrap_or(&512.0);
-    let mut right = Panel {
-        title: format!("all six models at n = {n0}"),
-        x_label: "output length m (tokens)".into(),
-        y_label: "energy efficiency (tokens/J)".into(),
-        x_log2_ticks: Some(surface.outputs.clone()),
-        hline: None,
-        y_range: None,
-        series: vec![],
-    };
+    let mut right = efficiency_panel(format!("all six models at n = {n0}"), &surface.outputs);
     if let Some(i) = surface
         .inputs
         .iter()
@@ -195,4 +179,17 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
         f.note = NO_COVARIANCE.into();
     }
     Ok(f)
+}
+
+/// An empty panel of tokens/J against output length on a log₂ axis (both halves of figure 2).
+fn efficiency_panel(title: String, outputs: &[f64]) -> Panel {
+    Panel {
+        title,
+        x_label: "output length m (tokens)".into(),
+        y_label: "energy efficiency (tokens/J)".into(),
+        x_log2_ticks: Some(outputs.to_vec()),
+        hline: None,
+        y_range: None,
+        series: vec![],
+    }
 }
