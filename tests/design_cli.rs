@@ -218,20 +218,26 @@ fn curve_json_and_validation_on_committed_grids() {
         .filter_map(|c| c["worst_sweet_spot_pct"].as_f64())
         .collect();
     assert!(worst.windows(2).all(|w| w[1] <= w[0] * 1.05), "{worst:?}");
-    for f in ["data/llama-3.2-1b-h100.csv", "data/llama-3.1-8b-h100.csv"] {
-        let o = ef(&[
+    let grids = ["data/llama-3.2-1b-h100.csv", "data/llama-3.1-8b-h100.csv"];
+    // The plan, and the adaptive design replayed on the measured rows.
+    for (f, adaptive) in grids.iter().flat_map(|f| [(*f, false), (*f, true)]) {
+        let mut args = vec![
             "design",
             "--validate",
             f,
             "--budget-fraction",
             "0.1",
             "--json",
-        ]);
+        ];
+        if adaptive {
+            args.push("--adaptive");
+        }
+        let o = ef(&args);
         assert!(o.status.success(), "{}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let r = &v["validations"][0];
         let ratio = r["mape_all_pct"].as_f64().unwrap() / r["full_grid_mape_pct"].as_f64().unwrap();
-        assert!(ratio <= 1.25, "{f}: MAPE ratio {ratio}");
+        assert!(ratio <= 1.25, "{f} (adaptive {adaptive}): MAPE ratio {ratio}");
         let ss = r["sweet_spots"].as_array().unwrap();
         assert_eq!(ss.len(), 7);
         assert!(

@@ -75,6 +75,13 @@ pub struct DesignArgs {
     /// file, compare with the fit of every point.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["budget_s", "plan_csv", "holdouts"])]
     pub validate: Option<PathBuf>,
+    /// With --validate: replay `measure --adaptive` on the file instead of planning once (each
+    /// point's measurement is its row in the file).
+    #[arg(long, requires = "validate")]
+    pub adaptive: bool,
+    /// With --adaptive: share of the budget the initial design may spend.
+    #[arg(long, value_name = "F", default_value_t = design::DEFAULT_INITIAL_FRACTION, value_parser = fraction, requires = "adaptive")]
+    pub initial_fraction: f64,
     /// Budgets of --validate as fractions of the grid's estimated seconds.
     #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2", value_parser = fraction, requires = "validate")]
     pub budget_fraction: Vec<f64>,
@@ -87,7 +94,7 @@ pub(crate) fn positive_f64(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-fn fraction(s: &str) -> std::result::Result<f64, String> {
+pub(crate) fn fraction(s: &str) -> std::result::Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
         _ => Err(format!("expected a fraction in (0, 1], got {s:?}")),
@@ -444,7 +451,12 @@ fn validate(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> R
         bail!("--validate: point input_tokens {} output_tokens {} of {} does not fit the GPU memory ({why}); set --gpu-mem-gib", p.input_tokens, p.output_tokens, file.display());
     }
     let p = Planner::new(model, c.list.clone())?;
-    let v = design::validate::validate(&p, &g.obs, &a.budget_fraction)?;
+    let v = design::validate::validate(
+        &p,
+        &g.obs,
+        &a.budget_fraction,
+        a.adaptive.then_some(a.initial_fraction),
+    )?;
     if a.json {
         let doc = json!({"file": file.display().to_string(), "llm": g.llm(), "model": model.name(), "prior": c.prior, "validations": v});
         println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -9,7 +9,8 @@ use crate::measure::run::{key_of, run_source, FixedPoints, RunOpts, WorkloadFact
 use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
 use crate::measure::writer::{done_keys, peek_rows};
 use crate::measure::Key;
-use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, Writer};
+use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, PointSource, Writer};
+use super::measure_adaptive::Adaptive;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::collections::HashMap;
@@ -65,6 +66,15 @@ pub struct MeasureArgs {
     /// design's points (role `design`).
     #[arg(long, value_parser = super::design::positive_f64)]
     pub budget_s: Option<f64>,
+    /// With --budget-s: measure an initial design (see --initial-fraction), then refit after every
+    /// point and choose the next by the largest expected reduction of the sweet spots'
+    /// uncertainty per second, until the budget is spent. Resumable; not with --shard.
+    #[arg(long, requires = "budget_s", conflicts_with = "shard")]
+    pub adaptive: bool,
+    /// With --adaptive: share of the budget the initial design may spend (at least what
+    /// identifies the model).
+    #[arg(long, value_name = "F", default_value_t = crate::design::DEFAULT_INITIAL_FRACTION, value_parser = super::design::fraction, requires = "adaptive")]
+    pub initial_fraction: f64,
     /// With --budget-s: a fit file whose surface weights the points instead of the roofline
     /// estimate (it is never fitted).
     #[arg(long, value_name = "FIT.json", requires = "budget_s")]
@@ -219,8 +229,15 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     for l in &g.llms {
         cost.llm_name(l)?;
     }
+    let mut adaptive = None;
     let planned: Vec<(Point, String)> = match (&a.plan, a.budget_s) {
         (Some(path), _) => read_plan(path)?,
+        (None, Some(budget)) if a.adaptive => {
+            let ad = adaptive_source(&a, &g, budget, gpu_mem_override, opts.min_window_s)?;
+            let initial = ad.initial_points();
+            adaptive = Some(ad);
+            initial
+        }
         (None, Some(budget)) => designed(&a, &g, budget, gpu_mem_override, opts.min_window_s)?,
         (None, None) => g.points().into_iter().map(|p| (p, String::new())).collect(),
     };
@@ -286,6 +303,9 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         );
         let rows = plan_rows(&points, &cost, mem, opts.min_window_s)?;
         print!("{}", dry_run_table(&rows, opts.min_window_s)?);
+        if adaptive.is_some() {
+            println!("(the initial design: further points are chosen while measuring, within --budget-s)");
+        }
         if let Some(path) = &a.plan_csv {
             std::fs::write(
                 path,
@@ -329,19 +349,26 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         }
     };
     let n = points.len();
-    let source = FixedPoints(
-        points
-            .into_iter()
-            .map(|p| {
-                let role = roles.get(&key_of(&p, &cost)).cloned().unwrap_or_default();
-                (p, role)
-            })
-            .collect(),
-    );
+    let (source, expected_points, expected_s): (Box<dyn PointSource>, _, _) = match adaptive {
+        Some(ad) => (Box::new(ad), None, a.budget_s),
+        None => (
+            Box::new(FixedPoints(
+                points
+                    .into_iter()
+                    .map(|p| {
+                        let role = roles.get(&key_of(&p, &cost)).cloned().unwrap_or_default();
+                        (p, role)
+                    })
+                    .collect(),
+            )),
+            Some(n),
+            None,
+        ),
+    };
     let s = run_source(
-        Box::new(source),
-        n,
-        None,
+        source,
+        expected_points,
+        expected_s,
         meters,
         factory.as_ref(),
         &cost,
@@ -359,7 +386,8 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     );
     if s.left > 0 {
         eprintln!(
-            "stopped after --stop-after-s with {} points left: continue with --resume",
+            "stopped after --stop-after-s with {}{} points left: continue with --resume",
+            if a.adaptive { "at least " } else { "" },
             s.left
         );
     }
@@ -407,6 +435,31 @@ fn designed(
         .iter()
         .map(|&i| (c.points[i].clone(), "design".to_string()))
         .collect())
+}
+
+/// `--adaptive`: the candidates of the grid and the source that refines their design.
+fn adaptive_source(
+    a: &MeasureArgs,
+    g: &Grid,
+    budget: f64,
+    mem: Option<u64>,
+    min_window_s: f64,
+) -> Result<Adaptive> {
+    let c = super::design_input::candidates(
+        super::design_input::grid_points(g)?,
+        a.prior.as_deref(),
+        mem.unwrap_or(80 << 30),
+        min_window_s,
+    )?;
+    let keys = c.points.iter().map(|p| key_of(p, &RooflineCost)).collect();
+    Adaptive::new(
+        crate::analytic::model_by_name(&a.model)?,
+        &c,
+        keys,
+        budget,
+        a.initial_fraction,
+        !a.quiet,
+    )
 }
 
 /// The real workload: the engine on GPU `gpu`.

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod design;
 mod design_input;
+mod measure_adaptive;
 pub mod fit;
 pub mod import_reference;
 pub mod predict;

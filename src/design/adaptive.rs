@@ -7,9 +7,64 @@
 //! Σₙ (gₙᵀM⁻¹x)² / (1 + xᵀM⁻¹x) (Sherman–Morrison; σ² is common to all candidates and drops out).
 //! Where no m* is defined the D-optimal gain per second decides instead.
 
-use super::Planner;
+use super::{cheapest_identifying, plan, Candidate, Design, Planner};
+use crate::analytic::EnergyModel;
+use crate::dataset::Obs;
 use crate::fit::intervals::sweet_spot_gradient;
+use crate::fit::{fit_model, FitOptions, Loss};
+use anyhow::Result;
 use nalgebra::DVector;
+
+/// Share of the budget the initial (D-optimal) design may spend by default; the rest is chosen one
+/// point at a time. Half keeps the initial fit well identified and leaves the refinement room.
+pub const DEFAULT_INITIAL_FRACTION: f64 = 0.5;
+
+/// The initial design of an adaptive run: D-optimal within `fraction` of `budget_s`, or within the
+/// cheapest set that identifies the model where that costs more (never above `budget_s`).
+pub fn initial_design(p: &Planner, budget_s: f64, fraction: f64) -> Result<Design> {
+    let floor = p.cost(&cheapest_identifying(p, &[])?);
+    plan(p, (fraction * budget_s).max(floor).min(budget_s), &[])
+}
+
+/// One step of an adaptive design: the model refitted to `obs` (the measurements so far) weights
+/// the candidates in place of `prior` (which is kept where that fit fails, or predicts a
+/// non-positive energy somewhere: too few points yet, a degenerate set), and the next point
+/// follows by [`next_point`]. Returns it and the refit's MAPE (None: prior weights).
+pub fn refine(
+    model: &dyn EnergyModel,
+    prior: &[Candidate],
+    measured: &[usize],
+    obs: &[Obs],
+    left_s: f64,
+    inputs: &[f64],
+) -> (Option<usize>, Option<f64>) {
+    let opts = FitOptions {
+        loss: Loss::Rel,
+        cv_folds: None,
+        seed: 0,
+    };
+    let refit = fit_model(model, obs, &opts).ok().and_then(|f| {
+        let coefs = f.values();
+        let list: Vec<Candidate> = prior
+            .iter()
+            .map(|c| Candidate {
+                prior_e: model.energy_per_token(&coefs, c.input_tokens, c.output_tokens),
+                ..*c
+            })
+            .collect();
+        list.iter()
+            .all(|c| c.prior_e > 0.0 && c.prior_e.is_finite())
+            .then_some((list, f.mape_pct))
+    });
+    let (list, mape) = match refit {
+        Some((list, mape)) => (list, Some(mape)),
+        None => (prior.to_vec(), None),
+    };
+    let next = Planner::new(model, list)
+        .ok()
+        .and_then(|p| next_point(&p, measured, left_s, inputs));
+    (next, mape)
+}
 
 const RIDGE: f64 = 1e-6;
 

@@ -17,7 +17,7 @@ mod adaptive;
 mod greedy;
 pub mod validate;
 
-pub use adaptive::next_point;
+pub use adaptive::{initial_design, next_point, refine, DEFAULT_INITIAL_FRACTION};
 pub use greedy::{cheapest_identifying, plan, Design};
 
 use crate::analytic::EnergyModel;

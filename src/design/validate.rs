@@ -2,7 +2,7 @@
 //! seconds (the planner knows only what a plan would: candidates, their cost and the prior), fit
 //! the chosen points' measurements, and compare with the fit of the whole grid.
 
-use super::{plan, Planner};
+use super::{initial_design, plan, refine, Planner};
 use crate::dataset::Obs;
 use crate::fit::intervals::{self, Interval};
 use crate::fit::{fit_model, stats::mape, FitOptions, Loss};
@@ -39,9 +39,48 @@ pub struct Validation {
     pub sweet_spots: Vec<SweetSpotCheck>,
 }
 
-/// Validate a design per budget fraction against the fit of all of `obs` (one LLM's full grid).
-/// The planner's candidates must be the grid points of `obs`.
-pub fn validate(p: &Planner, obs: &[Obs], fractions: &[f64]) -> Result<Vec<Validation>> {
+/// The points a design of `budget_s` measures: the plan, or with `adaptive` (its initial fraction)
+/// the adaptive run replayed on `obs`: each point's measurement is its row(s) in `obs`, and each
+/// costs its estimate (a replay has no measured windows).
+fn choose(
+    p: &Planner,
+    obs: &[Obs],
+    budget_s: f64,
+    adaptive: Option<f64>,
+    inputs: &[f64],
+) -> Result<Vec<usize>> {
+    let Some(fraction) = adaptive else {
+        return Ok(plan(p, budget_s, &[])?.chosen);
+    };
+    let mut chosen = initial_design(p, budget_s, fraction)?.chosen;
+    loop {
+        let seen: Vec<Obs> = obs
+            .iter()
+            .filter(|o| {
+                chosen.iter().any(|&i| {
+                    let c = &p.candidates[i];
+                    (c.input_tokens, c.output_tokens) == (o.input_tokens, o.output_tokens)
+                })
+            })
+            .cloned()
+            .collect();
+        let left_s = budget_s - p.cost(&chosen);
+        match refine(p.model, &p.candidates, &chosen, &seen, left_s, inputs).0 {
+            Some(j) => chosen.push(j),
+            None => return Ok(chosen),
+        }
+    }
+}
+
+/// Validate a design per budget fraction against the fit of all of `obs` (one LLM's full grid):
+/// the plan, or with `adaptive` (the initial design's share of the budget) the adaptive design
+/// replayed on `obs`. The planner's candidates must be the grid points of `obs`.
+pub fn validate(
+    p: &Planner,
+    obs: &[Obs],
+    fractions: &[f64],
+    adaptive: Option<f64>,
+) -> Result<Vec<Validation>> {
     let opts = FitOptions {
         loss: Loss::Rel,
         cv_folds: None,
@@ -58,10 +97,9 @@ pub fn validate(p: &Planner, obs: &[Obs], fractions: &[f64]) -> Result<Vec<Valid
         .iter()
         .map(|&fraction| {
             let budget_s = fraction * grid_s;
-            let d =
-                plan(p, budget_s, &[]).with_context(|| format!("budget fraction {fraction}"))?;
-            let chosen: Vec<(f64, f64)> = d
-                .chosen
+            let picks = choose(p, obs, budget_s, adaptive, &inputs)
+                .with_context(|| format!("budget fraction {fraction}"))?;
+            let chosen: Vec<(f64, f64)> = picks
                 .iter()
                 .map(|&i| (p.candidates[i].input_tokens, p.candidates[i].output_tokens))
                 .collect();
@@ -98,8 +136,8 @@ pub fn validate(p: &Planner, obs: &[Obs], fractions: &[f64]) -> Result<Vec<Valid
             Ok(Validation {
                 budget_fraction: fraction,
                 budget_s,
-                points: d.chosen.len(),
-                design_s: d.cost_s,
+                points: picks.len(),
+                design_s: p.cost(&picks),
                 chosen,
                 mape_all_pct: mape(p.model, &coefs, obs),
                 full_grid_mape_pct: full.mape_pct,
@@ -124,8 +162,9 @@ mod tests {
     fn design_fit_recovers_synthetic_surface() {
         let p = Planner::new(&FlopsMem, grid_candidates()).unwrap();
         let obs = grid(&FlopsMem, &LLAMA, &GRID, &GRID, 0.005, 11);
-        let v = validate(&p, &obs, &[0.1, 0.3]).unwrap();
-        for r in &v {
+        let v = validate(&p, &obs, &[0.1, 0.3], None).unwrap();
+        let a = validate(&p, &obs, &[0.1, 0.3], Some(0.5)).unwrap();
+        for r in v.iter().chain(&a) {
             assert!(r.design_s <= r.budget_s);
             assert!(
                 r.mape_all_pct < 2.0 * r.full_grid_mape_pct.max(0.4),

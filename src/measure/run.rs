@@ -89,7 +89,7 @@ pub fn run_sweep(
     let source = FixedPoints(points.into_iter().map(|p| (p, String::new())).collect());
     run_source(
         Box::new(source),
-        total_points,
+        Some(total_points),
         None,
         meters,
         factory,
@@ -99,13 +99,13 @@ pub fn run_sweep(
     )
 }
 
-/// Run the points `source` hands out. `expected_points` and `expected_s` (the estimated measured
-/// seconds, when known beforehand, e.g. a budget) only feed the progress bar; without
-/// `expected_s` the bar is sized from the source's fixed points.
+/// Run the points `source` hands out. `expected_points` (when known beforehand) and `expected_s`
+/// (the estimated measured seconds, when known beforehand, e.g. a budget) only feed the progress
+/// bar; without `expected_s` the bar is sized from the source's fixed points.
 #[allow(clippy::too_many_arguments)]
 pub fn run_source(
     source: Box<dyn PointSource>,
-    expected_points: usize,
+    expected_points: Option<usize>,
     expected_s: Option<f64>,
     meters: Vec<Arc<dyn EnergyMeter>>,
     factory: &WorkloadFactory,
@@ -144,7 +144,7 @@ pub fn run_source(
             w
         }
     };
-    let total_points = expected_points;
+    let of_total = expected_points.map_or(String::new(), |n| format!("/{n}"));
     let bar = if opts.progress {
         ProgressBar::new(total_w)
     } else {
@@ -157,7 +157,7 @@ pub fn run_source(
         .expect("static template")
         .progress_chars("=> "),
     );
-    bar.set_message(format!("0/{total_points} points"));
+    bar.set_message(format!("0{of_total} points"));
     let queue = Mutex::new(source);
     let writer = Mutex::new(writer);
     let summary = Mutex::new(Summary::default());
@@ -165,7 +165,8 @@ pub fn run_source(
         let handles: Vec<_> = meters
             .iter()
             .map(|meter| {
-                let (queue, writer, summary, bar) = (&queue, &writer, &summary, &bar);
+                let (queue, writer, summary, bar, of_total) =
+                    (&queue, &writer, &summary, &bar, &of_total);
                 s.spawn(move || -> Result<()> {
                     let info = meter.info()?;
                     let mut work = factory(info.index)
@@ -218,13 +219,13 @@ pub fn run_source(
                         }
                         sm.windows_s += window;
                         bar.set_message(format!(
-                            "{}/{total_points} points, last: {msg}",
+                            "{}{of_total} points, last: {msg}",
                             sm.ok + sm.skipped
                         ));
                         if opts.progress && bar.is_hidden() {
                             // No terminal (a log file, a batch job): one plain line per point.
                             eprintln!(
-                                "[{:>7.1} s] {}/{total_points} points, window {window:.1} s: {msg}",
+                                "[{:>7.1} s] {}{of_total} points, window {window:.1} s: {msg}",
                                 t0.elapsed().as_secs_f64(),
                                 sm.ok + sm.skipped
                             );
