@@ -458,12 +458,13 @@ fn validate(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> R
         a.adaptive.then_some(a.initial_fraction),
     )?;
     if a.json {
-        let doc = json!({"file": file.display().to_string(), "llm": g.llm(), "model": model.name(), "prior": c.prior, "validations": v});
+        let doc = json!({"file": file.display().to_string(), "llm": g.llm(), "model": model.name(), "prior": c.prior, "design": if a.adaptive { "adaptive" } else { "plan" }, "validations": v});
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     println!(
-        "validating designs of {} on {} ({} rows, {} grid points), model {}",
+        "validating {}designs of {} on {} ({} rows, {} grid points), model {}",
+        if a.adaptive { "adaptive " } else { "" },
         g.llm(),
         file.display(),
         g.obs.len(),
