@@ -124,6 +124,15 @@ fn design_plan_is_measured_exactly_with_roles() {
         v["fits"][0]["points"].as_u64().unwrap() as usize,
         design_rows
     );
+    // ... and reported apart, beside the published fits of the study's 13 LLMs.
+    assert_eq!(v["fits"][0]["holdout_points"], 2);
+    assert!(v["fits"][0]["holdout_mape_pct"].as_f64().unwrap() >= 0.0);
+    let cmp = v["published_comparison"].as_array().unwrap();
+    assert_eq!(cmp.len(), 13);
+    let ours = cmp.iter().find(|r| r["llm"] == "llama-3.2-1b").unwrap();
+    assert_eq!(ours["points"].as_u64().unwrap() as usize, rows.len());
+    assert_eq!(ours["holdout_mape_pct"], v["fits"][0]["holdout_mape_pct"]);
+    assert!(ours["published_mape_pct"].as_f64().is_some());
     let before = std::fs::read(&out).unwrap();
     let o = ef(&m);
     assert!(

@@ -3,6 +3,7 @@
 
 use crate::analytic::{models_from_arg, EnergyModel};
 use crate::dataset::{Dataset, Group};
+use crate::fit::published;
 use crate::fit::file::{file_name, FitFile};
 use crate::fit::table::{mape_table, sci, Table};
 use crate::fit::{fit_model_named, intervals, stats, FitOptions, FitResult, Loss};
@@ -173,6 +174,8 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                 "mape_pct": f.fit.mape_pct,
                 "cv_mape_pct": f.fit.cv_mape_pct,
                 "extrapolation_mape_pct": f.fit.extrapolation_mape_pct,
+                "holdout_mape_pct": f.file.metrics.holdout_mape_pct,
+                "holdout_points": groups[f.group].holdouts.len(),
                 "rmse_j": f.fit.rmse_j,
                 "r2": f.file.metrics.r2,
                 "aic": f.fit.aic,
@@ -193,7 +196,32 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
             })
         })
         .collect();
-    json!({ "fits": fits })
+    json!({ "fits": fits, "published_comparison": comparison(fitted, groups) })
+}
+
+/// Our flops-mem fits beside the published ones, when flops-mem was fitted, every group is one
+/// LLM, and the published fits are where they ship.
+fn comparison(fitted: &[Fitted], groups: &[Group]) -> Option<Vec<published::Comparison>> {
+    if groups.iter().any(|g| g.key.len() > 1) {
+        return None;
+    }
+    let ours: Vec<published::Ours> = fitted
+        .iter()
+        .filter(|f| f.fit.model == "flops-mem")
+        .map(|f| {
+            let g = &groups[f.group];
+            published::Ours {
+                llm: g.llm(),
+                fit: &f.file,
+                measured: g.obs.iter().chain(&g.holdouts).cloned().collect(),
+            }
+        })
+        .collect();
+    if ours.is_empty() {
+        return None;
+    }
+    let refs = published::read_references(std::path::Path::new(published::REFERENCE_DIR)).ok()?;
+    Some(published::compare(&ours, &refs))
 }
 
 fn print_tables(
@@ -271,6 +299,19 @@ fn print_tables(
         println!(
             "Extrapolation MAPE (%, fit on n, m ≤ 1024, tested on the rest)\n{}",
             table(&|f| f.fit.extrapolation_mape_pct)
+        );
+    }
+    if groups.iter().any(|g| !g.holdouts.is_empty()) {
+        println!(
+            "Hold-out MAPE (%, rows with role holdout, never fitted)\n{}",
+            table(&|f| f.file.metrics.holdout_mape_pct)
+        );
+    }
+    if let Some(rows) = comparison(fitted, groups) {
+        println!(
+            "flops-mem beside the published fits (TensorRT-LLM on an H100, {}): MAPE (%), the sweet spot at the published input length, and our measured tokens/J over the published surface's\n{}",
+            published::REFERENCE_DIR,
+            published::table(&rows).render()
         );
     }
     // Coefficients of the FLOP models (all models when only baselines were fitted).

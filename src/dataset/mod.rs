@@ -45,7 +45,10 @@ pub struct Dataset {
 pub struct Group {
     /// ("llm", name) first, then one pair per `--by` column.
     pub key: Vec<(String, String)>,
+    /// The rows fitted.
     pub obs: Vec<Obs>,
+    /// Rows measured to check a fit (`role` = `holdout`), never fitted.
+    pub holdouts: Vec<Obs>,
 }
 
 /// Spread of repeated rows of the same grid point.
@@ -147,10 +150,9 @@ impl Dataset {
         let by_vals: Vec<Vec<Option<String>>> =
             by.iter().map(|c| text(c)).collect::<Result<_>>()?;
         let mut groups: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
+        let mut holdouts: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
         for i in 0..self.df.height() {
-            if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref()))
-                || role.as_ref().and_then(|r| r[i].as_deref()) == Some(HOLDOUT)
-            {
+            if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())) {
                 continue;
             }
             let mut key = vec![(LLM.to_string(), llm[i].clone().unwrap_or_default())];
@@ -162,11 +164,18 @@ impl Dataset {
                 output_tokens: m[i].unwrap(),
                 energy_per_token_j: e[i].unwrap(),
             };
-            groups.entry(key).or_default().push(obs);
+            if role.as_ref().and_then(|r| r[i].as_deref()) == Some(HOLDOUT) {
+                holdouts.entry(key).or_default().push(obs);
+            } else {
+                groups.entry(key).or_default().push(obs);
+            }
         }
         Ok(groups
             .into_iter()
-            .map(|(key, obs)| Group { key, obs })
+            .map(|(key, obs)| {
+                let holdouts = holdouts.remove(&key).unwrap_or_default();
+                Group { key, obs, holdouts }
+            })
             .collect())
     }
 }

@@ -78,6 +78,9 @@ pub struct Metrics {
     pub cv_folds: Option<usize>,
     pub cv_mape_pct: Option<f64>,
     pub extrapolation_mape_pct: Option<f64>,
+    /// MAPE over the group's hold-out rows (`role` = `holdout`, never fitted); None without any.
+    #[serde(default)]
+    pub holdout_mape_pct: Option<f64>,
     /// In-sample MAPE under each loss, when both were fitted (`--both-losses`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mape_pct_by_loss: BTreeMap<String, f64>,
@@ -171,6 +174,8 @@ impl FitFile {
                 cv_folds: cv_folds.filter(|_| fit.cv_mape_pct.is_some()),
                 cv_mape_pct: fit.cv_mape_pct,
                 extrapolation_mape_pct: fit.extrapolation_mape_pct,
+                holdout_mape_pct: (!group.holdouts.is_empty())
+                    .then(|| super::stats::mape(model, &values, &group.holdouts)),
                 mape_pct_by_loss: BTreeMap::new(),
             },
             repeats: Some(group.repeat_spread()),

@@ -4,6 +4,7 @@
 pub mod file;
 pub mod intervals;
 mod problem;
+pub mod published;
 pub mod reference;
 mod solve;
 pub mod stats;

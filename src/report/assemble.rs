@@ -26,6 +26,8 @@ pub struct Subject {
     pub slug: String,
     pub llm: String,
     pub obs: Vec<Obs>,
+    /// Hold-out rows (measured, never fitted), drawn apart.
+    pub holdouts: Vec<Obs>,
     /// Fits by model name.
     pub fits: BTreeMap<String, FitFile>,
     /// Why a model has no fit.
@@ -56,6 +58,7 @@ pub fn subjects_from_data(ds: &Dataset, fits: &[FitFile]) -> Result<Vec<Subject>
             slug: g.slug(),
             llm: g.llm().to_string(),
             obs: g.obs.clone(),
+            holdouts: g.holdouts.clone(),
             fits: BTreeMap::new(),
             fit_errors: BTreeMap::new(),
             fitted_here: vec![],
@@ -100,6 +103,7 @@ pub fn subjects_from_reference(fits: &[FitFile]) -> Vec<Subject> {
             slug: format!("reference-{}", f.llm),
             llm: f.llm.clone(),
             obs: vec![],
+            holdouts: vec![],
             fits: BTreeMap::from([(f.model.clone(), f.clone())]),
             fit_errors: BTreeMap::new(),
             fitted_here: vec![],
@@ -127,6 +131,7 @@ pub fn efficiency_surface(s: &Subject) -> Option<Surface> {
         let g = crate::dataset::Group {
             key: vec![("llm".into(), s.llm.clone())],
             obs: s.obs.clone(),
+            holdouts: Vec::new(),
         };
         let pts: Vec<(f64, f64, f64)> = g
             .point_means()
@@ -219,6 +224,7 @@ pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
         cmap: ColorMap::Viridis,
         range: None,
         dots: vec![],
+        rings: vec![],
         dots_label: String::new(),
         log: false,
     };
@@ -284,6 +290,7 @@ pub fn fig3(subjects: &[Subject], out: &Path) -> Result<Figure> {
         cmap: ColorMap::Viridis,
         range: Some((0.0, 1.0)),
         dots: vec![],
+        rings: vec![],
         dots_label: String::new(),
         log: false,
     };
@@ -469,6 +476,7 @@ pub fn fig7(s: &Subject, fits: &[FitFile], out: &Path) -> Result<Option<Figure>>
         cmap: ColorMap::Cividis,
         range: Some(parity_range(&surface)),
         dots: vec![],
+        rings: vec![],
         dots_label: String::new(),
         log: false,
     };

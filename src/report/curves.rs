@@ -46,6 +46,8 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
     };
     let mut left = efficiency_panel(left_title.into(), &surface.outputs);
     let model = model_by_name("flops-mem")?;
+    // Hold-outs go after the curves, so their legend entry follows the input lengths'.
+    let mut held_series = Vec::new();
     for (i, &n) in surface.inputs.iter().enumerate() {
         let color = i;
         let pts: Vec<(f64, f64)> = surface
@@ -60,6 +62,26 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
                 color,
                 mark: Mark::Points,
                 points: pts,
+            });
+        }
+        let held: Vec<(f64, f64)> = s
+            .holdouts
+            .iter()
+            .filter(|o| o.input_tokens == n)
+            .map(|o| (o.output_tokens, 1.0 / o.energy_per_token_j))
+            .collect();
+        if !held.is_empty() {
+            // One legend entry for all hold-outs; their colour still tells their n.
+            let first = held_series.is_empty();
+            held_series.push(Series {
+                label: if first {
+                    "hold-out (not fitted)".into()
+                } else {
+                    String::new()
+                },
+                color,
+                mark: Mark::Hollow,
+                points: held,
             });
         }
         if let Some(u) = &unc {
@@ -102,6 +124,7 @@ pub fn fig2(s: &Subject, out: &Path) -> Result<Figure> {
             points: vec![(m, v)],
         });
     }
+    left.series.extend(held_series);
     for (mark, label) in [
         (Mark::Cross, "predicted m*"),
         (Mark::Band, "95 % band of the fit"),

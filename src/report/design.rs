@@ -122,6 +122,11 @@ pub fn fig8(s: &Subject, out: &Path) -> Result<Figure> {
         range: None,
         dots: g.measured.clone(),
         dots_label: "measured point (×k: k rows there)".into(),
+        rings: s
+            .holdouts
+            .iter()
+            .map(|o| (o.input_tokens, o.output_tokens))
+            .collect(),
         log: true,
     };
     write(

@@ -90,6 +90,8 @@ pub struct Heatmap<'a> {
     pub dots: Vec<(f64, f64, usize)>,
     /// What a dot means (printed under the plot).
     pub dots_label: String,
+    /// Hold-out points (measured, never fitted): open rings where the dots go.
+    pub rings: Vec<(f64, f64)>,
     /// Colour by the logarithm of the value (for values > 0 spanning a wide range).
     pub log: bool,
 }
@@ -242,6 +244,21 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
                     .map_err(pe)?;
             }
         }
+        for &(n, m) in &h.rings {
+            let (Some(ix), Some(jx)) = (
+                yt.iter().position(|y| *y == n.log2()),
+                xt.iter().position(|x| *x == m.log2()),
+            ) else {
+                continue;
+            };
+            let at = (xt[jx], yt[ix] - 0.27);
+            chart
+                .draw_series([
+                    Circle::new(at, 7, WHITE.stroke_width(4)),
+                    Circle::new(at, 7, BLACK.stroke_width(2)),
+                ])
+                .map_err(pe)?;
+        }
         let (_, hh) = main.dim_in_pixel();
         let y = hh as i32 - 18;
         let mut x = 84;
@@ -261,6 +278,13 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
             main.draw(&Circle::new((x + 8, y), 5, BLACK.stroke_width(2)))
                 .map_err(pe)?;
             main.draw_text(&h.dots_label, &text(14.0), (x + 24, y - 8))
+                .map_err(pe)?;
+            x += 320;
+        }
+        if !h.rings.is_empty() {
+            main.draw(&Circle::new((x + 8, y), 7, BLACK.stroke_width(2)))
+                .map_err(pe)?;
+            main.draw_text("hold-out (measured, not fitted)", &text(14.0), (x + 24, y - 8))
                 .map_err(pe)?;
         }
         colour_bar(&bar, h, &scale)

@@ -15,6 +15,8 @@ pub enum Mark {
     Line,
     Dashed,
     Points,
+    /// Open circles: measured points that were not fitted (hold-outs).
+    Hollow,
     /// Large crosses, for predicted sweet spots.
     Cross,
     /// A light fill of the series' colour: `points` is the outline (upper edge left to right, then
@@ -222,6 +224,14 @@ fn panel(area: &Area, p: &Panel) -> Result<()> {
                     .draw_series(data.into_iter().map(|pt| Circle::new(pt, 4, c.filled())))
                     .map_err(pe)?;
             }
+            Mark::Hollow => {
+                chart
+                    .draw_series(
+                        data.into_iter()
+                            .map(|pt| Circle::new(pt, 6, c.stroke_width(2))),
+                    )
+                    .map_err(pe)?;
+            }
             Mark::Cross => {
                 chart
                     .draw_series(
@@ -296,6 +306,9 @@ fn draw_legend(area: &Area, series: &[Series]) -> Result<()> {
                 .map_err(pe)?,
             Mark::Points => area
                 .draw(&Circle::new((17, y), 4, c.filled()))
+                .map_err(pe)?,
+            Mark::Hollow => area
+                .draw(&Circle::new((17, y), 6, c.stroke_width(2)))
                 .map_err(pe)?,
             Mark::Cross => area
                 .draw(&Cross::new((17, y), 7, c.stroke_width(3)))

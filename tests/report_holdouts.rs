@@ -1,0 +1,70 @@
+//! Hold-out rows in the report, on the committed Qwen2-1.5B design (21 design points, 4 hold-outs,
+//! 2 repeats): never fitted, drawn apart in figures 2 and 8, their MAPE in its own table, and the
+//! measured LLMs beside the published fits of the study's 13.
+
+use energy_fit::cli::report::read_fits;
+use energy_fit::dataset::Dataset;
+use energy_fit::report::build;
+use std::path::{Path, PathBuf};
+
+fn svg_of(out: &Path, r: &energy_fit::report::Report, n: u8) -> String {
+    let f = r.figures.iter().find(|f| f.number == n).unwrap();
+    std::fs::read_to_string(out.join(f.file.as_ref().unwrap_or_else(|| panic!("{}", f.note))))
+        .unwrap()
+}
+
+/// Open rings of radius 7 (figure 8's hold-out mark; measured points are radius 5).
+fn rings(svg: &str) -> usize {
+    roxmltree::Document::parse(svg)
+        .unwrap()
+        .descendants()
+        .filter(|n| {
+            n.has_tag_name("circle")
+                && n.attribute("r") == Some("7")
+                && n.attribute("stroke") == Some("#000000")
+        })
+        .count()
+}
+
+fn labels(svg: &str) -> Vec<String> {
+    roxmltree::Document::parse(svg)
+        .unwrap()
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("label"))
+        .filter_map(|n| n.attribute("aria-label").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn holdouts_are_marked_and_reported_apart() {
+    let data = PathBuf::from("data/qwen2-1.5b-h100.csv");
+    let ds = Dataset::load(&[data]).unwrap();
+    let g = &ds.groups(&[]).unwrap()[0];
+    assert_eq!((g.obs.len(), g.holdouts.len()), (23, 4));
+    let fits = read_fits(Path::new("fits/reference")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let r = build(Some(&ds), &fits, dir.path()).unwrap();
+    // Four rings in figure 8 plus the legend's.
+    assert_eq!(rings(&svg_of(dir.path(), &r, 8)), 5);
+    let l = labels(&svg_of(dir.path(), &r, 2));
+    assert_eq!(
+        l.iter().filter(|l| *l == "hold-out (not fitted)").count(),
+        1,
+        "{l:?}"
+    );
+    let md = &r.markdown;
+    let held = md.split("## Hold-out MAPE").nth(1).expect("hold-out table");
+    let row = held.lines().find(|l| l.starts_with("| qwen2-1.5b")).unwrap();
+    assert!(row.contains('.'), "{row}");
+    let beside = md
+        .split("## Beside the published fits")
+        .nth(1)
+        .expect("the comparison with the published fits");
+    let rows: Vec<&str> = beside
+        .lines()
+        .take_while(|l| !l.starts_with("## "))
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| LLM") && !l.starts_with("| :"))
+        .collect();
+    assert_eq!(rows.len(), 14, "13 LLMs and the mean: {rows:?}");
+    assert!(rows.iter().any(|l| l.starts_with("| qwen2-1.5b | 27 |")));
+}
