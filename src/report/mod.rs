@@ -17,6 +17,7 @@ pub mod bycolumn;
 pub mod curves;
 pub mod design;
 pub mod markdown;
+pub mod sweetspots;
 pub mod uncertain;
 
 use crate::dataset::Dataset;
@@ -79,6 +80,7 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
             for s in &subjects {
                 figs.push(design::fig8(s, out)?);
             }
+            figs.push(sweetspots::fig9(&subjects, fits, out)?);
         }
         None => {
             figs.push(assemble::skip(
@@ -100,6 +102,11 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
                 8,
                 "Where the fit is least sure".into(),
                 "published fits carry no covariance and there are no measured points".into(),
+            ));
+            figs.push(assemble::skip(
+                9,
+                "Our sweet spots against the published ones".into(),
+                "no measurements".into(),
             ));
         }
     }
