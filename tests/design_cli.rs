@@ -269,3 +269,66 @@ fn curve_json_and_validation_on_committed_grids() {
         text(&o)
     );
 }
+
+/// `--budget-fraction F` plans with F × the grid's estimated seconds, as `--budget-s` would;
+/// `--repeat-points K` adds a second row (repeat 1) of the K cheapest design points.
+#[test]
+fn budget_fraction_and_repeat_points() {
+    let d = tempfile::tempdir().unwrap();
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let mut a = vec!["design", "--llm", "llama-3.2-1b", "--json"];
+        a.extend(extra);
+        let o = ef(&a);
+        assert!(o.status.success(), "{}", text(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let by_fraction = json(&["--budget-fraction", "0.1"]);
+    let grid_s = by_fraction["grid_s"].as_f64().unwrap();
+    let budget = format!("{}", 0.1 * grid_s);
+    let by_seconds = json(&["--budget-s", &budget]);
+    assert_eq!(by_fraction["points"], by_seconds["points"]);
+    assert!(by_fraction["points"].as_array().unwrap().len() >= 7);
+
+    let plan = d.path().join("p.csv");
+    let o = ef(&[
+        "design",
+        "--llm",
+        "llama-3.2-1b",
+        "--budget-fraction",
+        "0.1",
+        "--repeat-points",
+        "2",
+        "--plan-csv",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let lines: Vec<Vec<String>> = std::fs::read_to_string(&plan)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let again: Vec<&Vec<String>> = lines.iter().filter(|f| f[7] == "1").collect();
+    assert_eq!(again.len(), 2, "{lines:?}");
+    for r in again {
+        assert_eq!(r[11], "design");
+        assert!(
+            lines
+                .iter()
+                .any(|f| f[7] == "0" && f[1] == r[1] && f[2] == r[2] && f[11] == "design"),
+            "a repeat of a design point: {r:?}"
+        );
+    }
+    let o = ef(&[
+        "design",
+        "--llm",
+        "llama-3.2-1b",
+        "--budget-fraction",
+        "0.1,0.2",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("--budget-fraction"),
+        "{}",
+        text(&o)
+    );
+}

@@ -3,8 +3,7 @@
 //! print the budget curve, or validate designs on a fully measured grid.
 
 use super::design_input::{candidates, grid_points, holdouts, Candidates};
-use crate::analytic::{model_by_name, EnergyModel};
-use crate::dataset::Dataset;
+use crate::analytic::model_by_name;
 use crate::design::{self, plan, Design, Planner, Prediction};
 use crate::fit::table::Table;
 use crate::measure::cost::RooflineCost;
@@ -14,6 +13,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("budget").args(["budget_s", "budget_fraction"])))]
 pub struct DesignArgs {
     /// LLM: catalog name or config.json (with --validate: the shape of the file's LLM, when its
     /// name is not in the catalog).
@@ -59,13 +59,13 @@ pub struct DesignArgs {
     pub min_window_s: f64,
     /// Also pick this many hold-out points outside the design (role `holdout`: measured, never
     /// fitted), spread over the grid; their seconds are outside the budget.
-    #[arg(long, default_value_t = 0, requires = "budget_s")]
+    #[arg(long, default_value_t = 0, requires = "budget")]
     pub holdouts: usize,
     /// Largest estimated seconds of one hold-out point (default: a tenth of the budget).
     #[arg(long, value_parser = positive_f64, requires = "holdouts")]
     pub holdout_max_s: Option<f64>,
     /// Write the chosen points (and hold-outs) to this plan file for `measure --plan`.
-    #[arg(long, value_name = "FILE", requires = "budget_s")]
+    #[arg(long, value_name = "FILE", requires = "budget")]
     pub plan_csv: Option<PathBuf>,
     /// Print one JSON document instead of tables.
     #[arg(long)]
@@ -82,9 +82,14 @@ pub struct DesignArgs {
     /// With --adaptive: share of the budget the initial design may spend.
     #[arg(long, value_name = "F", default_value_t = design::DEFAULT_INITIAL_FRACTION, value_parser = fraction, requires = "adaptive")]
     pub initial_fraction: f64,
-    /// Budgets of --validate as fractions of the grid's estimated seconds.
-    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2", value_parser = fraction, requires = "validate")]
+    /// The budget as a fraction of the full grid's estimated seconds (instead of --budget-s); with
+    /// --validate, a comma list of them (default 0.05,0.1,0.2).
+    #[arg(long, value_delimiter = ',', value_parser = fraction, conflicts_with = "budget_s")]
     pub budget_fraction: Vec<f64>,
+    /// Also measure this many design points twice (repeat 1, outside the budget), the cheapest
+    /// ones, so the data carry a repeat spread.
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "budget")]
+    pub repeat_points: usize,
 }
 
 pub(crate) fn positive_f64(s: &str) -> std::result::Result<f64, String> {
@@ -101,6 +106,23 @@ pub(crate) fn fraction(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
+/// What a design run picked: the design, the design points measured a second time, the hold-outs.
+struct Picked {
+    design: Design,
+    again: Vec<usize>,
+    hold: Vec<usize>,
+}
+
+impl Picked {
+    /// (candidate, role, repeat) of every plan row: the design, its repeats, the hold-outs.
+    fn rows(&self) -> Vec<(usize, &'static str, u64)> {
+        let design = self.design.chosen.iter().map(|&i| (i, "design", 0));
+        let again = self.again.iter().map(|&i| (i, "design", 1));
+        let hold = self.hold.iter().map(|&i| (i, "holdout", 0));
+        design.chain(again).chain(hold).collect()
+    }
+}
+
 /// Budget fractions of the curve printed without --budget-s.
 const CURVE: [f64; 11] = [0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0];
 
@@ -108,7 +130,7 @@ pub fn run(a: DesignArgs) -> Result<()> {
     let model = model_by_name(&a.model)?;
     let mem = (a.gpu_mem_gib * (1u64 << 30) as f64) as u64;
     if let Some(file) = &a.validate {
-        return validate(&a, model.as_ref(), file, mem);
+        return super::design_validate::run(&a, model.as_ref(), file, mem);
     }
     let grid = Grid {
         llms: vec![a.llm.clone().unwrap_or_default()],
@@ -125,8 +147,11 @@ pub fn run(a: DesignArgs) -> Result<()> {
     let grid_s = p.cost(&(0..c.list.len()).collect::<Vec<_>>());
     let inputs: Vec<f64> = a.inputs.iter().map(|&n| n as f64).collect();
     let noise = a.noise_pct / 100.0;
-    let Some(budget) = a.budget_s else {
-        return curve(&a, &p, &c, grid_s, &inputs, noise);
+    let budget = match (a.budget_s, a.budget_fraction.as_slice()) {
+        (Some(b), _) => b,
+        (None, [f]) => f * grid_s,
+        (None, []) => return curve(&a, &p, &c, grid_s, &inputs, noise),
+        (None, _) => bail!("--budget-fraction: one fraction plans a design (a list is for --validate)"),
     };
     let d = plan(&p, budget, &[])?;
     let pred = p
@@ -145,11 +170,20 @@ pub fn run(a: DesignArgs) -> Result<()> {
             a.holdouts
         );
     }
+    let mut again = d.chosen.clone();
+    again.sort_by(|&x, &y| c.list[x].cost_s.total_cmp(&c.list[y].cost_s));
+    again.truncate(a.repeat_points);
+    let picked = Picked {
+        design: d,
+        again,
+        hold,
+    };
+    let (d, again, hold) = (&picked.design, &picked.again, &picked.hold);
     if let Some(path) = &a.plan_csv {
-        write_plan(path, &c, &d.chosen, &hold, mem, a.min_window_s)?;
+        write_plan(path, &c, &picked, mem, a.min_window_s)?;
     }
     if a.json {
-        let doc = design_json(&a, &p, &c, &d, &hold, &pred, grid_s, budget);
+        let doc = design_json(&a, &p, &c, &picked, &pred, grid_s, budget);
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -162,6 +196,11 @@ pub fn run(a: DesignArgs) -> Result<()> {
         100.0 * d.cost_s / grid_s
     );
     println!("{}", points_table(&c, &d.chosen, "design").render());
+    if !again.is_empty() {
+        let rs: f64 = again.iter().map(|&i| c.list[i].cost_s).sum();
+        println!("repeated (a second row each, repeat 1; {rs:.1} s outside the budget):");
+        println!("{}", points_table(&c, &again, "design").render());
+    }
     if !hold.is_empty() {
         let hs: f64 = hold.iter().map(|&i| c.list[i].cost_s).sum();
         println!("hold-outs (measured, never fitted; {hs:.1} s outside the budget):");
@@ -170,8 +209,8 @@ pub fn run(a: DesignArgs) -> Result<()> {
     print_prediction(&p, &pred, a.noise_pct);
     if let Some(path) = &a.plan_csv {
         println!(
-            "wrote {} points to {}",
-            d.chosen.len() + hold.len(),
+            "wrote {} rows to {}",
+            d.chosen.len() + again.len() + hold.len(),
             path.display()
         );
     }
@@ -321,25 +360,23 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn design_json(
     a: &DesignArgs,
     p: &Planner,
     c: &Candidates,
-    d: &Design,
-    hold: &[usize],
+    picked: &Picked,
     pred: &Prediction,
     grid_s: f64,
     budget: f64,
 ) -> Value {
-    let pt = |i: usize, role: &str| {
+    let pt = |&(i, role, repeat): &(usize, &str, u64)| {
         json!({"input_tokens": c.points[i].input_tokens, "output_tokens": c.points[i].output_tokens,
-        "est_s": c.est[i].0, "runs": c.est[i].1, "seconds": c.list[i].cost_s, "role": role})
+        "repeat": repeat, "est_s": c.est[i].0, "runs": c.est[i].1, "seconds": c.list[i].cost_s, "role": role})
     };
     json!({
         "llm": c.points[0].llm, "model": p.model.name(), "prior": c.prior, "noise_pct": a.noise_pct,
-        "grid_s": grid_s, "budget_s": budget, "design_s": d.cost_s,
-        "points": d.chosen.iter().map(|&i| pt(i, "design")).chain(hold.iter().map(|&i| pt(i, "holdout"))).collect::<Vec<_>>(),
+        "grid_s": grid_s, "budget_s": budget, "design_s": picked.design.cost_s,
+        "points": picked.rows().iter().map(pt).collect::<Vec<_>>(),
         "coefficients": p.model.coef_names().iter().zip(&p.prior_coefs).zip(&pred.coef_rel_se_pct)
             .map(|((n, v), se)| (n.to_string(), json!({"prior": v, "rel_se_pct": se}))).collect::<serde_json::Map<_, _>>(),
         "sweet_spots": pred.sweet_spots.iter().map(|(n, i)| json!({"input_tokens": n, "output_tokens": i.map(|i| i.value),
@@ -347,13 +384,12 @@ fn design_json(
     })
 }
 
-/// The plan file: the plan format of `measure --dry-run --plan-csv`, design points then hold-outs.
+/// The plan file, in the plan format of `measure --dry-run --plan-csv`: the picked rows in order.
 /// An existing file is replaced only when it is a plan (never a measurement).
 fn write_plan(
     path: &Path,
     c: &Candidates,
-    chosen: &[usize],
-    hold: &[usize],
+    picked: &Picked,
     mem: u64,
     min_window_s: f64,
 ) -> Result<()> {
@@ -370,145 +406,19 @@ fn write_plan(
             );
         }
     }
-    let points: Vec<_> = chosen
+    let rows = picked.rows();
+    let points: Vec<_> = rows
         .iter()
-        .chain(hold)
-        .map(|&i| c.points[i].clone())
+        .map(|&(i, _, repeat)| crate::measure::plan::Point {
+            repeat,
+            ..c.points[i].clone()
+        })
         .collect();
-    let roles: Vec<&str> = chosen
-        .iter()
-        .map(|_| "design")
-        .chain(hold.iter().map(|_| "holdout"))
-        .collect();
+    let roles: Vec<&str> = rows.iter().map(|r| r.1).collect();
     let rows = plan_rows(&points, &RooflineCost, mem, min_window_s)?;
     crate::fsutil::write_atomic(
         path,
         crate::measure::plan::plan_csv(&rows, &roles).as_bytes(),
     )
     .context("--plan-csv")
-}
-
-fn validate(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Result<()> {
-    let ds = Dataset::load(&[file.to_path_buf()]).context("--validate")?;
-    let groups = ds.groups(&[])?;
-    if groups.len() != 1 {
-        bail!(
-            "--validate: {} holds {} LLMs; validate one LLM's grid at a time",
-            file.display(),
-            groups.len()
-        );
-    }
-    let g = &groups[0];
-    let setting = |col: &str| -> Option<String> {
-        let c = ds
-            .df
-            .column(col)
-            .ok()?
-            .cast(&polars::prelude::DataType::String)
-            .ok()?;
-        c.str().ok()?.get(0).map(str::to_string)
-    };
-    let num = |col: &str, default: u64| -> Result<u64> {
-        match setting(col) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<f64>()
-                .map(|x| x as u64)
-                .with_context(|| format!("--validate: {}, column {col}: {v:?}", file.display())),
-        }
-    };
-    let mut pts: Vec<(u64, u64)> = g
-        .obs
-        .iter()
-        .map(|o| (o.input_tokens as u64, o.output_tokens as u64))
-        .collect();
-    pts.sort();
-    pts.dedup();
-    let llm = a.llm.clone().unwrap_or_else(|| g.llm().to_string());
-    if crate::llm::resolve_llm(&llm).is_err() {
-        bail!("--validate: LLM {llm:?} of {} is not in the catalog; give --llm NAME or a config.json with its shape", file.display());
-    }
-    let base = crate::measure::plan::Point {
-        llm,
-        input_tokens: 0,
-        output_tokens: 0,
-        requests: num("requests", a.requests)?,
-        max_batch_size: num("max_batch_size", a.max_batch_size)?,
-        max_num_tokens: num("max_num_tokens", a.max_num_tokens)?,
-        dtype: setting("dtype").unwrap_or_else(|| a.dtype.clone()),
-        repeat: 0,
-    };
-    let points = pts
-        .iter()
-        .map(|&(n, m)| crate::measure::plan::Point {
-            input_tokens: n,
-            output_tokens: m,
-            ..base.clone()
-        })
-        .collect();
-    let c = candidates(points, a.prior.as_deref(), mem, a.min_window_s)?;
-    if let Some((p, why)) = c.infeasible.first() {
-        bail!("--validate: point input_tokens {} output_tokens {} of {} does not fit the GPU memory ({why}); set --gpu-mem-gib", p.input_tokens, p.output_tokens, file.display());
-    }
-    let p = Planner::new(model, c.list.clone())?;
-    let v = design::validate::validate(
-        &p,
-        &g.obs,
-        &a.budget_fraction,
-        a.adaptive.then_some(a.initial_fraction),
-    )?;
-    if a.json {
-        let doc = json!({"file": file.display().to_string(), "llm": g.llm(), "model": model.name(), "prior": c.prior, "design": if a.adaptive { "adaptive" } else { "plan" }, "validations": v});
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
-    }
-    println!(
-        "validating {}designs of {} on {} ({} rows, {} grid points), model {}",
-        if a.adaptive { "adaptive " } else { "" },
-        g.llm(),
-        file.display(),
-        g.obs.len(),
-        pts.len(),
-        model.name()
-    );
-    println!("prior: {}", c.prior);
-    for r in &v {
-        println!(
-            "\nbudget {:.0} % ({:.0} s): {} points, {:.0} s; MAPE {:.2} % over all rows (full-grid fit {:.2} %, ratio {:.2}), {} over the unmeasured; worst ({}, {}) {:.2} %",
-            100.0 * r.budget_fraction, r.budget_s, r.points, r.design_s, r.mape_all_pct, r.full_grid_mape_pct,
-            r.mape_all_pct / r.full_grid_mape_pct,
-            r.mape_unmeasured_pct.map_or("-".into(), |m| format!("{m:.2} %")), r.worst.0, r.worst.1, r.worst.2
-        );
-        let mut t = Table::new(&[
-            "input_tokens",
-            "full-grid m*",
-            "design m*",
-            "95 % interval",
-            "deviation %",
-            "inside",
-        ]);
-        for s in &r.sweet_spots {
-            t.push(vec![
-                format!("{}", s.input_tokens),
-                s.full_grid.map_or("none".into(), |m| format!("{m:.0}")),
-                s.design
-                    .map_or("none".into(), |i| format!("{:.0}", i.value)),
-                s.design
-                    .map_or("-".into(), |i| format!("[{:.0}, {:.0}]", i.lo, i.hi)),
-                s.deviation_pct.map_or("-".into(), |d| format!("{d:+.2}")),
-                if s.inside_ci95 {
-                    "yes".into()
-                } else {
-                    "no".into()
-                },
-            ]);
-        }
-        let inside = r.sweet_spots.iter().filter(|s| s.inside_ci95).count();
-        println!(
-            "{}full-grid m* inside the design's 95 % interval at {inside} of {} input lengths",
-            t.render(),
-            r.sweet_spots.len()
-        );
-    }
-    Ok(())
 }

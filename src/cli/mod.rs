@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod design;
 mod design_input;
+mod design_validate;
 mod measure_adaptive;
 pub mod fit;
 pub mod import_reference;
