@@ -5,7 +5,7 @@
 //!
 //! The sweet spot m* = √((β·n² + δ·n + ζ)/ε) is a ratio, skewed when ε is uncertain, so its interval
 //! is taken on log m* (whose gradient is ∇m*/m*) and mapped back: it is asymmetric and never
-//! negative. Coverage is checked on synthetic data with known coefficients (tests/fit_intervals.rs).
+//! negative. Coverage is checked on synthetic data with known coefficients (tests/it/fit_intervals.rs).
 
 use crate::analytic::EnergyModel;
 use nalgebra::DMatrix;

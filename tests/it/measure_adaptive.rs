@@ -1,8 +1,7 @@
 //! `measure --budget-s S --adaptive` end to end on the stand-in meter: an initial design, then
 //! points chosen one at a time within the budget; resumable without measuring anything twice.
 
-mod common;
-use common::{ef, text, QUICK};
+use crate::common::{ef, text, QUICK};
 use energy_fit::measure::read_rows;
 use std::collections::{HashMap, HashSet};
 

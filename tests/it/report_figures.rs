@@ -261,7 +261,7 @@ fn synthetic_report_has_every_figure_with_expected_series() {
     for f in r.figures.iter().filter_map(|f| f.file.as_ref()) {
         assert!(r.markdown.contains(&format!("]({f})")));
     }
-    // To look at this labelled synthetic report: ENERGY_FIT_REPORT_DEMO=/tmp/demo cargo test --test report_figures
+    // To look at this labelled synthetic report: ENERGY_FIT_REPORT_DEMO=/tmp/demo cargo test --test it report_figures
     if let Ok(d) = std::env::var("ENERGY_FIT_REPORT_DEMO") {
         build(Some(&ds), &refs, Path::new(&d)).unwrap();
     }

@@ -7,21 +7,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_energy-fit");
+use crate::common::{BIN, QUICK};
 
 fn measure(args: &[&str], standin: Option<&str>) -> Command {
     let mut c = Command::new(BIN);
-    c.arg("measure")
-        .args([
-            "--quiet",
-            "--idle-s",
-            "0",
-            "--min-window-s",
-            "0",
-            "--sample-ms",
-            "5",
-        ])
-        .args(args);
+    c.arg("measure").args(QUICK).args(args);
     match standin {
         Some(s) => c.env("ENERGY_FIT_STANDIN", s),
         None => c.env_remove("ENERGY_FIT_STANDIN"),

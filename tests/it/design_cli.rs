@@ -2,25 +2,7 @@
 //! (hidden `ENERGY_FIT_STANDIN`, synthetic energies) and the committed measured grids.
 
 use energy_fit::measure::read_rows;
-use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_energy-fit");
-
-fn ef(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("ENERGY_FIT_STANDIN", "")
-        .output()
-        .expect("spawn energy-fit")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::common::{ef, text, QUICK};
 
 const SMALL: [&str; 6] = [
     "--inputs",
@@ -29,15 +11,6 @@ const SMALL: [&str; 6] = [
     "64,128,256",
     "--requests",
     "10",
-];
-const QUICK: [&str; 7] = [
-    "--quiet",
-    "--idle-s",
-    "0",
-    "--min-window-s",
-    "0",
-    "--sample-ms",
-    "5",
 ];
 
 /// A design written as a plan is measured exactly, roles kept; --resume then has nothing to do;

@@ -1,0 +1,22 @@
+//! The integration tests, one binary: the real `energy-fit` binary end to end (on the stand-in
+//! meter where a GPU would be needed), the library's public API, and the repository's scripts.
+//! One binary instead of one per file keeps the build's link time and disk small.
+
+mod cli_fit;
+mod common;
+mod design_cli;
+mod engine_run_cli;
+mod engine_scheduler;
+mod fit_intervals;
+mod fit_recovery;
+mod llm_arch;
+mod llm_config;
+mod measure_adaptive;
+mod measure_cli;
+mod measure_meter;
+mod measure_plan;
+mod measure_run;
+mod measure_writer;
+mod report_figures;
+mod report_holdouts;
+mod scripts_cli;
