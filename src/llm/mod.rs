@@ -5,6 +5,7 @@
 //! opt, falcon, gemma2), so part 2 adds kernels, not a second config type.
 
 mod catalog;
+pub mod concurrency;
 mod cost;
 mod hf;
 

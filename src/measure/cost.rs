@@ -6,6 +6,7 @@
 //! is for planning and ETA, never written into a measurement.
 
 use super::plan::{dtype_bytes, CostModel, Point};
+use crate::llm::concurrency::{weight_bytes, workspace_bytes};
 use crate::llm::{resolve_llm, LlmConfig};
 use anyhow::{Context, Result};
 
@@ -14,8 +15,7 @@ pub const PEAK_FLOPS_16: f64 = 750e12;
 /// FP32 without tensor cores (H100 SXM ≈ 67 TFLOP/s).
 pub const PEAK_FLOPS_32: f64 = 60e12;
 pub const PEAK_BYTES_PER_S: f64 = 3.0e12;
-/// Share of GPU memory the engine may use (the rest: CUDA context, cuBLAS workspace, fragmentation).
-pub const USABLE_MEMORY: f64 = 0.90;
+pub use crate::llm::concurrency::USABLE_MEMORY;
 
 pub struct RooflineCost;
 
@@ -35,10 +35,13 @@ impl RooflineCost {
     /// (weights, workspace, KV bytes per token) of a point.
     fn memory(&self, s: &Shape, p: &Point) -> (f64, f64, f64) {
         let c = &s.cfg;
-        let weights = (c.params() * s.bytes) as f64;
-        let workspace = (p.max_num_tokens as f64)
-            * ((4 * c.hidden + 2 * c.ffn_dim) * s.bytes) as f64
-            + (p.max_batch_size.min(p.requests) as f64) * (c.vocab * 4) as f64;
+        let weights = weight_bytes(c, s.bytes);
+        let workspace = workspace_bytes(
+            c,
+            s.bytes,
+            p.max_num_tokens as usize,
+            p.max_batch_size.min(p.requests) as usize,
+        );
         (weights, workspace, c.kv_bytes_per_token(s.bytes) as f64)
     }
 
