@@ -5,6 +5,7 @@
 mod cli_fit;
 mod cli_pipes;
 mod common;
+mod concurrency;
 mod design_cli;
 mod engine_run_cli;
 mod engine_scheduler;
