@@ -6,12 +6,14 @@
 
 mod constant;
 pub mod flops;
+pub mod flops_mem_batch;
 mod output_only;
 mod total_sequence;
 mod workload_linear;
 
 pub use constant::Constant;
 pub use flops::{Flops, FlopsMem};
+pub use flops_mem_batch::FlopsMemBatch;
 pub use output_only::OutputOnly;
 pub use total_sequence::TotalSequence;
 pub use workload_linear::WorkloadLinear;
@@ -51,13 +53,19 @@ pub fn all_models() -> Vec<Box<dyn EnergyModel>> {
     ]
 }
 
-/// Names accepted by `--model`.
+/// Names accepted by `--model`: the six published models (`all`) and flops-mem-batch, which is
+/// asked for by name since it needs the data's run settings.
 pub fn model_names() -> Vec<&'static str> {
-    all_models().iter().map(|m| m.name()).collect()
+    let mut v: Vec<&'static str> = all_models().iter().map(|m| m.name()).collect();
+    v.push("flops-mem-batch");
+    v
 }
 
 /// Look a model up by name; the error lists the valid names.
 pub fn model_by_name(name: &str) -> anyhow::Result<Box<dyn EnergyModel>> {
+    if name == "flops-mem-batch" {
+        return Ok(Box::new(FlopsMemBatch::unbound()));
+    }
     all_models()
         .into_iter()
         .find(|m| m.name() == name)

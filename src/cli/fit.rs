@@ -1,6 +1,7 @@
 //! `energy-fit fit`: fit energy models to measurements, print the error table, coefficients and
 //! sweet spots, and write one JSON fit file per (group, model).
 
+use crate::analytic::flops_mem_batch::{BatchContext, Settings};
 use crate::analytic::{models_from_arg, EnergyModel};
 use crate::dataset::{Dataset, Group};
 use crate::fit::published;
@@ -15,9 +16,14 @@ use std::path::PathBuf;
 pub struct FitArgs {
     /// Measurement files (CSV or Parquet). Default: every such file in data/.
     pub data: Vec<PathBuf>,
-    /// Energy model: b1, b2, b3, b4, flops, flops-mem, a comma-separated list, or all.
+    /// Energy model: b1, b2, b3, b4, flops, flops-mem, a comma-separated list, or all (those
+    /// six); flops-mem-batch (flops-mem plus a term divided by the concurrency) by name.
     #[arg(long, default_value = "all")]
     pub model: String,
+    /// GPU memory the concurrency of flops-mem-batch is computed for (KV capacity as the dry run
+    /// sizes it), when the data do not say.
+    #[arg(long, value_name = "GIB", default_value_t = 80.0, value_parser = super::design::positive_f64)]
+    pub gpu_mem_gib: f64,
     /// Residual minimised: rel = (e_pred − e)/e (targets MAPE), abs = e_pred − e (as published).
     #[arg(long, value_enum, default_value_t = Loss::Rel)]
     pub loss: Loss,
@@ -85,10 +91,19 @@ pub fn run(args: FitArgs) -> Result<()> {
     for (gi, g) in groups.iter().enumerate() {
         for (mi, model) in models.iter().enumerate() {
             let what = format!("{} ({} rows)", g.label(), g.obs.len());
-            let fit = fit_model_named(model.as_ref(), &g.obs, &opts, &what)?;
-            let mut file = FitFile::from_fit(&fit, model.as_ref(), g, &ds, opts.cv_folds);
+            let ctx = (model.name() == "flops-mem-batch")
+                .then(|| batch_context(&ds, g, args.gpu_mem_gib))
+                .transpose()?;
+            let bound = ctx.as_ref().map(|c| c.model()).transpose()?;
+            let model: &dyn EnergyModel = match &bound {
+                Some(b) => b,
+                None => model.as_ref(),
+            };
+            let fit = fit_model_named(model, &g.obs, &opts, &what)?;
+            let mut file = FitFile::from_fit(&fit, model, g, &ds, opts.cv_folds);
+            file.batch = ctx;
             if args.both_losses {
-                let alt = fit_model_named(model.as_ref(), &g.obs, &other, &what)?;
+                let alt = fit_model_named(model, &g.obs, &other, &what)?;
                 file.metrics
                     .mape_pct_by_loss
                     .insert(fit.loss.name().into(), fit.mape_pct);
@@ -118,6 +133,25 @@ pub fn run(args: FitArgs) -> Result<()> {
         print_tables(&args, &out, &ds, &groups, &models, &fitted);
     }
     Ok(())
+}
+
+/// flops-mem-batch's binding to a group: its LLM and one set of run settings.
+fn batch_context(ds: &Dataset, g: &Group, gpu_mem_gib: f64) -> Result<BatchContext> {
+    let s = ds
+        .run_settings(g)
+        .context("flops-mem-batch needs one set of run settings per fit")?;
+    let dtype_bytes = crate::measure::plan::dtype_bytes(&s.dtype)
+        .with_context(|| format!("{}: unknown dtype {:?}", g.label(), s.dtype))?;
+    Ok(BatchContext {
+        llm: g.llm().to_string(),
+        settings: Settings {
+            requests: s.requests as usize,
+            max_batch_size: s.max_batch_size as usize,
+            max_num_tokens: s.max_num_tokens as usize,
+            dtype_bytes,
+            gpu_memory_bytes: gpu_mem_gib * (1u64 << 30) as f64,
+        },
+    })
 }
 
 /// Every measurement file in data/, or a clear error when there is none.

@@ -6,6 +6,8 @@
 
 mod io;
 pub mod schema;
+mod settings;
+pub use settings::RunSettings;
 pub mod synthetic;
 
 pub use io::{concat_aligned, read_table, write_table, Format};

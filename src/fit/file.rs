@@ -39,6 +39,9 @@ pub struct FitFile {
     /// fits and in files written before intervals existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncertainty: Option<Uncertainty>,
+    /// flops-mem-batch only: the LLM and run settings its concurrency c(n, m) comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::analytic::flops_mem_batch::BatchContext>,
 }
 
 /// What a fit knows of its own uncertainty.
@@ -200,6 +203,7 @@ impl FitFile {
                     .map(|r| r.iter().copied().collect())
                     .collect(),
             }),
+            batch: None,
         }
     }
 
@@ -254,8 +258,16 @@ impl FitFile {
         std::fs::write(path, text).with_context(|| format!("cannot write '{}'", path.display()))
     }
 
+    /// The fitted model, bound to its run settings where it depends on them (flops-mem-batch).
     pub fn energy_model(&self) -> Result<Box<dyn EnergyModel>> {
-        model_by_name(&self.model)
+        match (&self.batch, self.model.as_str()) {
+            (Some(ctx), "flops-mem-batch") => Ok(Box::new(ctx.model()?)),
+            (None, "flops-mem-batch") => anyhow::bail!(
+                "fit file of {} (flops-mem-batch) carries no run settings (key batch), so its concurrency is unknown",
+                self.llm
+            ),
+            _ => model_by_name(&self.model),
+        }
     }
 
     pub fn values(&self) -> Vec<f64> {

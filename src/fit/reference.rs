@@ -112,6 +112,7 @@ pub fn reference_fits(csv: &Path) -> Result<Vec<FitFile>> {
                 }],
                 best_to_worst_ratio: None,
                 uncertainty: None,
+                batch: None,
                 published: Some(Published {
                     source: SOURCE.into(),
                     gpu: gpu[i].clone(),

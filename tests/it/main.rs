@@ -9,6 +9,7 @@ mod concurrency;
 mod design_cli;
 mod engine_run_cli;
 mod engine_scheduler;
+mod fit_batch;
 mod fit_intervals;
 mod fit_recovery;
 mod llm_arch;
