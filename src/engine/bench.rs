@@ -46,7 +46,7 @@ impl Engine {
                 ];
                 dev.launch(
                     &format!("fill_uniform_{}", dt.suffix()),
-                    grid_for(b.bytes / e, 256),
+                    grid_for(b.bytes / e, 256, dev.sms),
                     256,
                     0,
                     &args,

@@ -172,6 +172,8 @@ pub struct Device {
     funcs: HashMap<String, CudaFunction>,
     pub name: String,
     pub arch: String,
+    /// Streaming multiprocessors (grid-stride launches size their grids by it).
+    pub sms: usize,
     pub nvrtc_ms: f64,
     /// GEMMs tuned to a cuBLASLt algorithm (`enable_gemm_tuning`, `tune_gemm`); None: all cublasGemmEx.
     lt: Option<LtGemm>,
@@ -204,6 +206,12 @@ impl Device {
             .compute_capability()
             .map_err(|e| anyhow!("compute capability: {e:?}"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let sms = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(|e| anyhow!("device attribute multiprocessor count: {e:?}"))?
+            as usize;
         let t0 = std::time::Instant::now();
         let src = KERNEL_SOURCES.join("\n");
         let extra = extra_nvrtc_options();
@@ -241,6 +249,7 @@ impl Device {
             funcs: HashMap::new(),
             name,
             arch,
+            sms,
             nvrtc_ms,
             lt: None,
             _blas_ws: DevBuf { ptr: 0, bytes: 0 },
@@ -609,9 +618,10 @@ pub fn elapsed_ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
         .map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64)
 }
 
-/// Grid-stride launch size for `n` elements.
-pub fn grid_for(n: usize, block: u32) -> (u32, u32, u32) {
-    let blocks = n.div_ceil(block as usize).clamp(1, 132 * 16);
+/// Grid-stride launch size for `n` elements on `sms` multiprocessors: one block per `block`
+/// elements, at most 16 per multiprocessor (the kernels stride over the rest).
+pub fn grid_for(n: usize, block: u32, sms: usize) -> (u32, u32, u32) {
+    let blocks = n.div_ceil(block as usize).clamp(1, sms.max(1) * 16);
     (blocks as u32, 1, 1)
 }
 

@@ -691,7 +691,7 @@ impl Model {
             let n = ns * c.vocab;
             dev.launch(
                 &format!("softcap_{sx}"),
-                super::device::grid_for(n, 256),
+                super::device::grid_for(n, 256, dev.sms),
                 256,
                 0,
                 &[Arg::P(b.logits.ptr), Arg::L(n as i64), Arg::F(cap)],

@@ -222,12 +222,7 @@ impl Engine {
         // Zeroed once, so every value in the cache is finite: attention_ws's TMA copies whole
         // pages, keys past a sequence's end included (masked to P = 0, and 0 · NaN would be NaN).
         dev.zero(&b.kv)?;
-        let sms = dev
-            .ctx
-            .attribute(
-                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-            )
-            .map_err(|e| anyhow::anyhow!("device attribute: {e:?}"))? as usize;
+        let sms = dev.sms;
         let stager = Stager::new(&dev.ctx, meta.total.max(max_pages_per_seq))?;
         let graphs = opts.cuda_graphs.then(GraphCache::default);
         let (sx, hd) = (dt.suffix(), c.head_dim);

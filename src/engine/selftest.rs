@@ -551,7 +551,7 @@ impl Tester {
         let sx = self.sx();
         self.dev.launch(
             &format!("softcap_{sx}"),
-            grid_for(n, 256),
+            grid_for(n, 256, self.dev.sms),
             256,
             0,
             &[Arg::P(x.ptr), Arg::L(n as i64), Arg::F(cap)],

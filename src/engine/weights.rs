@@ -78,7 +78,7 @@ impl Rng {
         ];
         dev.launch(
             &format!("fill_uniform_{}", self.dt.suffix()),
-            grid_for(n, 256),
+            grid_for(n, 256, dev.sms),
             256,
             0,
             &args,
