@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod design;
+pub mod engine_run;
 mod design_input;
 mod design_validate;
 mod measure_adaptive;
@@ -183,17 +184,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
             tune_gemms,
         } => {
             let pts = match points {
-                Some(p) => selftest::parse_points(&p)?,
+                Some(p) => engine_run::parse_points(&p)?,
                 None => vec![(input_tokens, output_tokens)],
             };
-            let opts = selftest::RunOpts {
+            let opts = engine_run::RunOpts {
                 cuda_graphs: !no_graphs,
                 tc_attention: attention.is_tc(),
                 trace,
                 warm_gemms: !no_warm_gemms,
                 gemm_tune: tune_gemms,
             };
-            selftest::engine_run(
+            engine_run::engine_run(
                 &llm,
                 requests,
                 &pts,
@@ -212,7 +213,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
             out,
             dtype,
             attention,
-        } => selftest::engine_dump(
+        } => engine_run::engine_dump(
             checkpoint,
             prompts,
             output_tokens,
