@@ -8,7 +8,7 @@ use super::device::{elapsed_ms, grid_for, Arg, DevBuf, KernelTime};
 use super::forward::{Model, StepInput};
 use super::scheduler::{Decode, Iteration, Prefill, PAGE_SIZE};
 use super::Engine;
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Context, Result};
 use cudarc::driver::result as drv;
 
 impl Engine {
@@ -74,7 +74,7 @@ impl Engine {
         // SAFETY: both buffers hold `bytes` bytes.
         let copy = |md: &mut Model| {
             unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, md.dev.stream.cu_stream()) }
-                .map_err(|x| anyhow!("copy: {x:?}"))
+                .context("copy")
         };
         let best = best_single_ms(&mut self.model, reps.max(1), copy)?;
         Ok((best, 2.0 * bytes as f64 / (best * 1e-3) / 1e9))

@@ -3,7 +3,7 @@
 //! owns raw device buffers and wraps kernel launches and cuBLAS GEMMs. Every CUDA call is checked.
 
 pub use super::lt_gemm::{LtGemm, Shape, Tuned};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream,
@@ -199,18 +199,18 @@ impl Device {
         check_cuda_libraries()?;
         let include = cuda_include_dir()?;
         let ctx = CudaContext::new(ordinal)
-            .map_err(|e| anyhow!("no usable CUDA device {ordinal}: {e:?}"))?;
+            .with_context(|| format!("no usable CUDA device {ordinal}"))?;
         // SAFETY: the engine uses one stream; we order work ourselves.
         unsafe { ctx.disable_event_tracking() };
         let (maj, min) = ctx
             .compute_capability()
-            .map_err(|e| anyhow!("compute capability: {e:?}"))?;
+            .context("compute capability")?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let sms = ctx
             .attribute(
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             )
-            .map_err(|e| anyhow!("device attribute multiprocessor count: {e:?}"))?
+            .context("device attribute multiprocessor count")?
             as usize;
         let t0 = std::time::Instant::now();
         let src = KERNEL_SOURCES.join("\n");
@@ -235,12 +235,12 @@ impl Device {
         let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
         let module = ctx
             .load_module(ptx)
-            .map_err(|e| anyhow!("loading kernels: {e:?}"))?;
+            .context("loading kernels")?;
         // A real stream (not the legacy default one): CUDA graphs can be captured only on such.
         let stream = ctx
             .new_stream()
-            .map_err(|e| anyhow!("creating a stream: {e:?}"))?;
-        let blas = CudaBlas::new(stream.clone()).map_err(|e| anyhow!("cuBLAS init: {e:?}"))?;
+            .context("creating a stream")?;
+        let blas = CudaBlas::new(stream.clone()).context("cuBLAS init")?;
         let mut dev = Device {
             ctx,
             stream,
@@ -272,7 +272,7 @@ impl Device {
     pub fn mem_info(&self) -> Result<(usize, usize)> {
         self.ctx
             .mem_get_info()
-            .map_err(|e| anyhow!("cuMemGetInfo: {e:?}"))
+            .context("cuMemGetInfo")
     }
 
     pub fn alloc(&self, bytes: usize) -> Result<DevBuf> {
@@ -293,7 +293,7 @@ impl Device {
     pub fn zero(&self, b: &DevBuf) -> Result<()> {
         // SAFETY: b is a live allocation of b.bytes bytes.
         unsafe { drv::memset_d8_async(b.ptr, 0, b.bytes, self.stream.cu_stream()) }
-            .map_err(|e| anyhow!("memset of {} bytes: {e:?}", b.bytes))
+            .with_context(|| format!("memset of {} bytes", b.bytes))
     }
 
     /// Copy host bytes to a device address (stream ordered; the host slice may be reused at once).
@@ -303,7 +303,7 @@ impl Device {
         }
         // SAFETY: dst holds at least size_of_val(src) bytes (callers size buffers).
         unsafe { drv::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
-            .map_err(|e| anyhow!("copy to device: {e:?}"))
+            .context("copy to device")
     }
 
     /// Copy device bytes to the host and wait for them.
@@ -314,7 +314,7 @@ impl Device {
         }
         // SAFETY: src holds n elements of T.
         unsafe { drv::memcpy_dtoh_async(&mut v[..], src, self.stream.cu_stream()) }
-            .map_err(|e| anyhow!("copy to host: {e:?}"))?;
+            .context("copy to host")?;
         self.sync()?;
         Ok(v)
     }
@@ -322,7 +322,7 @@ impl Device {
     pub fn sync(&self) -> Result<()> {
         self.stream
             .synchronize()
-            .map_err(|e| anyhow!("CUDA error (stream synchronize): {e:?}"))
+            .context("CUDA error (stream synchronize)")
     }
 
     /// Run `f` (one launch or GEMM), bracketed by events under `name()` when the kernel timer is on.
@@ -342,9 +342,9 @@ impl Device {
         let ev = self
             .ctx
             .new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT))
-            .map_err(|x| anyhow!("event: {x:?}"))?;
+            .context("event")?;
         ev.record(&self.stream)
-            .map_err(|x| anyhow!("event record: {x:?}"))?;
+            .context("event record")?;
         Ok(ev)
     }
 
@@ -376,11 +376,11 @@ impl Device {
         let v = self
             ._module
             .get_global(name, &self.stream)
-            .map_err(|e| anyhow!("constant {name} not found in the kernels: {e:?}"))?;
+            .with_context(|| format!("constant {name} not found in the kernels"))?;
         let b: Vec<u8> = self
             .stream
             .clone_dtoh(&v)
-            .map_err(|e| anyhow!("reading constant {name}: {e:?}"))?;
+            .with_context(|| format!("reading constant {name}"))?;
         let a: [u8; 4] = b
             .get(..4)
             .and_then(|x| x.try_into().ok())
@@ -393,14 +393,14 @@ impl Device {
         let mut g = self
             ._module
             .get_global(name, &self.stream)
-            .map_err(|e| anyhow!("global {name} not found in the kernels: {e:?}"))?;
+            .with_context(|| format!("global {name} not found in the kernels"))?;
         if g.len() < bytes.len() {
             bail!("global {name}: {} bytes, {} to write", g.len(), bytes.len());
         }
         let mut head = g.slice_mut(..bytes.len());
         self.stream
             .memcpy_htod(bytes, &mut head)
-            .map_err(|e| anyhow!("writing global {name}: {e:?}"))
+            .with_context(|| format!("writing global {name}"))
     }
 
     /// Rows per block of the tensor-core prefill attention kernel for `hd` as compiled.
@@ -438,7 +438,7 @@ impl Device {
         let f = self
             ._module
             .load_function(name)
-            .map_err(|e| anyhow!("kernel {name} not found: {e:?}"))?;
+            .with_context(|| format!("kernel {name} not found"))?;
         self.funcs.insert(name.to_string(), f.clone());
         Ok(f)
     }
@@ -462,7 +462,7 @@ impl Device {
                 drv_sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                 smem as i32,
             )
-            .map_err(|e| anyhow!("{name}: {smem} bytes of shared memory: {e:?}"))?;
+            .with_context(|| format!("{name}: {smem} bytes of shared memory"))?;
         }
         let mut vals: Vec<Arg> = args.to_vec();
         let mut ptrs: Vec<*mut c_void> = vals
@@ -606,7 +606,7 @@ impl Device {
                         blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
                     )
                 }
-                .map_err(|e| anyhow!("cublasGemmEx {rows}x{n}x{k}: {e:?}"))
+                .with_context(|| format!("cublasGemmEx {rows}x{n}x{k}"))
             },
         )
     }
@@ -615,7 +615,7 @@ impl Device {
 /// Milliseconds between two recorded events (both complete).
 pub fn elapsed_ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
     Ok(a.elapsed_ms(b)
-        .map_err(|x| anyhow!("event elapsed: {x:?}"))? as f64)
+        .context("event elapsed")? as f64)
 }
 
 /// Grid-stride launch size for `n` elements on `sms` multiprocessors: one block per `block`

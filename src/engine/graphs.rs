@@ -3,7 +3,7 @@
 //! plans iteration k+1 while the GPU runs k) and a cache of CUDA graphs for decode iterations
 //! (one graph replays the ~10 launches per layer with one driver call).
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::{
     result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaGraph, CudaStream, PinnedHostSlice,
 };
@@ -25,8 +25,8 @@ impl Stager {
         for _ in 0..STAGE_SLOTS {
             // SAFETY: the memory is written before any copy reads it.
             let host = unsafe { ctx.alloc_pinned::<i32>(cap_ints) }
-                .map_err(|e| anyhow!("pinned host buffer: {e:?}"))?;
-            let ev = ctx.new_event(None).map_err(|e| anyhow!("event: {e:?}"))?;
+                .context("pinned host buffer")?;
+            let ev = ctx.new_event(None).context("event")?;
             slots.push((host, ev));
         }
         Ok(Stager {
@@ -55,10 +55,10 @@ impl Stager {
         let (host, ev) = &mut self.slots[self.next];
         self.next = (self.next + 1) % STAGE_SLOTS;
         ev.synchronize()
-            .map_err(|e| anyhow!("waiting for a staging slot: {e:?}"))?;
+            .context("waiting for a staging slot")?;
         let buf = host
             .as_mut_slice()
-            .map_err(|e| anyhow!("pinned buffer: {e:?}"))?;
+            .context("pinned buffer")?;
         let mut o = 0;
         for (dst, src) in parts {
             if src.is_empty() {
@@ -68,11 +68,11 @@ impl Stager {
             // SAFETY: dst holds src.len() ints (callers size buffers); the pinned source stays
             // untouched until `ev` (recorded below) has completed.
             unsafe { drv::memcpy_htod_async(*dst, &buf[o..o + src.len()], stream.cu_stream()) }
-                .map_err(|e| anyhow!("staged copy to device: {e:?}"))?;
+                .context("staged copy to device")?;
             o += src.len();
         }
         ev.record(stream)
-            .map_err(|e| anyhow!("event record: {e:?}"))
+            .context("event record")
     }
 }
 
@@ -131,16 +131,16 @@ impl GraphCache {
     pub fn begin_capture(stream: &CudaStream) -> Result<()> {
         stream
             .begin_capture(drv_sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .map_err(|e| anyhow!("begin graph capture: {e:?}"))
+            .context("begin graph capture")
     }
 
     /// End the capture begun for `key`, store and launch the graph.
     pub fn finish_capture(&mut self, stream: &Arc<CudaStream>, key: GraphKey) -> Result<()> {
         let g = stream
             .end_capture(drv_sys::CUgraphInstantiate_flags(0))
-            .map_err(|e| anyhow!("end graph capture: {e:?}"))?
+            .context("end graph capture")?
             .ok_or_else(|| anyhow!("graph capture recorded nothing"))?;
-        g.launch().map_err(|e| anyhow!("graph launch: {e:?}"))?;
+        g.launch().context("graph launch")?;
         if self.graphs.len() >= MAX_GRAPHS {
             self.graphs.clear();
         }
@@ -154,7 +154,7 @@ impl GraphCache {
             .graphs
             .get(&key)
             .ok_or_else(|| anyhow!("no graph for {key:?}"))?;
-        g.launch().map_err(|e| anyhow!("graph launch: {e:?}"))?;
+        g.launch().context("graph launch")?;
         self.replays += 1;
         Ok(())
     }

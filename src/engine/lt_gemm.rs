@@ -8,7 +8,7 @@
 //! cublasGemmEx wins (or cannot be beaten by more than the noise margin) keeps cublasGemmEx.
 
 use super::device::{elapsed_ms, DType, DevBuf, Device};
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cudarc::cublaslt::{result as lt, sys as lt_sys};
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
@@ -145,7 +145,7 @@ impl LtGemm {
         if !unsafe { lt_sys::is_culib_present() } {
             bail!("GEMM tuning needs libcublasLt.so (CUDA 12 or 13), which could not be loaded");
         }
-        let handle = lt::create_handle().map_err(|e| anyhow!("cuBLASLt init: {e:?}"))?;
+        let handle = lt::create_handle().context("cuBLASLt init")?;
         Ok(LtGemm {
             handle,
             ws: dev.alloc(WORKSPACE)?,
@@ -211,7 +211,7 @@ impl LtGemm {
                 dev.stream.cu_stream() as lt_sys::cudaStream_t,
             )
         }
-        .map_err(|e| anyhow!("cublasLtMatmul {}x{}x{}: {e:?}", s.rows, s.n, s.k))
+        .with_context(|| format!("cublasLtMatmul {}x{}x{}", s.rows, s.n, s.k))
     }
 
     /// How many algorithms tuning would time for `s` (the selftest checks each one's result).
@@ -245,7 +245,7 @@ impl LtGemm {
 
     /// The heuristic's first CANDIDATES algorithms for the plan's shape that fit the workspace.
     fn candidates(&self, p: &Plan) -> Result<Vec<lt_sys::cublasLtMatmulAlgo_t>> {
-        let pref = lt::create_matmul_pref().map_err(|e| anyhow!("cuBLASLt preference: {e:?}"))?;
+        let pref = lt::create_matmul_pref().context("cuBLASLt preference")?;
         let ws = self.ws.bytes as u64;
         let mut got = [lt_sys::cublasLtMatmulHeuristicResult_t {
             algo: lt_sys::cublasLtMatmulAlgo_t { data: [0; 8] },
@@ -262,7 +262,7 @@ impl LtGemm {
         };
         // SAFETY: created above, destroyed once.
         let _ = unsafe { lt::destroy_matmul_pref(pref) };
-        let st = st.map_err(|e| anyhow!("cuBLASLt workspace preference: {e:?}"))?;
+        let st = st.context("cuBLASLt workspace preference")?;
         if st != lt_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
             bail!("cublasLtMatmulAlgoGetHeuristic: {st:?}");
         }
