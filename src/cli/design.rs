@@ -151,7 +151,9 @@ pub fn run(a: DesignArgs) -> Result<()> {
         (Some(b), _) => b,
         (None, [f]) => f * grid_s,
         (None, []) => return curve(&a, &p, &c, grid_s, &inputs, noise),
-        (None, _) => bail!("--budget-fraction: one fraction plans a design (a list is for --validate)"),
+        (None, _) => {
+            bail!("--budget-fraction: one fraction plans a design (a list is for --validate)")
+        }
     };
     let d = plan(&p, budget, &[])?;
     let pred = p
@@ -199,12 +201,12 @@ pub fn run(a: DesignArgs) -> Result<()> {
     if !again.is_empty() {
         let rs: f64 = again.iter().map(|&i| c.list[i].cost_s).sum();
         println!("repeated (a second row each, repeat 1; {rs:.1} s outside the budget):");
-        println!("{}", points_table(&c, &again, "design").render());
+        println!("{}", points_table(&c, again, "design").render());
     }
     if !hold.is_empty() {
         let hs: f64 = hold.iter().map(|&i| c.list[i].cost_s).sum();
         println!("hold-outs (measured, never fitted; {hs:.1} s outside the budget):");
-        println!("{}", points_table(&c, &hold, "holdout").render());
+        println!("{}", points_table(&c, hold, "holdout").render());
     }
     print_prediction(&p, &pred, a.noise_pct);
     if let Some(path) = &a.plan_csv {

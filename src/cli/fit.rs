@@ -4,8 +4,8 @@
 use crate::analytic::flops_mem_batch::{BatchContext, Settings};
 use crate::analytic::{models_from_arg, EnergyModel};
 use crate::dataset::{Dataset, Group};
-use crate::fit::published;
 use crate::fit::file::{file_name, FitFile};
+use crate::fit::published;
 use crate::fit::table::{mape_table, sci, Table};
 use crate::fit::{fit_model_named, intervals, stats, FitOptions, FitResult, Loss};
 use anyhow::{bail, Context, Result};

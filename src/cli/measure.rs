@@ -1,6 +1,7 @@
 //! `energy-fit measure`: plan a sweep, print it (`--dry-run`) or run it, appending one durable row
 //! per point to `--out` and continuing a previous file with `--resume`.
 
+use super::measure_adaptive::Adaptive;
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{dry_run_table, parse_list, plan_csv, plan_rows, Grid, Shard};
 use crate::measure::plan_file::read_plan;
@@ -10,7 +11,6 @@ use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STAN
 use crate::measure::writer::{done_keys, peek_rows};
 use crate::measure::Key;
 use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, PointSource, Writer};
-use super::measure_adaptive::Adaptive;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::collections::HashMap;

@@ -2,12 +2,12 @@
 
 pub mod bench;
 pub mod design;
-pub mod engine_run;
 mod design_input;
 mod design_validate;
-mod measure_adaptive;
+pub mod engine_run;
 pub mod fit;
 pub mod import_reference;
+mod measure_adaptive;
 pub mod predict;
 pub mod report;
 

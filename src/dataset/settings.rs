@@ -21,7 +21,13 @@ impl Dataset {
     pub fn run_settings(&self, g: &Group) -> Result<RunSettings> {
         let text = |name: &str| -> Option<Vec<Option<String>>> {
             let c = self.df.column(name).ok()?.cast(&DataType::String).ok()?;
-            Some(c.str().ok()?.iter().map(|v| v.map(str::to_string)).collect())
+            Some(
+                c.str()
+                    .ok()?
+                    .iter()
+                    .map(|v| v.map(str::to_string))
+                    .collect(),
+            )
         };
         let keys: Vec<(String, Vec<Option<String>>)> = g
             .key
@@ -66,7 +72,9 @@ impl Dataset {
                 .ok()
                 .filter(|x| *x >= 1.0 && x.fract() == 0.0)
                 .map(|x| x as u64)
-                .ok_or_else(|| anyhow::anyhow!("{}: column {name} holds {v:?}, not a count", g.label()))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{}: column {name} holds {v:?}, not a count", g.label())
+                })
         };
         Ok(RunSettings {
             requests: num(one("requests", "1000")?, "requests")?,

@@ -202,16 +202,13 @@ impl Device {
             .with_context(|| format!("no usable CUDA device {ordinal}"))?;
         // SAFETY: the engine uses one stream; we order work ourselves.
         unsafe { ctx.disable_event_tracking() };
-        let (maj, min) = ctx
-            .compute_capability()
-            .context("compute capability")?;
+        let (maj, min) = ctx.compute_capability().context("compute capability")?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let sms = ctx
             .attribute(
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             )
-            .context("device attribute multiprocessor count")?
-            as usize;
+            .context("device attribute multiprocessor count")? as usize;
         let t0 = std::time::Instant::now();
         let src = KERNEL_SOURCES.join("\n");
         let extra = extra_nvrtc_options();
@@ -233,13 +230,9 @@ impl Device {
             anyhow!("NVRTC failed to compile the engine kernels for {arch}{with}: {e:?}")
         })?;
         let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let module = ctx
-            .load_module(ptx)
-            .context("loading kernels")?;
+        let module = ctx.load_module(ptx).context("loading kernels")?;
         // A real stream (not the legacy default one): CUDA graphs can be captured only on such.
-        let stream = ctx
-            .new_stream()
-            .context("creating a stream")?;
+        let stream = ctx.new_stream().context("creating a stream")?;
         let blas = CudaBlas::new(stream.clone()).context("cuBLAS init")?;
         let mut dev = Device {
             ctx,
@@ -270,9 +263,7 @@ impl Device {
 
     /// (free, total) device memory in bytes.
     pub fn mem_info(&self) -> Result<(usize, usize)> {
-        self.ctx
-            .mem_get_info()
-            .context("cuMemGetInfo")
+        self.ctx.mem_get_info().context("cuMemGetInfo")
     }
 
     pub fn alloc(&self, bytes: usize) -> Result<DevBuf> {
@@ -343,8 +334,7 @@ impl Device {
             .ctx
             .new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT))
             .context("event")?;
-        ev.record(&self.stream)
-            .context("event record")?;
+        ev.record(&self.stream).context("event record")?;
         Ok(ev)
     }
 
@@ -614,8 +604,7 @@ impl Device {
 
 /// Milliseconds between two recorded events (both complete).
 pub fn elapsed_ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
-    Ok(a.elapsed_ms(b)
-        .context("event elapsed")? as f64)
+    Ok(a.elapsed_ms(b).context("event elapsed")? as f64)
 }
 
 /// Grid-stride launch size for `n` elements on `sms` multiprocessors: one block per `block`

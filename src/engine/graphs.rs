@@ -24,8 +24,8 @@ impl Stager {
         let mut slots = Vec::with_capacity(STAGE_SLOTS);
         for _ in 0..STAGE_SLOTS {
             // SAFETY: the memory is written before any copy reads it.
-            let host = unsafe { ctx.alloc_pinned::<i32>(cap_ints) }
-                .context("pinned host buffer")?;
+            let host =
+                unsafe { ctx.alloc_pinned::<i32>(cap_ints) }.context("pinned host buffer")?;
             let ev = ctx.new_event(None).context("event")?;
             slots.push((host, ev));
         }
@@ -54,11 +54,8 @@ impl Stager {
         }
         let (host, ev) = &mut self.slots[self.next];
         self.next = (self.next + 1) % STAGE_SLOTS;
-        ev.synchronize()
-            .context("waiting for a staging slot")?;
-        let buf = host
-            .as_mut_slice()
-            .context("pinned buffer")?;
+        ev.synchronize().context("waiting for a staging slot")?;
+        let buf = host.as_mut_slice().context("pinned buffer")?;
         let mut o = 0;
         for (dst, src) in parts {
             if src.is_empty() {
@@ -71,8 +68,7 @@ impl Stager {
                 .context("staged copy to device")?;
             o += src.len();
         }
-        ev.record(stream)
-            .context("event record")
+        ev.record(stream).context("event record")
     }
 }
 

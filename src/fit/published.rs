@@ -86,9 +86,9 @@ pub fn compare(ours: &[Ours], published: &[FitFile]) -> Vec<Comparison> {
             let r = published.iter().find(|f| f.llm == llm);
             let p = r.and_then(|r| r.published.as_ref());
             let n0 = p.map(|p| p.sweet_spot_input_tokens);
-            let spot = o.zip(n0).and_then(|(o, n)| {
-                o.fit.sweet_spots.iter().find(|s| s.input_tokens == n)
-            });
+            let spot = o
+                .zip(n0)
+                .and_then(|(o, n)| o.fit.sweet_spots.iter().find(|s| s.input_tokens == n));
             let (lo, median) = o
                 .zip(r)
                 .map_or((None, None), |(o, r)| ratios(&o.measured, r));
@@ -119,7 +119,9 @@ fn ratios(measured: &[Obs], reference: &FitFile) -> (Option<f64>, Option<f64>) {
     let coefs = reference.values();
     let mut r: Vec<f64> = measured
         .iter()
-        .map(|o| model.energy_per_token(&coefs, o.input_tokens, o.output_tokens) / o.energy_per_token_j)
+        .map(|o| {
+            model.energy_per_token(&coefs, o.input_tokens, o.output_tokens) / o.energy_per_token_j
+        })
         .filter(|r| r.is_finite() && *r > 0.0)
         .collect();
     if r.is_empty() {
@@ -217,6 +219,8 @@ mod tests {
         assert!((med.unwrap() - 0.75).abs() < 1e-12);
         let rows = compare(&[], &read_references(Path::new(REFERENCE_DIR)).unwrap());
         assert_eq!(rows.len(), 13);
-        assert!(rows.iter().all(|r| r.mape_pct.is_none() && r.published_mape_pct.is_some()));
+        assert!(rows
+            .iter()
+            .all(|r| r.mape_pct.is_none() && r.published_mape_pct.is_some()));
     }
 }

@@ -284,8 +284,12 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
         if !h.rings.is_empty() {
             main.draw(&Circle::new((x + 8, y), 7, BLACK.stroke_width(2)))
                 .map_err(pe)?;
-            main.draw_text("hold-out (measured, not fitted)", &text(14.0), (x + 24, y - 8))
-                .map_err(pe)?;
+            main.draw_text(
+                "hold-out (measured, not fitted)",
+                &text(14.0),
+                (x + 24, y - 8),
+            )
+            .map_err(pe)?;
         }
         colour_bar(&bar, h, &scale)
     })

@@ -16,7 +16,12 @@ fn a_closed_stdout_ends_the_command_without_a_panic() {
     // Close the pipe before the child has printed anything: its first write fails.
     drop(child.stdout.take());
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(!err.contains("panicked"), "{err}");
     assert!(!status.success() || err.is_empty(), "{status:?} {err}");

@@ -1,8 +1,8 @@
 //! `design` and `measure --plan` / `--budget-s` end to end: the real binary, the stand-in meter
 //! (hidden `ENERGY_FIT_STANDIN`, synthetic energies) and the committed measured grids.
 
-use energy_fit::measure::read_rows;
 use crate::common::{ef, text, QUICK};
+use energy_fit::measure::read_rows;
 
 const SMALL: [&str; 6] = [
     "--inputs",
@@ -219,7 +219,10 @@ fn curve_json_and_validation_on_committed_grids() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let r = &v["validations"][0];
         let ratio = r["mape_all_pct"].as_f64().unwrap() / r["full_grid_mape_pct"].as_f64().unwrap();
-        assert!(ratio <= 1.25, "{f} (adaptive {adaptive}): MAPE ratio {ratio}");
+        assert!(
+            ratio <= 1.25,
+            "{f} (adaptive {adaptive}): MAPE ratio {ratio}"
+        );
         let ss = r["sweet_spots"].as_array().unwrap();
         assert_eq!(ss.len(), 7);
         assert!(

@@ -49,7 +49,13 @@ fn fit_file_carries_the_settings_and_mixed_settings_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let csv = d.path().join("b.csv");
     let m = model();
-    write_csv(&csv, "llama-3.1-8b", &grid(&m, &TRUE, &GRID, &GRID, 0.005, 4), 1000).unwrap();
+    write_csv(
+        &csv,
+        "llama-3.1-8b",
+        &grid(&m, &TRUE, &GRID, &GRID, 0.005, 4),
+        1000,
+    )
+    .unwrap();
     let out = d.path().join("fits");
     let (csv_s, out_s) = (csv.to_str().unwrap(), out.to_str().unwrap());
     let o = ef(&["fit", csv_s, "--model", "flops-mem-batch", "--out", out_s]);

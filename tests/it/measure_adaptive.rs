@@ -90,7 +90,11 @@ fn adaptive_measures_beyond_the_initial_design_within_budget() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no initial design line in {t}"));
     let rows = read_rows(&out).unwrap();
-    assert!(rows.len() > initial, "{} rows, {initial} initial", rows.len());
+    assert!(
+        rows.len() > initial,
+        "{} rows, {initial} initial",
+        rows.len()
+    );
     assert!(rows.len() < est.len(), "the budget should not buy the grid");
     assert_eq!(t.matches("adaptive: next").count(), rows.len() - initial);
     check_spent(&rows, &est);

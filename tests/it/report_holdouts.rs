@@ -53,10 +53,16 @@ fn holdouts_are_marked_and_reported_apart() {
         "{l:?}"
     );
     let f9 = r.figures.iter().find(|f| f.number == 9).unwrap();
-    assert_eq!(f9.series, 1, "one measured LLM against its published sweet spots");
+    assert_eq!(
+        f9.series, 1,
+        "one measured LLM against its published sweet spots"
+    );
     let md = &r.markdown;
     let held = md.split("## Hold-out MAPE").nth(1).expect("hold-out table");
-    let row = held.lines().find(|l| l.starts_with("| qwen2-1.5b")).unwrap();
+    let row = held
+        .lines()
+        .find(|l| l.starts_with("| qwen2-1.5b"))
+        .unwrap();
     assert!(row.contains('.'), "{row}");
     let beside = md
         .split("## Beside the published fits")
