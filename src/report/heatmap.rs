@@ -214,15 +214,17 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
                 )))
                 .map_err(pe)?;
         }
+        // Where a mark goes: under the value of cell (n, m), if the grid has that cell.
+        let mark_at = |n: f64, m: f64| -> Option<(f64, f64)> {
+            let ix = yt.iter().position(|y| *y == n.log2())?;
+            let jx = xt.iter().position(|x| *x == m.log2())?;
+            Some((xt[jx], yt[ix] - 0.27))
+        };
         for &(n, m, rows) in &h.dots {
-            let (Some(ix), Some(jx)) = (
-                yt.iter().position(|y| *y == n.log2()),
-                xt.iter().position(|x| *x == m.log2()),
-            ) else {
+            let Some(at) = mark_at(n, m) else {
                 continue;
             };
-            // Under the cell's value: a white dot in a black ring reads on any cell colour.
-            let at = (xt[jx], yt[ix] - 0.27);
+            // A white dot in a black ring reads on any cell colour.
             chart
                 .draw_series([
                     Circle::new(at, 5, WHITE.filled()),
@@ -245,13 +247,9 @@ pub fn heatmap_svg(h: &Heatmap) -> Result<String> {
             }
         }
         for &(n, m) in &h.rings {
-            let (Some(ix), Some(jx)) = (
-                yt.iter().position(|y| *y == n.log2()),
-                xt.iter().position(|x| *x == m.log2()),
-            ) else {
+            let Some(at) = mark_at(n, m) else {
                 continue;
             };
-            let at = (xt[jx], yt[ix] - 0.27);
             chart
                 .draw_series([
                     Circle::new(at, 7, WHITE.stroke_width(4)),

@@ -6,16 +6,8 @@ use energy_fit::analytic::{model_by_name, EnergyModel, FlopsMem};
 use energy_fit::dataset::synthetic::{grid, write_csv, GRID};
 use energy_fit::fit::file::FitFile;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const LLAMA: [f64; 6] = [
-    5.005153e-03,
-    1.079941e-07,
-    6.825240e-06,
-    2.611042e-03,
-    3.852659e-06,
-    5.406443e-01,
-];
+use crate::common::LLAMA;
 const FALCON: [f64; 6] = [
     1.871769e-02,
     9.200243e-07,
@@ -29,18 +21,8 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Run the binary in `dir`; (success, stdout, stderr).
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_energy-fit"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    crate::common::run_in(dir, args)
 }
 
 /// Run expecting failure; returns stderr, which must contain every `needles`.

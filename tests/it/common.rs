@@ -2,7 +2,33 @@
 //! the flags that make a stand-in sweep fast.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Output};
+
+/// The published Llama-3.2-1B flops-mem coefficients (alpha … zeta): the known truth of the
+/// labelled synthetic data.
+pub const LLAMA: [f64; 6] = [
+    5.005153e-03,
+    1.079941e-07,
+    6.825240e-06,
+    2.611042e-03,
+    3.852659e-06,
+    5.406443e-01,
+];
+
+/// Runs `energy-fit args` in `dir` (no stand-in); (success, stdout, stderr).
+pub fn run_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("spawn energy-fit");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_energy-fit");
 

@@ -22,17 +22,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
 /// The published Llama-3.2-1B flops-mem coefficients (alpha … zeta).
-const TRUTH: [f64; 6] = [
-    5.005153e-03,
-    1.079941e-07,
-    6.825240e-06,
-    2.611042e-03,
-    3.852659e-06,
-    5.406443e-01,
-];
+const TRUTH: [f64; 6] = crate::common::LLAMA;
 const NAMES: [&str; 6] = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
 const DRAWS: u64 = 500;
 const NOISE: f64 = 0.01;
@@ -220,16 +212,7 @@ fn rel_intervals_cover_on_a_small_design() {
 // ---- the commands ----
 
 fn run(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_energy-fit"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    crate::common::run_in(dir, args)
 }
 
 fn json(dir: &Path, args: &[&str]) -> Value {

@@ -11,14 +11,7 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// Generating coefficients per model: flops-mem is the published Llama-3.2-1B fit.
 fn truth(name: &str) -> Vec<f64> {
-    let llama = [
-        5.005153e-03,
-        1.079941e-07,
-        6.825240e-06,
-        2.611042e-03,
-        3.852659e-06,
-        5.406443e-01,
-    ];
+    let llama = crate::common::LLAMA;
     match name {
         "b1" => vec![1.2e-2],
         "b2" => vec![6.0e-3, 3.0e-6],

@@ -126,41 +126,34 @@ fn adaptive_resumes_after_an_interruption() {
     check_spent(&rows, &est);
 }
 
-/// `--adaptive` needs a budget and does not shard (each point depends on the ones before).
+/// `--adaptive` needs a budget and does not shard (each point depends on the ones before); its
+/// initial share is a fraction.
 #[test]
 fn adaptive_flag_errors() {
-    let o = ef(&["measure", "--adaptive", "--dry-run"]);
-    assert!(
-        !o.status.success() && text(&o).contains("--budget-s"),
-        "{}",
-        text(&o)
-    );
-    let o = ef(&[
-        "measure",
-        "--budget-s",
-        "60",
-        "--adaptive",
-        "--shard",
-        "1/2",
-        "--dry-run",
-    ]);
-    assert!(
-        !o.status.success() && text(&o).contains("--shard"),
-        "{}",
-        text(&o)
-    );
-    let o = ef(&[
-        "measure",
-        "--budget-s",
-        "60",
-        "--adaptive",
-        "--initial-fraction",
-        "1.5",
-        "--dry-run",
-    ]);
-    assert!(
-        !o.status.success() && text(&o).contains("fraction"),
-        "{}",
-        text(&o)
-    );
+    for (args, says) in [
+        (&["--adaptive"][..], "--budget-s"),
+        (
+            &["--budget-s", "60", "--adaptive", "--shard", "1/2"][..],
+            "--shard",
+        ),
+        (
+            &[
+                "--budget-s",
+                "60",
+                "--adaptive",
+                "--initial-fraction",
+                "1.5",
+            ][..],
+            "fraction",
+        ),
+    ] {
+        let mut a = vec!["measure", "--dry-run"];
+        a.extend(args);
+        let o = ef(&a);
+        assert!(
+            !o.status.success() && text(&o).contains(says),
+            "{args:?}: {}",
+            text(&o)
+        );
+    }
 }
