@@ -5,6 +5,7 @@ pub mod calibrate;
 pub mod design;
 mod design_input;
 pub mod fit;
+mod fit_prior;
 pub mod import_reference;
 pub mod predict;
 pub mod report;

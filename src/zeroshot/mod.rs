@@ -11,6 +11,7 @@
 
 pub mod baselines;
 pub mod calibrate;
+pub mod fewshot;
 pub mod file;
 pub mod loo;
 pub mod model;
