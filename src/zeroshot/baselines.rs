@@ -18,7 +18,7 @@ pub fn params_proportional(target: &Prepared, others: &[&Prepared]) -> Result<Ve
             sxx += (p / e).powi(2);
         }
     }
-    if !(sxx > 0.0) {
+    if sxx.is_nan() || sxx <= 0.0 {
         bail!("the parameter-count baseline needs points of other LLMs");
     }
     let k = sx / sxx;

@@ -95,7 +95,7 @@ pub fn calibrate(data: &[Prepared]) -> Result<Constants> {
         .map(|j| x.column(j).norm() / (npts as f64).sqrt())
         .collect();
     for (j, sc) in scale.iter().enumerate() {
-        if !(*sc > 0.0) {
+        if sc.is_nan() || *sc <= 0.0 {
             bail!(
                 "constant '{}' has a zero count at every calibration point",
                 term_names()[j]
@@ -105,7 +105,7 @@ pub fn calibrate(data: &[Prepared]) -> Result<Constants> {
     }
     let svd = x.clone().svd(true, true);
     let (smax, smin) = (svd.singular_values.max(), svd.singular_values.min());
-    if !(smin > RANK_TOL * smax) {
+    if smin.is_nan() || smin <= RANK_TOL * smax {
         bail!(
             "the {} LLMs ({}) do not separate the {K} constants (condition {:.1e}): add LLMs of other shapes",
             data.len(),

@@ -158,7 +158,8 @@ impl CalibrationFile {
             || s.max_batch_size == 0
             || s.max_num_tokens == 0
             || s.dtype_bytes == 0
-            || !(s.gpu_memory_gib > 0.0)
+            || s.gpu_memory_gib.is_nan()
+            || s.gpu_memory_gib <= 0.0
         {
             bail!("{p}: field 'setting' needs positive requests, max_batch_size, max_num_tokens, gpu_memory_gib, dtype_bytes");
         }

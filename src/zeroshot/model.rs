@@ -185,7 +185,7 @@ pub fn project(
         .collect();
     let rows = pts.len();
     let e: Vec<f64> = phi.iter().map(|x| energy_per_token(constants, x)).collect();
-    if let Some(i) = e.iter().position(|v| !(*v > 0.0) || !v.is_finite()) {
+    if let Some(i) = e.iter().position(|v| !v.is_finite() || *v <= 0.0) {
         bail!(
             "LLM {}: the calibration predicts a non-positive energy per token ({:.3e} J) at n = {}, m = {}",
             cfg.name,
