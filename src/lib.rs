@@ -15,3 +15,4 @@ pub mod llm;
 pub mod measure;
 pub mod report;
 pub mod sweetspot;
+pub mod zeroshot;

@@ -49,6 +49,13 @@ pub struct FitArgs {
     /// Print one JSON document on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Few-shot: fit flops-mem with each LLM's zero-shot prediction from this calibration file as
+    /// the prior, so fewer points than coefficients suffice (printed, not written).
+    #[arg(long, value_name = "CALIBRATION")]
+    pub prior: Option<PathBuf>,
+    /// With --prior: fit only these grid points (NxM,…); the other measured points score the fit.
+    #[arg(long, requires = "prior")]
+    pub points: Option<String>,
 }
 
 struct Fitted {
@@ -69,6 +76,9 @@ pub fn run(args: FitArgs) -> Result<()> {
     } else {
         args.data.clone()
     };
+    if let Some(prior) = &args.prior {
+        return super::fit_prior::run(&paths, prior, args.points.as_deref(), args.json);
+    }
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.data));
     let ds = Dataset::load(&paths)?;
     let groups = ds.groups(&args.by)?;

@@ -1,11 +1,13 @@
 //! Command-line interface: one file per subcommand; `main.rs` only parses and dispatches.
 
 pub mod bench;
+pub mod calibrate;
 pub mod design;
 mod design_input;
 mod design_validate;
 pub mod engine_run;
 pub mod fit;
+mod fit_prior;
 pub mod import_reference;
 mod measure_adaptive;
 pub mod predict;
@@ -45,6 +47,9 @@ pub enum Command {
     /// Convert the published coefficient table into reference fit files.
     #[command(hide = true)]
     ImportReference(import_reference::ImportReferenceArgs),
+    /// Fit the zero-shot constants across LLMs (measurements or the published surfaces); with
+    /// --leave-one-out, score predictions of each LLM from the others beside two naive baselines.
+    Calibrate(calibrate::CalibrateArgs),
     /// Print the LLM catalog: shapes, parameters, FLOPs per token, KV bytes per token.
     Llms {
         /// Print the full configs as JSON instead of a table.
@@ -158,6 +163,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Fit(a) => fit::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
         Command::Report(a) => report::run(a),
         Command::ImportReference(a) => import_reference::run(a),
         Command::Llms { json } => llms::run(json),

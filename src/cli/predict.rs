@@ -1,5 +1,6 @@
 //! `energy-fit predict`: energy per token, tokens per joule and the sweet spot of one input length
-//! from a fit file or from coefficients given on the command line.
+//! from a fit file, from coefficients given on the command line, or zero-shot from an LLM's shape
+//! and a calibration file (`crate::zeroshot`).
 
 use crate::analytic::{model_by_name, EnergyModel};
 use crate::fit::file::FitFile;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 const NUMERIC_RANGE: (f64, f64) = (1.0, 131072.0);
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["fit", "params"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["fit", "params", "llm"])))]
 pub struct PredictArgs {
     /// A JSON fit file written by `fit` (or a shipped reference fit in fits/reference/).
     #[arg(long)]
@@ -21,6 +22,13 @@ pub struct PredictArgs {
     /// Coefficients by name, e.g. alpha=5e-3,beta=1.1e-7,gamma=6.8e-6,delta=2.6e-3,epsilon=3.9e-6,zeta=0.54
     #[arg(long)]
     pub params: Option<String>,
+    /// Predict zero-shot for this LLM (catalog name, config.json or checkpoint directory) from a
+    /// calibration, without measuring it.
+    #[arg(long)]
+    pub llm: Option<String>,
+    /// Calibration file for --llm (written by `calibrate`).
+    #[arg(long, requires = "llm", default_value = crate::zeroshot::file::DEFAULT_PATH)]
+    pub calibration: PathBuf,
     /// Energy model of --params (default: flops-mem if zeta is given, flops if not).
     #[arg(long, requires = "params")]
     pub model: Option<String>,
@@ -36,6 +44,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
+    let mut zero_shot: Option<ZeroShot> = None;
     let (model, coefs, from, unc) = match (&args.fit, &args.params) {
         (Some(path), _) => {
             let f = FitFile::read(path)?;
@@ -66,7 +75,33 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 Err("coefficients from --params have no covariance"),
             )
         }
-        (None, None) => bail!("give --fit FILE or --params NAME=VALUE,…"),
+        (None, None) => match &args.llm {
+            Some(llm) => {
+                let z = zero_shot_coefs(llm, &args.calibration)?;
+                let unc = Ok(Uncertainty {
+                    cov: z.cov.clone(),
+                    dof: z.dof,
+                    method: intervals::METHOD.into(),
+                    covariance_method: "the calibration's constants (relative loss), through the flops-mem projection; their spread across LLMs is not included".into(),
+                });
+                let from = format!(
+                    "zero-shot for {} from {} ({}, {})",
+                    z.llm,
+                    args.calibration.display(),
+                    z.gpu,
+                    z.engine
+                );
+                let coefs = z.coefs.clone();
+                zero_shot = Some(z);
+                (
+                    Box::new(crate::analytic::FlopsMem) as Box<dyn EnergyModel>,
+                    coefs,
+                    from,
+                    unc,
+                )
+            }
+            None => bail!("give --fit FILE, --params NAME=VALUE,… or --llm NAME"),
+        },
     };
     if args.input == 0 {
         bail!("--input 0: the input length must be at least 1 token");
@@ -93,7 +128,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let star_ci = u.and_then(|u| intervals::sweet_spot(model.as_ref(), &coefs, &u.cov, u.dof, n));
     if args.json {
         let pair = |i: Option<Interval>| i.map(|i| [i.lo, i.hi]);
-        let doc = json!({
+        let mut doc = json!({
             "input_tokens": args.input,
             "output_tokens": m,
             "energy_per_token_j": e,
@@ -106,6 +141,14 @@ pub fn run(args: PredictArgs) -> Result<()> {
             "interval_method": u.map(|u| &u.method),
             "covariance_method": u.map(|u| &u.covariance_method),
         });
+        if let Some(z) = &zero_shot {
+            doc["source"] = json!("zero-shot");
+            doc["llm"] = json!(z.llm);
+            doc["gpu"] = json!(z.gpu);
+            doc["engine"] = json!(z.engine);
+            doc["calibration"] = json!(args.calibration);
+            doc["flops_mem_coefficients"] = json!(z.coefs);
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -155,6 +198,38 @@ pub fn run(args: PredictArgs) -> Result<()> {
         Err(why) => println!("intervals: none available ({why})"),
     }
     Ok(())
+}
+
+/// A zero-shot prediction of an LLM: flops-mem coefficients and their covariance.
+struct ZeroShot {
+    llm: String,
+    gpu: String,
+    engine: String,
+    coefs: Vec<f64>,
+    cov: nalgebra::DMatrix<f64>,
+    dof: f64,
+}
+
+fn zero_shot_coefs(llm: &str, calibration: &std::path::Path) -> Result<ZeroShot> {
+    use crate::zeroshot::{file::CalibrationFile, model::project};
+    let cfg = crate::llm::resolve_llm(llm)?;
+    let cal = CalibrationFile::read(calibration).context("--calibration")?;
+    let p = project(
+        &cfg,
+        &cal.setting,
+        &cal.grid,
+        &cal.values(),
+        &cal.covariance(),
+    )
+    .with_context(|| format!("zero-shot prediction of {}", cfg.name))?;
+    Ok(ZeroShot {
+        llm: cfg.name,
+        gpu: cal.gpu,
+        engine: cal.engine,
+        coefs: p.coefs,
+        cov: p.covariance,
+        dof: cal.dof,
+    })
 }
 
 /// A fit's covariance, as its file carries it.

@@ -29,7 +29,10 @@ pub fn read_fits(dir: &Path) -> Result<Vec<FitFile>> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
+            } else if p.extension().is_some_and(|x| x == "json")
+                && !crate::zeroshot::file::is_calibration_file(&p)
+            {
+                // Calibration files (fits/calibration/) hold zero-shot constants, not fits.
                 paths.push(p);
             }
         }

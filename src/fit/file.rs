@@ -224,6 +224,12 @@ impl FitFile {
     pub fn read(path: &Path) -> Result<FitFile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read fit file '{}'", path.display()))?;
+        if crate::zeroshot::file::is_calibration_file(path) {
+            bail!(
+                "{}: a calibration file (\"kind\": \"calibration\"), not a fit file: use it with `predict --llm NAME --calibration FILE`",
+                path.display()
+            );
+        }
         let f: FitFile = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a valid fit file", path.display()))?;
         let model = f

@@ -177,17 +177,23 @@ impl LlmConfig {
     /// Shape checks shared by the catalog and config.json parsing.
     pub fn validate(&self) -> anyhow::Result<()> {
         let n = &self.name;
-        for (field, v) in [
-            ("hidden_size", self.hidden),
-            ("num_hidden_layers", self.layers),
-            ("num_attention_heads", self.heads),
-            ("num_key_value_heads", self.kv_heads),
-            ("head_dim", self.head_dim),
-            ("intermediate_size", self.ffn_dim),
-            ("vocab_size", self.vocab),
-            ("max_position_embeddings", self.max_positions),
+        // Upper bounds far above any published LLM: they catch typos and unit slips before the
+        // parameter and FLOP counts overflow.
+        for (field, v, max) in [
+            ("hidden_size", self.hidden, 1 << 17),
+            ("num_hidden_layers", self.layers, 1 << 12),
+            ("num_attention_heads", self.heads, 1 << 12),
+            ("num_key_value_heads", self.kv_heads, 1 << 12),
+            ("head_dim", self.head_dim, 1 << 12),
+            ("intermediate_size", self.ffn_dim, 1 << 20),
+            ("vocab_size", self.vocab, 1 << 23),
+            ("max_position_embeddings", self.max_positions, 1 << 26),
         ] {
             anyhow::ensure!(v > 0, "LLM {n}: {field} must be > 0, got {v}");
+            anyhow::ensure!(
+                v <= max,
+                "LLM {n}: {field} = {v} is implausibly large (at most {max})"
+            );
         }
         anyhow::ensure!(
             self.heads.is_multiple_of(self.kv_heads),
