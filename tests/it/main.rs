@@ -23,3 +23,4 @@ mod measure_writer;
 mod report_figures;
 mod report_holdouts;
 mod scripts_cli;
+mod zeroshot;
