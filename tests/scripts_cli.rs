@@ -653,7 +653,7 @@ fn sweep_bg_start_says_what_is_left() {
             && out.contains("g.csv: finished; 2 rows"),
         "{out}"
     );
-    // The tree's copy as a later call begins: fewer rows than the machine's (here its header only).
+    // The tree's copy as a later command begins: fewer rows than the machine's (here its header only).
     let header = std::fs::read_to_string(tmp.path().join("out/g.csv"))
         .unwrap()
         .lines()
