@@ -703,12 +703,21 @@ fn check_layering_passes_this_tree_and_names_each_violation() {
             // the engine uses llm, which is below it.
             ("src/measure/run.rs", "use crate::engine::Engine;\n"),
             ("src/cli/bench.rs", "use crate::engine::{DType, Engine};\n"),
-            ("src/cli/fit.rs", "// the fitter never touches crate::engine\n"),
+            (
+                "src/cli/fit.rs",
+                "// the fitter never touches crate::engine\n",
+            ),
             ("src/engine/weights.rs", "use crate::llm::LlmConfig;\n"),
             // Violations: a CPU-side module reaching the engine, through a path and a grouped use,
             // and the engine reaching up to the fitter.
-            ("src/report/mod.rs", "fn f() {\n    let _ = crate::engine::Engine::new;\n}\n"),
-            ("src/design/mod.rs", "use crate::{\n    engine::DType,\n};\n"),
+            (
+                "src/report/mod.rs",
+                "fn f() {\n    let _ = crate::engine::Engine::new;\n}\n",
+            ),
+            (
+                "src/design/mod.rs",
+                "use crate::{\n    engine::DType,\n};\n",
+            ),
             ("src/engine/forward.rs", "use crate::{fit::Loss, llm};\n"),
         ],
     );
