@@ -18,6 +18,7 @@ pub struct BenchArgs {
     /// Catalog LLM (random weights) or config.json / checkpoint directory.
     #[arg(long, default_value = "llama-3.2-1b")]
     pub llm: String,
+    /// Run dtype: bf16 or fp16.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
     /// Prompt lengths of the prefill rows (each one iteration of max_num_tokens / n prompts, timed as
@@ -36,6 +37,7 @@ pub struct BenchArgs {
     /// Decode steps timed per (batch, context); the median is reported.
     #[arg(long, default_value_t = 24)]
     pub steps: usize,
+    /// Tokens per prefill iteration (the engine's token budget).
     #[arg(long, default_value_t = 8192)]
     pub max_num_tokens: usize,
     /// Launch every kernel directly instead of replaying decode steps as CUDA graphs.
