@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Energy A/B of two engine binaries on the same points, interleaved so that the GPU's drift (its
-# temperature climbs over a call, and a hotter H100 at the 700 W cap runs slower clocks) falls on
+# temperature climbs over a run, and a hotter H100 at the 700 W cap runs slower clocks) falls on
 # both alike: rounds alternate A B, B A, ... and each round measures every point once with each.
 # Results under $OUT (or /tmp/energy-fit-ab): ab-{A,B}-rR.csv (dataset rows) and summary.txt
 # (per point: tokens/J of A and B in each round, and B/A of their means).
 # Usage: benches/ab_energy.sh BIN_A BIN_B [measure flags...]
-#   e.g. benches/ab_energy.sh .dev/energy-fit-41d28d0 .dev/energy-fit --llm llama-3.2-1b --inputs 64,4096 --outputs 64,256
+#   e.g. benches/ab_energy.sh /tmp/energy-fit-old target/release/energy-fit --llm llama-3.2-1b --inputs 64,4096 --outputs 64,256
 #   or one binary with and without a flag: FLAGS_B=--tune-gemms benches/ab_energy.sh BIN BIN --llm ...
 # Env: ROUNDS (default 2); FLAGS_A, FLAGS_B: measure flags for that side only (space-separated).
 set -u -o pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GEMM tuning (`--tune-gemms`, src/engine/lt_gemm.rs) checked and timed in one GPU call: the bf16
+# GEMM tuning (`--tune-gemms`, src/engine/lt_gemm.rs) checked and timed in one run: the bf16
 # selftest (every cuBLASLt candidate against the CPU), then `bench` without and with tuning (same
 # binary, per-GEMM times), then an interleaved energy A/B of one decode-bound point. Tuning becomes
 # the default only after all three. Results under $OUT (or /tmp/energy-fit-gemm-tune):

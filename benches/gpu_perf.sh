@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 6's performance measurements on the GPU machine, each step under its own time limit, results
+# The engine's performance measurements on a GPU machine, each step under its own time limit, results
 # under $OUT (or /tmp/energy-fit-perf): roofline bench (bench.txt / bench.json), whole points on the
 # engine (engine_run.txt), the HF transformers peer metered like `measure` (peer_hf.csv).
 # Usage: benches/gpu_perf.sh [path/to/energy-fit] [steps: bench,ab,peer (default all)]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Nsight Compute on one prefill-attention kernel launch, per kernel variant: which unit binds it
 # (tensor pipe, MUFU "xu", FMA/ALU pipes, issue slots) and why warps stall. Answers what the
-# timings alone cannot: whether the softmax's exponentials overlap the mma (notes/perf.md).
+# timings alone cannot: whether the softmax's exponentials overlap the mma (docs/performance.md).
 # Clocks are left as found (--clock-control none). Results under $OUT (or /tmp/energy-fit-ncu):
 # metrics.txt (the chip's metric names), ncu-NAME.txt per variant.
 # Usage: benches/ncu_attention.sh BIN [VARIANT...]   VARIANT as in benches/attn_variants.sh

@@ -16,7 +16,7 @@
 // Simplifications that favour overlap: one weight buffer serves every GEMM (fewer HBM bytes than
 // the engine's distinct layers), and constant operand bytes draw less power than real data.
 // Usage: overlap_probe [rows] [xMB] [bw]   (bw: instead, the streaming read's bandwidth, power and
-// J/GB on 16 ... 132 SMs). Hopper only (sm_90a); results and what they mean: notes/perf.md,
+// J/GB on 16 ... 132 SMs). Hopper only (sm_90a); results and what they mean: docs/performance.md,
 // "Attention beside the GEMMs".
 #include <cublas_v2.h>
 #include <cuda.h>

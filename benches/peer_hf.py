@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peer engine side by side: HF transformers `generate` on the same LLM shape, metered like `measure`.
 
-Issue 6's peer: the same LLM shape (from `energy-fit llms --json`), random weights, the same
+The HF transformers peer: the same LLM shape (from `energy-fit llms --json`), random weights, the same
 requests (random prompts of exactly n tokens, exactly m generated tokens, greedy, no EOS), batches of
 at most --max-batch-size requests, metered the way `energy-fit measure` meters: NVML's cumulative
 energy counter read at the window's ends (window = from submitting the first batch to the last

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Measured tokens/J against the published TensorRT-LLM surface (issue 6's table), per grid point.
+"""Measured tokens/J against the published TensorRT-LLM surface , per grid point.
 
 Reference tokens/J at (n, m) comes from `energy-fit predict --fit fits/reference/<llm>.flops-mem.json` (the
 published flops-mem coefficients); measured tokens/J is the mean over a point's repeats.
@@ -8,7 +8,7 @@ Usage: python3 benches/vs_reference.py data/llama-3.2-1b-h100.csv [--llm L] [--b
 (--llm defaults to the file's one LLM. --fill takes the points the file lacks from OLD.csv, marked *:
 the whole grid's standing while a re-measurement is part way. --floor adds what each point could reach
 at its roofline bound, `measure --dry-run`'s, drawing the power it was measured at, and how close to
-that bound the engine must run for issue 6's 1.3x median, and with how much more tokens/J.)
+that bound the engine must run for a 1.3x median, and with how much more tokens/J.)
 """
 import argparse, csv, json, statistics, subprocess, sys, tempfile
 
@@ -20,7 +20,7 @@ ap.add_argument("--fill", help="measurement file whose points fill those the fir
 ap.add_argument("--floor", action="store_true", help="also tokens/J at the roofline bound and the measured power")
 ap.add_argument("--gpu-mem-gib", default="79.6", help="GPU memory for the bound's KV capacity (H100 80GB: 79.6)")
 a = ap.parse_args()
-TARGET = 1.3  # issue 6: the median over the grid at least 1.3x the reference
+TARGET = 1.3  # the engine's goal: the median over the grid at least 1.3x the reference
 SETTINGS = ("requests", "max_batch_size", "max_num_tokens", "dtype")
 
 
@@ -133,7 +133,7 @@ if a.floor:
           "measured power: tokens/J / reference tokens/J", 8, ratio_cell(at_bound))
     table("ours / that bound's tokens/J", 8, ratio_cell({k: ours[k] / floor[k] for k in pts}))
     print("\nat the bound: " + summary(at_bound.values(), "ratio"))
-    # Issue 6's median target: it holds once N//2 + 1 points are at TARGET or more (the median of an
+    # The median target: it holds once N//2 + 1 points are at TARGET or more (the median of an
     # even count averages two). The points that can get there at their bound; of those, the N//2 + 1
     # that need the smallest share of their bound: that share (how close to the roofline the engine
     # must run) and the tokens/J they need over ours.

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Continue a grid sweep on the GPU machine within one time-limited call: copy the sweep file from the
+# Continue a grid sweep on a GPU machine within one time-limited job: copy the sweep file from the
 # working tree into $OUT, resume it there (--resume, --stop-after-s), and leave the updated file in
-# $OUT for the caller to copy back into the tree before the next call. Nothing measured is lost if
-# the call is cut: the file is flushed after every point.
+# $OUT to copy back into the tree before the next job. Nothing measured is lost if the job is cut:
+# the file is flushed after every point.
 # Usage: scripts/gpu/grid_resume.sh BIN FILE [measure flags...]
-#   e.g. STOP=440 scripts/gpu/grid_resume.sh .dev/energy-fit data/llama-3.1-8b-h100.csv \
+#   e.g. STOP=440 scripts/gpu/grid_resume.sh target/release/energy-fit data/llama-3.1-8b-h100.csv \
 #        --llm llama-3.1-8b --inputs 2048 --outputs 512
 # Env: STOP (seconds after which no new point starts, default 440), LIMIT (hard limit, default 590).
 set -u -o pipefail

@@ -4,8 +4,8 @@
 # no NVML). One engine per LLM runs both points.
 # Usage: scripts/gpu/run_all_llms.sh [path/to/energy-fit] [LLM ...]   (default: all 13 catalog LLMs)
 # Env: REQUESTS (default 4), POINTS (default 64x64,4096x4096); results also under $OUT or
-# /tmp/energy-fit-checks (all_llms.txt). All 13 take about 8-10 minutes on an H100: where a command
-# may run 10 minutes at most, split the list over two calls.
+# /tmp/energy-fit-checks (all_llms.txt). All 13 take about 8-10 minutes on an H100: where a job
+# may run 10 minutes at most, split the list over two jobs.
 set -u -o pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BIN="$(realpath "${1:-${BIN:-$HERE/../../target/release/energy-fit}}")"

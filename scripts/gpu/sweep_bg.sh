@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# A sweep that outlives one time-limited GPU call. A device call is cut at 10 minutes, but a grid
-# point's window can be longer (llama-3.1-8b at n = 2048, m = 4096: ~18 minutes by `measure
-# --dry-run`'s roofline bound). Processes a call leaves behind are killed, except one in its own
-# session (setsid), which runs on while the machine stays held. So: `start` prints what is left
-# (`measure --dry-run --resume`: points and roofline seconds), launches `measure --resume` that
-# way on a copy of the sweep file and then waits like `wait`; each later call runs `wait`, which
-# sleeps until the sweep ends or its time is up and copies the file and the log to
-# $OUT. Copy the file back into the tree after every call: if the machine goes back (idle 30 s,
-# or 30 minutes held), the point in flight is lost, nothing before it. A held machine goes back at
-# the end of the call in flight: a `wait` begun before minute 30 still runs its WAIT out (the 8B's
-# (4096, 4096), a 1876 s window, ended at minute 32.5 that way; benches/results/README.md).
+# A sweep that outlives one time-limited job. Where each command may run only a few minutes, a
+# grid point's window can be longer (llama-3.1-8b at n = 2048, m = 4096: ~18 minutes by `measure
+# --dry-run`'s roofline bound). A process in its own session (setsid) runs on after the command
+# that started it ends. So: `start` prints what is left (`measure --dry-run --resume`: points and
+# roofline seconds), launches `measure --resume` that way on a copy of the sweep file and then
+# waits like `wait`; each later command runs `wait`, which sleeps until the sweep ends or its time
+# is up and copies the file and the log to $OUT. Copy the file back into the tree after every
+# command: if the machine is lost, the point in flight is lost, nothing before it.
 # Usage: scripts/gpu/sweep_bg.sh start BIN FILE [measure flags...]
 #        scripts/gpu/sweep_bg.sh wait FILE
 # A second `start` on the same machine resumes the first's working copy where it has more rows,
@@ -36,7 +33,7 @@ running() { [ -f "$PID" ] && kill -0 "$(cat "$PID")" 2>/dev/null; }
 if [ "$CMD" = start ]; then
     if running; then echo "error: a sweep of $NAME is already running (pid $(cat "$PID"))" >&2; exit 1; fi
     # A working copy left by an earlier start on this machine may hold rows FILE lacks (FILE is the
-    # tree's copy, as the call began): keep whichever has more rows; both only ever grow.
+    # tree's copy, as the command began): keep whichever has more rows; both only ever grow.
     if [ -f "$FILE" ] && { [ ! -f "$WORK" ] || [ "$(wc -l < "$FILE")" -ge "$(wc -l < "$WORK")" ]; }; then
         cp "$FILE" "$WORK"
     elif [ -f "$WORK" ]; then

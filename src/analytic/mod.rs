@@ -1,4 +1,4 @@
-//! The analytical energy models of DESIGN: b1–b4 baselines, flops and flops-mem.
+//! The analytical energy models (docs/method.md): b1–b4 baselines, flops and flops-mem.
 //!
 //! Every model predicts the energy per output token `e(n, m)` (J) from its coefficients and gives
 //! the derivative of that prediction with respect to each coefficient. The fitter only talks to

@@ -1,7 +1,7 @@
 //! `energy-fit bench`: the engine's phases against their roofline floors on this GPU. Floors are
 //! max(FLOPs / measured GEMM peak, bytes / measured copy bandwidth) with the FLOP and byte counts of
-//! `src/llm/` (issue 6's targets: decode within 1.25 × its floor at batch ≥ 256, prefill at n ≥ 512
-//! at ≥ 65 % of the GEMM peak). The GEMM peak is cuBLAS's sustained throughput on random operands,
+//! `src/llm/` (docs/performance.md: the goals were decode within 1.25 × its floor at batch ≥ 256,
+//! prefill at n ≥ 512 at ≥ 65 % of the GEMM peak). The GEMM peak is cuBLAS's sustained throughput on random operands,
 //! the conditions of a prefill on a power-limited card; zeros and single bursts run faster.
 //! Decode rows also give the serial floor: the matrix products' floor plus attention's, since a
 //! step runs the compute-bound GEMMs and the bandwidth-bound attention one after the other.
@@ -18,6 +18,7 @@ pub struct BenchArgs {
     /// Catalog LLM (random weights) or config.json / checkpoint directory.
     #[arg(long, default_value = "llama-3.2-1b")]
     pub llm: String,
+    /// Run dtype: bf16 or fp16.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
     /// Prompt lengths of the prefill rows (each one iteration of max_num_tokens / n prompts, timed as
@@ -36,6 +37,7 @@ pub struct BenchArgs {
     /// Decode steps timed per (batch, context); the median is reported.
     #[arg(long, default_value_t = 24)]
     pub steps: usize,
+    /// Tokens per prefill iteration (the engine's token budget).
     #[arg(long, default_value_t = 8192)]
     pub max_num_tokens: usize,
     /// Launch every kernel directly instead of replaying decode steps as CUDA graphs.

@@ -133,7 +133,7 @@ pub struct MeasureArgs {
     /// Before the first point, time cuBLASLt's candidate algorithms against cuBLAS's default for
     /// every layer GEMM at every decode batch size and keep the fastest (~30 ms a shape on an
     /// H100: ~2 minutes at max_batch_size 1024; it gained ~1 % of a decode step there, see
-    /// notes/perf.md; the engine column then says "cuBLASLt-tuned GEMMs").
+    /// docs/performance.md; the engine column then says "cuBLASLt-tuned GEMMs").
     #[arg(long)]
     pub tune_gemms: bool,
 }

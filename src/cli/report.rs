@@ -1,4 +1,4 @@
-//! `energy-fit report`: SVG figures and report.md from measurements and fit files (issue 7).
+//! `energy-fit report`: SVG figures and report.md from measurements and fit files.
 
 use crate::dataset::Dataset;
 use crate::fit::file::FitFile;

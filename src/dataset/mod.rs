@@ -1,5 +1,5 @@
-//! Measurement datasets: read one or many CSV/Parquet files, validate them against DESIGN's
-//! schema, derive energy per token and tokens per joule, and split them into fit groups.
+//! Measurement datasets: read one or many CSV/Parquet files, validate them against the
+//! measurement schema, derive energy per token and tokens per joule, and split them into fit groups.
 //!
 //! Unknown columns are kept. Rows whose `status` is not `ok` (skipped points) stay in the table
 //! but are not fitted.

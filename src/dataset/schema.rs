@@ -1,4 +1,4 @@
-//! The measurement schema of DESIGN: column names, which are required, and per-row validation
+//! The measurement schema (README, "Data formats"): column names, which are required, and per-row validation
 //! that names the file, row, column and value of the first bad cell.
 
 use anyhow::{bail, Result};
@@ -22,7 +22,7 @@ pub const TOKENS_PER_J: &str = "tokens_per_j";
 pub const REQUIRED: [&str; 5] = [LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
 /// Required columns that hold numbers (all must be > 0 on rows that are used).
 pub const NUMERIC: [&str; 4] = [INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
-/// The full column set `measure` writes, in order (DESIGN "Data formats").
+/// The full column set `measure` writes, in order (README "Data formats").
 pub const MEASURE_COLUMNS: [&str; 26] = [
     LLM,
     INPUT_TOKENS,

@@ -1,4 +1,4 @@
-//! Timing of single engine phases against their roofline floors (issue 6): one prefill iteration
+//! Timing of single engine phases against their roofline floors (docs/performance.md): one prefill iteration
 //! of a full token budget, and decode steps of a batch at a given context, set up directly on the
 //! model (no scheduler, KV cache zeroed rather than prefilled: decode time does not depend on the
 //! cached values). Also the two peaks the floors divide by: cuBLAS bf16/fp16 GEMM throughput and
@@ -14,8 +14,8 @@ use cudarc::driver::result as drv;
 impl Engine {
     /// cuBLAS throughput of an `m × n × k` GEMM in the run dtype: (ms per GEMM, TFLOP/s).
     /// `random`: operands uniform in [-1, 1], as the engine's are, rather than zeros; zeros toggle
-    /// no bits and draw less power, so a card at its power limit runs them faster (KINDS.md saw
-    /// 894 against 788 TFLOP/s on an H200). `sustained`: `reps` GEMMs back to back timed as one,
+    /// no bits and draw less power, so a card at its power limit runs them faster (894 against 788
+    /// TFLOP/s have been seen on an H200). `sustained`: `reps` GEMMs back to back timed as one,
     /// long enough for the clocks to settle at the power limit as in a prefill; otherwise the best
     /// of `reps` single GEMMs, each a burst the power controller does not see.
     pub fn bench_gemm(

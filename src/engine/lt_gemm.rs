@@ -2,7 +2,7 @@
 //! cublasGemmEx runs cuBLAS's heuristic pick for each shape. For the skinny GEMMs of decode (rows =
 //! batch, ~100–1000) that pick can leave SMs idle: at batch 256, llama-3.1-8b's o and down
 //! projections have 64 output tiles of 128 × 128 for 132 SMs and ran at 1.45–1.7× their floor
-//! (notes/perf.md), where a split-K or stream-K kernel would fill the machine. Tuning asks
+//! (docs/performance.md), where a split-K or stream-K kernel would fill the machine. Tuning asks
 //! cuBLASLt's heuristic for its first CANDIDATES algorithms for one (dtype, rows, n, k), times each
 //! against cublasGemmEx on the forward's own buffers, and keeps the fastest; a shape where
 //! cublasGemmEx wins (or cannot be beaten by more than the noise margin) keeps cublasGemmEx.

@@ -114,7 +114,7 @@ pub struct IterationStats {
 /// Timing of one iteration (`Engine::trace`), from CUDA events recorded just before and just after
 /// its launches: host time spent planning and queuing it, GPU time between the two events, and the
 /// GPU's idle time before it (from the previous iteration's end event to this one's start event:
-/// nonzero only when the host had nothing queued, which is the host overhead of issue 6's target 3).
+/// nonzero only when the host had nothing queued, which is the host's share of the run's time).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct IterationTrace {
     pub host_us: f64,
@@ -296,7 +296,7 @@ impl Engine {
     /// `rows`, on scratch activations; returns the seconds it took. cuBLAS pays 2–40 ms of host time
     /// the first time a process uses a GEMM shape; decode iterations use every row count from the
     /// batch size down to 1, so a first run paid ~0.4 s of it (6 % of a 6.4 s window) without this
-    /// (`engine-run --trace`, notes/perf.md). Callers warm 1..=max_batch_size once per engine.
+    /// (`engine-run --trace`, docs/performance.md). Callers warm 1..=max_batch_size once per engine.
     /// With `EngineOptions::gemm_tune` each layer GEMM is tuned at each row count instead (the
     /// first tuning of a shape wins; `gemm_tune` holds the totals).
     pub fn warm_gemm_shapes(&mut self, rows: impl IntoIterator<Item = usize>) -> Result<f64> {

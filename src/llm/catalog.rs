@@ -1,4 +1,4 @@
-//! The 13 LLMs of DESIGN's catalog, as `LlmConfig`s, and name-or-path resolution for `--llm`.
+//! The 13 LLMs of the published study (docs/method.md), as `LlmConfig`s, and name-or-path resolution for `--llm`.
 //!
 //! Shapes follow the public HF config.json files. `max_positions` is raised to at least 8192 for the
 //! entries whose checkpoints stop short of the published grid (n + m up to 8192: OPT's learned
@@ -194,7 +194,7 @@ fn granite(
     }
 }
 
-/// All 13 catalog LLMs, in DESIGN's order (by size).
+/// All 13 catalog LLMs, in the study's order (by size).
 pub fn catalog() -> Vec<LlmConfig> {
     let llama = |name: &str, hidden, layers, heads, kv, ffn, tied, factor| LlmConfig {
         positional: llama3(factor),

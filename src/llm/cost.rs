@@ -1,6 +1,6 @@
 //! Roofline numbers: parameter count, FLOPs and minimal bytes of a prefill and of one decode step.
 //!
-//! Conventions (documented because issue 6 compares measured times with these floors):
+//! Conventions (documented because `bench` compares measured times with these floors):
 //! - FLOPs count matrix products only, 2 per multiply-add: the projections and FFN of every token,
 //!   the attention scores and weighted sum (causal: query i attends to i keys, or to at most the
 //!   window on Gemma-2's local layers), and the LM head for one token per sequence (prefill emits

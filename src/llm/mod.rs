@@ -1,4 +1,4 @@
-//! Architecture description of the LLMs the engine runs: the catalog of DESIGN, HF `config.json`
+//! Architecture description of the LLMs the engine runs: the catalog of the published study's 13 LLMs, HF `config.json`
 //! parsing, and the roofline numbers (parameters, FLOPs and bytes of prefill and decode).
 //!
 //! One `LlmConfig` carries every switch the engine needs for all five architectures (llama, qwen2,

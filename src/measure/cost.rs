@@ -1,5 +1,5 @@
 //! The real `CostModel`: memory fit and roofline duration of a grid point from the LLM's shape
-//! (`crate::llm`), with the scheduling of DESIGN (all R requests at t = 0, in-flight batching
+//! (`crate::llm`), with the engine's scheduling (all R requests at t = 0, in-flight batching
 //! bounded by max_batch_size, max_num_tokens and the KV capacity left after the weights).
 //!
 //! The estimate is a lower bound (every step at the better of peak FLOP/s and peak bandwidth); it
@@ -10,7 +10,7 @@ use crate::llm::concurrency::{weight_bytes, workspace_bytes};
 use crate::llm::{resolve_llm, LlmConfig};
 use anyhow::{Context, Result};
 
-/// H100 numbers of DESIGN's reference section: cuBLAS bf16 GEMM and HBM bandwidth.
+/// Nominal H100 numbers: cuBLAS bf16 GEMM throughput and HBM bandwidth.
 pub const PEAK_FLOPS_16: f64 = 750e12;
 /// FP32 without tensor cores (H100 SXM ≈ 67 TFLOP/s).
 pub const PEAK_FLOPS_32: f64 = 60e12;

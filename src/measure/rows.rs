@@ -1,4 +1,4 @@
-//! One measurement row: DESIGN's measurement columns plus the extras `measure` needs, and its
+//! One measurement row: the measurement columns of the README ("Data formats") plus the extras `measure` needs, and its
 //! conversions to and from CSV lines and polars frames.
 //!
 //! The CSV side is hand-written so that a row is one `write` of one complete line (see `writer.rs`

@@ -1,4 +1,4 @@
-//! From a dataset and fit files to the figures of issue 7. Each LLM gets one `Subject`: its
+//! From a dataset and fit files to the report's figures. Each LLM gets one `Subject`: its
 //! measured points (if any) and its six fits (read from --fits when a file matches the group and
 //! dataset, fitted here otherwise). With no data, the subjects are the published reference fits
 //! and the surfaces are their predictions. A figure that cannot be drawn is skipped with the

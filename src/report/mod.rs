@@ -1,4 +1,4 @@
-//! Figures and the Markdown report (`energy-fit report`, issue 7). Figure code draws from plain
+//! Figures and the Markdown report (`energy-fit report`). Figure code draws from plain
 //! data (`Surface`, `Series`) so it does not depend on how the data were measured or fitted;
 //! `assemble` turns a dataset and fit files into that data, `markdown` writes report.md.
 

@@ -1,5 +1,5 @@
 //! The `fit` and `predict` commands end to end on fixtures, the shipped reference fits, and every
-//! bad input of issue 2 (each error must name the file/row/column or flag and the value).
+//! bad input (each error must name the file/row/column or flag and the value).
 //! Fixtures named `synthetic-*` are generated from known coefficients, not measured.
 
 use energy_fit::analytic::{model_by_name, EnergyModel, FlopsMem};

@@ -61,7 +61,7 @@ fn csv_appends_survive_reopen_and_resume_knows_the_points() {
         "skipped: reason, with comma and \"quotes\""
     );
     assert!(done_keys(w.rows(), false).contains(&row(64, 128, None, "").key()));
-    // polars reads the file too (the lead's dataset module reads it that way).
+    // polars reads the file too (the dataset module reads it that way).
     let df = polars::prelude::CsvReadOptions::default()
         .with_has_header(true)
         .try_into_reader_with_file_path(Some(p.clone()))

@@ -653,7 +653,7 @@ fn sweep_bg_start_says_what_is_left() {
             && out.contains("g.csv: finished; 2 rows"),
         "{out}"
     );
-    // The tree's copy as a later call begins: fewer rows than the machine's (here its header only).
+    // The tree's copy as a later command begins: fewer rows than the machine's (here its header only).
     let header = std::fs::read_to_string(tmp.path().join("out/g.csv"))
         .unwrap()
         .lines()
@@ -677,4 +677,71 @@ fn sweep_bg_start_says_what_is_left() {
             && out.contains("finished; 2 rows"),
         "{out}"
     );
+}
+
+/// A file tree under `root`: (path, contents) pairs.
+fn tree(root: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+#[test]
+fn check_layering_passes_this_tree_and_names_each_violation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run("scripts/check_layering.sh", &[], tmp.path());
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("layering ok"));
+
+    let root = tmp.path().join("repo");
+    tree(
+        &root,
+        &[
+            // Allowed: the measurement side and a GPU command use the engine; comments never count;
+            // the engine uses llm, which is below it.
+            ("src/measure/run.rs", "use crate::engine::Engine;\n"),
+            ("src/cli/bench.rs", "use crate::engine::{DType, Engine};\n"),
+            (
+                "src/cli/fit.rs",
+                "// the fitter never touches crate::engine\n",
+            ),
+            ("src/engine/weights.rs", "use crate::llm::LlmConfig;\n"),
+            // Violations: a CPU-side module reaching the engine, through a path and a grouped use,
+            // and the engine reaching up to the fitter.
+            (
+                "src/report/mod.rs",
+                "fn f() {\n    let _ = crate::engine::Engine::new;\n}\n",
+            ),
+            (
+                "src/design/mod.rs",
+                "use crate::{\n    engine::DType,\n};\n",
+            ),
+            ("src/engine/forward.rs", "use crate::{fit::Loss, llm};\n"),
+        ],
+    );
+    let root_arg = root.to_str().unwrap();
+    let o = run("scripts/check_layering.sh", &[root_arg], tmp.path());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    for hit in [
+        "src/report/mod.rs:2:",
+        "src/design/mod.rs:2:",
+        "src/engine/forward.rs:1:",
+    ] {
+        assert!(out.contains(hit), "{hit} missing from {out}");
+    }
+    for clean in [
+        "src/measure/run.rs",
+        "src/cli/bench.rs",
+        "src/cli/fit.rs",
+        "src/engine/weights.rs",
+    ] {
+        assert!(
+            !out.lines().any(|l| l.starts_with(clean)),
+            "{clean} wrongly reported: {out}"
+        );
+    }
+    assert_eq!(out.lines().count(), 3, "{out}");
 }

@@ -1,6 +1,6 @@
 // The prefill kernels' entry points: on sm_90a attention_ws (TC_WG=2, the default there) at hd 128
 // and 64 (TC_WS_HD64, on with TC_WS_TMA), or attention_wg (TC_WG=1) at hd 64 and 128; else
-// attention_tc, as for every other head dim. Measured on an H100 (notes/perf.md), attention at
+// attention_tc, as for every other head dim. Measured on an H100 (docs/performance.md), attention at
 // n = 4096: attention_ws with TMA 41 % below attention_tc at hd 128 and 22 % below at hd 64;
 // without TMA (cp.async) 4-6 % below at hd 128 and level at hd 64.
 #ifndef TC_WS_HD64

@@ -281,12 +281,12 @@ template <class T, int ND> __device__ __forceinline__ void tc_store_row(T* dst, 
 #endif
 // Row tiles per warp at hd 128: 2 gives 128-row blocks, Q re-read from shared memory since its
 // fragments and two tiles' O do not fit in registers (255 registers, 12 B spilled); on an H100 it
-// cut llama-3.1-8b's prefill attention by 24-29 % (notes/perf.md). -DTC_MT_HD128=1: one tile. The
+// cut llama-3.1-8b's prefill attention by 24-29 % (docs/performance.md). -DTC_MT_HD128=1: one tile. The
 // host reads ROWS back from attention_tc_rows_* below, so a variant cannot make the two disagree.
 #ifndef TC_MT_HD128
 #define TC_MT_HD128 2
 #endif
-// Warps per block at hd 128. ncu (notes/perf.md) found the two-tile kernel latency-bound: 255
+// Warps per block at hd 128. ncu (docs/performance.md) found the two-tile kernel latency-bound: 255
 // registers allow 2 blocks of 4 warps per SM, 2 warps per scheduler, half an eligible one a cycle.
 // -DTC_MT_HD128=1 -DTC_WARPS_HD128=8 keeps 128 rows per block (each K/V tile serves as many rows)
 // with one tile per warp and Q re-read from shared memory, so that 2 blocks of 8 warps fit in

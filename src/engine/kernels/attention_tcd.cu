@@ -11,14 +11,14 @@
 //
 // TCD_STAGES (ENERGY_FIT_NVRTC_OPTS) sets the depth of the K/V ring: tiles i+1 … i+STAGES-1 are in
 // flight while tile i is computed (2: double buffering; 3 and 4 measured level with 2 under
-// cp.async, notes/perf.md).
+// cp.async, docs/performance.md).
 //
 // TCD_TMA (on by default where the prefill kernel reads the cache through TMA: sm_90a, hd 64 and
 // 128): thread 0 copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of
 // 32 keys × 64 columns, 128-byte swizzled, through the same attention_kv_maps) and the block waits
 // on the stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
 // (ncu at batch 256, context 4096: L2 86 %, DRAM 84 % of peak); with TMA DRAM is at 89 %, the
-// kernel 4-5 % faster, and a decode-bound grid point draws up to 5 % less power (notes/perf.md).
+// kernel 4-5 % faster, and a decode-bound grid point draws up to 5 % less power (docs/performance.md).
 // Items start at a page (kbeg % 32 == 0: tc_item and the host's split parts), so whole pages are
 // the tile's keys; keys past kend in the last page arrive as the cache holds them, finite, and are
 // masked to P = 0.

@@ -16,7 +16,7 @@
 // TC_WG_KT) go through ST stages with cp.async, PF = ST - 3 tiles ahead: at iteration j the stages hold tile
 // j - 1 (its V still read), j, and the prefetched ones. A variant for hd 64 and 128:
 // ENERGY_FIT_NVRTC_OPTS="-DTC_WG=1" (on Hopper, which compiles for sm_90a); it is correct but not
-// faster than attention_tc (notes/perf.md).
+// faster than attention_tc (docs/performance.md).
 // TC_WG picks the wgmma prefill kernel: 0 none (attention_tc), 1 this one, 2 attention_ws.cu's
 // warp-specialized one, the default where the program is compiled for sm_90a (Device::new does
 // for Hopper), at hd 64 and 128.
@@ -102,7 +102,7 @@ __device__ __forceinline__ void wg_qk(float (&s)[KT / 8][4], const T* Qs, int r0
 }
 // O += P·V, P in registers. V's descriptor as CUTLASS documents the MN-major no-swizzle layout:
 // leading byte offset along the keys (wgmma's K), stride byte offset along hd (its N); the two
-// swapped fault on the H100 (notes/perf.md).
+// swapped fault on the H100 (docs/performance.md).
 template <class T, int HD, int KT>
 __device__ __forceinline__ void wg_pv(float (&o)[HD / 8][4], const unsigned (&p)[KT / 16][4], const T* Vs) {
 #pragma unroll

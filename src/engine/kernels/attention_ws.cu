@@ -3,7 +3,7 @@
 //
 // attention_wg's 8 warps load each K/V tile together and meet at __syncthreads every tile, so
 // both warpgroups wait for S and run their softmax at the same moment (~5400 cycles per 64-key
-// tile at hd 128 against ~1024 of tensor work; notes/perf.md). Here warp 8 (TC_WS_PRODUCERS
+// tile at hd 128 against ~1024 of tensor work; docs/performance.md). Here warp 8 (TC_WS_PRODUCERS
 // warps) loads tiles with cp.async into ST stages and marks each "full" on an mbarrier when its
 // copies land (cp.async.mbarrier.arrive.noinc); a consumer waits for "full" and marks the stage
 // "empty" once its last wgmma reading it (that tile's P·V) has completed; the producer refills a
@@ -11,7 +11,7 @@
 // P_{j-1}·V_{j-1} issued together, softmax of S_j while the P·V runs). TC_WS_PINGPONG
 // (FlashAttention-3's schedule): the two warpgroups issue their wgmma in turn through two named
 // barriers, so one's softmax runs beside the other's tensor work.
-// Measured on an H100 (notes/perf.md), with cp.async: hd 128 4-6 % faster than attention_tc, hd 64
+// Measured on an H100 (docs/performance.md), with cp.async: hd 128 4-6 % faster than attention_tc, hd 64
 // level; ping-pong, 128-key tiles, 4 producer warps and 6 stages change nothing measurable; ncu:
 // the L2 78 % busy with twice the ideal sectors per 16-byte cp.async. So the K/V load itself moved
 // to TMA (TC_WS_TMA, below): at n = 4096, 41 % below attention_tc at hd 128, 22 % at hd 64.
@@ -128,7 +128,7 @@ __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.
 // C(c), where only the R, C parts vary per chunk (and split tc_cm without a carry). ncu counts
 // twice the ideal L2 sectors per cp.async whichever way the lanes map (8 keys × 64 bytes here, or
 // whole 128-byte lines per 8 lanes, tried as TC_WS_LINES: the same count, not faster), with the L2
-// 78 % busy: what binds this kernel is the K/V traffic of 16-byte copies (notes/perf.md).
+// 78 % busy: what binds this kernel is the K/V traffic of 16-byte copies (docs/performance.md).
 template <class T, int HD>
 __device__ __forceinline__ void ws_produce(T* KV, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
                                            const int* block_table, int max_pages, int kv_heads, int kvh, int pl) {
