@@ -9,7 +9,7 @@
 set -euo pipefail
 ROOT="${1:-$(cd "$(dirname "$0")/.." && pwd)}"
 [ -d "$ROOT/src" ] || { echo "error: ROOT $ROOT: no src/ directory" >&2; exit 2; }
-ENGINE_USERS=" src/cli/bench.rs src/cli/selftest.rs "
+ENGINE_USERS=" src/cli/bench.rs src/cli/selftest.rs src/cli/engine_run.rs "
 ABOVE='measure|fit|report|design|dataset|cli|analytic|sweetspot'
 USERS="$(echo $ENGINE_USERS)"
 USES_ENGINE='\bengine::|\b(crate|energy_fit)::engine\b|use (crate|energy_fit|super)::\{[^}]*\bengine\b'
