@@ -96,9 +96,6 @@ pub fn run(args: FitArgs) -> Result<()> {
                     .insert(alt.loss.name().into(), alt.mape_pct);
             }
             let path = (!args.no_write).then(|| out.join(file_name(g, model.name())));
-            if let Some(p) = &path {
-                file.write(p)?;
-            }
             fitted.push(Fitted {
                 group: gi,
                 model: mi,
@@ -108,6 +105,7 @@ pub fn run(args: FitArgs) -> Result<()> {
             });
         }
     }
+    write_all(&fitted, &paths)?;
     if args.json {
         println!(
             "{}",
@@ -117,6 +115,29 @@ pub fn run(args: FitArgs) -> Result<()> {
         print_tables(&args, &out, &ds, &groups, &models, &fitted);
     }
     Ok(())
+}
+
+/// Write every fit file of the run, all or none: each is staged to a hidden temporary first and
+/// only when all are on disk are they renamed into place, so a full disk or a failure leaves the
+/// previous fits whole and never a mix of old and new models.
+fn write_all(fitted: &[Fitted], inputs: &[PathBuf]) -> Result<()> {
+    let mut staged = crate::fsutil::Staged::new();
+    for f in fitted {
+        let Some(p) = &f.path else { continue };
+        if let Some(i) = inputs.iter().find(|i| crate::fsutil::same_file(i, p)) {
+            bail!(
+                "fit file {} is the input {}; choose another --out",
+                p.display(),
+                i.display()
+            );
+        }
+        staged
+            .stage(p, f.file.to_json()?.as_bytes())
+            .context("no fit file was written (the previous ones are unchanged)")?;
+    }
+    staged
+        .commit()
+        .context("writing the fit files (the previous ones are unchanged)")
 }
 
 /// Every measurement file in data/, or a clear error when there is none.
