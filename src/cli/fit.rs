@@ -210,6 +210,7 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                 "interval_method": intervals::METHOD,
                 "dof": f.fit.dof,
                 "sweet_spots": f.file.sweet_spots,
+                "warnings": f.file.warnings,
                 "file": f.path.as_ref().map(|p| p.display().to_string()),
             })
         })
@@ -351,6 +352,15 @@ fn print_tables(
             names[f.model],
             f.fit.cv_note.as_deref().unwrap_or("")
         );
+    }
+    for f in fitted.iter() {
+        for w in &f.file.warnings {
+            println!(
+                "warning: {} {}: {w}",
+                groups[f.group].label(),
+                names[f.model]
+            );
+        }
     }
     let written = fitted.iter().filter(|f| f.path.is_some()).count();
     if written > 0 {

@@ -39,6 +39,9 @@ pub struct FitFile {
     /// fits and in files written before intervals existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncertainty: Option<Uncertainty>,
+    /// What is wrong with the fit (`fit::warnings`); empty exactly when nothing was found.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// What a fit knows of its own uncertainty.
@@ -195,6 +198,7 @@ impl FitFile {
                     .map(|r| r.iter().copied().collect())
                     .collect(),
             }),
+            warnings: super::warnings::of(fit),
         }
     }
 
