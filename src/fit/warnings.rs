@@ -54,7 +54,7 @@ pub fn of(fit: &FitResult) -> Vec<String> {
     }
     if let Some(c) = sweet_spot_coefficient(&fit.model).and_then(|i| fit.coefficients.get(i)) {
         // Written so that a NaN p value also counts as not significant.
-        if !(c.p_value < ALPHA) {
+        if c.p_value.partial_cmp(&ALPHA) != Some(std::cmp::Ordering::Less) {
             w.push(format!(
                 "sweet-spot coefficient {} = {:.3e} is not significant (p = {:.3}): the sweet spots \
                  are computed from noise",

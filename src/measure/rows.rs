@@ -408,8 +408,11 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), cols)?)
 }
 
+/// Column names and, per column, its cells as text (null stays None).
+pub type TextColumns = (Vec<String>, Vec<Vec<Option<String>>>);
+
 /// Every column of a frame as text (null stays None), with the column names.
-pub fn frame_text(df: &DataFrame, file: &str) -> Result<(Vec<String>, Vec<Vec<Option<String>>>)> {
+pub fn frame_text(df: &DataFrame, file: &str) -> Result<TextColumns> {
     let names: Vec<String> = df
         .get_column_names()
         .iter()

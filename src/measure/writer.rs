@@ -8,7 +8,8 @@
 //!
 //! Parquet (`--out x.parquet`): Parquet cannot be appended (its footer is written last), so rows
 //! go first to the CSV journal `x.parquet.journal.csv` as above, then the whole Parquet file is
-//! rewritten to `x.parquet.tmp`, fsynced and renamed over `x.parquet`. rename is atomic, so
+//! rewritten to a hidden temporary beside it (`fsutil::write_atomic`), fsynced and renamed over
+//! `x.parquet`. rename is atomic, so
 //! `x.parquet` is always the previous or the new complete file; the journal is the truth on
 //! resume (it is at most one point ahead of the Parquet file). The rewrite is O(rows), negligible
 //! next to a point that takes seconds.
