@@ -122,9 +122,6 @@ pub fn run(args: FitArgs) -> Result<()> {
                     .insert(alt.loss.name().into(), alt.mape_pct);
             }
             let path = (!args.no_write).then(|| out.join(file_name(g, model.name())));
-            if let Some(p) = &path {
-                file.write(p)?;
-            }
             fitted.push(Fitted {
                 group: gi,
                 model: mi,
@@ -134,6 +131,7 @@ pub fn run(args: FitArgs) -> Result<()> {
             });
         }
     }
+    write_all(&fitted, &paths)?;
     if args.json {
         println!(
             "{}",
@@ -162,6 +160,29 @@ fn batch_context(ds: &Dataset, g: &Group, gpu_mem_gib: f64) -> Result<BatchConte
             gpu_memory_bytes: gpu_mem_gib * (1u64 << 30) as f64,
         },
     })
+}
+
+/// Write every fit file of the run, all or none: each is staged to a hidden temporary first and
+/// only when all are on disk are they renamed into place, so a full disk or a failure leaves the
+/// previous fits whole and never a mix of old and new models.
+fn write_all(fitted: &[Fitted], inputs: &[PathBuf]) -> Result<()> {
+    let mut staged = crate::fsutil::Staged::new();
+    for f in fitted {
+        let Some(p) = &f.path else { continue };
+        if let Some(i) = inputs.iter().find(|i| crate::fsutil::same_file(i, p)) {
+            bail!(
+                "fit file {} is the input {}; choose another --out",
+                p.display(),
+                i.display()
+            );
+        }
+        staged
+            .stage(p, f.file.to_json()?.as_bytes())
+            .context("no fit file was written (the previous ones are unchanged)")?;
+    }
+    staged
+        .commit()
+        .context("writing the fit files (the previous ones are unchanged)")
 }
 
 /// Every measurement file in data/, or a clear error when there is none.
@@ -236,6 +257,7 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                 "interval_method": intervals::METHOD,
                 "dof": f.fit.dof,
                 "sweet_spots": f.file.sweet_spots,
+                "warnings": f.file.warnings,
                 "file": f.path.as_ref().map(|p| p.display().to_string()),
             })
         })
@@ -415,6 +437,15 @@ fn print_tables(
             names[f.model],
             f.fit.cv_note.as_deref().unwrap_or("")
         );
+    }
+    for f in fitted.iter() {
+        for w in &f.file.warnings {
+            println!(
+                "warning: {} {}: {w}",
+                groups[f.group].label(),
+                names[f.model]
+            );
+        }
     }
     let written = fitted.iter().filter(|f| f.path.is_some()).count();
     if written > 0 {

@@ -90,6 +90,10 @@ pub struct MeasureArgs {
     /// (fit and report read `ok` rows only; merge keeps the `ok` row).
     #[arg(long, requires = "resume")]
     pub retry_skipped: bool,
+    /// With --resume, append even when --out holds rows of LLMs not being measured now (by
+    /// default refused, so two campaigns are not mixed in one file by mistake).
+    #[arg(long, requires = "resume")]
+    pub force: bool,
     /// Print the plan, feasibility and roofline duration estimates; measure nothing. With --resume,
     /// only the points --out lacks (the time left); --out is only read.
     #[arg(long)]
@@ -244,6 +248,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     for (p, _) in planned.iter().take(1) {
         cost.llm_name(&p.llm)?;
     }
+    crate::measure::plan::check_runnable(planned.iter().map(|(p, _)| p))?;
     let roles: HashMap<Key, String> = planned
         .iter()
         .map(|(p, r)| (key_of(p, &cost), r.clone()))
@@ -273,7 +278,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
 
     if a.dry_run {
         if a.resume {
-            drop_done(&mut points, &peek_rows(&a.out)?, &a, &cost);
+            drop_done(&mut points, &peek_rows(&a.out)?, &a, &cost)?;
         } else if a.out.exists() {
             eprintln!(
                 "note: --out {} exists; measuring these points into it needs --resume",
@@ -337,7 +342,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     }
     let writer = Writer::open(&a.out, a.resume)?;
     if a.resume {
-        drop_done(&mut points, writer.rows(), &a, &cost);
+        drop_done(&mut points, writer.rows(), &a, &cost)?;
     }
     let factory: Box<WorkloadFactory> = match standin {
         Some(c) => Box::new(move |_gpu| {
@@ -396,7 +401,31 @@ pub fn run(a: MeasureArgs) -> Result<()> {
 
 /// `--resume`: drop the points `rows` (those already in --out) hold, all of them or with
 /// --retry-skipped those with an `ok` row, and say how many are left.
-fn drop_done(points: &mut Vec<Point>, rows: &[Row], a: &MeasureArgs, cost: &dyn CostModel) {
+/// Rows of LLMs that are not being measured are refused unless --force.
+fn drop_done(
+    points: &mut Vec<Point>,
+    rows: &[Row],
+    a: &MeasureArgs,
+    cost: &dyn CostModel,
+) -> Result<()> {
+    let ours: std::collections::HashSet<String> =
+        points.iter().map(|p| key_of(p, cost).llm).collect();
+    let mut foreign: Vec<&str> = rows
+        .iter()
+        .map(|r| r.llm.as_str())
+        .filter(|l| !ours.contains(*l))
+        .collect();
+    foreign.sort_unstable();
+    foreign.dedup();
+    if !foreign.is_empty() && !points.is_empty() && !a.force {
+        bail!(
+            "--resume: {} holds rows of {} not being measured now (--llm gives {}); pass --force \
+             to append to it anyway, or choose another --out and merge",
+            a.out.display(),
+            foreign.join(", "),
+            ours.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
     let (before, done) = (points.len(), done_keys(rows, a.retry_skipped));
     points.retain(|p| !done.contains(&key_of(p, cost)));
     eprintln!(
@@ -405,6 +434,7 @@ fn drop_done(points: &mut Vec<Point>, rows: &[Row], a: &MeasureArgs, cost: &dyn 
         a.out.display(),
         points.len()
     );
+    Ok(())
 }
 
 /// `--budget-s`: the D-optimal design of the grid's points within the budget.

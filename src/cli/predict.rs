@@ -48,6 +48,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let (model, coefs, from, unc) = match (&args.fit, &args.params) {
         (Some(path), _) => {
             let f = FitFile::read(path)?;
+            for w in &f.warnings {
+                eprintln!("warning: {} ({} {}): {w}", path.display(), f.llm, f.model);
+            }
             let unc = match (f.covariance(), &f.uncertainty) {
                 (Some((cov, dof)), Some(u)) => Ok(Uncertainty {
                     cov,

@@ -9,27 +9,33 @@ use std::path::{Path, PathBuf};
 pub struct ReportArgs {
     /// Measurement files (CSV or Parquet). Default: every such file in data/ (none: reference fits alone).
     pub data: Vec<PathBuf>,
-    /// Folder of fit files (searched with its sub-folders, e.g. fits/reference).
-    #[arg(long, default_value = "fits")]
-    pub fits: PathBuf,
+    /// Folder of fit files (searched with its sub-folders, e.g. fits/reference). Default: fits/
+    /// (none there: no fits). A named folder must exist.
+    #[arg(long)]
+    pub fits: Option<PathBuf>,
     /// Output folder for the SVG figures and report.md.
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
 }
 
-/// Every `*.json` fit file under `dir` (recursive, sorted); a missing folder gives none.
+/// Every `*.json` fit file under `dir` (recursive, sorted). A file that is not a valid fit file
+/// (e.g. left half-written by another program) is named in a warning and skipped, so one bad file
+/// does not stop the report; a folder that cannot be listed is an error.
 pub fn read_fits(dir: &Path) -> Result<Vec<FitFile>> {
+    if !dir.is_dir() {
+        anyhow::bail!("'{}' is not a folder", dir.display());
+    }
     let mut paths = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
+        let rd = std::fs::read_dir(&d).with_context(|| format!("cannot list '{}'", d.display()))?;
         for e in rd.flatten() {
             let p = e.path();
+            let hidden = e.file_name().to_string_lossy().starts_with('.');
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json")
+            } else if !hidden
+                && p.extension().is_some_and(|x| x == "json")
                 && !crate::zeroshot::file::is_calibration_file(&p)
             {
                 // Calibration files (fits/calibration/) hold zero-shot constants, not fits.
@@ -38,7 +44,14 @@ pub fn read_fits(dir: &Path) -> Result<Vec<FitFile>> {
         }
     }
     paths.sort();
-    paths.iter().map(|p| FitFile::read(p)).collect()
+    let mut fits = Vec::new();
+    for p in &paths {
+        match FitFile::read(p) {
+            Ok(f) => fits.push(f),
+            Err(e) => eprintln!("warning: skipping {}: {e:#}", p.display()),
+        }
+    }
+    Ok(fits)
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
@@ -53,7 +66,11 @@ pub fn run(args: ReportArgs) -> Result<()> {
     } else {
         Some(Dataset::load(&paths)?)
     };
-    let fits = read_fits(&args.fits).with_context(|| format!("--fits {}", args.fits.display()))?;
+    let fits = match &args.fits {
+        Some(dir) => read_fits(dir).with_context(|| format!("--fits {}", dir.display()))?,
+        None if Path::new("fits").is_dir() => read_fits(Path::new("fits"))?,
+        None => Vec::new(),
+    };
     let r = crate::report::build(ds.as_ref(), &fits, &args.out)?;
     for f in &r.figures {
         match &f.file {

@@ -34,6 +34,12 @@ impl Format {
 
 /// Read one table as it is on disk (no validation).
 pub fn read_table(path: &Path) -> Result<DataFrame> {
+    if path.is_dir() {
+        bail!(
+            "{}: is a folder, not a data file (name the .csv or .parquet files in it)",
+            path.display()
+        );
+    }
     let format = Format::of(path)?;
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot open data file '{}'", path.display()))?;
@@ -41,11 +47,16 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
         bail!("{}: file is empty", path.display());
     }
     let df = match format {
-        Format::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(None)
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|r| r.finish()),
+        Format::Csv => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read data file '{}'", path.display()))?;
+            let text = checked_csv(&bytes, path)?;
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(None)
+                .into_reader_with_file_handle(std::io::Cursor::new(text.into_bytes()))
+                .finish()
+        }
         Format::Parquet => {
             let f = File::open(path)
                 .with_context(|| format!("cannot open data file '{}'", path.display()))?;
@@ -57,6 +68,78 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
         bail!("{}: file has no data rows", path.display());
     }
     Ok(df)
+}
+
+/// The CSV text of a data file with its trailing blank lines cut (they are not rows), after
+/// checking that every record has as many fields as the header: polars would fill a short row
+/// with nulls or refuse a long one without saying where. Quoted fields may span lines.
+fn checked_csv(bytes: &[u8], path: &Path) -> Result<String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        anyhow::anyhow!("{}: line {line}: not UTF-8 text", path.display())
+    })?;
+    let text = text.trim_end_matches(|c: char| c.is_whitespace());
+    let mut header = None;
+    let (mut fields, mut quoted, mut start) = (1usize, false, 1usize);
+    let mut line = 1usize;
+    let mut prev = '\0';
+    let mut chars = text.chars().peekable();
+    let mut at_field_start = true;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if at_field_start => quoted = true,
+            ',' if !quoted => fields += 1,
+            '\n' => {
+                line += 1;
+                if !quoted {
+                    check_fields(&mut header, fields, start, prev, path)?;
+                    fields = 1;
+                    start = line;
+                }
+            }
+            _ => {}
+        }
+        at_field_start = !quoted && (c == ',' || c == '\n');
+        if c != '\r' {
+            prev = c;
+        }
+    }
+    if quoted {
+        bail!(
+            "{}: line {start}: a quoted field is never closed",
+            path.display()
+        );
+    }
+    check_fields(&mut header, fields, start, prev, path)?;
+    Ok(format!("{text}\n"))
+}
+
+/// One record ended on line `start` with `fields` fields; the first record is the header.
+/// A blank line in the middle (`prev` = newline) is left to the row checks, which name it.
+fn check_fields(
+    header: &mut Option<usize>,
+    fields: usize,
+    start: usize,
+    prev: char,
+    path: &Path,
+) -> Result<()> {
+    match *header {
+        None => *header = Some(fields),
+        Some(h) if fields != h && !(fields == 1 && prev == '\n') => bail!(
+            "{}: line {start}: {fields} fields, the header has {h}",
+            path.display()
+        ),
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 /// Write a table, format by extension; the parent folder is created.

@@ -200,6 +200,7 @@ impl Group {
     }
 
     /// A file-name-safe version of the label: `llama-3.2-1b` or `llama-3.2-1b__gpu-H100`.
+    /// Lossy for odd names (`llama/1b` and `llama_1b` both give `llama_1b`); see `file_stem`.
     pub fn slug(&self) -> String {
         let mut s = self.llm().to_string();
         for (k, v) in &self.key[1..] {
@@ -214,6 +215,38 @@ impl Group {
                 }
             })
             .collect()
+    }
+
+    /// The stem of this group's fit files, distinct for distinct groups: the slug where the slug
+    /// can be read back unambiguously (LLM and values of letters, digits, `.` and `-`; column
+    /// names of letters, digits and single inner `_`), else the slug plus `~` and 12 hex digits
+    /// of the SHA-256 of the whole key. `~` never occurs in a plain slug, so the two kinds cannot
+    /// meet, and `llama/1b` and `llama_1b` get different files.
+    pub fn file_stem(&self) -> String {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        };
+        let column = |s: &str| {
+            !s.is_empty()
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !s.starts_with('_')
+                && !s.ends_with('_')
+                && !s.contains("__")
+        };
+        let readable =
+            plain(self.llm()) && self.key[1..].iter().all(|(k, v)| column(k) && plain(v));
+        let slug = self.slug();
+        if readable {
+            return slug;
+        }
+        let mut h = Sha256::new();
+        for (k, v) in &self.key {
+            // Length-prefixed, so no two keys hash the same bytes.
+            h.update(format!("{}:{k}{}:{v}", k.len(), v.len()).as_bytes());
+        }
+        format!("{slug}~{}", &hex(&h.finalize())[..12])
     }
 
     /// Mean energy per token of each grid point (n, m), sorted by n then m.

@@ -42,6 +42,9 @@ pub struct FitFile {
     /// flops-mem-batch only: the LLM and run settings its concurrency c(n, m) comes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<crate::analytic::flops_mem_batch::BatchContext>,
+    /// What is wrong with the fit (`fit::warnings`); empty exactly when nothing was found.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// What a fit knows of its own uncertainty.
@@ -204,6 +207,7 @@ impl FitFile {
                     .collect(),
             }),
             batch: None,
+            warnings: super::warnings::of(fit),
         }
     }
 
@@ -255,13 +259,14 @@ impl FitFile {
         Ok(f)
     }
 
+    /// The file's text: pretty JSON and a final newline.
+    pub fn to_json(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+
+    /// Write the file atomically (see `fsutil`).
     pub fn write(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create '{}'", dir.display()))?;
-        }
-        let text = serde_json::to_string_pretty(self)? + "\n";
-        std::fs::write(path, text).with_context(|| format!("cannot write '{}'", path.display()))
+        crate::fsutil::write_atomic(path, self.to_json()?.as_bytes())
     }
 
     /// The fitted model, bound to its run settings where it depends on them (flops-mem-batch).
@@ -305,7 +310,7 @@ pub fn output_range(group: &Group) -> (f64, f64) {
     (lo, hi)
 }
 
-/// File name of a group's fit: `<slug>.<model>.json`.
+/// File name of a group's fit: `<slug>.<model>.json` (see [`Group::file_stem`]).
 pub fn file_name(group: &Group, model: &str) -> String {
-    format!("{}.{model}.json", group.slug())
+    format!("{}.{model}.json", group.file_stem())
 }

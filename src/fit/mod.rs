@@ -10,6 +10,7 @@ mod solve;
 pub mod stats;
 pub mod table;
 mod validate;
+pub mod warnings;
 
 pub use problem::Loss;
 pub use validate::{cv_mape, extrapolation_mape, EXTRAPOLATION_LIMIT};

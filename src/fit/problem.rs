@@ -106,10 +106,23 @@ impl Operator for ResidualProblem<'_> {
                 (p - o.energy_per_token_j) / self.weight(o)
             }),
         );
-        if r.iter().any(|v| !v.is_finite()) {
+        if let Some(i) = r.iter().position(|v| !v.is_finite()) {
+            // The point where it broke, and the data's extremes: a residual overflows on the
+            // extreme row itself or, once the coefficients have blown up, anywhere.
+            let at = |o: &Obs| {
+                format!(
+                    "input_tokens={} output_tokens={} (energy per token {:e} J)",
+                    o.input_tokens, o.output_tokens, o.energy_per_token_j
+                )
+            };
+            let by_e = |a: &&Obs, b: &&Obs| a.energy_per_token_j.total_cmp(&b.energy_per_token_j);
+            let lo = self.obs.iter().min_by(by_e).map(at).unwrap_or_default();
+            let hi = self.obs.iter().max_by(by_e).map(at).unwrap_or_default();
             return Err(Error::msg(format!(
-                "model {} gave a non-finite prediction",
-                self.model.name()
+                "model {} gave a non-finite residual at the point {}; the data's smallest value \
+                 is at {lo}, the largest at {hi}: check those rows' energy_j",
+                self.model.name(),
+                at(&self.obs[i]),
             )));
         }
         Ok(r)

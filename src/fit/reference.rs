@@ -126,6 +126,7 @@ pub fn reference_fits(csv: &Path) -> Result<Vec<FitFile>> {
                     sweet_spot_measured_output_tokens: sm[i],
                     sweet_spot_estimated_output_tokens: se[i],
                 }),
+                warnings: Vec::new(),
             }
         })
         .collect())

@@ -105,17 +105,29 @@ impl LlmConfig {
         self.sliding_window(layer).map_or(pos, |w| pos.min(w))
     }
 
+    /// Layers with a sliding window (Gemma-2's even layers) and with global attention: closed
+    /// form, so no count loops over the layers.
+    fn window_layers(&self) -> (f64, f64) {
+        let windowed = match self.gemma {
+            Some(g) if g.sliding_window < self.max_positions => self.layers.div_ceil(2),
+            _ => 0,
+        };
+        (windowed as f64, (self.layers - windowed) as f64)
+    }
+
     /// Σ over queries 1..=n of keys attended, summed over layers.
     fn causal_pairs(&self, n: usize) -> f64 {
-        (0..self.layers)
-            .map(|l| match self.sliding_window(l) {
-                Some(w) if n > w => {
-                    let w = w as f64;
-                    w * (w + 1.0) / 2.0 + (n as f64 - w) * w
-                }
-                _ => n as f64 * (n as f64 + 1.0) / 2.0,
-            })
-            .sum()
+        let (windowed, global) = self.window_layers();
+        let nf = n as f64;
+        let full = nf * (nf + 1.0) / 2.0;
+        let local = match self.gemma.map(|g| g.sliding_window) {
+            Some(w) if n > w && windowed > 0.0 => {
+                let w = w as f64;
+                w * (w + 1.0) / 2.0 + (nf - w) * w
+            }
+            _ => full,
+        };
+        global * full + windowed * local
     }
 
     /// Prefill of `batch` sequences of `n` tokens each.
@@ -157,9 +169,12 @@ impl LlmConfig {
     /// parts one after the other.
     pub fn decode_attention_cost(&self, batch: usize, context: usize, dtype_bytes: usize) -> Cost {
         let b = batch as f64;
-        let keys: f64 = (0..self.layers)
-            .map(|l| self.keys_attended(l, context) as f64)
-            .sum();
+        let (windowed, global) = self.window_layers();
+        let local = match self.gemma.map(|g| g.sliding_window) {
+            Some(w) if windowed > 0.0 => context.min(w),
+            _ => context,
+        };
+        let keys = global * context as f64 + windowed * local as f64;
         let kv_layer_token = (2 * self.kv_dim() * dtype_bytes) as f64;
         Cost {
             flops: b * 4.0 * self.q_dim() as f64 * keys,

@@ -107,7 +107,10 @@ fn heads_and_dims(f: &Fields, name: &str, arch: Arch) -> Result<LlmConfig> {
         f.model_type
     );
     let kv_heads = f.usize_opt("num_key_value_heads")?.unwrap_or(heads);
-    let head_dim = f.usize_opt("head_dim")?.unwrap_or(hidden / heads);
+    let head_dim = match f.usize_opt("head_dim")? {
+        Some(d) => d,
+        None => whole_head_dim(f, hidden, heads)?,
+    };
     Ok(LlmConfig {
         name: name.to_string(),
         arch,
@@ -131,6 +134,18 @@ fn heads_and_dims(f: &Fields, name: &str, arch: Arch) -> Result<LlmConfig> {
         post_norms: false,
         gemma: None,
     })
+}
+
+/// hidden_size / num_attention_heads, refused where it is not whole: truncating it would give a
+/// model of another shape than the checkpoint's. (Configs whose heads are not hidden_size wide
+/// state `head_dim` explicitly.)
+fn whole_head_dim(f: &Fields, hidden: usize, heads: usize) -> Result<usize> {
+    anyhow::ensure!(
+        heads > 0 && hidden.is_multiple_of(heads),
+        "model_type {}: field `num_attention_heads` ({heads}) does not divide field `hidden_size` ({hidden}) and no `head_dim` is given",
+        f.model_type
+    );
+    Ok(hidden / heads)
 }
 
 /// RoPE θ and scaling from `rope_theta`/`rope_scaling` or transformers 5 `rope_parameters`.
@@ -209,7 +224,7 @@ fn llama_like(f: &Fields, name: &str) -> Result<LlmConfig> {
 fn opt(f: &Fields, name: &str) -> Result<LlmConfig> {
     let mut c = heads_and_dims(f, name, Arch::Opt)?;
     c.kv_heads = c.heads;
-    c.head_dim = c.hidden / c.heads;
+    c.head_dim = whole_head_dim(f, c.hidden, c.heads)?;
     c.ffn_dim = f.usize("ffn_dim")?;
     anyhow::ensure!(
         f.bool_or("do_layer_norm_before", true)?,
@@ -296,7 +311,7 @@ fn falcon(f: &Fields, name: &str) -> Result<LlmConfig> {
         layers,
         heads,
         kv_heads: kv,
-        head_dim: hidden / heads,
+        head_dim: whole_head_dim(f, hidden, heads)?,
         ffn_dim: f.usize_opt("ffn_hidden_size")?.unwrap_or(4 * hidden),
         vocab: f.usize("vocab_size")?,
         max_positions: f.usize_opt("max_position_embeddings")?.unwrap_or(2048),

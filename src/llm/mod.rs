@@ -143,6 +143,17 @@ pub struct LlmConfig {
     pub gemma: Option<GemmaExtras>,
 }
 
+/// Upper bounds on the sizes of an `LlmConfig` (from a config.json or the catalog). Each is
+/// many times the largest published LLM's, and together they keep the parameter count below
+/// 2^60 so every product in `cost` is exact.
+pub const MAX_HIDDEN: usize = 1 << 20;
+pub const MAX_LAYERS: usize = 4096;
+pub const MAX_HEADS: usize = 1 << 14;
+pub const MAX_HEAD_DIM: usize = 1 << 14;
+pub const MAX_FFN: usize = 1 << 22;
+pub const MAX_VOCAB: usize = 1 << 24;
+pub const MAX_POSITIONS: usize = 1 << 24;
+
 impl LlmConfig {
     /// Query heads per KV head (GQA group size).
     pub fn group_size(&self) -> usize {
@@ -177,24 +188,30 @@ impl LlmConfig {
     /// Shape checks shared by the catalog and config.json parsing.
     pub fn validate(&self) -> anyhow::Result<()> {
         let n = &self.name;
-        // Upper bounds far above any published LLM: they catch typos and unit slips before the
-        // parameter and FLOP counts overflow.
+        // Stated bounds, far above any real LLM: they catch typos and unit slips, and keep every
+        // size product (parameters, bytes, FLOPs) exact in 64 bits, so no count wraps and no
+        // estimate under-reports.
         for (field, v, max) in [
-            ("hidden_size", self.hidden, 1 << 17),
-            ("num_hidden_layers", self.layers, 1 << 12),
-            ("num_attention_heads", self.heads, 1 << 12),
-            ("num_key_value_heads", self.kv_heads, 1 << 12),
-            ("head_dim", self.head_dim, 1 << 12),
-            ("intermediate_size", self.ffn_dim, 1 << 20),
-            ("vocab_size", self.vocab, 1 << 23),
-            ("max_position_embeddings", self.max_positions, 1 << 26),
+            ("hidden_size", self.hidden, MAX_HIDDEN),
+            ("num_hidden_layers", self.layers, MAX_LAYERS),
+            ("num_attention_heads", self.heads, MAX_HEADS),
+            ("num_key_value_heads", self.kv_heads, MAX_HEADS),
+            ("head_dim", self.head_dim, MAX_HEAD_DIM),
+            ("intermediate_size", self.ffn_dim, MAX_FFN),
+            ("vocab_size", self.vocab, MAX_VOCAB),
+            ("max_position_embeddings", self.max_positions, MAX_POSITIONS),
         ] {
             anyhow::ensure!(v > 0, "LLM {n}: {field} must be > 0, got {v}");
             anyhow::ensure!(
                 v <= max,
-                "LLM {n}: {field} = {v} is implausibly large (at most {max})"
+                "LLM {n}: {field} {v} is implausibly large, above the supported bound {max}"
             );
         }
+        anyhow::ensure!(
+            self.heads * self.head_dim <= MAX_HIDDEN,
+            "LLM {n}: num_attention_heads × head_dim = {} is above the supported bound {MAX_HIDDEN}",
+            self.heads * self.head_dim
+        );
         anyhow::ensure!(
             self.heads.is_multiple_of(self.kv_heads),
             "LLM {n}: num_attention_heads {} is not a multiple of num_key_value_heads {}",

@@ -49,7 +49,7 @@ impl RooflineCost {
     fn concurrency(&self, s: &Shape, p: &Point, gpu_mem: u64) -> u64 {
         let (w, ws, kv) = self.memory(s, p);
         let free = gpu_mem as f64 * USABLE_MEMORY - w - ws;
-        let by_kv = (free / (kv * (p.input_tokens + p.output_tokens) as f64))
+        let by_kv = (free / (kv * p.input_tokens.saturating_add(p.output_tokens) as f64))
             .floor()
             .max(0.0) as u64;
         p.max_batch_size
@@ -71,8 +71,8 @@ impl CostModel for RooflineCost {
 
     fn feasible(&self, p: &Point, gpu_mem: u64) -> std::result::Result<(), String> {
         let s = self.shape(p).map_err(|e| format!("{e:#}"))?;
-        let seq = p.input_tokens + p.output_tokens;
-        if seq as usize > s.cfg.max_positions {
+        let seq = p.input_tokens.saturating_add(p.output_tokens);
+        if seq > s.cfg.max_positions as u64 {
             return Err(format!(
                 "sequence {seq} > max_positions {} of {}",
                 s.cfg.max_positions, s.cfg.name
@@ -103,6 +103,15 @@ impl CostModel for RooflineCost {
 
     fn estimate_s(&self, p: &Point, gpu_mem: u64) -> Result<f64> {
         let s = self.shape(p)?;
+        // A point longer than the LLM's context is never run; refusing it here also bounds the
+        // step loop below by max_position_embeddings.
+        let seq = p.input_tokens.saturating_add(p.output_tokens);
+        anyhow::ensure!(
+            seq <= s.cfg.max_positions as u64,
+            "sequence {seq} > max_positions {} of {}",
+            s.cfg.max_positions,
+            s.cfg.name
+        );
         let peak = if s.bytes == 4 {
             PEAK_FLOPS_32
         } else {

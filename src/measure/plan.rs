@@ -108,6 +108,36 @@ impl Grid {
     }
 }
 
+/// Refuse, before any point runs, what the engine would skip at every point: a dtype it does not
+/// run (it runs bf16 and fp16; fp32 is only a roofline estimate) and an `--llm` folder holding a
+/// config.json but no `*.safetensors` weights (name the config.json itself to run random weights).
+pub fn check_runnable<'a>(points: impl Iterator<Item = &'a Point>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for p in points {
+        if !seen.insert((p.llm.as_str(), p.dtype.as_str())) {
+            continue;
+        }
+        crate::engine::DType::parse(&p.dtype).map_err(|_| {
+            anyhow::anyhow!("--dtype {}: the engine runs bf16 and fp16 only", p.dtype)
+        })?;
+        let dir = std::path::Path::new(&p.llm);
+        if dir.is_dir() {
+            let has_weights = std::fs::read_dir(dir)
+                .with_context(|| format!("--llm {}: cannot list the folder", p.llm))?
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"));
+            if !has_weights {
+                bail!(
+                    "--llm {}: the folder has no *.safetensors weights; give {} to measure with random weights",
+                    p.llm,
+                    dir.join("config.json").display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Bytes per element of a dtype name.
 pub fn dtype_bytes(d: &str) -> Option<usize> {
     match d {

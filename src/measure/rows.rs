@@ -312,20 +312,24 @@ pub fn split_csv(line: &str) -> Vec<String> {
     out
 }
 
-/// Parse CSV text written by `csv_header` / `csv_line` (or any CSV with those column names).
-pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Row>> {
+/// The header and the records (with their 1-based line numbers) of CSV text. Blank lines are not
+/// records; a record whose field count differs from the header's is an error naming its line.
+pub type Records = (Vec<String>, Vec<(usize, Vec<String>)>);
+
+/// Split CSV text into its header and records (see [`Records`]).
+pub fn csv_records(text: &str, file: &str) -> Result<Records> {
     let mut lines = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
     let Some((_, header)) = lines.next() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let names: Vec<String> = split_csv(header)
         .into_iter()
         .map(|s| s.trim().to_string())
         .collect();
-    let mut rows = Vec::new();
+    let mut records = Vec::new();
     for (i, line) in lines {
         let vals = split_csv(line);
         if vals.len() != names.len() {
@@ -336,10 +340,30 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Row>> {
                 names.len()
             );
         }
-        let get = |c: &str| names.iter().position(|n| n == c).map(|j| vals[j].clone());
-        rows.push(Row::from_fields(&get, &format!("{file}: line {}", i + 1))?);
+        records.push((i + 1, vals));
     }
-    Ok(rows)
+    Ok((names, records))
+}
+
+/// Parse CSV text written by `csv_header` / `csv_line` (or any CSV with those column names).
+pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Row>> {
+    let (names, records) = csv_records(text, file)?;
+    records
+        .iter()
+        .map(|(line, vals)| {
+            let get = |c: &str| names.iter().position(|n| n == c).map(|j| vals[j].clone());
+            Row::from_fields(&get, &format!("{file}: line {line}"))
+        })
+        .collect()
+}
+
+/// The polars type a measurement column is written with in Parquet (None: not one of `COLUMNS`).
+pub fn column_dtype(name: &str) -> Option<DataType> {
+    COLUMNS.contains(&name).then(|| match kind(name) {
+        Kind::Str => DataType::String,
+        Kind::Int => DataType::UInt64,
+        Kind::Float => DataType::Float64,
+    })
 }
 
 /// Rows to a typed polars frame in `COLUMNS` order.
@@ -384,9 +408,11 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
     Ok(DataFrame::new(rows.len(), cols)?)
 }
 
-/// Rows from any polars frame that has at least the key columns; unknown columns are returned by
-/// name so the caller can say they were dropped.
-pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)> {
+/// Column names and, per column, its cells as text (null stays None).
+pub type TextColumns = (Vec<String>, Vec<Vec<Option<String>>>);
+
+/// Every column of a frame as text (null stays None), with the column names.
+pub fn frame_text(df: &DataFrame, file: &str) -> Result<TextColumns> {
     let names: Vec<String> = df
         .get_column_names()
         .iter()
@@ -405,6 +431,13 @@ pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)>
                 .collect(),
         );
     }
+    Ok((names, text))
+}
+
+/// Rows from any polars frame that has at least the key columns; unknown columns are returned by
+/// name so the caller can say they were dropped.
+pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)> {
+    let (names, text) = frame_text(df, file)?;
     let mut rows = Vec::new();
     #[allow(clippy::needless_range_loop)] // i indexes every column of `text`
     for i in 0..df.height() {

@@ -8,7 +8,8 @@
 //!
 //! Parquet (`--out x.parquet`): Parquet cannot be appended (its footer is written last), so rows
 //! go first to the CSV journal `x.parquet.journal.csv` as above, then the whole Parquet file is
-//! rewritten to `x.parquet.tmp`, fsynced and renamed over `x.parquet`. rename is atomic, so
+//! rewritten to a hidden temporary beside it (`fsutil::write_atomic`), fsynced and renamed over
+//! `x.parquet`. rename is atomic, so
 //! `x.parquet` is always the previous or the new complete file; the journal is the truth on
 //! resume (it is at most one point ahead of the Parquet file). The rewrite is O(rows), negligible
 //! next to a point that takes seconds.
@@ -124,32 +125,23 @@ impl Writer {
     }
 }
 
-/// Write `rows` to `path` through a temporary file and an atomic rename.
+/// Write `rows` to `path` through a hidden temporary file and an atomic rename.
 pub fn write_parquet_atomic(path: &Path, rows: &[Row]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let mut df = to_frame(rows)?;
-    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    ParquetWriter::new(&mut f)
+    let mut buf = Vec::new();
+    ParquetWriter::new(&mut buf)
         .finish(&mut df)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+        .with_context(|| format!("encoding {}", path.display()))?;
+    crate::fsutil::write_atomic(path, &buf)
 }
 
 /// Write `rows` as CSV (header + lines), atomically.
 pub fn write_csv_atomic(path: &Path, rows: &[Row]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    write_new_journal(&tmp, rows)?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    let mut text = csv_header();
+    for r in rows {
+        text.push_str(&r.csv_line());
+    }
+    crate::fsutil::write_atomic(path, text.as_bytes())
 }
 
 fn write_new_journal(path: &Path, rows: &[Row]) -> Result<()> {

@@ -55,7 +55,7 @@ pub fn subjects_from_data(ds: &Dataset, fits: &[FitFile]) -> Result<Vec<Subject>
         let key: BTreeMap<String, String> = g.key.iter().cloned().collect();
         let mut s = Subject {
             label: g.label(),
-            slug: g.slug(),
+            slug: g.file_stem(),
             llm: g.llm().to_string(),
             obs: g.obs.clone(),
             holdouts: g.holdouts.clone(),

@@ -2,7 +2,7 @@
 //! (see `font`), and the result is written where the report wants it.
 
 use super::font;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -24,13 +24,9 @@ pub fn render(w: u32, h: u32, draw: impl FnOnce(&Area) -> Result<()>) -> Result<
     Ok(font::text_to_paths(&buf))
 }
 
-/// Write an SVG to `path`.
+/// Write an SVG to `path` (atomically, see `fsutil`).
 pub fn save(svg: &str, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create '{}'", dir.display()))?;
-    }
-    std::fs::write(path, svg).with_context(|| format!("cannot write '{}'", path.display()))
+    crate::fsutil::write_atomic(path, svg.as_bytes())
 }
 
 /// plotters errors carry the backend type; flatten them into anyhow.

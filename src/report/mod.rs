@@ -32,8 +32,45 @@ pub struct Report {
     pub markdown: String,
 }
 
-/// Write every figure and report.md into `out`. `ds` = None reports on the reference fits alone.
+/// Write every figure and report.md into `out`, all or none: everything is drawn into a hidden
+/// staging folder inside `out` first and moved into place only once all of it is on disk, so a
+/// failure or a full disk leaves the previous report whole. `ds` = None reports on the reference
+/// fits alone.
 pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
+    let stage = out.join(format!(".staging.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&stage);
+    let result = build_in(ds, fits, &stage).and_then(|r| {
+        publish(&stage, out)?;
+        Ok(r)
+    });
+    let _ = std::fs::remove_dir_all(&stage);
+    result
+}
+
+/// Move every file under `stage` to the same place under `out` (renames within one folder tree).
+fn publish(stage: &Path, out: &Path) -> Result<()> {
+    for e in std::fs::read_dir(stage)? {
+        let e = e?;
+        let (from, to) = (e.path(), out.join(e.file_name()));
+        if e.file_type()?.is_dir() {
+            std::fs::create_dir_all(&to)?;
+            publish(&from, &to)?;
+        } else {
+            std::fs::rename(&from, &to).map_err(|err| {
+                anyhow::anyhow!(
+                    "cannot move '{}' to '{}': {err}",
+                    from.display(),
+                    to.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
     let reference_only = ds.is_none();
@@ -117,8 +154,7 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
     md.push_str(&markdown::design(&subjects, &figs));
     md.push_str(&markdown::figures(&figs));
     let path = out.join("report.md");
-    std::fs::write(&path, &md)
-        .map_err(|e| anyhow::anyhow!("cannot write '{}': {e}", path.display()))?;
+    crate::fsutil::write_atomic(&path, md.as_bytes())?;
     Ok(Report {
         figures: figs,
         markdown: md,
