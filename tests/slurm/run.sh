@@ -119,12 +119,17 @@ ref="$T/single.csv"
 "$BIN" measure "${FLAGS[@]}" --out "$ref" > "$T/log/single.log" 2>&1 &
 refpid=$!
 
-# Slurm makes a requeued job wait ~2 minutes before it may start again; here it may start at once.
+# Slurm makes a requeued job wait ~2 minutes before it may start again; here it waits 3 s. Not less:
+# slurmd refuses a job whose credential dates from the second its previous run was killed in
+# ("Job credential revoked"), and the task then fails.
 hurry() {
-    local id reason
-    while read -r id reason; do
-        if [ "$reason" = BeginTime ]; then scontrol update JobId="$id" StartTime=now || true; fi
-    done < <(squeue -h -t PD -o '%i %r' 2> /dev/null || true)
+    local id reason begin now
+    now="$(date +%s)"
+    while read -r id reason begin; do
+        [ "$reason" = BeginTime ] || continue
+        begin="$(date -d "$begin" +%s 2> /dev/null)" || continue
+        if [ "$begin" -gt $((now + 10)) ]; then scontrol update JobId="$id" StartTime=now+3 || true; fi
+    done < <(squeue -h -t PD -o '%i %r %S' 2> /dev/null || true)
 }
 state() { squeue -h -t all -j "$1" -o %T 2> /dev/null || true; }
 
