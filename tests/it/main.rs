@@ -29,4 +29,5 @@ mod messages;
 mod report_figures;
 mod report_holdouts;
 mod scripts_cli;
+mod slurm_scripts;
 mod zeroshot;
