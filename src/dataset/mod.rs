@@ -113,6 +113,12 @@ impl Dataset {
         hex(&h.finalize())
     }
 
+    /// A column's cells as text (numbers as polars prints them), None where empty.
+    pub(crate) fn text_column(&self, name: &str) -> Result<Vec<Option<String>>> {
+        let c = self.df.column(name)?.cast(&DataType::String)?;
+        Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
+    }
+
     /// Split the fitted (status ok) rows by LLM and by each `by` column.
     pub fn groups(&self, by: &[String]) -> Result<Vec<Group>> {
         for col in by {
@@ -125,10 +131,7 @@ impl Dataset {
                 bail!("--by {col}: no column '{col}' in {}", files.join(", "));
             }
         }
-        let text = |name: &str| -> Result<Vec<Option<String>>> {
-            let c = self.df.column(name)?.cast(&DataType::String)?;
-            Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
-        };
+        let text = |name: &str| self.text_column(name);
         let num = |name: &str| -> Result<Vec<Option<f64>>> {
             Ok(self.df.column(name)?.f64()?.iter().collect())
         };

@@ -3,7 +3,6 @@
 
 use super::{Dataset, Group};
 use anyhow::{bail, Result};
-use polars::prelude::DataType;
 use std::collections::BTreeSet;
 
 /// Batching settings of a measurement (missing columns take the measure defaults).
@@ -19,16 +18,7 @@ impl Dataset {
     /// The one set of run settings of `g`'s rows, or an error naming the settings that differ
     /// (a model of one concurrency function cannot span them).
     pub fn run_settings(&self, g: &Group) -> Result<RunSettings> {
-        let text = |name: &str| -> Option<Vec<Option<String>>> {
-            let c = self.df.column(name).ok()?.cast(&DataType::String).ok()?;
-            Some(
-                c.str()
-                    .ok()?
-                    .iter()
-                    .map(|v| v.map(str::to_string))
-                    .collect(),
-            )
-        };
+        let text = |name: &str| self.text_column(name).ok();
         let keys: Vec<(String, Vec<Option<String>>)> = g
             .key
             .iter()

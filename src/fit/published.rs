@@ -117,24 +117,14 @@ fn ratios(measured: &[Obs], reference: &FitFile) -> (Option<f64>, Option<f64>) {
         return (None, None);
     };
     let coefs = reference.values();
-    let mut r: Vec<f64> = measured
+    let r: Vec<f64> = measured
         .iter()
         .map(|o| {
             model.energy_per_token(&coefs, o.input_tokens, o.output_tokens) / o.energy_per_token_j
         })
         .filter(|r| r.is_finite() && *r > 0.0)
         .collect();
-    if r.is_empty() {
-        return (None, None);
-    }
-    r.sort_by(f64::total_cmp);
-    let k = r.len();
-    let median = if k % 2 == 1 {
-        r[k / 2]
-    } else {
-        0.5 * (r[k / 2 - 1] + r[k / 2])
-    };
-    (Some(r[0]), Some(median))
+    super::stats::min_median_max(r).map_or((None, None), |(lo, median, _)| (Some(lo), Some(median)))
 }
 
 /// The comparison as a table, with the mean over the LLMs measured.

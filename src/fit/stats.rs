@@ -26,6 +26,19 @@ pub fn stars(p: f64) -> &'static str {
 }
 
 /// Mean absolute percentage error (%) of a model's predictions.
+/// Smallest, median (the mean of the middle two for an even count) and largest of `v`; None when
+/// empty.
+pub fn min_median_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    v.sort_by(f64::total_cmp);
+    let k = v.len();
+    let median = match k {
+        0 => return None,
+        k if k % 2 == 1 => v[k / 2],
+        k => (v[k / 2 - 1] + v[k / 2]) / 2.0,
+    };
+    Some((v[0], median, v[k - 1]))
+}
+
 pub fn mape(model: &dyn EnergyModel, coefs: &[f64], obs: &[Obs]) -> f64 {
     100.0
         * obs

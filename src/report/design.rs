@@ -90,15 +90,9 @@ impl DesignGrid {
                 .filter_map(move |(j, &m)| Some((n, m, s.values[i][j]?)))
         });
         let (on, off): (Vec<_>, Vec<_>) = cells.partition(|c| self.is_measured(c.0, c.1));
-        let mut v: Vec<f64> = on.iter().map(|c| c.2).collect();
-        v.sort_by(f64::total_cmp);
-        let median = match v.len() {
-            0 => return None,
-            k if k % 2 == 1 => v[k / 2],
-            k => (v[k / 2 - 1] + v[k / 2]) / 2.0,
-        };
+        let measured = crate::fit::stats::min_median_max(on.iter().map(|c| c.2).collect())?;
         Some(DesignSummary {
-            measured: (v[0], median, v[v.len() - 1]),
+            measured,
             widest_unmeasured: off.iter().copied().max_by(|a, b| a.2.total_cmp(&b.2)),
             unmeasured: off.len(),
         })

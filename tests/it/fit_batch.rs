@@ -80,6 +80,18 @@ fn fit_file_carries_the_settings_and_mixed_settings_are_refused() {
     let e = p["energy_per_token_j"].as_f64().unwrap();
     assert!((e / truth - 1.0).abs() < 0.02, "{e} vs {truth}");
 
+    // A flops-mem-batch fit file without its run settings cannot rebuild c: the error says so.
+    let bare = d.path().join("bare.json");
+    let mut j = v.clone();
+    j.as_object_mut().unwrap().remove("batch");
+    std::fs::write(&bare, serde_json::to_string(&j).unwrap()).unwrap();
+    let o = ef(&["predict", "--fit", bare.to_str().unwrap(), "--input", "64"]);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("carries no run settings") && t.contains("batch"),
+        "{t}"
+    );
+
     // Rows of a second requests value in the same group.
     let mixed = d.path().join("mixed.csv");
     let mut text_csv = std::fs::read_to_string(&csv).unwrap();
