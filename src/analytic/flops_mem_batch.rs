@@ -187,4 +187,25 @@ mod tests {
             assert!((x - y).abs() <= 1e-12 * y, "{x} {y}");
         }
     }
+
+    /// A row's own concurrency (its measured `mean_concurrency`) overrides the bound c(n, m), so
+    /// rows of the same (n, m) at different requests values get different predictions.
+    #[test]
+    fn a_rows_own_concurrency_wins() {
+        let coefs = [5e-3, 1e-7, 7e-6, 2.6e-3, 3.9e-6, 0.54, 0.8];
+        let b = FlopsMemBatch::new(Arc::new(|_, _| 1000.0));
+        let row = |c: Option<f64>| crate::dataset::Obs {
+            input_tokens: 512.0,
+            output_tokens: 256.0,
+            energy_per_token_j: 1.0,
+            concurrency: c,
+        };
+        let bound = b.energy_per_token(&coefs, 512.0, 256.0);
+        assert_eq!(b.energy_per_token_at(&coefs, &row(None)), bound);
+        let alone = b.energy_per_token_at(&coefs, &row(Some(1.0)));
+        assert!((alone - bound - 0.8 * (1.0 - 1.0 / 1000.0)).abs() < 1e-12);
+        let mut g = [0.0; 7];
+        b.gradient_at(&coefs, &row(Some(4.0)), &mut g);
+        assert_eq!(g[6], 0.25);
+    }
 }

@@ -268,3 +268,27 @@ fn measured_rows_carry_their_concurrency() {
         assert!(r.kv_capacity_tokens.unwrap() > 100_000, "{r:?}");
     }
 }
+
+/// The report draws figure 10 for an LLM measured at several requests values (a measured and a
+/// model line per value, and m* against concurrency), and skips it, saying why, with one value.
+#[test]
+fn report_draws_efficiency_by_requests() {
+    let d = tempfile::tempdir().unwrap();
+    let files = csvs(d.path(), &REQUESTS);
+    let ds = energy_fit::dataset::Dataset::load(&files).unwrap();
+    let out = d.path().join("report");
+    let r = energy_fit::report::build(Some(&ds), &[], &out).unwrap();
+    let f10: Vec<_> = r.figures.iter().filter(|f| f.number == 10).collect();
+    assert_eq!(f10.len(), 1);
+    let file = f10[0].file.as_ref().expect(&f10[0].note);
+    assert!(out.join(file).is_file());
+    // Four measured and four model lines, and the m* curve.
+    assert_eq!(f10[0].series, 2 * REQUESTS.len() + 1, "{}", f10[0].note);
+    // The other models were fitted per requests value: one subject each.
+    assert!(r.markdown.contains("requests=1000"), "report.md");
+
+    let one = energy_fit::dataset::Dataset::load(&files[3..]).unwrap();
+    let r = energy_fit::report::build(Some(&one), &[], &d.path().join("one")).unwrap();
+    let f10 = r.figures.iter().find(|f| f.number == 10).unwrap();
+    assert!(f10.file.is_none() && f10.note.contains("more than one requests value"));
+}
