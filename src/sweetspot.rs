@@ -151,6 +151,7 @@ pub(crate) mod tests {
             input_tokens: n,
             output_tokens: m,
             energy_per_token_j: e,
+            concurrency: None,
         };
         let obs = [
             o(64., 64., 0.02),

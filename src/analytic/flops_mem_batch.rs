@@ -42,8 +42,25 @@ impl FlopsMemBatch {
     }
 
     fn basis(&self, n: f64, m: f64) -> [f64; 7] {
-        let c = (self.concurrency)(n, m).max(1.0);
+        Self::basis_with(n, m, (self.concurrency)(n, m))
+    }
+
+    fn basis_with(n: f64, m: f64, c: f64) -> [f64; 7] {
+        let c = c.max(1.0);
         [1.0, n * n / m, n, n / m, m, 1.0 / m, 1.0 / c]
+    }
+
+    /// The row's own concurrency where it has one, else c(n, m) of the bound settings.
+    fn basis_at(&self, o: &crate::dataset::Obs) -> [f64; 7] {
+        match o.concurrency {
+            Some(c) => Self::basis_with(o.input_tokens, o.output_tokens, c),
+            None => self.basis(o.input_tokens, o.output_tokens),
+        }
+    }
+
+    /// Predicted energy per output token at concurrency `c` (whatever the bound settings say).
+    pub fn energy_per_token_with(&self, coefs: &[f64], n: f64, m: f64, c: f64) -> f64 {
+        linear_energy(coefs, &Self::basis_with(n, m, c))
     }
 }
 
@@ -62,6 +79,12 @@ impl EnergyModel for FlopsMemBatch {
     }
     fn gradient(&self, _c: &[f64], n: f64, m: f64, out: &mut [f64]) {
         out.copy_from_slice(&self.basis(n, m));
+    }
+    fn energy_per_token_at(&self, c: &[f64], o: &crate::dataset::Obs) -> f64 {
+        linear_energy(c, &self.basis_at(o))
+    }
+    fn gradient_at(&self, _c: &[f64], o: &crate::dataset::Obs, out: &mut [f64]) {
+        out.copy_from_slice(&self.basis_at(o));
     }
 }
 
@@ -87,9 +110,14 @@ impl BatchContext {
     /// The model with this LLM's concurrency under these settings. Labelled synthetic data
     /// (`synthetic-<llm>`, `dataset::synthetic`) take that LLM's shape.
     pub fn model(&self) -> Result<FlopsMemBatch> {
+        Ok(FlopsMemBatch::new(self.concurrency()?))
+    }
+
+    /// c(n, m) of this LLM under these settings.
+    pub fn concurrency(&self) -> Result<ConcurrencyFn> {
         let shape = self.llm.strip_prefix("synthetic-").unwrap_or(&self.llm);
         let cfg = crate::llm::resolve_llm(shape)?;
-        Ok(FlopsMemBatch::new(concurrency_of(&cfg, self.settings)?))
+        concurrency_of(&cfg, self.settings)
     }
 }
 
@@ -111,6 +139,11 @@ pub fn concurrency_of(cfg: &LlmConfig, s: Settings) -> Result<ConcurrencyFn> {
             s.gpu_memory_bytes / (1u64 << 30) as f64
         );
     }
+    Ok(concurrency_with_capacity(s, cap))
+}
+
+/// c(n, m) under `s` with a KV cache of `cap` tokens (measured, or given on the command line).
+pub fn concurrency_with_capacity(s: Settings, cap: usize) -> ConcurrencyFn {
     let b = Batching {
         requests: s.requests,
         max_batch_size: s.max_batch_size,
@@ -120,7 +153,7 @@ pub fn concurrency_of(cfg: &LlmConfig, s: Settings) -> Result<ConcurrencyFn> {
     };
     // The fitter asks for the same points at every iteration: simulate each once.
     let cache: Mutex<HashMap<(u64, u64), f64>> = Mutex::new(HashMap::new());
-    Ok(Arc::new(move |n: f64, m: f64| {
+    Arc::new(move |n: f64, m: f64| {
         let key = (n.round() as u64, m.round() as u64);
         if let Some(&c) = cache.lock().unwrap().get(&key) {
             return c;
@@ -128,7 +161,7 @@ pub fn concurrency_of(cfg: &LlmConfig, s: Settings) -> Result<ConcurrencyFn> {
         let c = concurrency(key.0 as usize, key.1 as usize, &b).map_or(1.0, |c| c.mean_in_flight);
         cache.lock().unwrap().insert(key, c);
         c
-    }))
+    })
 }
 
 #[cfg(test)]
@@ -153,5 +186,26 @@ mod tests {
             );
             assert!((x - y).abs() <= 1e-12 * y, "{x} {y}");
         }
+    }
+
+    /// A row's own concurrency (its measured `mean_concurrency`) overrides the bound c(n, m), so
+    /// rows of the same (n, m) at different requests values get different predictions.
+    #[test]
+    fn a_rows_own_concurrency_wins() {
+        let coefs = [5e-3, 1e-7, 7e-6, 2.6e-3, 3.9e-6, 0.54, 0.8];
+        let b = FlopsMemBatch::new(Arc::new(|_, _| 1000.0));
+        let row = |c: Option<f64>| crate::dataset::Obs {
+            input_tokens: 512.0,
+            output_tokens: 256.0,
+            energy_per_token_j: 1.0,
+            concurrency: c,
+        };
+        let bound = b.energy_per_token(&coefs, 512.0, 256.0);
+        assert_eq!(b.energy_per_token_at(&coefs, &row(None)), bound);
+        let alone = b.energy_per_token_at(&coefs, &row(Some(1.0)));
+        assert!((alone - bound - 0.8 * (1.0 - 1.0 / 1000.0)).abs() < 1e-12);
+        let mut g = [0.0; 7];
+        b.gradient_at(&coefs, &row(Some(4.0)), &mut g);
+        assert_eq!(g[6], 0.25);
     }
 }

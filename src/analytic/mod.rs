@@ -35,6 +35,16 @@ pub trait EnergyModel: Send + Sync {
     fn closed_form_sweet_spot(&self, _coefs: &[f64], _n: f64) -> Option<f64> {
         None
     }
+    /// Prediction at one observation. Equal to [`Self::energy_per_token`] at its (n, m) except for
+    /// a model that also reads what the row knows of its run (flops-mem-batch: the row's own
+    /// concurrency), so one fit can span rows of different run settings.
+    fn energy_per_token_at(&self, coefs: &[f64], o: &crate::dataset::Obs) -> f64 {
+        self.energy_per_token(coefs, o.input_tokens, o.output_tokens)
+    }
+    /// Gradient at one observation (see [`Self::energy_per_token_at`]).
+    fn gradient_at(&self, coefs: &[f64], o: &crate::dataset::Obs, out: &mut [f64]) {
+        self.gradient(coefs, o.input_tokens, o.output_tokens, out)
+    }
     /// Number of coefficients.
     fn n_coefs(&self) -> usize {
         self.coef_names().len()

@@ -1,13 +1,14 @@
 //! `energy-fit fit`: fit energy models to measurements, print the error table, coefficients and
 //! sweet spots, and write one JSON fit file per (group, model).
 
-use crate::analytic::flops_mem_batch::{BatchContext, Settings};
 use crate::analytic::{models_from_arg, EnergyModel};
 use crate::dataset::{Dataset, Group};
 use crate::fit::file::{file_name, FitFile};
 use crate::fit::published;
 use crate::fit::table::{mape_table, sci, Table};
-use crate::fit::{fit_model_named, intervals, stats, FitOptions, FitResult, Loss};
+use crate::fit::{
+    batch, cv_by_mape, fit_model_named, intervals, stats, FitOptions, FitResult, Loss,
+};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -36,7 +37,13 @@ pub struct FitArgs {
     /// Seed of the cross-validation shuffle.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Fit each value of this column on its own (repeatable): gpu, dtype, max_batch_size, …
+    /// Leave-one-value-out MAPE over this run setting: fit on the rows of the other values,
+    /// predict the left-out one's (requests or max_batch_size; needs two values or more).
+    #[arg(long, value_name = "SETTING", value_parser = ["requests", "max_batch_size"])]
+    pub cv_by: Option<String>,
+    /// Fit each value of this column on its own (repeatable): engine, driver, …; the run settings
+    /// requests, max_batch_size, max_num_tokens, dtype and gpu are fitted apart wherever they
+    /// take several values for one LLM (flops-mem-batch spans requests and max_batch_size).
     #[arg(long = "by", value_name = "COLUMN")]
     pub by: Vec<String>,
     /// Folder for the JSON fit files. Default: fits/ for the default data; for named DATA files
@@ -81,7 +88,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     }
     let out = args.out.clone().unwrap_or_else(|| default_out(&args.data));
     let ds = Dataset::load(&paths)?;
-    let groups = ds.groups(&args.by)?;
+    let (groups, fits_of) = fit_groups(&ds, &args.by, &models)?;
     let opts = FitOptions {
         loss: args.loss,
         cv_folds: (args.cv > 0).then_some(args.cv),
@@ -98,20 +105,43 @@ pub fn run(args: FitArgs) -> Result<()> {
     };
 
     let mut fitted = Vec::new();
+    let mut cv_by_errors = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
         for (mi, model) in models.iter().enumerate() {
+            if !fits_of[gi](model.name()) {
+                continue;
+            }
             let what = format!("{} ({} rows)", g.label(), g.obs.len());
-            let ctx = (model.name() == "flops-mem-batch")
-                .then(|| batch_context(&ds, g, args.gpu_mem_gib))
+            let ctx = (model.name() == BATCH_MODEL)
+                .then(|| batch::context(&ds, g, args.gpu_mem_gib))
                 .transpose()?;
             let bound = ctx.as_ref().map(|c| c.model()).transpose()?;
             let model: &dyn EnergyModel = match &bound {
                 Some(b) => b,
                 None => model.as_ref(),
             };
+            let mut filled;
+            let g = match &ctx {
+                Some(c) => {
+                    filled = g.clone();
+                    batch::fill_concurrency(&ds, &mut filled, c)?;
+                    &filled
+                }
+                None => g,
+            };
             let fit = fit_model_named(model, &g.obs, &opts, &what)?;
             let mut file = FitFile::from_fit(&fit, model, g, &ds, opts.cv_folds);
             file.batch = ctx;
+            if let Some(col) = &args.cv_by {
+                let labels = batch::counts_of(&ds, g, col)?;
+                match cv_by_mape(model, &g.obs, &labels, opts.loss, col, &what) {
+                    Ok(v) => {
+                        file.metrics.cv_by = Some(col.clone());
+                        file.metrics.cv_by_mape_pct = Some(v);
+                    }
+                    Err(e) => cv_by_errors.push(format!("{e:#}")),
+                }
+            }
             if args.both_losses {
                 let alt = fit_model_named(model, &g.obs, &other, &what)?;
                 file.metrics
@@ -131,6 +161,19 @@ pub fn run(args: FitArgs) -> Result<()> {
             });
         }
     }
+    if let Some(col) = &args.cv_by {
+        if fitted
+            .iter()
+            .all(|f| f.file.metrics.cv_by_mape_pct.is_none())
+        {
+            bail!(
+                "--cv-by {col}: no fit could leave a {col} value out: {}",
+                cv_by_errors
+                    .first()
+                    .map_or("no group fitted", |e| e.as_str())
+            );
+        }
+    }
     write_all(&fitted, &paths)?;
     if args.json {
         println!(
@@ -143,23 +186,40 @@ pub fn run(args: FitArgs) -> Result<()> {
     Ok(())
 }
 
-/// flops-mem-batch's binding to a group: its LLM and one set of run settings.
-fn batch_context(ds: &Dataset, g: &Group, gpu_mem_gib: f64) -> Result<BatchContext> {
-    let s = ds
-        .run_settings(g)
-        .context("flops-mem-batch needs one set of run settings per fit")?;
-    let dtype_bytes = crate::measure::plan::dtype_bytes(&s.dtype)
-        .with_context(|| format!("{}: unknown dtype {:?}", g.label(), s.dtype))?;
-    Ok(BatchContext {
-        llm: g.llm().to_string(),
-        settings: Settings {
-            requests: s.requests as usize,
-            max_batch_size: s.max_batch_size as usize,
-            max_num_tokens: s.max_num_tokens as usize,
-            dtype_bytes,
-            gpu_memory_bytes: gpu_mem_gib * (1u64 << 30) as f64,
-        },
-    })
+const BATCH_MODEL: &str = "flops-mem-batch";
+
+/// Which models a group is fitted with.
+type Fits = Box<dyn Fn(&str) -> bool>;
+
+/// The groups of the run, sorted by key, and which models each is fitted with: the models of n
+/// and m alone on groups split by every run setting that varies; flops-mem-batch on groups that
+/// span the settings it models (`fit::batch::SPANS`). Where the two splits agree (one value of
+/// each spanned setting) one group serves both.
+fn fit_groups(
+    ds: &Dataset,
+    by: &[String],
+    models: &[Box<dyn EnergyModel>],
+) -> Result<(Vec<Group>, Vec<Fits>)> {
+    let mut out: Vec<(Group, bool, bool)> = Vec::new();
+    if models.iter().any(|m| m.name() != BATCH_MODEL) {
+        out.extend(ds.groups(by)?.into_iter().map(|g| (g, true, false)));
+    }
+    if models.iter().any(|m| m.name() == BATCH_MODEL) {
+        for g in ds.groups_spanning(by, &batch::SPANS)? {
+            match out.iter_mut().find(|(h, _, _)| h.key == g.key) {
+                Some(h) => h.2 = true,
+                None => out.push((g, false, true)),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    let fits = out
+        .iter()
+        .map(|&(_, plain, spans)| -> Fits {
+            Box::new(move |name: &str| if name == BATCH_MODEL { spans } else { plain })
+        })
+        .collect();
+    Ok((out.into_iter().map(|(g, _, _)| g).collect(), fits))
 }
 
 /// Write every fit file of the run, all or none: each is staged to a hidden temporary first and
@@ -239,6 +299,8 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                 "mape_pct": f.fit.mape_pct,
                 "cv_mape_pct": f.fit.cv_mape_pct,
                 "extrapolation_mape_pct": f.fit.extrapolation_mape_pct,
+                "cv_by": f.file.metrics.cv_by,
+                "cv_by_mape_pct": f.file.metrics.cv_by_mape_pct,
                 "holdout_mape_pct": f.file.metrics.holdout_mape_pct,
                 "holdout_points": groups[f.group].holdouts.len(),
                 "rmse_j": f.fit.rmse_j,
@@ -356,6 +418,12 @@ fn print_tables(
             "Cross-validated MAPE (%, {}-fold)\n{}",
             args.cv,
             table(&|f| f.fit.cv_mape_pct)
+        );
+    }
+    if let Some(col) = &args.cv_by {
+        println!(
+            "Leave-one-{col}-value-out MAPE (%, fit on the other {col} values)\n{}",
+            table(&|f| f.file.metrics.cv_by_mape_pct)
         );
     }
     if fitted

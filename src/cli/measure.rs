@@ -346,7 +346,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
     }
     let factory: Box<WorkloadFactory> = match standin {
         Some(c) => Box::new(move |_gpu| {
-            Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)
+            Ok(Box::new(StandinWorkload::new(c.clone())) as Box<dyn crate::measure::Workload>)
         }),
         None => {
             let tune = a.tune_gemms;

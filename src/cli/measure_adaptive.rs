@@ -103,6 +103,7 @@ impl Adaptive {
                     input_tokens: r.input_tokens as f64,
                     output_tokens: r.output_tokens as f64,
                     energy_per_token_j: e / (r.requests * r.output_tokens) as f64,
+                    concurrency: None,
                 });
             }
         }

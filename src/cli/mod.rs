@@ -11,6 +11,7 @@ mod fit_prior;
 pub mod import_reference;
 mod measure_adaptive;
 pub mod predict;
+pub mod predict_batch;
 pub mod report;
 
 use clap::{Parser, Subcommand};

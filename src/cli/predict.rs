@@ -2,6 +2,7 @@
 //! from a fit file, from coefficients given on the command line, or zero-shot from an LLM's shape
 //! and a calibration file (`crate::zeroshot`).
 
+use crate::analytic::flops_mem_batch::ConcurrencyFn;
 use crate::analytic::{model_by_name, EnergyModel};
 use crate::fit::file::FitFile;
 use crate::fit::intervals::{self, Interval};
@@ -38,6 +39,8 @@ pub struct PredictArgs {
     /// Output length m (tokens); default: the sweet spot.
     #[arg(long)]
     pub output: Option<u64>,
+    #[command(flatten)]
+    pub batch: super::predict_batch::BatchArgs,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
@@ -45,6 +48,8 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     let mut zero_shot: Option<ZeroShot> = None;
+    // flops-mem-batch at the batch asked for: c(n, m) and how it was set.
+    let mut batch: Option<(ConcurrencyFn, String)> = None;
     let (model, coefs, from, unc) = match (&args.fit, &args.params) {
         (Some(path), _) => {
             let f = FitFile::read(path)?;
@@ -61,8 +66,16 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 _ if f.loss == "published" => Err("a published reference fit has no covariance"),
                 _ => Err("the fit file has no covariance (written before intervals existed)"),
             };
+            let model = match args.batch.bind(&f, path)? {
+                Some(b) => {
+                    let model: Box<dyn EnergyModel> = Box::new(b.model);
+                    batch = Some((b.concurrency, b.what));
+                    model
+                }
+                None => f.energy_model()?,
+            };
             (
-                f.energy_model()?,
+                model,
                 f.values(),
                 format!("{} ({}, {})", path.display(), f.llm, f.model),
                 unc,
@@ -106,6 +119,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
             None => bail!("give --fit FILE, --params NAME=VALUE,… or --llm NAME"),
         },
     };
+    if args.fit.is_none() {
+        if let Some(flag) = args.batch.given() {
+            bail!("{flag} needs --fit FILE of a flops-mem-batch fit (the batch it models)");
+        }
+    }
     if args.input == 0 {
         bail!("--input 0: the input length must be at least 1 token");
     }
@@ -144,6 +162,10 @@ pub fn run(args: PredictArgs) -> Result<()> {
             "interval_method": u.map(|u| &u.method),
             "covariance_method": u.map(|u| &u.covariance_method),
         });
+        if let Some((c, what)) = &batch {
+            doc["concurrency"] = json!(c(n, m));
+            doc["batch"] = json!(what);
+        }
         if let Some(z) = &zero_shot {
             doc["source"] = json!("zero-shot");
             doc["llm"] = json!(z.llm);
@@ -181,6 +203,12 @@ pub fn run(args: PredictArgs) -> Result<()> {
         within(e_ci, 4, true),
         e * m
     );
+    if let Some((c, what)) = &batch {
+        println!(
+            "batch: {what}; mean sequences in flight at this point: {:.1}",
+            c(n, m)
+        );
+    }
     match eta {
         Some(eta) => println!("efficiency: {eta:.2} tokens/J{}", within(eta_ci, 2, false)),
         None => println!("efficiency: undefined (predicted energy is not positive)"),

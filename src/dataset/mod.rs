@@ -6,7 +6,7 @@
 
 mod io;
 pub mod schema;
-mod settings;
+pub mod settings;
 pub use settings::RunSettings;
 pub mod synthetic;
 
@@ -26,6 +26,9 @@ pub struct Obs {
     pub output_tokens: f64,
     /// e = energy_j / requests / output_tokens (J per output token).
     pub energy_per_token_j: f64,
+    /// Mean sequences in flight during the row's run, where known (the `mean_concurrency`
+    /// column, or predicted from the row's run settings by a model that needs it).
+    pub concurrency: Option<f64>,
 }
 
 /// One input file: where it is, its SHA-256, how many rows it gave.
@@ -51,6 +54,9 @@ pub struct Group {
     pub obs: Vec<Obs>,
     /// Rows measured to check a fit (`role` = `holdout`), never fitted.
     pub holdouts: Vec<Obs>,
+    /// Row index in the dataset's table of each of `obs`, then of each of `holdouts` (for
+    /// reading a row's other columns, e.g. its run settings).
+    pub rows: Vec<usize>,
 }
 
 /// Spread of repeated rows of the same grid point.
@@ -119,8 +125,16 @@ impl Dataset {
         Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
     }
 
-    /// Split the fitted (status ok) rows by LLM and by each `by` column.
+    /// Split the fitted (status ok) rows by LLM, by each `by` column, and by each run setting
+    /// (`settings::SPLIT`) that takes several values for that LLM: a fit of one setting's
+    /// rows never mixes in another's.
     pub fn groups(&self, by: &[String]) -> Result<Vec<Group>> {
+        self.groups_spanning(by, &[])
+    }
+
+    /// [`Self::groups`], except that the run settings in `span` are never split on: for a model
+    /// that spans them (flops-mem-batch spans `requests` and `max_batch_size`).
+    pub fn groups_spanning(&self, by: &[String], span: &[&str]) -> Result<Vec<Group>> {
         for col in by {
             if self.df.column(col).is_err() {
                 let files: Vec<String> = self
@@ -154,34 +168,66 @@ impl Dataset {
         );
         let by_vals: Vec<Vec<Option<String>>> =
             by.iter().map(|c| text(c)).collect::<Result<_>>()?;
-        let mut groups: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
-        let mut holdouts: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
-        for i in 0..self.df.height() {
-            if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())) {
-                continue;
-            }
-            let mut key = vec![(LLM.to_string(), llm[i].clone().unwrap_or_default())];
+        let ok: Vec<usize> = (0..self.df.height())
+            .filter(|&i| row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())))
+            .collect();
+        let split = settings::split_columns(self, &ok, &llm, by, span)?;
+        let conc = self.optional_f64(MEAN_CONCURRENCY)?;
+        type Rows = (Vec<Obs>, Vec<usize>);
+        let mut groups: BTreeMap<Vec<(String, String)>, Rows> = BTreeMap::new();
+        let mut holdouts: BTreeMap<Vec<(String, String)>, Rows> = BTreeMap::new();
+        for &i in &ok {
+            let name = llm[i].clone().unwrap_or_default();
+            let mut key = vec![(LLM.to_string(), name.clone())];
             for (c, v) in by.iter().zip(&by_vals) {
                 key.push((c.clone(), v[i].clone().unwrap_or_else(|| "null".into())));
+            }
+            for (c, v) in split.get(&name).into_iter().flatten() {
+                key.push((c.clone(), v[i].clone()));
             }
             let obs = Obs {
                 input_tokens: n[i].unwrap(),
                 output_tokens: m[i].unwrap(),
                 energy_per_token_j: e[i].unwrap(),
+                concurrency: conc.as_ref().and_then(|c| c[i]).filter(|c| *c >= 1.0),
             };
-            if role.as_ref().and_then(|r| r[i].as_deref()) == Some(HOLDOUT) {
-                holdouts.entry(key).or_default().push(obs);
+            let to = if role.as_ref().and_then(|r| r[i].as_deref()) == Some(HOLDOUT) {
+                &mut holdouts
             } else {
-                groups.entry(key).or_default().push(obs);
-            }
+                &mut groups
+            };
+            let entry = to.entry(key).or_default();
+            entry.0.push(obs);
+            entry.1.push(i);
         }
         Ok(groups
             .into_iter()
-            .map(|(key, obs)| {
-                let holdouts = holdouts.remove(&key).unwrap_or_default();
-                Group { key, obs, holdouts }
+            .map(|(key, (obs, mut rows))| {
+                let (holdouts, held) = holdouts.remove(&key).unwrap_or_default();
+                rows.extend(held);
+                Group {
+                    key,
+                    obs,
+                    holdouts,
+                    rows,
+                }
             })
             .collect())
+    }
+
+    /// A numeric column that a file may lack (None), e.g. `mean_concurrency`; cells that are
+    /// not numbers read as None.
+    pub(crate) fn optional_f64(&self, name: &str) -> Result<Option<Vec<Option<f64>>>> {
+        let Ok(c) = self.df.column(name) else {
+            return Ok(None);
+        };
+        let c = c.cast(&DataType::String)?;
+        Ok(Some(
+            c.str()?
+                .iter()
+                .map(|v| v.and_then(|v| v.trim().parse::<f64>().ok()))
+                .collect(),
+        ))
     }
 }
 

@@ -17,6 +17,10 @@ pub const HOLDOUT: &str = "holdout";
 pub const ENERGY_PER_REQUEST_J: &str = "energy_per_request_j";
 pub const ENERGY_PER_TOKEN_J: &str = "energy_per_token_j";
 pub const TOKENS_PER_J: &str = "tokens_per_j";
+/// Mean sequences in flight per iteration of the run (empty or absent: unknown).
+pub const MEAN_CONCURRENCY: &str = "mean_concurrency";
+/// Tokens the run's KV cache held (empty or absent: unknown).
+pub const KV_CAPACITY_TOKENS: &str = "kv_capacity_tokens";
 
 /// Columns every measurement file must have.
 pub const REQUIRED: [&str; 5] = [LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];

@@ -33,6 +33,7 @@ pub fn grid(
                 input_tokens: n,
                 output_tokens: m,
                 energy_per_token_j: e * (1.0 + noise * z),
+                concurrency: None,
             });
         }
     }

@@ -97,6 +97,7 @@ impl<'a> Planner<'a> {
                 input_tokens: c.input_tokens,
                 output_tokens: c.output_tokens,
                 energy_per_token_j: c.prior_e,
+                concurrency: None,
             })
             .collect();
         let opts = FitOptions {

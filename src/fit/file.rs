@@ -84,6 +84,11 @@ pub struct Metrics {
     pub cv_folds: Option<usize>,
     pub cv_mape_pct: Option<f64>,
     pub extrapolation_mape_pct: Option<f64>,
+    /// The run setting of `fit --cv-by` and the MAPE of leaving each of its values out in turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_by_mape_pct: Option<f64>,
     /// MAPE over the group's hold-out rows (`role` = `holdout`, never fitted); None without any.
     #[serde(default)]
     pub holdout_mape_pct: Option<f64>,
@@ -180,6 +185,8 @@ impl FitFile {
                 cv_folds: cv_folds.filter(|_| fit.cv_mape_pct.is_some()),
                 cv_mape_pct: fit.cv_mape_pct,
                 extrapolation_mape_pct: fit.extrapolation_mape_pct,
+                cv_by: None,
+                cv_by_mape_pct: None,
                 holdout_mape_pct: (!group.holdouts.is_empty())
                     .then(|| super::stats::mape(model, &values, &group.holdouts)),
                 mape_pct_by_loss: BTreeMap::new(),

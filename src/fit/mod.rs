@@ -1,6 +1,7 @@
 //! Fitting energy models: non-linear least squares through argmin over nalgebra, statistics,
 //! cross-validation and the JSON fit files.
 
+pub mod batch;
 pub mod file;
 pub mod intervals;
 mod problem;
@@ -13,7 +14,7 @@ mod validate;
 pub mod warnings;
 
 pub use problem::Loss;
-pub use validate::{cv_mape, extrapolation_mape, EXTRAPOLATION_LIMIT};
+pub use validate::{cv_by_mape, cv_mape, extrapolation_mape, EXTRAPOLATION_LIMIT};
 
 use crate::analytic::EnergyModel;
 use crate::dataset::Obs;

@@ -77,8 +77,7 @@ impl<'a> ResidualProblem<'a> {
         let mut j = DMatrix::zeros(self.obs.len(), k);
         let mut g = vec![0.0; k];
         for (i, o) in self.obs.iter().enumerate() {
-            self.model
-                .gradient(c, o.input_tokens, o.output_tokens, &mut g);
+            self.model.gradient_at(c, o, &mut g);
             let w = match self.loss {
                 Loss::Abs => 1.0,
                 Loss::Rel => o.energy_per_token_j,
@@ -100,9 +99,7 @@ impl Operator for ResidualProblem<'_> {
         let r = DVector::from_iterator(
             self.obs.len(),
             self.obs.iter().map(|o| {
-                let p = self
-                    .model
-                    .energy_per_token(&c, o.input_tokens, o.output_tokens);
+                let p = self.model.energy_per_token_at(&c, o);
                 (p - o.energy_per_token_j) / self.weight(o)
             }),
         );
@@ -139,8 +136,7 @@ impl Jacobian for ResidualProblem<'_> {
         let mut j = DMatrix::zeros(self.obs.len(), k);
         let mut g = vec![0.0; k];
         for (i, o) in self.obs.iter().enumerate() {
-            self.model
-                .gradient(&c, o.input_tokens, o.output_tokens, &mut g);
+            self.model.gradient_at(&c, o, &mut g);
             let w = self.weight(o);
             for col in 0..k {
                 j[(i, col)] = g[col] * self.scale[col] / w;

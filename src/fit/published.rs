@@ -203,6 +203,7 @@ mod tests {
             input_tokens: n,
             output_tokens: m,
             energy_per_token_j: k * model.energy_per_token(&c, n, m),
+            concurrency: None,
         };
         let (lo, med) = ratios(&[at(64.0, 64.0, 1.0), at(512.0, 128.0, 2.0)], &r);
         assert!((lo.unwrap() - 0.5).abs() < 1e-12);

@@ -93,7 +93,7 @@ fn start(model: &dyn EnergyModel, obs: &[Obs]) -> Vec<f64> {
     let mut g = vec![0.0; k];
     let mut mean_g = vec![0.0; k];
     for o in obs {
-        model.gradient(&ones, o.input_tokens, o.output_tokens, &mut g);
+        model.gradient_at(&ones, o, &mut g);
         for j in 0..k {
             mean_g[j] += g[j].abs() / obs.len() as f64;
         }

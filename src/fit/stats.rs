@@ -44,8 +44,7 @@ pub fn mape(model: &dyn EnergyModel, coefs: &[f64], obs: &[Obs]) -> f64 {
         * obs
             .iter()
             .map(|o| {
-                ((model.energy_per_token(coefs, o.input_tokens, o.output_tokens)
-                    - o.energy_per_token_j)
+                ((model.energy_per_token_at(coefs, o) - o.energy_per_token_j)
                     / o.energy_per_token_j)
                     .abs()
             })
@@ -113,7 +112,7 @@ pub(crate) fn summarise(problem: &ResidualProblem, coefs: &[f64], what: &str) ->
     let (n, k) = (obs.len() as f64, coefs.len());
     let pred: Vec<f64> = obs
         .iter()
-        .map(|o| model.energy_per_token(coefs, o.input_tokens, o.output_tokens))
+        .map(|o| model.energy_per_token_at(coefs, o))
         .collect();
     let loss_resid: Vec<f64> = obs
         .iter()

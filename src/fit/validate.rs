@@ -81,3 +81,48 @@ pub fn extrapolation_mape(
     )?;
     Ok(mape(model, &sol.coefs, &test))
 }
+
+/// Leave-one-value-out MAPE over a run setting (`fit --cv-by requests`): for each value of
+/// `labels` (one per observation), fit on the rows of the other values and score the rows of
+/// that one; the MAPE over all rows. `flag` names the setting in errors, which say why when the
+/// group holds a single value.
+pub fn cv_by_mape(
+    model: &dyn EnergyModel,
+    obs: &[Obs],
+    labels: &[u64],
+    loss: Loss,
+    flag: &str,
+    what: &str,
+) -> Result<f64> {
+    let values: std::collections::BTreeSet<u64> = labels.iter().copied().collect();
+    if values.len() < 2 {
+        let found = values
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        bail!(
+            "{what}: --cv-by {flag} leaves one {flag} value out and fits on the others, but the \
+             rows hold one {flag} value ({found}); measure at least two (e.g. measure --requests 1,1000)"
+        );
+    }
+    let mut abs_pct_sum = 0.0;
+    for v in &values {
+        let (mut train, mut test) = (Vec::new(), Vec::new());
+        for (o, l) in obs.iter().zip(labels) {
+            if l == v {
+                test.push(*o)
+            } else {
+                train.push(*o)
+            }
+        }
+        let sol = solve(
+            model,
+            &train,
+            loss,
+            &format!("{what} ({flag} {v} left out)"),
+        )?;
+        abs_pct_sum += mape(model, &sol.coefs, &test) * test.len() as f64;
+    }
+    Ok(abs_pct_sum / obs.len() as f64)
+}

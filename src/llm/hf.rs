@@ -312,7 +312,13 @@ fn falcon(f: &Fields, name: &str) -> Result<LlmConfig> {
         heads,
         kv_heads: kv,
         head_dim: whole_head_dim(f, hidden, heads)?,
-        ffn_dim: f.usize_opt("ffn_hidden_size")?.unwrap_or(4 * hidden),
+        ffn_dim: match f.usize_opt("ffn_hidden_size")? {
+            Some(d) => d,
+            // Falcon's default FFN is 4 × hidden; a hidden_size that large is no LLM.
+            None => hidden.checked_mul(4).with_context(|| {
+                format!("model_type falcon: hidden_size {hidden} is too large (4 × hidden_size overflows)")
+            })?,
+        },
         vocab: f.usize("vocab_size")?,
         max_positions: f.usize_opt("max_position_embeddings")?.unwrap_or(2048),
         norm: Norm::LayerNorm,

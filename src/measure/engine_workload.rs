@@ -7,7 +7,7 @@
 //! runs of a window reuse them (energy does not depend on the token values).
 
 use super::plan::Point;
-use super::run::Workload;
+use super::run::{RunBatch, Workload};
 use crate::engine::{DType, Engine, EngineOptions, Limits, Request};
 use crate::llm::resolve_llm;
 use anyhow::{Context, Result};
@@ -21,6 +21,8 @@ pub struct EngineWorkload {
     engine: Option<(String, String, usize, usize, Engine)>,
     /// (point, requests with m output tokens, the same prompts with 1 output token).
     reqs: Option<(Point, Vec<Request>, Vec<Request>)>,
+    /// The schedule of the last full run, from the engine's own iterations.
+    last_batch: Option<RunBatch>,
 }
 
 impl EngineWorkload {
@@ -31,6 +33,7 @@ impl EngineWorkload {
             seed: 0,
             engine: None,
             reqs: None,
+            last_batch: None,
         }
     }
 
@@ -141,7 +144,20 @@ impl Workload for EngineWorkload {
         };
         let e = &mut self.engine.as_mut().context("engine not started")?.4;
         let out = e.run_requests(reqs, limits(p), false)?;
+        if output_tokens == p.output_tokens {
+            // Every active request yields one token per iteration (prefill included), so tokens
+            // over iterations is the mean number of sequences in flight.
+            let iterations = out.stats.iterations.len().max(1) as f64;
+            self.last_batch = Some(RunBatch {
+                mean_concurrency: out.stats.generated_tokens as f64 / iterations,
+                kv_capacity_tokens: e.kv_capacity_tokens() as u64,
+            });
+        }
         Ok(out.stats.generated_tokens as u64)
+    }
+
+    fn batch(&self) -> Option<RunBatch> {
+        self.last_batch
     }
 }
 

@@ -9,7 +9,7 @@ use polars::prelude::{Column, DataFrame, DataType};
 
 /// Column order of every file `measure` writes: the measurement columns of the README ("Data formats") first,
 /// then the extras.
-pub const COLUMNS: [&str; 30] = [
+pub const COLUMNS: [&str; 32] = [
     "llm",
     "input_tokens",
     "output_tokens",
@@ -41,6 +41,9 @@ pub const COLUMNS: [&str; 30] = [
     "prefill_energy_j",
     "decode_energy_j",
     "role",
+    // the batch the run had (see `Row::mean_concurrency`)
+    "mean_concurrency",
+    "kv_capacity_tokens",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -56,7 +59,8 @@ fn kind(col: &str) -> Kind {
             Kind::Str
         }
         "input_tokens" | "output_tokens" | "requests" | "max_batch_size" | "max_num_tokens"
-        | "generated_tokens" | "repeat" | "gpu_index" | "window_runs" | "samples" => Kind::Int,
+        | "generated_tokens" | "repeat" | "gpu_index" | "window_runs" | "samples"
+        | "kv_capacity_tokens" => Kind::Int,
         _ => Kind::Float,
     }
 }
@@ -98,6 +102,12 @@ pub struct Row {
     /// Why the point was measured: `design` (a design point, fitted), `holdout` (measured to check
     /// a design, never fitted) or empty (a plain grid point, fitted).
     pub role: String,
+    /// Mean sequences in flight per iteration of one run (R · m / iterations of the engine's
+    /// schedule): what a decode step's shared costs are divided by. None when unknown (files
+    /// written before the column existed, skipped points).
+    pub mean_concurrency: Option<f64>,
+    /// Tokens the KV cache held for the run, which bounds the concurrency at long contexts.
+    pub kv_capacity_tokens: Option<u64>,
 }
 
 /// Identity of a measurement: what `--resume` skips and `merge` deduplicates on.
@@ -176,6 +186,8 @@ impl Row {
             F(self.prefill_energy_j),
             F(self.decode_energy_j),
             S(self.role.clone()),
+            F(self.mean_concurrency),
+            I(self.kv_capacity_tokens),
         ]
     }
 
@@ -249,6 +261,8 @@ impl Row {
             prefill_energy_j: opt_f("prefill_energy_j")?,
             decode_energy_j: opt_f("decode_energy_j")?,
             role: s("role"),
+            mean_concurrency: opt_f("mean_concurrency")?,
+            kv_capacity_tokens: opt_i("kv_capacity_tokens")?,
         })
     }
 

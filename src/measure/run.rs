@@ -26,6 +26,18 @@ pub trait Workload {
     /// Submit all `p.requests` requests of `p.input_tokens` tokens at once, generate exactly
     /// `output_tokens` each, return when the last token is on the host. Returns tokens generated.
     fn run(&mut self, p: &Point, output_tokens: u64) -> Result<u64>;
+    /// The batch of the last full run (`output_tokens` = the point's m): mean sequences in flight
+    /// per iteration and the KV capacity in tokens. None where the workload cannot say.
+    fn batch(&self) -> Option<RunBatch> {
+        None
+    }
+}
+
+/// How batched a run was (the rows' `mean_concurrency` and `kv_capacity_tokens`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunBatch {
+    pub mean_concurrency: f64,
+    pub kv_capacity_tokens: u64,
 }
 
 /// Builds the workload of one GPU inside its worker thread.
@@ -336,6 +348,11 @@ pub fn measure_point(
     row.window_runs = Some(full.runs);
     row.window_energy_j = Some(full.energy_j);
     row.samples = Some(full.reading.samples.len() as u64);
+    // Read before the prefill window below, which runs the point again with m = 1.
+    if let Some(b) = work.batch() {
+        row.mean_concurrency = Some(b.mean_concurrency);
+        row.kv_capacity_tokens = Some(b.kv_capacity_tokens);
+    }
     if opts.phases {
         match window(meter, work, p, 1, opts) {
             Ok(pre) => {

@@ -8,7 +8,7 @@
 
 use super::meter::{EnergyMeter, GpuInfo, Sample};
 use super::plan::Point;
-use super::run::Workload;
+use super::run::{RunBatch, Workload};
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,7 @@ impl EnergyMeter for StandinMeter {
             name: "stand-in GPU".into(),
             driver: "stand-in".into(),
             power_limit_w: 700.0,
-            memory_total_bytes: 80 << 30,
+            memory_total_bytes: STANDIN_MEMORY_BYTES,
         })
     }
     fn energy_mj(&self) -> Result<u64> {
@@ -128,6 +128,47 @@ impl EnergyMeter for StandinMeter {
 /// Sleeps R · (n + m) · `us_per_token`; fails on `fail_inputs`.
 pub struct StandinWorkload {
     pub cfg: StandinConfig,
+    last_batch: Option<RunBatch>,
+}
+
+impl StandinWorkload {
+    pub fn new(cfg: StandinConfig) -> StandinWorkload {
+        StandinWorkload {
+            cfg,
+            last_batch: None,
+        }
+    }
+}
+
+/// GPU memory of the stand-in GPU (`StandinMeter::info`).
+const STANDIN_MEMORY_BYTES: u64 = 80 << 30;
+
+/// The batch the engine's scheduler would give `p` on the stand-in GPU, from the CPU predictor
+/// (`llm::concurrency`); None for an LLM or dtype it does not know.
+fn predicted_batch(p: &Point) -> Option<RunBatch> {
+    use crate::llm::concurrency::{concurrency, kv_capacity_tokens, Batching, PAGE_TOKENS};
+    let cfg = crate::llm::resolve_llm(&p.llm).ok()?;
+    let bytes = super::plan::dtype_bytes(&p.dtype)?;
+    let (mbs, mnt) = (p.max_batch_size as usize, p.max_num_tokens as usize);
+    let cap = kv_capacity_tokens(
+        &cfg,
+        STANDIN_MEMORY_BYTES as f64,
+        bytes,
+        mnt,
+        mbs.min(p.requests as usize),
+    );
+    let b = Batching {
+        requests: p.requests as usize,
+        max_batch_size: mbs,
+        max_num_tokens: mnt,
+        kv_capacity_tokens: cap,
+        page_tokens: PAGE_TOKENS,
+    };
+    let c = concurrency(p.input_tokens as usize, p.output_tokens as usize, &b).ok()?;
+    Some(RunBatch {
+        mean_concurrency: c.mean_in_flight,
+        kv_capacity_tokens: cap as u64,
+    })
 }
 
 impl Workload for StandinWorkload {
@@ -143,6 +184,13 @@ impl Workload for StandinWorkload {
         }
         let us = (p.requests * (p.input_tokens + m)) as f64 * self.cfg.us_per_token;
         std::thread::sleep(Duration::from_secs_f64(us * 1e-6));
+        if m == p.output_tokens {
+            self.last_batch = predicted_batch(p);
+        }
         Ok(p.requests * m)
+    }
+
+    fn batch(&self) -> Option<RunBatch> {
+        self.last_batch
     }
 }

@@ -132,6 +132,7 @@ pub fn efficiency_surface(s: &Subject) -> Option<Surface> {
             key: vec![("llm".into(), s.llm.clone())],
             obs: s.obs.clone(),
             holdouts: Vec::new(),
+            rows: Vec::new(),
         };
         let pts: Vec<(f64, f64, f64)> = g
             .point_means()

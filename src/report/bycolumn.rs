@@ -23,7 +23,8 @@ pub const COLUMNS: [&str; 6] = [
 pub fn fig6(ds: &Dataset, out: &Path) -> Result<Vec<Figure>> {
     let mut figs = Vec::new();
     for col in COLUMNS.iter().filter(|c| ds.df.column(c).is_ok()) {
-        let groups = ds.groups(&[col.to_string()])?;
+        // Split by this column alone: the figure compares its values side by side.
+        let groups = ds.groups_spanning(&[col.to_string()], &crate::dataset::settings::SPLIT)?;
         let mut by_llm: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for g in groups {
             by_llm.entry(g.llm().to_string()).or_default().push(g);

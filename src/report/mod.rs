@@ -14,6 +14,7 @@ pub use bars::{bars_svg, Bars};
 pub use lines::{panels_svg, Mark, Panel, Series};
 pub mod assemble;
 pub mod bycolumn;
+pub mod concurrency;
 pub mod curves;
 pub mod design;
 pub mod markdown;
@@ -118,6 +119,8 @@ fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report
                 figs.push(design::fig8(s, out)?);
             }
             figs.push(sweetspots::fig9(&subjects, fits, out)?);
+            // The KV capacity of an 80 GiB GPU where rows do not say theirs (as `fit`'s default).
+            figs.extend(concurrency::fig10(ds, 80.0, out)?);
         }
         None => {
             figs.push(assemble::skip(
@@ -143,6 +146,11 @@ fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report
             figs.push(assemble::skip(
                 9,
                 "Our sweet spots against the published ones".into(),
+                "no measurements".into(),
+            ));
+            figs.push(assemble::skip(
+                10,
+                "Efficiency by requests and the sweet spot against concurrency".into(),
                 "no measurements".into(),
             ));
         }

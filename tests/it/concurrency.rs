@@ -4,8 +4,9 @@
 use energy_fit::engine::scheduler::{Limits, ReqLen, Scheduler, PAGE_SIZE};
 use energy_fit::llm::concurrency::{concurrency, Batching, PAGE_TOKENS};
 
-/// (iterations, max active) of the engine's scheduler on R identical requests.
-fn engine(r: usize, n: usize, m: usize, bs: usize, t: usize, pages: usize) -> (u64, usize) {
+/// (iterations, max active, sequences served summed over iterations) of the engine's scheduler
+/// on R identical requests.
+fn engine(r: usize, n: usize, m: usize, bs: usize, t: usize, pages: usize) -> (u64, usize, usize) {
     let reqs = vec![
         ReqLen {
             input_tokens: n,
@@ -18,12 +19,13 @@ fn engine(r: usize, n: usize, m: usize, bs: usize, t: usize, pages: usize) -> (u
         max_num_tokens: t,
     };
     let mut s = Scheduler::new(reqs, limits, pages).unwrap();
-    let (mut its, mut max) = (0u64, 0usize);
+    let (mut its, mut max, mut served) = (0u64, 0usize, 0usize);
     while let Some(it) = s.next_iteration() {
         its += 1;
         max = max.max(it.decode.len() + it.prefill.len());
+        served += it.decode.len() + it.prefill.len();
     }
-    (its, max)
+    (its, max, served)
 }
 
 fn check(r: usize, n: usize, m: usize, bs: usize, t: usize, pages: usize) {
@@ -35,13 +37,16 @@ fn check(r: usize, n: usize, m: usize, bs: usize, t: usize, pages: usize) {
         page_tokens: PAGE_TOKENS,
     };
     let c = concurrency(n, m, &b).unwrap();
-    let (its, max) = engine(r, n, m, bs, t, pages);
+    let (its, max, served) = engine(r, n, m, bs, t, pages);
     let case = format!("R={r} n={n} m={m} bs={bs} T={t} pages={pages}");
     assert_eq!(c.iterations, its, "iterations, {case}");
     assert_eq!(c.max_in_flight, max, "max in flight, {case}");
+    // The mean the measured rows carry (`mean_concurrency`: the engine's tokens over its
+    // iterations, every sequence of an iteration yielding one) is the predictor's.
+    assert_eq!(served, r * m, "tokens, {case}");
     assert!(
-        (c.mean_in_flight - (r * m) as f64 / its as f64).abs() < 1e-9,
-        "{case}"
+        (c.mean_in_flight - served as f64 / its as f64).abs() < 1e-9,
+        "mean in flight, {case}"
     );
 }
 

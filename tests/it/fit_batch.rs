@@ -43,9 +43,10 @@ fn recovers_known_coefficients() {
 }
 
 /// `fit --model flops-mem-batch` writes the run settings into the fit file, and `predict` rebuilds
-/// the same concurrency from them; two requests values in one group are refused, naming them.
+/// the same concurrency from them; rows of a second requests value join the same fit (the model
+/// spans requests), and its settings name the largest.
 #[test]
-fn fit_file_carries_the_settings_and_mixed_settings_are_refused() {
+fn fit_file_carries_the_settings_and_spans_requests() {
     let d = tempfile::tempdir().unwrap();
     let csv = d.path().join("b.csv");
     let m = model();
@@ -109,10 +110,12 @@ fn fit_file_carries_the_settings_and_mixed_settings_are_refused() {
         "--model",
         "flops-mem-batch",
         "--no-write",
+        "--json",
     ]);
-    let t = text(&o);
-    assert!(
-        !o.status.success() && t.contains("values of requests") && t.contains("100, 1000"),
-        "{t}"
-    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let fits = v["fits"].as_array().unwrap();
+    assert_eq!(fits.len(), 1, "{v}");
+    assert_eq!(fits[0]["points"], 49 + 3);
+    assert!(fits[0]["group"].get("requests").is_none());
 }

@@ -48,6 +48,7 @@ fn sample(points: &[(f64, f64)], seed: u64) -> Vec<Obs> {
             output_tokens: m,
             energy_per_token_j: FlopsMem.energy_per_token(&TRUTH, n, m)
                 * (1.0 + NOISE * normal(&mut rng)),
+            concurrency: None,
         })
         .collect()
 }

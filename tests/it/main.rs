@@ -14,6 +14,7 @@ mod engine_scheduler;
 mod fit_batch;
 mod fit_intervals;
 mod fit_recovery;
+mod fit_requests;
 mod fit_warnings;
 mod fuzz_readers;
 mod kill_faults;
