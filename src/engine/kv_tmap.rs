@@ -1,5 +1,5 @@
-//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu,
-//! `TC_WS_TMA`; decode attention_tcd.cu, `TCD_TMA`, which reads through them where prefill does).
+//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu; decode
+//! attention_tcd.cu, which reads through them where prefill does: sm_90a, hd 64 and 128).
 //!
 //! Their copies take whole pages (32 keys × 64 columns a box) with the copy engine into a
 //! 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
