@@ -16,7 +16,7 @@ template <int HD> struct TcEntry {
     static_assert(SMEM <= 227 * 1024, "more shared memory than an SM has");
 };
 template <class T, int HD>
-__device__ __forceinline__ void attention_prefill(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp,
+__device__ __forceinline__ void attention_prefill(const T* q, T* o, const T* kc, const T* vc, const AttnItem* it, const int* tp, const int* bt, int mp,
                                                   int h, int kvh, float sc, float cap, int win, const float* al) {
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
     if constexpr (TcEntry<HD>::WS) {
@@ -31,7 +31,7 @@ __device__ __forceinline__ void attention_prefill(const T* q, T* o, const T* kc,
 // is asked for. attention_tc_{rows,threads,smem,tma}_S_HD: the kernel's rows and threads per block,
 // dynamic shared memory and whether it needs the KV tensor maps, read by the host (Device::const_i32).
 #define ATTN_TC(T, S, HD, LB) \
-extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
+extern "C" __global__ void __launch_bounds__ LB attention_tc_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const AttnItem* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al) \
 { attention_prefill<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al); } \
 extern "C" __constant__ int attention_tc_rows_##S##_##HD = TcEntry<HD>::ROWS; \
 extern "C" __constant__ int attention_tc_threads_##S##_##HD = TcEntry<HD>::THREADS; \

@@ -52,15 +52,14 @@ __device__ __forceinline__ void cp16s(unsigned dst, const void* src, int src_byt
 }
 __device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) { cp16s(smem_addr(dst), src, src_bytes); }
 
-// One work item (6 ints: q_tok, q_cnt, slot, key_begin, key_end, part; see attention.cu) of this
-// block, its key range cut at the last query's position and, under a sliding window, started at
+// One work item (AttnItem, attention.cu) of this block, its key range cut at the last query's position and, under a sliding window, started at
 // the page holding the first query's window start.
 struct TcItem {
     int q_tok, q_cnt, slot, kbeg, kend, part;
 };
-__device__ __forceinline__ TcItem tc_item(const int* items, const int* tok_pos, int window) {
-    const int* it = items + blockIdx.x * 6;
-    TcItem I = {it[0], it[1], it[2], it[3], it[4], it[5]};
+__device__ __forceinline__ TcItem tc_item(const AttnItem* items, const int* tok_pos, int window) {
+    const AttnItem it = items[blockIdx.x];
+    TcItem I = {it.q_tok, it.q_cnt, it.slot, it.key_begin, it.key_end, it.part};
     int first_pos = tok_pos[I.q_tok], last_pos = tok_pos[I.q_tok + I.q_cnt - 1];
     I.kend = min(I.kend, last_pos + 1);
     if (window > 0) {
@@ -260,7 +259,7 @@ template <int HD> struct TcShape {
 };
 
 template <class T, int HD>
-__device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+__device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const AttnItem* items, const int* tok_pos,
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = TcShape<HD>;

@@ -36,7 +36,7 @@ template <int HD> struct TcdShape {
 template <int KT> __device__ __forceinline__ int tcd_sw(int r, int c) { return ((c >> 6) * KT + r) * 64 + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7); }
 
 template <class T, int HD>
-__device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+__device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, const AttnItem* items, const int* tok_pos,
                               const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                               int window, const float* alibi, float* part_o, float* part_ml) {
     using Sh = TcdShape<HD>;
@@ -209,7 +209,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
 
 // attention_tcd_smem_S_HD: the dynamic shared memory the host launches it with (Device::tcd_smem).
 #define ATTN_TCD(T, S, HD) \
-extern "C" __global__ void __launch_bounds__(128) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
+extern "C" __global__ void __launch_bounds__(128) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const AttnItem* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
 { attention_tcd<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); } \
 extern "C" __constant__ int attention_tcd_smem_##S##_##HD = TcdShape<HD>::SMEM;
 #define ATTN_TCD_ALL(T, S) ATTN_TCD(T, S, 16) ATTN_TCD(T, S, 32) ATTN_TCD(T, S, 64) ATTN_TCD(T, S, 80) ATTN_TCD(T, S, 96) ATTN_TCD(T, S, 128) ATTN_TCD(T, S, 256)

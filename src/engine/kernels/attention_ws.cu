@@ -133,7 +133,7 @@ __device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, uns
 }
 
 template <class T, int HD>
-__device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+__device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const AttnItem* items, const int* tok_pos,
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = WsShape<HD>;
