@@ -79,10 +79,17 @@ mod tests {
     #[test]
     fn prefill_items_longest_first() {
         let tok_pos = [0, 1, 2, 3, 4, 0, 1, 2];
-        let item = |q: i32, n: i32| [q, n, 0, 0, i32::MAX, -1];
+        let item = |q: i32, n: i32| super::super::attn_item::AttnItem {
+            q_tok: q,
+            q_cnt: n,
+            slot: 0,
+            key_begin: 0,
+            key_end: i32::MAX,
+            part: -1,
+        };
         let mut items = vec![item(0, 2), item(2, 2), item(4, 1), item(5, 2), item(7, 1)];
         super::super::forward::longest_first(&mut items, &tok_pos);
-        let firsts: Vec<i32> = items.iter().map(|x| x[0]).collect();
+        let firsts: Vec<i32> = items.iter().map(|x| x.q_tok).collect();
         assert_eq!(firsts, vec![4, 2, 7, 0, 5]);
     }
 

@@ -11,6 +11,7 @@ use cudarc::driver::{
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -90,10 +91,89 @@ pub enum Arg {
     F(f32),
 }
 
-/// Raw device allocation, freed on drop.
+/// A device allocation of `bytes` bytes, freed on drop. Only `Device::alloc` makes one (its fields
+/// are private, so no address that was not allocated can be freed); its memory reaches copies and
+/// GEMMs only as a typed, bounds-checked `DevSlice`, and kernels through `ptr` in a launch.
 pub struct DevBuf {
-    pub ptr: u64,
-    pub bytes: usize,
+    ptr: u64,
+    bytes: usize,
+}
+
+impl DevBuf {
+    /// A buffer of no bytes (address 0, a null kernel argument): a placeholder before allocation.
+    pub fn empty() -> DevBuf {
+        DevBuf { ptr: 0, bytes: 0 }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The address, for kernel arguments (`Arg::P`) and pointer arithmetic inside a launch's
+    /// argument list; the launch is where the kernel's use of it is checked (the selftest).
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// The whole buffer as `bytes / size_of::<T>()` elements of T.
+    pub fn view<T: Copy>(&self) -> DevSlice<'_, T> {
+        DevSlice {
+            addr: self.ptr,
+            len: self.bytes / std::mem::size_of::<T>().max(1),
+            _buf: PhantomData,
+        }
+    }
+
+    /// `n` elements of T from element `at`; an error if they run past the allocation.
+    pub fn slice<T: Copy>(&self, at: usize, n: usize) -> Result<DevSlice<'_, T>> {
+        self.view().slice(at, n)
+    }
+}
+
+/// `len` elements of T in a live device allocation, borrowed from its `DevBuf` (so the memory
+/// outlives the view). Copies and GEMMs take these and check their lengths, so a device address
+/// never crosses a safe function as a bare integer.
+pub struct DevSlice<'a, T> {
+    addr: u64,
+    len: usize,
+    _buf: PhantomData<&'a [T]>,
+}
+
+impl<T> Clone for DevSlice<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for DevSlice<'_, T> {}
+
+impl<'a, T: Copy> DevSlice<'a, T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Elements `at .. at + n` of this view; an error if they run past its end.
+    pub fn slice(self, at: usize, n: usize) -> Result<DevSlice<'a, T>> {
+        match at.checked_add(n) {
+            Some(end) if end <= self.len => Ok(DevSlice {
+                addr: self.addr + (at * std::mem::size_of::<T>()) as u64,
+                len: n,
+                _buf: PhantomData,
+            }),
+            _ => bail!(
+                "device view of {} elements: elements {at}..{at}+{n} out of range",
+                self.len
+            ),
+        }
+    }
+
+    /// The first address, for the device layer's own FFI calls (cuBLAS, cuBLASLt).
+    pub(crate) fn addr(&self) -> u64 {
+        self.addr
+    }
 }
 
 impl Drop for DevBuf {
@@ -223,13 +303,13 @@ impl Device {
                 .collect(),
             ..Default::default()
         };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts).map_err(|e| {
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts).with_context(|| {
             let with = if extra.is_empty() {
                 String::new()
             } else {
                 format!(" with ENERGY_FIT_NVRTC_OPTS {extra:?}")
             };
-            anyhow!("NVRTC failed to compile the engine kernels for {arch}{with}: {e:?}")
+            format!("NVRTC failed to compile the engine kernels for {arch}{with}")
         })?;
         let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
         let module = ctx.load_module(ptx).context("loading kernels")?;
@@ -247,7 +327,7 @@ impl Device {
             sms,
             nvrtc_ms,
             lt: None,
-            _blas_ws: DevBuf { ptr: 0, bytes: 0 },
+            _blas_ws: DevBuf::empty(),
             kernel_timer: None,
         };
         // An explicit cuBLAS workspace: captured GEMMs must not allocate.
@@ -270,15 +350,11 @@ impl Device {
 
     pub fn alloc(&self, bytes: usize) -> Result<DevBuf> {
         if bytes == 0 {
-            return Ok(DevBuf { ptr: 0, bytes: 0 });
+            return Ok(DevBuf::empty());
         }
         // SAFETY: plain cuMemAlloc; the context is current on this thread.
-        let ptr = unsafe { drv::malloc_sync(bytes) }.map_err(|e| {
-            anyhow!(
-                "cuMemAlloc of {:.1} MiB failed: {e:?}",
-                bytes as f64 / 1048576.0
-            )
-        })?;
+        let ptr = unsafe { drv::malloc_sync(bytes) }
+            .with_context(|| format!("cuMemAlloc of {:.1} MiB failed", bytes as f64 / 1048576.0))?;
         Ok(DevBuf { ptr, bytes })
     }
 
@@ -289,24 +365,33 @@ impl Device {
             .with_context(|| format!("memset of {} bytes", b.bytes))
     }
 
-    /// Copy host bytes to a device address (stream ordered; the host slice may be reused at once).
-    pub fn upload<T: Copy>(&self, dst: u64, src: &[T]) -> Result<()> {
+    /// Copy `src` to the start of `dst` (stream ordered; the host slice may be reused at once); an
+    /// error if `dst` is shorter.
+    pub fn upload<T: Copy>(&self, dst: DevSlice<'_, T>, src: &[T]) -> Result<()> {
+        if src.len() > dst.len() {
+            bail!(
+                "copy to device: {} elements into a view of {}",
+                src.len(),
+                dst.len()
+            );
+        }
         if src.is_empty() {
             return Ok(());
         }
-        // SAFETY: dst holds at least size_of_val(src) bytes (callers size buffers).
-        unsafe { drv::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
+        // SAFETY: dst is a live allocation (borrowed from its DevBuf) of at least src.len()
+        // elements of T, checked above.
+        unsafe { drv::memcpy_htod_async(dst.addr(), src, self.stream.cu_stream()) }
             .context("copy to device")
     }
 
-    /// Copy device bytes to the host and wait for them.
-    pub fn download<T: Copy + Default>(&self, src: u64, n: usize) -> Result<Vec<T>> {
-        let mut v = vec![T::default(); n];
-        if n == 0 {
+    /// Copy the elements of `src` to the host and wait for them.
+    pub fn download<T: Copy + Default>(&self, src: DevSlice<'_, T>) -> Result<Vec<T>> {
+        let mut v = vec![T::default(); src.len()];
+        if v.is_empty() {
             return Ok(v);
         }
-        // SAFETY: src holds n elements of T.
-        unsafe { drv::memcpy_dtoh_async(&mut v[..], src, self.stream.cu_stream()) }
+        // SAFETY: src is a live allocation (borrowed from its DevBuf) of v.len() elements of T.
+        unsafe { drv::memcpy_dtoh_async(&mut v[..], src.addr(), self.stream.cu_stream()) }
             .context("copy to host")?;
         self.sync()?;
         Ok(v)
@@ -480,8 +565,8 @@ impl Device {
                         &mut ptrs,
                     )
                 }
-                .map_err(|e| {
-                    anyhow!("launch of {name} (grid {grid:?}, block {block}, smem {smem}): {e:?}")
+                .with_context(|| {
+                    format!("launch of {name} (grid {grid:?}, block {block}, smem {smem})")
                 })
             },
         )
@@ -497,13 +582,18 @@ impl Device {
         rows: usize,
         n: usize,
         k: usize,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<()> {
         let s = Shape { dt, rows, n, k };
+        s.check(x, w, y)?;
         match &self.lt {
-            Some(lt) if rows > 0 && (x | w | y).is_multiple_of(256) && lt.has(s) => {
+            Some(lt)
+                if rows > 0
+                    && (x.addr() | w.addr() | y.addr()).is_multiple_of(256)
+                    && lt.has(s) =>
+            {
                 self.timed(|| format!("gemm {n}x{k}"), || lt.run(self, s, x, w, y))
             }
             _ => self.gemm_ex(dt, rows, n, k, x, w, y),
@@ -527,9 +617,9 @@ impl Device {
         rows: usize,
         n: usize,
         k: usize,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<Tuned> {
         let mut lt = self
             .lt
@@ -562,10 +652,11 @@ impl Device {
         rows: usize,
         n: usize,
         k: usize,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<()> {
+        Shape { dt, rows, n, k }.check(x, w, y)?;
         if rows == 0 {
             return Ok(());
         }
@@ -574,7 +665,8 @@ impl Device {
             || format!("gemm {n}x{k}"),
             || {
                 let (alpha, beta) = (1.0f32, 0.0f32);
-                // SAFETY: pointers are device buffers of the stated shapes.
+                // SAFETY: x, w, y are live device views holding rows·k, n·k and rows·n elements
+                // (Shape::check above); cuBLAS reads and writes only those.
                 unsafe {
                     blas_result::gemm_ex(
                         *self.blas.handle(),
@@ -584,14 +676,14 @@ impl Device {
                         rows as i32,
                         k as i32,
                         &alpha as *const f32 as *const c_void,
-                        w as *const c_void,
+                        w.addr() as *const c_void,
                         dt.cuda(),
                         k as i32,
-                        x as *const c_void,
+                        x.addr() as *const c_void,
                         dt.cuda(),
                         k as i32,
                         &beta as *const f32 as *const c_void,
-                        y as *mut c_void,
+                        y.addr() as *mut c_void,
                         dt.cuda(),
                         n as i32,
                         blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
@@ -637,10 +729,7 @@ mod tests {
     /// error that says which option.
     #[test]
     fn nvrtc_arch_from_options() {
-        assert_eq!(
-            nvrtc_arch(&opts("-lineinfo"), 9, 0).unwrap(),
-            "sm_90a"
-        );
+        assert_eq!(nvrtc_arch(&opts("-lineinfo"), 9, 0).unwrap(), "sm_90a");
         assert_eq!(nvrtc_arch(&[], 8, 0).unwrap(), "sm_80");
         assert_eq!(nvrtc_arch(&[], 10, 0).unwrap(), "sm_100");
         assert_eq!(

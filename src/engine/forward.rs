@@ -4,6 +4,7 @@
 //! metadata upload per iteration: no host synchronisation per layer, sampled ids stay on the GPU
 //! (they feed the next iteration's embedding directly).
 
+use super::attn_item::AttnItem;
 pub use super::attn_shapes::{prefill_bq, SCALAR_ROWS};
 use super::device::{Arg, DType, DevBuf, Device};
 use super::gemms::{layer_gemms, lm_head_gemm};
@@ -66,8 +67,8 @@ impl MetaLayout {
         let pos = src + tokens;
         let slot = pos + tokens;
         let pitems = slot + tokens;
-        let ditems = pitems + 6 * tokens;
-        let comb = ditems + 6 * (MAX_PARTS + seqs);
+        let ditems = pitems + AttnItem::INTS * tokens;
+        let comb = ditems + AttnItem::INTS * (MAX_PARTS + seqs);
         let srows = comb + 3 * seqs;
         let sdst = srows + seqs;
         let sslot = sdst + seqs;
@@ -92,8 +93,8 @@ pub struct StepInput {
     pub tok_src: Vec<i32>,
     pub tok_pos: Vec<i32>,
     pub tok_slot: Vec<i32>,
-    pub prefill_items: Vec<[i32; 6]>,
-    pub decode_items: Vec<[i32; 6]>,
+    pub prefill_items: Vec<AttnItem>,
+    pub decode_items: Vec<AttnItem>,
     pub comb: Vec<[i32; 3]>,
     pub sample_rows: Vec<i32>,
     pub sample_dst: Vec<i32>,
@@ -262,14 +263,14 @@ impl Model {
                 s.tok_slot.push(p.slot as i32);
             }
             for i in (0..p.n).step_by(bq) {
-                s.prefill_items.push([
-                    (t0 + i) as i32,
-                    bq.min(p.n - i) as i32,
-                    p.slot as i32,
-                    0,
-                    i32::MAX,
-                    -1,
-                ]);
+                s.prefill_items.push(AttnItem {
+                    q_tok: (t0 + i) as i32,
+                    q_cnt: bq.min(p.n - i) as i32,
+                    slot: p.slot as i32,
+                    key_begin: 0,
+                    key_end: i32::MAX,
+                    part: -1,
+                });
             }
             s.sample_rows.push((t0 + p.n - 1) as i32);
             s.sample_dst.push(out_base[p.req] as i32);
@@ -300,20 +301,26 @@ impl Model {
             let chunk = tiles.div_ceil(splits) * 32;
             let splits = ctx.div_ceil(chunk);
             if splits == 1 {
-                s.decode_items
-                    .push([t, 1, d.slot as i32, 0, ctx as i32, -1]);
+                s.decode_items.push(AttnItem {
+                    q_tok: t,
+                    q_cnt: 1,
+                    slot: d.slot as i32,
+                    key_begin: 0,
+                    key_end: ctx as i32,
+                    part: -1,
+                });
             } else {
                 s.comb.push([t, parts as i32, splits as i32]);
                 for k in 0..splits {
                     let (kb, ke) = (k * chunk, ((k + 1) * chunk).min(ctx));
-                    s.decode_items.push([
-                        t,
-                        1,
-                        d.slot as i32,
-                        kb as i32,
-                        ke as i32,
-                        (parts + k) as i32,
-                    ]);
+                    s.decode_items.push(AttnItem {
+                        q_tok: t,
+                        q_cnt: 1,
+                        slot: d.slot as i32,
+                        key_begin: kb as i32,
+                        key_end: ke as i32,
+                        part: (parts + k) as i32,
+                    });
                 }
                 parts += splits;
             }
@@ -338,7 +345,7 @@ impl Model {
                 );
             }
             rows.push((
-                self.b.block_table.ptr + (p.slot * self.max_pages_per_seq * 4) as u64,
+                self.b.block_table.ptr() + (p.slot * self.max_pages_per_seq * 4) as u64,
                 row,
             ));
         }
@@ -375,8 +382,10 @@ impl Model {
             );
         }
         let l = &self.meta;
-        let flat = |v: &[[i32; 6]]| v.iter().flatten().copied().collect::<Vec<i32>>();
-        let (pitems, ditems) = (flat(&s.prefill_items), flat(&s.decode_items));
+        let (pitems, ditems) = (
+            AttnItem::flatten(&s.prefill_items),
+            AttnItem::flatten(&s.decode_items),
+        );
         let comb: Vec<i32> = s.comb.iter().flatten().copied().collect();
         let regions: [(usize, usize, &[i32]); 9] = [
             (l.src, self.max_tokens, &s.tok_src),
@@ -389,7 +398,7 @@ impl Model {
             (l.sdst, self.max_seqs, &s.sample_dst),
             (l.sslot, self.max_seqs, &s.sample_slot),
         ];
-        let base = self.b.meta.ptr;
+        let base = self.b.meta.ptr();
         let mut parts = Vec::with_capacity(9);
         for (off, cap, v) in regions {
             if v.len() > cap {
@@ -435,7 +444,7 @@ impl Model {
         let c = self.cfg.clone();
         let t = s.tok_src.len();
         let ns = s.sample_rows.len();
-        let at = |o: usize| self.b.meta.ptr + (o * 4) as u64;
+        let at = |o: usize| self.b.meta.ptr() + (o * 4) as u64;
         let l = &self.meta;
         let (src, pos, slot, pitems, ditems, comb) = (
             at(l.src),
@@ -456,12 +465,12 @@ impl Model {
             Norm::LayerNorm => 2,
         };
         let b = &self.b;
-        let (resid, xn, tmp) = (b.resid.ptr, b.xn.ptr, b.tmp.ptr);
+        let (resid, xn, tmp) = (b.resid.ptr(), b.xn.ptr(), b.tmp.ptr());
         let page_bytes = (self.total_pages * c.kv_heads * PAGE_SIZE * hd * 2) as u64;
         let scale = c.attn_scale() as f32;
         let attn_softcap = c.gemma.map_or(0.0, |g| g.attn_softcap);
         let alibi = if c.positional == Positional::Alibi {
-            b.inv_freq.ptr
+            b.inv_freq.ptr()
         } else {
             0
         };
@@ -473,19 +482,19 @@ impl Model {
             Ffn::Gelu => 3,
         };
         let (prow, drow) = (self.prefill_rows(), c.group_size());
-        let nb = |o: &Option<DevBuf>| o.as_ref().map_or(0, |x| x.ptr);
-        let post = |o: &Option<NormWeights>| o.as_ref().map_or(0, |x| x.0.ptr);
+        let nb = |o: &Option<DevBuf>| o.as_ref().map_or(0, |x| x.ptr());
+        let post = |o: &Option<NormWeights>| o.as_ref().map_or(0, |x| x.0.ptr());
         let dev = &mut self.dev;
         let w = &self.w;
         let tt = t as u32;
-        launch_embed(dev, &c, w, sx, tt, resid, src, pos, b.next_tok.ptr)?;
+        launch_embed(dev, &c, w, sx, tt, resid, src, pos, b.next_tok.ptr())?;
         let norm = |dev: &mut Device, br: Branch, nw: &NormWeights| {
             let a = [
                 Arg::P(resid),
                 Arg::P(br.add),
                 Arg::P(br.bias),
                 Arg::P(br.post),
-                Arg::P(nw.0.ptr),
+                Arg::P(nw.0.ptr()),
                 Arg::P(nb(&nw.1)),
                 Arg::P(xn),
                 Arg::I(h as i32),
@@ -504,11 +513,11 @@ impl Model {
         let dt = self.dt;
         let snap = |dev: &mut Device,
                     l: usize,
-                    ptr: u64,
+                    buf: &DevBuf,
                     probe: &mut Option<Vec<(usize, f64, f64, bool)>>|
          -> Result<()> {
             if let Some(p) = probe.as_mut() {
-                let raw: Vec<u16> = dev.download(ptr, t * h)?;
+                let raw: Vec<u16> = dev.download(buf.slice(0, t * h)?)?;
                 let v: Vec<f32> = raw.iter().map(|&x| dt.decode(x)).collect();
                 let (r, m, f) = stats(&v);
                 p.push((l, r, m, f));
@@ -519,10 +528,10 @@ impl Model {
         let mut pending = Branch::default();
         for (l, lw) in w.layers.iter().enumerate() {
             norm(dev, pending, &lw.norm1)?;
-            snap(dev, l, resid, &mut probe)?;
+            snap(dev, l, &b.resid, &mut probe)?;
             let gm = layer_gemms(&c, b, lw);
             gm.qkv.run(dev, self.dt, t)?;
-            let kc = b.kv.ptr + (2 * l) as u64 * page_bytes;
+            let kc = b.kv.ptr() + (2 * l) as u64 * page_bytes;
             let vc = kc + page_bytes;
             dev.launch(
                 &format!("qkv_post_{sx}"),
@@ -530,16 +539,16 @@ impl Model {
                 128,
                 0,
                 &[
-                    Arg::P(b.qkv.ptr),
+                    Arg::P(b.qkv.ptr()),
                     Arg::P(nb(&lw.qkv_b)),
-                    Arg::P(b.q.ptr),
+                    Arg::P(b.q.ptr()),
                     Arg::P(kc),
                     Arg::P(vc),
                     Arg::P(pos),
                     Arg::P(slot),
-                    Arg::P(b.block_table.ptr),
+                    Arg::P(b.block_table.ptr()),
                     Arg::I(self.max_pages_per_seq as i32),
-                    Arg::P(b.inv_freq.ptr),
+                    Arg::P(b.inv_freq.ptr()),
                     Arg::I(c.heads as i32),
                     Arg::I(c.kv_heads as i32),
                     Arg::I(hd as i32),
@@ -550,13 +559,13 @@ impl Model {
             let window = c.sliding_window(l).map_or(0, |x| x as i32);
             let attn = |dev: &mut Device, items: u64, n: usize, rows: usize| {
                 let a = [
-                    Arg::P(b.q.ptr),
-                    Arg::P(b.attn.ptr),
+                    Arg::P(b.q.ptr()),
+                    Arg::P(b.attn.ptr()),
                     Arg::P(kc),
                     Arg::P(vc),
                     Arg::P(items),
                     Arg::P(pos),
-                    Arg::P(b.block_table.ptr),
+                    Arg::P(b.block_table.ptr()),
                     Arg::I(self.max_pages_per_seq as i32),
                     Arg::I(c.heads as i32),
                     Arg::I(c.kv_heads as i32),
@@ -564,8 +573,8 @@ impl Model {
                     Arg::F(attn_softcap),
                     Arg::I(window),
                     Arg::P(alibi),
-                    Arg::P(b.part_o.ptr),
-                    Arg::P(b.part_ml.ptr),
+                    Arg::P(b.part_o.ptr()),
+                    Arg::P(b.part_ml.ptr()),
                 ];
                 let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
                 dev.launch(
@@ -579,13 +588,13 @@ impl Model {
             // The tensor-core kernels take the scalar kernel's arguments (prefill: without the partials).
             let tc_args = |items: u64| {
                 [
-                    Arg::P(b.q.ptr),
-                    Arg::P(b.attn.ptr),
+                    Arg::P(b.q.ptr()),
+                    Arg::P(b.attn.ptr()),
                     Arg::P(kc),
                     Arg::P(vc),
                     Arg::P(items),
                     Arg::P(pos),
-                    Arg::P(b.block_table.ptr),
+                    Arg::P(b.block_table.ptr()),
                     Arg::I(self.max_pages_per_seq as i32),
                     Arg::I(c.heads as i32),
                     Arg::I(c.kv_heads as i32),
@@ -593,8 +602,8 @@ impl Model {
                     Arg::F(attn_softcap),
                     Arg::I(window),
                     Arg::P(alibi),
-                    Arg::P(b.part_o.ptr),
-                    Arg::P(b.part_ml.ptr),
+                    Arg::P(b.part_o.ptr()),
+                    Arg::P(b.part_ml.ptr()),
                 ]
             };
             if self.tc_attention {
@@ -623,10 +632,10 @@ impl Model {
             }
             if !s.comb.is_empty() {
                 let a = [
-                    Arg::P(b.attn.ptr),
+                    Arg::P(b.attn.ptr()),
                     Arg::P(comb),
-                    Arg::P(b.part_o.ptr),
-                    Arg::P(b.part_ml.ptr),
+                    Arg::P(b.part_o.ptr()),
+                    Arg::P(b.part_ml.ptr()),
                     Arg::I(c.heads as i32),
                     Arg::I(hd as i32),
                 ];
@@ -650,8 +659,8 @@ impl Model {
             )?;
             gm.up.run(dev, self.dt, t)?;
             let a = [
-                Arg::P(b.act.ptr),
-                Arg::P(b.up.ptr),
+                Arg::P(b.act.ptr()),
+                Arg::P(b.up.ptr()),
                 Arg::P(nb(&lw.up_b)),
                 Arg::L(t as i64),
                 Arg::I(c.ffn_dim as i32),
@@ -672,7 +681,7 @@ impl Model {
             };
         }
         norm(dev, pending, &w.final_norm)?;
-        snap(dev, c.layers, xn, &mut probe)?;
+        snap(dev, c.layers, &b.xn, &mut probe)?;
         self.probe = probe;
         dev.launch(
             &format!("gather_rows_{sx}"),
@@ -680,7 +689,7 @@ impl Model {
             256,
             0,
             &[
-                Arg::P(b.xs.ptr),
+                Arg::P(b.xs.ptr()),
                 Arg::P(xn),
                 Arg::P(srows),
                 Arg::I(h as i32),
@@ -694,7 +703,7 @@ impl Model {
                 super::device::grid_for(n, 256, dev.sms),
                 256,
                 0,
-                &[Arg::P(b.logits.ptr), Arg::L(n as i64), Arg::F(cap)],
+                &[Arg::P(b.logits.ptr()), Arg::L(n as i64), Arg::F(cap)],
             )?;
         }
         dev.launch(
@@ -703,11 +712,11 @@ impl Model {
             1024,
             0,
             &[
-                Arg::P(b.logits.ptr),
+                Arg::P(b.logits.ptr()),
                 Arg::I(c.vocab as i32),
                 Arg::P(out_tok),
                 Arg::P(sdst),
-                Arg::P(b.next_tok.ptr),
+                Arg::P(b.next_tok.ptr()),
                 Arg::P(sslot),
             ],
         )?;
@@ -718,8 +727,8 @@ impl Model {
 /// Order prefill items by their key range, longest first (causal: an item's keys end at its last
 /// query's position). Blocks start in item order, so the longest no longer form the launch's tail
 /// (n = 4096: 64 key tiles for the last items against 1 for the first).
-pub fn longest_first(items: &mut [[i32; 6]], tok_pos: &[i32]) {
-    items.sort_by_key(|x| std::cmp::Reverse(tok_pos[(x[0] + x[1] - 1) as usize]));
+pub fn longest_first(items: &mut [AttnItem], tok_pos: &[i32]) {
+    items.sort_by_key(|x| std::cmp::Reverse(tok_pos[(x.q_tok + x.q_cnt - 1) as usize]));
 }
 
 /// Token embeddings into the residual stream: scaled by sqrt(hidden) on Gemma, plus the learned
@@ -742,12 +751,12 @@ fn launch_embed(
         1.0
     };
     let (table, offset) = match (c.positional, &w.positions) {
-        (Positional::Learned { offset }, Some(p)) => (p.ptr, offset as i32),
+        (Positional::Learned { offset }, Some(p)) => (p.ptr(), offset as i32),
         _ => (0, 0),
     };
     let a = [
         Arg::P(out),
-        Arg::P(w.embed.ptr),
+        Arg::P(w.embed.ptr()),
         Arg::P(src),
         Arg::P(next_tok),
         Arg::I(c.hidden as i32),

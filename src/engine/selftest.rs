@@ -96,21 +96,23 @@ impl Tester {
     fn put(&mut self, v: &[f32]) -> (DevBuf, Vec<f64>) {
         let bits: Vec<u16> = v.iter().map(|&x| self.dt.encode(x)).collect();
         let b = self.dev.alloc(bits.len().max(1) * 2).expect("alloc");
-        self.dev.upload(b.ptr, &bits).expect("upload");
+        self.dev.upload(b.view(), &bits).expect("upload");
         (b, bits.iter().map(|&x| self.dt.decode(x) as f64).collect())
     }
     pub(crate) fn poisoned(&mut self, n: usize) -> DevBuf {
         let b = self.dev.alloc(n.max(1) * 2).expect("alloc");
-        self.dev.upload(b.ptr, &vec![0xFFFFu16; n]).expect("poison");
+        self.dev
+            .upload(b.view(), &vec![0xFFFFu16; n])
+            .expect("poison");
         b
     }
     pub(crate) fn ints(&mut self, v: &[i32]) -> DevBuf {
         let b = self.dev.alloc(v.len().max(1) * 4).expect("alloc");
-        self.dev.upload(b.ptr, v).expect("upload");
+        self.dev.upload(b.view(), v).expect("upload");
         b
     }
     pub(crate) fn get(&self, b: &DevBuf, n: usize) -> Result<Vec<f32>> {
-        let raw: Vec<u16> = self.dev.download(b.ptr, n)?;
+        let raw: Vec<u16> = self.dev.download(b.slice(0, n)?)?;
         Ok(raw.iter().map(|&x| self.dt.decode(x)).collect())
     }
     pub(crate) fn record(&mut self, name: String, got: &[f32], want: &[f64], tol: f64) {
@@ -363,14 +365,14 @@ impl Tester {
         let out = self.poisoned(t * h);
         let sx = self.sx();
         let a = [
-            Arg::P(out.ptr),
-            Arg::P(tab.ptr),
-            Arg::P(sb.ptr),
-            Arg::P(next.ptr),
+            Arg::P(out.ptr()),
+            Arg::P(tab.ptr()),
+            Arg::P(sb.ptr()),
+            Arg::P(next.ptr()),
             Arg::I(h as i32),
             Arg::F(scale),
-            Arg::P(if learned { ptab.ptr } else { 0 }),
-            Arg::P(pb.ptr),
+            Arg::P(if learned { ptab.ptr() } else { 0 }),
+            Arg::P(pb.ptr()),
             Arg::I(offset as i32),
         ];
         self.dev
@@ -418,13 +420,13 @@ impl Tester {
         let eps = 1e-5f32;
         let sx = self.sx();
         let a = [
-            Arg::P(res.ptr),
-            Arg::P(add.ptr),
-            Arg::P(if add_bias { ab.ptr } else { 0 }),
-            Arg::P(if post { pw.ptr } else { 0 }),
-            Arg::P(w.ptr),
-            Arg::P(bb.ptr),
-            Arg::P(out.ptr),
+            Arg::P(res.ptr()),
+            Arg::P(add.ptr()),
+            Arg::P(if add_bias { ab.ptr() } else { 0 }),
+            Arg::P(if post { pw.ptr() } else { 0 }),
+            Arg::P(w.ptr()),
+            Arg::P(bb.ptr()),
+            Arg::P(out.ptr()),
             Arg::I(cols as i32),
             Arg::F(eps),
             Arg::I(mode),
@@ -499,9 +501,9 @@ impl Tester {
         let out = self.poisoned(rows * f);
         let sx = self.sx();
         let a = [
-            Arg::P(out.ptr),
-            Arg::P(gu.ptr),
-            Arg::P(if bias { bb.ptr } else { 0 }),
+            Arg::P(out.ptr()),
+            Arg::P(gu.ptr()),
+            Arg::P(if bias { bb.ptr() } else { 0 }),
             Arg::L(rows as i64),
             Arg::I(f as i32),
             Arg::I(act),
@@ -554,7 +556,7 @@ impl Tester {
             grid_for(n, 256, self.dev.sms),
             256,
             0,
-            &[Arg::P(x.ptr), Arg::L(n as i64), Arg::F(cap)],
+            &[Arg::P(x.ptr()), Arg::L(n as i64), Arg::F(cap)],
         )?;
         let got = self.get(&x, n)?;
         let c = cap as f64;
@@ -568,7 +570,8 @@ impl Tester {
         let (x, xh) = self.rand(rows * k, 1.0);
         let (w, wh) = self.rand(n * k, 1.0);
         let y = self.poisoned(rows * n);
-        self.dev.gemm(self.dt, rows, n, k, x.ptr, w.ptr, y.ptr)?;
+        self.dev
+            .gemm(self.dt, rows, n, k, x.view(), w.view(), y.view())?;
         let got = self.get(&y, rows * n)?;
         let want: Vec<f64> = (0..rows * n)
             .map(|i| {
@@ -614,7 +617,7 @@ impl Tester {
             let y = self.poisoned(rows * n);
             self.dev
                 .lt_gemm()?
-                .run_candidate(&self.dev, s, i, x.ptr, w.ptr, y.ptr)?;
+                .run_candidate(&self.dev, s, i, x.view(), w.view(), y.view())?;
             let got = self.get(&y, rows * n)?;
             let tol = self.tol();
             self.record(
@@ -642,15 +645,15 @@ impl Tester {
             1024,
             0,
             &[
-                Arg::P(l.ptr),
+                Arg::P(l.ptr()),
                 Arg::I(v as i32),
-                Arg::P(out.ptr),
-                Arg::P(db.ptr),
+                Arg::P(out.ptr()),
+                Arg::P(db.ptr()),
                 Arg::P(0),
-                Arg::P(db.ptr),
+                Arg::P(db.ptr()),
             ],
         )?;
-        let got: Vec<i32> = self.dev.download(out.ptr, rows)?;
+        let got: Vec<i32> = self.dev.download(out.slice(0, rows)?)?;
         let mut bad = 0;
         for r in 0..rows {
             let row = &lh[r * v..(r + 1) * v];

@@ -3,6 +3,7 @@
 //! sequences of different lengths scattered over shuffled KV pages; plain, with Gemma-2's
 //! soft-cap, query scale and sliding window, and with falcon's ALiBi.
 
+use super::attn_item::AttnItem;
 use super::device::{Arg, DevBuf};
 use super::selftest::{AttnOpts, Tester};
 use anyhow::Result;
@@ -57,7 +58,7 @@ impl Tester {
             .map(|i| (1.0 / 10000f64.powf(2.0 * i as f64 / hd as f64)) as f32)
             .collect();
         let ib = self.dev.alloc(inv.len() * 4)?;
-        self.dev.upload(ib.ptr, &inv)?;
+        self.dev.upload(ib.view(), &inv)?;
         let cache_n = lay.pages * kv * PS * hd;
         let (q, kc, vc) = (
             self.poisoned(t * h * hd),
@@ -67,16 +68,16 @@ impl Tester {
         let (pb, sb, tb) = (self.ints(&pos), self.ints(&slot), self.ints(&lay.table));
         let sx = self.sx();
         let a = [
-            Arg::P(qkv.ptr),
-            Arg::P(bias.ptr),
-            Arg::P(q.ptr),
-            Arg::P(kc.ptr),
-            Arg::P(vc.ptr),
-            Arg::P(pb.ptr),
-            Arg::P(sb.ptr),
-            Arg::P(tb.ptr),
+            Arg::P(qkv.ptr()),
+            Arg::P(bias.ptr()),
+            Arg::P(q.ptr()),
+            Arg::P(kc.ptr()),
+            Arg::P(vc.ptr()),
+            Arg::P(pb.ptr()),
+            Arg::P(sb.ptr()),
+            Arg::P(tb.ptr()),
             Arg::I(lay.max_pages as i32),
-            Arg::P(ib.ptr),
+            Arg::P(ib.ptr()),
             Arg::I(h as i32),
             Arg::I(kv as i32),
             Arg::I(hd as i32),
@@ -166,7 +167,7 @@ impl Tester {
         let (kc, kh) = self.rand(cache_n, 1.0);
         let (vc, vh) = self.rand(cache_n, 1.0);
         let (mut pos, mut slot) = (Vec::new(), Vec::new());
-        let mut items: Vec<[i32; 6]> = Vec::new();
+        let mut items: Vec<AttnItem> = Vec::new();
         let mut comb: Vec<[i32; 3]> = Vec::new();
         let tc_rows = self.dev.tc_rows(self.sx(), hd)?;
         let bq = if decode {
@@ -200,38 +201,45 @@ impl Tester {
                 let chunk = tiles.div_ceil(splits) * PS;
                 let splits = l.div_ceil(chunk);
                 if splits == 1 {
-                    items.push([t0, 1, s as i32, 0, l as i32, -1]);
+                    items.push(AttnItem {
+                        q_tok: t0,
+                        q_cnt: 1,
+                        slot: s as i32,
+                        key_begin: 0,
+                        key_end: l as i32,
+                        part: -1,
+                    });
                 } else {
                     comb.push([t0, parts, splits as i32]);
                     for k in 0..splits {
-                        items.push([
-                            t0,
-                            1,
-                            s as i32,
-                            (k * chunk) as i32,
-                            ((k + 1) * chunk).min(l) as i32,
-                            parts + k as i32,
-                        ]);
+                        items.push(AttnItem {
+                            q_tok: t0,
+                            q_cnt: 1,
+                            slot: s as i32,
+                            key_begin: (k * chunk) as i32,
+                            key_end: ((k + 1) * chunk).min(l) as i32,
+                            part: parts + k as i32,
+                        });
                     }
                     parts += splits as i32;
                 }
             } else {
                 for i in (0..l).step_by(bq) {
-                    items.push([
-                        t0 + i as i32,
-                        bq.min(l - i) as i32,
-                        s as i32,
-                        0,
-                        i32::MAX,
-                        -1,
-                    ]);
+                    items.push(AttnItem {
+                        q_tok: t0 + i as i32,
+                        q_cnt: bq.min(l - i) as i32,
+                        slot: s as i32,
+                        key_begin: 0,
+                        key_end: i32::MAX,
+                        part: -1,
+                    });
                 }
             }
         }
         let t = pos.len();
         let (q, qh) = self.rand(t * h * hd, 1.0);
         let out = self.poisoned(t * h * hd);
-        let flat: Vec<i32> = items.iter().flatten().copied().collect();
+        let flat = AttnItem::flatten(&items);
         let (ib, pb, tb) = (self.ints(&flat), self.ints(&pos), self.ints(&lay.table));
         let cb = self.ints(&comb.iter().flatten().copied().collect::<Vec<_>>());
         let np = (parts as usize).max(1);
@@ -244,27 +252,27 @@ impl Tester {
             .map(|&x| bf(x) as f32)
             .collect();
         let sl = self.dev.alloc(h * 4)?;
-        self.dev.upload(sl.ptr, &slopes)?;
+        self.dev.upload(sl.view(), &slopes)?;
         let rows = bq * g;
         let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
         let sx = self.sx();
         let a = [
-            Arg::P(q.ptr),
-            Arg::P(out.ptr),
-            Arg::P(kc.ptr),
-            Arg::P(vc.ptr),
-            Arg::P(ib.ptr),
-            Arg::P(pb.ptr),
-            Arg::P(tb.ptr),
+            Arg::P(q.ptr()),
+            Arg::P(out.ptr()),
+            Arg::P(kc.ptr()),
+            Arg::P(vc.ptr()),
+            Arg::P(ib.ptr()),
+            Arg::P(pb.ptr()),
+            Arg::P(tb.ptr()),
             Arg::I(lay.max_pages as i32),
             Arg::I(h as i32),
             Arg::I(kv as i32),
             Arg::F(scale),
             Arg::F(o.softcap),
             Arg::I(o.window as i32),
-            Arg::P(if o.alibi { sl.ptr } else { 0 }),
-            Arg::P(po.ptr),
-            Arg::P(pml.ptr),
+            Arg::P(if o.alibi { sl.ptr() } else { 0 }),
+            Arg::P(po.ptr()),
+            Arg::P(pml.ptr()),
         ];
         // attention_ws and attention_tcd read the cache through the tensor maps where compiled so.
         if o.tc && super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
@@ -300,10 +308,10 @@ impl Tester {
         }
         if !comb.is_empty() {
             let a = [
-                Arg::P(out.ptr),
-                Arg::P(cb.ptr),
-                Arg::P(po.ptr),
-                Arg::P(pml.ptr),
+                Arg::P(out.ptr()),
+                Arg::P(cb.ptr()),
+                Arg::P(po.ptr()),
+                Arg::P(pml.ptr()),
                 Arg::I(h as i32),
                 Arg::I(hd as i32),
             ];

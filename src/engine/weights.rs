@@ -41,8 +41,9 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn lm_head_ptr(&self) -> u64 {
-        self.lm_head.as_ref().map_or(self.embed.ptr, |b| b.ptr)
+    /// The LM head's matrix: its own, else the tied embedding.
+    pub fn lm_head(&self) -> &DevBuf {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 }
 
@@ -70,7 +71,7 @@ impl Rng {
             .wrapping_add(self.counter);
         let a = std * 3f32.sqrt();
         let args = [
-            Arg::P(b.ptr),
+            Arg::P(b.ptr()),
             Arg::L(n as i64),
             Arg::U(s),
             Arg::F(a),
