@@ -176,6 +176,56 @@ impl<'a, T: Copy> DevSlice<'a, T> {
     }
 }
 
+/// A device address passed as a kernel's `T*` parameter (`launches.rs`): typed, so that a launch's
+/// argument struct says which buffer of which element type each parameter takes. It carries no
+/// length; the `unsafe` launch is where the caller states that it covers what the kernel touches.
+pub struct DevPtr<T> {
+    addr: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DevPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for DevPtr<T> {}
+impl<T> Default for DevPtr<T> {
+    fn default() -> Self {
+        Self::null()
+    }
+}
+
+impl<T> DevPtr<T> {
+    /// The null pointer (an absent optional input, as the kernels test it).
+    pub const fn null() -> Self {
+        DevPtr {
+            addr: 0,
+            _t: PhantomData,
+        }
+    }
+
+    /// An address inside a live allocation holding elements of T (a buffer's start plus a byte
+    /// offset computed by the caller, such as one layer's part of the KV cache).
+    pub fn from_addr(addr: u64) -> Self {
+        DevPtr {
+            addr,
+            _t: PhantomData,
+        }
+    }
+
+    pub fn addr(self) -> u64 {
+        self.addr
+    }
+}
+
+impl DevBuf {
+    /// The buffer's start as a kernel pointer parameter of element type T.
+    pub fn dptr<T>(&self) -> DevPtr<T> {
+        DevPtr::from_addr(self.ptr)
+    }
+}
+
 impl Drop for DevBuf {
     fn drop(&mut self) {
         if self.ptr != 0 {
@@ -520,8 +570,13 @@ impl Device {
         Ok(f)
     }
 
-    /// Launch kernel `name` and check the launch.
-    pub fn launch(
+    /// Launch kernel `name` and check the launch. The typed structs of `launches.rs` call this;
+    /// nothing else does.
+    ///
+    /// # Safety
+    /// `args` match the kernel's parameters in number, order and type, and every pointer among
+    /// them covers what the kernel reads and writes for this grid.
+    pub unsafe fn launch(
         &mut self,
         name: &str,
         grid: (u32, u32, u32),
@@ -553,7 +608,7 @@ impl Device {
             .collect();
         self.timed(
             || name.to_string(),
-            // SAFETY: argument list matches the kernel signature (checked by selftest); vals outlives the call.
+            // SAFETY: the caller's contract (above) for the arguments; `vals` outlives the call.
             || {
                 unsafe {
                     drv::launch_kernel(

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod gemms;
 pub mod graphs;
 pub mod kv_tmap;
+pub mod launches;
 pub mod lt_gemm;
 pub mod scheduler;
 pub mod selftest;
@@ -412,7 +413,7 @@ impl Engine {
             } else {
                 None
             };
-            m.forward(&step, out.ptr())?;
+            m.forward(&step, out.dptr())?;
             if let Some(start) = start {
                 marks.push((
                     start,

@@ -4,7 +4,8 @@
 //! soft-cap, query scale and sliding window, and with falcon's ALiBi.
 
 use super::attn_item::AttnItem;
-use super::device::{Arg, DevBuf};
+use super::device::{DevBuf, DevPtr};
+use super::launches::{Attention, AttnCombine, QkvPost};
 use super::selftest::{AttnOpts, Tester};
 use anyhow::Result;
 use rand::seq::SliceRandom;
@@ -67,25 +68,27 @@ impl Tester {
         );
         let (pb, sb, tb) = (self.ints(&pos), self.ints(&slot), self.ints(&lay.table));
         let sx = self.sx();
-        let a = [
-            Arg::P(qkv.ptr()),
-            Arg::P(bias.ptr()),
-            Arg::P(q.ptr()),
-            Arg::P(kc.ptr()),
-            Arg::P(vc.ptr()),
-            Arg::P(pb.ptr()),
-            Arg::P(sb.ptr()),
-            Arg::P(tb.ptr()),
-            Arg::I(lay.max_pages as i32),
-            Arg::P(ib.ptr()),
-            Arg::I(h as i32),
-            Arg::I(kv as i32),
-            Arg::I(hd as i32),
-            Arg::I(PS as i32),
-            Arg::I(1),
-        ];
-        self.dev
-            .launch(&format!("qkv_post_{sx}"), (t as u32, 1, 1), 128, 0, &a)?;
+        let a = QkvPost {
+            qkv: qkv.dptr(),
+            bias: bias.dptr(),
+            q_out: q.dptr(),
+            kc: kc.dptr(),
+            vc: vc.dptr(),
+            tok_pos: pb.dptr(),
+            tok_slot: sb.dptr(),
+            block_table: tb.dptr(),
+            max_pages: lay.max_pages as i32,
+            inv_freq: ib.dptr(),
+            heads: h as i32,
+            kv_heads: kv as i32,
+            hd: hd as i32,
+            page_size: PS as i32,
+            rope: 1,
+        };
+        let name = format!("qkv_post_{sx}");
+        // SAFETY: t tokens of qkv and q, the caches of lay.pages pages, block-table rows of
+        // lay.max_pages pages each, hd / 2 inverse frequencies, all allocated above.
+        unsafe { a.launch(&mut self.dev, &name, (t as u32, 1, 1), 128, 0)? };
         let (gq, gk, gv) = (
             self.get(&q, t * h * hd)?,
             self.get(&kc, cache_n)?,
@@ -256,72 +259,60 @@ impl Tester {
         let rows = bq * g;
         let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
         let sx = self.sx();
-        let a = [
-            Arg::P(q.ptr()),
-            Arg::P(out.ptr()),
-            Arg::P(kc.ptr()),
-            Arg::P(vc.ptr()),
-            Arg::P(ib.ptr()),
-            Arg::P(pb.ptr()),
-            Arg::P(tb.ptr()),
-            Arg::I(lay.max_pages as i32),
-            Arg::I(h as i32),
-            Arg::I(kv as i32),
-            Arg::F(scale),
-            Arg::F(o.softcap),
-            Arg::I(o.window as i32),
-            Arg::P(if o.alibi { sl.ptr() } else { 0 }),
-            Arg::P(po.ptr()),
-            Arg::P(pml.ptr()),
-        ];
+        let a = Attention {
+            q: q.dptr(),
+            out: out.dptr(),
+            kc: kc.dptr(),
+            vc: vc.dptr(),
+            items: ib.dptr(),
+            tok_pos: pb.dptr(),
+            block_table: tb.dptr(),
+            max_pages: lay.max_pages as i32,
+            heads: h as i32,
+            kv_heads: kv as i32,
+            scale,
+            softcap: o.softcap,
+            window: o.window as i32,
+            alibi: if o.alibi { sl.dptr() } else { DevPtr::null() },
+            part_o: po.dptr(),
+            part_ml: pml.dptr(),
+        };
+        let grid = (items.len() as u32, kv as u32, 1);
+        // SAFETY (each launch below): the items, positions, block table, caches, q, out and the
+        // partials were built above for exactly these items, sequences and pages.
         // attention_ws and attention_tcd read the cache through the tensor maps where compiled so.
         if o.tc && super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
             super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?;
         }
         if o.tc && decode {
             let smem = self.dev.tcd_smem(sx, hd)? as u32;
-            self.dev.launch(
-                &format!("attention_tcd_{sx}_{hd}"),
-                (items.len() as u32, kv as u32, 1),
-                128,
-                smem,
-                &a,
-            )?;
+            let name = format!("attention_tcd_{sx}_{hd}");
+            unsafe { a.launch(&mut self.dev, &name, grid, 128, smem)? };
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;
             let threads = self.dev.tc_threads(sx, hd)? as u32;
-            self.dev.launch(
-                &format!("attention_tc_{sx}_{hd}"),
-                (items.len() as u32, kv as u32, 1),
-                threads,
-                smem,
-                &a[..14],
-            )?;
+            let name = format!("attention_tc_{sx}_{hd}");
+            unsafe {
+                a.prefill()
+                    .launch(&mut self.dev, &name, grid, threads, smem)?
+            };
         } else {
-            self.dev.launch(
-                &format!("attention_{sx}_{hd}"),
-                (items.len() as u32, kv as u32, 1),
-                (32 * rows) as u32,
-                smem as u32,
-                &a,
-            )?;
+            let name = format!("attention_{sx}_{hd}");
+            unsafe { a.launch(&mut self.dev, &name, grid, (32 * rows) as u32, smem as u32)? };
         }
         if !comb.is_empty() {
-            let a = [
-                Arg::P(out.ptr()),
-                Arg::P(cb.ptr()),
-                Arg::P(po.ptr()),
-                Arg::P(pml.ptr()),
-                Arg::I(h as i32),
-                Arg::I(hd as i32),
-            ];
-            self.dev.launch(
-                &format!("attn_combine_{sx}"),
-                (comb.len() as u32, h as u32, 1),
-                hd.div_ceil(32) as u32 * 32,
-                0,
-                &a,
-            )?;
+            let a = AttnCombine {
+                out: out.dptr(),
+                comb: cb.dptr(),
+                part_o: po.dptr(),
+                part_ml: pml.dptr(),
+                heads: h as i32,
+                hd: hd as i32,
+            };
+            let (name, block) = (format!("attn_combine_{sx}"), hd.div_ceil(32) as u32 * 32);
+            let grid = (comb.len() as u32, h as u32, 1);
+            // SAFETY: comb's triples name the parts the split items wrote above.
+            unsafe { a.launch(&mut self.dev, &name, grid, block, 0)? };
         }
         let got = self.get(&out, t * h * hd)?;
         let mut want = vec![0.0f64; t * h * hd];
