@@ -1,6 +1,7 @@
 //! Device layer over cudarc: finds the CUDA libraries at run time (never panics when they are
 //! missing), creates the context, compiles the embedded kernels with NVRTC for the GPU present,
-//! owns raw device buffers and wraps kernel launches and cuBLAS GEMMs. Every CUDA call is checked.
+//! owns device buffers (handed out as typed, bounds-checked views) and wraps kernel launches (the
+//! typed structs of `launches.rs` call `launch`) and cuBLAS GEMMs. Every CUDA call is checked.
 
 pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 use anyhow::{anyhow, bail, Context, Result};
