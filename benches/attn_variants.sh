@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# Prefill-attention kernel variants in one binary (ENERGY_FIT_NVRTC_OPTS picks the #defines NVRTC
-# compiles with): for each, the bf16 kernel selftest plus the LLM's forward check (llama-3.2-1b
+# Prefill-attention kernel builds in one binary (ENERGY_FIT_NVRTC_OPTS passes options to NVRTC,
+# e.g. --gpu-architecture=sm_90 on Hopper: attention_tc instead of attention_ws): for each, the bf16 kernel selftest plus the LLM's forward check (llama-3.2-1b
 # unless LLM says), then bench's prefill rows with per-kernel times. A variant becomes a default
 # only after both. Results under $OUT (or /tmp/energy-fit-attn-variants): selftest-NAME.txt,
 # bench-NAME.txt, summary.txt.
 # Usage: benches/attn_variants.sh BIN [VARIANT...]
-#   VARIANT: one quoted option list, "" for the defaults; by default "", -DTC_EXP2_FTZ=0 and
-#   -DTC_EXP2_POLY=2, 3, 4 (src/engine/kernels/attention_tc.cu says what each does).
+#   VARIANT: one quoted option list, "" for the defaults; by default "" and
+#   --gpu-architecture=sm_90 (docs/performance.md says which kernel serves which build).
 # Env: PREFILL (default 1024,2048,4096), LLM (default llama-3.2-1b: head dim 64; llama-3.1-8b
-#   for 128, e.g. with the variant -DTC_MT_HD128=1, the one-tile kernel), SELFTEST=0 (timings only,
-#   for variants the selftest has passed before).
+#   for 128), SELFTEST=0 (timings only, for variants the selftest has passed before).
 set -u -o pipefail
 . "$(dirname "$0")/variants.sh"
 variants_bin "$0 BIN [VARIANT...]" "$@"
 shift
-[ $# -eq 0 ] && set -- "" "-DTC_EXP2_FTZ=0" "-DTC_EXP2_POLY=2" "-DTC_EXP2_POLY=3" "-DTC_EXP2_POLY=4"
+[ $# -eq 0 ] && set -- "" "--gpu-architecture=sm_90"
 variants_res /tmp/energy-fit-attn-variants
 rc=0
 for v in "$@"; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Decode-attention variants in one binary (ENERGY_FIT_NVRTC_OPTS picks the #defines NVRTC compiles
-# with, e.g. -DTCD_STAGES=3 or -DTCD_TMA=0: src/engine/kernels/attention_tcd.cu): for
+# Decode-attention builds in one binary (ENERGY_FIT_NVRTC_OPTS passes options to NVRTC, e.g.
+# --gpu-architecture=sm_90 on Hopper: cp.async instead of TMA loads in attention_tcd.cu): for
 # each, the bf16 kernel selftest plus the LLM's forward check, then bench's decode rows with
 # per-kernel times. Results under $OUT (or /tmp/energy-fit-decode-variants): selftest-NAME.txt,
 # bench-NAME.txt, summary.txt (per decode row: step time, floor ratio, attention_tcd time).

@@ -11,7 +11,7 @@ set -u -o pipefail
 . "$(dirname "$0")/variants.sh"
 variants_bin "$0 BIN [VARIANT...]" "$@"
 shift
-[ $# -eq 0 ] && set -- "" "-DTC_EXP2_POLY=3"
+[ $# -eq 0 ] && set -- ""
 variants_res /tmp/energy-fit-ncu
 NCU="$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -n 1)"
 if [ -z "$NCU" ]; then echo "error: ncu not found on PATH or under /usr/local/cuda*/bin" >&2; exit 1; fi

@@ -13,8 +13,8 @@ variants_bin() {
 }
 # variants_res DEFAULT: RES, the results folder ($OUT, else DEFAULT), created.
 variants_res() { RES="${OUT:-$1}"; mkdir -p "$RES"; }
-# variant_name OPTS: a file-name part for an option list ("" -> base, "-DTC_EXP2_FTZ=0 -DTC_X=1" ->
-# TC_EXP2_FTZ-0__TC_X-1). Only A-Z a-z 0-9 _ -: the GPU machine hands back no file whose name has
+# variant_name OPTS: a file-name part for an option list ("" -> base, "-DTC_A=0 -DTC_X=1" ->
+# TC_A-0__TC_X-1). Only A-Z a-z 0-9 _ -: the GPU machine hands back no file whose name has
 # other characters ('=' and '+' included).
 variant_name() { echo "${1:-base}" | tr '=' '-' | tr -c 'A-Za-z0-9_\n-' '_' | sed 's/^-D//; s/_-D/__/g'; }
 # variant_selftest RES NAME OPTS: the bf16 kernel selftest plus the forward check of $LLM (default

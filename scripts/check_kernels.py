@@ -6,10 +6,11 @@ GPU time is spent. Needs NVRTC, the CUDA headers and ptxas from PyPI:
     pip install --target /tmp/cuda_py nvidia-cuda-nvrtc-cu12 nvidia-cuda-runtime-cu12 nvidia-cuda-nvcc-cu12
     python3 scripts/check_kernels.py [--root /tmp/cuda_py] [--arch sm_90]
 
-ENERGY_FIT_NVRTC_OPTS (e.g. "-DTC_MT_HD128=1") is passed to NVRTC as the engine passes it. Hopper
-compiles for sm_90a (its hd-128 prefill kernel is attention_ws.cu): --arch sm_90a checks that build,
-e.g. ENERGY_FIT_NVRTC_OPTS="-DTC_WG=1" python3 scripts/check_kernels.py --arch sm_90a (attention_wg.cu).
-ptxas's wgmma serialization warnings (C7510-C7520) are printed.
+ENERGY_FIT_NVRTC_OPTS (e.g. "-lineinfo") is passed to NVRTC as the engine passes it. Hopper compiles
+for sm_90a (its hd-64 and hd-128 prefill kernel is attention_ws.cu): --arch sm_90a checks that build.
+ptxas's wgmma serialization warnings (C7510-C7520) are printed. A refactor that must leave the
+compiled code unchanged: --ptx-out before and after, for sm_90a, sm_90 and sm_80, and compare the
+files (lines other than `.global` constants).
 """
 import argparse, ctypes, glob, os, re, subprocess, sys, tempfile
 

@@ -1,13 +1,13 @@
 //! Shapes of the attention kernels that the host must agree on: rows per block, query tokens per
-//! prefill item and the decode kernel's dynamic shared memory (attention_tcd.cu) as they compile
-//! by default; the kernels export theirs (`Device::tc_smem`, `Device::tcd_smem`). They take every
+//! prefill item and the decode kernel's dynamic shared memory (attention_tcd.cu) as the kernels
+//! compile; the kernels export theirs (`Device::tc_smem`, `Device::tcd_smem`). They take every
 //! head dim and query group that `Model::check_supported` admits (HEAD_DIMS, at most MAX_GROUP
 //! query heads per KV head), as the test below checks.
 
-/// Rows (query tokens × group heads) of one tensor-core prefill attention block as the kernels
-/// compile by default (TcShape in attention_tc.cu: 4 warps of two 16-row tiles up to hd 64 and at
-/// hd 128, of one otherwise; WgShape in attention_wg.cu: 2 warpgroups of 64 rows). The engine uses the compiled value (`Device::tc_rows`), which a variant
-/// such as `-DTC_MT_HD128=1` changes; the selftest checks the two agree without one.
+/// Rows (query tokens × group heads) of one tensor-core prefill attention block (TcShape in
+/// attention_tc.cu: 4 warps of two 16-row tiles up to hd 64 and at hd 128, of one otherwise;
+/// WsShape in attention_ws.cu: 2 warpgroups of 64 rows). The engine uses the compiled value
+/// (`Device::tc_rows`); the selftest checks the two agree.
 pub fn tc_rows(hd: usize) -> usize {
     if hd <= 64 || hd == 128 {
         128
@@ -24,11 +24,10 @@ const _: () = assert!(
     "the decode kernel's rows must hold every admitted query group"
 );
 
-/// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu) as it compiles by
-/// default: two stages of K and V [64][hd+8] and Q [16][hd+8]; with `tma` (sm_90a at hd 64 and
-/// 128) the stages unpadded [64][hd], one mbarrier each and 1 KB to align them. The engine launches
-/// with the compiled value (`Device::tcd_smem`), which a variant such as `-DTCD_STAGES=3` changes;
-/// the selftest checks the two agree without one.
+/// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): two stages of K
+/// and V [64][hd+8] and Q [16][hd+8]; with `tma` (sm_90a at hd 64 and 128) the stages unpadded
+/// [64][hd], one mbarrier each and 1 KB to align them. The engine launches with the compiled value
+/// (`Device::tcd_smem`); the selftest checks the two agree.
 pub fn tcd_smem(hd: usize, tma: bool) -> usize {
     let stage = 2 * 64 * if tma { hd } else { hd + 8 } * 2;
     2 * stage + TCD_ROWS * (hd + 8) * 2 + if tma { 2 * 8 + 1024 } else { 0 }
@@ -80,10 +79,17 @@ mod tests {
     #[test]
     fn prefill_items_longest_first() {
         let tok_pos = [0, 1, 2, 3, 4, 0, 1, 2];
-        let item = |q: i32, n: i32| [q, n, 0, 0, i32::MAX, -1];
+        let item = |q: i32, n: i32| super::super::attn_item::AttnItem {
+            q_tok: q,
+            q_cnt: n,
+            slot: 0,
+            key_begin: 0,
+            key_end: i32::MAX,
+            part: -1,
+        };
         let mut items = vec![item(0, 2), item(2, 2), item(4, 1), item(5, 2), item(7, 1)];
         super::super::forward::longest_first(&mut items, &tok_pos);
-        let firsts: Vec<i32> = items.iter().map(|x| x[0]).collect();
+        let firsts: Vec<i32> = items.iter().map(|x| x.q_tok).collect();
         assert_eq!(firsts, vec![4, 2, 7, 0, 5]);
     }
 

@@ -4,8 +4,9 @@
 //! cached values). Also the two peaks the floors divide by: cuBLAS bf16/fp16 GEMM throughput and
 //! device-to-device copy bandwidth, measured on the GPU at hand. Times come from CUDA events.
 
-use super::device::{elapsed_ms, grid_for, Arg, DevBuf, KernelTime};
+use super::device::{elapsed_ms, grid_for, DevBuf, DevPtr, KernelTime};
 use super::forward::{Model, StepInput};
+use super::launches::FillUniform;
 use super::scheduler::{Decode, Iteration, Prefill, PAGE_SIZE};
 use super::Engine;
 use anyhow::{bail, Context, Result};
@@ -37,26 +38,22 @@ impl Engine {
         );
         for (i, b) in [&x, &w].into_iter().enumerate() {
             if random {
-                let args = [
-                    Arg::P(b.ptr),
-                    Arg::L((b.bytes / e) as i64),
-                    Arg::U(0x5EED_0000 + i as u64),
-                    Arg::F(1.0),
-                    Arg::F(0.0),
-                ];
-                dev.launch(
-                    &format!("fill_uniform_{}", dt.suffix()),
-                    grid_for(b.bytes / e, 256, dev.sms),
-                    256,
-                    0,
-                    &args,
-                )?;
+                let f = FillUniform {
+                    out: b.dptr(),
+                    n: (b.bytes() / e) as i64,
+                    seed: 0x5EED_0000 + i as u64,
+                    scale: 1.0,
+                    offset: 0.0,
+                };
+                let grid = grid_for(b.bytes() / e, 256, dev.sms);
+                // SAFETY: n is the buffer's element count.
+                unsafe { f.launch(dev, &format!("fill_uniform_{}", dt.suffix()), grid, 256, 0)? };
             } else {
                 dev.zero(b)?;
             }
         }
         let reps = reps.max(1);
-        let gemm = |md: &mut Model| md.dev.gemm(dt, m, n, k, x.ptr, w.ptr, y.ptr);
+        let gemm = |md: &mut Model| md.dev.gemm(dt, m, n, k, x.view(), w.view(), y.view());
         let ms = if sustained {
             back_to_back_ms(&mut self.model, reps.div_ceil(4), gemm)?; // warm-up: clocks settle before the timing
             back_to_back_ms(&mut self.model, reps, gemm)?
@@ -73,8 +70,10 @@ impl Engine {
         let (src, dst): (DevBuf, DevBuf) = (dev.alloc(bytes)?, dev.alloc(bytes)?);
         // SAFETY: both buffers hold `bytes` bytes.
         let copy = |md: &mut Model| {
-            unsafe { drv::memcpy_dtod_async(dst.ptr, src.ptr, bytes, md.dev.stream.cu_stream()) }
-                .context("copy")
+            unsafe {
+                drv::memcpy_dtod_async(dst.ptr(), src.ptr(), bytes, md.dev.stream.cu_stream())
+            }
+            .context("copy")
         };
         let best = best_single_ms(&mut self.model, reps.max(1), copy)?;
         Ok((best, 2.0 * bytes as f64 / (best * 1e-3) / 1e9))
@@ -157,7 +156,7 @@ impl Engine {
     /// the power controller lowers the clocks. Matches the sustained GEMM peak it is compared with.
     pub fn bench_prefill(&mut self, seqs: usize, n: usize, min_ms: f64) -> Result<f64> {
         let (step, out) = self.prefill_setup(seqs, n)?;
-        let fwd = |md: &mut Model| md.forward(&step, out.ptr);
+        let fwd = |md: &mut Model| md.forward(&step, out.dptr());
         let once = back_to_back_ms(&mut self.model, 1, fwd)?;
         let reps = ((min_ms / once.max(1e-3)).ceil() as usize).clamp(1, 10_000);
         back_to_back_ms(&mut self.model, reps.div_ceil(4), fwd)?;
@@ -211,7 +210,7 @@ impl Engine {
         let mut events = vec![self.model.dev.recorded_event()?];
         for k in 0..steps {
             let step = self.decode_step(batch, context, k, &base);
-            self.model.forward(&step, out.ptr)?;
+            self.model.forward(&step, out.dptr())?;
             events.push(self.model.dev.recorded_event()?);
         }
         self.model.dev.sync()?;
@@ -226,7 +225,7 @@ impl Engine {
 
     /// Per-kernel GPU time of one forward of `step` (after one untimed warm-up forward), launched
     /// directly: CUDA graphs are set aside meanwhile, since events cannot bracket nodes of a replay.
-    fn kernel_times(&mut self, step: &StepInput, out: u64) -> Result<Vec<KernelTime>> {
+    fn kernel_times(&mut self, step: &StepInput, out: DevPtr<i32>) -> Result<Vec<KernelTime>> {
         self.model.forward(step, out)?;
         let graphs = self.model.graphs.take();
         self.model.dev.kernel_timer = Some(Default::default());
@@ -242,7 +241,7 @@ impl Engine {
     /// Per-kernel breakdown of the prefill iteration `bench_prefill` times.
     pub fn bench_prefill_kernels(&mut self, seqs: usize, n: usize) -> Result<Vec<KernelTime>> {
         let (step, out) = self.prefill_setup(seqs, n)?;
-        self.kernel_times(&step, out.ptr)
+        self.kernel_times(&step, out.dptr())
     }
 
     /// Per-kernel breakdown of one decode step of `batch` sequences at `context`.
@@ -253,7 +252,7 @@ impl Engine {
     ) -> Result<Vec<KernelTime>> {
         let (out, base) = self.decode_setup(batch, context, 1)?;
         let step = self.decode_step(batch, context, 0, &base);
-        self.kernel_times(&step, out.ptr)
+        self.kernel_times(&step, out.dptr())
     }
 }
 

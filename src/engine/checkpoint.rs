@@ -243,7 +243,7 @@ impl Loader<'_> {
     fn up(&self, v: &[f32]) -> Result<DevBuf> {
         let bits: Vec<u16> = v.iter().map(|&x| self.dt.encode(x)).collect();
         let b = self.dev.alloc(bits.len() * 2)?;
-        self.dev.upload(b.ptr, &bits)?;
+        self.dev.upload(b.view(), &bits)?;
         Ok(b)
     }
     /// Concatenate `<module>.weight` (rows × cols each) or, with cols = 0, `<module>.bias` vectors.

@@ -1,6 +1,7 @@
 //! Device layer over cudarc: finds the CUDA libraries at run time (never panics when they are
 //! missing), creates the context, compiles the embedded kernels with NVRTC for the GPU present,
-//! owns raw device buffers and wraps kernel launches and cuBLAS GEMMs. Every CUDA call is checked.
+//! owns device buffers (handed out as typed, bounds-checked views) and wraps kernel launches (the
+//! typed structs of `launches.rs` call `launch`) and cuBLAS GEMMs. Every CUDA call is checked.
 
 pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 use anyhow::{anyhow, bail, Context, Result};
@@ -11,6 +12,7 @@ use cudarc::driver::{
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -90,10 +92,139 @@ pub enum Arg {
     F(f32),
 }
 
-/// Raw device allocation, freed on drop.
+/// A device allocation of `bytes` bytes, freed on drop. Only `Device::alloc` makes one (its fields
+/// are private, so no address that was not allocated can be freed); its memory reaches copies and
+/// GEMMs only as a typed, bounds-checked `DevSlice`, and kernels through `ptr` in a launch.
 pub struct DevBuf {
-    pub ptr: u64,
-    pub bytes: usize,
+    ptr: u64,
+    bytes: usize,
+}
+
+impl DevBuf {
+    /// A buffer of no bytes (address 0, a null kernel argument): a placeholder before allocation.
+    pub fn empty() -> DevBuf {
+        DevBuf { ptr: 0, bytes: 0 }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The address, for kernel arguments (`Arg::P`) and pointer arithmetic inside a launch's
+    /// argument list; the launch is where the kernel's use of it is checked (the selftest).
+    pub fn ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// The whole buffer as `bytes / size_of::<T>()` elements of T.
+    pub fn view<T: Copy>(&self) -> DevSlice<'_, T> {
+        DevSlice {
+            addr: self.ptr,
+            len: self.bytes / std::mem::size_of::<T>().max(1),
+            _buf: PhantomData,
+        }
+    }
+
+    /// `n` elements of T from element `at`; an error if they run past the allocation.
+    pub fn slice<T: Copy>(&self, at: usize, n: usize) -> Result<DevSlice<'_, T>> {
+        self.view().slice(at, n)
+    }
+}
+
+/// `len` elements of T in a live device allocation, borrowed from its `DevBuf` (so the memory
+/// outlives the view). Copies and GEMMs take these and check their lengths, so a device address
+/// never crosses a safe function as a bare integer.
+pub struct DevSlice<'a, T> {
+    addr: u64,
+    len: usize,
+    _buf: PhantomData<&'a [T]>,
+}
+
+impl<T> Clone for DevSlice<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for DevSlice<'_, T> {}
+
+impl<'a, T: Copy> DevSlice<'a, T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Elements `at .. at + n` of this view; an error if they run past its end.
+    pub fn slice(self, at: usize, n: usize) -> Result<DevSlice<'a, T>> {
+        match at.checked_add(n) {
+            Some(end) if end <= self.len => Ok(DevSlice {
+                addr: self.addr + (at * std::mem::size_of::<T>()) as u64,
+                len: n,
+                _buf: PhantomData,
+            }),
+            _ => bail!(
+                "device view of {} elements: elements {at}..{at}+{n} out of range",
+                self.len
+            ),
+        }
+    }
+
+    /// The first address, for the device layer's own FFI calls (cuBLAS, cuBLASLt).
+    pub(crate) fn addr(&self) -> u64 {
+        self.addr
+    }
+}
+
+/// A device address passed as a kernel's `T*` parameter (`launches.rs`): typed, so that a launch's
+/// argument struct says which buffer of which element type each parameter takes. It carries no
+/// length; the `unsafe` launch is where the caller states that it covers what the kernel touches.
+pub struct DevPtr<T> {
+    addr: u64,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for DevPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for DevPtr<T> {}
+impl<T> Default for DevPtr<T> {
+    fn default() -> Self {
+        Self::null()
+    }
+}
+
+impl<T> DevPtr<T> {
+    /// The null pointer (an absent optional input, as the kernels test it).
+    pub const fn null() -> Self {
+        DevPtr {
+            addr: 0,
+            _t: PhantomData,
+        }
+    }
+
+    /// An address inside a live allocation holding elements of T (a buffer's start plus a byte
+    /// offset computed by the caller, such as one layer's part of the KV cache).
+    pub fn from_addr(addr: u64) -> Self {
+        DevPtr {
+            addr,
+            _t: PhantomData,
+        }
+    }
+
+    pub fn addr(self) -> u64 {
+        self.addr
+    }
+}
+
+impl DevBuf {
+    /// The buffer's start as a kernel pointer parameter of element type T.
+    pub fn dptr<T>(&self) -> DevPtr<T> {
+        DevPtr::from_addr(self.ptr)
+    }
 }
 
 impl Drop for DevBuf {
@@ -125,8 +256,10 @@ pub fn cuda_include_dir() -> Result<PathBuf> {
     )
 }
 
-/// Extra NVRTC options from `ENERGY_FIT_NVRTC_OPTS` (whitespace-separated, e.g. `-DTC_MINB_2TILES=2`):
-/// kernel variants for A/B timing on the GPU machine without rebuilding the binary.
+/// Extra NVRTC options from `ENERGY_FIT_NVRTC_OPTS` (whitespace-separated, e.g.
+/// `--gpu-architecture=sm_90` or `-lineinfo`), passed through as given: an A/B of one binary on
+/// the GPU machine without rebuilding it. The kernels have one code path per case; what an option
+/// can change is the architecture they are built for.
 pub(crate) fn extra_nvrtc_options() -> Vec<String> {
     std::env::var("ENERGY_FIT_NVRTC_OPTS")
         .map(|v| v.split_whitespace().map(String::from).collect())
@@ -221,13 +354,13 @@ impl Device {
                 .collect(),
             ..Default::default()
         };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts).map_err(|e| {
+        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts).with_context(|| {
             let with = if extra.is_empty() {
                 String::new()
             } else {
                 format!(" with ENERGY_FIT_NVRTC_OPTS {extra:?}")
             };
-            anyhow!("NVRTC failed to compile the engine kernels for {arch}{with}: {e:?}")
+            format!("NVRTC failed to compile the engine kernels for {arch}{with}")
         })?;
         let nvrtc_ms = t0.elapsed().as_secs_f64() * 1e3;
         let module = ctx.load_module(ptx).context("loading kernels")?;
@@ -245,7 +378,7 @@ impl Device {
             sms,
             nvrtc_ms,
             lt: None,
-            _blas_ws: DevBuf { ptr: 0, bytes: 0 },
+            _blas_ws: DevBuf::empty(),
             kernel_timer: None,
         };
         // An explicit cuBLAS workspace: captured GEMMs must not allocate.
@@ -268,15 +401,11 @@ impl Device {
 
     pub fn alloc(&self, bytes: usize) -> Result<DevBuf> {
         if bytes == 0 {
-            return Ok(DevBuf { ptr: 0, bytes: 0 });
+            return Ok(DevBuf::empty());
         }
         // SAFETY: plain cuMemAlloc; the context is current on this thread.
-        let ptr = unsafe { drv::malloc_sync(bytes) }.map_err(|e| {
-            anyhow!(
-                "cuMemAlloc of {:.1} MiB failed: {e:?}",
-                bytes as f64 / 1048576.0
-            )
-        })?;
+        let ptr = unsafe { drv::malloc_sync(bytes) }
+            .with_context(|| format!("cuMemAlloc of {:.1} MiB failed", bytes as f64 / 1048576.0))?;
         Ok(DevBuf { ptr, bytes })
     }
 
@@ -287,24 +416,33 @@ impl Device {
             .with_context(|| format!("memset of {} bytes", b.bytes))
     }
 
-    /// Copy host bytes to a device address (stream ordered; the host slice may be reused at once).
-    pub fn upload<T: Copy>(&self, dst: u64, src: &[T]) -> Result<()> {
+    /// Copy `src` to the start of `dst` (stream ordered; the host slice may be reused at once); an
+    /// error if `dst` is shorter.
+    pub fn upload<T: Copy>(&self, dst: DevSlice<'_, T>, src: &[T]) -> Result<()> {
+        if src.len() > dst.len() {
+            bail!(
+                "copy to device: {} elements into a view of {}",
+                src.len(),
+                dst.len()
+            );
+        }
         if src.is_empty() {
             return Ok(());
         }
-        // SAFETY: dst holds at least size_of_val(src) bytes (callers size buffers).
-        unsafe { drv::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
+        // SAFETY: dst is a live allocation (borrowed from its DevBuf) of at least src.len()
+        // elements of T, checked above.
+        unsafe { drv::memcpy_htod_async(dst.addr(), src, self.stream.cu_stream()) }
             .context("copy to device")
     }
 
-    /// Copy device bytes to the host and wait for them.
-    pub fn download<T: Copy + Default>(&self, src: u64, n: usize) -> Result<Vec<T>> {
-        let mut v = vec![T::default(); n];
-        if n == 0 {
+    /// Copy the elements of `src` to the host and wait for them.
+    pub fn download<T: Copy + Default>(&self, src: DevSlice<'_, T>) -> Result<Vec<T>> {
+        let mut v = vec![T::default(); src.len()];
+        if v.is_empty() {
             return Ok(v);
         }
-        // SAFETY: src holds n elements of T.
-        unsafe { drv::memcpy_dtoh_async(&mut v[..], src, self.stream.cu_stream()) }
+        // SAFETY: src is a live allocation (borrowed from its DevBuf) of v.len() elements of T.
+        unsafe { drv::memcpy_dtoh_async(&mut v[..], src.addr(), self.stream.cu_stream()) }
             .context("copy to host")?;
         self.sync()?;
         Ok(v)
@@ -361,7 +499,7 @@ impl Device {
     }
 
     /// A `__constant__ int` of the kernel module: a shape the host must agree on (a prefill
-    /// attention block's rows), which an ENERGY_FIT_NVRTC_OPTS variant may change.
+    /// attention block's rows), which depends on the architecture the kernels were built for.
     pub fn const_i32(&self, name: &str) -> Result<i32> {
         let v = self
             ._module
@@ -433,8 +571,13 @@ impl Device {
         Ok(f)
     }
 
-    /// Launch kernel `name` and check the launch.
-    pub fn launch(
+    /// Launch kernel `name` and check the launch. The typed structs of `launches.rs` call this;
+    /// nothing else does.
+    ///
+    /// # Safety
+    /// `args` match the kernel's parameters in number, order and type, and every pointer among
+    /// them covers what the kernel reads and writes for this grid.
+    pub unsafe fn launch(
         &mut self,
         name: &str,
         grid: (u32, u32, u32),
@@ -466,7 +609,7 @@ impl Device {
             .collect();
         self.timed(
             || name.to_string(),
-            // SAFETY: argument list matches the kernel signature (checked by selftest); vals outlives the call.
+            // SAFETY: the caller's contract (above) for the arguments; `vals` outlives the call.
             || {
                 unsafe {
                     drv::launch_kernel(
@@ -478,8 +621,8 @@ impl Device {
                         &mut ptrs,
                     )
                 }
-                .map_err(|e| {
-                    anyhow!("launch of {name} (grid {grid:?}, block {block}, smem {smem}): {e:?}")
+                .with_context(|| {
+                    format!("launch of {name} (grid {grid:?}, block {block}, smem {smem})")
                 })
             },
         )
@@ -495,13 +638,18 @@ impl Device {
         rows: usize,
         n: usize,
         k: usize,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<()> {
         let s = Shape { dt, rows, n, k };
+        s.check(x, w, y)?;
         match &self.lt {
-            Some(lt) if rows > 0 && (x | w | y).is_multiple_of(256) && lt.has(s) => {
+            Some(lt)
+                if rows > 0
+                    && (x.addr() | w.addr() | y.addr()).is_multiple_of(256)
+                    && lt.has(s) =>
+            {
                 self.timed(|| format!("gemm {n}x{k}"), || lt.run(self, s, x, w, y))
             }
             _ => self.gemm_ex(dt, rows, n, k, x, w, y),
@@ -525,9 +673,9 @@ impl Device {
         rows: usize,
         n: usize,
         k: usize,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<Tuned> {
         let mut lt = self
             .lt
@@ -560,10 +708,11 @@ impl Device {
         rows: usize,
         n: usize,
         k: usize,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<()> {
+        Shape { dt, rows, n, k }.check(x, w, y)?;
         if rows == 0 {
             return Ok(());
         }
@@ -572,7 +721,8 @@ impl Device {
             || format!("gemm {n}x{k}"),
             || {
                 let (alpha, beta) = (1.0f32, 0.0f32);
-                // SAFETY: pointers are device buffers of the stated shapes.
+                // SAFETY: x, w, y are live device views holding rows·k, n·k and rows·n elements
+                // (Shape::check above); cuBLAS reads and writes only those.
                 unsafe {
                     blas_result::gemm_ex(
                         *self.blas.handle(),
@@ -582,14 +732,14 @@ impl Device {
                         rows as i32,
                         k as i32,
                         &alpha as *const f32 as *const c_void,
-                        w as *const c_void,
+                        w.addr() as *const c_void,
                         dt.cuda(),
                         k as i32,
-                        x as *const c_void,
+                        x.addr() as *const c_void,
                         dt.cuda(),
                         k as i32,
                         &beta as *const f32 as *const c_void,
-                        y as *mut c_void,
+                        y.addr() as *mut c_void,
                         dt.cuda(),
                         n as i32,
                         blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
@@ -635,14 +785,11 @@ mod tests {
     /// error that says which option.
     #[test]
     fn nvrtc_arch_from_options() {
-        assert_eq!(
-            nvrtc_arch(&opts("-DTC_MT_HD128=1"), 9, 0).unwrap(),
-            "sm_90a"
-        );
+        assert_eq!(nvrtc_arch(&opts("-lineinfo"), 9, 0).unwrap(), "sm_90a");
         assert_eq!(nvrtc_arch(&[], 8, 0).unwrap(), "sm_80");
         assert_eq!(nvrtc_arch(&[], 10, 0).unwrap(), "sm_100");
         assert_eq!(
-            nvrtc_arch(&opts("--gpu-architecture=sm_90 -DTC_MT_HD128=1"), 9, 0).unwrap(),
+            nvrtc_arch(&opts("--gpu-architecture=sm_90 -lineinfo"), 9, 0).unwrap(),
             "sm_90"
         );
         assert_eq!(
@@ -654,7 +801,7 @@ mod tests {
             .unwrap(),
             "sm_90a"
         );
-        let e = nvrtc_arch(&opts("-DTC_WG=0 --gpu-architecture="), 9, 0)
+        let e = nvrtc_arch(&opts("-lineinfo --gpu-architecture="), 9, 0)
             .unwrap_err()
             .to_string();
         assert!(

@@ -4,10 +4,14 @@
 //! metadata upload per iteration: no host synchronisation per layer, sampled ids stay on the GPU
 //! (they feed the next iteration's embedding directly).
 
+use super::attn_item::AttnItem;
 pub use super::attn_shapes::{prefill_bq, SCALAR_ROWS};
-use super::device::{Arg, DType, DevBuf, Device};
+use super::device::{DType, DevBuf, DevPtr, DevSlice, Device};
 use super::gemms::{layer_gemms, lm_head_gemm};
 use super::graphs::{GraphCache, GraphKey, GraphUse, Stager};
+use super::launches::{
+    Argmax, Attention, AttnCombine, Embed, FfnAct, GatherRows, Half, NormResidual, QkvPost, Softcap,
+};
 use super::scheduler::{Iteration, PAGE_SIZE};
 use super::weights::{NormWeights, Weights};
 use crate::llm::{alibi_slopes, Ffn, LlmConfig, Norm, Positional, RopeScaling};
@@ -66,8 +70,8 @@ impl MetaLayout {
         let pos = src + tokens;
         let slot = pos + tokens;
         let pitems = slot + tokens;
-        let ditems = pitems + 6 * tokens;
-        let comb = ditems + 6 * (MAX_PARTS + seqs);
+        let ditems = pitems + AttnItem::INTS * tokens;
+        let comb = ditems + AttnItem::INTS * (MAX_PARTS + seqs);
         let srows = comb + 3 * seqs;
         let sdst = srows + seqs;
         let sslot = sdst + seqs;
@@ -92,8 +96,8 @@ pub struct StepInput {
     pub tok_src: Vec<i32>,
     pub tok_pos: Vec<i32>,
     pub tok_slot: Vec<i32>,
-    pub prefill_items: Vec<[i32; 6]>,
-    pub decode_items: Vec<[i32; 6]>,
+    pub prefill_items: Vec<AttnItem>,
+    pub decode_items: Vec<AttnItem>,
     pub comb: Vec<[i32; 3]>,
     pub sample_rows: Vec<i32>,
     pub sample_dst: Vec<i32>,
@@ -156,9 +160,9 @@ pub fn positional_table(cfg: &LlmConfig) -> Vec<f32> {
 /// projection's bias and, on Gemma-2, the norm applied to it before the add (0: none).
 #[derive(Clone, Copy, Default)]
 struct Branch {
-    add: u64,
-    bias: u64,
-    post: u64,
+    add: DevPtr<Half>,
+    bias: DevPtr<Half>,
+    post: DevPtr<Half>,
 }
 
 /// RoPE inverse frequencies with the config's θ and scaling (HF semantics).
@@ -262,14 +266,14 @@ impl Model {
                 s.tok_slot.push(p.slot as i32);
             }
             for i in (0..p.n).step_by(bq) {
-                s.prefill_items.push([
-                    (t0 + i) as i32,
-                    bq.min(p.n - i) as i32,
-                    p.slot as i32,
-                    0,
-                    i32::MAX,
-                    -1,
-                ]);
+                s.prefill_items.push(AttnItem {
+                    q_tok: (t0 + i) as i32,
+                    q_cnt: bq.min(p.n - i) as i32,
+                    slot: p.slot as i32,
+                    key_begin: 0,
+                    key_end: i32::MAX,
+                    part: -1,
+                });
             }
             s.sample_rows.push((t0 + p.n - 1) as i32);
             s.sample_dst.push(out_base[p.req] as i32);
@@ -300,20 +304,26 @@ impl Model {
             let chunk = tiles.div_ceil(splits) * 32;
             let splits = ctx.div_ceil(chunk);
             if splits == 1 {
-                s.decode_items
-                    .push([t, 1, d.slot as i32, 0, ctx as i32, -1]);
+                s.decode_items.push(AttnItem {
+                    q_tok: t,
+                    q_cnt: 1,
+                    slot: d.slot as i32,
+                    key_begin: 0,
+                    key_end: ctx as i32,
+                    part: -1,
+                });
             } else {
                 s.comb.push([t, parts as i32, splits as i32]);
                 for k in 0..splits {
                     let (kb, ke) = (k * chunk, ((k + 1) * chunk).min(ctx));
-                    s.decode_items.push([
-                        t,
-                        1,
-                        d.slot as i32,
-                        kb as i32,
-                        ke as i32,
-                        (parts + k) as i32,
-                    ]);
+                    s.decode_items.push(AttnItem {
+                        q_tok: t,
+                        q_cnt: 1,
+                        slot: d.slot as i32,
+                        key_begin: kb as i32,
+                        key_end: ke as i32,
+                        part: (parts + k) as i32,
+                    });
                 }
                 parts += splits;
             }
@@ -337,22 +347,19 @@ impl Model {
                     self.max_pages_per_seq
                 );
             }
-            rows.push((
-                self.b.block_table.ptr + (p.slot * self.max_pages_per_seq * 4) as u64,
-                row,
-            ));
+            rows.push((p.slot * self.max_pages_per_seq, row));
         }
         // One staged upload per chunk of rows that fits a staging slot.
         let cap = self.stager.capacity();
-        let mut parts: Vec<(u64, &[i32])> = Vec::new();
+        let mut parts: Vec<(DevSlice<'_, i32>, &[i32])> = Vec::new();
         let mut used = 0;
-        for (d, r) in &rows {
+        for (at, r) in &rows {
             if used + r.len() > cap {
                 self.stager.upload(&self.dev.stream, &parts)?;
                 parts.clear();
                 used = 0;
             }
-            parts.push((*d, r.as_slice()));
+            parts.push((self.b.block_table.slice(*at, r.len())?, r.as_slice()));
             used += r.len();
         }
         self.stager.upload(&self.dev.stream, &parts)
@@ -361,7 +368,7 @@ impl Model {
     /// Queue the forward pass of one iteration; sampled ids go to `out_tok[sample_dst]`. Decode-only
     /// iterations go through the graph cache when there is one (captured on a shape's second
     /// sighting, replayed after).
-    pub fn forward(&mut self, s: &StepInput, out_tok: u64) -> Result<()> {
+    pub fn forward(&mut self, s: &StepInput, out_tok: DevPtr<i32>) -> Result<()> {
         let t = s.tok_src.len();
         let ns = s.sample_rows.len();
         if t == 0 {
@@ -375,8 +382,10 @@ impl Model {
             );
         }
         let l = &self.meta;
-        let flat = |v: &[[i32; 6]]| v.iter().flatten().copied().collect::<Vec<i32>>();
-        let (pitems, ditems) = (flat(&s.prefill_items), flat(&s.decode_items));
+        let (pitems, ditems) = (
+            AttnItem::flatten(&s.prefill_items),
+            AttnItem::flatten(&s.decode_items),
+        );
         let comb: Vec<i32> = s.comb.iter().flatten().copied().collect();
         let regions: [(usize, usize, &[i32]); 9] = [
             (l.src, self.max_tokens, &s.tok_src),
@@ -389,7 +398,6 @@ impl Model {
             (l.sdst, self.max_seqs, &s.sample_dst),
             (l.sslot, self.max_seqs, &s.sample_slot),
         ];
-        let base = self.b.meta.ptr;
         let mut parts = Vec::with_capacity(9);
         for (off, cap, v) in regions {
             if v.len() > cap {
@@ -398,7 +406,7 @@ impl Model {
                     v.len()
                 );
             }
-            parts.push((base + (off * 4) as u64, v));
+            parts.push((self.b.meta.slice(off, cap)?, v));
         }
         self.stager.upload(&self.dev.stream, &parts)?;
         let key = GraphKey {
@@ -431,21 +439,19 @@ impl Model {
     }
 
     /// Queue every kernel of one iteration whose metadata is already on the device.
-    fn launch_all(&mut self, s: &StepInput, out_tok: u64) -> Result<()> {
+    fn launch_all(&mut self, s: &StepInput, out_tok: DevPtr<i32>) -> Result<()> {
         let c = self.cfg.clone();
         let t = s.tok_src.len();
         let ns = s.sample_rows.len();
-        let at = |o: usize| self.b.meta.ptr + (o * 4) as u64;
+        let meta = &self.b.meta;
+        let at = |o: usize| meta.ptr() + (o * 4) as u64;
         let l = &self.meta;
-        let (src, pos, slot, pitems, ditems, comb) = (
-            at(l.src),
-            at(l.pos),
-            at(l.slot),
-            at(l.pitems),
-            at(l.ditems),
-            at(l.comb),
-        );
-        let (srows, sdst, sslot) = (at(l.srows), at(l.sdst), at(l.sslot));
+        // The metadata regions (MetaLayout): ints, and the attention items.
+        let ints = |o: usize| DevPtr::<i32>::from_addr(at(o));
+        let (src, pos, slot, comb) = (ints(l.src), ints(l.pos), ints(l.slot), ints(l.comb));
+        let pitems = DevPtr::<AttnItem>::from_addr(at(l.pitems));
+        let ditems = DevPtr::<AttnItem>::from_addr(at(l.ditems));
+        let (srows, sdst, sslot) = (ints(l.srows), ints(l.sdst), ints(l.sslot));
 
         let sx = self.dt.suffix();
         let (h, hd) = (c.hidden, c.head_dim);
@@ -456,14 +462,14 @@ impl Model {
             Norm::LayerNorm => 2,
         };
         let b = &self.b;
-        let (resid, xn, tmp) = (b.resid.ptr, b.xn.ptr, b.tmp.ptr);
+        let (resid, xn, tmp) = (b.resid.dptr(), b.xn.dptr(), b.tmp.dptr());
         let page_bytes = (self.total_pages * c.kv_heads * PAGE_SIZE * hd * 2) as u64;
         let scale = c.attn_scale() as f32;
         let attn_softcap = c.gemma.map_or(0.0, |g| g.attn_softcap);
         let alibi = if c.positional == Positional::Alibi {
-            b.inv_freq.ptr
+            b.inv_freq.dptr()
         } else {
-            0
+            DevPtr::null()
         };
         let rope = matches!(c.positional, Positional::Rope { .. }) as i32;
         let act = match c.ffn {
@@ -473,42 +479,46 @@ impl Model {
             Ffn::Gelu => 3,
         };
         let (prow, drow) = (self.prefill_rows(), c.group_size());
-        let nb = |o: &Option<DevBuf>| o.as_ref().map_or(0, |x| x.ptr);
-        let post = |o: &Option<NormWeights>| o.as_ref().map_or(0, |x| x.0.ptr);
+        let nb = |o: &Option<DevBuf>| o.as_ref().map_or(DevPtr::null(), |x| x.dptr());
+        let post = |o: &Option<NormWeights>| o.as_ref().map_or(DevPtr::null(), |x| x.0.dptr());
         let dev = &mut self.dev;
         let w = &self.w;
         let tt = t as u32;
-        launch_embed(dev, &c, w, sx, tt, resid, src, pos, b.next_tok.ptr)?;
+        launch_embed(dev, &c, w, sx, tt, resid, src, pos, b.next_tok.dptr())?;
         let norm = |dev: &mut Device, br: Branch, nw: &NormWeights| {
-            let a = [
-                Arg::P(resid),
-                Arg::P(br.add),
-                Arg::P(br.bias),
-                Arg::P(br.post),
-                Arg::P(nw.0.ptr),
-                Arg::P(nb(&nw.1)),
-                Arg::P(xn),
-                Arg::I(h as i32),
-                Arg::F(eps),
-                Arg::I(nmode),
-            ];
-            dev.launch(
-                &format!("norm_residual_{sx}"),
-                (tt, 1, 1),
-                256,
-                (h * 4) as u32,
-                &a,
-            )
+            let a = NormResidual {
+                resid,
+                add: br.add,
+                add_bias: br.bias,
+                add_post_w: br.post,
+                w: nw.0.dptr(),
+                b: nb(&nw.1),
+                out: xn,
+                cols: h as i32,
+                eps,
+                mode: nmode,
+            };
+            // SAFETY: resid and xn hold max_tokens rows of h (Buffers), the add branch (tmp) as
+            // many, the norm weights h each; one block per token (tt ≤ max_tokens).
+            unsafe {
+                a.launch(
+                    dev,
+                    &format!("norm_residual_{sx}"),
+                    (tt, 1, 1),
+                    256,
+                    (h * 4) as u32,
+                )
+            }
         };
         let mut probe = self.probe.take();
         let dt = self.dt;
         let snap = |dev: &mut Device,
                     l: usize,
-                    ptr: u64,
+                    buf: &DevBuf,
                     probe: &mut Option<Vec<(usize, f64, f64, bool)>>|
          -> Result<()> {
             if let Some(p) = probe.as_mut() {
-                let raw: Vec<u16> = dev.download(ptr, t * h)?;
+                let raw: Vec<u16> = dev.download(buf.slice(0, t * h)?)?;
                 let v: Vec<f32> = raw.iter().map(|&x| dt.decode(x)).collect();
                 let (r, m, f) = stats(&v);
                 p.push((l, r, m, f));
@@ -519,124 +529,115 @@ impl Model {
         let mut pending = Branch::default();
         for (l, lw) in w.layers.iter().enumerate() {
             norm(dev, pending, &lw.norm1)?;
-            snap(dev, l, resid, &mut probe)?;
+            snap(dev, l, &b.resid, &mut probe)?;
             let gm = layer_gemms(&c, b, lw);
             gm.qkv.run(dev, self.dt, t)?;
-            let kc = b.kv.ptr + (2 * l) as u64 * page_bytes;
-            let vc = kc + page_bytes;
-            dev.launch(
-                &format!("qkv_post_{sx}"),
-                (tt, 1, 1),
-                128,
-                0,
-                &[
-                    Arg::P(b.qkv.ptr),
-                    Arg::P(nb(&lw.qkv_b)),
-                    Arg::P(b.q.ptr),
-                    Arg::P(kc),
-                    Arg::P(vc),
-                    Arg::P(pos),
-                    Arg::P(slot),
-                    Arg::P(b.block_table.ptr),
-                    Arg::I(self.max_pages_per_seq as i32),
-                    Arg::P(b.inv_freq.ptr),
-                    Arg::I(c.heads as i32),
-                    Arg::I(c.kv_heads as i32),
-                    Arg::I(hd as i32),
-                    Arg::I(PAGE_SIZE as i32),
-                    Arg::I(rope),
-                ],
-            )?;
-            let window = c.sliding_window(l).map_or(0, |x| x as i32);
-            let attn = |dev: &mut Device, items: u64, n: usize, rows: usize| {
-                let a = [
-                    Arg::P(b.q.ptr),
-                    Arg::P(b.attn.ptr),
-                    Arg::P(kc),
-                    Arg::P(vc),
-                    Arg::P(items),
-                    Arg::P(pos),
-                    Arg::P(b.block_table.ptr),
-                    Arg::I(self.max_pages_per_seq as i32),
-                    Arg::I(c.heads as i32),
-                    Arg::I(c.kv_heads as i32),
-                    Arg::F(scale),
-                    Arg::F(attn_softcap),
-                    Arg::I(window),
-                    Arg::P(alibi),
-                    Arg::P(b.part_o.ptr),
-                    Arg::P(b.part_ml.ptr),
-                ];
-                let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
-                dev.launch(
-                    &format!("attention_{sx}_{hd}"),
-                    (n as u32, c.kv_heads as u32, 1),
-                    (32 * rows) as u32,
-                    smem as u32,
-                    &a,
-                )
+            // Layer l's K and V caches: the whole allocation holds K0, V0, K1, V1, … of page_bytes.
+            let kc = DevPtr::<Half>::from_addr(b.kv.ptr() + (2 * l) as u64 * page_bytes);
+            let vc = DevPtr::<Half>::from_addr(kc.addr() + page_bytes);
+            let qp = QkvPost {
+                qkv: b.qkv.dptr(),
+                bias: nb(&lw.qkv_b),
+                q_out: b.q.dptr(),
+                kc,
+                vc,
+                tok_pos: pos,
+                tok_slot: slot,
+                block_table: b.block_table.dptr(),
+                max_pages: self.max_pages_per_seq as i32,
+                inv_freq: b.inv_freq.dptr(),
+                heads: c.heads as i32,
+                kv_heads: c.kv_heads as i32,
+                hd: hd as i32,
+                page_size: PAGE_SIZE as i32,
+                rope,
             };
-            // The tensor-core kernels take the scalar kernel's arguments (prefill: without the partials).
-            let tc_args = |items: u64| {
-                [
-                    Arg::P(b.q.ptr),
-                    Arg::P(b.attn.ptr),
-                    Arg::P(kc),
-                    Arg::P(vc),
-                    Arg::P(items),
-                    Arg::P(pos),
-                    Arg::P(b.block_table.ptr),
-                    Arg::I(self.max_pages_per_seq as i32),
-                    Arg::I(c.heads as i32),
-                    Arg::I(c.kv_heads as i32),
-                    Arg::F(scale),
-                    Arg::F(attn_softcap),
-                    Arg::I(window),
-                    Arg::P(alibi),
-                    Arg::P(b.part_o.ptr),
-                    Arg::P(b.part_ml.ptr),
-                ]
+            // SAFETY: qkv and q hold max_tokens rows (Buffers), pos / slot the iteration's tokens
+            // (MetaLayout), every slot's block-table row max_pages pages of this layer's caches.
+            unsafe { qp.launch(dev, &format!("qkv_post_{sx}"), (tt, 1, 1), 128, 0)? };
+            let window = c.sliding_window(l).map_or(0, |x| x as i32);
+            // Every attention kernel takes these (prefill's tensor-core kernel without the partials).
+            let at_args = |items: DevPtr<AttnItem>| Attention {
+                q: b.q.dptr(),
+                out: b.attn.dptr(),
+                kc,
+                vc,
+                items,
+                tok_pos: pos,
+                block_table: b.block_table.dptr(),
+                max_pages: self.max_pages_per_seq as i32,
+                heads: c.heads as i32,
+                kv_heads: c.kv_heads as i32,
+                scale,
+                softcap: attn_softcap,
+                window,
+                alibi,
+                part_o: b.part_o.dptr(),
+                part_ml: b.part_ml.dptr(),
+            };
+            let attn = |dev: &mut Device, items: DevPtr<AttnItem>, n: usize, rows: usize| {
+                let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
+                // SAFETY: n items in the region at `items` (MetaLayout), each within the
+                // iteration's tokens and its slot's pages; partials sized for MAX_PARTS.
+                unsafe {
+                    at_args(items).launch(
+                        dev,
+                        &format!("attention_{sx}_{hd}"),
+                        (n as u32, c.kv_heads as u32, 1),
+                        (32 * rows) as u32,
+                        smem as u32,
+                    )
+                }
             };
             if self.tc_attention {
                 let grid = (s.prefill_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(
-                    &format!("attention_tc_{sx}_{hd}"),
-                    grid,
-                    self.tc_threads as u32,
-                    self.tc_smem as u32,
-                    &tc_args(pitems)[..14],
-                )?;
+                // SAFETY: as the scalar kernel's (above), with the compiled block shape.
+                unsafe {
+                    at_args(pitems).prefill().launch(
+                        dev,
+                        &format!("attention_tc_{sx}_{hd}"),
+                        grid,
+                        self.tc_threads as u32,
+                        self.tc_smem as u32,
+                    )?
+                };
             } else {
                 attn(dev, pitems, s.prefill_items.len(), prow)?;
             }
             if self.tc_attention {
                 let grid = (s.decode_items.len() as u32, c.kv_heads as u32, 1);
-                dev.launch(
-                    &format!("attention_tcd_{sx}_{hd}"),
-                    grid,
-                    128,
-                    self.tcd_smem as u32,
-                    &tc_args(ditems),
-                )?;
+                // SAFETY: as the scalar kernel's (above), with the compiled shared memory.
+                unsafe {
+                    at_args(ditems).launch(
+                        dev,
+                        &format!("attention_tcd_{sx}_{hd}"),
+                        grid,
+                        128,
+                        self.tcd_smem as u32,
+                    )?
+                };
             } else {
                 attn(dev, ditems, s.decode_items.len(), drow)?;
             }
             if !s.comb.is_empty() {
-                let a = [
-                    Arg::P(b.attn.ptr),
-                    Arg::P(comb),
-                    Arg::P(b.part_o.ptr),
-                    Arg::P(b.part_ml.ptr),
-                    Arg::I(c.heads as i32),
-                    Arg::I(hd as i32),
-                ];
-                dev.launch(
-                    &format!("attn_combine_{sx}"),
-                    (s.comb.len() as u32, c.heads as u32, 1),
-                    hd.div_ceil(32) as u32 * 32,
-                    0,
-                    &a,
-                )?;
+                let a = AttnCombine {
+                    out: b.attn.dptr(),
+                    comb,
+                    part_o: b.part_o.dptr(),
+                    part_ml: b.part_ml.dptr(),
+                    heads: c.heads as i32,
+                    hd: hd as i32,
+                };
+                // SAFETY: s.comb's triples in the comb region name parts the decode items wrote.
+                unsafe {
+                    a.launch(
+                        dev,
+                        &format!("attn_combine_{sx}"),
+                        (s.comb.len() as u32, c.heads as u32, 1),
+                        hd.div_ceil(32) as u32 * 32,
+                        0,
+                    )?
+                };
             }
             gm.o.run(dev, self.dt, t)?;
             norm(
@@ -649,21 +650,24 @@ impl Model {
                 &lw.norm2,
             )?;
             gm.up.run(dev, self.dt, t)?;
-            let a = [
-                Arg::P(b.act.ptr),
-                Arg::P(b.up.ptr),
-                Arg::P(nb(&lw.up_b)),
-                Arg::L(t as i64),
-                Arg::I(c.ffn_dim as i32),
-                Arg::I(act),
-            ];
-            dev.launch(
-                &format!("ffn_act_{sx}"),
-                super::device::ffn_act_grid(t, c.ffn_dim, 256),
-                256,
-                0,
-                &a,
-            )?;
+            let a = FfnAct {
+                out: b.act.dptr(),
+                gate_up: b.up.dptr(),
+                bias: nb(&lw.up_b),
+                rows: t as i64,
+                ffn: c.ffn_dim as i32,
+                act,
+            };
+            // SAFETY: up holds max_tokens rows of up_rows, act of ffn_dim (Buffers); t ≤ max_tokens.
+            unsafe {
+                a.launch(
+                    dev,
+                    &format!("ffn_act_{sx}"),
+                    super::device::ffn_act_grid(t, c.ffn_dim, 256),
+                    256,
+                    0,
+                )?
+            };
             gm.down.run(dev, self.dt, t)?;
             pending = Branch {
                 add: tmp,
@@ -672,45 +676,39 @@ impl Model {
             };
         }
         norm(dev, pending, &w.final_norm)?;
-        snap(dev, c.layers, xn, &mut probe)?;
+        snap(dev, c.layers, &b.xn, &mut probe)?;
         self.probe = probe;
-        dev.launch(
-            &format!("gather_rows_{sx}"),
-            (ns as u32, 1, 1),
-            256,
-            0,
-            &[
-                Arg::P(b.xs.ptr),
-                Arg::P(xn),
-                Arg::P(srows),
-                Arg::I(h as i32),
-            ],
-        )?;
+        let g = GatherRows {
+            out: b.xs.dptr(),
+            src: xn,
+            rows: srows,
+            cols: h as i32,
+        };
+        // SAFETY: xs holds max_seqs rows of h; srows names ns ≤ max_seqs rows of xn's t.
+        unsafe { g.launch(dev, &format!("gather_rows_{sx}"), (ns as u32, 1, 1), 256, 0)? };
         lm_head_gemm(&c, b, w).run(dev, self.dt, ns)?;
         if let Some(cap) = c.gemma.map(|g| g.final_softcap).filter(|&x| x > 0.0) {
             let n = ns * c.vocab;
-            dev.launch(
-                &format!("softcap_{sx}"),
-                super::device::grid_for(n, 256, dev.sms),
-                256,
-                0,
-                &[Arg::P(b.logits.ptr), Arg::L(n as i64), Arg::F(cap)],
-            )?;
+            let sc = Softcap {
+                x: b.logits.dptr(),
+                n: n as i64,
+                cap,
+            };
+            let grid = super::device::grid_for(n, 256, dev.sms);
+            // SAFETY: logits holds max_seqs rows of vocab; ns ≤ max_seqs.
+            unsafe { sc.launch(dev, &format!("softcap_{sx}"), grid, 256, 0)? };
         }
-        dev.launch(
-            &format!("argmax_{sx}"),
-            (ns as u32, 1, 1),
-            1024,
-            0,
-            &[
-                Arg::P(b.logits.ptr),
-                Arg::I(c.vocab as i32),
-                Arg::P(out_tok),
-                Arg::P(sdst),
-                Arg::P(b.next_tok.ptr),
-                Arg::P(sslot),
-            ],
-        )?;
+        let am = Argmax {
+            logits: b.logits.dptr(),
+            vocab: c.vocab as i32,
+            out_tok,
+            dst: sdst,
+            next_tok: b.next_tok.dptr(),
+            slot: sslot,
+        };
+        // SAFETY: ns rows of logits; sdst indexes the caller's out_tok (forward's contract),
+        // sslot next_tok's max_seqs slots.
+        unsafe { am.launch(dev, &format!("argmax_{sx}"), (ns as u32, 1, 1), 1024, 0)? };
         Ok(())
     }
 }
@@ -718,8 +716,8 @@ impl Model {
 /// Order prefill items by their key range, longest first (causal: an item's keys end at its last
 /// query's position). Blocks start in item order, so the longest no longer form the launch's tail
 /// (n = 4096: 64 key tiles for the last items against 1 for the first).
-pub fn longest_first(items: &mut [[i32; 6]], tok_pos: &[i32]) {
-    items.sort_by_key(|x| std::cmp::Reverse(tok_pos[(x[0] + x[1] - 1) as usize]));
+pub fn longest_first(items: &mut [AttnItem], tok_pos: &[i32]) {
+    items.sort_by_key(|x| std::cmp::Reverse(tok_pos[(x.q_tok + x.q_cnt - 1) as usize]));
 }
 
 /// Token embeddings into the residual stream: scaled by sqrt(hidden) on Gemma, plus the learned
@@ -731,10 +729,10 @@ fn launch_embed(
     w: &Weights,
     sx: &str,
     tokens: u32,
-    out: u64,
-    src: u64,
-    tok_pos: u64,
-    next_tok: u64,
+    out: DevPtr<Half>,
+    src: DevPtr<i32>,
+    tok_pos: DevPtr<i32>,
+    next_tok: DevPtr<i32>,
 ) -> Result<()> {
     let scale = if c.embed_scale {
         (c.hidden as f32).sqrt()
@@ -742,19 +740,21 @@ fn launch_embed(
         1.0
     };
     let (table, offset) = match (c.positional, &w.positions) {
-        (Positional::Learned { offset }, Some(p)) => (p.ptr, offset as i32),
-        _ => (0, 0),
+        (Positional::Learned { offset }, Some(p)) => (p.dptr(), offset as i32),
+        _ => (DevPtr::null(), 0),
     };
-    let a = [
-        Arg::P(out),
-        Arg::P(w.embed.ptr),
-        Arg::P(src),
-        Arg::P(next_tok),
-        Arg::I(c.hidden as i32),
-        Arg::F(scale),
-        Arg::P(table),
-        Arg::P(tok_pos),
-        Arg::I(offset),
-    ];
-    dev.launch(&format!("embed_{sx}"), (tokens, 1, 1), 256, 0, &a)
+    let a = Embed {
+        out,
+        table: w.embed.dptr(),
+        src,
+        next_tok,
+        hidden: c.hidden as i32,
+        scale,
+        positions: table,
+        tok_pos,
+        pos_offset: offset,
+    };
+    // SAFETY: out holds max_tokens rows of hidden, src / tok_pos `tokens` entries; token ids are
+    // below vocab (the embedding's rows), positions below the learned table's.
+    unsafe { a.launch(dev, &format!("embed_{sx}"), (tokens, 1, 1), 256, 0) }
 }

@@ -3,6 +3,7 @@
 //! plans iteration k+1 while the GPU runs k) and a cache of CUDA graphs for decode iterations
 //! (one graph replays the ~10 launches per layer with one driver call).
 
+use super::device::DevSlice;
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::driver::{
     result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaGraph, CudaStream, PinnedHostSlice,
@@ -41,10 +42,21 @@ impl Stager {
         self.cap
     }
 
-    /// Queue copies of `parts` (device address, ints) through one pinned slot. The slot is reused
-    /// only after the GPU has consumed its previous copies (event wait), so this blocks the host only
-    /// when it is a whole ring ahead.
-    pub fn upload(&mut self, stream: &CudaStream, parts: &[(u64, &[i32])]) -> Result<()> {
+    /// Queue copies of `parts` (device view, ints to its start) through one pinned slot. The slot
+    /// is reused only after the GPU has consumed its previous copies (event wait), so this blocks
+    /// the host only when it is a whole ring ahead.
+    pub fn upload(
+        &mut self,
+        stream: &CudaStream,
+        parts: &[(DevSlice<'_, i32>, &[i32])],
+    ) -> Result<()> {
+        if let Some((d, s)) = parts.iter().find(|(d, s)| s.len() > d.len()) {
+            bail!(
+                "staged upload of {} ints into a view of {}",
+                s.len(),
+                d.len()
+            );
+        }
         let total: usize = parts.iter().map(|p| p.1.len()).sum();
         if total > self.cap {
             bail!(
@@ -62,10 +74,12 @@ impl Stager {
                 continue;
             }
             buf[o..o + src.len()].copy_from_slice(src);
-            // SAFETY: dst holds src.len() ints (callers size buffers); the pinned source stays
-            // untouched until `ev` (recorded below) has completed.
-            unsafe { drv::memcpy_htod_async(*dst, &buf[o..o + src.len()], stream.cu_stream()) }
-                .context("staged copy to device")?;
+            // SAFETY: dst is a live view of at least src.len() ints (checked above); the pinned
+            // source stays untouched until `ev` (recorded below) has completed.
+            unsafe {
+                drv::memcpy_htod_async(dst.addr(), &buf[o..o + src.len()], stream.cu_stream())
+            }
+            .context("staged copy to device")?;
             o += src.len();
         }
         ev.record(stream).context("event record")

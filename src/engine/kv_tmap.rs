@@ -1,5 +1,5 @@
-//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu,
-//! `TC_WS_TMA`; decode attention_tcd.cu, `TCD_TMA`, which reads through them where prefill does).
+//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu; decode
+//! attention_tcd.cu, which reads through them where prefill does: sm_90a, hd 64 and 128).
 //!
 //! Their copies take whole pages (32 keys × 64 columns a box) with the copy engine into a
 //! 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
@@ -25,17 +25,7 @@ pub fn needs_maps(dev: &Device, sx: &str, hd: usize) -> Result<bool> {
 /// fill, which is zero bits here).
 fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
     let row = (hd * 2) as u64;
-    if !hd.is_multiple_of(64)
-        || !(buf.bytes as u64).is_multiple_of(row)
-        || !buf.ptr.is_multiple_of(16)
-    {
-        bail!("KV tensor map: hd {hd} (a multiple of 64 expected), {} bytes at {:#x} (whole rows of {row} bytes, 16-byte aligned expected)", buf.bytes, buf.ptr);
-    }
-    let rows = buf.bytes as u64 / row;
-    // The kernel addresses rows with 32-bit signed coordinates.
-    if rows >= 1 << 31 {
-        bail!("KV tensor map: {rows} rows of {row} bytes, more than the 2^31 a TMA coordinate reaches");
-    }
+    let rows = map_rows(buf.ptr(), buf.bytes(), hd)?;
     let dims = [hd as u64, rows];
     let strides = [row];
     let elem = [1u32, 1];
@@ -46,7 +36,7 @@ fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
             &mut m,
             drv_sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT16,
             2,
-            buf.ptr as *mut c_void,
+            buf.ptr() as *mut c_void,
             dims.as_ptr(),
             strides.as_ptr(),
             BOX.as_ptr(),
@@ -60,10 +50,24 @@ fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
     if r != drv_sys::CUresult::CUDA_SUCCESS {
         bail!(
             "cuTensorMapEncodeTiled for the KV cache ({rows} rows of hd {hd} at {:#x}): {r:?}",
-            buf.ptr
+            buf.ptr()
         );
     }
     Ok(m.opaque)
+}
+
+/// Rows of `hd` 16-bit values in `bytes` bytes at `addr`, if the copy engine can map them.
+fn map_rows(addr: u64, bytes: usize, hd: usize) -> Result<u64> {
+    let row = (hd * 2) as u64;
+    if !hd.is_multiple_of(64) || !(bytes as u64).is_multiple_of(row) || !addr.is_multiple_of(16) {
+        bail!("KV tensor map: hd {hd} (a multiple of 64 expected), {bytes} bytes at {addr:#x} (whole rows of {row} bytes, 16-byte aligned expected)");
+    }
+    let rows = bytes as u64 / row;
+    // The kernel addresses rows with 32-bit signed coordinates.
+    if rows >= 1 << 31 {
+        bail!("KV tensor map: {rows} rows of {row} bytes, more than the 2^31 a TMA coordinate reaches");
+    }
+    Ok(rows)
 }
 
 /// Point the kernels' `attention_kv_maps` at K in `k` and V in `v` (stream ordered: launches
@@ -75,7 +79,7 @@ pub fn set_maps(dev: &Device, k: &DevBuf, v: &DevBuf, hd: usize) -> Result<()> {
     for w in encode(k, hd)?
         .iter()
         .chain(encode(v, hd)?.iter())
-        .chain([k.ptr, v.ptr].iter())
+        .chain([k.ptr(), v.ptr()].iter())
     {
         bytes.extend_from_slice(&w.to_le_bytes());
     }
@@ -86,29 +90,16 @@ pub fn set_maps(dev: &Device, k: &DevBuf, v: &DevBuf, hd: usize) -> Result<()> {
 mod tests {
     use super::*;
 
-    // The checks before the driver call: no GPU needed (made-up addresses, never freed).
+    // The checks before the driver call: no GPU needed (made-up addresses).
     #[test]
     fn rejects_shapes_the_kernel_cannot_copy() {
-        let whole = DevBuf {
-            ptr: 0x10000,
-            bytes: 256 * 32,
-        };
-        let e = encode(&whole, 80).unwrap_err().to_string();
+        assert_eq!(map_rows(0x10000, 256 * 32, 128).unwrap(), 32);
+        let e = map_rows(0x10000, 256 * 32, 80).unwrap_err().to_string();
         assert!(e.contains("hd 80"), "{e}");
-        let partial_row = DevBuf {
-            ptr: 0x10000,
-            bytes: 256 * 32 + 2,
-        };
-        let e = encode(&partial_row, 128).unwrap_err().to_string();
+        let e = map_rows(0x10000, 256 * 32 + 2, 128)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("whole rows of 256 bytes"), "{e}");
-        let misaligned = DevBuf {
-            ptr: 0x10008,
-            bytes: 256 * 32,
-        };
-        assert!(encode(&misaligned, 128).is_err());
-        // Not allocations: a DevBuf frees its memory when dropped.
-        [whole, partial_row, misaligned]
-            .into_iter()
-            .for_each(std::mem::forget);
+        assert!(map_rows(0x10008, 256 * 32, 128).is_err());
     }
 }

@@ -7,7 +7,7 @@
 //! against cublasGemmEx on the forward's own buffers, and keeps the fastest; a shape where
 //! cublasGemmEx wins (or cannot be beaten by more than the noise margin) keeps cublasGemmEx.
 
-use super::device::{elapsed_ms, DType, DevBuf, Device};
+use super::device::{elapsed_ms, DType, DevBuf, DevSlice, Device};
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::cublaslt::{result as lt, sys as lt_sys};
 use std::collections::{HashMap, HashSet};
@@ -29,6 +29,28 @@ pub struct Shape {
     pub rows: usize,
     pub n: usize,
     pub k: usize,
+}
+
+impl Shape {
+    /// The operands hold the shape: x rows·k, w n·k, y rows·n elements (16-bit storage).
+    pub fn check(
+        &self,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
+    ) -> Result<()> {
+        let (rows, n, k) = (self.rows, self.n, self.k);
+        for (what, have, need) in [
+            ("x", x.len(), rows * k),
+            ("w", w.len(), n * k),
+            ("y", y.len(), rows * n),
+        ] {
+            if have < need {
+                bail!("GEMM {rows}x{n}x{k}: operand {what} holds {have} elements, {need} needed");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What tuning one shape found (per launch, milliseconds).
@@ -53,16 +75,13 @@ struct Plan {
 
 impl Plan {
     fn new(s: Shape) -> Result<Plan> {
-        let e = |what: &'static str| {
-            move |x: cudarc::cublaslt::result::CublasError| {
-                anyhow!("cuBLASLt {what} for {}x{}x{}: {x:?}", s.rows, s.n, s.k)
-            }
-        };
+        let e =
+            |what: &'static str| move || format!("cuBLASLt {what} for {}x{}x{}", s.rows, s.n, s.k);
         let desc = lt::create_matmul_desc(
             lt_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
             lt_sys::cudaDataType::CUDA_R_32F,
         )
-        .map_err(e("matmul descriptor"))?;
+        .with_context(e("matmul descriptor"))?;
         let mut p = Plan {
             desc,
             a: std::ptr::null_mut(),
@@ -88,15 +107,15 @@ impl Plan {
             unsafe {
                 lt::set_matmul_desc_attribute(p.desc, attr, &v as *const i32 as *const c_void, 4)
             }
-            .map_err(e("transpose attribute"))?;
+            .with_context(e("transpose attribute"))?;
         }
         let ty = lt_type(s.dt);
         p.a = lt::create_matrix_layout(ty, s.k as u64, s.n as u64, s.k as i64)
-            .map_err(e("layout of W"))?;
+            .with_context(e("layout of W"))?;
         p.b = lt::create_matrix_layout(ty, s.k as u64, s.rows as u64, s.k as i64)
-            .map_err(e("layout of x"))?;
+            .with_context(e("layout of x"))?;
         p.d = lt::create_matrix_layout(ty, s.n as u64, s.rows as u64, s.n as i64)
-            .map_err(e("layout of y"))?;
+            .with_context(e("layout of y"))?;
         Ok(p)
     }
 }
@@ -165,7 +184,14 @@ impl LtGemm {
     }
 
     /// Run `s` with its tuned algorithm (an error for a shape without one: see `has`).
-    pub fn run(&self, dev: &Device, s: Shape, x: u64, w: u64, y: u64) -> Result<()> {
+    pub fn run(
+        &self,
+        dev: &Device,
+        s: Shape,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
+    ) -> Result<()> {
         let p = self.plans.get(&s).ok_or_else(|| {
             anyhow!(
                 "GEMM {}x{}x{} has no tuned cuBLASLt algorithm",
@@ -184,30 +210,31 @@ impl LtGemm {
         p: &Plan,
         s: Shape,
         algo: &lt_sys::cublasLtMatmulAlgo_t,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<()> {
+        s.check(x, w, y)?;
         let (alpha, beta) = (1.0f32, 0.0f32);
-        // SAFETY: x, w, y are device buffers of the shape's sizes (the forward's); the workspace
-        // lives as long as self; C = D (beta = 0, so C is not read).
+        // SAFETY: x, w, y are live device views of at least the shape's sizes (checked above); the
+        // workspace lives as long as self; C = D (beta = 0, so C is not read).
         unsafe {
             lt::matmul(
                 self.handle,
                 p.desc,
                 &alpha as *const f32 as *const c_void,
                 &beta as *const f32 as *const c_void,
-                w as *const c_void,
+                w.addr() as *const c_void,
                 p.a,
-                x as *const c_void,
+                x.addr() as *const c_void,
                 p.b,
-                y as *const c_void,
+                y.addr() as *const c_void,
                 p.d,
-                y as *mut c_void,
+                y.addr() as *mut c_void,
                 p.d,
                 algo,
-                self.ws.ptr as *mut c_void,
-                self.ws.bytes,
+                self.ws.ptr() as *mut c_void,
+                self.ws.bytes(),
                 dev.stream.cu_stream() as lt_sys::cudaStream_t,
             )
         }
@@ -225,9 +252,9 @@ impl LtGemm {
         dev: &Device,
         s: Shape,
         i: usize,
-        x: u64,
-        w: u64,
-        y: u64,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
     ) -> Result<()> {
         let p = Plan::new(s)?;
         let c = self.candidates(&p)?;
@@ -246,7 +273,7 @@ impl LtGemm {
     /// The heuristic's first CANDIDATES algorithms for the plan's shape that fit the workspace.
     fn candidates(&self, p: &Plan) -> Result<Vec<lt_sys::cublasLtMatmulAlgo_t>> {
         let pref = lt::create_matmul_pref().context("cuBLASLt preference")?;
-        let ws = self.ws.bytes as u64;
+        let ws = self.ws.bytes() as u64;
         let mut got = [lt_sys::cublasLtMatmulHeuristicResult_t {
             algo: lt_sys::cublasLtMatmulAlgo_t { data: [0; 8] },
             workspaceSize: 0,
@@ -270,14 +297,21 @@ impl LtGemm {
             .iter()
             .filter(|r| {
                 r.state == lt_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS
-                    && r.workspaceSize <= self.ws.bytes
+                    && r.workspaceSize <= self.ws.bytes()
             })
             .map(|r| r.algo)
             .collect())
     }
 
     /// Time cublasGemmEx and each candidate on (x, w, y), keep the fastest. y is overwritten.
-    pub fn tune(&mut self, dev: &Device, s: Shape, x: u64, w: u64, y: u64) -> Result<Tuned> {
+    pub fn tune(
+        &mut self,
+        dev: &Device,
+        s: Shape,
+        x: DevSlice<'_, u16>,
+        w: DevSlice<'_, u16>,
+        y: DevSlice<'_, u16>,
+    ) -> Result<Tuned> {
         let mut p = Plan::new(s)?;
         let cands = self.candidates(&p)?;
         let gemm_ex_ms = time_per_launch(dev, || dev.gemm_ex(s.dt, s.rows, s.n, s.k, x, w, y))?;

@@ -2,6 +2,7 @@
 //! in-flight batching scheduler with TensorRT-LLM semantics. `Engine::run` executes one grid point
 //! (R requests of n input and m output tokens) and reports what ran; it knows nothing of energy.
 
+pub mod attn_item;
 pub mod attn_shapes;
 pub mod bench;
 mod checkpoint;
@@ -10,6 +11,7 @@ pub mod forward;
 pub mod gemms;
 pub mod graphs;
 pub mod kv_tmap;
+pub mod launches;
 pub mod lt_gemm;
 pub mod scheduler;
 pub mod selftest;
@@ -201,11 +203,11 @@ impl Engine {
             part_ml: a(MAX_PARTS * c.heads * 2 * 4)?,
             inv_freq: a(forward::positional_table(c).len().max(1) * 4)?,
             block_table: a(sm * max_pages_per_seq * 4)?,
-            kv: device::DevBuf { ptr: 0, bytes: 0 },
+            kv: device::DevBuf::empty(),
         };
-        dev.upload(b.inv_freq.ptr, &forward::positional_table(c))?;
-        dev.upload(b.next_tok.ptr, &vec![0i32; sm])?;
-        dev.upload(b.block_table.ptr, &vec![0i32; sm * max_pages_per_seq])?;
+        dev.upload(b.inv_freq.view(), &forward::positional_table(c))?;
+        dev.upload(b.next_tok.view(), &vec![0i32; sm])?;
+        dev.upload(b.block_table.view(), &vec![0i32; sm * max_pages_per_seq])?;
         dev.sync()?;
         let (free, _total) = dev.mem_info()?;
         let headroom = 512usize << 20; // cuBLAS workspaces, module, fragmentation
@@ -411,7 +413,7 @@ impl Engine {
             } else {
                 None
             };
-            m.forward(&step, out.ptr)?;
+            m.forward(&step, out.dptr())?;
             if let Some(start) = start {
                 marks.push((
                     start,
@@ -425,7 +427,7 @@ impl Engine {
             });
             if let Some(lg) = logits.as_mut() {
                 let ns = step.sample_rows.len();
-                let raw: Vec<u16> = m.dev.download(m.b.logits.ptr, ns * c.vocab)?;
+                let raw: Vec<u16> = m.dev.download(m.b.logits.slice(0, ns * c.vocab)?)?;
                 let reqs_in_order = it
                     .prefill
                     .iter()
@@ -456,7 +458,7 @@ impl Engine {
                 gap_ms,
             });
         }
-        let ids: Vec<i32> = m.dev.download(out.ptr, total)?;
+        let ids: Vec<i32> = m.dev.download(out.slice(0, total)?)?;
         let tokens = reqs
             .iter()
             .enumerate()

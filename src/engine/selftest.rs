@@ -3,8 +3,9 @@
 //! Used by `energy-fit selftest` so users can check their own GPU.
 
 use super::device::{
-    extra_nvrtc_options, ffn_act_grid, grid_for, Arg, DType, DevBuf, Device, Shape,
+    extra_nvrtc_options, ffn_act_grid, grid_for, DType, DevBuf, DevPtr, Device, Shape,
 };
+use super::launches::{Argmax, Embed, FfnAct, NormResidual, Softcap};
 use anyhow::Result;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -96,21 +97,23 @@ impl Tester {
     fn put(&mut self, v: &[f32]) -> (DevBuf, Vec<f64>) {
         let bits: Vec<u16> = v.iter().map(|&x| self.dt.encode(x)).collect();
         let b = self.dev.alloc(bits.len().max(1) * 2).expect("alloc");
-        self.dev.upload(b.ptr, &bits).expect("upload");
+        self.dev.upload(b.view(), &bits).expect("upload");
         (b, bits.iter().map(|&x| self.dt.decode(x) as f64).collect())
     }
     pub(crate) fn poisoned(&mut self, n: usize) -> DevBuf {
         let b = self.dev.alloc(n.max(1) * 2).expect("alloc");
-        self.dev.upload(b.ptr, &vec![0xFFFFu16; n]).expect("poison");
+        self.dev
+            .upload(b.view(), &vec![0xFFFFu16; n])
+            .expect("poison");
         b
     }
     pub(crate) fn ints(&mut self, v: &[i32]) -> DevBuf {
         let b = self.dev.alloc(v.len().max(1) * 4).expect("alloc");
-        self.dev.upload(b.ptr, v).expect("upload");
+        self.dev.upload(b.view(), v).expect("upload");
         b
     }
     pub(crate) fn get(&self, b: &DevBuf, n: usize) -> Result<Vec<f32>> {
-        let raw: Vec<u16> = self.dev.download(b.ptr, n)?;
+        let raw: Vec<u16> = self.dev.download(b.slice(0, n)?)?;
         Ok(raw.iter().map(|&x| self.dt.decode(x)).collect())
     }
     pub(crate) fn record(&mut self, name: String, got: &[f32], want: &[f64], tol: f64) {
@@ -362,19 +365,20 @@ impl Tester {
         let pb = self.ints(&pos);
         let out = self.poisoned(t * h);
         let sx = self.sx();
-        let a = [
-            Arg::P(out.ptr),
-            Arg::P(tab.ptr),
-            Arg::P(sb.ptr),
-            Arg::P(next.ptr),
-            Arg::I(h as i32),
-            Arg::F(scale),
-            Arg::P(if learned { ptab.ptr } else { 0 }),
-            Arg::P(pb.ptr),
-            Arg::I(offset as i32),
-        ];
-        self.dev
-            .launch(&format!("embed_{sx}"), (t as u32, 1, 1), 256, 0, &a)?;
+        let a = Embed {
+            out: out.dptr(),
+            table: tab.dptr(),
+            src: sb.dptr(),
+            next_tok: next.dptr(),
+            hidden: h as i32,
+            scale,
+            positions: if learned { ptab.dptr() } else { DevPtr::null() },
+            tok_pos: pb.dptr(),
+            pos_offset: offset as i32,
+        };
+        let name = format!("embed_{sx}");
+        // SAFETY: t rows of h out; ids and positions drawn inside the tables built above.
+        unsafe { a.launch(&mut self.dev, &name, (t as u32, 1, 1), 256, 0)? };
         let got = self.get(&out, t * h)?;
         let s = self.dt.decode(self.dt.encode(scale)) as f64;
         let want: Vec<f64> = (0..t * h)
@@ -417,25 +421,29 @@ impl Tester {
         let out = self.poisoned(rows * cols);
         let eps = 1e-5f32;
         let sx = self.sx();
-        let a = [
-            Arg::P(res.ptr),
-            Arg::P(add.ptr),
-            Arg::P(if add_bias { ab.ptr } else { 0 }),
-            Arg::P(if post { pw.ptr } else { 0 }),
-            Arg::P(w.ptr),
-            Arg::P(bb.ptr),
-            Arg::P(out.ptr),
-            Arg::I(cols as i32),
-            Arg::F(eps),
-            Arg::I(mode),
-        ];
-        self.dev.launch(
-            &format!("norm_residual_{sx}"),
-            (rows as u32, 1, 1),
-            256,
-            (cols * 4) as u32,
-            &a,
-        )?;
+        let a = NormResidual {
+            resid: res.dptr(),
+            add: add.dptr(),
+            add_bias: if add_bias { ab.dptr() } else { DevPtr::null() },
+            add_post_w: if post { pw.dptr() } else { DevPtr::null() },
+            w: w.dptr(),
+            b: bb.dptr(),
+            out: out.dptr(),
+            cols: cols as i32,
+            eps,
+            mode,
+        };
+        let name = format!("norm_residual_{sx}");
+        // SAFETY: rows × cols matrices and cols-long vectors, allocated above.
+        unsafe {
+            a.launch(
+                &mut self.dev,
+                &name,
+                (rows as u32, 1, 1),
+                256,
+                (cols * 4) as u32,
+            )?
+        };
         let got = self.get(&out, rows * cols)?;
         let got_res = self.get(&res, rows * cols)?;
         let mut want = vec![0.0; rows * cols];
@@ -498,21 +506,17 @@ impl Tester {
         let (bb, bh) = self.rand(width, 0.5);
         let out = self.poisoned(rows * f);
         let sx = self.sx();
-        let a = [
-            Arg::P(out.ptr),
-            Arg::P(gu.ptr),
-            Arg::P(if bias { bb.ptr } else { 0 }),
-            Arg::L(rows as i64),
-            Arg::I(f as i32),
-            Arg::I(act),
-        ];
-        self.dev.launch(
-            &format!("ffn_act_{sx}"),
-            ffn_act_grid(rows, f, 256),
-            256,
-            0,
-            &a,
-        )?;
+        let a = FfnAct {
+            out: out.dptr(),
+            gate_up: gu.dptr(),
+            bias: if bias { bb.dptr() } else { DevPtr::null() },
+            rows: rows as i64,
+            ffn: f as i32,
+            act,
+        };
+        let name = format!("ffn_act_{sx}");
+        // SAFETY: rows × width inputs, width biases and rows × f outputs, allocated above.
+        unsafe { a.launch(&mut self.dev, &name, ffn_act_grid(rows, f, 256), 256, 0)? };
         let got = self.get(&out, rows * f)?;
         let b = |c: usize| if bias { bh[c] } else { 0.0 };
         let want: Vec<f64> = (0..rows * f)
@@ -549,13 +553,14 @@ impl Tester {
     fn softcap(&mut self, n: usize, cap: f32) -> Result<()> {
         let (x, xh) = self.rand(n, 4.0 * cap);
         let sx = self.sx();
-        self.dev.launch(
-            &format!("softcap_{sx}"),
-            grid_for(n, 256, self.dev.sms),
-            256,
-            0,
-            &[Arg::P(x.ptr), Arg::L(n as i64), Arg::F(cap)],
-        )?;
+        let a = Softcap {
+            x: x.dptr(),
+            n: n as i64,
+            cap,
+        };
+        let grid = grid_for(n, 256, self.dev.sms);
+        // SAFETY: x holds n elements.
+        unsafe { a.launch(&mut self.dev, &format!("softcap_{sx}"), grid, 256, 0)? };
         let got = self.get(&x, n)?;
         let c = cap as f64;
         let want: Vec<f64> = xh.iter().map(|v| c * (v / c).tanh()).collect();
@@ -568,7 +573,8 @@ impl Tester {
         let (x, xh) = self.rand(rows * k, 1.0);
         let (w, wh) = self.rand(n * k, 1.0);
         let y = self.poisoned(rows * n);
-        self.dev.gemm(self.dt, rows, n, k, x.ptr, w.ptr, y.ptr)?;
+        self.dev
+            .gemm(self.dt, rows, n, k, x.view(), w.view(), y.view())?;
         let got = self.get(&y, rows * n)?;
         let want: Vec<f64> = (0..rows * n)
             .map(|i| {
@@ -614,7 +620,7 @@ impl Tester {
             let y = self.poisoned(rows * n);
             self.dev
                 .lt_gemm()?
-                .run_candidate(&self.dev, s, i, x.ptr, w.ptr, y.ptr)?;
+                .run_candidate(&self.dev, s, i, x.view(), w.view(), y.view())?;
             let got = self.get(&y, rows * n)?;
             let tol = self.tol();
             self.record(
@@ -636,21 +642,18 @@ impl Tester {
         let dst: Vec<i32> = (0..rows as i32).collect();
         let db = self.ints(&dst);
         let sx = self.sx();
-        self.dev.launch(
-            &format!("argmax_{sx}"),
-            (rows as u32, 1, 1),
-            1024,
-            0,
-            &[
-                Arg::P(l.ptr),
-                Arg::I(v as i32),
-                Arg::P(out.ptr),
-                Arg::P(db.ptr),
-                Arg::P(0),
-                Arg::P(db.ptr),
-            ],
-        )?;
-        let got: Vec<i32> = self.dev.download(out.ptr, rows)?;
+        let a = Argmax {
+            logits: l.dptr(),
+            vocab: v as i32,
+            out_tok: out.dptr(),
+            dst: db.dptr(),
+            next_tok: DevPtr::null(),
+            slot: db.dptr(),
+        };
+        let name = format!("argmax_{sx}");
+        // SAFETY: rows × v logits, rows outputs and destinations (0..rows); no next_tok.
+        unsafe { a.launch(&mut self.dev, &name, (rows as u32, 1, 1), 1024, 0)? };
+        let got: Vec<i32> = self.dev.download(out.slice(0, rows)?)?;
         let mut bad = 0;
         for r in 0..rows {
             let row = &lh[r * v..(r + 1) * v];

@@ -3,7 +3,9 @@
 //! sequences of different lengths scattered over shuffled KV pages; plain, with Gemma-2's
 //! soft-cap, query scale and sliding window, and with falcon's ALiBi.
 
-use super::device::{Arg, DevBuf};
+use super::attn_item::AttnItem;
+use super::device::{DevBuf, DevPtr};
+use super::launches::{Attention, AttnCombine, QkvPost};
 use super::selftest::{AttnOpts, Tester};
 use anyhow::Result;
 use rand::seq::SliceRandom;
@@ -57,7 +59,7 @@ impl Tester {
             .map(|i| (1.0 / 10000f64.powf(2.0 * i as f64 / hd as f64)) as f32)
             .collect();
         let ib = self.dev.alloc(inv.len() * 4)?;
-        self.dev.upload(ib.ptr, &inv)?;
+        self.dev.upload(ib.view(), &inv)?;
         let cache_n = lay.pages * kv * PS * hd;
         let (q, kc, vc) = (
             self.poisoned(t * h * hd),
@@ -66,25 +68,27 @@ impl Tester {
         );
         let (pb, sb, tb) = (self.ints(&pos), self.ints(&slot), self.ints(&lay.table));
         let sx = self.sx();
-        let a = [
-            Arg::P(qkv.ptr),
-            Arg::P(bias.ptr),
-            Arg::P(q.ptr),
-            Arg::P(kc.ptr),
-            Arg::P(vc.ptr),
-            Arg::P(pb.ptr),
-            Arg::P(sb.ptr),
-            Arg::P(tb.ptr),
-            Arg::I(lay.max_pages as i32),
-            Arg::P(ib.ptr),
-            Arg::I(h as i32),
-            Arg::I(kv as i32),
-            Arg::I(hd as i32),
-            Arg::I(PS as i32),
-            Arg::I(1),
-        ];
-        self.dev
-            .launch(&format!("qkv_post_{sx}"), (t as u32, 1, 1), 128, 0, &a)?;
+        let a = QkvPost {
+            qkv: qkv.dptr(),
+            bias: bias.dptr(),
+            q_out: q.dptr(),
+            kc: kc.dptr(),
+            vc: vc.dptr(),
+            tok_pos: pb.dptr(),
+            tok_slot: sb.dptr(),
+            block_table: tb.dptr(),
+            max_pages: lay.max_pages as i32,
+            inv_freq: ib.dptr(),
+            heads: h as i32,
+            kv_heads: kv as i32,
+            hd: hd as i32,
+            page_size: PS as i32,
+            rope: 1,
+        };
+        let name = format!("qkv_post_{sx}");
+        // SAFETY: t tokens of qkv and q, the caches of lay.pages pages, block-table rows of
+        // lay.max_pages pages each, hd / 2 inverse frequencies, all allocated above.
+        unsafe { a.launch(&mut self.dev, &name, (t as u32, 1, 1), 128, 0)? };
         let (gq, gk, gv) = (
             self.get(&q, t * h * hd)?,
             self.get(&kc, cache_n)?,
@@ -166,7 +170,7 @@ impl Tester {
         let (kc, kh) = self.rand(cache_n, 1.0);
         let (vc, vh) = self.rand(cache_n, 1.0);
         let (mut pos, mut slot) = (Vec::new(), Vec::new());
-        let mut items: Vec<[i32; 6]> = Vec::new();
+        let mut items: Vec<AttnItem> = Vec::new();
         let mut comb: Vec<[i32; 3]> = Vec::new();
         let tc_rows = self.dev.tc_rows(self.sx(), hd)?;
         let bq = if decode {
@@ -200,38 +204,45 @@ impl Tester {
                 let chunk = tiles.div_ceil(splits) * PS;
                 let splits = l.div_ceil(chunk);
                 if splits == 1 {
-                    items.push([t0, 1, s as i32, 0, l as i32, -1]);
+                    items.push(AttnItem {
+                        q_tok: t0,
+                        q_cnt: 1,
+                        slot: s as i32,
+                        key_begin: 0,
+                        key_end: l as i32,
+                        part: -1,
+                    });
                 } else {
                     comb.push([t0, parts, splits as i32]);
                     for k in 0..splits {
-                        items.push([
-                            t0,
-                            1,
-                            s as i32,
-                            (k * chunk) as i32,
-                            ((k + 1) * chunk).min(l) as i32,
-                            parts + k as i32,
-                        ]);
+                        items.push(AttnItem {
+                            q_tok: t0,
+                            q_cnt: 1,
+                            slot: s as i32,
+                            key_begin: (k * chunk) as i32,
+                            key_end: ((k + 1) * chunk).min(l) as i32,
+                            part: parts + k as i32,
+                        });
                     }
                     parts += splits as i32;
                 }
             } else {
                 for i in (0..l).step_by(bq) {
-                    items.push([
-                        t0 + i as i32,
-                        bq.min(l - i) as i32,
-                        s as i32,
-                        0,
-                        i32::MAX,
-                        -1,
-                    ]);
+                    items.push(AttnItem {
+                        q_tok: t0 + i as i32,
+                        q_cnt: bq.min(l - i) as i32,
+                        slot: s as i32,
+                        key_begin: 0,
+                        key_end: i32::MAX,
+                        part: -1,
+                    });
                 }
             }
         }
         let t = pos.len();
         let (q, qh) = self.rand(t * h * hd, 1.0);
         let out = self.poisoned(t * h * hd);
-        let flat: Vec<i32> = items.iter().flatten().copied().collect();
+        let flat = AttnItem::flatten(&items);
         let (ib, pb, tb) = (self.ints(&flat), self.ints(&pos), self.ints(&lay.table));
         let cb = self.ints(&comb.iter().flatten().copied().collect::<Vec<_>>());
         let np = (parts as usize).max(1);
@@ -244,76 +255,64 @@ impl Tester {
             .map(|&x| bf(x) as f32)
             .collect();
         let sl = self.dev.alloc(h * 4)?;
-        self.dev.upload(sl.ptr, &slopes)?;
+        self.dev.upload(sl.view(), &slopes)?;
         let rows = bq * g;
         let smem = (32 * (hd + 2) + 32 * hd + rows * hd) * 2 + rows * 32 * 4;
         let sx = self.sx();
-        let a = [
-            Arg::P(q.ptr),
-            Arg::P(out.ptr),
-            Arg::P(kc.ptr),
-            Arg::P(vc.ptr),
-            Arg::P(ib.ptr),
-            Arg::P(pb.ptr),
-            Arg::P(tb.ptr),
-            Arg::I(lay.max_pages as i32),
-            Arg::I(h as i32),
-            Arg::I(kv as i32),
-            Arg::F(scale),
-            Arg::F(o.softcap),
-            Arg::I(o.window as i32),
-            Arg::P(if o.alibi { sl.ptr } else { 0 }),
-            Arg::P(po.ptr),
-            Arg::P(pml.ptr),
-        ];
+        let a = Attention {
+            q: q.dptr(),
+            out: out.dptr(),
+            kc: kc.dptr(),
+            vc: vc.dptr(),
+            items: ib.dptr(),
+            tok_pos: pb.dptr(),
+            block_table: tb.dptr(),
+            max_pages: lay.max_pages as i32,
+            heads: h as i32,
+            kv_heads: kv as i32,
+            scale,
+            softcap: o.softcap,
+            window: o.window as i32,
+            alibi: if o.alibi { sl.dptr() } else { DevPtr::null() },
+            part_o: po.dptr(),
+            part_ml: pml.dptr(),
+        };
+        let grid = (items.len() as u32, kv as u32, 1);
+        // SAFETY (each launch below): the items, positions, block table, caches, q, out and the
+        // partials were built above for exactly these items, sequences and pages.
         // attention_ws and attention_tcd read the cache through the tensor maps where compiled so.
         if o.tc && super::kv_tmap::needs_maps(&self.dev, sx, hd)? {
             super::kv_tmap::set_maps(&self.dev, &kc, &vc, hd)?;
         }
         if o.tc && decode {
             let smem = self.dev.tcd_smem(sx, hd)? as u32;
-            self.dev.launch(
-                &format!("attention_tcd_{sx}_{hd}"),
-                (items.len() as u32, kv as u32, 1),
-                128,
-                smem,
-                &a,
-            )?;
+            let name = format!("attention_tcd_{sx}_{hd}");
+            unsafe { a.launch(&mut self.dev, &name, grid, 128, smem)? };
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;
             let threads = self.dev.tc_threads(sx, hd)? as u32;
-            self.dev.launch(
-                &format!("attention_tc_{sx}_{hd}"),
-                (items.len() as u32, kv as u32, 1),
-                threads,
-                smem,
-                &a[..14],
-            )?;
+            let name = format!("attention_tc_{sx}_{hd}");
+            unsafe {
+                a.prefill()
+                    .launch(&mut self.dev, &name, grid, threads, smem)?
+            };
         } else {
-            self.dev.launch(
-                &format!("attention_{sx}_{hd}"),
-                (items.len() as u32, kv as u32, 1),
-                (32 * rows) as u32,
-                smem as u32,
-                &a,
-            )?;
+            let name = format!("attention_{sx}_{hd}");
+            unsafe { a.launch(&mut self.dev, &name, grid, (32 * rows) as u32, smem as u32)? };
         }
         if !comb.is_empty() {
-            let a = [
-                Arg::P(out.ptr),
-                Arg::P(cb.ptr),
-                Arg::P(po.ptr),
-                Arg::P(pml.ptr),
-                Arg::I(h as i32),
-                Arg::I(hd as i32),
-            ];
-            self.dev.launch(
-                &format!("attn_combine_{sx}"),
-                (comb.len() as u32, h as u32, 1),
-                hd.div_ceil(32) as u32 * 32,
-                0,
-                &a,
-            )?;
+            let a = AttnCombine {
+                out: out.dptr(),
+                comb: cb.dptr(),
+                part_o: po.dptr(),
+                part_ml: pml.dptr(),
+                heads: h as i32,
+                hd: hd as i32,
+            };
+            let (name, block) = (format!("attn_combine_{sx}"), hd.div_ceil(32) as u32 * 32);
+            let grid = (comb.len() as u32, h as u32, 1);
+            // SAFETY: comb's triples name the parts the split items wrote above.
+            unsafe { a.launch(&mut self.dev, &name, grid, block, 0)? };
         }
         let got = self.get(&out, t * h * hd)?;
         let mut want = vec![0.0f64; t * h * hd];

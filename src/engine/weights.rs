@@ -3,7 +3,8 @@
 //! converted to the run dtype. Projections are fused: q|k|v into one matrix, gate|up into one, so
 //! each block is one GEMM.
 
-use super::device::{grid_for, Arg, DType, DevBuf, Device};
+use super::device::{grid_for, DType, DevBuf, Device};
+use super::launches::FillUniform;
 use crate::llm::{LlmConfig, Norm};
 use anyhow::{Context, Result};
 
@@ -41,8 +42,9 @@ pub struct Weights {
 }
 
 impl Weights {
-    pub fn lm_head_ptr(&self) -> u64 {
-        self.lm_head.as_ref().map_or(self.embed.ptr, |b| b.ptr)
+    /// The LM head's matrix: its own, else the tied embedding.
+    pub fn lm_head(&self) -> &DevBuf {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
     }
 }
 
@@ -69,20 +71,17 @@ impl Rng {
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .wrapping_add(self.counter);
         let a = std * 3f32.sqrt();
-        let args = [
-            Arg::P(b.ptr),
-            Arg::L(n as i64),
-            Arg::U(s),
-            Arg::F(a),
-            Arg::F(offset),
-        ];
-        dev.launch(
-            &format!("fill_uniform_{}", self.dt.suffix()),
-            grid_for(n, 256, dev.sms),
-            256,
-            0,
-            &args,
-        )?;
+        let f = FillUniform {
+            out: b.dptr(),
+            n: n as i64,
+            seed: s,
+            scale: a,
+            offset,
+        };
+        let grid = grid_for(n, 256, dev.sms);
+        let name = format!("fill_uniform_{}", self.dt.suffix());
+        // SAFETY: b holds the n elements written.
+        unsafe { f.launch(dev, &name, grid, 256, 0)? };
         Ok(b)
     }
     fn bias(&mut self, dev: &mut Device, on: bool, n: usize) -> Result<Option<DevBuf>> {

@@ -149,14 +149,14 @@ fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
 
 /// `attn_variants.sh` with a stand-in binary (prints one `ok` line, exits 0): every variant's
 /// files get names of letters, digits, `_` and `-` only, which the GPU machine hands back ('='
-/// in a name kept the FTZ / POLY results on the machine once).
+/// in a name kept a variant's results on the machine once).
 #[test]
 fn attn_variants_names_its_files_so_they_come_back() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = stand_in(tmp.path(), "fake-energy-fit", "echo ok stand-in\n");
     let o = run(
         "benches/attn_variants.sh",
-        &[bin.to_str().unwrap(), "", "-DTC_EXP2_FTZ=0", "-DA=1 -DB=2"],
+        &[bin.to_str().unwrap(), "", "-DTC_X=0", "-DA=1 -DB=2"],
         tmp.path(),
     );
     assert_eq!(
@@ -172,10 +172,10 @@ fn attn_variants_names_its_files_so_they_come_back() {
     names.sort();
     let want = [
         "bench-A-1__B-2.txt",
-        "bench-TC_EXP2_FTZ-0.txt",
+        "bench-TC_X-0.txt",
         "bench-base.txt",
         "selftest-A-1__B-2.txt",
-        "selftest-TC_EXP2_FTZ-0.txt",
+        "selftest-TC_X-0.txt",
         "selftest-base.txt",
         "summary.txt",
     ];
@@ -205,7 +205,7 @@ fn decode_variants_summarises_each_decode_row() {
     let bin = stand_in(tmp.path(), "fake-energy-fit", body);
     let o = run(
         "benches/decode_variants.sh",
-        &[bin.to_str().unwrap(), "", "-DTCD_TMA=0"],
+        &[bin.to_str().unwrap(), "", "-DTC_X=0"],
         tmp.path(),
     );
     let out = String::from_utf8_lossy(&o.stdout);
@@ -228,11 +228,11 @@ fn decode_variants_summarises_each_decode_row() {
         "{out}"
     );
     assert!(
-        lines[1].starts_with("-DTCD_TMA=0: selftest rc=1 (2 ok, 1 failed); bench rc=0;"),
+        lines[1].starts_with("-DTC_X=0: selftest rc=1 (2 ok, 1 failed); bench rc=0;"),
         "{out}"
     );
     assert!(
-        tmp.path().join("out/bench-TCD_TMA-0.txt").exists()
+        tmp.path().join("out/bench-TC_X-0.txt").exists()
             && tmp.path().join("out/summary.txt").exists()
     );
 }

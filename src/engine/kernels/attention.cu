@@ -5,7 +5,7 @@
 // is read once for its whole query group (GQA). Online softmax in fp32 registers: no score matrix
 // exists in memory. Items with part >= 0 are splits of one decode query over the context; they
 // write unnormalised partial outputs (o, m, l) that attn_combine merges.
-// Item = 6 ints: q_tok, q_cnt, slot, key_begin (multiple of 32), key_end, part.
+// Item: AttnItem below (key_begin a multiple of 32).
 // Cache pages hold 32 tokens: [page][kv_head][32][HD].
 // Score of query position p and key position j: s = (q·k + alibi) · scale, then
 // s = softcap · tanh(s / softcap) when softcap > 0; keys with j > p, or p - j >= window when
@@ -14,8 +14,15 @@
 // bf16(bf16(slope) · bf16(j)) whatever the run dtype (equal to -slope·(p - j) up to a per-query
 // constant, which softmax ignores), scaled with q·k by head_dim^-0.5.
 
+// One work item as the host writes it (src/engine/attn_item.rs, `AttnItem`, #[repr(C)] with the
+// same fields in the same order; both sides check the size).
+struct AttnItem {
+    int q_tok, q_cnt, slot, key_begin, key_end, part;
+};
+static_assert(sizeof(AttnItem) == 24 && alignof(AttnItem) == 4, "AttnItem: six ints, as attn_item.rs lays them out");
+
 template <class T, int HD>
-__device__ void attention(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+__device__ void attention(const T* q, T* out, const T* kc, const T* vc, const AttnItem* items, const int* tok_pos,
                           const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                           int window, const float* alibi, float* part_o, float* part_ml) {
     constexpr int KP = HD + 2, NI = (HD + 31) / 32;
@@ -25,8 +32,8 @@ __device__ void attention(const T* q, T* out, const T* kc, const T* vc, const in
     T* Vs = Ks + 32 * KP;
     T* Qs = Vs + 32 * HD;
     float* Ps = (float*)(Qs + rows * HD);
-    const int* it = items + blockIdx.x * 6;
-    int q_tok = it[0], q_cnt = it[1], slot = it[2], kbeg = it[3], ke0 = it[4], part = it[5];
+    const AttnItem it = items[blockIdx.x];
+    int q_tok = it.q_tok, q_cnt = it.q_cnt, slot = it.slot, kbeg = it.key_begin, ke0 = it.key_end, part = it.part;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int qi = w / G, g = w % G;
@@ -132,7 +139,7 @@ __device__ void attn_combine(T* out, const int* comb, const float* part_o, const
 }
 
 #define ATTN(T, S, HD) \
-extern "C" __global__ void attention_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
+extern "C" __global__ void attention_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const AttnItem* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
 { attention<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); }
 #define ATTN_ALL(T, S) ATTN(T, S, 16) ATTN(T, S, 32) ATTN(T, S, 64) ATTN(T, S, 80) ATTN(T, S, 96) ATTN(T, S, 128) ATTN(T, S, 256) \
 extern "C" __global__ void attn_combine_##S(T* o, const int* c, const float* po, const float* pml, int h, int hd) { attn_combine<T>(o, c, po, pml, h, hd); }

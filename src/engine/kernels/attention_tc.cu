@@ -2,7 +2,7 @@
 //
 // Same items, masks and score formula as attention() in attention.cu (read its header), prefill
 // only (part must be -1; decode items go to attention_tcd.cu, which shares the helpers below).
-// One block = one item × one KV head, 4 warps (8 under variants at hd 64 and 128), ROWS rows (128 at
+// One block = one item × one KV head, 4 warps, ROWS rows (128 at
 // hd ≤ 64 and 128, else 64); row r is query token q_tok + r / G of head kvh·G + r % G (G = group
 // size), so every K/V tile is loaded once for the whole query group. Items hold at most ROWS / G
 // queries. Each warp owns MT tiles of 16 rows: S = Q·Kᵀ and O += P·V with mma.sync m16n8k16
@@ -46,21 +46,20 @@ template <> struct Mma<f16> {
 
 // 16 bytes global → shared; src_bytes = 0 zero-fills (keys past the end: their page may not exist,
 // and V garbage would turn 0 · NaN into NaN in P·V).
-// cp16s: to a shared-memory address (attention_ws.cu computes those once per tile).
+// cp16s: to a shared-memory address.
 __device__ __forceinline__ void cp16s(unsigned dst, const void* src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
 }
 __device__ __forceinline__ void cp16(void* dst, const void* src, int src_bytes) { cp16s(smem_addr(dst), src, src_bytes); }
 
-// One work item (6 ints: q_tok, q_cnt, slot, key_begin, key_end, part; see attention.cu) of this
-// block, its key range cut at the last query's position and, under a sliding window, started at
+// One work item (AttnItem, attention.cu) of this block, its key range cut at the last query's position and, under a sliding window, started at
 // the page holding the first query's window start.
 struct TcItem {
     int q_tok, q_cnt, slot, kbeg, kend, part;
 };
-__device__ __forceinline__ TcItem tc_item(const int* items, const int* tok_pos, int window) {
-    const int* it = items + blockIdx.x * 6;
-    TcItem I = {it[0], it[1], it[2], it[3], it[4], it[5]};
+__device__ __forceinline__ TcItem tc_item(const AttnItem* items, const int* tok_pos, int window) {
+    const AttnItem it = items[blockIdx.x];
+    TcItem I = {it.q_tok, it.q_cnt, it.slot, it.key_begin, it.key_end, it.part};
     int first_pos = tok_pos[I.q_tok], last_pos = tok_pos[I.q_tok + I.q_cnt - 1];
     I.kend = min(I.kend, last_pos + 1);
     if (window > 0) {
@@ -124,34 +123,11 @@ __device__ __forceinline__ float tc_score(float v, int key, int pos, int kend, c
 // exp2 for the softmax. exp2f keeps results below 2^-126 as denormals: per call a range test and two
 // predicated multiplies around MUFU.EX2 (5 instructions with the fma, not 2). Softmax weights that
 // small are 0 to every sum they enter, so ex2.approx.ftz flushes them; the rounding of every other
-// value is the same. TC_EXP2_FTZ=0 (ENERGY_FIT_NVRTC_OPTS) restores exp2f for an A/B run.
-#ifndef TC_EXP2_FTZ
-#define TC_EXP2_FTZ 1
-#endif
+// value is the same.
 __device__ __forceinline__ float tc_exp2(float x) {
-#if TC_EXP2_FTZ
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
-#else
-    return exp2f(x);
-#endif
-}
-
-// 2^x on the FMA units instead of the MUFU (FlashAttention-4's trick; the MUFU does 16 exp2 per
-// cycle per SM and the softmax queues on it): k = round(x) by the 1.5·2^23 magic add, 2^(x−k) on
-// [−0.5, 0.5] by a degree-3 polynomial (relative error < 7.5e-5, below 16-bit P's rounding), k
-// added to the exponent bits ((1.5·2^23 + k) << 23 leaves k << 23). x ≤ −127 (−inf too) gives 0.
-// TC_EXP2_POLY (ENERGY_FIT_NVRTC_OPTS=-DTC_EXP2_POLY=n) sends the first n of the prefill's 8 (hd 256: 4) key
-// groups of 8 per tile here; 0, the default, keeps all on the MUFU.
-#ifndef TC_EXP2_POLY
-#define TC_EXP2_POLY 0
-#endif
-__device__ __forceinline__ float tc_exp2_poly(float x) {
-    x = fmaxf(x, -127.f);
-    float t = x + 12582912.f, f = x - (t - 12582912.f);
-    float p = fmaf(fmaf(fmaf(0.0551716685f, f, 0.2426111400f), f, 0.6932609677f), f, 0.9999280572f);
-    return __int_as_float(max(__float_as_int(p) + (__float_as_int(t) << 23), 0)); // < 0: p < 1 at k = −127
 }
 
 // Online-softmax step for this thread's two rows (A = elements 0, 1; B = 2, 3 of each accumulator)
@@ -163,7 +139,6 @@ __device__ __forceinline__ float tc_exp2_poly(float x) {
 // LAZY: the max moves only when some row of the warp exceeds it by more than 8 (log2), so o and l
 // skip their rescale on most tiles; p ≤ 2^8 then, which fp32 sums and 16-bit P hold as well, and
 // the final division by l cancels whichever max was used.
-// POLY: key groups n < POLY take tc_exp2_poly.
 // Its two halves, apart for attention_wg.cu, which rescales o only once its P·V has landed.
 // tc_softmax_max: the tile's row max into mA, mB; returns whether the max moved, and then o's
 // factors in cA, cB (l is rescaled here).
@@ -196,7 +171,7 @@ __device__ __forceinline__ bool tc_softmax_max(const float (&s)[NT][4], float& m
     return true;
 }
 // tc_softmax_exp: s replaced by exp(s - max), added to the per-thread partial l.
-template <int NT, bool LOG2, int POLY>
+template <int NT, bool LOG2>
 __device__ __forceinline__ void tc_softmax_exp(float (&s)[NT][4], float mA, float mB, float& lA, float& lB, float sc) {
     const float L2E = LOG2 ? 1.f : 1.4426950408889634f;
     float bA = mA == -INFINITY ? 0.f : mA, bB = mB == -INFINITY ? 0.f : mB;
@@ -206,7 +181,7 @@ __device__ __forceinline__ void tc_softmax_exp(float (&s)[NT][4], float mA, floa
         for (int x = 0; x < 4; x++) {
             float b = x < 2 ? bA : bB;
             float e = LOG2 ? fmaf(s[n][x], sc, -b) : (s[n][x] - b) * L2E;
-            s[n][x] = n < POLY ? tc_exp2_poly(e) : tc_exp2(e);
+            s[n][x] = tc_exp2(e);
         }
         lA += s[n][0] + s[n][1];
         lB += s[n][2] + s[n][3];
@@ -220,12 +195,12 @@ template <int ND> __device__ __forceinline__ void tc_rescale_o(float (&o)[ND][4]
         o[n][2] *= cB; o[n][3] *= cB;
     }
 }
-template <int NT, int ND, bool LOG2 = false, bool LAZY = false, int POLY = 0>
+template <int NT, int ND, bool LOG2 = false, bool LAZY = false>
 __device__ __forceinline__ void tc_softmax_step(float (&s)[NT][4], float (&o)[ND][4], float& mA, float& mB, float& lA, float& lB,
                                                 float sc = 1.f) {
     float cA, cB;
     if (tc_softmax_max<NT, LOG2, LAZY>(s, mA, mB, lA, lB, sc, cA, cB)) tc_rescale_o(o, cA, cB);
-    tc_softmax_exp<NT, LOG2, POLY>(s, mA, mB, lA, lB, sc);
+    tc_softmax_exp<NT, LOG2>(s, mA, mB, lA, lB, sc);
 }
 
 // Sum of a per-thread partial over the 4 threads of a quad (one accumulator row).
@@ -270,63 +245,27 @@ template <class T, int ND> __device__ __forceinline__ void tc_store_row(T* dst, 
 // Shared memory: Q [ROWS][HD+8], then 2 buffers of K [KT][HD+8] and V [KT][HD+8]. The +8 (16 bytes)
 // row padding keeps ldmatrix rows on distinct banks and 16-byte aligned. Up to hd 64 each warp owns
 // MT = 2 row tiles (128 rows per block): every K/V fragment from ldmatrix feeds two mma, and each
-// K/V tile read from L2 serves twice the rows (shared-memory bandwidth bound the 1-tile version).
-// Variants of the two-tile kernels (ENERGY_FIT_NVRTC_OPTS=-D...): Q fragments kept in registers,
-// and the blocks per SM their registers must allow (ptxas at hd 64: 234 registers unbounded, 2 blocks).
-#ifndef TC_QREG_2TILES
-#define TC_QREG_2TILES 1
-#endif
-#ifndef TC_MINB_2TILES
-#define TC_MINB_2TILES 1
-#endif
-// Row tiles per warp at hd 128: 2 gives 128-row blocks, Q re-read from shared memory since its
-// fragments and two tiles' O do not fit in registers (255 registers, 12 B spilled); on an H100 it
-// cut llama-3.1-8b's prefill attention by 24-29 % (docs/performance.md). -DTC_MT_HD128=1: one tile. The
-// host reads ROWS back from attention_tc_rows_* below, so a variant cannot make the two disagree.
-#ifndef TC_MT_HD128
-#define TC_MT_HD128 2
-#endif
-// Warps per block at hd 128. ncu (docs/performance.md) found the two-tile kernel latency-bound: 255
-// registers allow 2 blocks of 4 warps per SM, 2 warps per scheduler, half an eligible one a cycle.
-// -DTC_MT_HD128=1 -DTC_WARPS_HD128=8 keeps 128 rows per block (each K/V tile serves as many rows)
-// with one tile per warp and Q re-read from shared memory, so that 2 blocks of 8 warps fit in
-// 128 registers a thread: twice the warps to hide latency, one mma per ldmatrix fragment. Measured
-// on an H100: −2 % at n = 1024, +4 % at n = 4096 (twice the K/V fragment reads), so off.
-#ifndef TC_WARPS_HD128
-#define TC_WARPS_HD128 4
-#endif
-// Warps per block at hd ≤ 64 (4 or 8; with two tiles per warp, 8 warps are 256 rows, one block
-// per SM). Measured on an H100 (and TC_WARPS_HD128=8 with two tiles): −2 to −3 % of attention at
-// n = 4096, ~1.3 % of the prefill iteration, +1.7 % at hd 128, n = 1024: left off.
-#ifndef TC_WARPS_HD64
-#define TC_WARPS_HD64 4
-#endif
-// Ping-pong of two warpgroups (TC_PINGPONG=1, blocks of 8 warps only; FlashAttention-3's schedule
-// on mma.sync). Warps 4-7 start each tile's S = Q·Kᵀ when warps 0-3 have issued theirs (a named
-// barrier), so one group's softmax runs on the ALU and MUFU while the other's mma run on the
-// tensor pipe, instead of the two meeting by chance. Per tile: G0 of group 0, then G0 of group 1
-// beside group 0's softmax, then group 0's P·V beside group 1's softmax, then group 1's P·V.
-// Measured on an H100: 1-7 % slower than 8 warps without it (likely: the end-of-tile barrier realigns
-// the groups every tile), so off.
-#ifndef TC_PINGPONG
-#define TC_PINGPONG 0
-#endif
+// K/V tile read from L2 serves twice the rows (shared-memory bandwidth bound the 1-tile version);
+// their Q fragments stay in registers. At hd 128 two tiles per warp too (128-row blocks), Q re-read
+// from shared memory since its fragments and two tiles' O do not fit in registers (255 registers,
+// 12 B spilled); on an H100 it cut llama-3.1-8b's prefill attention by 24-29 % against one tile
+// (docs/performance.md). Always 4 warps: 8 warps per block (one tile each at hd 128, or two at
+// hd ≤ 64), with or without a ping-pong of two warpgroups, measured 2-7 % slower on an H100. The
+// host reads ROWS back from attention_tc_rows_* (attention_prefill.cu).
 template <int HD> struct TcShape {
-    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 ? 2 : HD == 128 ? TC_MT_HD128 : 1,
-                         WARPS = HD == 128 ? TC_WARPS_HD128 : HD <= 64 ? TC_WARPS_HD64 : 4, ROWS = 16 * MT * WARPS;
+    static constexpr int KT = HD <= 128 ? 64 : 32, S = HD + 8, MT = HD <= 64 || HD == 128 ? 2 : 1, WARPS = 4, ROWS = 16 * MT * WARPS;
 
     static constexpr int SMEM = (ROWS * S + 4 * KT * S) * 2;
 };
 
 template <class T, int HD>
-__device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+__device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const AttnItem* items, const int* tok_pos,
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = TcShape<HD>;
     constexpr int KT = Sh::KT, S = Sh::S, MT = Sh::MT, NT = KT / 8, ND = HD / 8, KD = HD / 16;
     // Q fragments in registers, else re-read from shared memory per k-step (registers for O and S).
-    constexpr bool QREG = HD <= 128 && (MT == 1 ? Sh::WARPS == 4 : HD <= 64 && TC_QREG_2TILES);
-    constexpr bool PP = TC_PINGPONG && Sh::WARPS == 8;
+    constexpr bool QREG = HD <= 128 && (MT == 1 || HD <= 64);
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T* Qs = (T*)smem_raw;
     T* KV = Qs + Sh::ROWS * S; // buffer b: K at KV + 2·b·KT·S, V right after
@@ -397,8 +336,6 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         const T* Vs = Ks + KT * S;
         // Skip when every key of the tile is after every query of this warp, or before its window.
         bool skip = wmax < kb || (window > 0 && kb + KT - 1 <= wmin - window);
-        // Ping-pong: every warp passes the barrier, skipped or not, so the counts always match.
-        if (PP && w >= 4) asm volatile("bar.sync 1, 256;\n" ::: "memory");
         float s[MT][NT][4];
         if (!skip) {
 #pragma unroll
@@ -430,7 +367,6 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
                 }
             }
         }
-        if (PP && w < 4) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
         if (!skip) {
             // Scores in the log2 domain. A tile inside every row's causal range and window, without
             // ALiBi or soft-cap (all but the diagonal tiles, usually), needs no per-element mask: the
@@ -442,7 +378,7 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
             }
 #pragma unroll
             for (int t = 0; t < MT; t++) // l: per-thread partials, reduced over the quad at the end
-                tc_softmax_step<NT, ND, true, true, TC_EXP2_POLY>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
+                tc_softmax_step<NT, ND, true, true>(s[t], o[t], m[t][0], m[t][1], l[t][0], l[t][1], full ? SL2 : 1.f);
             // O += P·V, P from the S accumulators.
 #pragma unroll
             for (int k = 0; k < KT / 16; k++) {

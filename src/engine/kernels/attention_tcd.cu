@@ -7,32 +7,22 @@
 // group) rows padded to one 16-row mma tile, so each K/V byte is read once for the whole query group;
 // 64-key tiles double-buffered (through TMA on sm_90a at hd 64 and 128, below; else cp.async by all
 // 128 threads); the 4 warps split each tile's keys (16 each) and keep their own online-softmax
-// state, merged through shared memory at the end.
+// state, merged through shared memory at the end. A ring of 3 or 4 stages measured level with 2
+// (docs/performance.md).
 //
-// TCD_STAGES (ENERGY_FIT_NVRTC_OPTS) sets the depth of the K/V ring: tiles i+1 … i+STAGES-1 are in
-// flight while tile i is computed (2: double buffering; 3 and 4 measured level with 2 under
-// cp.async, docs/performance.md).
-//
-// TCD_TMA (on by default where the prefill kernel reads the cache through TMA: sm_90a, hd 64 and
-// 128): thread 0 copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of
-// 32 keys × 64 columns, 128-byte swizzled, through the same attention_kv_maps) and the block waits
-// on the stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
+// TMA (where the prefill kernel reads the cache through TMA: sm_90a, hd 64 and 128): thread 0
+// copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of 32 keys × 64
+// columns, 128-byte swizzled, through the same attention_kv_maps) and the block waits on the
+// stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
 // (ncu at batch 256, context 4096: L2 86 %, DRAM 84 % of peak); with TMA DRAM is at 89 %, the
 // kernel 4-5 % faster, and a decode-bound grid point draws up to 5 % less power (docs/performance.md).
 // Items start at a page (kbeg % 32 == 0: tc_item and the host's split parts), so whole pages are
 // the tile's keys; keys past kend in the last page arrive as the cache holds them, finite, and are
 // masked to P = 0.
-#ifndef TCD_STAGES
-#define TCD_STAGES 2
-#endif
-#ifndef TCD_TMA
-#define TCD_TMA 1
-#endif
 
 template <int HD> struct TcdShape {
-    static constexpr bool TMA = TCD_TMA && TcEntry<HD>::TMA;
-    static constexpr int KT = 64, S = HD + 8, ROWS = 16, STAGES = HD <= 128 ? TCD_STAGES : 2; // hd 256: 2 (smem)
-    static_assert(STAGES >= 2, "TCD_STAGES: at least 2");
+    static constexpr bool TMA = TcEntry<HD>::TMA;
+    static constexpr int KT = 64, S = HD + 8, ROWS = 16, STAGES = 2;
     // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: HD / 64 swizzled blocks of [KT][64]),
     // Q [16][S], then (TMA) one mbarrier per stage. The end merge re-uses the K/V buffers for
     // 4 warps × 16 rows × HD floats (≤ 2·KT·HD·2 bytes) and Q's space for m, l.
@@ -46,7 +36,7 @@ template <int HD> struct TcdShape {
 template <int KT> __device__ __forceinline__ int tcd_sw(int r, int c) { return ((c >> 6) * KT + r) * 64 + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7); }
 
 template <class T, int HD>
-__device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, const int* items, const int* tok_pos,
+__device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, const AttnItem* items, const int* tok_pos,
                               const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                               int window, const float* alibi, float* part_o, float* part_ml) {
     using Sh = TcdShape<HD>;
@@ -76,7 +66,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     // flight. TMA: thread 0 announces the stage's bytes and copies its pages; nothing past the end.
     auto request = [&](int kb, int buf) {
         if constexpr (TMA) {
-#if TC_WG == 2
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
             if (tid == 0 && kb < kend) {
                 const KvMaps& M = attention_kv_maps;
                 int pr[KT / 32];
@@ -95,7 +85,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
             asm volatile("cp.async.commit_group;\n");
         }
     };
-#if TC_WG == 2
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
     if constexpr (TMA) {
         if (tid == 0) {
             tmap_acquire(attention_kv_maps.k);
@@ -118,7 +108,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
         // The buffer tile i + STAGES - 1 goes to held tile i - 1, released by the loop's last barrier.
         request(kb + (Sh::STAGES - 1) * KT, buf == 0 ? Sh::STAGES - 1 : buf - 1);
         if constexpr (TMA) {
-#if TC_WG == 2
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
             mbar_wait(bar0 + 8 * buf, (i / Sh::STAGES) & 1); // tile i is stage buf's (i / STAGES)-th fill
 #endif
         } else {
@@ -219,7 +209,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
 
 // attention_tcd_smem_S_HD: the dynamic shared memory the host launches it with (Device::tcd_smem).
 #define ATTN_TCD(T, S, HD) \
-extern "C" __global__ void __launch_bounds__(128) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const int* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
+extern "C" __global__ void __launch_bounds__(128) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const AttnItem* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
 { attention_tcd<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); } \
 extern "C" __constant__ int attention_tcd_smem_##S##_##HD = TcdShape<HD>::SMEM;
 #define ATTN_TCD_ALL(T, S) ATTN_TCD(T, S, 16) ATTN_TCD(T, S, 32) ATTN_TCD(T, S, 64) ATTN_TCD(T, S, 80) ATTN_TCD(T, S, 96) ATTN_TCD(T, S, 128) ATTN_TCD(T, S, 256)

@@ -106,9 +106,6 @@ template <class T, int V> __device__ __forceinline__ void stv(T* p, const float 
     }
 }
 
-#ifndef NORM_FUSED_LOADS
-#define NORM_FUSED_LOADS 1  // load the branch output and the residual together (see below); 0: one after the other
-#endif
 // Each thread takes V adjacent columns per step (V = 8 when cols % 8 == 0: 16-byte accesses; the
 // 2-byte version ran at 2.2x its bytes/bandwidth floor), the row staged in shared memory as floats.
 template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add, const T* add_b, const T* add_w, const T* w,
@@ -118,7 +115,6 @@ template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add
     const int i0 = threadIdx.x * V, step = blockDim.x * V;
     float f[V], g[V];
     float ss = 0.f, sum = 0.f;
-#if NORM_FUSED_LOADS
     // Residual add without a post-norm (Llama, Qwen, OPT, Falcon-RW): the branch output and the
     // residual are loaded together, one memory latency per chunk instead of two in a row.
     const bool fused = add && !add_w;
@@ -139,9 +135,6 @@ template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add
             stv<T, V>(resid + base + i, h);
         }
     }
-#else
-    const bool fused = false;
-#endif
     if (add && !fused) {
         float sa = 0.f;
         for (int i = i0; i < cols; i += step) {
@@ -296,9 +289,7 @@ template <class T> __device__ __forceinline__ void qkv_post_pair(float x1, float
     }
 }
 
-#ifndef QKV_U
-#define QKV_U 4  // pairs per thread loaded together (ENERGY_FIT_NVRTC_OPTS=-DQKV_U=1: the old loop's depth)
-#endif
+static constexpr int QKV_U = 4; // pairs per thread loaded together (1 was the old loop's depth)
 
 // Per token (block): add q/k/v bias, rotate q and k (rotate-half, angle pos*inv_freq[d]),
 // write q to q_out [T, heads*hd] and k, v into the paged cache of this layer.
