@@ -1,14 +1,20 @@
 //! What `design` and `measure --budget-s` plan from: the candidate points of one LLM under one set
-//! of run settings, each with the dry run's estimated seconds and the prior's energy per token,
+//! of run settings (or several requests values, for a model that spans them), each with the dry
+//! run's estimated seconds, the prior's energy per token and the engine's predicted concurrency,
 //! and the hold-out points picked beside a design.
 
+use crate::analytic::flops_mem_batch::{concurrency_of, ConcurrencyFn, FlopsMemBatch, Settings};
 use crate::analytic::EnergyModel;
-use crate::design::Candidate;
+use crate::design::{BoundModel, Candidate};
 use crate::fit::file::FitFile;
 use crate::measure::cost::RooflineCost;
-use crate::measure::plan::{plan_rows, Grid, Point};
+use crate::measure::plan::{dtype_bytes, plan_rows, Grid, Point};
 use anyhow::{bail, Result};
 use std::path::Path;
+
+/// The model whose concurrency term tells rows of different requests values apart, so one
+/// design (and one fit) may span several of them.
+pub const REQUESTS_MODEL: &str = "flops-mem-batch";
 
 /// The candidates of a design and what they came from.
 pub struct Candidates {
@@ -21,14 +27,34 @@ pub struct Candidates {
     pub infeasible: Vec<(Point, String)>,
     /// One line saying which prior weights the points, and why.
     pub prior: String,
+    /// c(n, m) of each requests value (ascending), where the LLM's shape gives one.
+    pub concurrency: Vec<(u64, ConcurrencyFn)>,
 }
 
-/// The points of a one-LLM grid (`grid.llms` has one entry, every other axis one value).
-pub fn grid_points(grid: &Grid) -> Result<Vec<Point>> {
+impl Candidates {
+    /// flops-mem-batch bound to each requests value's concurrency, for that value's sweet spots.
+    pub fn bound_models(&self) -> Vec<BoundModel> {
+        self.concurrency
+            .iter()
+            .map(|(r, c)| BoundModel {
+                requests: *r as f64,
+                model: Box::new(FlopsMemBatch::new(c.clone())),
+            })
+            .collect()
+    }
+
+    /// Whether the candidates span several requests values.
+    pub fn several_requests(&self) -> bool {
+        self.points.windows(2).any(|w| w[0].requests != w[1].requests)
+    }
+}
+
+/// The points of a one-LLM grid (`grid.llms` has one entry, every other axis one value; requests
+/// may take several values when `model` spans them).
+pub fn grid_points(grid: &Grid, model: &str) -> Result<Vec<Point>> {
     grid.validate()?;
     for (flag, n) in [
         ("--llm", grid.llms.len()),
-        ("--requests", grid.requests.len()),
         ("--max-batch-size", grid.max_batch_sizes.len()),
         ("--dtype", grid.dtypes.len()),
     ] {
@@ -36,7 +62,48 @@ pub fn grid_points(grid: &Grid) -> Result<Vec<Point>> {
             bail!("{flag}: a design is planned for one value, got {n}");
         }
     }
+    if grid.requests.len() > 1 && model != REQUESTS_MODEL {
+        let list: Vec<String> = grid.requests.iter().map(u64::to_string).collect();
+        bail!(
+            "--requests {}: model {model} does not model the number of requests, so one design cannot span several values; plan each value apart, or use --model {REQUESTS_MODEL}",
+            list.join(",")
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(r) = grid.requests.iter().find(|r| !seen.insert(**r)) {
+        bail!("--requests: {r} is given twice");
+    }
     Ok(grid.points())
+}
+
+/// c(n, m) of each requests value among `points` (which share one LLM and the other settings)
+/// on a GPU of `mem` bytes; empty where the LLM's shape or KV capacity gives none (a model that
+/// needs it then refuses the candidates, naming a point).
+fn concurrency_by_requests(points: &[Point], mem: u64) -> Vec<(u64, ConcurrencyFn)> {
+    let Some(first) = points.first() else {
+        return Vec::new();
+    };
+    let (Ok(cfg), Some(bytes)) = (
+        crate::llm::resolve_llm(&first.llm),
+        dtype_bytes(&first.dtype),
+    ) else {
+        return Vec::new();
+    };
+    let mut rs: Vec<u64> = points.iter().map(|p| p.requests).collect();
+    rs.sort_unstable();
+    rs.dedup();
+    rs.into_iter()
+        .filter_map(|r| {
+            let s = Settings {
+                requests: r as usize,
+                max_batch_size: first.max_batch_size as usize,
+                max_num_tokens: first.max_num_tokens as usize,
+                dtype_bytes: bytes,
+                gpu_memory_bytes: mem as f64,
+            };
+            concurrency_of(&cfg, s).ok().map(|c| (r, c))
+        })
+        .collect()
 }
 
 /// Cost and prior of every point on a GPU with `mem` bytes. `prior`: a fit file whose surface
@@ -54,7 +121,9 @@ pub fn candidates(
     let llm = rows.first().map(|r| r.llm.clone()).unwrap_or_default();
     let fit = prior.map(FitFile::read).transpose()?;
     let model: Option<Box<dyn EnergyModel>> = fit.as_ref().map(|f| f.energy_model()).transpose()?;
+    let concurrency = concurrency_by_requests(&points, mem);
     let mut out = Candidates {
+        concurrency,
         points: Vec::new(),
         est: Vec::new(),
         list: Vec::new(),
@@ -87,8 +156,22 @@ pub fn candidates(
             }
         };
         let (n, m) = (p.input_tokens as f64, p.output_tokens as f64);
+        let concurrency = out
+            .concurrency
+            .iter()
+            .find(|(r, _)| *r == p.requests)
+            .map(|(_, c)| c(n, m));
+        // A prior fit of flops-mem-batch predicts at this point's own requests value.
         let prior_e = match (&fit, &model) {
-            (Some(f), Some(model)) => model.energy_per_token(&f.values(), n, m),
+            (Some(f), Some(model)) => {
+                let o = crate::dataset::Obs {
+                    input_tokens: n,
+                    output_tokens: m,
+                    energy_per_token_j: 0.0,
+                    concurrency,
+                };
+                model.energy_per_token_at(&f.values(), &o)
+            }
             _ => est / (p.requests as f64 * m),
         };
         if !(prior_e > 0.0 && prior_e.is_finite()) {
@@ -100,8 +183,10 @@ pub fn candidates(
         out.list.push(Candidate {
             input_tokens: n,
             output_tokens: m,
+            requests: p.requests as f64,
             cost_s: est * runs as f64,
             prior_e,
+            concurrency,
         });
         out.points.push(p);
         out.est.push((est, runs));
@@ -110,13 +195,14 @@ pub fn candidates(
 }
 
 /// `count` hold-out points outside `chosen`, spread over the grid: each in turn the candidate
-/// farthest (in log₂ n, log₂ m) from the design and the hold-outs so far, among those costing at
-/// most `max_s`; the first is taken from the longest outputs that fit (where the KV cache limits
-/// concurrency and a fit is least sure). Ties go to the cheaper point.
+/// farthest (in log₂ n, log₂ m, log₂ R) from the design and the hold-outs so far, among those
+/// costing at most `max_s`; the first is taken from the longest outputs that fit (where the KV
+/// cache limits concurrency and a fit is least sure). Ties go to the cheaper point.
 pub fn holdouts(c: &[Candidate], chosen: &[usize], count: usize, max_s: f64) -> Vec<usize> {
     let d = |a: &Candidate, b: &Candidate| {
         (a.input_tokens.log2() - b.input_tokens.log2())
             .hypot(a.output_tokens.log2() - b.output_tokens.log2())
+            .hypot(a.requests.log2() - b.requests.log2())
     };
     let mut picked: Vec<usize> = Vec::new();
     let free = |picked: &[usize]| -> Vec<usize> {

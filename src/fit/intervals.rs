@@ -126,6 +126,47 @@ pub fn sweet_spot(
     })
 }
 
+/// m* at n with its interval for any model: the closed form's ([`sweet_spot`]) for the FLOP
+/// models, else the numeric interior minimum over [lo, hi] (`sweetspot::predicted`). A numeric m*
+/// is only as sharp as the model's surface is smooth in m (flops-mem-batch's c(n, m) steps at whole
+/// tokens), so its gradient is a central difference over ± one standard error of each coefficient
+/// rather than an infinitesimal step: the secant over the uncertainty being propagated. `None`
+/// where m* is undefined at the estimate or at a step.
+pub fn sweet_spot_over(
+    model: &dyn EnergyModel,
+    coefs: &[f64],
+    cov: &DMatrix<f64>,
+    dof: f64,
+    n: f64,
+    lo: f64,
+    hi: f64,
+) -> Option<Interval> {
+    if matches!(model.name(), "flops" | "flops-mem") {
+        return sweet_spot(model, coefs, cov, dof, n);
+    }
+    let at = |c: &[f64]| crate::sweetspot::predicted(model, c, n, lo, hi).output_tokens;
+    let m = at(coefs)?;
+    let mut g = vec![0.0; coefs.len()];
+    for (j, gj) in g.iter_mut().enumerate() {
+        let h = cov[(j, j)]
+            .max(0.0)
+            .sqrt()
+            .max(1e-6 * coefs[j].abs())
+            .max(f64::MIN_POSITIVE.sqrt());
+        let (mut up, mut dn) = (coefs.to_vec(), coefs.to_vec());
+        up[j] += h;
+        dn[j] -= h;
+        *gj = (at(&up)? - at(&dn)?) / (2.0 * h);
+    }
+    let rel_se = delta_se(&g, cov) / m;
+    let f = (t95(dof) * rel_se).exp();
+    Some(Interval {
+        value: m,
+        lo: m / f,
+        hi: m * f,
+    })
+}
+
 /// Each coefficient with its interval, in the model's order.
 pub fn coefficients(coefs: &[f64], cov: &DMatrix<f64>, dof: f64) -> Vec<Interval> {
     let t = t95(dof);
