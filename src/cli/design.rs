@@ -239,7 +239,10 @@ fn header(a: &DesignArgs, p: &Planner, c: &Candidates, grid_s: f64) {
     println!("prior: {}", c.prior);
     if c.several_requests() {
         let rs: Vec<String> = p.requests_values().iter().map(|r| r.to_string()).collect();
-        println!("requests: {} (one design over the concurrency axis)", rs.join(", "));
+        println!(
+            "requests: {} (one design over the concurrency axis)",
+            rs.join(", ")
+        );
     }
     println!(
         "candidates: {} points, full grid {grid_s:.0} s estimated (roofline lower bound, windows ≥ {} s){}",
@@ -420,7 +423,7 @@ fn design_json(
         let mut v = json!({"input_tokens": s.input_tokens, "output_tokens": i.map(|i| i.value),
             "ci95": i.map(|i| [i.lo, i.hi]), "half_width_pct": i.map(|i| i.half_width_pct())});
         if let Some(r) = s.requests {
-            v["requests"] = json!(r);
+            v["requests"] = json!(r as u64);
         }
         v
     };

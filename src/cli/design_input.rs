@@ -45,7 +45,9 @@ impl Candidates {
 
     /// Whether the candidates span several requests values.
     pub fn several_requests(&self) -> bool {
-        self.points.windows(2).any(|w| w[0].requests != w[1].requests)
+        self.points
+            .windows(2)
+            .any(|w| w[0].requests != w[1].requests)
     }
 }
 
@@ -238,4 +240,119 @@ pub fn holdouts(c: &[Candidate], chosen: &[usize], count: usize, max_s: f64) -> 
         }
     }
     picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analytic::FlopsMemBatch;
+    use crate::design::{plan, Planner};
+
+    const MEM: u64 = 80 << 30;
+
+    fn over(requests: &[u64]) -> Candidates {
+        let grid = Grid {
+            requests: requests.to_vec(),
+            ..Grid::default()
+        };
+        candidates(grid_points(&grid, REQUESTS_MODEL).unwrap(), None, MEM, 5.0).unwrap()
+    }
+
+    /// Predicted relative standard error (%) of eta when every candidate is measured.
+    fn eta_se_all(c: &Candidates) -> anyhow::Result<f64> {
+        let model = FlopsMemBatch::unbound();
+        let p = Planner::new(&model, c.list.clone())?;
+        let all: Vec<usize> = (0..c.list.len()).collect();
+        let pred = p
+            .predict(&all, 0.015, &[])
+            .ok_or_else(|| anyhow::anyhow!("not identified"))?;
+        Ok(pred.coef_rel_se_pct[6])
+    }
+
+    /// eta is the energy a decode step shares among its sequences: at one requests value the
+    /// concurrency barely varies (R = 1: not at all, so eta is alpha), and only a design across
+    /// requests values tells it apart.
+    #[test]
+    fn a_design_across_requests_identifies_eta() {
+        let one = eta_se_all(&over(&[1])).unwrap_err();
+        assert!(format!("{one:#}").contains("singular"), "{one:#}");
+        let hundred = eta_se_all(&over(&[100])).unwrap();
+        assert!(hundred > 1000.0, "R = 100 alone: eta s.e. {hundred} %");
+        let c = over(&[1, 10, 100]);
+        assert!(c.several_requests());
+        let three = eta_se_all(&c).unwrap();
+        assert!(three < 1.0, "R = 1, 10, 100: eta s.e. {three} %");
+        // A budget of a third of the grid still pins it down.
+        let model = FlopsMemBatch::unbound();
+        let p = Planner::new(&model, c.list.clone()).unwrap();
+        let d = plan(&p, 300.0, &[]).unwrap();
+        assert!(d.cost_s <= 300.0);
+        let se = p.predict(&d.chosen, 0.015, &[]).unwrap().coef_rel_se_pct[6];
+        assert!(se < 5.0, "eta s.e. {se} % at 300 s");
+        let rs: std::collections::BTreeSet<u64> =
+            d.chosen.iter().map(|&i| c.points[i].requests).collect();
+        assert!(
+            rs.len() > 1,
+            "the design measures one requests value: {rs:?}"
+        );
+    }
+
+    /// Each candidate's concurrency is the engine schedule's at its own requests value.
+    #[test]
+    fn candidates_carry_their_requests_and_concurrency() {
+        let c = over(&[1, 10, 100]);
+        assert_eq!(c.list.len(), 3 * 49);
+        for (cand, p) in c.list.iter().zip(&c.points) {
+            assert_eq!(cand.requests, p.requests as f64);
+            let conc = cand.concurrency.unwrap();
+            assert!(conc >= 1.0 && conc <= cand.requests + 1e-9, "{cand:?}");
+        }
+        let at = |r: f64| {
+            c.list
+                .iter()
+                .find(|x| x.requests == r && x.input_tokens == 64.0 && x.output_tokens == 64.0)
+                .unwrap()
+                .concurrency
+                .unwrap()
+        };
+        assert_eq!(at(1.0), 1.0);
+        assert!(at(100.0) > 10.0 * at(1.0), "{}", at(100.0));
+        assert_eq!(c.bound_models().len(), 3);
+    }
+
+    #[test]
+    fn several_requests_need_a_model_that_spans_them() {
+        let grid = Grid {
+            requests: vec![1, 10, 100],
+            ..Grid::default()
+        };
+        let e = grid_points(&grid, "flops-mem").unwrap_err().to_string();
+        for want in [
+            "--requests 1,10,100",
+            "flops-mem",
+            "flops-mem-batch",
+            "each value apart",
+        ] {
+            assert!(e.contains(want), "{want:?} not in {e}");
+        }
+        let grid = Grid {
+            requests: vec![10, 10],
+            ..Grid::default()
+        };
+        let e = grid_points(&grid, REQUESTS_MODEL).unwrap_err().to_string();
+        assert!(e.contains("10 is given twice"), "{e}");
+    }
+
+    /// Hold-outs spread over log R too: with the design at one requests value, the next farthest
+    /// points lie at another.
+    #[test]
+    fn holdouts_spread_over_requests() {
+        let c = over(&[1, 100]);
+        let chosen: Vec<usize> = (0..c.list.len())
+            .filter(|&i| c.list[i].requests == 1.0)
+            .collect();
+        let h = holdouts(&c.list, &chosen, 2, f64::INFINITY);
+        assert_eq!(h.len(), 2);
+        assert!(h.iter().all(|&i| c.list[i].requests == 100.0), "{h:?}");
+    }
 }

@@ -241,4 +241,38 @@ mod tests {
         assert!(s.lo < s.value && s.value < s.hi && s.lo > 0.0);
         assert!((s.value - 429.0).abs() < 1.0);
     }
+
+    /// At a concurrency constant in m, flops-mem-batch's numeric m* and its interval are
+    /// flops-mem's closed form (η/c only shifts the level); where c falls with m, m* moves shorter.
+    #[test]
+    fn numeric_sweet_spot_matches_the_closed_form_at_fixed_concurrency() {
+        use crate::analytic::FlopsMemBatch;
+        use std::sync::Arc;
+        let mut coefs = LLAMA.to_vec();
+        coefs.push(0.5);
+        let cov = DMatrix::from_diagonal(&nalgebra::DVector::from_iterator(
+            7,
+            coefs.iter().map(|c| (0.01 * c).powi(2)),
+        ));
+        let fm_cov = cov.view((0, 0), (6, 6)).into_owned();
+        let fixed = FlopsMemBatch::new(Arc::new(|_, _| 8.0));
+        for n in [64.0, 512.0, 4096.0] {
+            let want = sweet_spot(&FlopsMem, &LLAMA, &fm_cov, 30.0, n).unwrap();
+            let got = sweet_spot_over(&fixed, &coefs, &cov, 30.0, n, 64.0, 4096.0).unwrap();
+            assert!(
+                (got.value - want.value).abs() < 1e-3 * want.value,
+                "{got:?} {want:?}"
+            );
+            let (a, b) = (got.half_width_pct(), want.half_width_pct());
+            assert!((a - b).abs() < 0.05 * b, "n {n}: ±{a} % vs ±{b} %");
+        }
+        // Fewer sequences in flight the longer the output: sharing per token worsens with m.
+        let falling = FlopsMemBatch::new(Arc::new(|_, m| (4096.0 / m).max(1.0)));
+        let got = sweet_spot_over(&falling, &coefs, &cov, 30.0, 512.0, 64.0, 4096.0).unwrap();
+        let closed = FlopsMem.closed_form_sweet_spot(&LLAMA, 512.0).unwrap();
+        assert!(got.value < closed, "{} vs {closed}", got.value);
+        // A model without an interior minimum has none.
+        let flat = crate::analytic::Constant;
+        assert!(sweet_spot_over(&flat, &[1.0], &cov, 30.0, 512.0, 64.0, 4096.0).is_none());
+    }
 }
