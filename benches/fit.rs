@@ -91,8 +91,10 @@ fn bench_design(c: &mut Criterion) {
                     Candidate {
                         input_tokens: n,
                         output_tokens: m,
+                        requests: r.point.requests as f64,
                         cost_s: est * runs as f64,
                         prior_e: est / (r.point.requests as f64 * m),
+                        concurrency: None,
                     }
                 })
                 .collect();

@@ -2,9 +2,9 @@
 //! estimated second, within a budget; print them with the predicted errors, write them as a plan,
 //! print the budget curve, or validate designs on a fully measured grid.
 
-use super::design_input::{candidates, grid_points, holdouts, Candidates};
+use super::design_input::{candidates, grid_points, holdouts, Candidates, REQUESTS_MODEL};
 use crate::analytic::model_by_name;
-use crate::design::{self, plan, Design, Planner, Prediction};
+use crate::design::{self, plan, Design, Planner, Prediction, SpotPrediction};
 use crate::fit::table::Table;
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{plan_rows, Grid, PLAN_COLUMNS, PUBLISHED_LENGTHS};
@@ -29,9 +29,10 @@ pub struct DesignArgs {
     /// Candidate output lengths m.
     #[arg(long, value_delimiter = ',', default_values_t = PUBLISHED_LENGTHS)]
     pub outputs: Vec<u64>,
-    /// Requests R submitted at once.
-    #[arg(long, default_value_t = 1000)]
-    pub requests: u64,
+    /// Requests R submitted at once; a comma list (e.g. 1,10,100) plans one design over the
+    /// concurrency axis too, for a model that spans requests (flops-mem-batch).
+    #[arg(long, value_delimiter = ',', default_values_t = [1000u64])]
+    pub requests: Vec<u64>,
     /// In-flight batch bound.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_size: u64,
@@ -136,14 +137,23 @@ pub fn run(a: DesignArgs) -> Result<()> {
         llms: vec![a.llm.clone().unwrap_or_default()],
         inputs: a.inputs.clone(),
         outputs: a.outputs.clone(),
-        requests: vec![a.requests],
+        requests: a.requests.clone(),
         max_batch_sizes: vec![a.max_batch_size],
         max_num_tokens: a.max_num_tokens,
         dtypes: vec![a.dtype.clone()],
         repeats: 1,
     };
-    let c = candidates(grid_points(&grid)?, a.prior.as_deref(), mem, a.min_window_s)?;
-    let p = Planner::new(model.as_ref(), c.list.clone())?;
+    let c = candidates(
+        grid_points(&grid, &a.model)?,
+        a.prior.as_deref(),
+        mem,
+        a.min_window_s,
+    )?;
+    let mut p = Planner::new(model.as_ref(), c.list.clone())?;
+    if a.model == REQUESTS_MODEL {
+        // Its m* depends on how the concurrency of each requests value falls with m.
+        p = p.with_bound_models(c.bound_models());
+    }
     let grid_s = p.cost(&(0..c.list.len()).collect::<Vec<_>>());
     let inputs: Vec<f64> = a.inputs.iter().map(|&n| n as f64).collect();
     let noise = a.noise_pct / 100.0;
@@ -227,6 +237,13 @@ fn header(a: &DesignArgs, p: &Planner, c: &Candidates, grid_s: f64) {
         p.model.name()
     );
     println!("prior: {}", c.prior);
+    if c.several_requests() {
+        let rs: Vec<String> = p.requests_values().iter().map(|r| r.to_string()).collect();
+        println!(
+            "requests: {} (one design over the concurrency axis)",
+            rs.join(", ")
+        );
+    }
     println!(
         "candidates: {} points, full grid {grid_s:.0} s estimated (roofline lower bound, windows ≥ {} s){}",
         c.list.len(),
@@ -235,27 +252,36 @@ fn header(a: &DesignArgs, p: &Planner, c: &Candidates, grid_s: f64) {
     );
 }
 
+/// The points of `set`, by requests, n, m; a requests column where the design spans several.
 fn points_table(c: &Candidates, set: &[usize], role: &str) -> Table {
-    let mut t = Table::new(&[
-        "input_tokens",
-        "output_tokens",
-        "est_s",
-        "runs",
-        "seconds",
-        "role",
-    ]);
+    let several = c.several_requests();
+    let mut head = vec!["input_tokens", "output_tokens"];
+    if several {
+        head.push("requests");
+    }
+    head.extend(["est_s", "runs", "seconds", "role"]);
+    let mut t = Table::new(&head);
     let mut sorted = set.to_vec();
-    sorted.sort_by_key(|&i| (c.points[i].input_tokens, c.points[i].output_tokens));
+    sorted.sort_by_key(|&i| {
+        let p = &c.points[i];
+        (p.requests, p.input_tokens, p.output_tokens)
+    });
     for i in sorted {
         let (est, runs) = c.est[i];
-        t.push(vec![
+        let mut row = vec![
             c.points[i].input_tokens.to_string(),
             c.points[i].output_tokens.to_string(),
+        ];
+        if several {
+            row.push(c.points[i].requests.to_string());
+        }
+        row.extend([
             format!("{est:.2}"),
             runs.to_string(),
             format!("{:.1}", c.list[i].cost_s),
             role.into(),
         ]);
+        t.push(row);
     }
     t
 }
@@ -267,27 +293,39 @@ fn print_prediction(p: &Planner, pred: &Prediction, noise_pct: f64) {
         t.push(vec![name.to_string(), format!("{se:.2}")]);
     }
     println!("{}", t.render());
-    let mut t = Table::new(&[
-        "input_tokens",
-        "m* (prior)",
-        "predicted 95 % interval",
-        "±%",
-    ]);
-    for (n, i) in &pred.sweet_spots {
-        t.push(match i {
-            Some(i) => vec![
-                format!("{n}"),
-                format!("{:.0}", i.value),
-                format!("[{:.0}, {:.0}]", i.lo, i.hi),
-                format!("{:.1}", i.half_width_pct()),
-            ],
-            None => vec![format!("{n}"), "none".into(), "-".into(), "-".into()],
-        });
+    // One table per requests value (one table, as before, for a design of one unbound value).
+    let mut groups: Vec<(Option<f64>, Vec<&SpotPrediction>)> = Vec::new();
+    for s in &pred.sweet_spots {
+        match groups.last_mut() {
+            Some((r, v)) if *r == s.requests => v.push(s),
+            _ => groups.push((s.requests, vec![s])),
+        }
     }
-    println!(
-        "sweet spots (the prior's m*, with the interval this design is predicted to give):\n{}",
-        t.render()
-    );
+    for (r, spots) in groups {
+        let mut t = Table::new(&[
+            "input_tokens",
+            "m* (prior)",
+            "predicted 95 % interval",
+            "±%",
+        ]);
+        for s in spots {
+            let n = s.input_tokens;
+            t.push(match s.interval {
+                Some(i) => vec![
+                    format!("{n}"),
+                    format!("{:.0}", i.value),
+                    format!("[{:.0}, {:.0}]", i.lo, i.hi),
+                    format!("{:.1}", i.half_width_pct()),
+                ],
+                None => vec![format!("{n}"), "none".into(), "-".into(), "-".into()],
+            });
+        }
+        let at = r.map_or(String::new(), |r| format!(" at requests {r}"));
+        println!(
+            "sweet spots{at} (the prior's m*, with the interval this design is predicted to give):\n{}",
+            t.render()
+        );
+    }
 }
 
 fn curve(
@@ -353,7 +391,7 @@ fn mean_pct(p: &Prediction) -> Option<f64> {
     let v: Vec<f64> = p
         .sweet_spots
         .iter()
-        .filter_map(|(_, i)| i.map(|i| i.half_width_pct()))
+        .filter_map(|s| s.interval.map(|i| i.half_width_pct()))
         .collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -371,9 +409,23 @@ fn design_json(
     grid_s: f64,
     budget: f64,
 ) -> Value {
+    let several = c.several_requests();
     let pt = |&(i, role, repeat): &(usize, &str, u64)| {
-        json!({"input_tokens": c.points[i].input_tokens, "output_tokens": c.points[i].output_tokens,
-        "repeat": repeat, "est_s": c.est[i].0, "runs": c.est[i].1, "seconds": c.list[i].cost_s, "role": role})
+        let mut v = json!({"input_tokens": c.points[i].input_tokens, "output_tokens": c.points[i].output_tokens,
+        "repeat": repeat, "est_s": c.est[i].0, "runs": c.est[i].1, "seconds": c.list[i].cost_s, "role": role});
+        if several {
+            v["requests"] = json!(c.points[i].requests);
+        }
+        v
+    };
+    let spot = |s: &SpotPrediction| {
+        let i = s.interval;
+        let mut v = json!({"input_tokens": s.input_tokens, "output_tokens": i.map(|i| i.value),
+            "ci95": i.map(|i| [i.lo, i.hi]), "half_width_pct": i.map(|i| i.half_width_pct())});
+        if let Some(r) = s.requests {
+            v["requests"] = json!(r as u64);
+        }
+        v
     };
     json!({
         "llm": c.points[0].llm, "model": p.model.name(), "prior": c.prior, "noise_pct": a.noise_pct,
@@ -381,8 +433,7 @@ fn design_json(
         "points": picked.rows().iter().map(pt).collect::<Vec<_>>(),
         "coefficients": p.model.coef_names().iter().zip(&p.prior_coefs).zip(&pred.coef_rel_se_pct)
             .map(|((n, v), se)| (n.to_string(), json!({"prior": v, "rel_se_pct": se}))).collect::<serde_json::Map<_, _>>(),
-        "sweet_spots": pred.sweet_spots.iter().map(|(n, i)| json!({"input_tokens": n, "output_tokens": i.map(|i| i.value),
-            "ci95": i.map(|i| [i.lo, i.hi]), "half_width_pct": i.map(|i| i.half_width_pct())})).collect::<Vec<_>>(),
+        "sweet_spots": pred.sweet_spots.iter().map(spot).collect::<Vec<_>>(),
     })
 }
 

@@ -12,6 +12,16 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Result<()> {
+    let requests = match a.requests[..] {
+        [r] => r,
+        _ => {
+            let list: Vec<String> = a.requests.iter().map(u64::to_string).collect();
+            bail!(
+                "--validate --requests {}: validation replays designs of one requests value; give one",
+                list.join(",")
+            );
+        }
+    };
     let fractions = if a.budget_fraction.is_empty() {
         vec![0.05, 0.1, 0.2]
     } else {
@@ -60,7 +70,7 @@ pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Re
         llm,
         input_tokens: 0,
         output_tokens: 0,
-        requests: num("requests", a.requests)?,
+        requests: num("requests", requests)?,
         max_batch_size: num("max_batch_size", a.max_batch_size)?,
         max_num_tokens: num("max_num_tokens", a.max_num_tokens)?,
         dtype: setting("dtype").unwrap_or_else(|| a.dtype.clone()),

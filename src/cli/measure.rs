@@ -448,7 +448,7 @@ fn designed(
     let model = crate::analytic::model_by_name(&a.model)?;
     let mem = mem.unwrap_or(80 << 30);
     let c = super::design_input::candidates(
-        super::design_input::grid_points(g)?,
+        super::design_input::grid_points(g, &a.model)?,
         a.prior.as_deref(),
         mem,
         min_window_s,
@@ -475,8 +475,14 @@ fn adaptive_source(
     mem: Option<u64>,
     min_window_s: f64,
 ) -> Result<Adaptive> {
+    if g.requests.len() > 1 {
+        anyhow::bail!(
+            "--adaptive --requests {}: an adaptive design is refined for one requests value; plan several with `design --requests` or `measure --budget-s` without --adaptive",
+            a.requests
+        );
+    }
     let c = super::design_input::candidates(
-        super::design_input::grid_points(g)?,
+        super::design_input::grid_points(g, &a.model)?,
         a.prior.as_deref(),
         mem.unwrap_or(80 << 30),
         min_window_s,

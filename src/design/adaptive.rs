@@ -48,7 +48,7 @@ pub fn refine(
         let list: Vec<Candidate> = prior
             .iter()
             .map(|c| Candidate {
-                prior_e: model.energy_per_token(&coefs, c.input_tokens, c.output_tokens),
+                prior_e: model.energy_per_token_at(&coefs, &c.obs(0.0)),
                 ..*c
             })
             .collect();

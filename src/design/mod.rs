@@ -40,10 +40,34 @@ pub const DEFAULT_NOISE: f64 = 0.015;
 pub struct Candidate {
     pub input_tokens: f64,
     pub output_tokens: f64,
+    /// Requests R submitted at once: a design over several values measures the concurrency axis.
+    pub requests: f64,
     /// Estimated measured seconds (one run's estimate × runs per window).
     pub cost_s: f64,
     /// The prior's energy per output token there (any positive scale: only ratios matter).
     pub prior_e: f64,
+    /// Mean sequences in flight the engine's schedule predicts at this point (None: unknown, so
+    /// a model that needs it cannot be designed for).
+    pub concurrency: Option<f64>,
+}
+
+impl Candidate {
+    /// The candidate as an observation of energy per token `e`: what a model reads of a row.
+    pub fn obs(&self, e: f64) -> Obs {
+        Obs {
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            energy_per_token_j: e,
+            concurrency: self.concurrency,
+        }
+    }
+}
+
+/// The model as the sweet spots of one requests value see it: flops-mem-batch bound to that
+/// value's concurrency c(n, m), since its m* depends on how c falls with m.
+pub struct BoundModel {
+    pub requests: f64,
+    pub model: Box<dyn EnergyModel>,
 }
 
 /// The design problem of one model over one candidate set.
@@ -56,6 +80,9 @@ pub struct Planner<'a> {
     /// so that determinants are well conditioned; `scale` maps back to raw coefficients.
     rows: Vec<DVector<f64>>,
     scale: Vec<f64>,
+    /// Per requests value, the model whose m* the predicted sweet spots are (empty: `model`'s
+    /// closed form, for a design of one requests value).
+    bound: Vec<BoundModel>,
 }
 
 /// What a design is expected to deliver, before any measurement.
@@ -63,8 +90,18 @@ pub struct Planner<'a> {
 pub struct Prediction {
     /// Standard error of each coefficient relative to its prior value (%).
     pub coef_rel_se_pct: Vec<f64>,
-    /// Per input length: m* of the prior fit with its predicted 95 % interval (None: m* undefined).
-    pub sweet_spots: Vec<(f64, Option<Interval>)>,
+    /// Per requests value (where the planner binds the model to each) and input length: m* of
+    /// the prior fit with its predicted 95 % interval (None: m* undefined).
+    pub sweet_spots: Vec<SpotPrediction>,
+}
+
+/// One predicted sweet spot.
+#[derive(Clone, Copy, Debug)]
+pub struct SpotPrediction {
+    /// The requests value it is for; None for a design of one value with an unbound model.
+    pub requests: Option<f64>,
+    pub input_tokens: f64,
+    pub interval: Option<Interval>,
 }
 
 impl Prediction {
@@ -72,7 +109,7 @@ impl Prediction {
     pub fn worst_sweet_spot_pct(&self) -> f64 {
         self.sweet_spots
             .iter()
-            .map(|(_, i)| i.map_or(f64::INFINITY, |i| i.half_width_pct()))
+            .map(|s| s.interval.map_or(f64::INFINITY, |i| i.half_width_pct()))
             .fold(0.0, f64::max)
     }
 }
@@ -84,22 +121,17 @@ impl<'a> Planner<'a> {
             !(c.prior_e > 0.0 && c.prior_e.is_finite() && c.cost_s > 0.0 && c.cost_s.is_finite())
         }) {
             bail!(
-                "design: candidate n={} m={} has prior energy per token {} and cost {} s; both must be positive and finite",
+                "design: candidate n={} m={} R={} has prior energy per token {} and cost {} s; both must be positive and finite",
                 c.input_tokens,
                 c.output_tokens,
+                c.requests,
                 c.prior_e,
                 c.cost_s
             );
         }
-        let obs: Vec<Obs> = candidates
-            .iter()
-            .map(|c| Obs {
-                input_tokens: c.input_tokens,
-                output_tokens: c.output_tokens,
-                energy_per_token_j: c.prior_e,
-                concurrency: None,
-            })
-            .collect();
+        // Each candidate's own concurrency goes with it, so a model that reads it (flops-mem-batch)
+        // sees every requests value of the design, as a fit of the measured rows will.
+        let obs: Vec<Obs> = candidates.iter().map(|c| c.obs(c.prior_e)).collect();
         let opts = FitOptions {
             loss: Loss::Rel,
             cv_folds: None,
@@ -115,11 +147,11 @@ impl<'a> Planner<'a> {
         let prior_coefs = prior.values();
         let k = model.n_coefs();
         let mut g = vec![0.0; k];
-        let raw: Vec<Vec<f64>> = candidates
+        let raw: Vec<Vec<f64>> = obs
             .iter()
-            .map(|c| {
-                model.gradient(&prior_coefs, c.input_tokens, c.output_tokens, &mut g);
-                g.iter().map(|v| v / c.prior_e).collect()
+            .map(|o| {
+                model.gradient_at(&prior_coefs, o, &mut g);
+                g.iter().map(|v| v / o.energy_per_token_j).collect()
             })
             .collect();
         let scale: Vec<f64> = (0..k)
@@ -142,7 +174,22 @@ impl<'a> Planner<'a> {
             prior_coefs,
             rows,
             scale,
+            bound: Vec::new(),
         })
+    }
+
+    /// Predict the sweet spots of each requests value with its bound model (`predict`).
+    pub fn with_bound_models(mut self, bound: Vec<BoundModel>) -> Self {
+        self.bound = bound;
+        self
+    }
+
+    /// The requests values of the candidates, ascending.
+    pub fn requests_values(&self) -> Vec<f64> {
+        let mut v: Vec<f64> = self.candidates.iter().map(|c| c.requests).collect();
+        v.sort_by(f64::total_cmp);
+        v.dedup();
+        v
     }
 
     pub fn k(&self) -> usize {
@@ -241,26 +288,57 @@ impl<'a> Planner<'a> {
             .enumerate()
             .map(|(j, c)| 100.0 * cov[(j, j)].max(0.0).sqrt() / c.abs())
             .collect();
-        let sweet_spots = inputs
-            .iter()
-            .map(|&n| {
-                (
-                    n,
-                    intervals::sweet_spot(self.model, &self.prior_coefs, &cov, dof, n),
-                )
-            })
-            .collect();
+        let sweet_spots = if self.bound.is_empty() {
+            inputs
+                .iter()
+                .map(|&n| SpotPrediction {
+                    requests: None,
+                    input_tokens: n,
+                    interval: intervals::sweet_spot(self.model, &self.prior_coefs, &cov, dof, n),
+                })
+                .collect()
+        } else {
+            let (lo, hi) = self.output_range();
+            self.bound
+                .iter()
+                .flat_map(|b| {
+                    let cov = &cov;
+                    inputs.iter().map(move |&n| SpotPrediction {
+                        requests: Some(b.requests),
+                        input_tokens: n,
+                        interval: intervals::sweet_spot_over(
+                            b.model.as_ref(),
+                            &self.prior_coefs,
+                            cov,
+                            dof,
+                            n,
+                            lo,
+                            hi,
+                        ),
+                    })
+                })
+                .collect()
+        };
         Some(Prediction {
             coef_rel_se_pct,
             sweet_spots,
         })
     }
 
-    /// The candidate at (n, m), if any.
-    pub fn index_of(&self, n: f64, m: f64) -> Option<usize> {
+    /// Shortest and longest candidate output lengths: where a numeric m* is looked for.
+    fn output_range(&self) -> (f64, f64) {
         self.candidates
             .iter()
-            .position(|c| c.input_tokens == n && c.output_tokens == m)
+            .fold((f64::INFINITY, 0.0), |(lo, hi), c| {
+                (lo.min(c.output_tokens), hi.max(c.output_tokens))
+            })
+    }
+
+    /// The candidate at (n, m) and R requests, if any.
+    pub fn index_of(&self, n: f64, m: f64, requests: f64) -> Option<usize> {
+        self.candidates
+            .iter()
+            .position(|c| c.input_tokens == n && c.output_tokens == m && c.requests == requests)
     }
 }
 
@@ -281,6 +359,8 @@ pub(crate) mod tests {
                 v.push(Candidate {
                     input_tokens: n,
                     output_tokens: m,
+                    requests: 1000.0,
+                    concurrency: None,
                     cost_s: (1e-4 * m * (n + m) * FlopsMem.energy_per_token(&LLAMA, n, m) * 40.0)
                         .max(5.0),
                     prior_e: FlopsMem.energy_per_token(&LLAMA, n, m),

@@ -126,6 +126,47 @@ pub fn sweet_spot(
     })
 }
 
+/// m* at n with its interval for any model: the closed form's ([`sweet_spot`]) for the FLOP
+/// models, else the numeric interior minimum over [lo, hi] (`sweetspot::predicted`). A numeric m*
+/// is only as sharp as the model's surface is smooth in m (flops-mem-batch's c(n, m) steps at whole
+/// tokens), so its gradient is a central difference over ± one standard error of each coefficient
+/// rather than an infinitesimal step: the secant over the uncertainty being propagated. `None`
+/// where m* is undefined at the estimate or at a step.
+pub fn sweet_spot_over(
+    model: &dyn EnergyModel,
+    coefs: &[f64],
+    cov: &DMatrix<f64>,
+    dof: f64,
+    n: f64,
+    lo: f64,
+    hi: f64,
+) -> Option<Interval> {
+    if matches!(model.name(), "flops" | "flops-mem") {
+        return sweet_spot(model, coefs, cov, dof, n);
+    }
+    let at = |c: &[f64]| crate::sweetspot::predicted(model, c, n, lo, hi).output_tokens;
+    let m = at(coefs)?;
+    let mut g = vec![0.0; coefs.len()];
+    for (j, gj) in g.iter_mut().enumerate() {
+        let h = cov[(j, j)]
+            .max(0.0)
+            .sqrt()
+            .max(1e-6 * coefs[j].abs())
+            .max(f64::MIN_POSITIVE.sqrt());
+        let (mut up, mut dn) = (coefs.to_vec(), coefs.to_vec());
+        up[j] += h;
+        dn[j] -= h;
+        *gj = (at(&up)? - at(&dn)?) / (2.0 * h);
+    }
+    let rel_se = delta_se(&g, cov) / m;
+    let f = (t95(dof) * rel_se).exp();
+    Some(Interval {
+        value: m,
+        lo: m / f,
+        hi: m * f,
+    })
+}
+
 /// Each coefficient with its interval, in the model's order.
 pub fn coefficients(coefs: &[f64], cov: &DMatrix<f64>, dof: f64) -> Vec<Interval> {
     let t = t95(dof);
@@ -199,5 +240,39 @@ mod tests {
         let s = sweet_spot(&FlopsMem, &LLAMA, &cov, 30.0, 64.0).unwrap();
         assert!(s.lo < s.value && s.value < s.hi && s.lo > 0.0);
         assert!((s.value - 429.0).abs() < 1.0);
+    }
+
+    /// At a concurrency constant in m, flops-mem-batch's numeric m* and its interval are
+    /// flops-mem's closed form (η/c only shifts the level); where c falls with m, m* moves shorter.
+    #[test]
+    fn numeric_sweet_spot_matches_the_closed_form_at_fixed_concurrency() {
+        use crate::analytic::FlopsMemBatch;
+        use std::sync::Arc;
+        let mut coefs = LLAMA.to_vec();
+        coefs.push(0.5);
+        let cov = DMatrix::from_diagonal(&nalgebra::DVector::from_iterator(
+            7,
+            coefs.iter().map(|c| (0.01 * c).powi(2)),
+        ));
+        let fm_cov = cov.view((0, 0), (6, 6)).into_owned();
+        let fixed = FlopsMemBatch::new(Arc::new(|_, _| 8.0));
+        for n in [64.0, 512.0, 4096.0] {
+            let want = sweet_spot(&FlopsMem, &LLAMA, &fm_cov, 30.0, n).unwrap();
+            let got = sweet_spot_over(&fixed, &coefs, &cov, 30.0, n, 64.0, 4096.0).unwrap();
+            assert!(
+                (got.value - want.value).abs() < 1e-3 * want.value,
+                "{got:?} {want:?}"
+            );
+            let (a, b) = (got.half_width_pct(), want.half_width_pct());
+            assert!((a - b).abs() < 0.05 * b, "n {n}: ±{a} % vs ±{b} %");
+        }
+        // Fewer sequences in flight the longer the output: sharing per token worsens with m.
+        let falling = FlopsMemBatch::new(Arc::new(|_, m| (4096.0 / m).max(1.0)));
+        let got = sweet_spot_over(&falling, &coefs, &cov, 30.0, 512.0, 64.0, 4096.0).unwrap();
+        let closed = FlopsMem.closed_form_sweet_spot(&LLAMA, 512.0).unwrap();
+        assert!(got.value < closed, "{} vs {closed}", got.value);
+        // A model without an interior minimum has none.
+        let flat = crate::analytic::Constant;
+        assert!(sweet_spot_over(&flat, &[1.0], &cov, 30.0, 512.0, 64.0, 4096.0).is_none());
     }
 }

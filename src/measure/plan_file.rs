@@ -1,6 +1,7 @@
 //! Reading a plan file back (`measure --plan FILE`): the points to measure with their run
-//! settings and roles. A plan describes one LLM under one set of run settings; anything else in it
-//! is an error naming the file, the line and the value.
+//! settings and roles. A plan describes one LLM under one set of run settings, except that the
+//! number of requests may differ from row to row (a design over the concurrency axis); anything
+//! else in it is an error naming the file, the line and the value.
 
 use super::plan::{dtype_bytes, Point, PLAN_COLUMNS};
 use super::rows::split_csv;
@@ -88,20 +89,20 @@ pub fn read_plan(path: &Path) -> Result<Vec<(Point, String)>> {
                 }
             }
             for (c, a, b) in [
-                ("requests", first.requests, p.requests),
                 ("max_batch_size", first.max_batch_size, p.max_batch_size),
                 ("max_num_tokens", first.max_num_tokens, p.max_num_tokens),
             ] {
                 if a != b {
-                    bail!("{at}, column {c}: {b} differs from {a} of the first point; a plan holds one LLM and one set of run settings");
+                    bail!("{at}, column {c}: {b} differs from {a} of the first point; a plan holds one LLM and one set of run settings (only requests may vary)");
                 }
             }
         }
-        if !seen.insert((p.input_tokens, p.output_tokens, p.repeat)) {
+        if !seen.insert((p.input_tokens, p.output_tokens, p.requests, p.repeat)) {
             bail!(
-                "{at}: input_tokens {} output_tokens {} repeat {} is planned twice",
+                "{at}: input_tokens {} output_tokens {} requests {} repeat {} is planned twice",
                 p.input_tokens,
                 p.output_tokens,
+                p.requests,
                 p.repeat
             );
         }
@@ -147,6 +148,17 @@ mod tests {
         assert_eq!(v[0].1, "");
     }
 
+    /// A design over the concurrency axis: the same (n, m) at several requests values.
+    #[test]
+    fn requests_may_vary_per_row() {
+        let v = plan(&format!(
+            "{HEAD}llama-3.2-1b,64,128,1,1024,8192,bf16,0,true,0.1,50,design\nllama-3.2-1b,64,128,100,1024,8192,bf16,0,true,1.5,4,design\n"
+        ))
+        .unwrap();
+        let r: Vec<u64> = v.iter().map(|(p, _)| p.requests).collect();
+        assert_eq!(r, [1, 100]);
+    }
+
     #[test]
     fn errors_name_file_line_and_value() {
         let row = "llama-3.2-1b,64,128,1000,1024,8192,bf16,0,true,1.5,4,design\n";
@@ -156,12 +168,12 @@ mod tests {
                 "line 3, column llm",
             ),
             (
-                format!("{HEAD}{row}llama-3.2-1b,64,256,100,1024,8192,bf16,0,true,1,1,design\n"),
-                "line 3, column requests: 100 differs from 1000",
+                format!("{HEAD}{row}llama-3.2-1b,64,256,1000,512,8192,bf16,0,true,1,1,design\n"),
+                "line 3, column max_batch_size: 512 differs from 1024",
             ),
             (
                 format!("{HEAD}{row}{row}"),
-                "line 3: input_tokens 64 output_tokens 128 repeat 0 is planned twice",
+                "line 3: input_tokens 64 output_tokens 128 requests 1000 repeat 0 is planned twice",
             ),
             (
                 format!("{HEAD}llama-3.2-1b,-64,128,1000,1024,8192,bf16,0,true,1.5,4,\n"),

@@ -9,6 +9,7 @@ mod concurrency;
 mod config_bounds;
 mod damage_paths;
 mod design_cli;
+mod design_requests;
 mod engine_run_cli;
 mod engine_scheduler;
 mod fit_batch;
