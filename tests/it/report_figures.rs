@@ -480,3 +480,29 @@ fn fit_file_without_covariance_still_reports() {
         .unwrap();
     assert!(!row.contains(" ["), "m* alone without a covariance: {row}");
 }
+
+/// A budgeted design (15 of 49 points) beside a full grid: figure 3 averages them over the whole
+/// grid, the design through its flops-mem fit, and says so, instead of shrinking to the cells both
+/// measured.
+#[test]
+fn aggregate_takes_designs_through_their_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = reference();
+    let opt = coefs(&refs, "opt-1.3b");
+    let files = vec![
+        partial_grid(dir.path()),
+        synth(dir.path(), "c.csv", "opt-1.3b", &opt, 1.0, 1000, 3),
+    ];
+    let ds = Dataset::load(&files).unwrap();
+    let out = dir.path().join("out");
+    let r = build(Some(&ds), &[], &out).unwrap();
+    let f3 = figs(&r.figures, 3)[0];
+    assert!(f3.file.is_some(), "{}", f3.note);
+    assert_eq!(f3.series, 49, "{}", f3.title);
+    assert!(
+        f3.title
+            .contains("mean over 2 LLMs (1 through their flops-mem fits)"),
+        "{}",
+        f3.title
+    );
+}
