@@ -4,6 +4,7 @@
 //! Unknown columns are kept. Rows whose `status` is not `ok` (skipped points) stay in the table
 //! but are not fitted.
 
+mod columns;
 mod io;
 pub mod schema;
 mod settings;

@@ -18,39 +18,32 @@ pub const ENERGY_PER_REQUEST_J: &str = "energy_per_request_j";
 pub const ENERGY_PER_TOKEN_J: &str = "energy_per_token_j";
 pub const TOKENS_PER_J: &str = "tokens_per_j";
 
-/// Columns every measurement file must have.
-pub const REQUIRED: [&str; 5] = [LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
+pub use super::columns::{spec, ColumnSpec, ColumnType, COLUMNS, MEASUREMENT};
+
+/// Columns every measurement file must have (those of [`MEASUREMENT`] marked required).
+pub const REQUIRED: [&str; 5] = required_names(&MEASUREMENT);
 /// Required columns that hold numbers (all must be > 0 on rows that are used).
 pub const NUMERIC: [&str; 4] = [INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
-/// The full column set `measure` writes, in order (README "Data formats").
-pub const MEASURE_COLUMNS: [&str; 26] = [
-    LLM,
-    INPUT_TOKENS,
-    OUTPUT_TOKENS,
-    REQUESTS,
-    ENERGY_J,
-    "gpu",
-    "driver",
-    "engine",
-    "dtype",
-    "max_batch_size",
-    "max_num_tokens",
-    "duration_s",
-    "avg_power_w",
-    "idle_power_w",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "max_temp_c",
-    "generated_tokens",
-    "repeat",
-    "started_at",
-    STATUS,
-    "window_runs",
-    "prefill_energy_j",
-    "decode_energy_j",
-    "power_limit_w",
-    "sample_ms",
-];
+
+/// The required names of `specs`, in order; fails to compile when there are not exactly M.
+const fn required_names<const N: usize, const M: usize>(
+    specs: &[ColumnSpec; N],
+) -> [&'static str; M] {
+    let mut out = [""; M];
+    let (mut i, mut j) = (0, 0);
+    while i < N {
+        if specs[i].required {
+            out[j] = specs[i].name;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(
+        j == M,
+        "REQUIRED's length differs from the required columns"
+    );
+    out
+}
 
 /// Human position of a data row: row r (1-based) is line r+1 of a CSV with its header.
 pub fn place(path: &Path, row: usize) -> String {
