@@ -8,6 +8,7 @@ mod columns;
 mod io;
 pub mod schema;
 mod settings;
+mod status;
 pub use settings::RunSettings;
 pub mod synthetic;
 
@@ -158,7 +159,7 @@ impl Dataset {
         let mut groups: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
         let mut holdouts: BTreeMap<Vec<(String, String)>, Vec<Obs>> = BTreeMap::new();
         for i in 0..self.df.height() {
-            if !row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())) {
+            if !is_fitted(status.as_ref().and_then(|s| s[i].as_deref())) {
                 continue;
             }
             let mut key = vec![(LLM.to_string(), llm[i].clone().unwrap_or_default())];
@@ -311,7 +312,7 @@ fn validate_rows(df: &DataFrame, path: &Path) -> Result<()> {
         .collect::<Result<_>>()?;
     let mut used = 0;
     for row in 0..df.height() {
-        if !row_is_ok(status.as_ref().and_then(|s| s.get(row))) {
+        if !row_status(path, row, status.as_ref().and_then(|s| s.get(row)))?.is_ok() {
             continue;
         }
         used += 1;

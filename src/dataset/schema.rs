@@ -19,6 +19,7 @@ pub const ENERGY_PER_TOKEN_J: &str = "energy_per_token_j";
 pub const TOKENS_PER_J: &str = "tokens_per_j";
 
 pub use super::columns::{spec, ColumnSpec, ColumnType, COLUMNS, MEASUREMENT};
+pub use super::status::Status;
 
 /// Columns every measurement file must have (those of [`MEASUREMENT`] marked required).
 pub const REQUIRED: [&str; 5] = required_names(&MEASUREMENT);
@@ -108,12 +109,16 @@ pub fn normalise(df: &mut DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether a row is a finished measurement (`status` absent, empty or `ok`).
-pub fn row_is_ok(status: Option<&str>) -> bool {
-    match status {
-        None => true,
-        Some(s) => s.trim().is_empty() || s.trim() == "ok",
-    }
+/// The status of data row `row` of `path` (an absent column or empty cell is `ok`); a value that
+/// is no status is an error naming the file, row, column and value.
+pub fn row_status(path: &Path, row: usize, cell: Option<&str>) -> Result<Status> {
+    Status::parse(cell.unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("{}, column '{STATUS}': {e}", place(path, row)))
+}
+
+/// Whether a cell of a validated table (see [`row_status`]) marks a fitted row.
+pub fn is_fitted(cell: Option<&str>) -> bool {
+    Status::parse(cell.unwrap_or("")).is_ok_and(|s| s.is_ok())
 }
 
 /// Validate the values of one used row: no missing value, no NaN, all strictly positive,

@@ -10,7 +10,7 @@ use polars::prelude::{Column, DataFrame, DataType};
 /// Column order of every file `measure` writes: the measurement schema's (`dataset::schema`),
 /// the one list both the writer and the readers use.
 pub use crate::dataset::schema::COLUMNS;
-use crate::dataset::schema::{spec, ColumnType};
+use crate::dataset::schema::{spec, ColumnType, Status};
 
 /// One (grid point, repeat). Per-run quantities (`energy_j`, `duration_s`, `generated_tokens`) are
 /// for ONE run of the R requests; when a short point was repeated inside its window, `window_runs`
@@ -37,7 +37,7 @@ pub struct Row {
     pub generated_tokens: Option<u64>,
     pub repeat: u64,
     pub started_at: String,
-    pub status: String,
+    pub status: Status,
     pub gpu_index: Option<u64>,
     pub power_limit_w: Option<f64>,
     pub window_s: Option<f64>,
@@ -117,7 +117,7 @@ impl Row {
             I(self.generated_tokens),
             I(Some(self.repeat)),
             S(self.started_at.clone()),
-            S(self.status.clone()),
+            S(self.status.to_string()),
             I(self.gpu_index),
             F(self.power_limit_w),
             F(self.window_s),
@@ -190,7 +190,8 @@ impl Row {
             generated_tokens: opt_i("generated_tokens")?,
             repeat: opt_i("repeat")?.unwrap_or(0),
             started_at: s("started_at"),
-            status: s("status"),
+            status: Status::parse(&s("status"))
+                .map_err(|e| anyhow::anyhow!("{at}: column status: {e}"))?,
             gpu_index: opt_i("gpu_index")?,
             power_limit_w: opt_f("power_limit_w")?,
             window_s: opt_f("window_s")?,
@@ -454,7 +455,7 @@ mod tests {
             generated_tokens: Some(13),
             repeat: 14,
             started_at: "t".into(),
-            status: "ok".into(),
+            status: Status::Ok,
             gpu_index: Some(15),
             power_limit_w: Some(16.5),
             window_s: Some(17.5),

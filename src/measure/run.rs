@@ -10,6 +10,7 @@ use super::meter::{idle_power_w, EnergyMeter, GpuInfo, Window};
 use super::plan::{CostModel, Point};
 use super::rows::{Key, Row};
 use super::writer::Writer;
+use crate::dataset::schema::Status;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::VecDeque;
@@ -195,7 +196,7 @@ pub fn run_source(
                             opts,
                         );
                         row.role = role;
-                        let ok = row.status == "ok";
+                        let ok = row.status.is_ok();
                         let msg = match (ok, row.energy_j, row.generated_tokens) {
                             (true, Some(e), Some(t)) if e > 0.0 => format!(
                                 "{} n={} m={}: {:.2} tokens/J",
@@ -304,7 +305,7 @@ pub fn measure_point(
 ) -> Row {
     let mut row = base_row(p, cost, info, engine);
     let skip = |mut row: Row, why: String| {
-        row.status = format!("skipped: {}", why.replace(['\n', '\r'], " "));
+        row.status = Status::skipped(&why);
         row
     };
     if let Err(why) = cost.feasible(p, info.memory_total_bytes) {
@@ -346,7 +347,7 @@ pub fn measure_point(
             Err(e) => return skip(row, format!("prefill window: {e:#}")),
         }
     }
-    row.status = "ok".into();
+    row.status = Status::Ok;
     row
 }
 

@@ -1,6 +1,7 @@
 //! The crash-safe measurement writer: durable appends, torn tails, Parquet via journal + rename,
 //! resume, merge. Rows here are synthetic (made-up energies), not measurements.
 
+use energy_fit::dataset::schema::Status;
 use energy_fit::measure::merge::merge_files;
 use energy_fit::measure::writer::{done_keys, journal_path};
 use energy_fit::measure::{read_rows, Row, Writer, COLUMNS};
@@ -23,7 +24,7 @@ fn row(n: u64, m: u64, e: Option<f64>, status: &str) -> Row {
         generated_tokens: e.map(|_| 1000 * m),
         repeat: 0,
         started_at: "2026-01-01T00:00:00Z".into(),
-        status: status.into(),
+        status: Status::parse(status).unwrap(),
         window_runs: e.map(|_| 3),
         ..Row::default()
     }
@@ -100,7 +101,7 @@ fn csv_appends_survive_reopen_and_resume_knows_the_points() {
     assert_eq!(w.rows().len(), 2);
     assert_eq!(w.rows()[0], row(64, 64, Some(1234.5), "ok"));
     assert_eq!(
-        w.rows()[1].status,
+        w.rows()[1].status.to_string(),
         "skipped: reason, with comma and \"quotes\""
     );
     assert!(done_keys(w.rows(), false).contains(&row(64, 128, None, "").key()));
@@ -231,7 +232,7 @@ fn merge_dedupes_prefers_ok_and_refuses_conflicts() {
     let (n, dup) = merge_files(&[a.clone(), b.clone()], &out, false).unwrap();
     assert_eq!((n, dup), (3, 2));
     let rows = read_rows(&out).unwrap();
-    assert_eq!(rows.iter().filter(|r| r.status == "ok").count(), 3);
+    assert_eq!(rows.iter().filter(|r| r.status.is_ok()).count(), 3);
     // Existing --out is refused unless forced; an input as --out always.
     assert!(merge_files(std::slice::from_ref(&a), &out, false)
         .unwrap_err()
