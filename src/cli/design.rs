@@ -3,6 +3,7 @@
 //! print the budget curve, or validate designs on a fully measured grid.
 
 use super::design_input::{candidates, grid_points, holdouts, Candidates};
+use super::values::{fraction, positive_f64};
 use crate::analytic::model_by_name;
 use crate::design::{self, plan, Design, Planner, Prediction};
 use crate::fit::table::Table;
@@ -90,20 +91,6 @@ pub struct DesignArgs {
     /// ones, so the data carry a repeat spread.
     #[arg(long, value_name = "K", default_value_t = 0, requires = "budget")]
     pub repeat_points: usize,
-}
-
-pub(crate) fn positive_f64(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("expected a positive number, got {s:?}")),
-    }
-}
-
-pub(crate) fn fraction(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
-        _ => Err(format!("expected a fraction in (0, 1], got {s:?}")),
-    }
 }
 
 /// What a design run picked: the design, the design points measured a second time, the hold-outs.

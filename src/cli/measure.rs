@@ -2,8 +2,10 @@
 //! per point to `--out` and continuing a previous file with `--resume`.
 
 use super::measure_adaptive::Adaptive;
+use super::values::{fraction, positive_f64, seconds, whole};
 use crate::measure::cost::RooflineCost;
-use crate::measure::plan::{dry_run_table, parse_list, plan_csv, plan_rows, Grid, Shard};
+use crate::measure::plan::{dry_run_table, plan_csv, plan_rows, Grid, Shard};
+use crate::measure::plan::{MAX_BATCH_SIZE, MAX_NUM_TOKENS, MAX_REPEATS, MAX_REQUESTS, MAX_TOKENS};
 use crate::measure::plan_file::read_plan;
 use crate::measure::rows::Row;
 use crate::measure::run::{key_of, run_source, FixedPoints, RunOpts, WorkloadFactory};
@@ -24,35 +26,27 @@ pub struct MeasureArgs {
     /// LLM(s): catalog name or config.json / checkpoint directory, comma-separated.
     #[arg(long, default_value = "llama-3.2-1b")]
     pub llm: String,
-    /// Input lengths n, comma-separated.
-    #[arg(
-        long,
-        default_value = "64,128,256,512,1024,2048,4096",
-        allow_hyphen_values = true
-    )]
-    pub inputs: String,
-    /// Output lengths m, comma-separated.
-    #[arg(
-        long,
-        default_value = "64,128,256,512,1024,2048,4096",
-        allow_hyphen_values = true
-    )]
-    pub outputs: String,
-    /// Requests R submitted at once, comma-separated.
-    #[arg(long, default_value = "1000", allow_hyphen_values = true)]
-    pub requests: String,
-    /// In-flight batch bound(s), comma-separated.
-    #[arg(long, default_value = "1024", allow_hyphen_values = true)]
-    pub max_batch_size: String,
+    /// Input lengths n, comma-separated, each once.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,256,512,1024,2048,4096", value_parser = whole(1, MAX_TOKENS), allow_hyphen_values = true)]
+    pub inputs: Vec<u64>,
+    /// Output lengths m, comma-separated, each once.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,256,512,1024,2048,4096", value_parser = whole(1, MAX_TOKENS), allow_hyphen_values = true)]
+    pub outputs: Vec<u64>,
+    /// Requests R submitted at once, comma-separated, each once.
+    #[arg(long, value_delimiter = ',', default_value = "1000", value_parser = whole(1, MAX_REQUESTS), allow_hyphen_values = true)]
+    pub requests: Vec<u64>,
+    /// In-flight batch bound(s), comma-separated, each once.
+    #[arg(long, value_delimiter = ',', default_value = "1024", value_parser = whole(1, MAX_BATCH_SIZE), allow_hyphen_values = true)]
+    pub max_batch_size: Vec<u64>,
     /// Tokens per engine step.
-    #[arg(long, default_value = "8192", allow_hyphen_values = true)]
-    pub max_num_tokens: String,
+    #[arg(long, default_value_t = 8192, value_parser = whole(1, MAX_NUM_TOKENS), allow_hyphen_values = true)]
+    pub max_num_tokens: u64,
     /// Dtype(s): bf16, fp16, fp32, comma-separated.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
     /// Measurements per point.
-    #[arg(long, default_value = "1", allow_hyphen_values = true)]
-    pub repeats: String,
+    #[arg(long, default_value_t = 1, value_parser = whole(1, MAX_REPEATS), allow_hyphen_values = true)]
+    pub repeats: u64,
     /// Output file (.csv or .parquet; Parquet keeps a .journal.csv beside it).
     #[arg(long, default_value = "measurements.csv")]
     pub out: PathBuf,
@@ -64,7 +58,7 @@ pub struct MeasureArgs {
     /// Design within this many estimated measured seconds (as `energy-fit design --budget-s`,
     /// over the grid the flags give, GPU memory from --gpu-mem-gib or 80 GiB) and measure the
     /// design's points (role `design`).
-    #[arg(long, value_parser = super::design::positive_f64)]
+    #[arg(long, value_parser = positive_f64)]
     pub budget_s: Option<f64>,
     /// With --budget-s: measure an initial design (see --initial-fraction), then refit after every
     /// point and choose the next by the largest expected reduction of the sweet spots'
@@ -73,7 +67,7 @@ pub struct MeasureArgs {
     pub adaptive: bool,
     /// With --adaptive: share of the budget the initial design may spend (at least what
     /// identifies the model).
-    #[arg(long, value_name = "F", default_value_t = crate::design::DEFAULT_INITIAL_FRACTION, value_parser = super::design::fraction, requires = "adaptive")]
+    #[arg(long, value_name = "F", default_value_t = crate::design::DEFAULT_INITIAL_FRACTION, value_parser = fraction, requires = "adaptive")]
     pub initial_fraction: f64,
     /// With --budget-s: a fit file whose surface weights the points instead of the roofline
     /// estimate (it is never fitted).
@@ -105,35 +99,35 @@ pub struct MeasureArgs {
     #[arg(long, requires = "dry_run", value_name = "PATH")]
     pub plan_csv: Option<PathBuf>,
     /// Power / clock / temperature sampling period in milliseconds.
-    #[arg(long, default_value = "100", allow_hyphen_values = true)]
-    pub sample_ms: String,
+    #[arg(long, default_value_t = 100, value_parser = whole(1, 60_000), allow_hyphen_values = true)]
+    pub sample_ms: u64,
     /// Seconds of idle power measured just before each point, from the energy counter (0: one power
     /// sample, which on Ampere and newer averages the last second and so still holds the last point).
-    #[arg(long, default_value = "1", allow_hyphen_values = true)]
-    pub idle_s: String,
-    /// Minimum window length; shorter points are repeated inside the window.
-    #[arg(long, default_value = "5", allow_hyphen_values = true)]
-    pub min_window_s: String,
+    #[arg(long, default_value_t = 1.0, value_parser = seconds(3600.0), allow_hyphen_values = true)]
+    pub idle_s: f64,
+    /// Minimum window length (s); shorter points are repeated inside the window.
+    #[arg(long, default_value_t = 5.0, value_parser = seconds(86_400.0), allow_hyphen_values = true)]
+    pub min_window_s: f64,
     /// Also measure each point's prefill alone (m = 1): prefill_energy_j, decode_energy_j.
     #[arg(long)]
     pub phases: bool,
-    /// GPUs to use, one worker each (NVML indices), comma-separated.
-    #[arg(long, default_value = "0", allow_hyphen_values = true)]
-    pub gpus: String,
+    /// GPUs to use, one worker each (NVML indices), comma-separated, each once.
+    #[arg(long, value_delimiter = ',', default_value = "0", value_parser = whole(0, 1023), allow_hyphen_values = true)]
+    pub gpus: Vec<u64>,
     /// Take every N-th point starting at I (0 <= I < N), for splitting a sweep over hosts.
-    #[arg(long)]
-    pub shard: Option<String>,
+    #[arg(long, value_name = "I/N", value_parser = shard)]
+    pub shard: Option<Shard>,
     /// GPU memory for --dry-run feasibility when no GPU is readable (GiB).
-    #[arg(long, allow_hyphen_values = true)]
-    pub gpu_mem_gib: Option<String>,
+    #[arg(long, value_parser = positive_f64, allow_hyphen_values = true)]
+    pub gpu_mem_gib: Option<f64>,
     /// No progress bar (without a terminal, a plain line per finished point is printed instead
     /// unless --quiet).
     #[arg(long)]
     pub quiet: bool,
     /// Start no new point after this many seconds; the remaining points are left for --resume
     /// (for sweeps split over time-limited jobs).
-    #[arg(long, allow_hyphen_values = true)]
-    pub stop_after_s: Option<String>,
+    #[arg(long, value_parser = positive_f64, allow_hyphen_values = true)]
+    pub stop_after_s: Option<f64>,
     /// Before the first point, time cuBLASLt's candidate algorithms against cuBLAS's default for
     /// every layer GEMM at every decode batch size and keep the fastest (~30 ms a shape on an
     /// H100: ~2 minutes at max_batch_size 1024; it gained ~1 % of a decode step there, see
@@ -142,23 +136,12 @@ pub struct MeasureArgs {
     pub tune_gemms: bool,
 }
 
-fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T> {
-    v.trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{flag}: {v:?} is not a valid number"))
+/// `--shard I/N` (the library's parser; its message names the flag).
+fn shard(s: &str) -> std::result::Result<Shard, String> {
+    s.parse().map_err(|e: anyhow::Error| format!("{e:#}"))
 }
 
-fn pos_f64(flag: &str, v: &str, allow_zero: bool) -> Result<f64> {
-    let x: f64 = num(flag, v)?;
-    if !x.is_finite() || x < 0.0 || (!allow_zero && x == 0.0) {
-        bail!(
-            "{flag}: must be {}, got {v:?}",
-            if allow_zero { ">= 0" } else { "> 0" }
-        );
-    }
-    Ok(x)
-}
-
+/// The grid the flags give, checked (each list's values in range and unique).
 fn grid(a: &MeasureArgs) -> Result<Grid> {
     let list = |s: &str| {
         s.split(',')
@@ -166,23 +149,15 @@ fn grid(a: &MeasureArgs) -> Result<Grid> {
             .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()
     };
-    let mnt = parse_list("--max-num-tokens", &a.max_num_tokens)?;
-    if mnt.len() != 1 {
-        bail!(
-            "--max-num-tokens: one value expected, got {:?}",
-            a.max_num_tokens
-        );
-    }
-    let repeats: u64 = num("--repeats", &a.repeats)?;
     let g = Grid {
         llms: list(&a.llm),
-        inputs: parse_list("--inputs", &a.inputs)?,
-        outputs: parse_list("--outputs", &a.outputs)?,
-        requests: parse_list("--requests", &a.requests)?,
-        max_batch_sizes: parse_list("--max-batch-size", &a.max_batch_size)?,
-        max_num_tokens: mnt[0],
+        inputs: a.inputs.clone(),
+        outputs: a.outputs.clone(),
+        requests: a.requests.clone(),
+        max_batch_sizes: a.max_batch_size.clone(),
+        max_num_tokens: a.max_num_tokens,
         dtypes: list(&a.dtype),
-        repeats,
+        repeats: a.repeats,
     };
     g.validate()?;
     Ok(g)
@@ -190,44 +165,17 @@ fn grid(a: &MeasureArgs) -> Result<Grid> {
 
 pub fn run(a: MeasureArgs) -> Result<()> {
     let g = grid(&a)?;
-    let gpus = a
-        .gpus
-        .split(',')
-        .map(|t| {
-            t.trim()
-                .parse::<u32>()
-                .map_err(|_| anyhow::anyhow!("--gpus: {t:?} is not a GPU index (in {:?})", a.gpus))
-        })
-        .collect::<Result<Vec<u32>>>()?;
-    if gpus.iter().collect::<std::collections::HashSet<_>>().len() != gpus.len() {
-        bail!("--gpus: {:?} lists a GPU twice", a.gpus);
-    }
-    let shard: Option<Shard> = a.shard.as_deref().map(str::parse).transpose()?;
+    let gpus = gpu_indices(&a.gpus)?;
+    let shard = a.shard;
     let opts = RunOpts {
-        sample: Duration::from_millis(num::<u64>("--sample-ms", &a.sample_ms).and_then(|v| {
-            if v == 0 {
-                bail!("--sample-ms: must be > 0, got 0")
-            } else {
-                Ok(v)
-            }
-        })?),
-        idle_s: pos_f64("--idle-s", &a.idle_s, true)?,
-        min_window_s: pos_f64("--min-window-s", &a.min_window_s, true)?,
+        sample: Duration::from_millis(a.sample_ms),
+        idle_s: a.idle_s,
+        min_window_s: a.min_window_s,
         phases: a.phases,
         progress: !a.quiet,
-        stop_after: a
-            .stop_after_s
-            .as_deref()
-            .map(|v| pos_f64("--stop-after-s", v, false))
-            .transpose()?
-            .map(Duration::from_secs_f64),
+        stop_after: a.stop_after_s.map(Duration::from_secs_f64),
     };
-    let gpu_mem_override = a
-        .gpu_mem_gib
-        .as_deref()
-        .map(|v| pos_f64("--gpu-mem-gib", v, false))
-        .transpose()?
-        .map(|g| (g * (1u64 << 30) as f64) as u64);
+    let gpu_mem_override = a.gpu_mem_gib.map(|g| (g * (1u64 << 30) as f64) as u64);
     crate::measure::writer::out_format(&a.out)?;
     let cost = RooflineCost;
     for l in &g.llms {
@@ -397,6 +345,18 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--gpus` as NVML indices, each once.
+fn gpu_indices(gpus: &[u64]) -> Result<Vec<u32>> {
+    let mut seen = std::collections::HashSet::new();
+    for g in gpus {
+        if !seen.insert(g) {
+            let all: Vec<String> = gpus.iter().map(u64::to_string).collect();
+            bail!("--gpus: GPU {g} is listed twice in {}", all.join(","));
+        }
+    }
+    Ok(gpus.iter().map(|&g| g as u32).collect())
 }
 
 /// `--resume`: drop the points `rows` (those already in --out) hold, all of them or with
