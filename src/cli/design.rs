@@ -8,7 +8,7 @@ use crate::analytic::model_by_name;
 use crate::design::{self, plan, Design, Planner, Prediction};
 use crate::fit::table::Table;
 use crate::measure::cost::RooflineCost;
-use crate::measure::plan::{plan_rows, Grid, PLAN_COLUMNS, PUBLISHED_LENGTHS};
+use crate::measure::plan::{plan_rows, Grid, PUBLISHED_LENGTHS};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -382,19 +382,6 @@ fn write_plan(
     mem: u64,
     min_window_s: f64,
 ) -> Result<()> {
-    if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--plan-csv: cannot read existing '{}'", path.display()))?;
-        let first = text.lines().next().unwrap_or("");
-        if !first.is_empty()
-            && !first.starts_with(&PLAN_COLUMNS[..PLAN_COLUMNS.len() - 1].join(","))
-        {
-            bail!(
-                "--plan-csv: '{}' exists and is not a plan file; refusing to overwrite it",
-                path.display()
-            );
-        }
-    }
     let rows = picked.rows();
     let points: Vec<_> = rows
         .iter()
@@ -405,9 +392,5 @@ fn write_plan(
         .collect();
     let roles: Vec<&str> = rows.iter().map(|r| r.1).collect();
     let rows = plan_rows(&points, &RooflineCost, mem, min_window_s)?;
-    crate::fsutil::write_atomic(
-        path,
-        crate::measure::plan::plan_csv(&rows, &roles).as_bytes(),
-    )
-    .context("--plan-csv")
+    crate::measure::plan_file::write_plan(path, &crate::measure::plan::plan_csv(&rows, &roles))
 }

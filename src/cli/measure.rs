@@ -1,21 +1,19 @@
 //! `energy-fit measure`: plan a sweep, print it (`--dry-run`) or run it, appending one durable row
 //! per point to `--out` and continuing a previous file with `--resume`.
 
-use super::measure_adaptive::Adaptive;
+use super::measure_plan::{grid, plan, Planned};
 use super::values::{fraction, positive_f64, seconds, whole};
 use crate::measure::cost::RooflineCost;
-use crate::measure::plan::{dry_run_table, plan_csv, plan_rows, Grid, Shard};
+use crate::measure::plan::{dry_run_table, plan_csv, plan_rows, Shard};
 use crate::measure::plan::{MAX_BATCH_SIZE, MAX_NUM_TOKENS, MAX_REPEATS, MAX_REQUESTS, MAX_TOKENS};
-use crate::measure::plan_file::read_plan;
+use crate::measure::plan_file::write_plan;
 use crate::measure::rows::Row;
 use crate::measure::run::{key_of, run_source, FixedPoints, RunOpts, WorkloadFactory};
 use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
 use crate::measure::writer::{done_keys, peek_rows};
-use crate::measure::Key;
 use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, PointSource, Writer};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,183 +139,36 @@ fn shard(s: &str) -> std::result::Result<Shard, String> {
     s.parse().map_err(|e: anyhow::Error| format!("{e:#}"))
 }
 
-/// The grid the flags give, checked (each list's values in range and unique).
-fn grid(a: &MeasureArgs) -> Result<Grid> {
-    let list = |s: &str| {
-        s.split(',')
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect::<Vec<_>>()
-    };
-    let g = Grid {
-        llms: list(&a.llm),
-        inputs: a.inputs.clone(),
-        outputs: a.outputs.clone(),
-        requests: a.requests.clone(),
-        max_batch_sizes: a.max_batch_size.clone(),
-        max_num_tokens: a.max_num_tokens,
-        dtypes: list(&a.dtype),
-        repeats: a.repeats,
-    };
-    g.validate()?;
-    Ok(g)
-}
-
 pub fn run(a: MeasureArgs) -> Result<()> {
     let g = grid(&a)?;
     let gpus = gpu_indices(&a.gpus)?;
-    let shard = a.shard;
-    let opts = RunOpts {
-        sample: Duration::from_millis(a.sample_ms),
-        idle_s: a.idle_s,
-        min_window_s: a.min_window_s,
-        phases: a.phases,
-        progress: !a.quiet,
-        stop_after: a.stop_after_s.map(Duration::from_secs_f64),
-    };
-    let gpu_mem_override = a.gpu_mem_gib.map(|g| (g * (1u64 << 30) as f64) as u64);
+    let opts = run_opts(&a);
+    let gpu_mem = a.gpu_mem_gib.map(|g| (g * (1u64 << 30) as f64) as u64);
     crate::measure::writer::out_format(&a.out)?;
     let cost = RooflineCost;
     for l in &g.llms {
         cost.llm_name(l)?;
     }
-    let mut adaptive = None;
-    let planned: Vec<(Point, String)> = match (&a.plan, a.budget_s) {
-        (Some(path), _) => read_plan(path)?,
-        (None, Some(budget)) if a.adaptive => {
-            let ad = adaptive_source(&a, &g, budget, gpu_mem_override, opts.min_window_s)?;
-            let initial = ad.initial_points();
-            adaptive = Some(ad);
-            initial
-        }
-        (None, Some(budget)) => designed(&a, &g, budget, gpu_mem_override, opts.min_window_s)?,
-        (None, None) => g.points().into_iter().map(|p| (p, String::new())).collect(),
-    };
-    for (p, _) in planned.iter().take(1) {
-        cost.llm_name(&p.llm)?;
-    }
-    crate::measure::plan::check_runnable(planned.iter().map(|(p, _)| p))?;
-    let roles: HashMap<Key, String> = planned
-        .iter()
-        .map(|(p, r)| (key_of(p, &cost), r.clone()))
-        .collect();
-    let mut points: Vec<Point> = planned.into_iter().map(|(p, _)| p).collect();
-    if let Some(s) = shard {
-        points = s.take(points);
-    }
-
+    let mut planned = plan(&a, &g, gpu_mem, opts.min_window_s, &cost)?;
     // Meters first: no GPU, no NVML or a refused reading stops here, before any work.
     let standin = std::env::var(STANDIN_ENV)
         .ok()
         .map(|s| StandinConfig::parse(&s))
         .transpose()?;
-    let meters: Result<Vec<Arc<dyn EnergyMeter>>> = match &standin {
-        Some(c) => StandinMeter::open_all(c, &gpus).map(|v| {
-            v.into_iter()
-                .map(|m| Arc::new(m) as Arc<dyn EnergyMeter>)
-                .collect()
-        }),
-        None => NvmlMeter::open_all(&gpus).map(|v| {
-            v.into_iter()
-                .map(|m| Arc::new(m) as Arc<dyn EnergyMeter>)
-                .collect()
-        }),
-    };
-
+    let meters = open_meters(standin.as_ref(), &gpus);
     if a.dry_run {
-        if a.resume {
-            drop_done(&mut points, &peek_rows(&a.out)?, &a, &cost)?;
-        } else if a.out.exists() {
-            eprintln!(
-                "note: --out {} exists; measuring these points into it needs --resume",
-                a.out.display()
-            );
-        }
-        let (mem, src) = match (gpu_mem_override, &meters) {
-            (Some(m), _) => (m, "--gpu-mem-gib".to_string()),
-            (None, Ok(ms)) => {
-                let i = ms[0].info()?;
-                (
-                    i.memory_total_bytes,
-                    format!("{} (GPU {})", i.name, i.index),
-                )
-            }
-            (None, Err(_)) => (
-                80u64 << 30,
-                "assumed 80 GiB H100 (no GPU readable; set --gpu-mem-gib)".to_string(),
-            ),
-        };
-        println!(
-            "plan: {} points{}; memory from {src}",
-            points.len(),
-            shard
-                .map(|s| format!(" (shard {}/{})", s.index, s.count))
-                .unwrap_or_default()
-        );
-        let rows = plan_rows(&points, &cost, mem, opts.min_window_s)?;
-        print!("{}", dry_run_table(&rows, opts.min_window_s)?);
-        if adaptive.is_some() {
-            println!("(the initial design: further points are chosen while measuring, within --budget-s)");
-        }
-        if let Some(path) = &a.plan_csv {
-            std::fs::write(
-                path,
-                plan_csv(
-                    &rows,
-                    &rows
-                        .iter()
-                        .map(|r| {
-                            roles
-                                .get(&key_of(r.point, &cost))
-                                .map_or("", String::as_str)
-                        })
-                        .collect::<Vec<_>>(),
-                ),
-            )
-            .with_context(|| format!("--plan-csv: writing {}", path.display()))?;
-        }
-        return Ok(());
+        return dry_run(&a, &mut planned, meters, gpu_mem, opts.min_window_s, &cost);
     }
     let meters = meters?;
     if standin.is_none() {
-        // --gpus are NVML indices; make CUDA number the GPUs the same way (PCI bus order).
-        if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
-            std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
-        }
-        if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() {
-            eprintln!("warning: CUDA_VISIBLE_DEVICES is set; --gpus are NVML indices and CUDA may number the GPUs differently");
-        }
+        number_gpus_as_nvml();
     }
     let writer = Writer::open(&a.out, a.resume)?;
     if a.resume {
-        drop_done(&mut points, writer.rows(), &a, &cost)?;
+        drop_done(&mut planned.points, writer.rows(), &a, &cost)?;
     }
-    let factory: Box<WorkloadFactory> = match standin {
-        Some(c) => Box::new(move |_gpu| {
-            Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)
-        }),
-        None => {
-            let tune = a.tune_gemms;
-            Box::new(move |gpu| engine_workload(gpu, tune))
-        }
-    };
-    let n = points.len();
-    let (source, expected_points, expected_s): (Box<dyn PointSource>, _, _) = match adaptive {
-        Some(ad) => (Box::new(ad), None, a.budget_s),
-        None => (
-            Box::new(FixedPoints(
-                points
-                    .into_iter()
-                    .map(|p| {
-                        let role = roles.get(&key_of(&p, &cost)).cloned().unwrap_or_default();
-                        (p, role)
-                    })
-                    .collect(),
-            )),
-            Some(n),
-            None,
-        ),
-    };
+    let factory = workload_factory(standin, a.tune_gemms);
+    let (source, expected_points, expected_s) = point_source(planned, a.budget_s, &cost);
     let s = run_source(
         source,
         expected_points,
@@ -345,6 +196,140 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The run loop's knobs from the flags.
+fn run_opts(a: &MeasureArgs) -> RunOpts {
+    RunOpts {
+        sample: Duration::from_millis(a.sample_ms),
+        idle_s: a.idle_s,
+        min_window_s: a.min_window_s,
+        phases: a.phases,
+        progress: !a.quiet,
+        stop_after: a.stop_after_s.map(Duration::from_secs_f64),
+    }
+}
+
+/// One meter per GPU: the stand-in's when configured, else NVML's. The error is kept, not
+/// returned: `--dry-run` goes on without a GPU.
+fn open_meters(standin: Option<&StandinConfig>, gpus: &[u32]) -> Result<Vec<Arc<dyn EnergyMeter>>> {
+    fn shared<M: EnergyMeter + 'static>(v: Vec<M>) -> Vec<Arc<dyn EnergyMeter>> {
+        v.into_iter()
+            .map(|m| Arc::new(m) as Arc<dyn EnergyMeter>)
+            .collect()
+    }
+    match standin {
+        Some(c) => StandinMeter::open_all(c, gpus).map(shared),
+        None => NvmlMeter::open_all(gpus).map(shared),
+    }
+}
+
+/// `--dry-run`: print the plan with feasibility and estimates (the points --out lacks, with
+/// --resume) and write it with --plan-csv; measure nothing.
+fn dry_run(
+    a: &MeasureArgs,
+    planned: &mut Planned,
+    meters: Result<Vec<Arc<dyn EnergyMeter>>>,
+    gpu_mem: Option<u64>,
+    min_window_s: f64,
+    cost: &RooflineCost,
+) -> Result<()> {
+    if a.resume {
+        drop_done(&mut planned.points, &peek_rows(&a.out)?, a, cost)?;
+    } else if a.out.exists() {
+        eprintln!(
+            "note: --out {} exists; measuring these points into it needs --resume",
+            a.out.display()
+        );
+    }
+    let (mem, src) = match (gpu_mem, &meters) {
+        (Some(m), _) => (m, "--gpu-mem-gib".to_string()),
+        (None, Ok(ms)) => {
+            let i = ms[0].info()?;
+            (
+                i.memory_total_bytes,
+                format!("{} (GPU {})", i.name, i.index),
+            )
+        }
+        (None, Err(_)) => (
+            80u64 << 30,
+            "assumed 80 GiB H100 (no GPU readable; set --gpu-mem-gib)".to_string(),
+        ),
+    };
+    let points = &planned.points;
+    println!(
+        "plan: {} points{}; memory from {src}",
+        points.len(),
+        a.shard
+            .map(|s| format!(" (shard {}/{})", s.index, s.count))
+            .unwrap_or_default()
+    );
+    let rows = plan_rows(points, cost, mem, min_window_s)?;
+    print!("{}", dry_run_table(&rows, min_window_s)?);
+    if planned.adaptive.is_some() {
+        println!(
+            "(the initial design: further points are chosen while measuring, within --budget-s)"
+        );
+    }
+    if let Some(path) = &a.plan_csv {
+        let roles: Vec<&str> = rows
+            .iter()
+            .map(|r| {
+                planned
+                    .roles
+                    .get(&key_of(r.point, cost))
+                    .map_or("", String::as_str)
+            })
+            .collect();
+        write_plan(path, &plan_csv(&rows, &roles))?;
+    }
+    Ok(())
+}
+
+/// --gpus are NVML indices; make CUDA number the GPUs the same way (PCI bus order).
+fn number_gpus_as_nvml() {
+    if std::env::var_os("CUDA_DEVICE_ORDER").is_none() {
+        std::env::set_var("CUDA_DEVICE_ORDER", "PCI_BUS_ID");
+    }
+    if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() {
+        eprintln!("warning: CUDA_VISIBLE_DEVICES is set; --gpus are NVML indices and CUDA may number the GPUs differently");
+    }
+}
+
+/// What each GPU's worker runs: the stand-in workload when configured, else the engine.
+fn workload_factory(standin: Option<StandinConfig>, tune_gemms: bool) -> Box<WorkloadFactory> {
+    match standin {
+        Some(c) => Box::new(move |_gpu| {
+            Ok(Box::new(StandinWorkload { cfg: c.clone() }) as Box<dyn crate::measure::Workload>)
+        }),
+        None => Box::new(move |gpu| engine_workload(gpu, tune_gemms)),
+    }
+}
+
+/// Where the run loop takes its points: the adaptive source (sized by the budget), or the fixed
+/// list with each point's role (sized by its length).
+fn point_source(
+    planned: Planned,
+    budget_s: Option<f64>,
+    cost: &RooflineCost,
+) -> (Box<dyn PointSource>, Option<usize>, Option<f64>) {
+    if let Some(ad) = planned.adaptive {
+        return (Box::new(ad), None, budget_s);
+    }
+    let n = planned.points.len();
+    let with_roles = planned
+        .points
+        .into_iter()
+        .map(|p| {
+            let role = planned
+                .roles
+                .get(&key_of(&p, cost))
+                .cloned()
+                .unwrap_or_default();
+            (p, role)
+        })
+        .collect();
+    (Box::new(FixedPoints(with_roles)), Some(n), None)
 }
 
 /// `--gpus` as NVML indices, each once.
@@ -395,61 +380,6 @@ fn drop_done(
         points.len()
     );
     Ok(())
-}
-
-/// `--budget-s`: the D-optimal design of the grid's points within the budget.
-fn designed(
-    a: &MeasureArgs,
-    g: &Grid,
-    budget: f64,
-    mem: Option<u64>,
-    min_window_s: f64,
-) -> Result<Vec<(Point, String)>> {
-    let model = crate::analytic::model_by_name(&a.model)?;
-    let mem = mem.unwrap_or(80 << 30);
-    let c = super::design_input::candidates(
-        super::design_input::grid_points(g)?,
-        a.prior.as_deref(),
-        mem,
-        min_window_s,
-    )?;
-    let p = crate::design::Planner::new(model.as_ref(), c.list.clone())?;
-    let d = crate::design::plan(&p, budget, &[])?;
-    eprintln!(
-        "design: {} points, {:.1} s estimated of the {budget:.1} s budget (prior: {})",
-        d.chosen.len(),
-        d.cost_s,
-        c.prior
-    );
-    Ok(d.chosen
-        .iter()
-        .map(|&i| (c.points[i].clone(), "design".to_string()))
-        .collect())
-}
-
-/// `--adaptive`: the candidates of the grid and the source that refines their design.
-fn adaptive_source(
-    a: &MeasureArgs,
-    g: &Grid,
-    budget: f64,
-    mem: Option<u64>,
-    min_window_s: f64,
-) -> Result<Adaptive> {
-    let c = super::design_input::candidates(
-        super::design_input::grid_points(g)?,
-        a.prior.as_deref(),
-        mem.unwrap_or(80 << 30),
-        min_window_s,
-    )?;
-    let keys = c.points.iter().map(|p| key_of(p, &RooflineCost)).collect();
-    Adaptive::new(
-        crate::analytic::model_by_name(&a.model)?,
-        &c,
-        keys,
-        budget,
-        a.initial_fraction,
-        !a.quiet,
-    )
 }
 
 /// The real workload: the engine on GPU `gpu`.

@@ -10,6 +10,7 @@ pub mod fit;
 mod fit_prior;
 pub mod import_reference;
 mod measure_adaptive;
+mod measure_plan;
 pub mod predict;
 pub mod report;
 

@@ -419,13 +419,46 @@ fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
         !out.exists() && !dir.path().join("p2.csv").exists(),
         "nothing written"
     );
-    // A path that cannot be written is named.
-    let r =
-        run(measure(&args, None).args(["--dry-run", "--plan-csv", "/nonexistent/dir/plan.csv"]));
+    // A path that cannot be written (its folder is a file) is named.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let bad = file.join("plan.csv");
+    let bad = bad.to_str().unwrap();
+    let r = run(measure(&args, None).args(["--dry-run", "--plan-csv", bad]));
     assert!(
-        !r.status.success() && stderr(&r).contains("--plan-csv: writing /nonexistent/dir/plan.csv"),
+        !r.status.success() && stderr(&r).contains(&format!("--plan-csv: writing {bad}")),
         "{}",
         stderr(&r)
+    );
+    // The plan is replaced atomically (no temporary left beside it), a plan over a plan is
+    // fine, and a file that is not a plan (measurements) is never replaced.
+    let o = run(measure(&args, None).args(["--dry-run", "--plan-csv", plan.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), text);
+    let data = dir.path().join("data.csv");
+    std::fs::write(
+        &data,
+        "llm,input_tokens,output_tokens,requests,energy_j\nx,1,1,1,1\n",
+    )
+    .unwrap();
+    let r = run(measure(&args, None).args(["--dry-run", "--plan-csv", data.to_str().unwrap()]));
+    assert!(
+        !r.status.success() && stderr(&r).contains("is not a plan file"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(std::fs::read_to_string(&data)
+        .unwrap()
+        .starts_with("llm,input_tokens,output_tokens,requests,energy_j\n"));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["a-file", "data.csv", "plan.csv"],
+        "temporaries left behind"
     );
 }
 
