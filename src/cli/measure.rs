@@ -93,7 +93,8 @@ pub struct MeasureArgs {
     /// With --dry-run, also write the plan to this CSV file for scripts: one line per point with
     /// columns llm, input_tokens, output_tokens, requests, max_batch_size, max_num_tokens, dtype,
     /// repeat, fits (true/false), est_s (the table's roofline seconds of one run, unrounded; empty
-    /// when the point does not fit) and runs (runs per window; empty likewise).
+    /// when the point does not fit) and runs (runs per window; empty likewise). Written atomically;
+    /// an existing file that is not a plan is refused.
     #[arg(long, requires = "dry_run", value_name = "PATH")]
     pub plan_csv: Option<PathBuf>,
     /// Power / clock / temperature sampling period in milliseconds.
