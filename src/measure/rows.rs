@@ -468,7 +468,8 @@ mod tests {
         };
         let text = csv_header() + &row.csv_line();
         assert_eq!(parse_csv(&text, "t.csv").unwrap(), vec![row.clone()]);
-        let (back, unknown) = from_frame(&to_frame(&[row.clone()]).unwrap(), "t").unwrap();
+        let (back, unknown) =
+            from_frame(&to_frame(std::slice::from_ref(&row)).unwrap(), "t").unwrap();
         assert_eq!(back, vec![row]);
         assert!(unknown.is_empty());
     }

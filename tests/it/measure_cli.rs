@@ -316,10 +316,26 @@ fn bad_flags_are_clear_errors_naming_flag_and_value() {
         (vec!["--max-num-tokens", "1,2"], "--max-num-tokens", "1,2"),
         // List flags: zero, absurdly large and repeated values.
         (vec!["--requests", "0"], "--requests", "'0'"),
-        (vec!["--inputs", "64,99999999999"], "--inputs", "99999999999"),
-        (vec!["--outputs", "64,128,64"], "--outputs: 64 is listed twice", "64"),
-        (vec!["--max-batch-size", "8,8"], "--max-batch-size: 8 is listed twice", "8"),
-        (vec!["--gpus", "0,1,0"], "--gpus: GPU 0 is listed twice", "0,1,0"),
+        (
+            vec!["--inputs", "64,99999999999"],
+            "--inputs",
+            "99999999999",
+        ),
+        (
+            vec!["--outputs", "64,128,64"],
+            "--outputs: 64 is listed twice",
+            "64",
+        ),
+        (
+            vec!["--max-batch-size", "8,8"],
+            "--max-batch-size: 8 is listed twice",
+            "8",
+        ),
+        (
+            vec!["--gpus", "0,1,0"],
+            "--gpus: GPU 0 is listed twice",
+            "0,1,0",
+        ),
         (vec!["--idle-s", "1e9"], "--idle-s", "1e9"),
         (vec!["--repeats", "5000"], "--repeats", "5000"),
     ] {
