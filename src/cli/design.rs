@@ -3,11 +3,12 @@
 //! print the budget curve, or validate designs on a fully measured grid.
 
 use super::design_input::{candidates, grid_points, holdouts, Candidates, REQUESTS_MODEL};
+use super::values::{fraction, positive_f64};
 use crate::analytic::model_by_name;
 use crate::design::{self, plan, Design, Planner, Prediction, SpotPrediction};
 use crate::fit::table::Table;
 use crate::measure::cost::RooflineCost;
-use crate::measure::plan::{plan_rows, Grid, PLAN_COLUMNS, PUBLISHED_LENGTHS};
+use crate::measure::plan::{plan_rows, Grid, PUBLISHED_LENGTHS};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -91,20 +92,6 @@ pub struct DesignArgs {
     /// ones, so the data carry a repeat spread.
     #[arg(long, value_name = "K", default_value_t = 0, requires = "budget")]
     pub repeat_points: usize,
-}
-
-pub(crate) fn positive_f64(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("expected a positive number, got {s:?}")),
-    }
-}
-
-pub(crate) fn fraction(s: &str) -> std::result::Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
-        _ => Err(format!("expected a fraction in (0, 1], got {s:?}")),
-    }
 }
 
 /// What a design run picked: the design, the design points measured a second time, the hold-outs.
@@ -446,19 +433,6 @@ fn write_plan(
     mem: u64,
     min_window_s: f64,
 ) -> Result<()> {
-    if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--plan-csv: cannot read existing '{}'", path.display()))?;
-        let first = text.lines().next().unwrap_or("");
-        if !first.is_empty()
-            && !first.starts_with(&PLAN_COLUMNS[..PLAN_COLUMNS.len() - 1].join(","))
-        {
-            bail!(
-                "--plan-csv: '{}' exists and is not a plan file; refusing to overwrite it",
-                path.display()
-            );
-        }
-    }
     let rows = picked.rows();
     let points: Vec<_> = rows
         .iter()
@@ -469,9 +443,5 @@ fn write_plan(
         .collect();
     let roles: Vec<&str> = rows.iter().map(|r| r.1).collect();
     let rows = plan_rows(&points, &RooflineCost, mem, min_window_s)?;
-    crate::fsutil::write_atomic(
-        path,
-        crate::measure::plan::plan_csv(&rows, &roles).as_bytes(),
-    )
-    .context("--plan-csv")
+    crate::measure::plan_file::write_plan(path, &crate::measure::plan::plan_csv(&rows, &roles))
 }

@@ -11,7 +11,7 @@ use crate::fit::{
 };
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct FitArgs {
@@ -23,7 +23,7 @@ pub struct FitArgs {
     pub model: String,
     /// GPU memory the concurrency of flops-mem-batch is computed for (KV capacity as the dry run
     /// sizes it), when the data do not say.
-    #[arg(long, value_name = "GIB", default_value_t = 80.0, value_parser = super::design::positive_f64)]
+    #[arg(long, value_name = "GIB", default_value_t = 80.0, value_parser = super::values::positive_f64)]
     pub gpu_mem_gib: f64,
     /// Residual minimised: rel = (e_pred − e)/e (targets MAPE), abs = e_pred − e (as published).
     #[arg(long, value_enum, default_value_t = Loss::Rel)]
@@ -46,8 +46,8 @@ pub struct FitArgs {
     /// take several values for one LLM (flops-mem-batch spans requests and max_batch_size).
     #[arg(long = "by", value_name = "COLUMN")]
     pub by: Vec<String>,
-    /// Folder for the JSON fit files. Default: fits/ for the default data; for named DATA files
-    /// fits/<first file's stem>/ (so fitting a side file never overwrites the shipped fits).
+    /// Folder for the JSON fit files. Default: fits/ for the default data in data/; for named DATA
+    /// files none: their fits are printed and written only where --out says.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Do not write fit files.
@@ -86,7 +86,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     if let Some(prior) = &args.prior {
         return super::fit_prior::run(&paths, prior, args.points.as_deref(), args.json);
     }
-    let out = args.out.clone().unwrap_or_else(|| default_out(&args.data));
+    let out = out_dir(args.out.as_deref(), &args.data);
     let ds = Dataset::load(&paths)?;
     let (groups, fits_of) = fit_groups(&ds, &args.by, &models)?;
     let opts = FitOptions {
@@ -151,7 +151,10 @@ pub fn run(args: FitArgs) -> Result<()> {
                     .mape_pct_by_loss
                     .insert(alt.loss.name().into(), alt.mape_pct);
             }
-            let path = (!args.no_write).then(|| out.join(file_name(g, model.name())));
+            let path = out
+                .as_ref()
+                .filter(|_| !args.no_write)
+                .map(|o| o.join(file_name(g, model.name())));
             fitted.push(Fitted {
                 group: gi,
                 model: mi,
@@ -181,7 +184,7 @@ pub fn run(args: FitArgs) -> Result<()> {
             serde_json::to_string_pretty(&json_doc(&fitted, &groups))?
         );
     } else {
-        print_tables(&args, &out, &ds, &groups, &models, &fitted);
+        print_tables(&args, out.as_deref(), &ds, &groups, &models, &fitted);
     }
     Ok(())
 }
@@ -245,24 +248,18 @@ fn write_all(fitted: &[Fitted], inputs: &[PathBuf]) -> Result<()> {
         .context("writing the fit files (the previous ones are unchanged)")
 }
 
-/// Every measurement file in data/, or a clear error when there is none.
-/// Where fit files go without `--out`: fits/ for the default data, fits/<stem>/ for named files
-/// (the first one's stem, plus "-and-N-more" for several).
-pub fn default_out(data: &[PathBuf]) -> PathBuf {
-    let Some(first) = data.first() else {
-        return PathBuf::from("fits");
-    };
-    let stem = first
-        .file_stem()
-        .map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned());
-    let name = if data.len() > 1 {
-        format!("{stem}-and-{}-more", data.len() - 1)
-    } else {
-        stem
-    };
-    PathBuf::from("fits").join(name)
+/// Where fit files go: `--out` when given; else fits/ for the default data (every file in data/)
+/// and nowhere for named DATA files. A file fitted at hand thus leaves no folder behind wherever
+/// the command happens to run, and never touches the shipped fits; its tables are printed.
+pub fn out_dir(out: Option<&Path>, data: &[PathBuf]) -> Option<PathBuf> {
+    match out {
+        Some(o) => Some(o.to_path_buf()),
+        None if data.is_empty() => Some(PathBuf::from("fits")),
+        None => None,
+    }
 }
 
+/// Every measurement file in data/, or a clear error when there is none.
 pub fn default_data() -> Result<Vec<PathBuf>> {
     let dir = PathBuf::from("data");
     let files = Dataset::files_in(&dir)
@@ -354,7 +351,7 @@ fn comparison(fitted: &[Fitted], groups: &[Group]) -> Option<Vec<published::Comp
 
 fn print_tables(
     args: &FitArgs,
-    out: &std::path::Path,
+    out: Option<&Path>,
     ds: &Dataset,
     groups: &[Group],
     models: &[Box<dyn EnergyModel>],
@@ -516,8 +513,12 @@ fn print_tables(
         }
     }
     let written = fitted.iter().filter(|f| f.path.is_some()).count();
-    if written > 0 {
-        println!("wrote {written} fit files to {}/", out.display());
+    match out {
+        Some(out) if written > 0 => println!("wrote {written} fit files to {}/", out.display()),
+        None if !args.no_write => {
+            println!("fit files not written (named DATA files): pass --out DIR to keep them")
+        }
+        _ => {}
     }
 }
 

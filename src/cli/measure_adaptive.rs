@@ -98,7 +98,7 @@ impl Adaptive {
             }
             done.push(i);
             spent += self.prior[i].cost_s.max(r.window_s.unwrap_or(0.0));
-            if let (true, Some(e)) = (r.status == "ok", r.energy_j) {
+            if let (true, Some(e)) = (r.status.is_ok(), r.energy_j) {
                 obs.push(Obs {
                     input_tokens: r.input_tokens as f64,
                     output_tokens: r.output_tokens as f64,

@@ -10,6 +10,7 @@ pub mod fit;
 mod fit_prior;
 pub mod import_reference;
 mod measure_adaptive;
+mod measure_plan;
 pub mod predict;
 pub mod predict_batch;
 pub mod report;
@@ -21,6 +22,7 @@ pub mod llms;
 pub mod measure;
 pub mod merge;
 pub mod selftest;
+mod values;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,8 +62,9 @@ pub enum Command {
     /// Choose the grid points that tell most about an energy model per estimated second, within a
     /// budget; or print the budget curve, or validate designs on a measured grid (no GPU needed).
     Design(Box<design::DesignArgs>),
-    /// Measure the GPU energy of a grid of (input_tokens, output_tokens) points (needs an NVIDIA GPU;
-    /// --dry-run does not).
+    /// Measure the GPU energy of a grid of (input_tokens, output_tokens) points (needs a GPU).
+    ///
+    /// Needs an NVIDIA GPU and its driver (NVML); `--dry-run` needs neither.
     Measure(Box<measure::MeasureArgs>),
     /// Time the engine's prefill and decode against their roofline floors on this GPU (needs a GPU).
     Bench(bench::BenchArgs),
@@ -81,8 +84,8 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Run grid points on the engine with random weights; print time and tokens/s (needs a GPU; no
-    /// energy metering).
+    /// Run grid points on the engine with random weights; print time and tokens/s; no energy
+    /// metering (needs a GPU).
     ///
     /// No energy metering. Example: `energy-fit engine-run --llm opt-6.7b --points 64x64,4096x4096`.
     EngineRun {
@@ -137,8 +140,8 @@ pub enum Command {
         #[arg(long, conflicts_with = "no_warm_gemms")]
         tune_gemms: bool,
     },
-    /// Greedy-generate from a checkpoint and dump tokens and logits as JSON (HF comparison; needs a
-    /// GPU).
+    /// Greedy-generate from a checkpoint and dump tokens and logits as JSON for comparison with HF
+    /// (needs a GPU).
     #[command(hide = true)]
     EngineDump {
         /// Local HF checkpoint directory (config.json + *.safetensors).

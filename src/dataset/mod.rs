@@ -4,9 +4,11 @@
 //! Unknown columns are kept. Rows whose `status` is not `ok` (skipped points) stay in the table
 //! but are not fitted.
 
+mod columns;
 mod io;
 pub mod schema;
 pub mod settings;
+mod status;
 pub use settings::RunSettings;
 pub mod synthetic;
 
@@ -169,7 +171,7 @@ impl Dataset {
         let by_vals: Vec<Vec<Option<String>>> =
             by.iter().map(|c| text(c)).collect::<Result<_>>()?;
         let ok: Vec<usize> = (0..self.df.height())
-            .filter(|&i| row_is_ok(status.as_ref().and_then(|s| s[i].as_deref())))
+            .filter(|&i| is_fitted(status.as_ref().and_then(|s| s[i].as_deref())))
             .collect();
         let split = settings::split_columns(self, &ok, &llm, by, span)?;
         let conc = self.optional_f64(MEAN_CONCURRENCY)?;
@@ -356,7 +358,7 @@ fn validate_rows(df: &DataFrame, path: &Path) -> Result<()> {
         .collect::<Result<_>>()?;
     let mut used = 0;
     for row in 0..df.height() {
-        if !row_is_ok(status.as_ref().and_then(|s| s.get(row))) {
+        if !row_status(path, row, status.as_ref().and_then(|s| s.get(row)))?.is_ok() {
             continue;
         }
         used += 1;

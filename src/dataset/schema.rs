@@ -22,39 +22,33 @@ pub const MEAN_CONCURRENCY: &str = "mean_concurrency";
 /// Tokens the run's KV cache held (empty or absent: unknown).
 pub const KV_CAPACITY_TOKENS: &str = "kv_capacity_tokens";
 
-/// Columns every measurement file must have.
-pub const REQUIRED: [&str; 5] = [LLM, INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
+pub use super::columns::{spec, ColumnSpec, ColumnType, COLUMNS, MEASUREMENT};
+pub use super::status::Status;
+
+/// Columns every measurement file must have (those of [`MEASUREMENT`] marked required).
+pub const REQUIRED: [&str; 5] = required_names(&MEASUREMENT);
 /// Required columns that hold numbers (all must be > 0 on rows that are used).
 pub const NUMERIC: [&str; 4] = [INPUT_TOKENS, OUTPUT_TOKENS, REQUESTS, ENERGY_J];
-/// The full column set `measure` writes, in order (README "Data formats").
-pub const MEASURE_COLUMNS: [&str; 26] = [
-    LLM,
-    INPUT_TOKENS,
-    OUTPUT_TOKENS,
-    REQUESTS,
-    ENERGY_J,
-    "gpu",
-    "driver",
-    "engine",
-    "dtype",
-    "max_batch_size",
-    "max_num_tokens",
-    "duration_s",
-    "avg_power_w",
-    "idle_power_w",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "max_temp_c",
-    "generated_tokens",
-    "repeat",
-    "started_at",
-    STATUS,
-    "window_runs",
-    "prefill_energy_j",
-    "decode_energy_j",
-    "power_limit_w",
-    "sample_ms",
-];
+
+/// The required names of `specs`, in order; fails to compile when there are not exactly M.
+const fn required_names<const N: usize, const M: usize>(
+    specs: &[ColumnSpec; N],
+) -> [&'static str; M] {
+    let mut out = [""; M];
+    let (mut i, mut j) = (0, 0);
+    while i < N {
+        if specs[i].required {
+            out[j] = specs[i].name;
+            j += 1;
+        }
+        i += 1;
+    }
+    assert!(
+        j == M,
+        "REQUIRED's length differs from the required columns"
+    );
+    out
+}
 
 /// Human position of a data row: row r (1-based) is line r+1 of a CSV with its header.
 pub fn place(path: &Path, row: usize) -> String {
@@ -119,12 +113,16 @@ pub fn normalise(df: &mut DataFrame, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether a row is a finished measurement (`status` absent, empty or `ok`).
-pub fn row_is_ok(status: Option<&str>) -> bool {
-    match status {
-        None => true,
-        Some(s) => s.trim().is_empty() || s.trim() == "ok",
-    }
+/// The status of data row `row` of `path` (an absent column or empty cell is `ok`); a value that
+/// is no status is an error naming the file, row, column and value.
+pub fn row_status(path: &Path, row: usize, cell: Option<&str>) -> Result<Status> {
+    Status::parse(cell.unwrap_or(""))
+        .map_err(|e| anyhow::anyhow!("{}, column '{STATUS}': {e}", place(path, row)))
+}
+
+/// Whether a cell of a validated table (see [`row_status`]) marks a fitted row.
+pub fn is_fitted(cell: Option<&str>) -> bool {
+    Status::parse(cell.unwrap_or("")).is_ok_and(|s| s.is_ok())
 }
 
 /// Validate the values of one used row: no missing value, no NaN, all strictly positive,

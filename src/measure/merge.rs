@@ -129,10 +129,10 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path, force: bool) -> Result<(usize
             dropped += 1;
             let (ofi, ori) = kept[j];
             let old = &tables[ofi].rows[ori];
-            if old == r || r.status != "ok" {
+            if old == r || !r.status.is_ok() {
                 continue;
             }
-            if old.status != "ok" {
+            if !old.status.is_ok() {
                 kept[j] = (fi, ri);
                 continue;
             }

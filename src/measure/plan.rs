@@ -11,6 +11,18 @@ use std::fmt::Write as _;
 /// The published grid: 64 … 4096 in powers of two.
 pub const PUBLISHED_LENGTHS: [u64; 7] = [64, 128, 256, 512, 1024, 2048, 4096];
 
+/// Largest input or output length of a grid point (tokens): far beyond any LLM's context today,
+/// small enough that products of the grid's numbers stay exact in the cost model.
+pub const MAX_TOKENS: u64 = 1 << 20;
+/// Largest number of requests of one point.
+pub const MAX_REQUESTS: u64 = 1 << 20;
+/// Largest in-flight batch bound.
+pub const MAX_BATCH_SIZE: u64 = 1 << 20;
+/// Largest token budget of one engine step.
+pub const MAX_NUM_TOKENS: u64 = 1 << 24;
+/// Most measurements of one point.
+pub const MAX_REPEATS: u64 = 1000;
+
 /// Every axis of a sweep.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grid {
@@ -49,25 +61,16 @@ impl Grid {
         if self.llms.is_empty() {
             bail!("--llm: no LLM given");
         }
-        for (flag, vals) in [
-            ("--inputs", &self.inputs),
-            ("--outputs", &self.outputs),
-            ("--requests", &self.requests),
-            ("--max-batch-size", &self.max_batch_sizes),
+        for (flag, vals, max) in [
+            ("--inputs", &self.inputs, MAX_TOKENS),
+            ("--outputs", &self.outputs, MAX_TOKENS),
+            ("--requests", &self.requests, MAX_REQUESTS),
+            ("--max-batch-size", &self.max_batch_sizes, MAX_BATCH_SIZE),
         ] {
-            if vals.is_empty() {
-                bail!("{flag}: empty list");
-            }
-            if let Some(v) = vals.iter().find(|&&v| v == 0) {
-                bail!("{flag}: values must be > 0, got {v}");
-            }
+            check_list(flag, vals, max)?;
         }
-        if self.max_num_tokens == 0 {
-            bail!("--max-num-tokens: must be > 0, got 0");
-        }
-        if self.repeats == 0 {
-            bail!("--repeats: must be > 0, got 0");
-        }
+        check_list("--max-num-tokens", &[self.max_num_tokens], MAX_NUM_TOKENS)?;
+        check_list("--repeats", &[self.repeats], MAX_REPEATS)?;
         for d in &self.dtypes {
             if dtype_bytes(d).is_none() {
                 bail!("--dtype: unknown dtype {d:?} (expected bf16, fp16 or fp32)");
@@ -335,17 +338,19 @@ pub fn window_runs_for(run_s: f64, min_window_s: f64) -> u64 {
     ((min_window_s / run_s).ceil() as u64).max(1)
 }
 
-/// Parse a comma-separated list of positive integers for `flag`.
-pub fn parse_list(flag: &str, s: &str) -> Result<Vec<u64>> {
-    s.split(',')
-        .map(|t| {
-            let t = t.trim();
-            match t.parse::<u64>() {
-                Ok(v) if v > 0 => Ok(v),
-                _ => bail!(
-                    "{flag}: expected positive integers separated by commas, got {t:?} in {s:?}"
-                ),
-            }
-        })
-        .collect()
+/// A list flag's values: not empty, each in 1..=`max`, none twice; errors name the flag and value.
+pub fn check_list(flag: &str, vals: &[u64], max: u64) -> Result<()> {
+    if vals.is_empty() {
+        bail!("{flag}: empty list");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for &v in vals {
+        if !(1..=max).contains(&v) {
+            bail!("{flag}: {v} is out of range 1..={max}");
+        }
+        if !seen.insert(v) {
+            bail!("{flag}: {v} is listed twice");
+        }
+    }
+    Ok(())
 }

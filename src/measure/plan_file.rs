@@ -1,7 +1,8 @@
-//! Reading a plan file back (`measure --plan FILE`): the points to measure with their run
-//! settings and roles. A plan describes one LLM under one set of run settings, except that the
-//! number of requests may differ from row to row (a design over the concurrency axis); anything
-//! else in it is an error naming the file, the line and the value.
+//! Plan files: writing one (`--plan-csv` of `design` and `measure --dry-run`, atomically, never
+//! over a file that is not a plan) and reading one back (`measure --plan FILE`): the points to
+//! measure with their run settings and roles. A plan describes one LLM under one set of run
+//! settings, except that the number of requests may differ from row to row (a design over the
+//! concurrency axis); anything else in it is an error naming the file, the line and the value.
 
 use super::plan::{dtype_bytes, Point, PLAN_COLUMNS};
 use super::rows::split_csv;
@@ -11,6 +12,27 @@ use std::path::Path;
 
 /// Roles a plan row may carry: empty (a plain grid point), `design` or `holdout`.
 pub const ROLES: [&str; 3] = ["", "design", "holdout"];
+
+/// Write plan text (`plan::plan_csv`) to `path` for `--plan-csv`: through a temporary file and a
+/// rename, so a reader sees the old plan or the new one, never half; an existing file that is
+/// not a plan (its first line is not the plan header) is refused, so a typo cannot replace data.
+pub fn write_plan(path: &Path, text: &str) -> Result<()> {
+    if path.exists() {
+        let old = std::fs::read_to_string(path)
+            .with_context(|| format!("--plan-csv: cannot read existing '{}'", path.display()))?;
+        let first = old.lines().next().unwrap_or("");
+        if !first.is_empty()
+            && !first.starts_with(&PLAN_COLUMNS[..PLAN_COLUMNS.len() - 1].join(","))
+        {
+            bail!(
+                "--plan-csv: '{}' exists and is not a plan file; refusing to overwrite it",
+                path.display()
+            );
+        }
+    }
+    crate::fsutil::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("--plan-csv: writing {}", path.display()))
+}
 
 /// The points of a plan file, in its order, each with its role.
 pub fn read_plan(path: &Path) -> Result<Vec<(Point, String)>> {

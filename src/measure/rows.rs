@@ -7,63 +7,10 @@
 use anyhow::{bail, Context, Result};
 use polars::prelude::{Column, DataFrame, DataType};
 
-/// Column order of every file `measure` writes: the measurement columns of the README ("Data formats") first,
-/// then the extras.
-pub const COLUMNS: [&str; 32] = [
-    "llm",
-    "input_tokens",
-    "output_tokens",
-    "requests",
-    "energy_j",
-    "gpu",
-    "driver",
-    "engine",
-    "dtype",
-    "max_batch_size",
-    "max_num_tokens",
-    "duration_s",
-    "avg_power_w",
-    "idle_power_w",
-    "sm_clock_mhz",
-    "mem_clock_mhz",
-    "max_temp_c",
-    "generated_tokens",
-    "repeat",
-    "started_at",
-    "status",
-    // extras
-    "gpu_index",
-    "power_limit_w",
-    "window_s",
-    "window_runs",
-    "window_energy_j",
-    "samples",
-    "prefill_energy_j",
-    "decode_energy_j",
-    "role",
-    // the batch the run had (see `Row::mean_concurrency`)
-    "mean_concurrency",
-    "kv_capacity_tokens",
-];
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Str,
-    Int,
-    Float,
-}
-
-fn kind(col: &str) -> Kind {
-    match col {
-        "llm" | "gpu" | "driver" | "engine" | "dtype" | "started_at" | "status" | "role" => {
-            Kind::Str
-        }
-        "input_tokens" | "output_tokens" | "requests" | "max_batch_size" | "max_num_tokens"
-        | "generated_tokens" | "repeat" | "gpu_index" | "window_runs" | "samples"
-        | "kv_capacity_tokens" => Kind::Int,
-        _ => Kind::Float,
-    }
-}
+/// Column order of every file `measure` writes: the measurement schema's (`dataset::schema`),
+/// the one list both the writer and the readers use.
+pub use crate::dataset::schema::COLUMNS;
+use crate::dataset::schema::{spec, ColumnType, Status};
 
 /// One (grid point, repeat). Per-run quantities (`energy_j`, `duration_s`, `generated_tokens`) are
 /// for ONE run of the R requests; when a short point was repeated inside its window, `window_runs`
@@ -90,7 +37,7 @@ pub struct Row {
     pub generated_tokens: Option<u64>,
     pub repeat: u64,
     pub started_at: String,
-    pub status: String,
+    pub status: Status,
     pub gpu_index: Option<u64>,
     pub power_limit_w: Option<f64>,
     pub window_s: Option<f64>,
@@ -176,7 +123,7 @@ impl Row {
             I(self.generated_tokens),
             I(Some(self.repeat)),
             S(self.started_at.clone()),
-            S(self.status.clone()),
+            S(self.status.to_string()),
             I(self.gpu_index),
             F(self.power_limit_w),
             F(self.window_s),
@@ -251,7 +198,8 @@ impl Row {
             generated_tokens: opt_i("generated_tokens")?,
             repeat: opt_i("repeat")?.unwrap_or(0),
             started_at: s("started_at"),
-            status: s("status"),
+            status: Status::parse(&s("status"))
+                .map_err(|e| anyhow::anyhow!("{at}: column status: {e}"))?,
             gpu_index: opt_i("gpu_index")?,
             power_limit_w: opt_f("power_limit_w")?,
             window_s: opt_f("window_s")?,
@@ -373,10 +321,10 @@ pub fn parse_csv(text: &str, file: &str) -> Result<Vec<Row>> {
 
 /// The polars type a measurement column is written with in Parquet (None: not one of `COLUMNS`).
 pub fn column_dtype(name: &str) -> Option<DataType> {
-    COLUMNS.contains(&name).then(|| match kind(name) {
-        Kind::Str => DataType::String,
-        Kind::Int => DataType::UInt64,
-        Kind::Float => DataType::Float64,
+    spec(name).map(|c| match c.ty {
+        ColumnType::Text => DataType::String,
+        ColumnType::Integer => DataType::UInt64,
+        ColumnType::Number => DataType::Float64,
     })
 }
 
@@ -385,8 +333,9 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
     let cells: Vec<Vec<Cell>> = rows.iter().map(|r| r.cells()).collect();
     let mut cols = Vec::new();
     for (j, name) in COLUMNS.iter().enumerate() {
-        let col = match kind(name) {
-            Kind::Str => Column::new(
+        let ty = spec(name).expect("COLUMNS are the schema's").ty;
+        let col = match ty {
+            ColumnType::Text => Column::new(
                 (*name).into(),
                 cells
                     .iter()
@@ -396,7 +345,7 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
                     })
                     .collect::<Vec<_>>(),
             ),
-            Kind::Int => Column::new(
+            ColumnType::Integer => Column::new(
                 (*name).into(),
                 cells
                     .iter()
@@ -406,7 +355,7 @@ pub fn to_frame(rows: &[Row]) -> Result<DataFrame> {
                     })
                     .collect::<Vec<_>>(),
             ),
-            Kind::Float => Column::new(
+            ColumnType::Number => Column::new(
                 (*name).into(),
                 cells
                     .iter()
@@ -468,4 +417,72 @@ pub fn from_frame(df: &DataFrame, file: &str) -> Result<(Vec<Row>, Vec<String>)>
         .filter(|n| !COLUMNS.contains(&n.as_str()))
         .collect();
     Ok((rows, unknown))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::schema::MEASUREMENT;
+
+    /// A row's cells follow the schema: one per column, each of the column's type, so the header
+    /// and the lines written under it cannot disagree.
+    #[test]
+    fn cells_follow_the_schema() {
+        let cells = Row::default().cells();
+        assert_eq!(cells.len(), MEASUREMENT.len());
+        for (c, s) in cells.iter().zip(&MEASUREMENT) {
+            let ty = match c {
+                Cell::S(_) => ColumnType::Text,
+                Cell::I(_) => ColumnType::Integer,
+                Cell::F(_) => ColumnType::Number,
+            };
+            assert_eq!(ty, s.ty, "column {}", s.name);
+        }
+    }
+
+    /// Every column is read back under its schema name: a row with every field set survives a
+    /// CSV line and a Parquet frame unchanged.
+    #[test]
+    fn every_field_round_trips_under_its_schema_name() {
+        let row = Row {
+            llm: "a".into(),
+            input_tokens: 1,
+            output_tokens: 2,
+            requests: 3,
+            energy_j: Some(4.5),
+            gpu: "g".into(),
+            driver: "d".into(),
+            engine: "e".into(),
+            dtype: "bf16".into(),
+            max_batch_size: 5,
+            max_num_tokens: 6,
+            duration_s: Some(7.5),
+            avg_power_w: Some(8.5),
+            idle_power_w: Some(9.5),
+            sm_clock_mhz: Some(10.5),
+            mem_clock_mhz: Some(11.5),
+            max_temp_c: Some(12.5),
+            generated_tokens: Some(13),
+            repeat: 14,
+            started_at: "t".into(),
+            status: Status::Ok,
+            gpu_index: Some(15),
+            power_limit_w: Some(16.5),
+            window_s: Some(17.5),
+            window_runs: Some(18),
+            window_energy_j: Some(19.5),
+            samples: Some(20),
+            prefill_energy_j: Some(21.5),
+            decode_energy_j: Some(22.5),
+            role: "design".into(),
+            mean_concurrency: Some(23.5),
+            kv_capacity_tokens: Some(24),
+        };
+        let text = csv_header() + &row.csv_line();
+        assert_eq!(parse_csv(&text, "t.csv").unwrap(), vec![row.clone()]);
+        let (back, unknown) =
+            from_frame(&to_frame(std::slice::from_ref(&row)).unwrap(), "t").unwrap();
+        assert_eq!(back, vec![row]);
+        assert!(unknown.is_empty());
+    }
 }

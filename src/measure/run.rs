@@ -10,6 +10,7 @@ use super::meter::{idle_power_w, EnergyMeter, GpuInfo, Window};
 use super::plan::{CostModel, Point};
 use super::rows::{Key, Row};
 use super::writer::Writer;
+use crate::dataset::schema::Status;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::VecDeque;
@@ -126,126 +127,39 @@ pub fn run_source(
     opts: &RunOpts,
 ) -> Result<Summary> {
     let t0 = Instant::now();
-    // The bar advances by each point's estimated window (roofline, at least min_window_s), so its
-    // ETA is meaningful although points differ in length by 1000×; its message counts points.
     let mem = meters
         .first()
         .map(|m| m.info())
         .transpose()?
         .map(|i| i.memory_total_bytes)
         .unwrap_or(80 << 30);
-    let weight = |p: &Point| -> u64 {
-        let est = if cost.feasible(p, mem).is_ok() {
-            cost.estimate_s(p, mem).unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        (est.max(opts.min_window_s).max(0.1) * 1000.0) as u64
+    let weigh = Weigh {
+        cost,
+        mem,
+        min_window_s: opts.min_window_s,
     };
-    let mut source = source;
-    let total_w = match expected_s {
-        Some(s) => (s * 1000.0) as u64,
-        None => {
-            // Size the bar from a fixed source by draining and refilling it.
-            let mut pts = VecDeque::new();
-            while let Some(p) = source.next(writer.rows()) {
-                pts.push_back(p);
-            }
-            let w = pts.iter().map(|(p, _)| weight(p)).sum();
-            source = Box::new(FixedPoints(pts));
-            w
-        }
+    let (source, total_w) = match expected_s {
+        Some(s) => (source, (s * 1000.0) as u64),
+        None => size_fixed(source, writer.rows(), &weigh),
     };
     let of_total = expected_points.map_or(String::new(), |n| format!("/{n}"));
-    let bar = if opts.progress {
-        ProgressBar::new(total_w)
-    } else {
-        ProgressBar::hidden()
+    let shared = Shared {
+        queue: Mutex::new(source),
+        writer: Mutex::new(writer),
+        summary: Mutex::new(Summary::default()),
+        bar: progress_bar(total_w, opts.progress, &of_total),
+        of_total,
+        t0,
+        opts,
+        cost,
+        weigh,
     };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {percent}% (by estimated time), ETA {eta_precise}  {msg}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(format!("0{of_total} points"));
-    let queue = Mutex::new(source);
-    let writer = Mutex::new(writer);
-    let summary = Mutex::new(Summary::default());
     let errors: Vec<anyhow::Error> = std::thread::scope(|s| {
         let handles: Vec<_> = meters
             .iter()
             .map(|meter| {
-                let (queue, writer, summary, bar, of_total) =
-                    (&queue, &writer, &summary, &bar, &of_total);
-                s.spawn(move || -> Result<()> {
-                    let info = meter.info()?;
-                    let mut work = factory(info.index)
-                        .with_context(|| format!("starting the workload on GPU {}", info.index))?;
-                    let engine = work.engine();
-                    loop {
-                        if opts.stop_after.is_some_and(|d| t0.elapsed() >= d) {
-                            return Ok(());
-                        }
-                        let next = {
-                            let mut q = queue.lock().unwrap();
-                            let w = writer.lock().unwrap();
-                            q.next(w.rows())
-                        };
-                        let Some((p, role)) = next else {
-                            return Ok(());
-                        };
-                        let w = weight(&p);
-                        let mut row = measure_point(
-                            &p,
-                            meter.clone(),
-                            &info,
-                            &engine,
-                            work.as_mut(),
-                            cost,
-                            opts,
-                        );
-                        row.role = role;
-                        let ok = row.status == "ok";
-                        let msg = match (ok, row.energy_j, row.generated_tokens) {
-                            (true, Some(e), Some(t)) if e > 0.0 => format!(
-                                "{} n={} m={}: {:.2} tokens/J",
-                                p.llm,
-                                p.input_tokens,
-                                p.output_tokens,
-                                t as f64 / e
-                            ),
-                            _ => format!(
-                                "{} n={} m={}: {}",
-                                p.llm, p.input_tokens, p.output_tokens, row.status
-                            ),
-                        };
-                        let window = row.window_s.unwrap_or(0.0);
-                        writer.lock().unwrap().append(row)?;
-                        let mut sm = summary.lock().unwrap();
-                        if ok {
-                            sm.ok += 1
-                        } else {
-                            sm.skipped += 1
-                        }
-                        sm.windows_s += window;
-                        bar.set_message(format!(
-                            "{}{of_total} points, last: {msg}",
-                            sm.ok + sm.skipped
-                        ));
-                        if opts.progress && bar.is_hidden() {
-                            // No terminal (a log file, a batch job): one plain line per point.
-                            eprintln!(
-                                "[{:>7.1} s] {}{of_total} points, window {window:.1} s: {msg}",
-                                t0.elapsed().as_secs_f64(),
-                                sm.ok + sm.skipped
-                            );
-                        }
-                        drop(sm);
-                        bar.inc(w);
-                    }
-                })
+                let shared = &shared;
+                s.spawn(move || shared.worker(meter.clone(), factory))
             })
             .collect();
         handles
@@ -258,10 +172,10 @@ pub fn run_source(
             })
             .collect()
     });
-    bar.finish();
-    let mut sm = summary.into_inner().unwrap();
+    shared.bar.finish();
+    let mut sm = shared.summary.into_inner().unwrap();
     sm.wall_s = t0.elapsed().as_secs_f64();
-    sm.left = queue.into_inner().unwrap().left();
+    sm.left = shared.queue.into_inner().unwrap().left();
     if let Some(e) = errors.into_iter().next() {
         return Err(e.context(format!(
             "sweep stopped ({} ok, {} skipped written)",
@@ -269,6 +183,148 @@ pub fn run_source(
         )));
     }
     Ok(sm)
+}
+
+/// A point's weight on the progress bar: its estimated window in ms (roofline, at least
+/// min_window_s), so the bar's ETA is meaningful although points differ in length by 1000×.
+struct Weigh<'a> {
+    cost: &'a dyn CostModel,
+    mem: u64,
+    min_window_s: f64,
+}
+
+impl Weigh<'_> {
+    fn of(&self, p: &Point) -> u64 {
+        let est = if self.cost.feasible(p, self.mem).is_ok() {
+            self.cost.estimate_s(p, self.mem).unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        (est.max(self.min_window_s).max(0.1) * 1000.0) as u64
+    }
+}
+
+/// Size the bar from a fixed source by draining it and handing back a refilled one.
+fn size_fixed(
+    mut source: Box<dyn PointSource>,
+    rows: &[Row],
+    weigh: &Weigh,
+) -> (Box<dyn PointSource>, u64) {
+    let mut pts = VecDeque::new();
+    while let Some(p) = source.next(rows) {
+        pts.push_back(p);
+    }
+    let w = pts.iter().map(|(p, _)| weigh.of(p)).sum();
+    (Box::new(FixedPoints(pts)), w)
+}
+
+/// The bar advances by estimated time; its message counts points.
+fn progress_bar(total_w: u64, progress: bool, of_total: &str) -> ProgressBar {
+    let bar = if progress {
+        ProgressBar::new(total_w)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {percent}% (by estimated time), ETA {eta_precise}  {msg}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("0{of_total} points"));
+    bar
+}
+
+/// What the GPU workers share: the point queue, the writer, the counts and the bar.
+struct Shared<'a> {
+    queue: Mutex<Box<dyn PointSource>>,
+    writer: Mutex<Writer>,
+    summary: Mutex<Summary>,
+    bar: ProgressBar,
+    of_total: String,
+    t0: Instant,
+    opts: &'a RunOpts,
+    cost: &'a dyn CostModel,
+    weigh: Weigh<'a>,
+}
+
+impl Shared<'_> {
+    /// One GPU's worker: take the next point, measure it, append its row, until the source is
+    /// empty or `stop_after` has passed. Only a failure to start the workload or to write a row
+    /// ends it with an error; a point that fails is a skipped row.
+    fn worker(&self, meter: Arc<dyn EnergyMeter>, factory: &WorkloadFactory) -> Result<()> {
+        let info = meter.info()?;
+        let mut work = factory(info.index)
+            .with_context(|| format!("starting the workload on GPU {}", info.index))?;
+        let engine = work.engine();
+        loop {
+            if self.opts.stop_after.is_some_and(|d| self.t0.elapsed() >= d) {
+                return Ok(());
+            }
+            let next = {
+                let mut q = self.queue.lock().unwrap();
+                let w = self.writer.lock().unwrap();
+                q.next(w.rows())
+            };
+            let Some((p, role)) = next else {
+                return Ok(());
+            };
+            let mut row = measure_point(
+                &p,
+                meter.clone(),
+                &info,
+                &engine,
+                work.as_mut(),
+                self.cost,
+                self.opts,
+            );
+            row.role = role;
+            let (ok, msg) = (row.status.is_ok(), point_message(&p, &row));
+            let window = row.window_s.unwrap_or(0.0);
+            self.writer.lock().unwrap().append(row)?;
+            self.record(ok, window, &msg);
+            self.bar.inc(self.weigh.of(&p));
+        }
+    }
+
+    /// Count a finished point and show it: on the bar, or one plain line per point when there is
+    /// no terminal (a log file, a batch job).
+    fn record(&self, ok: bool, window: f64, msg: &str) {
+        let mut sm = self.summary.lock().unwrap();
+        if ok {
+            sm.ok += 1
+        } else {
+            sm.skipped += 1
+        }
+        sm.windows_s += window;
+        let (done, of_total) = (sm.ok + sm.skipped, &self.of_total);
+        self.bar
+            .set_message(format!("{done}{of_total} points, last: {msg}"));
+        if self.opts.progress && self.bar.is_hidden() {
+            eprintln!(
+                "[{:>7.1} s] {done}{of_total} points, window {window:.1} s: {msg}",
+                self.t0.elapsed().as_secs_f64(),
+            );
+        }
+    }
+}
+
+/// The progress line of a finished point: its tokens/J, or its status.
+fn point_message(p: &Point, row: &Row) -> String {
+    match (row.status.is_ok(), row.energy_j, row.generated_tokens) {
+        (true, Some(e), Some(t)) if e > 0.0 => format!(
+            "{} n={} m={}: {:.2} tokens/J",
+            p.llm,
+            p.input_tokens,
+            p.output_tokens,
+            t as f64 / e
+        ),
+        _ => format!(
+            "{} n={} m={}: {}",
+            p.llm, p.input_tokens, p.output_tokens, row.status
+        ),
+    }
 }
 
 /// A window of back-to-back runs of `p` with `m` output tokens lasting at least `min_s`.
@@ -316,7 +372,7 @@ pub fn measure_point(
 ) -> Row {
     let mut row = base_row(p, cost, info, engine);
     let skip = |mut row: Row, why: String| {
-        row.status = format!("skipped: {}", why.replace(['\n', '\r'], " "));
+        row.status = Status::skipped(&why);
         row
     };
     if let Err(why) = cost.feasible(p, info.memory_total_bytes) {
@@ -363,7 +419,7 @@ pub fn measure_point(
             Err(e) => return skip(row, format!("prefill window: {e:#}")),
         }
     }
-    row.status = "ok".into();
+    row.status = Status::Ok;
     row
 }
 

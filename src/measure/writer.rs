@@ -182,7 +182,7 @@ fn repair_tail(path: &Path) -> Result<()> {
 /// those with an `ok` row.
 pub fn done_keys(rows: &[Row], ok_only: bool) -> HashSet<Key> {
     rows.iter()
-        .filter(|r| !ok_only || r.status == "ok")
+        .filter(|r| !ok_only || r.status.is_ok())
         .map(Row::key)
         .collect()
 }

@@ -51,6 +51,12 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
 }
 
 /// Move every file under `stage` to the same place under `out` (renames within one folder tree).
+///
+/// What stays non-atomic: each rename is atomic, the set of them is not. A file system has no
+/// rename of many files at once, and renaming the whole folder over `out` would drop files of
+/// `out` that are not the report's. So a kill between two renames (milliseconds, after every
+/// file is already on disk, so never for lack of space) leaves some figures new and some old,
+/// each one whole; the next run replaces them all.
 fn publish(stage: &Path, out: &Path) -> Result<()> {
     for e in std::fs::read_dir(stage)? {
         let e = e?;

@@ -429,10 +429,11 @@ fn bad_inputs_name_what_and_where() {
     fails(p, &["predict", "--fit", "x.json"], &["--input"]);
 }
 
-/// Without --out, fitting the default data/ writes fits/; fitting named files writes
-/// fits/<first stem>/, so a side file never overwrites the shipped fits. Synthetic data.
+/// Without --out, fitting the default data/ writes fits/; fitting named files (inside data/ or
+/// not) prints and writes nothing, so no folder appears where the command runs and the shipped
+/// fits are never touched; with --out they go exactly there. Synthetic data.
 #[test]
-fn fit_files_default_folder_follows_the_data() {
+fn fit_files_are_written_for_the_default_data_or_where_out_says() {
     let d = tempfile::tempdir().unwrap();
     let fm = model_by_name("flops-mem").unwrap();
     std::fs::create_dir(d.path().join("data")).unwrap();
@@ -444,8 +445,10 @@ fn fit_files_default_folder_follows_the_data() {
         1000,
     )
     .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let side = elsewhere.path().join("side.csv");
     write_csv(
-        &d.path().join("side.csv"),
+        &side,
         "llama",
         &grid(fm.as_ref(), &LLAMA, &GRID, &GRID, 0.01, 2),
         1000,
@@ -456,33 +459,85 @@ fn fit_files_default_folder_follows_the_data() {
     assert!(out.contains("wrote 1 fit files to fits/"), "{out}");
     let main = d.path().join("fits/synthetic-llama.flops-mem.json");
     let before = std::fs::read(&main).unwrap();
-    let (ok, out, err) = run(
-        d.path(),
-        &["fit", "side.csv", "--model", "flops-mem", "--cv", "0"],
-    );
-    assert!(ok, "{err}");
-    assert!(out.contains("wrote 1 fit files to fits/side/"), "{out}");
-    let side = std::fs::read(d.path().join("fits/side/synthetic-llama.flops-mem.json")).unwrap();
-    assert_ne!(side, before, "the two fits should differ (different data)");
-    assert_eq!(
-        std::fs::read(&main).unwrap(),
-        before,
-        "the default data's fit file was rewritten"
-    );
-    let (ok, out, err) = run(
-        d.path(),
+    let listing = |p: &std::path::Path| {
+        let mut v: Vec<_> = walk(p);
+        v.sort();
+        v
+    };
+    let (cwd0, beside0) = (listing(d.path()), listing(elsewhere.path()));
+    let side_s = side.to_str().unwrap();
+    for args in [
+        &["fit", side_s, "--model", "flops-mem", "--cv", "0"][..],
+        &["fit", "data/main.csv", "--model", "flops-mem", "--cv", "0"][..],
         &[
             "fit",
-            "side.csv",
+            side_s,
             "data/main.csv",
             "--model",
             "flops-mem",
             "--cv",
             "0",
+        ][..],
+    ] {
+        let (ok, out, err) = run(d.path(), args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(out.contains("flops-mem"), "{args:?}: no tables\n{out}");
+        assert!(
+            out.contains("fit files not written") && out.contains("--out DIR"),
+            "{args:?}: {out}"
+        );
+        assert_eq!(
+            listing(d.path()),
+            cwd0,
+            "{args:?} wrote in the working folder"
+        );
+        assert_eq!(
+            listing(elsewhere.path()),
+            beside0,
+            "{args:?} wrote beside the file"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&main).unwrap(),
+        before,
+        "the default data's fit file changed"
+    );
+    // --out: exactly there, and nowhere else.
+    let (ok, out, err) = run(
+        d.path(),
+        &[
+            "fit",
+            side_s,
+            "--model",
+            "flops-mem",
+            "--cv",
+            "0",
+            "--out",
+            "mine",
         ],
     );
     assert!(ok, "{err}");
-    assert!(out.contains("fits/side-and-1-more/"), "{out}");
+    assert!(out.contains("wrote 1 fit files to mine/"), "{out}");
+    let written = std::fs::read(d.path().join("mine/synthetic-llama.flops-mem.json")).unwrap();
+    assert_ne!(
+        written, before,
+        "the two fits should differ (different data)"
+    );
+    assert_eq!(std::fs::read(&main).unwrap(), before);
+    assert_eq!(listing(elsewhere.path()), beside0);
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
 }
 
 #[test]

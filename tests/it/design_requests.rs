@@ -89,7 +89,10 @@ fn a_design_over_requests_is_planned_within_budget_and_measured() {
                 f[3].parse().unwrap()
             )
         );
-        assert_eq!((r.role.as_str(), r.status.as_str()), (f[11].as_str(), "ok"));
+        assert_eq!(
+            (r.role.as_str(), r.status.to_string()),
+            (f[11].as_str(), "ok".to_string())
+        );
     }
 
     // The JSON document carries each point's requests value.

@@ -3,6 +3,7 @@
 //! One binary instead of one per file keeps the build's link time and disk small.
 
 mod cli_fit;
+mod cli_help;
 mod cli_pipes;
 mod common;
 mod concurrency;

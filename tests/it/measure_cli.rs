@@ -120,10 +120,13 @@ fn skipped_points_are_recorded_and_the_sweep_goes_on() {
     assert!(o.status.success(), "{}", stderr(&o));
     let rows = read_rows(&out).unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].status, "ok");
+    assert!(rows[0].status.is_ok());
     assert!(rows[0].prefill_energy_j.is_some() && rows[0].decode_energy_j.is_some());
     assert!(
-        rows[1].status.starts_with("skipped: run: stand-in failure"),
+        rows[1]
+            .status
+            .to_string()
+            .starts_with("skipped: run: stand-in failure"),
         "{}",
         rows[1].status
     );
@@ -174,9 +177,7 @@ fn skipped_points_are_recorded_and_the_sweep_goes_on() {
     let rows = read_rows(&out).unwrap();
     assert_eq!(rows.len(), 3);
     assert!(
-        rows[1].status.starts_with("skipped:")
-            && rows[2].status == "ok"
-            && rows[2].input_tokens == 4096,
+        !rows[1].status.is_ok() && rows[2].status.is_ok() && rows[2].input_tokens == 4096,
         "{rows:?}"
     );
     // Nothing left to retry: a further call runs nothing.
@@ -313,6 +314,30 @@ fn bad_flags_are_clear_errors_naming_flag_and_value() {
         (vec!["--min-window-s", "abc"], "--min-window-s", "abc"),
         (vec!["--llm", "gpt-17"], "--llm", "gpt-17"),
         (vec!["--max-num-tokens", "1,2"], "--max-num-tokens", "1,2"),
+        // List flags: zero, absurdly large and repeated values.
+        (vec!["--requests", "0"], "--requests", "'0'"),
+        (
+            vec!["--inputs", "64,99999999999"],
+            "--inputs",
+            "99999999999",
+        ),
+        (
+            vec!["--outputs", "64,128,64"],
+            "--outputs: 64 is listed twice",
+            "64",
+        ),
+        (
+            vec!["--max-batch-size", "8,8"],
+            "--max-batch-size: 8 is listed twice",
+            "8",
+        ),
+        (
+            vec!["--gpus", "0,1,0"],
+            "--gpus: GPU 0 is listed twice",
+            "0,1,0",
+        ),
+        (vec!["--idle-s", "1e9"], "--idle-s", "1e9"),
+        (vec!["--repeats", "5000"], "--repeats", "5000"),
     ] {
         let r = run(measure(
             &[&args[..], &["--out", o]].concat(),
@@ -418,13 +443,46 @@ fn dry_run_writes_the_plan_csv_and_only_with_dry_run() {
         !out.exists() && !dir.path().join("p2.csv").exists(),
         "nothing written"
     );
-    // A path that cannot be written is named.
-    let r =
-        run(measure(&args, None).args(["--dry-run", "--plan-csv", "/nonexistent/dir/plan.csv"]));
+    // A path that cannot be written (its folder is a file) is named.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let bad = file.join("plan.csv");
+    let bad = bad.to_str().unwrap();
+    let r = run(measure(&args, None).args(["--dry-run", "--plan-csv", bad]));
     assert!(
-        !r.status.success() && stderr(&r).contains("--plan-csv: writing /nonexistent/dir/plan.csv"),
+        !r.status.success() && stderr(&r).contains(&format!("--plan-csv: writing {bad}")),
         "{}",
         stderr(&r)
+    );
+    // The plan is replaced atomically (no temporary left beside it), a plan over a plan is
+    // fine, and a file that is not a plan (measurements) is never replaced.
+    let o = run(measure(&args, None).args(["--dry-run", "--plan-csv", plan.to_str().unwrap()]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&plan).unwrap(), text);
+    let data = dir.path().join("data.csv");
+    std::fs::write(
+        &data,
+        "llm,input_tokens,output_tokens,requests,energy_j\nx,1,1,1,1\n",
+    )
+    .unwrap();
+    let r = run(measure(&args, None).args(["--dry-run", "--plan-csv", data.to_str().unwrap()]));
+    assert!(
+        !r.status.success() && stderr(&r).contains("is not a plan file"),
+        "{}",
+        stderr(&r)
+    );
+    assert!(std::fs::read_to_string(&data)
+        .unwrap()
+        .starts_with("llm,input_tokens,output_tokens,requests,energy_j\n"));
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["a-file", "data.csv", "plan.csv"],
+        "temporaries left behind"
     );
 }
 

@@ -2,7 +2,7 @@
 
 use energy_fit::measure::cost::RooflineCost;
 use energy_fit::measure::plan::{
-    dry_run_table, parse_list, plan_csv, plan_rows, window_runs_for, PLAN_COLUMNS,
+    check_list, dry_run_table, plan_csv, plan_rows, window_runs_for, PLAN_COLUMNS,
     PUBLISHED_LENGTHS,
 };
 use energy_fit::measure::{CostModel, Grid, Point, Shard};
@@ -85,10 +85,27 @@ fn bad_shard_and_lists_name_the_flag_and_value() {
         let e = bad.parse::<Shard>().unwrap_err().to_string();
         assert!(e.contains("--shard") && e.contains(bad), "{e}");
     }
-    let e = parse_list("--inputs", "64,abc").unwrap_err().to_string();
-    assert!(e.contains("--inputs") && e.contains("abc"), "{e}");
-    let e = parse_list("--outputs", "64,0").unwrap_err().to_string();
-    assert!(e.contains("--outputs") && e.contains('0'), "{e}");
+    // A list flag: zero, absurdly large and repeated values each name the flag and the value.
+    for (vals, needle) in [
+        (&[64, 0][..], "--outputs: 0 is out of range 1..=1048576"),
+        (
+            &[64, 1 << 40][..],
+            "--outputs: 1099511627776 is out of range",
+        ),
+        (&[64, 128, 64][..], "--outputs: 64 is listed twice"),
+        (&[][..], "--outputs: empty list"),
+    ] {
+        let e = check_list("--outputs", vals, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(needle), "{e}");
+    }
+    let g = Grid {
+        requests: vec![1000, 1000],
+        ..Grid::default()
+    };
+    let e = g.validate().unwrap_err().to_string();
+    assert!(e.contains("--requests: 1000 is listed twice"), "{e}");
     let g = Grid {
         dtypes: vec!["int3".into()],
         ..Grid::default()

@@ -94,7 +94,7 @@ fn short_points_are_repeated_inside_the_window_and_reported_per_run() {
         &RooflineCost,
         &opts(0.3, false),
     );
-    assert_eq!(row.status, "ok");
+    assert!(row.status.is_ok(), "{}", row.status);
     let runs = row.window_runs.unwrap();
     assert!(
         runs >= 5,
@@ -161,7 +161,10 @@ fn failures_become_skipped_rows_with_one_line_reasons() {
         &RooflineCost,
         &opts(0.0, false),
     );
-    assert_eq!(row.status, "skipped: run: out of memory second line");
+    assert_eq!(
+        row.status.to_string(),
+        "skipped: run: out of memory second line"
+    );
     assert_eq!(row.energy_j, None);
     let mut w = Sleepy {
         prepare_fails: true,
@@ -176,7 +179,7 @@ fn failures_become_skipped_rows_with_one_line_reasons() {
         &RooflineCost,
         &opts(0.0, false),
     );
-    assert_eq!(row.status, "skipped: prepare: cannot load");
+    assert_eq!(row.status.to_string(), "skipped: prepare: cannot load");
     // Infeasible on this GPU's memory: skipped before the workload is touched.
     let small = GpuInfo {
         memory_total_bytes: 1 << 30,
@@ -192,7 +195,11 @@ fn failures_become_skipped_rows_with_one_line_reasons() {
         &RooflineCost,
         &opts(0.0, false),
     );
-    assert!(row.status.starts_with("skipped: needs"), "{}", row.status);
+    assert!(
+        row.status.to_string().starts_with("skipped: needs"),
+        "{}",
+        row.status
+    );
     assert_eq!(w.runs, 0);
 }
 
@@ -288,7 +295,7 @@ fn sweep_on_two_gpus_writes_every_point_once_metered_by_its_gpu() {
     assert!(gpus.is_subset(&[0, 3].into()), "{gpus:?}");
     for r in &rows {
         let failed_here = r.gpu_index == Some(3) && r.input_tokens == 256;
-        assert_eq!(r.status != "ok", failed_here, "{r:?}");
+        assert_eq!(!r.status.is_ok(), failed_here, "{r:?}");
     }
     let mut keys: Vec<_> = rows
         .iter()

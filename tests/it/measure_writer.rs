@@ -1,6 +1,7 @@
 //! The crash-safe measurement writer: durable appends, torn tails, Parquet via journal + rename,
 //! resume, merge. Rows here are synthetic (made-up energies), not measurements.
 
+use energy_fit::dataset::schema::Status;
 use energy_fit::measure::merge::merge_files;
 use energy_fit::measure::writer::{done_keys, journal_path};
 use energy_fit::measure::{read_rows, Row, Writer, COLUMNS};
@@ -23,17 +24,60 @@ fn row(n: u64, m: u64, e: Option<f64>, status: &str) -> Row {
         generated_tokens: e.map(|_| 1000 * m),
         repeat: 0,
         started_at: "2026-01-01T00:00:00Z".into(),
-        status: status.into(),
+        status: Status::parse(status).unwrap(),
         window_runs: e.map(|_| 3),
         ..Row::default()
     }
 }
 
+/// The writer has no column list of its own: the header of a CSV file it writes, and the columns
+/// and types of a Parquet file, are the measurement schema's.
 #[test]
-fn design_columns_come_first_in_design_order() {
-    let design = "llm, input_tokens, output_tokens, requests, energy_j, gpu, driver, engine, dtype, max_batch_size, max_num_tokens, duration_s, avg_power_w, idle_power_w, sm_clock_mhz, mem_clock_mhz, max_temp_c, generated_tokens, repeat, started_at, status";
-    let d: Vec<&str> = design.split(", ").collect();
-    assert_eq!(&COLUMNS[..d.len()], &d[..]);
+fn writer_header_is_the_schema() {
+    use energy_fit::dataset::schema::{ColumnType, MEASUREMENT};
+    use polars::prelude::SerReader;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("m.csv");
+    let mut w = Writer::open(&csv, false).unwrap();
+    w.append(row(64, 64, Some(1.0), "ok")).unwrap();
+    drop(w);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let schema: Vec<&str> = MEASUREMENT.iter().map(|c| c.name).collect();
+    assert_eq!(header, schema);
+    assert_eq!(&COLUMNS[..], &schema[..]);
+    assert_eq!(
+        &schema[..5],
+        [
+            "llm",
+            "input_tokens",
+            "output_tokens",
+            "requests",
+            "energy_j"
+        ]
+    );
+
+    let pq = dir.path().join("m.parquet");
+    let mut w = Writer::open(&pq, false).unwrap();
+    w.append(row(64, 64, Some(1.0), "ok")).unwrap();
+    drop(w);
+    let df = polars::prelude::ParquetReader::new(std::fs::File::open(&pq).unwrap())
+        .finish()
+        .unwrap();
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names, schema);
+    for (c, spec) in df.columns().iter().zip(&MEASUREMENT) {
+        let want = match spec.ty {
+            ColumnType::Text => polars::prelude::DataType::String,
+            ColumnType::Integer => polars::prelude::DataType::UInt64,
+            ColumnType::Number => polars::prelude::DataType::Float64,
+        };
+        assert_eq!(c.dtype(), &want, "column {}", spec.name);
+    }
 }
 
 #[test]
@@ -57,7 +101,7 @@ fn csv_appends_survive_reopen_and_resume_knows_the_points() {
     assert_eq!(w.rows().len(), 2);
     assert_eq!(w.rows()[0], row(64, 64, Some(1234.5), "ok"));
     assert_eq!(
-        w.rows()[1].status,
+        w.rows()[1].status.to_string(),
         "skipped: reason, with comma and \"quotes\""
     );
     assert!(done_keys(w.rows(), false).contains(&row(64, 128, None, "").key()));
@@ -188,7 +232,7 @@ fn merge_dedupes_prefers_ok_and_refuses_conflicts() {
     let (n, dup) = merge_files(&[a.clone(), b.clone()], &out, false).unwrap();
     assert_eq!((n, dup), (3, 2));
     let rows = read_rows(&out).unwrap();
-    assert_eq!(rows.iter().filter(|r| r.status == "ok").count(), 3);
+    assert_eq!(rows.iter().filter(|r| r.status.is_ok()).count(), 3);
     // Existing --out is refused unless forced; an input as --out always.
     assert!(merge_files(std::slice::from_ref(&a), &out, false)
         .unwrap_err()

@@ -54,6 +54,27 @@ fn data_file_errors_name_the_file_and_line() {
     );
 }
 
+/// A status that is neither ok, empty nor skipped is refused by every reader of measurements,
+/// naming the file, the row, the column and the value.
+#[test]
+fn unknown_status_names_file_row_column_and_value() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = ROWS.replace("x,128,64,8,3,ok", "x,128,64,8,3,failed");
+    std::fs::write(d.path().join("st.csv"), &bad).unwrap();
+    fails(
+        d.path(),
+        &["fit", "st.csv"],
+        &["st.csv, row 3 (line 4), column 'status'", "\"failed\""],
+    );
+    // merge reads through measure's rows: the same cell, named by its line.
+    fails(
+        d.path(),
+        &["merge", "st.csv", "--out", "m.csv"],
+        &["st.csv: line 4: column status", "\"failed\""],
+    );
+    assert!(!d.path().join("m.csv").exists());
+}
+
 #[test]
 fn blank_lines_at_the_end_are_not_rows() {
     let d = tempfile::tempdir().unwrap();

@@ -445,7 +445,7 @@ fn vs_reference_names_what_is_missing() {
     ]);
     assert!(
         !ok && err.contains("--dry-run --gpu-mem-gib abc")
-            && err.contains("failed (exit 1): error: --gpu-mem-gib: \"abc\" is not a valid number"),
+            && err.contains("failed (exit 2): error: invalid value 'abc' for '--gpu-mem-gib"),
         "{err}"
     );
 }
