@@ -18,6 +18,7 @@ pub mod concurrency;
 pub mod curves;
 pub mod design;
 pub mod markdown;
+mod publish;
 pub mod sweetspots;
 pub mod uncertain;
 
@@ -33,48 +34,22 @@ pub struct Report {
     pub markdown: String,
 }
 
-/// Write every figure and report.md into `out`, all or none: everything is drawn into a hidden
-/// staging folder inside `out` first and moved into place only once all of it is on disk, so a
-/// failure or a full disk leaves the previous report whole. `ds` = None reports on the reference
-/// fits alone.
+/// Write every figure and report.md into `out`, all or none: everything is drawn into a staging
+/// folder beside `out` first and swapped into place only once all of it is on disk
+/// (`publish.rs`), so a failure or a full disk leaves the previous report whole. `ds` = None
+/// reports on the reference fits alone.
 pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
-    let stage = out.join(format!(".staging.{}", std::process::id()));
+    let stage = publish::stage_dir(out);
     let _ = std::fs::remove_dir_all(&stage);
     let result = build_in(ds, fits, &stage).and_then(|r| {
-        publish(&stage, out)?;
+        publish::publish(&stage, out)?;
         Ok(r)
     });
+    // After a swap the previous report is here; after a failure, the partial new one.
     let _ = std::fs::remove_dir_all(&stage);
     result
-}
-
-/// Move every file under `stage` to the same place under `out` (renames within one folder tree).
-///
-/// What stays non-atomic: each rename is atomic, the set of them is not. A file system has no
-/// rename of many files at once, and renaming the whole folder over `out` would drop files of
-/// `out` that are not the report's. So a kill between two renames (milliseconds, after every
-/// file is already on disk, so never for lack of space) leaves some figures new and some old,
-/// each one whole; the next run replaces them all.
-fn publish(stage: &Path, out: &Path) -> Result<()> {
-    for e in std::fs::read_dir(stage)? {
-        let e = e?;
-        let (from, to) = (e.path(), out.join(e.file_name()));
-        if e.file_type()?.is_dir() {
-            std::fs::create_dir_all(&to)?;
-            publish(&from, &to)?;
-        } else {
-            std::fs::rename(&from, &to).map_err(|err| {
-                anyhow::anyhow!(
-                    "cannot move '{}' to '{}': {err}",
-                    from.display(),
-                    to.display()
-                )
-            })?;
-        }
-    }
-    Ok(())
 }
 
 fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
