@@ -4,7 +4,7 @@
 
 use super::design_input::{candidates, grid_points, holdouts, Candidates, REQUESTS_MODEL};
 use crate::analytic::model_by_name;
-use crate::design::{self, plan, Design, Planner, Prediction, SpotPrediction};
+use crate::design::{self, plan_with_floor, Design, Planner, Prediction, SpotPrediction};
 use crate::fit::table::Table;
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{plan_rows, Grid, PLAN_COLUMNS, PUBLISHED_LENGTHS};
@@ -33,6 +33,10 @@ pub struct DesignArgs {
     /// concurrency axis too, for a model that spans requests (flops-mem-batch).
     #[arg(long, value_delimiter = ',', default_values_t = [1000u64])]
     pub requests: Vec<u64>,
+    /// With several --requests values: at least K design points at each (default 6; 0: none), so
+    /// each value can be fitted apart and left out in validation. Refused with one value.
+    #[arg(long, value_name = "K", conflicts_with = "validate")]
+    pub min_points_per_requests: Option<usize>,
     /// In-flight batch bound.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_size: u64,
@@ -157,15 +161,16 @@ pub fn run(a: DesignArgs) -> Result<()> {
     let grid_s = p.cost(&(0..c.list.len()).collect::<Vec<_>>());
     let inputs: Vec<f64> = a.inputs.iter().map(|&n| n as f64).collect();
     let noise = a.noise_pct / 100.0;
+    let floor = min_points_per_requests(a.min_points_per_requests, &a.requests)?;
     let budget = match (a.budget_s, a.budget_fraction.as_slice()) {
         (Some(b), _) => b,
         (None, [f]) => f * grid_s,
-        (None, []) => return curve(&a, &p, &c, grid_s, &inputs, noise),
+        (None, []) => return curve(&a, &p, &c, grid_s, &inputs, noise, floor),
         (None, _) => {
             bail!("--budget-fraction: one fraction plans a design (a list is for --validate)")
         }
     };
-    let d = plan(&p, budget, &[])?;
+    let d = plan_with_floor(&p, budget, &[], floor)?;
     let pred = p
         .predict(&d.chosen, noise, &inputs)
         .context("the design does not identify the model")?;
@@ -195,7 +200,7 @@ pub fn run(a: DesignArgs) -> Result<()> {
         write_plan(path, &c, &picked, mem, a.min_window_s)?;
     }
     if a.json {
-        let doc = design_json(&a, &p, &c, &picked, &pred, grid_s, budget);
+        let doc = design_json(&a, &p, &c, &picked, &pred, grid_s, budget, floor);
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -207,6 +212,9 @@ pub fn run(a: DesignArgs) -> Result<()> {
         d.cost_s,
         100.0 * d.cost_s / grid_s
     );
+    if c.several_requests() {
+        println!("{}", per_requests_line(&p, &d.chosen, floor));
+    }
     println!("{}", points_table(&c, &d.chosen, "design").render());
     if !again.is_empty() {
         let rs: f64 = again.iter().map(|&i| c.list[i].cost_s).sum();
@@ -227,6 +235,35 @@ pub fn run(a: DesignArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The design floor per requests value: the flag, or the default where several values are given;
+/// a floor with one value is refused (it would only restate the model's own minimum).
+pub(crate) fn min_points_per_requests(flag: Option<usize>, requests: &[u64]) -> Result<usize> {
+    match (flag, requests) {
+        (Some(k), [r]) if k > 0 => bail!(
+            "--min-points-per-requests {k}: a floor per requests value needs several --requests values, got one ({r})"
+        ),
+        (Some(k), _) => Ok(k),
+        (None, [_, _, ..]) => Ok(design::floor::DEFAULT_MIN_POINTS_PER_REQUESTS),
+        (None, _) => Ok(0),
+    }
+}
+
+/// "design points per requests value: 1: 8, 10: 6, 100: 19 (at least 6 each)".
+fn per_requests_line(p: &Planner, set: &[usize], floor: usize) -> String {
+    let counts: Vec<String> = design::floor::counts(p, set)
+        .iter()
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect();
+    let at_least = match floor {
+        0 => "no floor".to_string(),
+        k => format!("at least {k} each, --min-points-per-requests"),
+    };
+    format!(
+        "design points per requests value: {} ({at_least})",
+        counts.join(", ")
+    )
 }
 
 fn header(a: &DesignArgs, p: &Planner, c: &Candidates, grid_s: f64) {
@@ -335,11 +372,12 @@ fn curve(
     grid_s: f64,
     inputs: &[f64],
     noise: f64,
+    floor: usize,
 ) -> Result<()> {
-    let min = p.cost(&design::cheapest_identifying(p, &[])?);
+    let min = p.cost(&design::floor::minimal(p, &[], floor)?);
     let mut rows: Vec<(f64, Design, Prediction)> = Vec::new();
     for b in std::iter::once(min).chain(CURVE.iter().map(|f| f * grid_s).filter(|&b| b > min)) {
-        let d = plan(p, b, &[])?;
+        let d = plan_with_floor(p, b, &[], floor)?;
         let pred = p
             .predict(&d.chosen, noise, inputs)
             .context("design does not identify")?;
@@ -358,8 +396,12 @@ fn curve(
     }
     header(a, p, c, grid_s);
     println!(
-        "smallest budget that identifies {}: {min:.1} s; no plan written (give --budget-s)",
-        p.model.name()
+        "smallest budget that identifies {}{}: {min:.1} s; no plan written (give --budget-s)",
+        p.model.name(),
+        match floor {
+            0 => String::new(),
+            k => format!(" with at least {k} points per requests value"),
+        }
     );
     let mut t = Table::new(&[
         "budget_s",
@@ -408,6 +450,7 @@ fn design_json(
     pred: &Prediction,
     grid_s: f64,
     budget: f64,
+    floor: usize,
 ) -> Value {
     let several = c.several_requests();
     let pt = |&(i, role, repeat): &(usize, &str, u64)| {
@@ -427,14 +470,22 @@ fn design_json(
         }
         v
     };
-    json!({
+    let mut doc = json!({
         "llm": c.points[0].llm, "model": p.model.name(), "prior": c.prior, "noise_pct": a.noise_pct,
         "grid_s": grid_s, "budget_s": budget, "design_s": picked.design.cost_s,
         "points": picked.rows().iter().map(pt).collect::<Vec<_>>(),
         "coefficients": p.model.coef_names().iter().zip(&p.prior_coefs).zip(&pred.coef_rel_se_pct)
             .map(|((n, v), se)| (n.to_string(), json!({"prior": v, "rel_se_pct": se}))).collect::<serde_json::Map<_, _>>(),
         "sweet_spots": pred.sweet_spots.iter().map(spot).collect::<Vec<_>>(),
-    })
+    });
+    if several {
+        doc["min_points_per_requests"] = json!(floor);
+        doc["points_per_requests"] = design::floor::counts(p, &picked.design.chosen)
+            .iter()
+            .map(|(r, n)| json!({"requests": *r as u64, "points": n}))
+            .collect();
+    }
+    doc
 }
 
 /// The plan file, in the plan format of `measure --dry-run --plan-csv`: the picked rows in order.
