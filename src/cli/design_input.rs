@@ -355,4 +355,80 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert!(h.iter().all(|&i| c.list[i].requests == 100.0), "{h:?}");
     }
+
+    /// Without a floor the design over requests is the one planned before floors existed (llama-3.2-1b,
+    /// 300 s, in the order chosen); the floor then lifts R = 10 from 2 points to 6 or more.
+    #[test]
+    fn a_floor_of_zero_keeps_the_design_without_one() {
+        const BEFORE: [(u64, u64, u64); 47] = [
+            (64, 64, 100),
+            (4096, 64, 10),
+            (64, 256, 100),
+            (512, 64, 100),
+            (128, 2048, 100),
+            (64, 64, 1),
+            (4096, 256, 100),
+            (4096, 1024, 100),
+            (1024, 64, 100),
+            (4096, 64, 100),
+            (128, 64, 1),
+            (64, 2048, 100),
+            (128, 256, 100),
+            (128, 64, 100),
+            (256, 64, 1),
+            (64, 512, 100),
+            (64, 4096, 100),
+            (2048, 64, 100),
+            (64, 128, 1),
+            (2048, 512, 100),
+            (64, 128, 100),
+            (4096, 128, 100),
+            (256, 64, 100),
+            (64, 256, 1),
+            (128, 512, 100),
+            (2048, 1024, 100),
+            (1024, 128, 100),
+            (128, 128, 1),
+            (128, 4096, 100),
+            (128, 256, 1),
+            (4096, 512, 100),
+            (64, 1024, 100),
+            (512, 128, 100),
+            (64, 512, 1),
+            (256, 128, 1),
+            (256, 256, 100),
+            (2048, 2048, 100),
+            (4096, 128, 10),
+            (128, 128, 100),
+            (128, 512, 1),
+            (256, 512, 100),
+            (256, 4096, 100),
+            (256, 256, 1),
+            (4096, 2048, 100),
+            (2048, 128, 100),
+            (256, 512, 1),
+            (128, 1024, 100),
+        ];
+        let c = over(&[1, 10, 100]);
+        let model = FlopsMemBatch::unbound();
+        let p = Planner::new(&model, c.list.clone()).unwrap();
+        let at = |d: &crate::design::Design| -> Vec<(u64, u64, u64)> {
+            d.chosen
+                .iter()
+                .map(|&i| {
+                    let q = &c.points[i];
+                    (q.input_tokens, q.output_tokens, q.requests)
+                })
+                .collect()
+        };
+        let d = crate::design::plan_with_floor(&p, 300.0, &[], 0).unwrap();
+        assert_eq!(at(&d), BEFORE);
+        let count = |v: &[(u64, u64, u64)], r: u64| v.iter().filter(|t| t.2 == r).count();
+        assert_eq!(count(&BEFORE, 10), 2);
+        let floored = crate::design::plan_with_floor(&p, 300.0, &[], 6).unwrap();
+        assert!(floored.cost_s <= 300.0);
+        for r in [1, 10, 100] {
+            assert!(count(&at(&floored), r) >= 6, "R = {r}: {:?}", at(&floored));
+        }
+    }
 }

@@ -130,3 +130,135 @@ pub(crate) fn seed(p: &Planner, fixed: &[usize], k: usize) -> Vec<usize> {
     }
     set
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::greedy::plan_with_floor;
+    use super::super::tests::grid_candidates;
+    use super::super::{plan, Candidate};
+    use super::*;
+    use crate::analytic::FlopsMem;
+
+    /// The 7 × 7 grid at three requests values, the larger ones dearer (the same rows: flops-mem
+    /// does not see R), so a design without a floor spends on the cheapest value and starves the
+    /// others.
+    fn three_values() -> Vec<Candidate> {
+        [(1.0, 1.0), (10.0, 10.0), (100.0, 100.0)]
+            .iter()
+            .flat_map(|&(r, dear)| {
+                grid_candidates().into_iter().map(move |c| Candidate {
+                    requests: r,
+                    cost_s: c.cost_s * dear,
+                    ..c
+                })
+            })
+            .collect()
+    }
+
+    fn full(p: &Planner) -> f64 {
+        p.cost(&(0..p.candidates.len()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn every_requests_value_gets_its_floor_within_the_budget() {
+        let p = Planner::new(&FlopsMem, three_values()).unwrap();
+        let min6 = p.cost(&minimal(&p, &[], 6).unwrap());
+        let starved = plan(&p, 1.5 * min6, &[]).unwrap();
+        assert!(
+            counts(&p, &starved.chosen).iter().any(|&(_, c)| c < 6),
+            "without a floor some value should fall short: {:?}",
+            counts(&p, &starved.chosen)
+        );
+        for k in [1, 6, 8] {
+            let min = p.cost(&minimal(&p, &[], k).unwrap());
+            for budget in [min, 1.5 * min, 3.0 * min, 0.2 * full(&p)] {
+                let d = plan_with_floor(&p, budget, &[], k).unwrap();
+                assert!(d.cost_s <= budget + 1e-9, "K={k}: {} > {budget}", d.cost_s);
+                assert!(p.identifies(&d.chosen));
+                for (r, c) in counts(&p, &d.chosen) {
+                    assert!(c >= k, "K={k}, budget {budget}: R={r} has {c}");
+                }
+                let mut u = d.chosen.clone();
+                u.sort();
+                u.dedup();
+                assert_eq!(u.len(), d.chosen.len(), "a point chosen twice");
+            }
+        }
+    }
+
+    #[test]
+    fn a_floor_of_zero_is_the_design_without_one() {
+        let p = Planner::new(&FlopsMem, three_values()).unwrap();
+        for frac in [0.02, 0.05, 0.2] {
+            let b = frac * full(&p);
+            assert_eq!(
+                plan_with_floor(&p, b, &[], 0).unwrap(),
+                plan(&p, b, &[]).unwrap()
+            );
+        }
+        assert_eq!(
+            minimal(&p, &[], 0).unwrap(),
+            super::super::cheapest_identifying(&p, &[]).unwrap()
+        );
+    }
+
+    /// The smallest budget is the cheapest set found holding the floor: below it an error names
+    /// its seconds and both flags, at it a design exists; it costs no more than the K cheapest
+    /// points of every value plus what identification needs beyond them.
+    #[test]
+    fn too_small_a_budget_for_the_floor_names_what_it_needs() {
+        let p = Planner::new(&FlopsMem, three_values()).unwrap();
+        let min = minimal(&p, &[], 6).unwrap();
+        assert!(holds(&p, &min, 6) && p.identifies(&min));
+        let need = p.cost(&min);
+        let cheapest6: f64 = p
+            .requests_values()
+            .iter()
+            .map(|&r| p.cost(&free_at(&p, &[], r)[..6]))
+            .sum();
+        assert!(
+            need >= cheapest6 - 1e-9 && need <= 1.2 * cheapest6,
+            "{need} vs {cheapest6}"
+        );
+        let err = plan_with_floor(&p, 0.9 * need, &[], 6)
+            .unwrap_err()
+            .to_string();
+        for want in [
+            format!("{need:.1} s"),
+            "--budget-s".into(),
+            "--min-points-per-requests 6".into(),
+            "3 requests values".into(),
+        ] {
+            assert!(err.contains(&want), "{want:?} not in {err}");
+        }
+        assert!(plan_with_floor(&p, need, &[], 6).is_ok());
+        let err = plan_with_floor(&p, 1e9, &[], 50).unwrap_err().to_string();
+        assert!(
+            err.contains("requests value 1 has only 49 candidate"),
+            "{err}"
+        );
+    }
+
+    /// Fixed points count toward their value's floor and are never swapped out.
+    #[test]
+    fn fixed_points_count_toward_the_floor() {
+        let p = Planner::new(&FlopsMem, three_values()).unwrap();
+        let fixed = [98usize, 99, 100];
+        let d = plan_with_floor(&p, 0.2 * full(&p), &fixed, 6).unwrap();
+        assert!(fixed.iter().all(|f| d.chosen.contains(f)));
+        assert!(holds(&p, &d.chosen, 6));
+        let s = seed(&p, &fixed, 6);
+        assert_eq!(counts(&p, &s), vec![(1.0, 6), (10.0, 6), (100.0, 6)]);
+    }
+
+    #[test]
+    fn a_swap_never_takes_a_value_below_the_floor() {
+        let p = Planner::new(&FlopsMem, three_values()).unwrap();
+        // Two points at R = 1 (indices < 49), one at R = 10.
+        let set = [0usize, 1, 49];
+        assert!(!swap_keeps(&p, &set, 0, 50, 2), "R = 1 would fall to 1");
+        assert!(swap_keeps(&p, &set, 0, 2, 2), "same value");
+        assert!(swap_keeps(&p, &set, 0, 50, 1));
+        assert!(swap_keeps(&p, &set, 2, 3, 0), "no floor");
+    }
+}
