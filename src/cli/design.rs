@@ -251,7 +251,7 @@ pub(crate) fn min_points_per_requests(flag: Option<usize>, requests: &[u64]) -> 
 }
 
 /// "design points per requests value: 1: 8, 10: 6, 100: 19 (at least 6 each)".
-fn per_requests_line(p: &Planner, set: &[usize], floor: usize) -> String {
+pub(crate) fn per_requests_line(p: &Planner, set: &[usize], floor: usize) -> String {
     let counts: Vec<String> = design::floor::counts(p, set)
         .iter()
         .map(|(r, n)| format!("{r}: {n}"))

@@ -79,6 +79,15 @@ pub struct MeasureArgs {
     /// estimate (it is never fitted).
     #[arg(long, value_name = "FIT.json", requires = "budget_s")]
     pub prior: Option<PathBuf>,
+    /// With --budget-s and several --requests values: at least K design points at each (default
+    /// 6; 0: none), as `design --min-points-per-requests`.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "budget_s",
+        conflicts_with = "adaptive"
+    )]
+    pub min_points_per_requests: Option<usize>,
     /// With --budget-s: the energy model the design is for.
     #[arg(long, default_value = "flops-mem", requires = "budget_s")]
     pub model: String,
@@ -454,13 +463,17 @@ fn designed(
         min_window_s,
     )?;
     let p = crate::design::Planner::new(model.as_ref(), c.list.clone())?;
-    let d = crate::design::plan(&p, budget, &[])?;
+    let floor = super::design::min_points_per_requests(a.min_points_per_requests, &g.requests)?;
+    let d = crate::design::plan_with_floor(&p, budget, &[], floor)?;
     eprintln!(
         "design: {} points, {:.1} s estimated of the {budget:.1} s budget (prior: {})",
         d.chosen.len(),
         d.cost_s,
         c.prior
     );
+    if c.several_requests() {
+        eprintln!("{}", super::design::per_requests_line(&p, &d.chosen, floor));
+    }
     Ok(d.chosen
         .iter()
         .map(|&i| (c.points[i].clone(), "design".to_string()))

@@ -263,3 +263,43 @@ fn every_requests_value_gets_at_least_six_design_points() {
         "{e}"
     );
 }
+
+/// `measure --budget-s` over several requests values designs with the same floor.
+#[test]
+fn measure_budget_holds_the_floor_per_requests_value() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.csv");
+    let o = ef(&[
+        "measure",
+        "--llm",
+        "llama-3.2-1b",
+        "--model",
+        "flops-mem-batch",
+        "--requests",
+        "1,10,100",
+        "--budget-s",
+        "120",
+        "--min-points-per-requests",
+        "7",
+        "--dry-run",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("design points per requests value: "))
+        .unwrap_or_else(|| panic!("no per-value counts: {shown}"));
+    let counts: Vec<usize> = line
+        .trim_start_matches("design points per requests value: ")
+        .split(" (")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|kv| kv.split(": ").nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 3, "{line}");
+    assert!(counts.iter().all(|&n| n >= 7), "{line}");
+    assert!(line.contains("at least 7 each"), "{line}");
+}
