@@ -2,7 +2,10 @@
 //! estimated second, within a budget; print them with the predicted errors, write them as a plan,
 //! print the budget curve, or validate designs on a fully measured grid.
 
-use super::design_input::{candidates, grid_points, holdouts, Candidates, REQUESTS_MODEL};
+use super::design_input::{
+    candidates, grid_points, holdouts, min_points_per_requests, per_requests_line, Candidates,
+    REQUESTS_MODEL,
+};
 use crate::analytic::model_by_name;
 use crate::design::{self, plan_with_floor, Design, Planner, Prediction, SpotPrediction};
 use crate::fit::table::Table;
@@ -114,6 +117,8 @@ pub(crate) fn fraction(s: &str) -> std::result::Result<f64, String> {
 /// What a design run picked: the design, the design points measured a second time, the hold-outs.
 struct Picked {
     design: Design,
+    /// The design points demanded at each requests value (0: none).
+    floor: usize,
     again: Vec<usize>,
     hold: Vec<usize>,
 }
@@ -192,6 +197,7 @@ pub fn run(a: DesignArgs) -> Result<()> {
     again.truncate(a.repeat_points);
     let picked = Picked {
         design: d,
+        floor,
         again,
         hold,
     };
@@ -200,7 +206,7 @@ pub fn run(a: DesignArgs) -> Result<()> {
         write_plan(path, &c, &picked, mem, a.min_window_s)?;
     }
     if a.json {
-        let doc = design_json(&a, &p, &c, &picked, &pred, grid_s, budget, floor);
+        let doc = design_json(&a, &p, &c, &picked, &pred, grid_s, budget);
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -235,35 +241,6 @@ pub fn run(a: DesignArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The design floor per requests value: the flag, or the default where several values are given;
-/// a floor with one value is refused (it would only restate the model's own minimum).
-pub(crate) fn min_points_per_requests(flag: Option<usize>, requests: &[u64]) -> Result<usize> {
-    match (flag, requests) {
-        (Some(k), [r]) if k > 0 => bail!(
-            "--min-points-per-requests {k}: a floor per requests value needs several --requests values, got one ({r})"
-        ),
-        (Some(k), _) => Ok(k),
-        (None, [_, _, ..]) => Ok(design::floor::DEFAULT_MIN_POINTS_PER_REQUESTS),
-        (None, _) => Ok(0),
-    }
-}
-
-/// "design points per requests value: 1: 8, 10: 6, 100: 19 (at least 6 each)".
-pub(crate) fn per_requests_line(p: &Planner, set: &[usize], floor: usize) -> String {
-    let counts: Vec<String> = design::floor::counts(p, set)
-        .iter()
-        .map(|(r, n)| format!("{r}: {n}"))
-        .collect();
-    let at_least = match floor {
-        0 => "no floor".to_string(),
-        k => format!("at least {k} each, --min-points-per-requests"),
-    };
-    format!(
-        "design points per requests value: {} ({at_least})",
-        counts.join(", ")
-    )
 }
 
 fn header(a: &DesignArgs, p: &Planner, c: &Candidates, grid_s: f64) {
@@ -450,7 +427,6 @@ fn design_json(
     pred: &Prediction,
     grid_s: f64,
     budget: f64,
-    floor: usize,
 ) -> Value {
     let several = c.several_requests();
     let pt = |&(i, role, repeat): &(usize, &str, u64)| {
@@ -479,7 +455,7 @@ fn design_json(
         "sweet_spots": pred.sweet_spots.iter().map(spot).collect::<Vec<_>>(),
     });
     if several {
-        doc["min_points_per_requests"] = json!(floor);
+        doc["min_points_per_requests"] = json!(picked.floor);
         doc["points_per_requests"] = design::floor::counts(p, &picked.design.chosen)
             .iter()
             .map(|(r, n)| json!({"requests": *r as u64, "points": n}))

@@ -1,11 +1,11 @@
 //! What `design` and `measure --budget-s` plan from: the candidate points of one LLM under one set
 //! of run settings (or several requests values, for a model that spans them), each with the dry
 //! run's estimated seconds, the prior's energy per token and the engine's predicted concurrency,
-//! and the hold-out points picked beside a design.
+//! the hold-out points picked beside a design, and the design floor per requests value.
 
 use crate::analytic::flops_mem_batch::{concurrency_of, ConcurrencyFn, FlopsMemBatch, Settings};
 use crate::analytic::EnergyModel;
-use crate::design::{BoundModel, Candidate};
+use crate::design::{BoundModel, Candidate, Planner};
 use crate::fit::file::FitFile;
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{dtype_bytes, plan_rows, Grid, Point};
@@ -49,6 +49,35 @@ impl Candidates {
             .windows(2)
             .any(|w| w[0].requests != w[1].requests)
     }
+}
+
+/// The design floor per requests value: the flag, or the default where several values are given;
+/// a floor with one value is refused (it would only restate the model's own minimum).
+pub(crate) fn min_points_per_requests(flag: Option<usize>, requests: &[u64]) -> Result<usize> {
+    match (flag, requests) {
+        (Some(k), [r]) if k > 0 => bail!(
+            "--min-points-per-requests {k}: a floor per requests value needs several --requests values, got one ({r})"
+        ),
+        (Some(k), _) => Ok(k),
+        (None, [_, _, ..]) => Ok(crate::design::floor::DEFAULT_MIN_POINTS_PER_REQUESTS),
+        (None, _) => Ok(0),
+    }
+}
+
+/// "design points per requests value: 1: 8, 10: 6, 100: 19 (at least 6 each)".
+pub(crate) fn per_requests_line(p: &Planner, set: &[usize], floor: usize) -> String {
+    let counts: Vec<String> = crate::design::floor::counts(p, set)
+        .iter()
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect();
+    let at_least = match floor {
+        0 => "no floor".to_string(),
+        k => format!("at least {k} each, --min-points-per-requests"),
+    };
+    format!(
+        "design points per requests value: {} ({at_least})",
+        counts.join(", ")
+    )
 }
 
 /// The points of a one-LLM grid (`grid.llms` has one entry, every other axis one value; requests

@@ -463,7 +463,8 @@ fn designed(
         min_window_s,
     )?;
     let p = crate::design::Planner::new(model.as_ref(), c.list.clone())?;
-    let floor = super::design::min_points_per_requests(a.min_points_per_requests, &g.requests)?;
+    let floor =
+        super::design_input::min_points_per_requests(a.min_points_per_requests, &g.requests)?;
     let d = crate::design::plan_with_floor(&p, budget, &[], floor)?;
     eprintln!(
         "design: {} points, {:.1} s estimated of the {budget:.1} s budget (prior: {})",
@@ -472,7 +473,10 @@ fn designed(
         c.prior
     );
     if c.several_requests() {
-        eprintln!("{}", super::design::per_requests_line(&p, &d.chosen, floor));
+        eprintln!(
+            "{}",
+            super::design_input::per_requests_line(&p, &d.chosen, floor)
+        );
     }
     Ok(d.chosen
         .iter()
