@@ -2,10 +2,13 @@
 //! estimated second, within a budget; print them with the predicted errors, write them as a plan,
 //! print the budget curve, or validate designs on a fully measured grid.
 
-use super::design_input::{candidates, grid_points, holdouts, Candidates, REQUESTS_MODEL};
+use super::design_input::{
+    candidates, grid_points, holdouts, min_points_per_requests, per_requests_line, Candidates,
+    REQUESTS_MODEL,
+};
 use super::values::{fraction, positive_f64};
 use crate::analytic::model_by_name;
-use crate::design::{self, plan, Design, Planner, Prediction, SpotPrediction};
+use crate::design::{self, plan_with_floor, Design, Planner, Prediction, SpotPrediction};
 use crate::fit::table::Table;
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{plan_rows, Grid, PUBLISHED_LENGTHS};
@@ -34,6 +37,10 @@ pub struct DesignArgs {
     /// concurrency axis too, for a model that spans requests (flops-mem-batch).
     #[arg(long, value_delimiter = ',', default_values_t = [1000u64])]
     pub requests: Vec<u64>,
+    /// With several --requests values: at least K design points at each (default 6; 0: none), so
+    /// each value can be fitted apart and left out in validation. Refused with one value.
+    #[arg(long, value_name = "K", conflicts_with = "validate")]
+    pub min_points_per_requests: Option<usize>,
     /// In-flight batch bound.
     #[arg(long, default_value_t = 1024)]
     pub max_batch_size: u64,
@@ -97,6 +104,8 @@ pub struct DesignArgs {
 /// What a design run picked: the design, the design points measured a second time, the hold-outs.
 struct Picked {
     design: Design,
+    /// The design points demanded at each requests value (0: none).
+    floor: usize,
     again: Vec<usize>,
     hold: Vec<usize>,
 }
@@ -144,15 +153,16 @@ pub fn run(a: DesignArgs) -> Result<()> {
     let grid_s = p.cost(&(0..c.list.len()).collect::<Vec<_>>());
     let inputs: Vec<f64> = a.inputs.iter().map(|&n| n as f64).collect();
     let noise = a.noise_pct / 100.0;
+    let floor = min_points_per_requests(a.min_points_per_requests, &a.requests)?;
     let budget = match (a.budget_s, a.budget_fraction.as_slice()) {
         (Some(b), _) => b,
         (None, [f]) => f * grid_s,
-        (None, []) => return curve(&a, &p, &c, grid_s, &inputs, noise),
+        (None, []) => return curve(&a, &p, &c, grid_s, &inputs, noise, floor),
         (None, _) => {
             bail!("--budget-fraction: one fraction plans a design (a list is for --validate)")
         }
     };
-    let d = plan(&p, budget, &[])?;
+    let d = plan_with_floor(&p, budget, &[], floor)?;
     let pred = p
         .predict(&d.chosen, noise, &inputs)
         .context("the design does not identify the model")?;
@@ -174,6 +184,7 @@ pub fn run(a: DesignArgs) -> Result<()> {
     again.truncate(a.repeat_points);
     let picked = Picked {
         design: d,
+        floor,
         again,
         hold,
     };
@@ -194,6 +205,9 @@ pub fn run(a: DesignArgs) -> Result<()> {
         d.cost_s,
         100.0 * d.cost_s / grid_s
     );
+    if c.several_requests() {
+        println!("{}", per_requests_line(&p, &d.chosen, floor));
+    }
     println!("{}", points_table(&c, &d.chosen, "design").render());
     if !again.is_empty() {
         let rs: f64 = again.iter().map(|&i| c.list[i].cost_s).sum();
@@ -322,11 +336,12 @@ fn curve(
     grid_s: f64,
     inputs: &[f64],
     noise: f64,
+    floor: usize,
 ) -> Result<()> {
-    let min = p.cost(&design::cheapest_identifying(p, &[])?);
+    let min = p.cost(&design::floor::minimal(p, &[], floor)?);
     let mut rows: Vec<(f64, Design, Prediction)> = Vec::new();
     for b in std::iter::once(min).chain(CURVE.iter().map(|f| f * grid_s).filter(|&b| b > min)) {
-        let d = plan(p, b, &[])?;
+        let d = plan_with_floor(p, b, &[], floor)?;
         let pred = p
             .predict(&d.chosen, noise, inputs)
             .context("design does not identify")?;
@@ -345,8 +360,12 @@ fn curve(
     }
     header(a, p, c, grid_s);
     println!(
-        "smallest budget that identifies {}: {min:.1} s; no plan written (give --budget-s)",
-        p.model.name()
+        "smallest budget that identifies {}{}: {min:.1} s; no plan written (give --budget-s)",
+        p.model.name(),
+        match floor {
+            0 => String::new(),
+            k => format!(" with at least {k} points per requests value"),
+        }
     );
     let mut t = Table::new(&[
         "budget_s",
@@ -414,14 +433,22 @@ fn design_json(
         }
         v
     };
-    json!({
+    let mut doc = json!({
         "llm": c.points[0].llm, "model": p.model.name(), "prior": c.prior, "noise_pct": a.noise_pct,
         "grid_s": grid_s, "budget_s": budget, "design_s": picked.design.cost_s,
         "points": picked.rows().iter().map(pt).collect::<Vec<_>>(),
         "coefficients": p.model.coef_names().iter().zip(&p.prior_coefs).zip(&pred.coef_rel_se_pct)
             .map(|((n, v), se)| (n.to_string(), json!({"prior": v, "rel_se_pct": se}))).collect::<serde_json::Map<_, _>>(),
         "sweet_spots": pred.sweet_spots.iter().map(spot).collect::<Vec<_>>(),
-    })
+    });
+    if several {
+        doc["min_points_per_requests"] = json!(picked.floor);
+        doc["points_per_requests"] = design::floor::counts(p, &picked.design.chosen)
+            .iter()
+            .map(|(r, n)| json!({"requests": *r as u64, "points": n}))
+            .collect();
+    }
+    doc
 }
 
 /// The plan file, in the plan format of `measure --dry-run --plan-csv`: the picked rows in order.

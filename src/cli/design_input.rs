@@ -1,11 +1,11 @@
 //! What `design` and `measure --budget-s` plan from: the candidate points of one LLM under one set
 //! of run settings (or several requests values, for a model that spans them), each with the dry
 //! run's estimated seconds, the prior's energy per token and the engine's predicted concurrency,
-//! and the hold-out points picked beside a design.
+//! the hold-out points picked beside a design, and the design floor per requests value.
 
 use crate::analytic::flops_mem_batch::{concurrency_of, ConcurrencyFn, FlopsMemBatch, Settings};
 use crate::analytic::EnergyModel;
-use crate::design::{BoundModel, Candidate};
+use crate::design::{BoundModel, Candidate, Planner};
 use crate::fit::file::FitFile;
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{dtype_bytes, plan_rows, Grid, Point};
@@ -49,6 +49,35 @@ impl Candidates {
             .windows(2)
             .any(|w| w[0].requests != w[1].requests)
     }
+}
+
+/// The design floor per requests value: the flag, or the default where several values are given;
+/// a floor with one value is refused (it would only restate the model's own minimum).
+pub(crate) fn min_points_per_requests(flag: Option<usize>, requests: &[u64]) -> Result<usize> {
+    match (flag, requests) {
+        (Some(k), [r]) if k > 0 => bail!(
+            "--min-points-per-requests {k}: a floor per requests value needs several --requests values, got one ({r})"
+        ),
+        (Some(k), _) => Ok(k),
+        (None, [_, _, ..]) => Ok(crate::design::floor::DEFAULT_MIN_POINTS_PER_REQUESTS),
+        (None, _) => Ok(0),
+    }
+}
+
+/// "design points per requests value: 1: 8, 10: 6, 100: 19 (at least 6 each)".
+pub(crate) fn per_requests_line(p: &Planner, set: &[usize], floor: usize) -> String {
+    let counts: Vec<String> = crate::design::floor::counts(p, set)
+        .iter()
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect();
+    let at_least = match floor {
+        0 => "no floor".to_string(),
+        k => format!("at least {k} each, --min-points-per-requests"),
+    };
+    format!(
+        "design points per requests value: {} ({at_least})",
+        counts.join(", ")
+    )
 }
 
 /// The points of a one-LLM grid (`grid.llms` has one entry, every other axis one value; requests
@@ -354,5 +383,81 @@ mod tests {
         let h = holdouts(&c.list, &chosen, 2, f64::INFINITY);
         assert_eq!(h.len(), 2);
         assert!(h.iter().all(|&i| c.list[i].requests == 100.0), "{h:?}");
+    }
+
+    /// Without a floor the design over requests is the one planned before floors existed (llama-3.2-1b,
+    /// 300 s, in the order chosen); the floor then lifts R = 10 from 2 points to 6 or more.
+    #[test]
+    fn a_floor_of_zero_keeps_the_design_without_one() {
+        const BEFORE: [(u64, u64, u64); 47] = [
+            (64, 64, 100),
+            (4096, 64, 10),
+            (64, 256, 100),
+            (512, 64, 100),
+            (128, 2048, 100),
+            (64, 64, 1),
+            (4096, 256, 100),
+            (4096, 1024, 100),
+            (1024, 64, 100),
+            (4096, 64, 100),
+            (128, 64, 1),
+            (64, 2048, 100),
+            (128, 256, 100),
+            (128, 64, 100),
+            (256, 64, 1),
+            (64, 512, 100),
+            (64, 4096, 100),
+            (2048, 64, 100),
+            (64, 128, 1),
+            (2048, 512, 100),
+            (64, 128, 100),
+            (4096, 128, 100),
+            (256, 64, 100),
+            (64, 256, 1),
+            (128, 512, 100),
+            (2048, 1024, 100),
+            (1024, 128, 100),
+            (128, 128, 1),
+            (128, 4096, 100),
+            (128, 256, 1),
+            (4096, 512, 100),
+            (64, 1024, 100),
+            (512, 128, 100),
+            (64, 512, 1),
+            (256, 128, 1),
+            (256, 256, 100),
+            (2048, 2048, 100),
+            (4096, 128, 10),
+            (128, 128, 100),
+            (128, 512, 1),
+            (256, 512, 100),
+            (256, 4096, 100),
+            (256, 256, 1),
+            (4096, 2048, 100),
+            (2048, 128, 100),
+            (256, 512, 1),
+            (128, 1024, 100),
+        ];
+        let c = over(&[1, 10, 100]);
+        let model = FlopsMemBatch::unbound();
+        let p = Planner::new(&model, c.list.clone()).unwrap();
+        let at = |d: &crate::design::Design| -> Vec<(u64, u64, u64)> {
+            d.chosen
+                .iter()
+                .map(|&i| {
+                    let q = &c.points[i];
+                    (q.input_tokens, q.output_tokens, q.requests)
+                })
+                .collect()
+        };
+        let d = crate::design::plan_with_floor(&p, 300.0, &[], 0).unwrap();
+        assert_eq!(at(&d), BEFORE);
+        let count = |v: &[(u64, u64, u64)], r: u64| v.iter().filter(|t| t.2 == r).count();
+        assert_eq!(count(&BEFORE, 10), 2);
+        let floored = crate::design::plan_with_floor(&p, 300.0, &[], 6).unwrap();
+        assert!(floored.cost_s <= 300.0);
+        for r in [1, 10, 100] {
+            assert!(count(&at(&floored), r) >= 6, "R = {r}: {:?}", at(&floored));
+        }
     }
 }

@@ -71,6 +71,15 @@ pub struct MeasureArgs {
     /// estimate (it is never fitted).
     #[arg(long, value_name = "FIT.json", requires = "budget_s")]
     pub prior: Option<PathBuf>,
+    /// With --budget-s and several --requests values: at least K design points at each (default
+    /// 6; 0: none), as `design --min-points-per-requests`.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "budget_s",
+        conflicts_with = "adaptive"
+    )]
+    pub min_points_per_requests: Option<usize>,
     /// With --budget-s: the energy model the design is for.
     #[arg(long, default_value = "flops-mem", requires = "budget_s")]
     pub model: String,

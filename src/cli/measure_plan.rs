@@ -100,13 +100,21 @@ fn designed(
         min_window_s,
     )?;
     let p = crate::design::Planner::new(model.as_ref(), c.list.clone())?;
-    let d = crate::design::plan(&p, budget, &[])?;
+    let floor =
+        super::design_input::min_points_per_requests(a.min_points_per_requests, &g.requests)?;
+    let d = crate::design::plan_with_floor(&p, budget, &[], floor)?;
     eprintln!(
         "design: {} points, {:.1} s estimated of the {budget:.1} s budget (prior: {})",
         d.chosen.len(),
         d.cost_s,
         c.prior
     );
+    if c.several_requests() {
+        eprintln!(
+            "{}",
+            super::design_input::per_requests_line(&p, &d.chosen, floor)
+        );
+    }
     Ok(d.chosen
         .iter()
         .map(|&i| (c.points[i].clone(), "design".to_string()))

@@ -12,10 +12,10 @@
 //! ln(1 + xᵀ(M + λI)⁻¹x) of the matrix determinant lemma rank points by the new directions they
 //! open.
 
-use super::Planner;
+use super::{floor, Planner};
 use anyhow::{bail, Result};
 
-const RIDGE: f64 = 1e-6;
+pub(crate) const RIDGE: f64 = 1e-6;
 const MAX_SWAPS: usize = 500;
 
 /// A chosen set of candidates.
@@ -81,9 +81,22 @@ pub fn cheapest_identifying(p: &Planner, fixed: &[usize]) -> Result<Vec<usize>> 
 /// The D-optimal design within `budget_s` seconds that contains `fixed` (their seconds count).
 /// A budget below the cheapest identifying set's seconds is an error naming that budget.
 pub fn plan(p: &Planner, budget_s: f64, fixed: &[usize]) -> Result<Design> {
-    let minimal = cheapest_identifying(p, fixed)?;
+    plan_with_floor(p, budget_s, fixed, 0)
+}
+
+/// `plan` with at least `min_per_requests` points at every requests value of the candidates
+/// (`floor.rs`; 0: no floor, the same design as `plan`). A budget below the cheapest set found that
+/// holds the floor and identifies the model is an error naming its seconds.
+pub fn plan_with_floor(
+    p: &Planner,
+    budget_s: f64,
+    fixed: &[usize],
+    min_per_requests: usize,
+) -> Result<Design> {
+    let k = min_per_requests;
+    let minimal = floor::minimal(p, fixed, k)?;
     let min_cost = p.cost(&minimal);
-    if budget_s < min_cost {
+    if budget_s < min_cost && k == 0 {
         bail!(
             "--budget-s {budget_s}: too small to identify model {} (at least {} points spanning input and output lengths); the cheapest such set of these candidates costs {:.1} s: give --budget-s {}",
             p.model.name(),
@@ -92,23 +105,45 @@ pub fn plan(p: &Planner, budget_s: f64, fixed: &[usize]) -> Result<Design> {
             min_cost.ceil()
         );
     }
+    if budget_s < min_cost {
+        let rs = p.requests_values();
+        bail!(
+            "--budget-s {budget_s}: too small for --min-points-per-requests {k} ({k} design points at each of the {} requests values, {} in all) and a set that identifies model {}; the cheapest such set of these candidates costs {:.1} s: give --budget-s {}, or a smaller --min-points-per-requests (0: no floor)",
+            rs.len(),
+            minimal.len(),
+            p.model.name(),
+            min_cost,
+            min_cost.ceil()
+        );
+    }
+    // The floor's seed where it fits the budget, else the cheapest set that holds the floor.
+    let seed = match k {
+        0 => fixed.to_vec(),
+        _ => Some(floor::seed(p, fixed, k))
+            .filter(|s| p.cost(s) <= budget_s)
+            .unwrap_or_else(|| minimal.clone()),
+    };
     let mut best: Option<Design> = None;
     for start in [
-        greedy(p, budget_s, fixed.to_vec(), Rule::PerSecond),
-        greedy(p, budget_s, fixed.to_vec(), Rule::Gain),
+        greedy(p, budget_s, seed.clone(), Rule::PerSecond),
+        greedy(p, budget_s, seed, Rule::Gain),
         greedy(p, budget_s, minimal, Rule::PerSecond),
     ] {
-        let set = exchange(p, budget_s, fixed, start);
+        let set = exchange(p, budget_s, fixed, k, start);
         let d = Design {
             log_det: p.log_det(&set),
             cost_s: p.cost(&set),
             chosen: set,
         };
-        if p.identifies(&d.chosen) && best.as_ref().is_none_or(|b| d.log_det > b.log_det) {
+        if p.identifies(&d.chosen)
+            && floor::holds(p, &d.chosen, k)
+            && best.as_ref().is_none_or(|b| d.log_det > b.log_det)
+        {
             best = Some(d);
         }
     }
-    // The third start identifies and exchanges keep the determinant finite, so one always does.
+    // The third start identifies and holds the floor, and exchanges keep the determinant finite
+    // and the floor, so one always does.
     best.ok_or_else(|| anyhow::anyhow!("design: no identifying design found"))
 }
 
@@ -134,9 +169,15 @@ fn greedy(p: &Planner, budget_s: f64, mut set: Vec<usize>, rule: Rule) -> Vec<us
     }
 }
 
-/// Swap chosen (not fixed) points for unchosen ones while log det grows within the budget,
-/// refilling the budget a swap frees.
-fn exchange(p: &Planner, budget_s: f64, fixed: &[usize], mut set: Vec<usize>) -> Vec<usize> {
+/// Swap chosen (not fixed) points for unchosen ones while log det grows within the budget and no
+/// requests value falls below `floor` points, refilling the budget a swap frees.
+fn exchange(
+    p: &Planner,
+    budget_s: f64,
+    fixed: &[usize],
+    min_per_requests: usize,
+    mut set: Vec<usize>,
+) -> Vec<usize> {
     let mut current = p.log_det_unchecked(&set);
     for _ in 0..MAX_SWAPS {
         let cost = p.cost(&set);
@@ -148,6 +189,7 @@ fn exchange(p: &Planner, budget_s: f64, fixed: &[usize], mut set: Vec<usize>) ->
             for j in 0..p.candidates.len() {
                 if set.contains(&j)
                     || cost - p.candidates[set[pos]].cost_s + p.candidates[j].cost_s > budget_s
+                    || !floor::swap_keeps(p, &set, pos, j, min_per_requests)
                 {
                     continue;
                 }

@@ -14,11 +14,12 @@
 //! are evaluated. This module is pure: candidates arrive with their cost and prior energy.
 
 mod adaptive;
+pub mod floor;
 mod greedy;
 pub mod validate;
 
 pub use adaptive::{initial_design, next_point, refine, DEFAULT_INITIAL_FRACTION};
-pub use greedy::{cheapest_identifying, plan, Design};
+pub use greedy::{cheapest_identifying, plan, plan_with_floor, Design};
 
 use crate::analytic::EnergyModel;
 use crate::dataset::Obs;

@@ -164,3 +164,145 @@ fn several_requests_are_refused_where_they_cannot_be_planned() {
     );
     assert!(!out.exists());
 }
+
+/// The protocol's floor: a plan over requests values carries at least 6 design rows at each
+/// (the default), and says so; a budget that cannot hold the floor is an error naming the seconds
+/// it needs and the flags; the floor with one requests value is refused.
+#[test]
+fn every_requests_value_gets_at_least_six_design_points() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = d.path().join("plan.csv");
+    let base = [
+        "design",
+        "--llm",
+        "llama-3.2-1b",
+        "--model",
+        "flops-mem-batch",
+        "--requests",
+        "1,10,100",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--budget-s",
+        "200",
+        "--holdouts",
+        "3",
+        "--holdout-max-s",
+        "30",
+        "--plan-csv",
+        plan.to_str().unwrap(),
+    ]);
+    let o = ef(&args);
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    assert!(
+        shown.contains("design points per requests value: 1: ")
+            && shown.contains("(at least 6 each, --min-points-per-requests)"),
+        "{shown}"
+    );
+    let rows: Vec<Vec<String>> = std::fs::read_to_string(&plan)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    let design: Vec<&Vec<String>> = rows.iter().filter(|f| f[11] == "design").collect();
+    for r in ["1", "10", "100"] {
+        let n = design.iter().filter(|f| f[3] == r).count();
+        assert!(n >= 6, "requests {r}: {n} design rows");
+        assert!(
+            shown.contains(&format!(" {r}: {n}")),
+            "count of {r} printed: {shown}"
+        );
+    }
+    let design_s: f64 = design
+        .iter()
+        .map(|f| f[9].parse::<f64>().unwrap() * f[10].parse::<f64>().unwrap())
+        .sum();
+    assert!(design_s <= 200.0 + 1e-9, "design seconds {design_s}");
+
+    // --json carries the counts; K = 0 gives the design without a floor (R = 10 then has fewer).
+    let mut j = base.to_vec();
+    j.extend([
+        "--budget-s",
+        "200",
+        "--json",
+        "--min-points-per-requests",
+        "0",
+    ]);
+    let o = ef(&j);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["min_points_per_requests"], 0);
+    let at10 = &v["points_per_requests"][1];
+    assert_eq!(at10["requests"], 10);
+    assert!(at10["points"].as_u64().unwrap() < 6, "{v}");
+
+    let mut small = base.to_vec();
+    small.extend(["--budget-s", "30"]);
+    let o = ef(&small);
+    let e = text(&o);
+    assert!(!o.status.success());
+    for want in [
+        "--budget-s 30: too small for --min-points-per-requests 6",
+        "3 requests values",
+        "costs 90.3 s: give --budget-s 91",
+    ] {
+        assert!(e.contains(want), "{want:?} not in {e}");
+    }
+
+    let o = ef(&[
+        "design",
+        "--llm",
+        "llama-3.2-1b",
+        "--budget-s",
+        "100",
+        "--min-points-per-requests",
+        "6",
+    ]);
+    let e = text(&o);
+    assert!(
+        !o.status.success() && e.contains("needs several --requests values, got one (1000)"),
+        "{e}"
+    );
+}
+
+/// `measure --budget-s` over several requests values designs with the same floor.
+#[test]
+fn measure_budget_holds_the_floor_per_requests_value() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.csv");
+    let o = ef(&[
+        "measure",
+        "--llm",
+        "llama-3.2-1b",
+        "--model",
+        "flops-mem-batch",
+        "--requests",
+        "1,10,100",
+        "--budget-s",
+        "120",
+        "--min-points-per-requests",
+        "7",
+        "--dry-run",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let shown = text(&o);
+    assert!(o.status.success(), "{shown}");
+    let line = shown
+        .lines()
+        .find(|l| l.starts_with("design points per requests value: "))
+        .unwrap_or_else(|| panic!("no per-value counts: {shown}"));
+    let counts: Vec<usize> = line
+        .trim_start_matches("design points per requests value: ")
+        .split(" (")
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(|kv| kv.split(": ").nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 3, "{line}");
+    assert!(counts.iter().all(|&n| n >= 7), "{line}");
+    assert!(line.contains("at least 7 each"), "{line}");
+}
