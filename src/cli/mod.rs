@@ -7,6 +7,7 @@ mod design_input;
 mod design_validate;
 pub mod engine_run;
 pub mod fit;
+mod fit_print;
 mod fit_prior;
 pub mod import_reference;
 mod measure_adaptive;
