@@ -12,6 +12,7 @@ pub mod bars;
 pub mod lines;
 pub use bars::{bars_svg, Bars};
 pub use lines::{panels_svg, Mark, Panel, Series};
+pub mod aggregate;
 pub mod assemble;
 pub mod bycolumn;
 pub mod concurrency;
@@ -74,7 +75,7 @@ fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report
     for s in &subjects {
         figs.push(curves::fig2(s, out)?);
     }
-    figs.push(assemble::fig3(&subjects, out)?);
+    figs.push(aggregate::fig3(&subjects, out)?);
     if !subjects.is_empty() {
         figs.push(assemble::fig4(&subjects, reference_only, out)?);
     }
