@@ -117,13 +117,7 @@ pub fn sweet_spot(
     n: f64,
 ) -> Option<Interval> {
     let (m, g) = sweet_spot_gradient(model, coefs, n)?;
-    let rel_se = delta_se(&g, cov) / m;
-    let f = (t95(dof) * rel_se).exp();
-    Some(Interval {
-        value: m,
-        lo: m / f,
-        hi: m * f,
-    })
+    Some(log_interval(m, &g, cov, dof))
 }
 
 /// m* at n with its interval for any model: the closed form's ([`sweet_spot`]) for the FLOP
@@ -158,13 +152,18 @@ pub fn sweet_spot_over(
         dn[j] -= h;
         *gj = (at(&up)? - at(&dn)?) / (2.0 * h);
     }
-    let rel_se = delta_se(&g, cov) / m;
-    let f = (t95(dof) * rel_se).exp();
-    Some(Interval {
+    Some(log_interval(m, &g, cov, dof))
+}
+
+/// m* with its interval from m*'s gradient in the coefficients: the delta method on log m*
+/// (positive bounds, symmetric in ratio).
+fn log_interval(m: f64, g: &[f64], cov: &DMatrix<f64>, dof: f64) -> Interval {
+    let f = (t95(dof) * delta_se(g, cov) / m).exp();
+    Interval {
         value: m,
         lo: m / f,
         hi: m * f,
-    })
+    }
 }
 
 /// Each coefficient with its interval, in the model's order.
