@@ -16,6 +16,9 @@ pub mod lt_gemm;
 pub mod scheduler;
 pub mod selftest;
 mod selftest_attn;
+mod selftest_attn_tc;
+mod selftest_gemm;
+mod selftest_layer;
 pub mod weights;
 
 pub use device::DType;
