@@ -8,6 +8,7 @@ pub mod bench;
 mod checkpoint;
 pub mod device;
 pub mod forward;
+mod forward_launch;
 pub mod gemms;
 pub mod graphs;
 pub mod kv_tmap;
