@@ -344,7 +344,7 @@ fn launch_head(
     };
     // SAFETY: xs holds max_seqs rows of h; srows names ns ≤ max_seqs rows of xn's t.
     unsafe { g.launch(dev, &format!("gather_rows_{sx}"), (ns as u32, 1, 1), 256, 0)? };
-    lm_head_gemm(&c, b, w).run(dev, dt, ns)?;
+    lm_head_gemm(c, b, w).run(dev, dt, ns)?;
     if let Some(cap) = c.gemma.map(|g| g.final_softcap).filter(|&x| x > 0.0) {
         let n = ns * c.vocab;
         let sc = Softcap {
