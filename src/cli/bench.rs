@@ -8,7 +8,7 @@
 
 use crate::engine::device::KernelTime;
 use crate::engine::{DType, Engine, EngineOptions};
-use crate::llm::{resolve_llm, Cost};
+use crate::llm::{resolve_llm, Cost, LlmConfig};
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
@@ -130,6 +130,59 @@ pub fn serial_floor_ms(step: Cost, attn: Cost, tflops: f64, gbps: f64) -> f64 {
 pub fn run(a: BenchArgs) -> Result<()> {
     let cfg = resolve_llm(&a.llm)?;
     let dt = DType::parse(&a.dtype)?;
+    let opts = engine_options(&a, dt);
+    let mut e = Engine::new(&cfg, opts)?;
+    // Contexts that none of the asked batches fits get a row at the largest batch that does.
+    let extra: Vec<(usize, usize)> = a
+        .contexts
+        .iter()
+        .map(|&ctx| (e.decode_capacity(ctx + a.steps), ctx))
+        .filter(|&(cap, _)| cap > 0 && a.batches.iter().all(|&b| b > cap))
+        .collect();
+    let tune_note = tune(&mut e, &a, &extra)?;
+    // The floors' peak: random operands, sustained (~1 s) so the card sits at its power limit as in
+    // a prefill. Single-GEMM bursts on random data and on zeros are printed beside it.
+    let (gemm_ms, tflops) = e.bench_gemm(8192, 8192, 8192, 640, true, true)?;
+    let (_, burst_random) = e.bench_gemm(8192, 8192, 8192, 5, true, false)?;
+    let (_, burst_zeros) = e.bench_gemm(8192, 8192, 8192, 5, false, false)?;
+    let (copy_ms, gbps) = e.bench_copy_bandwidth(2 << 30, 5)?;
+    let eb = dt.bytes();
+    let mut rows = Vec::new();
+    for &n in &a.prefill {
+        rows.push(prefill_row(&mut e, &cfg, &a, n, eb, (tflops, gbps)));
+    }
+    let asked = a
+        .batches
+        .iter()
+        .flat_map(|&b| a.contexts.iter().map(move |&ctx| (b, ctx, None)));
+    let capped = extra.into_iter().map(|(b, ctx)| {
+        (
+            b,
+            ctx,
+            Some("largest batch the KV cache holds at this context".to_string()),
+        )
+    });
+    for (b, ctx, why) in asked.chain(capped) {
+        rows.push(decode_row(&mut e, &a, b, ctx, (tflops, gbps), why));
+    }
+    let peaks = Peaks {
+        gemm_ms,
+        tflops,
+        burst_random,
+        burst_zeros,
+        copy_ms,
+        gbps,
+    };
+    if a.json {
+        return print_json(&cfg, &e, &a, &peaks, &rows);
+    }
+    print_table(&cfg, &e, &a, &peaks, tune_note.as_deref(), &rows);
+    Ok(())
+}
+
+/// The engine the bench needs: a batch capacity for the largest decode batch and for
+/// max_num_tokens / n prompts of the shortest prefill, with the asked dtype, graphs and kernels.
+fn engine_options(a: &BenchArgs, dt: DType) -> EngineOptions {
     let mbs = a.batches.iter().copied().max().unwrap_or(1).max(
         a.max_num_tokens
             / a.prefill
@@ -139,7 +192,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 .unwrap_or(a.max_num_tokens)
                 .max(1),
     );
-    let opts = EngineOptions {
+    EngineOptions {
         dtype: dt,
         max_batch_size: mbs,
         max_num_tokens: a.max_num_tokens,
@@ -147,15 +200,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         tc_attention: a.attention.is_tc(),
         gemm_tune: a.tune_gemms,
         ..Default::default()
-    };
-    let mut e = Engine::new(&cfg, opts)?;
-    // Contexts that none of the asked batches fits get a row at the largest batch that does.
-    let extra: Vec<(usize, usize)> = a
-        .contexts
-        .iter()
-        .map(|&ctx| (e.decode_capacity(ctx + a.steps), ctx))
-        .filter(|&(cap, _)| cap > 0 && a.batches.iter().all(|&b| b > cap))
-        .collect();
+    }
+}
+
+/// With --tune-gemms: tune the layer GEMMs at every row count the bench runs; the line saying
+/// what tuning found.
+fn tune(e: &mut Engine, a: &BenchArgs, extra: &[(usize, usize)]) -> Result<Option<String>> {
     let mut tune_note = None;
     if a.tune_gemms {
         let rows: std::collections::BTreeSet<usize> = a
@@ -172,68 +222,97 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 .line(&format!("{rows:?}"), secs),
         );
     }
-    // The floors' peak: random operands, sustained (~1 s) so the card sits at its power limit as in
-    // a prefill. Single-GEMM bursts on random data and on zeros are printed beside it.
-    let (gemm_ms, tflops) = e.bench_gemm(8192, 8192, 8192, 640, true, true)?;
-    let (_, burst_random) = e.bench_gemm(8192, 8192, 8192, 5, true, false)?;
-    let (_, burst_zeros) = e.bench_gemm(8192, 8192, 8192, 5, false, false)?;
-    let (copy_ms, gbps) = e.bench_copy_bandwidth(2 << 30, 5)?;
-    let eb = dt.bytes();
-    let mut rows = Vec::new();
-    for &n in &a.prefill {
-        let seqs = (a.max_num_tokens / n).max(1);
-        let c = cfg.prefill_cost(seqs, n, eb);
-        let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
-        let (t, mut note) = match e.bench_prefill(seqs, n, 1000.0) {
-            Ok(t) => (
-                Some(t),
-                Some(format!(
-                    "{:.0} % of GEMM peak",
-                    100.0 * c.flops / (t * 1e-3) / (tflops * 1e12)
-                )),
-            ),
-            Err(x) => (None, Some(format!("skipped: {x:#}"))),
-        };
-        let kernels = breakdown(a.kernels && t.is_some(), &mut note, || {
-            e.bench_prefill_kernels(seqs, n)
-        });
-        rows.push(Row {
-            phase: "prefill",
-            batch: seqs,
-            tokens: n,
-            achieved_ms: t,
-            floor_ms: f,
-            bound,
-            ratio: t.map(|t| t / f),
-            serial_floor_ms: None,
-            serial_ratio: None,
-            note,
-            kernels,
-        });
-    }
-    let asked = a
-        .batches
-        .iter()
-        .flat_map(|&b| a.contexts.iter().map(move |&ctx| (b, ctx, None)));
-    let capped = extra.into_iter().map(|(b, ctx)| {
-        (
-            b,
-            ctx,
-            Some("largest batch the KV cache holds at this context".to_string()),
-        )
+    Ok(tune_note)
+}
+
+/// One prefill row: one iteration of max_num_tokens / n prompts of `n` tokens against its floor.
+fn prefill_row(
+    e: &mut Engine,
+    cfg: &LlmConfig,
+    a: &BenchArgs,
+    n: usize,
+    eb: usize,
+    (tflops, gbps): (f64, f64),
+) -> Row {
+    let seqs = (a.max_num_tokens / n).max(1);
+    let c = cfg.prefill_cost(seqs, n, eb);
+    let (f, bound) = floor_ms(c.flops, c.bytes, tflops, gbps);
+    let (t, mut note) = match e.bench_prefill(seqs, n, 1000.0) {
+        Ok(t) => (
+            Some(t),
+            Some(format!(
+                "{:.0} % of GEMM peak",
+                100.0 * c.flops / (t * 1e-3) / (tflops * 1e12)
+            )),
+        ),
+        Err(x) => (None, Some(format!("skipped: {x:#}"))),
+    };
+    let kernels = breakdown(a.kernels && t.is_some(), &mut note, || {
+        e.bench_prefill_kernels(seqs, n)
     });
-    for (b, ctx, why) in asked.chain(capped) {
-        rows.push(decode_row(&mut e, &a, b, ctx, (tflops, gbps), why));
+    Row {
+        phase: "prefill",
+        batch: seqs,
+        tokens: n,
+        achieved_ms: t,
+        floor_ms: f,
+        bound,
+        ratio: t.map(|t| t / f),
+        serial_floor_ms: None,
+        serial_ratio: None,
+        note,
+        kernels,
     }
-    if a.json {
-        let j = serde_json::json!({
-            "llm": cfg.name, "gpu": e.device_name(), "dtype": a.dtype, "cuda_graphs": !a.no_graphs, "attention": format!("{:?}", a.attention).to_lowercase(),
-            "gemm_peak_tflops": tflops, "gemm_peak": "8192³, random operands, 640 back to back", "gemm_8192_ms": gemm_ms,
-            "gemm_burst_random_tflops": burst_random, "gemm_burst_zeros_tflops": burst_zeros, "copy_gbps": gbps, "copy_2gib_ms": copy_ms, "gemm_tune": e.gemm_tune, "rows": rows,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(());
-    }
+}
+
+/// The measured peaks the floors divide by: cuBLAS GEMM (sustained, and single bursts on random
+/// operands and on zeros) and device copy bandwidth.
+#[derive(Clone, Copy)]
+struct Peaks {
+    gemm_ms: f64,
+    tflops: f64,
+    burst_random: f64,
+    burst_zeros: f64,
+    copy_ms: f64,
+    gbps: f64,
+}
+
+/// The bench as one JSON document.
+fn print_json(cfg: &LlmConfig, e: &Engine, a: &BenchArgs, p: &Peaks, rows: &[Row]) -> Result<()> {
+    let Peaks {
+        gemm_ms,
+        tflops,
+        burst_random,
+        burst_zeros,
+        copy_ms,
+        gbps,
+    } = *p;
+    let j = serde_json::json!({
+        "llm": cfg.name, "gpu": e.device_name(), "dtype": a.dtype, "cuda_graphs": !a.no_graphs, "attention": format!("{:?}", a.attention).to_lowercase(),
+        "gemm_peak_tflops": tflops, "gemm_peak": "8192³, random operands, 640 back to back", "gemm_8192_ms": gemm_ms,
+        "gemm_burst_random_tflops": burst_random, "gemm_burst_zeros_tflops": burst_zeros, "copy_gbps": gbps, "copy_2gib_ms": copy_ms, "gemm_tune": e.gemm_tune, "rows": rows,
+    });
+    println!("{}", serde_json::to_string_pretty(&j)?);
+    Ok(())
+}
+
+/// The bench as tables: the peaks, then one line per row with its kernels when asked for.
+fn print_table(
+    cfg: &LlmConfig,
+    e: &Engine,
+    a: &BenchArgs,
+    p: &Peaks,
+    tune_note: Option<&str>,
+    rows: &[Row],
+) {
+    let Peaks {
+        gemm_ms,
+        tflops,
+        burst_random,
+        burst_zeros,
+        copy_ms,
+        gbps,
+    } = *p;
     println!(
         "{} on {} ({}, CUDA graphs {}, attention {:?})",
         cfg.name,
@@ -243,7 +322,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         a.attention
     );
     println!("measured peaks: cuBLAS GEMM 8192³ {tflops:.0} TFLOP/s ({gemm_ms:.2} ms each, 640 back to back on random operands; one GEMM alone: {burst_random:.0} random, {burst_zeros:.0} zeros); device copy {gbps:.0} GB/s (2 GiB in {copy_ms:.2} ms)");
-    if let Some(t) = &tune_note {
+    if let Some(t) = tune_note {
         println!("{t}");
     }
     println!(
@@ -258,7 +337,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "serial ms",
         "ratio"
     );
-    for r in &rows {
+    for r in rows {
         let t = r.achieved_ms.map_or("-".into(), |t| format!("{t:.3}"));
         let ratio = r.ratio.map_or("-".into(), |x| format!("{x:.2}"));
         let serial = r.serial_floor_ms.map_or("-".into(), |x| format!("{x:.3}"));
@@ -290,7 +369,6 @@ pub fn run(a: BenchArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 /// One decode row: `steps` steps of `b` sequences at context `ctx` against both floors.

@@ -2,19 +2,29 @@
 //! missing), creates the context, compiles the embedded kernels with NVRTC for the GPU present,
 //! owns device buffers (handed out as typed, bounds-checked views) and wraps kernel launches (the
 //! typed structs of `launches.rs` call `launch`) and cuBLAS GEMMs. Every CUDA call is checked.
+//! The buffers and their views are in `device/buffers.rs`, the GEMMs in `device/blas.rs`, the
+//! per-kernel timer in `device/timing.rs`, the finding of the CUDA toolkit in `device/cuda_env.rs`.
+
+mod blas;
+mod buffers;
+mod cuda_env;
+mod timing;
 
 pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 use anyhow::{anyhow, bail, Context, Result};
-use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
+pub use buffers::{DevBuf, DevPtr, DevSlice};
+pub(crate) use cuda_env::extra_nvrtc_options;
+use cuda_env::nvrtc_arch;
+pub use cuda_env::{check_cuda_libraries, cuda_include_dir};
+use cudarc::cublas::{sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     result as drv, sys as drv_sys, CudaContext, CudaEvent, CudaFunction, CudaModule, CudaStream,
 };
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::marker::PhantomData;
-use std::path::PathBuf;
 use std::sync::Arc;
+pub use timing::{elapsed_ms, KernelTime};
 
 /// The kernel sources, compiled as one NVRTC program in this order (scripts/check_kernels.py reads
 /// the list from here).
@@ -92,210 +102,6 @@ pub enum Arg {
     F(f32),
 }
 
-/// A device allocation of `bytes` bytes, freed on drop. Only `Device::alloc` makes one (its fields
-/// are private, so no address that was not allocated can be freed); its memory reaches copies and
-/// GEMMs only as a typed, bounds-checked `DevSlice`, and kernels through `ptr` in a launch.
-pub struct DevBuf {
-    ptr: u64,
-    bytes: usize,
-}
-
-impl DevBuf {
-    /// A buffer of no bytes (address 0, a null kernel argument): a placeholder before allocation.
-    pub fn empty() -> DevBuf {
-        DevBuf { ptr: 0, bytes: 0 }
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// The address, for kernel arguments (`Arg::P`) and pointer arithmetic inside a launch's
-    /// argument list; the launch is where the kernel's use of it is checked (the selftest).
-    pub fn ptr(&self) -> u64 {
-        self.ptr
-    }
-
-    /// The whole buffer as `bytes / size_of::<T>()` elements of T.
-    pub fn view<T: Copy>(&self) -> DevSlice<'_, T> {
-        DevSlice {
-            addr: self.ptr,
-            len: self.bytes / std::mem::size_of::<T>().max(1),
-            _buf: PhantomData,
-        }
-    }
-
-    /// `n` elements of T from element `at`; an error if they run past the allocation.
-    pub fn slice<T: Copy>(&self, at: usize, n: usize) -> Result<DevSlice<'_, T>> {
-        self.view().slice(at, n)
-    }
-}
-
-/// `len` elements of T in a live device allocation, borrowed from its `DevBuf` (so the memory
-/// outlives the view). Copies and GEMMs take these and check their lengths, so a device address
-/// never crosses a safe function as a bare integer.
-pub struct DevSlice<'a, T> {
-    addr: u64,
-    len: usize,
-    _buf: PhantomData<&'a [T]>,
-}
-
-impl<T> Clone for DevSlice<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for DevSlice<'_, T> {}
-
-impl<'a, T: Copy> DevSlice<'a, T> {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Elements `at .. at + n` of this view; an error if they run past its end.
-    pub fn slice(self, at: usize, n: usize) -> Result<DevSlice<'a, T>> {
-        match at.checked_add(n) {
-            Some(end) if end <= self.len => Ok(DevSlice {
-                addr: self.addr + (at * std::mem::size_of::<T>()) as u64,
-                len: n,
-                _buf: PhantomData,
-            }),
-            _ => bail!(
-                "device view of {} elements: elements {at}..{at}+{n} out of range",
-                self.len
-            ),
-        }
-    }
-
-    /// The first address, for the device layer's own FFI calls (cuBLAS, cuBLASLt).
-    pub(crate) fn addr(&self) -> u64 {
-        self.addr
-    }
-}
-
-/// A device address passed as a kernel's `T*` parameter (`launches.rs`): typed, so that a launch's
-/// argument struct says which buffer of which element type each parameter takes. It carries no
-/// length; the `unsafe` launch is where the caller states that it covers what the kernel touches.
-pub struct DevPtr<T> {
-    addr: u64,
-    _t: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for DevPtr<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for DevPtr<T> {}
-impl<T> Default for DevPtr<T> {
-    fn default() -> Self {
-        Self::null()
-    }
-}
-
-impl<T> DevPtr<T> {
-    /// The null pointer (an absent optional input, as the kernels test it).
-    pub const fn null() -> Self {
-        DevPtr {
-            addr: 0,
-            _t: PhantomData,
-        }
-    }
-
-    /// An address inside a live allocation holding elements of T (a buffer's start plus a byte
-    /// offset computed by the caller, such as one layer's part of the KV cache).
-    pub fn from_addr(addr: u64) -> Self {
-        DevPtr {
-            addr,
-            _t: PhantomData,
-        }
-    }
-
-    pub fn addr(self) -> u64 {
-        self.addr
-    }
-}
-
-impl DevBuf {
-    /// The buffer's start as a kernel pointer parameter of element type T.
-    pub fn dptr<T>(&self) -> DevPtr<T> {
-        DevPtr::from_addr(self.ptr)
-    }
-}
-
-impl Drop for DevBuf {
-    fn drop(&mut self) {
-        if self.ptr != 0 {
-            // SAFETY: ptr came from malloc_sync and is freed once.
-            let _ = unsafe { drv::free_sync(self.ptr) };
-        }
-    }
-}
-
-/// Directory holding cuda_bf16.h: CUDA_HOME, CUDA_PATH, then /usr/local/cuda.
-pub fn cuda_include_dir() -> Result<PathBuf> {
-    let mut tried = Vec::new();
-    for var in ["CUDA_HOME", "CUDA_PATH"] {
-        if let Ok(v) = std::env::var(var) {
-            tried.push(PathBuf::from(&v).join("include"));
-        }
-    }
-    tried.push(PathBuf::from("/usr/local/cuda/include"));
-    for d in &tried {
-        if d.join("cuda_bf16.h").exists() {
-            return Ok(d.clone());
-        }
-    }
-    bail!(
-        "CUDA headers not found: cuda_bf16.h is in none of {:?}; install the CUDA toolkit headers and set CUDA_HOME",
-        tried
-    )
-}
-
-/// Extra NVRTC options from `ENERGY_FIT_NVRTC_OPTS` (whitespace-separated, e.g.
-/// `--gpu-architecture=sm_90` or `-lineinfo`), passed through as given: an A/B of one binary on
-/// the GPU machine without rebuilding it. The kernels have one code path per case; what an option
-/// can change is the architecture they are built for.
-pub(crate) fn extra_nvrtc_options() -> Vec<String> {
-    std::env::var("ENERGY_FIT_NVRTC_OPTS")
-        .map(|v| v.split_whitespace().map(String::from).collect())
-        .unwrap_or_default()
-}
-
-/// The architecture the kernels compile for: the device's, unless `ENERGY_FIT_NVRTC_OPTS` names
-/// one (NVRTC takes the last `--gpu-architecture`). Hopper (9.0) compiles for sm_90a, whose wgmma
-/// and setmaxnreg the prefill kernel attention_ws.cu needs; `--gpu-architecture=sm_90` there gives
-/// attention_tc at every head dim.
-fn nvrtc_arch(extra: &[String], maj: i32, min: i32) -> Result<String> {
-    match extra.iter().rev().find_map(|o| o.strip_prefix("--gpu-architecture=")) {
-        Some("") => Err(anyhow!("ENERGY_FIT_NVRTC_OPTS: --gpu-architecture= names no architecture (e.g. --gpu-architecture=sm_90a)")),
-        Some(a) => Ok(a.to_string()),
-        None if (maj, min) == (9, 0) => Ok("sm_90a".into()),
-        None => Ok(format!("sm_{maj}{min}")),
-    }
-}
-
-/// Check that the driver, NVRTC and cuBLAS libraries can be loaded, without panicking.
-pub fn check_cuda_libraries() -> Result<()> {
-    // SAFETY: these only try dlopen on candidate names.
-    unsafe {
-        if !drv_sys::is_culib_present() {
-            bail!("no CUDA driver found: libcuda.so could not be loaded (is an NVIDIA driver installed and on LD_LIBRARY_PATH?)");
-        }
-        if !cudarc::nvrtc::sys::is_culib_present() {
-            bail!("no CUDA driver found: the driver is present but libnvrtc.so (CUDA 12 or 13) could not be loaded");
-        }
-        if !blas_sys::is_culib_present() {
-            bail!("no CUDA driver found: the driver is present but libcublas.so (CUDA 12 or 13) could not be loaded");
-        }
-    }
-    Ok(())
-}
-
 /// One GPU, one stream, the compiled kernels and a cuBLAS handle.
 pub struct Device {
     pub ctx: Arc<CudaContext>,
@@ -314,14 +120,6 @@ pub struct Device {
     /// Per-kernel timing (`bench --kernels`): while Some, every launch and GEMM is bracketed by CUDA
     /// events kept by name until `take_kernel_times`. Not for graph capture (bench turns graphs off).
     pub kernel_timer: Option<RefCell<Vec<(String, CudaEvent, CudaEvent)>>>,
-}
-
-/// GPU time of one kernel (or GEMM shape) summed over its launches.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct KernelTime {
-    pub name: String,
-    pub ms: f64,
-    pub launches: usize,
 }
 
 /// cuBLAS workspace (NVIDIA recommends 32 MiB on Hopper).
@@ -454,50 +252,6 @@ impl Device {
             .context("CUDA error (stream synchronize)")
     }
 
-    /// Run `f` (one launch or GEMM), bracketed by events under `name()` when the kernel timer is on.
-    fn timed(&self, name: impl FnOnce() -> String, f: impl FnOnce() -> Result<()>) -> Result<()> {
-        let Some(t) = &self.kernel_timer else {
-            return f();
-        };
-        let a = self.recorded_event()?;
-        f()?;
-        let b = self.recorded_event()?;
-        t.borrow_mut().push((name(), a, b));
-        Ok(())
-    }
-
-    /// A timing event recorded on the stream now (after the work queued so far).
-    pub fn recorded_event(&self) -> Result<CudaEvent> {
-        let ev = self
-            .ctx
-            .new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT))
-            .context("event")?;
-        ev.record(&self.stream).context("event record")?;
-        Ok(ev)
-    }
-
-    /// Synchronise and sum the timed launches by name, largest total first; clears them.
-    pub fn take_kernel_times(&self) -> Result<Vec<KernelTime>> {
-        self.sync()?;
-        let Some(t) = &self.kernel_timer else {
-            return Ok(Vec::new());
-        };
-        let mut by: HashMap<String, KernelTime> = HashMap::new();
-        for (name, a, b) in t.borrow_mut().drain(..) {
-            let ms = elapsed_ms(&a, &b)?;
-            let k = by.entry(name.clone()).or_insert(KernelTime {
-                name,
-                ms: 0.0,
-                launches: 0,
-            });
-            k.ms += ms;
-            k.launches += 1;
-        }
-        let mut v: Vec<KernelTime> = by.into_values().collect();
-        v.sort_by(|x, y| y.ms.total_cmp(&x.ms));
-        Ok(v)
-    }
-
     /// A `__constant__ int` of the kernel module: a shape the host must agree on (a prefill
     /// attention block's rows), which depends on the architecture the kernels were built for.
     pub fn const_i32(&self, name: &str) -> Result<i32> {
@@ -627,134 +381,6 @@ impl Device {
             },
         )
     }
-
-    /// y[rows, n] = x[rows, k] · W[n, k]ᵀ, all row-major, `dt` storage, fp32 accumulation: on the
-    /// cuBLASLt algorithm `tune_gemm` chose for this shape, else cublasGemmEx. cuBLASLt's heuristic
-    /// assumes 256-byte aligned operands (the forward's are whole allocations); others fall back.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemm(
-        &self,
-        dt: DType,
-        rows: usize,
-        n: usize,
-        k: usize,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
-    ) -> Result<()> {
-        let s = Shape { dt, rows, n, k };
-        s.check(x, w, y)?;
-        match &self.lt {
-            Some(lt)
-                if rows > 0
-                    && (x.addr() | w.addr() | y.addr()).is_multiple_of(256)
-                    && lt.has(s) =>
-            {
-                self.timed(|| format!("gemm {n}x{k}"), || lt.run(self, s, x, w, y))
-            }
-            _ => self.gemm_ex(dt, rows, n, k, x, w, y),
-        }
-    }
-
-    /// Let `tune_gemm` move shapes to cuBLASLt (idempotent).
-    pub fn enable_gemm_tuning(&mut self) -> Result<()> {
-        if self.lt.is_none() {
-            self.lt = Some(LtGemm::new(self)?);
-        }
-        Ok(())
-    }
-
-    /// Time cublasGemmEx against cuBLASLt's candidates for this shape on (x, w, y) (y overwritten)
-    /// and run the shape on the fastest from now on. Needs `enable_gemm_tuning` first.
-    #[allow(clippy::too_many_arguments)]
-    pub fn tune_gemm(
-        &mut self,
-        dt: DType,
-        rows: usize,
-        n: usize,
-        k: usize,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
-    ) -> Result<Tuned> {
-        let mut lt = self
-            .lt
-            .take()
-            .ok_or_else(|| anyhow!("tune_gemm before enable_gemm_tuning"))?;
-        let r = lt.tune(self, Shape { dt, rows, n, k }, x, w, y);
-        self.lt = Some(lt);
-        r
-    }
-
-    /// The cuBLASLt side (after `enable_gemm_tuning`).
-    pub fn lt_gemm(&self) -> Result<&LtGemm> {
-        self.lt
-            .as_ref()
-            .ok_or_else(|| anyhow!("cuBLASLt used before enable_gemm_tuning"))
-    }
-
-    /// This shape has been tuned (to cuBLASLt or to cublasGemmEx); false without tuning.
-    pub fn gemm_tuned(&self, dt: DType, rows: usize, n: usize, k: usize) -> bool {
-        self.lt
-            .as_ref()
-            .is_some_and(|l| l.tried(Shape { dt, rows, n, k }))
-    }
-
-    /// cublasGemmEx with cuBLAS's default algorithm (what `gemm` runs for an untuned shape).
-    #[allow(clippy::too_many_arguments)]
-    pub fn gemm_ex(
-        &self,
-        dt: DType,
-        rows: usize,
-        n: usize,
-        k: usize,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
-    ) -> Result<()> {
-        Shape { dt, rows, n, k }.check(x, w, y)?;
-        if rows == 0 {
-            return Ok(());
-        }
-        // Named by the weight's shape (n × k): one name per projection, whatever the row count.
-        self.timed(
-            || format!("gemm {n}x{k}"),
-            || {
-                let (alpha, beta) = (1.0f32, 0.0f32);
-                // SAFETY: x, w, y are live device views holding rows·k, n·k and rows·n elements
-                // (Shape::check above); cuBLAS reads and writes only those.
-                unsafe {
-                    blas_result::gemm_ex(
-                        *self.blas.handle(),
-                        blas_sys::cublasOperation_t::CUBLAS_OP_T,
-                        blas_sys::cublasOperation_t::CUBLAS_OP_N,
-                        n as i32,
-                        rows as i32,
-                        k as i32,
-                        &alpha as *const f32 as *const c_void,
-                        w.addr() as *const c_void,
-                        dt.cuda(),
-                        k as i32,
-                        x.addr() as *const c_void,
-                        dt.cuda(),
-                        k as i32,
-                        &beta as *const f32 as *const c_void,
-                        y.addr() as *mut c_void,
-                        dt.cuda(),
-                        n as i32,
-                        blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                        blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-                    )
-                }
-                .with_context(|| format!("cublasGemmEx {rows}x{n}x{k}"))
-            },
-        )
-    }
-}
-
-/// Milliseconds between two recorded events (both complete).
-pub fn elapsed_ms(a: &CudaEvent, b: &CudaEvent) -> Result<f64> {
-    Ok(a.elapsed_ms(b).context("event elapsed")? as f64)
 }
 
 /// Grid-stride launch size for `n` elements on `sms` multiprocessors: one block per `block`
@@ -774,41 +400,7 @@ pub fn ffn_act_grid(rows: usize, f: usize, block: u32) -> (u32, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::{nvrtc_arch, DType};
-
-    fn opts(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
-    }
-
-    /// The device's architecture (Hopper's with its wgmma features, sm_90a) unless
-    /// ENERGY_FIT_NVRTC_OPTS names one; the last one named wins, as in NVRTC; an empty one is an
-    /// error that says which option.
-    #[test]
-    fn nvrtc_arch_from_options() {
-        assert_eq!(nvrtc_arch(&opts("-lineinfo"), 9, 0).unwrap(), "sm_90a");
-        assert_eq!(nvrtc_arch(&[], 8, 0).unwrap(), "sm_80");
-        assert_eq!(nvrtc_arch(&[], 10, 0).unwrap(), "sm_100");
-        assert_eq!(
-            nvrtc_arch(&opts("--gpu-architecture=sm_90 -lineinfo"), 9, 0).unwrap(),
-            "sm_90"
-        );
-        assert_eq!(
-            nvrtc_arch(
-                &opts("--gpu-architecture=sm_80 --gpu-architecture=sm_90a"),
-                9,
-                0
-            )
-            .unwrap(),
-            "sm_90a"
-        );
-        let e = nvrtc_arch(&opts("-lineinfo --gpu-architecture="), 9, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("ENERGY_FIT_NVRTC_OPTS") && e.contains("--gpu-architecture="),
-            "{e}"
-        );
-    }
+    use super::DType;
 
     /// 1 + x rounds to 1 below the unit roundoff and away from 1 above it (round to nearest).
     #[test]

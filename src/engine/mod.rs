@@ -8,6 +8,7 @@ pub mod bench;
 mod checkpoint;
 pub mod device;
 pub mod forward;
+mod forward_launch;
 pub mod gemms;
 pub mod graphs;
 pub mod kv_tmap;
@@ -16,6 +17,9 @@ pub mod lt_gemm;
 pub mod scheduler;
 pub mod selftest;
 mod selftest_attn;
+mod selftest_attn_tc;
+mod selftest_gemm;
+mod selftest_layer;
 pub mod weights;
 
 pub use device::DType;

@@ -169,9 +169,6 @@ impl Tester {
         let cache_n = lay.pages * kv * PS * hd;
         let (kc, kh) = self.rand(cache_n, 1.0);
         let (vc, vh) = self.rand(cache_n, 1.0);
-        let (mut pos, mut slot) = (Vec::new(), Vec::new());
-        let mut items: Vec<AttnItem> = Vec::new();
-        let mut comb: Vec<[i32; 3]> = Vec::new();
         let tc_rows = self.dev.tc_rows(self.sx(), hd)?;
         let bq = if decode {
             1
@@ -186,59 +183,7 @@ impl Tester {
             )
         };
         let tc = o.tc && !decode;
-        let mut parts = 0;
-        for (s, &l) in lens.iter().enumerate() {
-            let t0 = pos.len() as i32;
-            let qpos: Vec<usize> = if decode {
-                vec![l - 1]
-            } else {
-                (0..l).collect()
-            };
-            for &p in &qpos {
-                pos.push(p as i32);
-                slot.push(s as i32);
-            }
-            if decode {
-                let tiles = l.div_ceil(PS);
-                let splits = tiles.min(1 + s);
-                let chunk = tiles.div_ceil(splits) * PS;
-                let splits = l.div_ceil(chunk);
-                if splits == 1 {
-                    items.push(AttnItem {
-                        q_tok: t0,
-                        q_cnt: 1,
-                        slot: s as i32,
-                        key_begin: 0,
-                        key_end: l as i32,
-                        part: -1,
-                    });
-                } else {
-                    comb.push([t0, parts, splits as i32]);
-                    for k in 0..splits {
-                        items.push(AttnItem {
-                            q_tok: t0,
-                            q_cnt: 1,
-                            slot: s as i32,
-                            key_begin: (k * chunk) as i32,
-                            key_end: ((k + 1) * chunk).min(l) as i32,
-                            part: parts + k as i32,
-                        });
-                    }
-                    parts += splits as i32;
-                }
-            } else {
-                for i in (0..l).step_by(bq) {
-                    items.push(AttnItem {
-                        q_tok: t0 + i as i32,
-                        q_cnt: bq.min(l - i) as i32,
-                        slot: s as i32,
-                        key_begin: 0,
-                        key_end: i32::MAX,
-                        part: -1,
-                    });
-                }
-            }
-        }
+        let (pos, slot, items, comb, parts) = plan_items(lens, decode, bq);
         let t = pos.len();
         let (q, qh) = self.rand(t * h * hd, 1.0);
         let out = self.poisoned(t * h * hd);
@@ -249,7 +194,6 @@ impl Tester {
         let po: DevBuf = self.dev.alloc(np * h * hd * 4)?;
         let pml: DevBuf = self.dev.alloc(np * h * 2 * 4)?;
         let scale = o.scale.unwrap_or(1.0 / (hd as f32).sqrt());
-        let bf = |x: f64| half::bf16::from_f64(x).to_f64();
         let slopes: Vec<f32> = crate::llm::alibi_slopes(h)
             .iter()
             .map(|&x| bf(x) as f32)
@@ -315,71 +259,18 @@ impl Tester {
             unsafe { a.launch(&mut self.dev, &name, grid, block, 0)? };
         }
         let got = self.get(&out, t * h * hd)?;
-        let mut want = vec![0.0f64; t * h * hd];
-        for i in 0..t {
-            let (p, s) = (pos[i] as usize, slot[i] as usize);
-            for hh in 0..h {
-                let kvh = hh / g;
-                let qv = &qh[(i * h + hh) * hd..(i * h + hh + 1) * hd];
-                let idx = |key: usize| {
-                    ((lay.table[s * lay.max_pages + key / PS] as usize * kv + kvh) * PS + key % PS)
-                        * hd
-                };
-                let k0 = if o.window > 0 {
-                    (p + 1).saturating_sub(o.window)
-                } else {
-                    0
-                };
-                let sc: Vec<f64> = (k0..=p)
-                    .map(|key| {
-                        let mut dot = (0..hd).map(|d| qv[d] * kh[idx(key) + d]).sum::<f64>();
-                        if o.alibi {
-                            dot += bf(slopes[hh] as f64 * bf(key as f64));
-                        }
-                        let s = dot * scale as f64;
-                        let c = o.softcap as f64;
-                        if c > 0.0 {
-                            c * (s / c).tanh()
-                        } else {
-                            s
-                        }
-                    })
-                    .collect();
-                let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for d in 0..hd {
-                    want[(i * h + hh) * hd + d] = (k0..=p)
-                        .map(|key| e[key - k0] * vh[idx(key) + d])
-                        .sum::<f64>()
-                        / z;
-                }
-            }
-        }
+        let want = reference(
+            &lay,
+            (h, kv, hd),
+            &pos,
+            &slot,
+            (&qh, &kh, &vh),
+            o,
+            scale,
+            &slopes,
+        );
         let tol = self.tol();
-        let kind = if decode {
-            format!(
-                "decode{} (splits: {parts} partials)",
-                if o.tc { " tensor-core" } else { "" }
-            )
-        } else if tc {
-            "prefill tensor-core".into()
-        } else {
-            "prefill".into()
-        };
-        let mut extra = String::new();
-        if o.softcap > 0.0 {
-            extra += &format!(" softcap={}", o.softcap);
-        }
-        if o.window > 0 {
-            extra += &format!(" window={}", o.window);
-        }
-        if o.alibi {
-            extra += " alibi";
-        }
-        if let Some(s) = o.scale {
-            extra += &format!(" scale={s:.4}");
-        }
+        let (kind, extra) = label(o, decode, tc, parts);
         self.record(
             format!("attention {kind}{extra} h={h} kv={kv} hd={hd} lens={lens:?}"),
             &got,
@@ -389,4 +280,164 @@ impl Tester {
         let _ = self.rng.random::<u8>();
         Ok(())
     }
+}
+
+/// The attention items of sequences of `lens` tokens: prefill in blocks of `bq` queries, or decode
+/// (the last position) split over the context, a sequence's splits growing with its index; with
+/// each query's position and sequence, the combine triples and the partial slots used.
+#[allow(clippy::type_complexity)]
+fn plan_items(
+    lens: &[usize],
+    decode: bool,
+    bq: usize,
+) -> (Vec<i32>, Vec<i32>, Vec<AttnItem>, Vec<[i32; 3]>, i32) {
+    let (mut pos, mut slot) = (Vec::new(), Vec::new());
+    let mut items: Vec<AttnItem> = Vec::new();
+    let mut comb: Vec<[i32; 3]> = Vec::new();
+    let mut parts = 0;
+    for (s, &l) in lens.iter().enumerate() {
+        let t0 = pos.len() as i32;
+        let qpos: Vec<usize> = if decode {
+            vec![l - 1]
+        } else {
+            (0..l).collect()
+        };
+        for &p in &qpos {
+            pos.push(p as i32);
+            slot.push(s as i32);
+        }
+        if decode {
+            let tiles = l.div_ceil(PS);
+            let splits = tiles.min(1 + s);
+            let chunk = tiles.div_ceil(splits) * PS;
+            let splits = l.div_ceil(chunk);
+            if splits == 1 {
+                items.push(AttnItem {
+                    q_tok: t0,
+                    q_cnt: 1,
+                    slot: s as i32,
+                    key_begin: 0,
+                    key_end: l as i32,
+                    part: -1,
+                });
+            } else {
+                comb.push([t0, parts, splits as i32]);
+                for k in 0..splits {
+                    items.push(AttnItem {
+                        q_tok: t0,
+                        q_cnt: 1,
+                        slot: s as i32,
+                        key_begin: (k * chunk) as i32,
+                        key_end: ((k + 1) * chunk).min(l) as i32,
+                        part: parts + k as i32,
+                    });
+                }
+                parts += splits as i32;
+            }
+        } else {
+            for i in (0..l).step_by(bq) {
+                items.push(AttnItem {
+                    q_tok: t0 + i as i32,
+                    q_cnt: bq.min(l - i) as i32,
+                    slot: s as i32,
+                    key_begin: 0,
+                    key_end: i32::MAX,
+                    part: -1,
+                });
+            }
+        }
+    }
+    (pos, slot, items, comb, parts)
+}
+
+/// The CPU reference of attention: for each query, softmax over its keys (causal, within the window)
+/// of the scaled, soft-capped, ALiBi-biased dot products, times the values; as attention's output.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    lay: &Layout,
+    (h, kv, hd): (usize, usize, usize),
+    pos: &[i32],
+    slot: &[i32],
+    (qh, kh, vh): (&[f64], &[f64], &[f64]),
+    o: AttnOpts,
+    scale: f32,
+    slopes: &[f32],
+) -> Vec<f64> {
+    let t = pos.len();
+    let g = h / kv;
+    let mut want = vec![0.0f64; t * h * hd];
+    for i in 0..t {
+        let (p, s) = (pos[i] as usize, slot[i] as usize);
+        for hh in 0..h {
+            let kvh = hh / g;
+            let qv = &qh[(i * h + hh) * hd..(i * h + hh + 1) * hd];
+            let idx = |key: usize| {
+                ((lay.table[s * lay.max_pages + key / PS] as usize * kv + kvh) * PS + key % PS) * hd
+            };
+            let k0 = if o.window > 0 {
+                (p + 1).saturating_sub(o.window)
+            } else {
+                0
+            };
+            let sc: Vec<f64> = (k0..=p)
+                .map(|key| {
+                    let mut dot = (0..hd).map(|d| qv[d] * kh[idx(key) + d]).sum::<f64>();
+                    if o.alibi {
+                        dot += bf(slopes[hh] as f64 * bf(key as f64));
+                    }
+                    let s = dot * scale as f64;
+                    let c = o.softcap as f64;
+                    if c > 0.0 {
+                        c * (s / c).tanh()
+                    } else {
+                        s
+                    }
+                })
+                .collect();
+            let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                want[(i * h + hh) * hd + d] = (k0..=p)
+                    .map(|key| e[key - k0] * vh[idx(key) + d])
+                    .sum::<f64>()
+                    / z;
+            }
+        }
+    }
+    want
+}
+
+/// What an attention check is called: the kernel (prefill or decode, scalar or tensor-core, the
+/// partials a decode split into) and the variant's options.
+fn label(o: AttnOpts, decode: bool, tc: bool, parts: i32) -> (String, String) {
+    let kind = if decode {
+        format!(
+            "decode{} (splits: {parts} partials)",
+            if o.tc { " tensor-core" } else { "" }
+        )
+    } else if tc {
+        "prefill tensor-core".into()
+    } else {
+        "prefill".into()
+    };
+    let mut extra = String::new();
+    if o.softcap > 0.0 {
+        extra += &format!(" softcap={}", o.softcap);
+    }
+    if o.window > 0 {
+        extra += &format!(" window={}", o.window);
+    }
+    if o.alibi {
+        extra += " alibi";
+    }
+    if let Some(s) = o.scale {
+        extra += &format!(" scale={s:.4}");
+    }
+    (kind, extra)
+}
+
+/// `x` rounded to bf16, as the kernels hold ALiBi slopes and key positions.
+fn bf(x: f64) -> f64 {
+    half::bf16::from_f64(x).to_f64()
 }

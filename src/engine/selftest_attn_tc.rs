@@ -1,0 +1,126 @@
+//! Self-test of the tensor-core attention kernels: the block shapes the host plans with against
+//! the compiled ones, then prefill and decode over GQA groups, head dims, odd lengths and the
+//! Gemma-2 / falcon variants.
+
+use super::device::extra_nvrtc_options;
+use super::selftest::{AttnOpts, Tester};
+use anyhow::Result;
+
+impl Tester {
+    /// The tensor-core prefill and decode kernels: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
+    /// (partial pages, partial 64-row blocks, several items per sequence), window / soft-cap / ALiBi.
+    pub(crate) fn attention_tc_checks(&mut self) -> Result<()> {
+        // The host plans prefill items with the rows (and launches the threads and shared memory)
+        // the kernels were compiled with; without a variant those must be the CPU side's defaults
+        // (attn_shapes::tc_rows and tcd_smem, which its tests use, and 4 warps; 9 for
+        // attention_ws.cu, which sm_90a builds at hd 64 and 128).
+        if extra_nvrtc_options().is_empty() {
+            for hd in super::forward::HEAD_DIMS {
+                let got = self.dev.tc_rows(self.sx(), hd)? as f32;
+                self.record(
+                    format!(
+                        "attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows"
+                    ),
+                    &[got],
+                    &[super::attn_shapes::tc_rows(hd) as f64],
+                    0.0,
+                );
+                let threads = self.dev.tc_threads(self.sx(), hd)? as f32;
+                // attention_ws, and decode's TMA loads, on sm_90a at hd 64 and 128.
+                let ws = self.dev.arch == "sm_90a" && (hd == 64 || hd == 128);
+                let warps = if ws { 9 } else { 4 };
+                self.record(
+                    format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps"),
+                    &[threads],
+                    &[32.0 * warps as f64],
+                    0.0,
+                );
+                let smem = self.dev.tcd_smem(self.sx(), hd)? as f32;
+                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {ws})"), &[smem], &[super::attn_shapes::tcd_smem(hd, ws) as f64], 0.0);
+            }
+        }
+        let tc = AttnOpts {
+            tc: true,
+            ..AttnOpts::default()
+        };
+        let lens: &[usize] = &[1, 17, 100, 333];
+        for &(h, kv, hd) in &[
+            (8, 8, 64),
+            (32, 8, 64),
+            (16, 2, 64),
+            (6, 2, 64),
+            (32, 2, 64),
+            (8, 2, 80),
+            (8, 1, 80),
+            (4, 4, 96),
+            (12, 3, 128),
+            (16, 2, 128),
+            (8, 4, 256),
+            (4, 4, 16),
+            (8, 2, 32),
+        ] {
+            self.attention(h, kv, hd, lens, false, tc)?;
+        }
+        self.attention(16, 4, 128, &[700, 5, 1029], false, tc)?; // many items per sequence
+        for &(h, kv, hd, cap, win) in &[
+            (8, 4, 256, 50.0f32, 4096usize),
+            (8, 4, 256, 2.0, 37),
+            (4, 2, 64, 1.5, 100),
+            (6, 3, 32, 0.0, 7),
+            (16, 2, 128, 0.0, 65),
+            (8, 1, 80, 3.0, 200),
+        ] {
+            let o = AttnOpts {
+                softcap: cap,
+                window: win,
+                scale: Some(1.0 / 12.0),
+                ..tc
+            };
+            self.attention(h, kv, hd, lens, false, o)?;
+        }
+        for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128)] {
+            self.attention(h, h, hd, lens, false, AttnOpts { alibi: true, ..tc })?;
+        }
+        // Decode kernel: groups 1…16, every head dim, contexts across page and 64-key tile edges,
+        // single items and split partials (sequence s is split min(tiles, s + 1) ways).
+        let dlens: &[usize] = &[1, 37, 64, 70, 1500, 4097];
+        for &(h, kv, hd) in &[
+            (8, 8, 64),
+            (32, 8, 64),
+            (28, 4, 128),
+            (12, 2, 128),
+            (32, 2, 64),
+            (8, 1, 80),
+            (4, 4, 96),
+            (8, 4, 256),
+            (4, 4, 16),
+            (8, 2, 32),
+        ] {
+            self.attention(h, kv, hd, dlens, true, tc)?;
+        }
+        for &(h, kv, hd, cap, win) in &[
+            (8, 4, 256, 50.0f32, 4096usize),
+            (8, 4, 256, 30.0, 37),
+            (4, 2, 64, 0.0, 100),
+            (8, 1, 80, 3.0, 200),
+        ] {
+            self.attention(
+                h,
+                kv,
+                hd,
+                dlens,
+                true,
+                AttnOpts {
+                    softcap: cap,
+                    window: win,
+                    scale: Some(1.0 / 12.0),
+                    ..tc
+                },
+            )?;
+        }
+        for &(h, hd) in &[(32usize, 64usize), (5, 80)] {
+            self.attention(h, h, hd, dlens, true, AttnOpts { alibi: true, ..tc })?;
+        }
+        Ok(())
+    }
+}
