@@ -61,6 +61,11 @@ pub struct FitArgs {
     /// With --prior: fit only these grid points (NxM,…); the other measured points score the fit.
     #[arg(long, requires = "prior")]
     pub points: Option<String>,
+    /// With --prior: fit only K points, the ones a few-shot measurement of the LLM would take,
+    /// chosen from its zero-shot prior before looking at the data (Bayesian D-optimal among the
+    /// measured grid points); the other measured points score the fit.
+    #[arg(long, value_name = "K", requires = "prior", conflicts_with = "points", value_parser = clap::value_parser!(u64).range(1..=49))]
+    pub design_points: Option<u64>,
 }
 
 pub(super) struct Fitted {
@@ -82,7 +87,13 @@ pub fn run(args: FitArgs) -> Result<()> {
         args.data.clone()
     };
     if let Some(prior) = &args.prior {
-        return super::fit_prior::run(&paths, prior, args.points.as_deref(), args.json);
+        return super::fit_prior::run(
+            &paths,
+            prior,
+            args.points.as_deref(),
+            args.design_points.map(|k| k as usize),
+            args.json,
+        );
     }
     let out = out_dir(args.out.as_deref(), &args.data);
     let ds = Dataset::load(&paths)?;

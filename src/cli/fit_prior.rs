@@ -6,7 +6,7 @@ use crate::analytic::FlopsMem;
 use crate::dataset::Dataset;
 use crate::fit::intervals;
 use crate::fit::table::{sci, Table};
-use crate::zeroshot::fewshot::{fit_with_prior, NOISE_REL_SD, PRIOR_REL_SD};
+use crate::zeroshot::fewshot::{choose_points, fit_with_prior, NOISE_REL_SD, PRIOR_REL_SD};
 use crate::zeroshot::file::CalibrationFile;
 use crate::zeroshot::model::{flops_mem_basis, project};
 use crate::zeroshot::GRID;
@@ -37,11 +37,18 @@ pub fn parse_points(text: &str) -> Result<Vec<(f64, f64)>> {
         .collect()
 }
 
-pub fn run(data: &[PathBuf], prior: &Path, points: Option<&str>, json_out: bool) -> Result<()> {
+pub fn run(
+    data: &[PathBuf],
+    prior: &Path,
+    points: Option<&str>,
+    design_points: Option<usize>,
+    json_out: bool,
+) -> Result<()> {
     let cal = CalibrationFile::read(prior).context("--prior")?;
     let chosen = points.map(parse_points).transpose()?;
     let ds = Dataset::load(data)?;
     let mut docs = Vec::new();
+    let mut notes = Vec::new();
     let mut t = Table::new(&[
         "LLM",
         "fitted",
@@ -71,9 +78,14 @@ pub fn run(data: &[PathBuf], prior: &Path, points: Option<&str>, json_out: bool)
             .iter()
             .map(|o| (o.input_tokens, o.output_tokens, o.energy_per_token_j))
             .collect();
+        let designed = design_points
+            .map(|k| designed_points(&z.coefs, &all, k))
+            .transpose()
+            .with_context(|| format!("--design-points for {}", cfg.name))?;
+        let pick = designed.as_ref().or(chosen.as_ref());
         let (fitted, others): (Vec<_>, Vec<_>) = all
             .iter()
-            .partition(|p| chosen.as_ref().is_none_or(|c| c.contains(&(p.0, p.1))));
+            .partition(|p| pick.is_none_or(|c| c.contains(&(p.0, p.1))));
         if fitted.is_empty() {
             bail!(
                 "--points: none of the given points is measured for {}",
@@ -125,9 +137,14 @@ pub fn run(data: &[PathBuf], prior: &Path, points: Option<&str>, json_out: bool)
         }));
         t.push(row);
         let names = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
+        if let Some(d) = &designed {
+            let list: Vec<String> = d.iter().map(|(n, m)| format!("{n}x{m}")).collect();
+            notes.push(format!("{}: designed points {}", cfg.name, list.join(",")));
+        }
         docs.push(json!({
             "llm": cfg.name,
             "model": "flops-mem",
+            "designed_points": designed.as_ref().map(|d| d.iter().map(|(n, m)| [n, m]).collect::<Vec<_>>()),
             "fitted_points": fitted.len(),
             "other_points": others.len(),
             "mape_fitted_pct": m_fit,
@@ -152,6 +169,24 @@ pub fn run(data: &[PathBuf], prior: &Path, points: Option<&str>, json_out: bool)
         100.0 * NOISE_REL_SD
     );
     print!("{}", t.render());
+    for n in &notes {
+        println!("{n}");
+    }
     println!("few-shot fits are printed, not written to fit files");
     Ok(())
+}
+
+/// `--design-points K`: the K distinct measured (n, m) that the prior's few-shot design takes.
+fn designed_points(prior: &[f64], all: &[(f64, f64, f64)], k: usize) -> Result<Vec<(f64, f64)>> {
+    let mut cands: Vec<(f64, f64)> = all.iter().map(|p| (p.0, p.1)).collect();
+    cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    cands.dedup();
+    if cands.len() < k {
+        bail!(
+            "{k} points asked for, {} distinct points measured",
+            cands.len()
+        );
+    }
+    let idx = choose_points(prior, &cands, k, PRIOR_REL_SD, NOISE_REL_SD)?;
+    Ok(idx.into_iter().map(|i| cands[i]).collect())
 }

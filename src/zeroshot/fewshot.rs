@@ -75,6 +75,58 @@ pub fn fit_with_prior(
     })
 }
 
+/// The `k` points of `candidates` (n, m) that a few-shot fit around `prior` learns most from,
+/// chosen before anything is measured: greedy Bayesian D-optimality, each step adding the point
+/// that most increases log det of the posterior precision XᵀX/σ² + P (in units of the prior
+/// spread, as [`fit_with_prior`] works), i.e. the point whose predicted relative energy the
+/// current posterior knows least. Energies are the prior's own prediction. Returns indices into
+/// `candidates`, in the order chosen.
+pub fn choose_points(
+    prior: &[f64],
+    candidates: &[(f64, f64)],
+    k: usize,
+    tau: f64,
+    sigma: f64,
+) -> Result<Vec<usize>> {
+    if prior.len() != 6 {
+        bail!("a flops-mem prior has 6 coefficients, got {}", prior.len());
+    }
+    let floor = prior.iter().fold(0.0f64, |a, b| a.max(b.abs())) * 1e-9;
+    let sd: Vec<f64> = prior.iter().map(|b| tau * b.abs().max(floor)).collect();
+    let rows: Vec<DVector<f64>> = candidates
+        .iter()
+        .map(|&(n, m)| {
+            let b = flops_mem_basis(n, m);
+            let e: f64 = b.iter().zip(prior).map(|(x, c)| x * c).sum();
+            DVector::from_fn(6, |j, _| b[j] / e * sd[j] / sigma)
+        })
+        .collect();
+    if let Some(i) = rows.iter().position(|r| !r.iter().all(|v| v.is_finite())) {
+        bail!(
+            "the prior predicts no positive energy at n = {}, m = {}",
+            candidates[i].0,
+            candidates[i].1
+        );
+    }
+    let mut a = DMatrix::<f64>::identity(6, 6);
+    let mut chosen = Vec::new();
+    while chosen.len() < k.min(candidates.len()) {
+        let inv = a
+            .clone()
+            .try_inverse()
+            .ok_or_else(|| anyhow::anyhow!("few-shot design: posterior precision is singular"))?;
+        let best = (0..rows.len())
+            .filter(|i| !chosen.contains(i))
+            .map(|i| (i, (rows[i].transpose() * &inv * &rows[i])[(0, 0)]))
+            .max_by(|x, y| x.1.total_cmp(&y.1))
+            .map(|(i, _)| i);
+        let Some(i) = best else { break };
+        a += &rows[i] * rows[i].transpose();
+        chosen.push(i);
+    }
+    Ok(chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +152,39 @@ mod tests {
         };
         assert!((at(512.0, 512.0) / e(512.0, 512.0) - 1.0).abs() < 0.01);
         assert!(f.covariance[(0, 0)] > 0.0);
+    }
+
+    /// The first choice is the point the prior knows least in relative terms, no point is chosen
+    /// twice, and more points only add information.
+    #[test]
+    fn design_picks_distinct_informative_points() {
+        let prior = [5e-3, 1e-7, 7e-6, 2.6e-3, 3.9e-6, 0.54];
+        let grid: Vec<(f64, f64)> = [64.0, 512.0, 4096.0]
+            .iter()
+            .flat_map(|&n| [64.0, 512.0, 4096.0].map(|m| (n, m)))
+            .collect();
+        let c = choose_points(&prior, &grid, 5, 1.0, 0.01).unwrap();
+        assert_eq!(c.len(), 5);
+        let mut d = c.clone();
+        d.sort_unstable();
+        d.dedup();
+        assert_eq!(d.len(), 5, "{c:?}");
+        assert_eq!(
+            choose_points(&prior, &grid, 20, 1.0, 0.01).unwrap().len(),
+            9
+        );
+        // The corners span the surface's terms: at least three of the four are among five points.
+        let corners = [
+            (64.0, 64.0),
+            (64.0, 4096.0),
+            (4096.0, 64.0),
+            (4096.0, 4096.0),
+        ];
+        let picked = c.iter().filter(|&&i| corners.contains(&grid[i])).count();
+        assert!(
+            picked >= 3,
+            "{:?}",
+            c.iter().map(|&i| grid[i]).collect::<Vec<_>>()
+        );
     }
 }
