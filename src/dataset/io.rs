@@ -51,11 +51,20 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("cannot read data file '{}'", path.display()))?;
             let text = checked_csv(&bytes, path)?;
-            CsvReadOptions::default()
-                .with_has_header(true)
-                .with_infer_schema_length(None)
-                .into_reader_with_file_handle(std::io::Cursor::new(text.into_bytes()))
-                .finish()
+            let read = |infer: Option<usize>| {
+                CsvReadOptions::default()
+                    .with_has_header(true)
+                    .with_infer_schema_length(infer)
+                    .into_reader_with_file_handle(std::io::Cursor::new(text.as_bytes()))
+                    .finish()
+            };
+            match read(None) {
+                Err(e) => match read(Some(0)) {
+                    Ok(cells) => return Err(unreadable_cell(&cells, &e.to_string(), path)),
+                    Err(_) => Err(e),
+                },
+                ok => ok,
+            }
         }
         Format::Parquet => {
             let f = File::open(path)
@@ -68,6 +77,35 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
         bail!("{}: file has no data rows", path.display());
     }
     Ok(df)
+}
+
+/// polars infers a column's type from all its cells and then fails on a cell that type cannot
+/// hold (e.g. a whole number beyond 64 bits) naming only the column and value: find that cell in
+/// the file read as text (`cells`) and say its row.
+fn unreadable_cell(cells: &DataFrame, msg: &str, path: &Path) -> anyhow::Error {
+    let between = |a: &str, b: &str| {
+        let from = msg.find(a)? + a.len();
+        Some(msg[from..].split(b).next()?.to_string())
+    };
+    let (Some(value), Some(column)) = (between("parse `", "`"), between("column '", "'")) else {
+        return anyhow::anyhow!("{}: cannot read as Csv: {msg}", path.display());
+    };
+    let row = cells
+        .column(&column)
+        .ok()
+        .and_then(|c| c.str().ok().cloned())
+        .and_then(|c| {
+            c.iter()
+                .position(|v| v.is_some_and(|v| v.trim() == value.trim()))
+        });
+    let at = match row {
+        Some(r) => super::schema::place(path, r),
+        None => path.display().to_string(),
+    };
+    anyhow::anyhow!(
+        "{at}, column '{column}': cannot read '{value}' (not a number the column's type holds; \
+         whole numbers must fit in 64 bits)"
+    )
 }
 
 /// The CSV text of a data file with its trailing blank lines cut (they are not rows), after

@@ -4,6 +4,7 @@
 //! Unknown columns are kept. Rows whose `status` is not `ok` (skipped points) stay in the table
 //! but are not fitted.
 
+mod batch_cells;
 mod columns;
 mod io;
 pub mod schema;
@@ -356,12 +357,12 @@ fn validate_rows(df: &DataFrame, path: &Path) -> Result<()> {
         .iter()
         .map(|c| Ok(df.column(c)?.f64()?.iter().collect()))
         .collect::<Result<_>>()?;
-    let mut used = 0;
+    let mut used = Vec::new();
     for row in 0..df.height() {
         if !row_status(path, row, status.as_ref().and_then(|s| s.get(row)))?.is_ok() {
             continue;
         }
-        used += 1;
+        used.push(row);
         let vals: Vec<(&str, Option<f64>)> = NUMERIC
             .iter()
             .zip(&cols)
@@ -369,10 +370,10 @@ fn validate_rows(df: &DataFrame, path: &Path) -> Result<()> {
             .collect();
         check_row(path, row, llm.get(row), &vals)?;
     }
-    if used == 0 {
+    if used.is_empty() {
         bail!("{}: no row has status 'ok'", path.display());
     }
-    Ok(())
+    batch_cells::check(df, path, &used)
 }
 
 /// energy_per_request_j = energy_j / requests; energy_per_token_j = that / output_tokens;

@@ -19,6 +19,7 @@ mod fit_recovery;
 mod fit_requests;
 mod fit_warnings;
 mod fuzz_readers;
+mod hostile;
 mod kill_faults;
 mod llm_arch;
 mod llm_config;

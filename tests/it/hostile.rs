@@ -1,0 +1,110 @@
+//! Malformed inputs at the edges of the batch axis (several `requests` values, the measured
+//! concurrency columns, `predict`'s batch flags, config.json shapes): each is refused with an
+//! error that names the file and row, or the flag, and the value, instead of being fitted or
+//! predicted as if it meant something.
+
+use crate::common::{run_in, LLAMA};
+use std::path::Path;
+
+const HEADER: &str = "llm,input_tokens,output_tokens,requests,energy_j,dtype,max_batch_size,max_num_tokens,status,mean_concurrency,kv_capacity_tokens";
+
+/// A flops-mem surface over a 5 × 5 grid at requests 1 and 10 (plausible concurrency and KV
+/// capacity), with `edit(row, cells)` applied to each data row's cells first.
+fn csv_with(dir: &Path, name: &str, edit: impl Fn(usize, &mut Vec<String>)) -> String {
+    let grid = [64.0, 256.0, 1024.0, 2048.0, 4096.0];
+    let mut lines = vec![HEADER.to_string()];
+    let mut row = 0;
+    for r in [1.0, 10.0] {
+        for n in grid {
+            for m in grid {
+                let [a, b, g, d, e, z] = LLAMA;
+                let per_request = a * m + b * n * n + g * n * m + d * n + e * m * m + z + m / r;
+                let mut cells: Vec<String> = vec![
+                    "llama-3.1-8b".into(),
+                    format!("{n}"),
+                    format!("{m}"),
+                    format!("{r}"),
+                    format!("{}", per_request * r * (1.0 + 0.001 * (row % 3) as f64)),
+                    "bf16".into(),
+                    "1024".into(),
+                    "8192".into(),
+                    "ok".into(),
+                    format!("{r}"),
+                    "2000000".into(),
+                ];
+                row += 1;
+                edit(row, &mut cells);
+                lines.push(cells.join(","));
+            }
+        }
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn col(name: &str) -> usize {
+    HEADER.split(',').position(|c| c == name).unwrap()
+}
+
+/// `fit --model flops-mem-batch` on a file whose data row 3 has `value` in `column`: refused,
+/// naming the file, row 3 (line 4), the column and the value.
+fn refused_at_row_3(column: &str, value: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = col(column);
+    let f = csv_with(dir.path(), "d.csv", |row, cells| {
+        if row == 3 {
+            cells[c] = value.to_string();
+        }
+    });
+    let (ok, out, err) = run_in(dir.path(), &["fit", &f, "--model", "flops-mem-batch"]);
+    assert!(!ok, "{column} = {value:?} was fitted:\n{out}");
+    for want in ["d.csv", "row 3 (line 4)", column] {
+        assert!(
+            err.contains(want),
+            "{column} = {value:?}: no {want:?} in {err}"
+        );
+    }
+}
+
+#[test]
+fn mean_concurrency_that_is_no_concurrency_is_refused_naming_the_cell() {
+    for v in ["0", "-1", "NaN", "inf", "abc", "0.5", "1e308", "11"] {
+        refused_at_row_3("mean_concurrency", v);
+    }
+}
+
+#[test]
+fn kv_capacity_that_is_no_count_is_refused_naming_the_cell() {
+    for v in ["0", "-1", "nan", "inf", "abc", "2.5"] {
+        refused_at_row_3("kv_capacity_tokens", v);
+    }
+}
+
+#[test]
+fn batch_limits_that_are_no_counts_are_refused_naming_the_cell() {
+    for v in ["0", "-5", "abc", "1.5"] {
+        refused_at_row_3("max_batch_size", v);
+        refused_at_row_3("max_num_tokens", v);
+    }
+}
+
+#[test]
+fn integers_too_large_for_the_reader_name_their_row() {
+    for column in ["input_tokens", "mean_concurrency", "kv_capacity_tokens"] {
+        refused_at_row_3(column, "99999999999999999999");
+    }
+}
+
+#[test]
+fn empty_concurrency_cells_are_unknown_and_fitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mc, kv) = (col("mean_concurrency"), col("kv_capacity_tokens"));
+    let f = csv_with(dir.path(), "d.csv", |_, cells| {
+        cells[mc].clear();
+        cells[kv].clear();
+    });
+    let (ok, out, err) = run_in(dir.path(), &["fit", &f, "--model", "flops-mem-batch"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("flops-mem-batch"), "{out}");
+}
