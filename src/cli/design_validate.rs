@@ -30,10 +30,15 @@ pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Re
     let ds = Dataset::load(&[file.to_path_buf()]).context("--validate")?;
     let groups = ds.groups(&[])?;
     if groups.len() != 1 {
+        let llms: std::collections::BTreeSet<&str> = groups.iter().map(|g| g.llm()).collect();
+        let labels: Vec<String> = groups.iter().map(|g| g.label()).collect();
         bail!(
-            "--validate: {} holds {} LLMs; validate one LLM's grid at a time",
+            "--validate: {} holds {} fit groups ({}) of {} LLM(s); validate one grid (one LLM at \
+             one set of run settings) at a time",
             file.display(),
-            groups.len()
+            groups.len(),
+            labels.join("; "),
+            llms.len()
         );
     }
     let g = &groups[0];

@@ -124,6 +124,17 @@ pub fn run(args: FitArgs) -> Result<()> {
             let ctx = (model.name() == BATCH_MODEL)
                 .then(|| batch::context(&ds, g, args.gpu_mem_gib))
                 .transpose()?;
+            if let Some(c) = &ctx {
+                let shape = c.llm.strip_prefix("synthetic-").unwrap_or(&c.llm);
+                if crate::llm::resolve_llm(shape).is_err() {
+                    bail!(
+                        "{what}: flops-mem-batch needs the LLM's shape for its concurrency, but \
+                         column 'llm' names '{}', neither a catalog LLM (energy-fit llms) nor a \
+                         config.json path; fit it with the models of n and m alone",
+                        c.llm
+                    );
+                }
+            }
             let bound = ctx.as_ref().map(|c| c.model()).transpose()?;
             let model: &dyn EnergyModel = match &bound {
                 Some(b) => b,

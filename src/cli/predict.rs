@@ -50,6 +50,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let mut zero_shot: Option<ZeroShot> = None;
     // flops-mem-batch at the batch asked for: c(n, m) and how it was set.
     let mut batch: Option<(ConcurrencyFn, String)> = None;
+    let mut bound: Option<super::predict_batch::Bound> = None;
     let (model, coefs, from, unc) = match (&args.fit, &args.params) {
         (Some(path), _) => {
             let f = FitFile::read(path)?;
@@ -68,8 +69,11 @@ pub fn run(args: PredictArgs) -> Result<()> {
             };
             let model = match args.batch.bind(&f, path)? {
                 Some(b) => {
-                    let model: Box<dyn EnergyModel> = Box::new(b.model);
-                    batch = Some((b.concurrency, b.what));
+                    let model: Box<dyn EnergyModel> = Box::new(
+                        crate::analytic::flops_mem_batch::FlopsMemBatch::new(b.concurrency.clone()),
+                    );
+                    batch = Some((b.concurrency.clone(), b.what.clone()));
+                    bound = Some(b);
                     model
                 }
                 None => f.energy_model()?,
@@ -141,6 +145,9 @@ pub fn run(args: PredictArgs) -> Result<()> {
             model.name()
         ),
     };
+    if let Some(b) = &bound {
+        b.check(n, m)?;
+    }
     let e = model.energy_per_token(&coefs, n, m);
     let eta = (e > 0.0).then(|| 1.0 / e);
     let u = unc.as_ref().ok();

@@ -3,7 +3,9 @@
 
 use crate::analytic::flops_mem_batch::{concurrency_with_capacity, ConcurrencyFn, FlopsMemBatch};
 use crate::fit::file::FitFile;
-use anyhow::{bail, Result};
+use crate::llm::concurrency::{concurrency, Batching, PAGE_TOKENS};
+use crate::measure::plan::MAX_REQUESTS;
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -11,10 +13,10 @@ use std::sync::Arc;
 pub struct BatchArgs {
     /// flops-mem-batch: predict for R requests submitted at once (concurrency from the engine's
     /// batching rules under the fit's max_batch_size and max_num_tokens).
-    #[arg(long, value_name = "R", conflicts_with = "concurrency", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "R", conflicts_with = "concurrency", value_parser = super::values::whole(1, MAX_REQUESTS))]
     pub requests: Option<u64>,
     /// flops-mem-batch: predict at this many sequences in flight per decode step.
-    #[arg(long, value_name = "C", value_parser = super::values::positive_f64)]
+    #[arg(long, value_name = "C", value_parser = super::values::in_flight)]
     pub concurrency: Option<f64>,
     /// With --requests: GPU memory that sizes the KV cache (default: the fit's).
     #[arg(long, value_name = "GIB", requires = "requests", conflicts_with = "kv_capacity_tokens", value_parser = super::values::positive_f64)]
@@ -30,6 +32,22 @@ pub struct Bound {
     pub concurrency: ConcurrencyFn,
     /// The batch in words, for the output.
     pub what: String,
+    /// With --requests: the batching the concurrency is simulated under and the flag that set
+    /// its KV cache, to refuse a point no request of which fits (see [`Bound::check`]).
+    runs: Option<(Batching, String)>,
+}
+
+impl Bound {
+    /// A point (n, m) the batch asked for cannot run at all (a request longer than the KV
+    /// cache or than max_num_tokens) is an error naming the flag: its concurrency would
+    /// otherwise read as 1 and the prediction as that of a batch that never exists.
+    pub fn check(&self, n: f64, m: f64) -> Result<()> {
+        if let Some((b, flag)) = &self.runs {
+            concurrency(n as usize, m as usize, b)
+                .with_context(|| format!("{flag}: no request of n = {n}, m = {m} tokens runs"))?;
+        }
+        Ok(())
+    }
 }
 
 impl BatchArgs {
@@ -62,6 +80,7 @@ impl BatchArgs {
                 model: FlopsMemBatch::new(cf.clone()),
                 concurrency: cf,
                 what: format!("{c} sequences in flight (--concurrency)"),
+                runs: None,
             }));
         }
         let mut ctx = ctx.clone();
@@ -70,18 +89,43 @@ impl BatchArgs {
             ctx.settings.gpu_memory_bytes = g * (1u64 << 30) as f64;
         }
         let s = ctx.settings;
-        let (cf, cap) = match self.kv_capacity_tokens {
+        let gib = s.gpu_memory_bytes / (1u64 << 30) as f64;
+        let (cf, cap, capacity, flag) = match self.kv_capacity_tokens {
             Some(k) => (
                 concurrency_with_capacity(s, k as usize),
                 format!("KV cache of {k} tokens"),
+                k as usize,
+                format!("--kv-capacity-tokens {k}"),
             ),
-            None => (
-                ctx.concurrency()?,
-                format!(
-                    "KV cache of {:.0} GiB GPU memory",
-                    s.gpu_memory_bytes / (1u64 << 30) as f64
-                ),
-            ),
+            None => {
+                let flag = match self.gpu_mem_gib {
+                    Some(g) => format!("--gpu-mem-gib {g}"),
+                    None => format!("--requests {} (the fit's {gib} GiB GPU memory)", s.requests),
+                };
+                let cfg = crate::llm::resolve_llm(
+                    ctx.llm.strip_prefix("synthetic-").unwrap_or(&ctx.llm),
+                )?;
+                let k = crate::llm::concurrency::kv_capacity_tokens(
+                    &cfg,
+                    s.gpu_memory_bytes,
+                    s.dtype_bytes,
+                    s.max_num_tokens,
+                    s.max_batch_size.min(s.requests),
+                );
+                (
+                    ctx.concurrency().with_context(|| flag.clone())?,
+                    format!("KV cache of {gib:.0} GiB GPU memory"),
+                    k,
+                    flag,
+                )
+            }
+        };
+        let batching = Batching {
+            requests: s.requests,
+            max_batch_size: s.max_batch_size,
+            max_num_tokens: s.max_num_tokens,
+            kv_capacity_tokens: capacity,
+            page_tokens: PAGE_TOKENS,
         };
         Ok(Some(Bound {
             model: FlopsMemBatch::new(cf.clone()),
@@ -90,6 +134,7 @@ impl BatchArgs {
                 "{} requests at once (max_batch_size {}, max_num_tokens {}, {cap})",
                 s.requests, s.max_batch_size, s.max_num_tokens
             ),
+            runs: Some((batching, flag)),
         }))
     }
 }

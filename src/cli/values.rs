@@ -12,6 +12,18 @@ pub fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Sequences in flight per decode step: at least one, at most the most requests a batch may hold
+/// (`measure::plan::MAX_BATCH_SIZE`).
+pub fn in_flight(s: &str) -> Result<f64, String> {
+    let max = crate::measure::plan::MAX_BATCH_SIZE as f64;
+    match s.trim().parse::<f64>() {
+        Ok(v) if (1.0..=max).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "expected sequences in flight from 1 to {max}, got {s:?}"
+        )),
+    }
+}
+
 /// A fraction in (0, 1].
 pub fn fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {

@@ -108,3 +108,104 @@ fn empty_concurrency_cells_are_unknown_and_fitted() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("flops-mem-batch"), "{out}");
 }
+
+/// A flops-mem-batch fit file written by `fit --out`, in `dir`.
+fn fmb_fit(dir: &Path) -> String {
+    let f = csv_with(dir, "d.csv", |_, _| {});
+    let out = dir.join("fits");
+    let (ok, o, e) = run_in(
+        dir,
+        &[
+            "fit",
+            &f,
+            "--model",
+            "flops-mem-batch",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{o}{e}");
+    out.join("llama-3.1-8b.flops-mem-batch.json")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn predict_batch_flags_outside_what_a_batch_can_be_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let fit = fmb_fit(dir.path());
+    let cases: [(&[&str], &str); 5] = [
+        (&["--concurrency", "0.5"], "--concurrency"),
+        (&["--concurrency", "1e30"], "--concurrency"),
+        (&["--requests", "100000000"], "--requests"),
+        // A KV cache of 1 token holds no request: no concurrency to predict at.
+        (
+            &["--requests", "10", "--kv-capacity-tokens", "1"],
+            "--kv-capacity-tokens",
+        ),
+        (
+            &[
+                "--requests",
+                "10",
+                "--kv-capacity-tokens",
+                "100",
+                "--output",
+                "4096",
+            ],
+            "--kv-capacity-tokens",
+        ),
+    ];
+    for (flags, flag) in cases {
+        let mut args = vec!["predict", "--fit", &fit, "--input", "64"];
+        args.extend_from_slice(flags);
+        let t = std::time::Instant::now();
+        let (ok, out, err) = run_in(dir.path(), &args);
+        assert!(!ok, "{flags:?} predicted:\n{out}");
+        assert!(err.contains(flag), "{flags:?}: no {flag} in {err}");
+        assert!(
+            t.elapsed().as_secs_f64() < 5.0,
+            "{flags:?} took {:?}",
+            t.elapsed()
+        );
+    }
+    let (ok, out, err) = run_in(
+        dir.path(),
+        &[
+            "predict",
+            "--fit",
+            &fit,
+            "--input",
+            "64",
+            "--concurrency",
+            "1",
+        ],
+    );
+    assert!(ok && out.contains("1 sequences in flight"), "{out}{err}");
+}
+
+#[test]
+fn flops_mem_batch_on_an_llm_of_no_known_shape_names_the_column_not_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = csv_with(dir.path(), "d.csv", |_, cells| cells[0] = "my-llm".into());
+    let (ok, _, err) = run_in(dir.path(), &["fit", &f, "--model", "flops-mem-batch"]);
+    assert!(!ok);
+    assert!(
+        err.contains("my-llm") && err.contains("column 'llm'"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--llm"),
+        "names a flag that was not given: {err}"
+    );
+}
+
+#[test]
+fn validate_on_one_llm_of_several_requests_values_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = csv_with(dir.path(), "d.csv", |_, _| {});
+    let (ok, _, err) = run_in(dir.path(), &["design", "--validate", &f]);
+    assert!(!ok);
+    assert!(!err.contains("2 LLMs"), "one LLM counted as two: {err}");
+    assert!(err.contains("requests"), "{err}");
+}
