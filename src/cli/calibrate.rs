@@ -96,7 +96,13 @@ fn load_reference(dir: &Path) -> Result<Loaded> {
 
 fn load_measured(paths: &[PathBuf]) -> Result<Loaded> {
     let ds = Dataset::load(paths)?;
-    let groups = ds.groups(&["gpu".to_string(), "engine".to_string()])?;
+    // The GPU and engine are recorded where the file has them; a file of other tools may not.
+    let by: Vec<String> = ["gpu", "engine"]
+        .into_iter()
+        .filter(|c| ds.df.column(c).is_ok())
+        .map(String::from)
+        .collect();
+    let groups = ds.groups(&by)?;
     let (mut by_llm, mut gpus, mut engines) = (BTreeMap::new(), Vec::new(), Vec::new());
     for g in &groups {
         let pts: &mut Vec<(usize, usize, f64)> = by_llm.entry(g.llm().to_string()).or_default();

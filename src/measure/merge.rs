@@ -91,6 +91,40 @@ fn read_input(path: &Path) -> Result<Input> {
     })
 }
 
+/// Record `i` of `t` as a measurement row of the columns `other` has too: a column one file
+/// lacks (written before it existed) is unknown there, not different.
+fn shared_row(t: &Input, i: usize, other: &Input) -> Result<Row> {
+    let get = |c: &str| {
+        if !other.names.iter().any(|n| n == c) {
+            return None;
+        }
+        let j = t.names.iter().position(|n| n == c)?;
+        t.cells[i][j].clone()
+    };
+    Row::from_fields(&get, "")
+}
+
+/// The columns both inputs have whose cells differ between record `a` of `ta` and `b` of `tb`,
+/// with both values (the first four).
+fn differing(ta: &Input, a: usize, tb: &Input, b: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for (ja, name) in ta.names.iter().enumerate() {
+        let Some(jb) = tb.names.iter().position(|n| n == name) else {
+            continue;
+        };
+        let (x, y) = (&ta.cells[a][ja], &tb.cells[b][jb]);
+        let same = x == y
+            || matches!((x, y), (Some(x), Some(y))
+                if x.parse::<f64>().ok().is_some_and(|x| y.parse::<f64>() == Ok(x)));
+        if !same {
+            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(empty)".into());
+            out.push(format!("{name} ({} vs {})", show(x), show(y)));
+        }
+    }
+    out.truncate(4);
+    out
+}
+
 /// Merge `inputs` into `out`; returns (rows written, duplicates dropped).
 pub fn merge_files(inputs: &[PathBuf], out: &Path, force: bool) -> Result<(usize, usize)> {
     if inputs.is_empty() {
@@ -136,14 +170,20 @@ pub fn merge_files(inputs: &[PathBuf], out: &Path, force: bool) -> Result<(usize
                 kept[j] = (fi, ri);
                 continue;
             }
+            let (to, tn) = (&tables[ofi], t);
+            if shared_row(to, ori, tn)? == shared_row(tn, ri, to)? {
+                // One measurement, copied by versions that wrote different columns: keep the
+                // copy that knows more.
+                if tn.names.len() > to.names.len() {
+                    kept[j] = (fi, ri);
+                }
+                continue;
+            }
             bail!(
-                "merge: conflicting rows for point {k}: {} (energy_j {:?}, started_at {}) and {} (energy_j {:?}, started_at {})",
+                "merge: conflicting rows for point {k}: {} and {} differ in {}",
                 inputs[ofi].display(),
-                old.energy_j,
-                old.started_at,
                 inputs[fi].display(),
-                r.energy_j,
-                r.started_at
+                differing(to, ori, tn, ri).join(", ")
             );
         }
     }

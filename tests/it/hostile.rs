@@ -209,3 +209,79 @@ fn validate_on_one_llm_of_several_requests_values_says_so() {
     assert!(!err.contains("2 LLMs"), "one LLM counted as two: {err}");
     assert!(err.contains("requests"), "{err}");
 }
+
+/// The file with its last `k` columns cut, as a version of `measure` before them wrote it.
+fn without_last_columns(src: &str, dst: &Path, k: usize) {
+    let text: Vec<String> = std::fs::read_to_string(src)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f[..f.len() - k].join(",")
+        })
+        .collect();
+    std::fs::write(dst, text.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn merge_takes_a_copy_without_the_newer_columns_as_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = csv_with(dir.path(), "new.csv", |_, _| {});
+    let old = dir.path().join("old.csv");
+    without_last_columns(&new, &old, 2);
+    let out = dir.path().join("m.csv");
+    let (ok, o, e) = run_in(
+        dir.path(),
+        &[
+            "merge",
+            old.to_str().unwrap(),
+            &new,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{o}{e}");
+    let merged = std::fs::read_to_string(&out).unwrap();
+    // Every row once, each with the copy that knows its concurrency.
+    assert_eq!(merged.lines().count(), 51, "{merged}");
+    assert!(
+        merged.lines().skip(1).all(|l| l.ends_with(",2000000")),
+        "{merged}"
+    );
+}
+
+#[test]
+fn merge_conflicts_name_the_column_that_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = csv_with(dir.path(), "a.csv", |_, _| {});
+    let b = csv_with(dir.path(), "b.csv", |row, cells| {
+        if row == 2 {
+            cells[4] = "123.5".into();
+        }
+    });
+    let out = dir.path().join("m.csv");
+    let (ok, _, err) = run_in(
+        dir.path(),
+        &["merge", &a, &b, "--out", out.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(err.contains("energy_j") && err.contains("123.5"), "{err}");
+    assert!(
+        !err.contains("max_num_tokens ("),
+        "names a column that agrees: {err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn calibrate_on_files_without_gpu_column_names_no_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = csv_with(dir.path(), "d.csv", |_, _| {});
+    let (ok, _, err) = run_in(dir.path(), &["calibrate", &f, "--out", "c.json"]);
+    assert!(!ok, "one LLM cannot be calibrated");
+    assert!(
+        !err.contains("--by"),
+        "names a flag that was not given: {err}"
+    );
+    assert!(err.contains("LLM"), "{err}");
+}
