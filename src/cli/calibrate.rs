@@ -48,6 +48,8 @@ struct Loaded {
     gpu: String,
     engine: String,
     source: String,
+    /// The run setting every measured row shares (the published one for the reference surfaces).
+    setting: Setting,
 }
 
 fn load_reference(dir: &Path) -> Result<Loaded> {
@@ -91,6 +93,7 @@ fn load_reference(dir: &Path) -> Result<Loaded> {
             "published flops-mem surfaces in {} on the 7 x 7 grid",
             dir.display()
         ),
+        setting: Setting::default(),
     })
 }
 
@@ -103,6 +106,7 @@ fn load_measured(paths: &[PathBuf]) -> Result<Loaded> {
         .map(String::from)
         .collect();
     let groups = ds.groups(&by)?;
+    let setting = shared_setting(&ds, &groups)?;
     let (mut by_llm, mut gpus, mut engines) = (BTreeMap::new(), Vec::new(), Vec::new());
     for g in &groups {
         let pts: &mut Vec<(usize, usize, f64)> = by_llm.entry(g.llm().to_string()).or_default();
@@ -135,6 +139,56 @@ fn load_measured(paths: &[PathBuf]) -> Result<Loaded> {
         gpu: joined(gpus),
         engine: joined(engines),
         source: format!("measurements: {}", files.join(", ")),
+        setting,
+    })
+}
+
+/// The run setting of every group: the constants take the concurrency of one setting (the
+/// calibration file states it), so rows measured under several, within an LLM or between
+/// LLMs, are refused naming the column and the values rather than pooled.
+fn shared_setting(ds: &Dataset, groups: &[crate::dataset::Group]) -> Result<Setting> {
+    let mut seen: Vec<(String, crate::dataset::RunSettings)> = Vec::new();
+    for g in groups {
+        seen.push((g.label(), ds.run_settings(g)?));
+    }
+    let Some((_, first)) = seen.first().cloned() else {
+        bail!("no fitted rows to calibrate on");
+    };
+    for (label, s) in &seen {
+        let values = [
+            (
+                "requests",
+                first.requests.to_string(),
+                s.requests.to_string(),
+            ),
+            (
+                "max_batch_size",
+                first.max_batch_size.to_string(),
+                s.max_batch_size.to_string(),
+            ),
+            (
+                "max_num_tokens",
+                first.max_num_tokens.to_string(),
+                s.max_num_tokens.to_string(),
+            ),
+            ("dtype", first.dtype.clone(), s.dtype.clone()),
+        ];
+        if let Some((col, a, b)) = values.iter().find(|v| v.1 != v.2) {
+            bail!(
+                "calibration takes rows of one run setting, but column '{col}' is {a} for {} and \
+                 {b} for {label}; calibrate on the rows of one setting",
+                seen[0].0
+            );
+        }
+    }
+    let dtype_bytes = crate::measure::plan::dtype_bytes(&first.dtype)
+        .with_context(|| format!("column 'dtype': unknown dtype {:?}", first.dtype))?;
+    Ok(Setting {
+        requests: first.requests as usize,
+        max_batch_size: first.max_batch_size as usize,
+        max_num_tokens: first.max_num_tokens as usize,
+        dtype_bytes,
+        ..Setting::default()
     })
 }
 
@@ -167,7 +221,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
             bail!("--exclude {x}: no such LLM in the calibration data");
         }
     }
-    let setting = Setting::default();
+    let setting = loaded.setting;
     let prepared = prepare(&loaded.data, &setting)?;
     let names: Vec<&str> = prepared.iter().map(|d| d.cfg.name.as_str()).collect();
     if prepared.len() < MIN_LLMS {

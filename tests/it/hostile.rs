@@ -276,7 +276,12 @@ fn merge_conflicts_name_the_column_that_differs() {
 #[test]
 fn calibrate_on_files_without_gpu_column_names_no_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let f = csv_with(dir.path(), "d.csv", |_, _| {});
+    let (r, mc) = (col("requests"), col("mean_concurrency"));
+    let f = csv_with(dir.path(), "d.csv", |row, cells| {
+        cells[r] = "1".into();
+        cells[mc] = "1".into();
+        cells[2] = format!("{}{}", cells[2], if row > 25 { "1" } else { "" });
+    });
     let (ok, _, err) = run_in(dir.path(), &["calibrate", &f, "--out", "c.json"]);
     assert!(!ok, "one LLM cannot be calibrated");
     assert!(
@@ -284,4 +289,23 @@ fn calibrate_on_files_without_gpu_column_names_no_flag() {
         "names a flag that was not given: {err}"
     );
     assert!(err.contains("LLM"), "{err}");
+}
+
+#[test]
+fn calibrate_refuses_rows_of_several_requests_values_naming_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<String> = ["llama-3.2-1b", "llama-3.2-3b", "qwen2-1.5b"]
+        .iter()
+        .map(|l| csv_with(dir.path(), &format!("{l}.csv"), |_, c| c[0] = l.to_string()))
+        .collect();
+    let mut args = vec!["calibrate"];
+    args.extend(files.iter().map(String::as_str));
+    args.extend(["--out", "c.json"]);
+    let (ok, out, err) = run_in(dir.path(), &args);
+    assert!(
+        !ok,
+        "rows of requests 1 and 10 pooled under one setting:\n{out}"
+    );
+    assert!(err.contains("'requests'"), "{err}");
+    assert!(!dir.path().join("c.json").exists());
 }
