@@ -237,7 +237,12 @@ fn print_sweet_spots(g: &Group, gi: usize, shown: &[usize], names: &[&str], fitt
         }
         t.push(r);
     }
-    let spread = g.repeat_spread();
+    // The fit file's spread keeps rows of other run settings apart (they are no repeats).
+    let spread = fitted
+        .iter()
+        .find(|f| f.group == gi)
+        .and_then(|f| f.file.repeats.clone())
+        .unwrap_or_else(|| g.repeat_spread());
     let ratio =
         crate::sweetspot::best_to_worst_ratio(&g.obs).map_or("-".into(), |r| format!("{r:.2}×"));
     println!(

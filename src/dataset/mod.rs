@@ -110,6 +110,24 @@ impl Dataset {
         Ok(files)
     }
 
+    /// The repeat spread of `g`, rows of other `requests` or `max_batch_size` values apart (a
+    /// group that flops-mem-batch spans holds several; other groups one each).
+    pub fn repeat_spread(&self, g: &Group) -> Result<RepeatSpread> {
+        let cols = [
+            self.optional_f64(REQUESTS)?,
+            self.optional_f64("max_batch_size")?,
+        ];
+        let apart: Vec<Vec<u64>> = g.rows[..g.obs.len()]
+            .iter()
+            .map(|&i| {
+                cols.iter()
+                    .map(|c| c.as_ref().and_then(|c| c[i]).map_or(0, |x| x.to_bits()))
+                    .collect()
+            })
+            .collect();
+        Ok(g.repeat_spread_apart(&apart))
+    }
+
     /// SHA-256 over all sources (their digests in order) — one fingerprint for the dataset.
     pub fn sha256(&self) -> String {
         if self.sources.len() == 1 {
@@ -309,9 +327,22 @@ impl Group {
             .collect()
     }
 
-    /// Coefficient of variation over repeats of each grid point.
+    /// Coefficient of variation over repeats of each grid point; for a group that spans run
+    /// settings (flops-mem-batch's), see [`Dataset::repeat_spread`].
     pub fn repeat_spread(&self) -> RepeatSpread {
-        let points = self.points();
+        self.repeat_spread_apart(&vec![Vec::new(); self.obs.len()])
+    }
+
+    /// [`Self::repeat_spread`] where `apart[i]` (one per fitted row) tells rows of the same
+    /// (n, m) apart: rows measured under other run settings are other points, not repeats.
+    pub fn repeat_spread_apart(&self, apart: &[Vec<u64>]) -> RepeatSpread {
+        let mut points: BTreeMap<(u64, u64, &[u64]), Vec<f64>> = BTreeMap::new();
+        for (o, a) in self.obs.iter().zip(apart) {
+            points
+                .entry((o.input_tokens as u64, o.output_tokens as u64, a.as_slice()))
+                .or_default()
+                .push(o.energy_per_token_j);
+        }
         let cvs: Vec<f64> = points
             .values()
             .filter(|es| es.len() > 1)

@@ -191,7 +191,7 @@ impl FitFile {
                     .then(|| super::stats::mape(model, &values, &group.holdouts)),
                 mape_pct_by_loss: BTreeMap::new(),
             },
-            repeats: Some(group.repeat_spread()),
+            repeats: ds.repeat_spread(group).ok(),
             dataset: Some(DatasetRef {
                 paths: ds
                     .sources

@@ -309,3 +309,24 @@ fn calibrate_refuses_rows_of_several_requests_values_naming_the_column() {
     assert!(err.contains("'requests'"), "{err}");
     assert!(!dir.path().join("c.json").exists());
 }
+
+#[test]
+fn rows_of_other_requests_values_are_not_repeats_of_a_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let fit = fmb_fit(dir.path());
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fit).unwrap()).unwrap();
+    // 25 points at each of requests 1 and 10, none measured twice.
+    assert_eq!(doc["repeats"]["grid_points"], 50, "{}", doc["repeats"]);
+    assert_eq!(
+        doc["repeats"]["points_with_repeats"], 0,
+        "{}",
+        doc["repeats"]
+    );
+    let f = dir.path().join("d.csv");
+    let (ok, out, _) = run_in(
+        dir.path(),
+        &["fit", f.to_str().unwrap(), "--model", "flops-mem-batch"],
+    );
+    assert!(ok && !out.contains("repeats:"), "{out}");
+}
