@@ -145,6 +145,7 @@ pub fn run(args: FitArgs) -> Result<()> {
                 Some(c) => {
                     filled = g.clone();
                     batch::fill_concurrency(&ds, &mut filled, c)?;
+                    one_concurrency_refused(&filled, &what)?;
                     &filled
                 }
                 None => g,
@@ -342,4 +343,22 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
         })
         .collect();
     json!({ "fits": fits, "published_comparison": super::fit_print::comparison(fitted, groups) })
+}
+
+/// flops-mem-batch's η·m/c is α·m over rows that all run at one concurrency c (one requests
+/// value below the batch limits, or `--by requests`): say so, rather than that the design is
+/// singular for want of more lengths.
+fn one_concurrency_refused(g: &Group, what: &str) -> Result<()> {
+    let cs: Vec<f64> = g.obs.iter().filter_map(|o| o.concurrency).collect();
+    let (lo, hi) = cs.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &c| {
+        (lo.min(c), hi.max(c))
+    });
+    if cs.len() == g.obs.len() && !cs.is_empty() && hi - lo <= 1e-9 * hi {
+        bail!(
+            "{what}: every row runs at concurrency {lo}, so flops-mem-batch's eta (the step cost \
+             shared by the sequences in flight) cannot be told from alpha; fit rows of several \
+             requests values together (without --by requests), or a model of n and m alone"
+        );
+    }
+    Ok(())
 }

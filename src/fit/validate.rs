@@ -101,9 +101,13 @@ pub fn cv_by_mape(
             .map(|v| v.to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        let example = match flag {
+            "max_batch_size" => "measure --max-batch-size 64,1024",
+            _ => "measure --requests 1,1000",
+        };
         bail!(
             "{what}: --cv-by {flag} leaves one {flag} value out and fits on the others, but the \
-             rows hold one {flag} value ({found}); measure at least two (e.g. measure --requests 1,1000)"
+             rows hold one {flag} value ({found}); measure at least two (e.g. {example})"
         );
     }
     let mut abs_pct_sum = 0.0;

@@ -330,3 +330,38 @@ fn rows_of_other_requests_values_are_not_repeats_of_a_point() {
     );
     assert!(ok && !out.contains("repeats:"), "{out}");
 }
+
+#[test]
+fn flops_mem_batch_at_one_concurrency_says_why_it_cannot_be_fitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = csv_with(dir.path(), "d.csv", |_, _| {});
+    let (ok, _, err) = run_in(
+        dir.path(),
+        &["fit", &f, "--model", "flops-mem-batch", "--by", "requests"],
+    );
+    assert!(!ok);
+    assert!(err.contains("concurrency") && err.contains("eta"), "{err}");
+    assert!(
+        !err.contains("measure more input/output lengths"),
+        "wrong advice: {err}"
+    );
+}
+
+#[test]
+fn cv_by_max_batch_size_advice_names_max_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = csv_with(dir.path(), "d.csv", |_, _| {});
+    let (ok, _, err) = run_in(
+        dir.path(),
+        &[
+            "fit",
+            &f,
+            "--model",
+            "flops-mem-batch",
+            "--cv-by",
+            "max_batch_size",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("--max-batch-size"), "{err}");
+}
