@@ -243,6 +243,9 @@ impl FitFile {
         }
         let f: FitFile = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a valid fit file", path.display()))?;
+        if let (Some(b), "flops-mem-batch") = (&f.batch, f.model.as_str()) {
+            check_batch(b).with_context(|| format!("{}: field 'batch'", path.display()))?;
+        }
         let model = f
             .energy_model()
             .with_context(|| format!("{}: field 'model'", path.display()))?;
@@ -320,4 +323,35 @@ pub fn output_range(group: &Group) -> (f64, f64) {
 /// File name of a group's fit: `<slug>.<model>.json` (see [`Group::file_stem`]).
 pub fn file_name(group: &Group, model: &str) -> String {
     format!("{}.{model}.json", group.file_stem())
+}
+
+/// flops-mem-batch's binding as a fit file states it: every limit a count, the GPU memory a
+/// positive size and the LLM one whose shape is known, each refused naming its key (the model
+/// would otherwise simulate no batch and predict at one sequence in flight).
+fn check_batch(b: &crate::analytic::flops_mem_batch::BatchContext) -> Result<()> {
+    let s = &b.settings;
+    for (key, v) in [
+        ("requests", s.requests),
+        ("max_batch_size", s.max_batch_size),
+        ("max_num_tokens", s.max_num_tokens),
+        ("dtype_bytes", s.dtype_bytes),
+    ] {
+        if v == 0 {
+            bail!("'batch.settings.{key}' is 0; it must be at least 1");
+        }
+    }
+    if !(s.gpu_memory_bytes.is_finite() && s.gpu_memory_bytes > 0.0) {
+        bail!(
+            "'batch.settings.gpu_memory_bytes' is {}; it must be a positive number of bytes",
+            s.gpu_memory_bytes
+        );
+    }
+    let shape = b.llm.strip_prefix("synthetic-").unwrap_or(&b.llm);
+    if crate::llm::resolve_llm(shape).is_err() {
+        bail!(
+            "'batch.llm' is {:?}, neither a catalog LLM (energy-fit llms) nor a config.json path",
+            b.llm
+        );
+    }
+    Ok(())
 }

@@ -365,3 +365,48 @@ fn cv_by_max_batch_size_advice_names_max_batch_size() {
     assert!(!ok);
     assert!(err.contains("--max-batch-size"), "{err}");
 }
+
+/// A copy of the flops-mem-batch fit file of `dir` with `edit` applied to its JSON, at `name`.
+fn edited_fit(dir: &Path, name: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+    let fit = fmb_fit(dir);
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fit).unwrap()).unwrap();
+    edit(&mut doc);
+    let p = dir.join(name);
+    std::fs::write(&p, doc.to_string()).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn fit_files_whose_batch_is_no_batch_are_refused_naming_the_field() {
+    let cases: [(&str, serde_json::Value, &str); 5] = [
+        ("requests", 0.into(), "batch.settings.requests"),
+        ("max_batch_size", 0.into(), "batch.settings.max_batch_size"),
+        ("max_num_tokens", 0.into(), "batch.settings.max_num_tokens"),
+        ("dtype_bytes", 0.into(), "batch.settings.dtype_bytes"),
+        (
+            "gpu_memory_bytes",
+            (-1.0).into(),
+            "batch.settings.gpu_memory_bytes",
+        ),
+    ];
+    for (key, value, field) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let f = edited_fit(dir.path(), "e.json", |d| {
+            d["batch"]["settings"][key] = value.clone()
+        });
+        let (ok, out, err) = run_in(dir.path(), &["predict", "--fit", &f, "--input", "64"]);
+        assert!(!ok, "{key} = {value} predicted:\n{out}");
+        assert!(
+            err.contains("e.json") && err.contains(field),
+            "{key}: {err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = edited_fit(dir.path(), "e.json", |d| d["batch"]["llm"] = "nope".into());
+    let (ok, _, err) = run_in(dir.path(), &["predict", "--fit", &f, "--input", "64"]);
+    assert!(
+        !ok && err.contains("batch.llm") && !err.contains("--llm"),
+        "{err}"
+    );
+}
