@@ -4,7 +4,10 @@
 //! settings, except that the number of requests may differ from row to row (a design over the
 //! concurrency axis); anything else in it is an error naming the file, the line and the value.
 
-use super::plan::{dtype_bytes, Point, PLAN_COLUMNS};
+use super::plan::{
+    dtype_bytes, Point, MAX_BATCH_SIZE, MAX_NUM_TOKENS, MAX_REPEATS, MAX_REQUESTS, MAX_TOKENS,
+    PLAN_COLUMNS,
+};
 use super::rows::split_csv;
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
@@ -68,11 +71,19 @@ pub fn read_plan(path: &Path) -> Result<Vec<(Point, String)>> {
                 .trim()
                 .to_string()
         };
+        // The bounds of measure's own flags (`plan::MAX_*`): a plan runs what a grid may.
         let int = |c: &str, min: u64| -> Result<u64> {
+            let max = match c {
+                "input_tokens" | "output_tokens" => MAX_TOKENS,
+                "requests" => MAX_REQUESTS,
+                "max_batch_size" => MAX_BATCH_SIZE,
+                "max_num_tokens" => MAX_NUM_TOKENS,
+                _ => MAX_REPEATS - 1,
+            };
             let v = get(c);
             match v.parse::<u64>() {
-                Ok(x) if x >= min => Ok(x),
-                _ => bail!("{at}, column {c}: {v:?} is not an integer >= {min}"),
+                Ok(x) if (min..=max).contains(&x) => Ok(x),
+                _ => bail!("{at}, column {c}: {v:?} is not an integer in {min}..={max}"),
             }
         };
         let llm = get("llm");

@@ -410,3 +410,58 @@ fn fit_files_whose_batch_is_no_batch_are_refused_naming_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn plan_rows_beyond_measure_bounds_are_refused_naming_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = "llm,input_tokens,output_tokens,requests,max_batch_size,max_num_tokens,dtype,repeat,fits,est_s,runs,role";
+    let ok_row = "llama-3.2-1b,64,64,10,1024,8192,bf16,0,true,0.1,1,design";
+    let cases = [
+        (
+            "llama-3.2-1b,64,64,2000000,1024,8192,bf16,0,true,0.1,1,design",
+            "requests",
+        ),
+        (
+            "llama-3.2-1b,2000000,64,10,1024,8192,bf16,0,true,0.1,1,design",
+            "input_tokens",
+        ),
+        (
+            "llama-3.2-1b,64,2000000,10,1024,8192,bf16,0,true,0.1,1,design",
+            "output_tokens",
+        ),
+        (
+            "llama-3.2-1b,64,64,10,1024,8192,bf16,5000,true,0.1,1,design",
+            "repeat",
+        ),
+    ];
+    for (row, column) in cases {
+        let plan = dir.path().join("plan.csv");
+        std::fs::write(&plan, format!("{head}\n{ok_row}\n{row}\n")).unwrap();
+        let out = dir.path().join("o.csv");
+        let t = std::time::Instant::now();
+        let o = std::process::Command::new(crate::common::BIN)
+            .args([
+                "measure",
+                "--plan",
+                plan.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(crate::common::QUICK)
+            .env("ENERGY_FIT_STANDIN", "")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{column}: measured");
+        assert!(
+            err.contains("line 3") && err.contains(column),
+            "{column}: {err}"
+        );
+        assert!(
+            t.elapsed().as_secs_f64() < 5.0,
+            "{column}: {:?}",
+            t.elapsed()
+        );
+        assert!(!out.exists(), "{column}: an output file was created");
+    }
+}
