@@ -134,7 +134,7 @@ pub fn concurrency_of(cfg: &LlmConfig, s: Settings) -> Result<ConcurrencyFn> {
     );
     if cap == 0 {
         bail!(
-            "{}: no KV cache fits in {:.0} GiB beside the weights and workspace",
+            "{}: no KV cache fits in {} GiB of GPU memory beside the weights and workspace",
             cfg.name,
             s.gpu_memory_bytes / (1u64 << 30) as f64
         );

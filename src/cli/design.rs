@@ -145,6 +145,16 @@ pub fn run(a: DesignArgs) -> Result<()> {
         mem,
         a.min_window_s,
     )?;
+    if c.list.len() <= model.n_coefs() {
+        bail!(
+            "--gpu-mem-gib {}: {} of the grid's points fit in the GPU's memory, and model {} \
+             needs at least {} (give more memory, or shorter --inputs / --outputs)",
+            a.gpu_mem_gib,
+            c.list.len(),
+            model.name(),
+            model.n_coefs() + 1
+        );
+    }
     let mut p = Planner::new(model.as_ref(), c.list.clone())?;
     if a.model == REQUESTS_MODEL {
         // Its m* depends on how the concurrency of each requests value falls with m.

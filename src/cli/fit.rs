@@ -135,7 +135,11 @@ pub fn run(args: FitArgs) -> Result<()> {
                     );
                 }
             }
-            let bound = ctx.as_ref().map(|c| c.model()).transpose()?;
+            let bound = ctx
+                .as_ref()
+                .map(|c| c.model())
+                .transpose()
+                .with_context(|| format!("--gpu-mem-gib {}", args.gpu_mem_gib))?;
             let model: &dyn EnergyModel = match &bound {
                 Some(b) => b,
                 None => model.as_ref(),

@@ -465,3 +465,41 @@ fn plan_rows_beyond_measure_bounds_are_refused_naming_line_and_column() {
         assert!(!out.exists(), "{column}: an output file was created");
     }
 }
+
+#[test]
+fn gpu_memory_too_small_for_a_kv_cache_names_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = csv_with(dir.path(), "d.csv", |_, _| {});
+    let (ok, _, err) = run_in(
+        dir.path(),
+        &[
+            "fit",
+            &f,
+            "--model",
+            "flops-mem-batch",
+            "--gpu-mem-gib",
+            "0.5",
+        ],
+    );
+    assert!(
+        !ok && err.contains("--gpu-mem-gib 0.5") && err.contains("0.5 GiB"),
+        "{err}"
+    );
+    let (ok, _, err) = run_in(
+        dir.path(),
+        &[
+            "design",
+            "--llm",
+            "llama-3.2-1b",
+            "--model",
+            "flops-mem-batch",
+            "--requests",
+            "1,10",
+            "--budget-s",
+            "300",
+            "--gpu-mem-gib",
+            "1",
+        ],
+    );
+    assert!(!ok && err.contains("--gpu-mem-gib 1"), "{err}");
+}
