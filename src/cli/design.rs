@@ -61,7 +61,7 @@ pub struct DesignArgs {
     #[arg(long, default_value_t = 100.0 * design::DEFAULT_NOISE, value_parser = positive_f64)]
     pub noise_pct: f64,
     /// GPU memory (GiB) for the feasibility and concurrency of each point.
-    #[arg(long, default_value_t = 80.0, value_parser = positive_f64)]
+    #[arg(long, default_value_t = 80.0, value_parser = super::values::gpu_mem_gib)]
     pub gpu_mem_gib: f64,
     /// Minimum measured window per point (s), as `measure --min-window-s`.
     #[arg(long, default_value_t = 5.0, value_parser = positive_f64)]

@@ -21,7 +21,7 @@ pub struct FitArgs {
     pub model: String,
     /// GPU memory the concurrency of flops-mem-batch is computed for (KV capacity as the dry run
     /// sizes it), when the data do not say.
-    #[arg(long, value_name = "GIB", default_value_t = 80.0, value_parser = super::values::positive_f64)]
+    #[arg(long, value_name = "GIB", default_value_t = 80.0, value_parser = super::values::gpu_mem_gib)]
     pub gpu_mem_gib: f64,
     /// Residual minimised: rel = (e_pred − e)/e (targets MAPE), abs = e_pred − e (as published).
     #[arg(long, value_enum, default_value_t = Loss::Rel)]

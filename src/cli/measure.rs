@@ -126,7 +126,7 @@ pub struct MeasureArgs {
     #[arg(long, value_name = "I/N", value_parser = shard)]
     pub shard: Option<Shard>,
     /// GPU memory for --dry-run feasibility when no GPU is readable (GiB).
-    #[arg(long, value_parser = positive_f64, allow_hyphen_values = true)]
+    #[arg(long, value_parser = super::values::gpu_mem_gib, allow_hyphen_values = true)]
     pub gpu_mem_gib: Option<f64>,
     /// No progress bar (without a terminal, a plain line per finished point is printed instead
     /// unless --quiet).

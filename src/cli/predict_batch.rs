@@ -19,7 +19,7 @@ pub struct BatchArgs {
     #[arg(long, value_name = "C", value_parser = super::values::in_flight)]
     pub concurrency: Option<f64>,
     /// With --requests: GPU memory that sizes the KV cache (default: the fit's).
-    #[arg(long, value_name = "GIB", requires = "requests", conflicts_with = "kv_capacity_tokens", value_parser = super::values::positive_f64)]
+    #[arg(long, value_name = "GIB", requires = "requests", conflicts_with = "kv_capacity_tokens", value_parser = super::values::gpu_mem_gib)]
     pub gpu_mem_gib: Option<f64>,
     /// With --requests: tokens the KV cache holds (default: computed from the GPU memory).
     #[arg(long, value_name = "TOKENS", requires = "requests", value_parser = clap::value_parser!(u64).range(1..))]

@@ -12,6 +12,20 @@ pub fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Most GPU memory a flag may state (GiB): far above any GPU, low enough that byte counts derived
+/// from it stay exact integers.
+pub const MAX_GPU_MEM_GIB: f64 = 1_048_576.0;
+
+/// GPU memory in GiB: > 0 and at most [`MAX_GPU_MEM_GIB`].
+pub fn gpu_mem_gib(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= MAX_GPU_MEM_GIB => Ok(v),
+        _ => Err(format!(
+            "expected GPU memory in GiB, above 0 and at most {MAX_GPU_MEM_GIB}, got {s:?}"
+        )),
+    }
+}
+
 /// Sequences in flight per decode step: at least one, at most the most requests a batch may hold
 /// (`measure::plan::MAX_BATCH_SIZE`).
 pub fn in_flight(s: &str) -> Result<f64, String> {
@@ -54,6 +68,14 @@ pub fn whole(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_memory_is_bounded() {
+        assert_eq!(gpu_mem_gib("80"), Ok(80.0));
+        for bad in ["0", "-1", "1e300", "inf", "NaN", "x"] {
+            assert!(gpu_mem_gib(bad).unwrap_err().contains(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn each_parser_takes_its_range_and_names_the_value_otherwise() {

@@ -169,6 +169,23 @@ fn cv_by_requests_with_one_value_says_why() {
     );
 }
 
+/// `--by requests` names its groups by the integer count, as the default split does.
+#[test]
+fn by_requests_labels_are_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let files = csvs(d.path(), &[1, 10]);
+    let mut args = vec!["fit"];
+    args.extend(strs(&files));
+    args.extend(["--by", "requests", "--model", "flops-mem", "--no-write"]);
+    let o = ef(&args);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("[requests=10]") && !t.contains("requests=10.0"),
+        "{t}"
+    );
+}
+
 /// `predict --requests R` rebuilds the concurrency of R requests; `--concurrency C` sets it;
 /// both need a flops-mem-batch fit.
 #[test]
