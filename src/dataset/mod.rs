@@ -143,26 +143,22 @@ impl Dataset {
     /// A column's cells as text (numbers as polars prints them), None where empty.
     pub(crate) fn text_column(&self, name: &str) -> Result<Vec<Option<String>>> {
         let c = self.df.column(name)?;
-        if c.dtype().is_float() {
-            // Counts read as floats (requests, max_batch_size, …) print as the integers they are,
-            // so a group is named `requests=1000`, as the run settings name it, not `1000.0`.
-            let c = c.cast(&DataType::Float64)?;
-            return Ok(c
-                .f64()?
-                .iter()
-                .map(|v| {
-                    v.map(|x| {
-                        if x.fract() == 0.0 && x.abs() < 9.0e15 {
-                            format!("{}", x as i64)
-                        } else {
-                            x.to_string()
-                        }
-                    })
-                })
-                .collect());
-        }
+        // Counts read as floats (requests, max_batch_size, …) print as the integers they are, so
+        // a group is named `requests=1000`, as the run settings name it, not `1000.0`.
+        let counts = c.dtype().is_float();
         let c = c.cast(&DataType::String)?;
-        Ok(c.str()?.iter().map(|v| v.map(str::to_string)).collect())
+        Ok(c.str()?
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    if counts {
+                        settings::tidy(v.to_string())
+                    } else {
+                        v.to_string()
+                    }
+                })
+            })
+            .collect())
     }
 
     /// Split the fitted (status ok) rows by LLM, by each `by` column, and by each run setting

@@ -39,7 +39,7 @@ pub struct RunSettings {
 }
 
 /// Counts read as floats print as 1000.0; say 1000.
-fn tidy(v: String) -> String {
+pub(super) fn tidy(v: String) -> String {
     match v.parse::<f64>() {
         Ok(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
         _ => v,

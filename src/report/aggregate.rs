@@ -1,6 +1,6 @@
 //! Figure 3: every LLM's efficiency normalised to its own range and averaged over LLMs.
 
-use super::assemble::{efficiency_surface, predict, skip, write, Figure, Subject};
+use super::assemble::{efficiency_surface, fitted_surface, skip, write, Figure, Subject};
 use super::heatmap::{heatmap_svg, Heatmap, Surface};
 use super::style::ColorMap;
 use crate::dataset::synthetic::GRID;
@@ -18,11 +18,7 @@ fn aggregate_surface(s: &Subject) -> Option<(Surface, bool)> {
     if full || s.obs.is_empty() {
         return Some((measured, false));
     }
-    let f = s.fits.get("flops-mem")?;
-    let fitted = Surface::from_fn(&GRID, &GRID, |n, m| {
-        predict(f, n, m).map_or(f64::NAN, |e| 1.0 / e)
-    });
-    Some((fitted, true))
+    Some((fitted_surface(s)?, true))
 }
 
 /// Figure 3: min–max-normalised efficiency averaged over subjects, on the cells all share

@@ -141,6 +141,11 @@ pub fn efficiency_surface(s: &Subject) -> Option<Surface> {
             .collect();
         return Some(Surface::from_points(&pts));
     }
+    fitted_surface(s)
+}
+
+/// Tokens/J of the subject's flops-mem fit on the published grid.
+pub fn fitted_surface(s: &Subject) -> Option<Surface> {
     let f = s.fits.get("flops-mem")?;
     Some(Surface::from_fn(&GRID, &GRID, |n, m| {
         predict(f, n, m).map_or(f64::NAN, |e| 1.0 / e)

@@ -26,6 +26,14 @@ pub struct FewShot {
     pub covariance: DMatrix<f64>,
 }
 
+/// Prior standard deviation of each coefficient: `tau` times its zero-shot value. A coefficient
+/// predicted as 0 gets the spread of the largest one's scale instead (a zero-width prior would pin
+/// it).
+fn prior_sd(prior: &[f64], tau: f64) -> Vec<f64> {
+    let floor = prior.iter().fold(0.0f64, |a, b| a.max(b.abs())) * 1e-9;
+    prior.iter().map(|b| tau * b.abs().max(floor)).collect()
+}
+
 /// Fit flops-mem to `points` (n, m, e) around `prior` (zero-shot flops-mem coefficients).
 pub fn fit_with_prior(
     prior: &[f64],
@@ -47,10 +55,7 @@ pub fn fit_with_prior(
             p.1
         );
     }
-    // A coefficient predicted as 0 gets the prior spread of the largest one's scale instead
-    // (a zero-width prior would pin it).
-    let floor = prior.iter().fold(0.0f64, |a, b| a.max(b.abs())) * 1e-9;
-    let sd: Vec<f64> = prior.iter().map(|b| tau * b.abs().max(floor)).collect();
+    let sd = prior_sd(prior, tau);
     let x = DMatrix::from_fn(points.len(), 6, |i, j| {
         let (n, m, e) = points[i];
         flops_mem_basis(n, m)[j] / e
@@ -91,8 +96,7 @@ pub fn choose_points(
     if prior.len() != 6 {
         bail!("a flops-mem prior has 6 coefficients, got {}", prior.len());
     }
-    let floor = prior.iter().fold(0.0f64, |a, b| a.max(b.abs())) * 1e-9;
-    let sd: Vec<f64> = prior.iter().map(|b| tau * b.abs().max(floor)).collect();
+    let sd = prior_sd(prior, tau);
     let rows: Vec<DVector<f64>> = candidates
         .iter()
         .map(|&(n, m)| {
