@@ -6,6 +6,7 @@ use crate::dataset::{Dataset, Group};
 use crate::fit::file::{file_name, FitFile};
 use crate::fit::{
     batch, cv_by_mape, fit_model_named, intervals, stats, FitOptions, FitResult, Loss,
+    Underdetermined,
 };
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
@@ -115,6 +116,7 @@ pub fn run(args: FitArgs) -> Result<()> {
 
     let mut fitted = Vec::new();
     let mut cv_by_errors = Vec::new();
+    let mut too_few = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
         for (mi, model) in models.iter().enumerate() {
             if !fits_of[gi](model.name()) {
@@ -154,7 +156,17 @@ pub fn run(args: FitArgs) -> Result<()> {
                 }
                 None => g,
             };
-            let fit = fit_model_named(model, &g.obs, &opts, &what)?;
+            // A group the data cannot determine for one model (a design's few points at one
+            // requests value, which flops-mem-batch fits with the others) is left out of that
+            // model's table and named, rather than failing the whole run.
+            let fit = match fit_model_named(model, &g.obs, &opts, &what) {
+                Ok(f) => f,
+                Err(e) if groups.len() > 1 && e.downcast_ref::<Underdetermined>().is_some() => {
+                    too_few.push(format!("{e:#}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let mut file = FitFile::from_fit(&fit, model, g, &ds, opts.cv_folds);
             file.batch = ctx;
             if let Some(col) = &args.cv_by {
@@ -188,6 +200,14 @@ pub fn run(args: FitArgs) -> Result<()> {
                 path,
             });
         }
+    }
+    if fitted.is_empty() {
+        if let Some(e) = too_few.first() {
+            bail!("{e}");
+        }
+    }
+    for e in &too_few {
+        eprintln!("note: not fitted: {e}");
     }
     if let Some(col) = &args.cv_by {
         if fitted

@@ -14,6 +14,7 @@ mod validate;
 pub mod warnings;
 
 pub use problem::Loss;
+pub use solve::Underdetermined;
 pub use validate::{cv_by_mape, cv_mape, extrapolation_mape, EXTRAPOLATION_LIMIT};
 
 use crate::analytic::EnergyModel;

@@ -18,6 +18,19 @@ use nalgebra::DVector;
 const RANK_TOL: f64 = 1e-10;
 const MAX_ITERS: u64 = 200;
 
+/// The data cannot determine the model's coefficients (too few points, or collinear ones): not a
+/// fault of the data, so a caller fitting many groups may leave that one group out and say so.
+#[derive(Debug)]
+pub struct Underdetermined(pub String);
+
+impl std::fmt::Display for Underdetermined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Underdetermined {}
+
 /// Fitted raw coefficients and the problem they solve (for statistics).
 pub(crate) struct Solution<'a> {
     pub coefs: Vec<f64>,
@@ -34,12 +47,13 @@ pub(crate) fn solve<'a>(
 ) -> Result<Solution<'a>> {
     let k = model.n_coefs();
     if obs.len() <= k {
-        bail!(
+        return Err(Underdetermined(format!(
             "{what}: model {} has {k} coefficients and needs at least {} points, got {}",
             model.name(),
             k + 1,
             obs.len()
-        );
+        ))
+        .into());
     }
     let c0 = start(model, obs);
     let scale0 = vec![1.0; k];
@@ -127,13 +141,14 @@ fn check_rank(
     let (max, min) = (sv.max(), sv.min());
     // Written so that a NaN singular value also counts as singular.
     if min.partial_cmp(&(RANK_TOL * max)) != Some(std::cmp::Ordering::Greater) {
-        bail!(
+        return Err(Underdetermined(format!(
             "{what}: the design is singular for model {} — its coefficients ({}) cannot be told apart on \
              these points (collinear columns; condition number {:.1e}); measure more input/output lengths",
             model.name(),
             model.coef_names().join(", "),
             max / min
-        );
+        ))
+        .into());
     }
     Ok(())
 }

@@ -309,3 +309,49 @@ fn report_draws_efficiency_by_requests() {
     let f10 = r.figures.iter().find(|f| f.number == 10).unwrap();
     assert!(f10.file.is_none() && f10.note.contains("more than one requests value"));
 }
+
+/// The measured requests design of llama-3.2-1b holds 6 points at requests 1 and 10, fewer than
+/// flops-mem's 7: those groups are named on stderr and left out of flops-mem's table while the
+/// 1000-request grid and flops-mem-batch over all values are still fitted. Alone, such a group
+/// is an error.
+#[test]
+fn groups_too_small_for_a_model_are_named_and_skipped() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let grid = format!("{root}/data/llama-3.2-1b-h100.csv");
+    let design = format!("{root}/data/requests/llama-3.2-1b-h100-requests.csv");
+    let o = ef(&[
+        "fit",
+        "--model",
+        "flops-mem,flops-mem-batch",
+        "--cv",
+        "0",
+        &grid,
+        &design,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        err.contains("not fitted: llama-3.2-1b [requests=1] (6 rows): model flops-mem has 6 coefficients"),
+        "{err}"
+    );
+    let row = |label: &str| out.lines().find(|l| l.starts_with(label)).map(str::to_owned);
+    let r1000 = row("llama-3.2-1b [requests=1000]").expect("1000-request row");
+    assert!(r1000.split_whitespace().any(|v| v.parse::<f64>().is_ok()), "{r1000}");
+    let batch = row("llama-3.2-1b  ").expect("flops-mem-batch row over all requests values");
+    assert!(batch.split_whitespace().any(|v| v.parse::<f64>().is_ok()), "{batch}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("r1.csv");
+    let rows: Vec<String> = std::fs::read_to_string(&design)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(i, l)| *i == 0 || l.contains(",64,1,") || l.contains(",128,1,") || l.contains(",256,1,"))
+        .map(|(_, l)| l.to_owned())
+        .collect();
+    std::fs::write(&small, rows.join("\n") + "\n").unwrap();
+    let o = ef(&["fit", "--model", "flops-mem", "--cv", "0", small.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("needs at least 7 points"), "{}", text(&o));
+}
