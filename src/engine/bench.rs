@@ -71,7 +71,12 @@ impl Engine {
         // SAFETY: both buffers hold `bytes` bytes.
         let copy = |md: &mut Model| {
             unsafe {
-                drv::memcpy_dtod_async(dst.ptr(), src.ptr(), bytes, md.dev.stream.cu_stream())
+                drv::memcpy_dtod_async(
+                    dst.view::<u8>().addr(),
+                    src.view::<u8>().addr(),
+                    bytes,
+                    md.dev.stream.cu_stream(),
+                )
             }
             .context("copy")
         };

@@ -12,6 +12,8 @@ mod timing;
 
 pub use super::lt_gemm::{LtGemm, Shape, Tuned};
 use anyhow::{anyhow, bail, Context, Result};
+#[cfg(test)]
+pub(crate) use buffers::fake_buf;
 pub use buffers::{DevBuf, DevPtr, DevSlice};
 pub(crate) use cuda_env::extra_nvrtc_options;
 use cuda_env::nvrtc_arch;

@@ -25,7 +25,8 @@ pub fn needs_maps(dev: &Device, sx: &str, hd: usize) -> Result<bool> {
 /// fill, which is zero bits here).
 fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
     let row = (hd * 2) as u64;
-    let rows = map_rows(buf.ptr(), buf.bytes(), hd)?;
+    let addr = buf.view::<u16>().addr();
+    let rows = map_rows(addr, buf.bytes(), hd)?;
     let dims = [hd as u64, rows];
     let strides = [row];
     let elem = [1u32, 1];
@@ -36,7 +37,7 @@ fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
             &mut m,
             drv_sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT16,
             2,
-            buf.ptr() as *mut c_void,
+            addr as *mut c_void,
             dims.as_ptr(),
             strides.as_ptr(),
             BOX.as_ptr(),
@@ -49,8 +50,7 @@ fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
     };
     if r != drv_sys::CUresult::CUDA_SUCCESS {
         bail!(
-            "cuTensorMapEncodeTiled for the KV cache ({rows} rows of hd {hd} at {:#x}): {r:?}",
-            buf.ptr()
+            "cuTensorMapEncodeTiled for the KV cache ({rows} rows of hd {hd} at {addr:#x}): {r:?}"
         );
     }
     Ok(m.opaque)
@@ -79,7 +79,7 @@ pub fn set_maps(dev: &Device, k: &DevBuf, v: &DevBuf, hd: usize) -> Result<()> {
     for w in encode(k, hd)?
         .iter()
         .chain(encode(v, hd)?.iter())
-        .chain([k.ptr(), v.ptr()].iter())
+        .chain([k.view::<u16>().addr(), v.view::<u16>().addr()].iter())
     {
         bytes.extend_from_slice(&w.to_le_bytes());
     }

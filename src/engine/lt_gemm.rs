@@ -233,7 +233,7 @@ impl LtGemm {
                 y.addr() as *mut c_void,
                 p.d,
                 algo,
-                self.ws.ptr() as *mut c_void,
+                self.ws.view::<u8>().addr() as *mut c_void,
                 self.ws.bytes(),
                 dev.stream.cu_stream() as lt_sys::cudaStream_t,
             )

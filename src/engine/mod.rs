@@ -12,6 +12,7 @@ mod forward_launch;
 pub mod gemms;
 pub mod graphs;
 pub mod kv_tmap;
+mod launch_ptrs;
 pub mod launches;
 pub mod lt_gemm;
 pub mod scheduler;
