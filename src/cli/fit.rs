@@ -174,7 +174,10 @@ pub fn run(args: FitArgs) -> Result<()> {
                 match cv_by_mape(model, &g.obs, &labels, opts.loss, col, &what) {
                     Ok(v) => {
                         file.metrics.cv_by = Some(col.clone());
-                        file.metrics.cv_by_mape_pct = Some(v);
+                        file.metrics.cv_by_mape_pct = Some(v.mape_pct);
+                        file.metrics.cv_by_mape_pct_by_value = Some(
+                            v.by_value.iter().map(|(k, m)| (k.to_string(), *m)).collect(),
+                        );
                     }
                     Err(e) => cv_by_errors.push(format!("{e:#}")),
                 }
@@ -343,6 +346,7 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                 "extrapolation_mape_pct": f.fit.extrapolation_mape_pct,
                 "cv_by": f.file.metrics.cv_by,
                 "cv_by_mape_pct": f.file.metrics.cv_by_mape_pct,
+                "cv_by_mape_pct_by_value": f.file.metrics.cv_by_mape_pct_by_value,
                 "holdout_mape_pct": f.file.metrics.holdout_mape_pct,
                 "holdout_points": groups[f.group].holdouts.len(),
                 "rmse_j": f.fit.rmse_j,

@@ -89,6 +89,9 @@ pub struct Metrics {
     pub cv_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cv_by_mape_pct: Option<f64>,
+    /// The same per left-out value: {"1": .., "10": .., "100": ..}.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv_by_mape_pct_by_value: Option<std::collections::BTreeMap<String, f64>>,
     /// MAPE over the group's hold-out rows (`role` = `holdout`, never fitted); None without any.
     #[serde(default)]
     pub holdout_mape_pct: Option<f64>,
@@ -187,6 +190,7 @@ impl FitFile {
                 extrapolation_mape_pct: fit.extrapolation_mape_pct,
                 cv_by: None,
                 cv_by_mape_pct: None,
+                cv_by_mape_pct_by_value: None,
                 holdout_mape_pct: (!group.holdouts.is_empty())
                     .then(|| super::stats::mape(model, &values, &group.holdouts)),
                 mape_pct_by_loss: BTreeMap::new(),

@@ -82,10 +82,19 @@ pub fn extrapolation_mape(
     Ok(mape(model, &sol.coefs, &test))
 }
 
+/// Leave-one-value-out MAPE over a run setting: over all rows, and per left-out value.
+#[derive(Debug, Clone)]
+pub struct CvBy {
+    pub mape_pct: f64,
+    /// (value, MAPE of its rows predicted from the fit on the other values), values ascending.
+    pub by_value: Vec<(u64, f64)>,
+}
+
 /// Leave-one-value-out MAPE over a run setting (`fit --cv-by requests`): for each value of
 /// `labels` (one per observation), fit on the rows of the other values and score the rows of
-/// that one; the MAPE over all rows. `flag` names the setting in errors, which say why when the
-/// group holds a single value.
+/// that one; the MAPE over all rows and per value (predicting 100 requests from 1, 10 and 1000
+/// is one of them). `flag` names the setting in errors, which say why when the group holds a
+/// single value.
 pub fn cv_by_mape(
     model: &dyn EnergyModel,
     obs: &[Obs],
@@ -93,7 +102,7 @@ pub fn cv_by_mape(
     loss: Loss,
     flag: &str,
     what: &str,
-) -> Result<f64> {
+) -> Result<CvBy> {
     let values: std::collections::BTreeSet<u64> = labels.iter().copied().collect();
     if values.len() < 2 {
         let found = values
@@ -111,6 +120,7 @@ pub fn cv_by_mape(
         );
     }
     let mut abs_pct_sum = 0.0;
+    let mut by_value = Vec::with_capacity(values.len());
     for v in &values {
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for (o, l) in obs.iter().zip(labels) {
@@ -126,7 +136,12 @@ pub fn cv_by_mape(
             loss,
             &format!("{what} ({flag} {v} left out)"),
         )?;
-        abs_pct_sum += mape(model, &sol.coefs, &test) * test.len() as f64;
+        let m = mape(model, &sol.coefs, &test);
+        by_value.push((*v, m));
+        abs_pct_sum += m * test.len() as f64;
     }
-    Ok(abs_pct_sum / obs.len() as f64)
+    Ok(CvBy {
+        mape_pct: abs_pct_sum / obs.len() as f64,
+        by_value,
+    })
 }

@@ -129,6 +129,15 @@ fn fit_groups_by_requests_and_cv_by_requests() {
     assert!((eta / TRUE[6] - 1.0).abs() < 0.05, "eta {eta}");
     let cv = b[0]["cv_by_mape_pct"].as_f64().unwrap();
     assert!(cv < 2.0, "leave-one-requests-out MAPE {cv}");
+    // Per left-out value, and the pooled MAPE is their row-weighted mean (49 rows each here).
+    let by = &b[0]["cv_by_mape_pct_by_value"];
+    let per: Vec<f64> = ["1", "10", "100", "1000"]
+        .iter()
+        .map(|r| by[r].as_f64().unwrap_or_else(|| panic!("requests {r} in {by}")))
+        .collect();
+    assert!(per.iter().all(|&v| v < 3.0), "{per:?}");
+    let mean = per.iter().sum::<f64>() / 4.0;
+    assert!((mean - cv).abs() < 1e-9, "pooled {cv} vs mean {mean}");
     assert_eq!(b[0]["cv_by"], "requests");
     let mut names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
