@@ -15,7 +15,7 @@ pub mod warnings;
 
 pub use problem::Loss;
 pub use solve::Underdetermined;
-pub use validate::{cv_by_mape, cv_mape, CvBy, extrapolation_mape, EXTRAPOLATION_LIMIT};
+pub use validate::{cv_by_mape, cv_mape, extrapolation_mape, CvBy, EXTRAPOLATION_LIMIT};
 
 use crate::analytic::EnergyModel;
 use crate::dataset::Obs;

@@ -9,7 +9,7 @@ use crate::analytic::flops_mem_batch::{ConcurrencyFn, FlopsMemBatch};
 use crate::analytic::EnergyModel;
 use crate::dataset::{Dataset, Group};
 use crate::fit::{batch, fit_model_named, FitOptions};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -58,19 +58,24 @@ fn draw(
     };
     let fit = fit_model_named(&fitted, &g.obs, &opts, &g.label())?;
     let coefs = fit.values();
-    // The input length measured at every requests value, nearest 512 (the study's choice).
+    // The input length measured at the most requests values (a design over requests need not
+    // measure one length at all of them), nearest 512 among those (the study's choice); every
+    // requests value gets the model's curve, and its measured points where it has some.
     let values: BTreeSet<u64> = rs.iter().copied().collect();
     let mut by_n: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
     for (o, r) in g.obs.iter().zip(rs) {
         by_n.entry(o.input_tokens as u64).or_default().insert(*r);
     }
+    let most = by_n.values().map(BTreeSet::len).max().unwrap_or(0);
+    if most < 2 {
+        bail!("no input length was measured at two requests values or more");
+    }
     let n = by_n
         .iter()
-        .filter(|(_, r)| **r == values)
+        .filter(|(_, r)| r.len() == most)
         .map(|(n, _)| *n)
         .min_by_key(|n| ((*n as f64 / 512.0).ln().abs() * 1e6) as u64)
-        .ok_or_else(|| anyhow::anyhow!("no input length was measured at every requests value"))?
-        as f64;
+        .expect("an input length with the most requests values") as f64;
     let outputs: BTreeSet<u64> = g.obs.iter().map(|o| o.output_tokens as u64).collect();
     let ticks: Vec<f64> = outputs.iter().map(|&m| m as f64).collect();
     let (lo, hi) = (ticks[0], ticks[ticks.len() - 1]);
@@ -88,20 +93,27 @@ fn draw(
                 .or_default()
                 .push(o.energy_per_token_j);
         }
-        series.push(Series {
-            label: format!("R = {r}"),
-            color: i,
-            mark: Mark::Points,
-            points: at
-                .iter()
-                .map(|(m, es)| (*m as f64, es.len() as f64 / es.iter().sum::<f64>()))
-                .collect(),
-        });
+        if !at.is_empty() {
+            series.push(Series {
+                label: format!("R = {r}"),
+                color: i,
+                mark: Mark::Points,
+                points: at
+                    .iter()
+                    .map(|(m, es)| (*m as f64, es.len() as f64 / es.iter().sum::<f64>()))
+                    .collect(),
+            });
+        }
         let mut at_r = ctx.clone();
         at_r.settings.requests = r as usize;
         let model = at_r.model()?;
         series.push(Series {
-            label: String::new(),
+            // Named here where no point of this requests value carries the name.
+            label: if at.is_empty() {
+                format!("R = {r}")
+            } else {
+                String::new()
+            },
             color: i,
             mark: Mark::Line,
             points: log_steps(lo, hi)

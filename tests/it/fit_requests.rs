@@ -133,7 +133,11 @@ fn fit_groups_by_requests_and_cv_by_requests() {
     let by = &b[0]["cv_by_mape_pct_by_value"];
     let per: Vec<f64> = ["1", "10", "100", "1000"]
         .iter()
-        .map(|r| by[r].as_f64().unwrap_or_else(|| panic!("requests {r} in {by}")))
+        .map(|r| {
+            by[r]
+                .as_f64()
+                .unwrap_or_else(|| panic!("requests {r} in {by}"))
+        })
         .collect();
     assert!(per.iter().all(|&v| v < 3.0), "{per:?}");
     let mean = per.iter().sum::<f64>() / 4.0;
@@ -341,14 +345,26 @@ fn groups_too_small_for_a_model_are_named_and_skipped() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        err.contains("not fitted: llama-3.2-1b [requests=1] (6 rows): model flops-mem has 6 coefficients"),
+        err.contains(
+            "not fitted: llama-3.2-1b [requests=1] (6 rows): model flops-mem has 6 coefficients"
+        ),
         "{err}"
     );
-    let row = |label: &str| out.lines().find(|l| l.starts_with(label)).map(str::to_owned);
+    let row = |label: &str| {
+        out.lines()
+            .find(|l| l.starts_with(label))
+            .map(str::to_owned)
+    };
     let r1000 = row("llama-3.2-1b [requests=1000]").expect("1000-request row");
-    assert!(r1000.split_whitespace().any(|v| v.parse::<f64>().is_ok()), "{r1000}");
+    assert!(
+        r1000.split_whitespace().any(|v| v.parse::<f64>().is_ok()),
+        "{r1000}"
+    );
     let batch = row("llama-3.2-1b  ").expect("flops-mem-batch row over all requests values");
-    assert!(batch.split_whitespace().any(|v| v.parse::<f64>().is_ok()), "{batch}");
+    assert!(
+        batch.split_whitespace().any(|v| v.parse::<f64>().is_ok()),
+        "{batch}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("r1.csv");
@@ -356,11 +372,41 @@ fn groups_too_small_for_a_model_are_named_and_skipped() {
         .unwrap()
         .lines()
         .enumerate()
-        .filter(|(i, l)| *i == 0 || l.contains(",64,1,") || l.contains(",128,1,") || l.contains(",256,1,"))
+        .filter(|(i, l)| {
+            *i == 0 || l.contains(",64,1,") || l.contains(",128,1,") || l.contains(",256,1,")
+        })
         .map(|(_, l)| l.to_owned())
         .collect();
     std::fs::write(&small, rows.join("\n") + "\n").unwrap();
-    let o = ef(&["fit", "--model", "flops-mem", "--cv", "0", small.to_str().unwrap()]);
+    let o = ef(&[
+        "fit",
+        "--model",
+        "flops-mem",
+        "--cv",
+        "0",
+        small.to_str().unwrap(),
+    ]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("needs at least 7 points"), "{}", text(&o));
+}
+
+/// A design over requests need not measure one input length at every requests value (the
+/// measured 1B design has n = 1024 at 10, 100 and 1000 but not at 1): figure 10 takes the length
+/// measured at the most values, draws their points, and a model line for every value.
+#[test]
+fn report_draws_requests_design_without_a_common_input_length() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let files = [
+        PathBuf::from(format!("{root}/data/llama-3.2-1b-h100.csv")),
+        PathBuf::from(format!(
+            "{root}/data/requests/llama-3.2-1b-h100-requests.csv"
+        )),
+    ];
+    let ds = energy_fit::dataset::Dataset::load(&files).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let r = energy_fit::report::build(Some(&ds), &[], &d.path().join("r")).unwrap();
+    let f10 = r.figures.iter().find(|f| f.number == 10).unwrap();
+    assert!(f10.file.is_some(), "{}", f10.note);
+    // Points for the three values measured at n = 1024, a model line for each of the four, m*.
+    assert_eq!(f10.series, 3 + 4 + 1, "{}", f10.note);
 }
