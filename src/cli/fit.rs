@@ -175,12 +175,7 @@ pub fn run(args: FitArgs) -> Result<()> {
                     Ok(v) => {
                         file.metrics.cv_by = Some(col.clone());
                         file.metrics.cv_by_mape_pct = Some(v.mape_pct);
-                        file.metrics.cv_by_mape_pct_by_value = Some(
-                            v.by_value
-                                .iter()
-                                .map(|(k, m)| (k.to_string(), *m))
-                                .collect(),
-                        );
+                        file.metrics.cv_by_mape_pct_by_value = Some(v.by_value);
                     }
                     Err(e) => cv_by_errors.push(format!("{e:#}")),
                 }

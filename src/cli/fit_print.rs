@@ -113,7 +113,7 @@ pub(super) fn print_tables(
         );
         for f in fitted {
             if let Some(by) = &f.file.metrics.cv_by_mape_pct_by_value {
-                let parts: Vec<String> = by_value_sorted(by)
+                let parts: Vec<String> = by
                     .iter()
                     .map(|(k, m)| format!("{col} {k}: {m:.2}"))
                     .collect();
@@ -283,11 +283,4 @@ pub fn interval_note(loss: Loss) -> String {
         "intervals: 95 %, delta method with Student's t at N − k degrees of freedom (m* on log \
          scale) from the {why}"
     )
-}
-
-/// The per-value map in numeric order of its keys (1, 10, 100, 1000, not as strings sort).
-fn by_value_sorted(by: &std::collections::BTreeMap<String, f64>) -> Vec<(&str, f64)> {
-    let mut v: Vec<(&str, f64)> = by.iter().map(|(k, m)| (k.as_str(), *m)).collect();
-    v.sort_by_key(|(k, _)| k.parse::<u64>().unwrap_or(u64::MAX));
-    v
 }

@@ -89,9 +89,9 @@ pub struct Metrics {
     pub cv_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cv_by_mape_pct: Option<f64>,
-    /// The same per left-out value: {"1": .., "10": .., "100": ..}.
+    /// The same per left-out value, in numeric order: {"1": .., "10": .., "100": ..}.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cv_by_mape_pct_by_value: Option<std::collections::BTreeMap<String, f64>>,
+    pub cv_by_mape_pct_by_value: Option<std::collections::BTreeMap<u64, f64>>,
     /// MAPE over the group's hold-out rows (`role` = `holdout`, never fitted); None without any.
     #[serde(default)]
     pub holdout_mape_pct: Option<f64>,

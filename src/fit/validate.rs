@@ -86,8 +86,8 @@ pub fn extrapolation_mape(
 #[derive(Debug, Clone)]
 pub struct CvBy {
     pub mape_pct: f64,
-    /// (value, MAPE of its rows predicted from the fit on the other values), values ascending.
-    pub by_value: Vec<(u64, f64)>,
+    /// Each value's MAPE, its rows predicted from the fit on the other values.
+    pub by_value: std::collections::BTreeMap<u64, f64>,
 }
 
 /// Leave-one-value-out MAPE over a run setting (`fit --cv-by requests`): for each value of
@@ -120,7 +120,7 @@ pub fn cv_by_mape(
         );
     }
     let mut abs_pct_sum = 0.0;
-    let mut by_value = Vec::with_capacity(values.len());
+    let mut by_value = std::collections::BTreeMap::new();
     for v in &values {
         let (mut train, mut test) = (Vec::new(), Vec::new());
         for (o, l) in obs.iter().zip(labels) {
@@ -137,7 +137,7 @@ pub fn cv_by_mape(
             &format!("{what} ({flag} {v} left out)"),
         )?;
         let m = mape(model, &sol.coefs, &test);
-        by_value.push((*v, m));
+        by_value.insert(*v, m);
         abs_pct_sum += m * test.len() as f64;
     }
     Ok(CvBy {
