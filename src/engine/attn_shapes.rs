@@ -1,8 +1,8 @@
 //! Shapes of the attention kernels that the host must agree on: rows per block, query tokens per
-//! prefill item and the decode kernel's dynamic shared memory (attention_tcd.cu) as the kernels
-//! compile; the kernels export theirs (`Device::tc_smem`, `Device::tcd_smem`). They take every
-//! head dim and query group that `Model::check_supported` admits (HEAD_DIMS, at most MAX_GROUP
-//! query heads per KV head), as the test below checks.
+//! prefill item and the decode kernel's threads and dynamic shared memory (attention_tcd.cu) as
+//! the kernels compile; the kernels export theirs (`Device::tc_smem`, `Device::tcd_threads`,
+//! `Device::tcd_smem`). They take every head dim and query group that `Model::check_supported`
+//! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
 
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block (TcShape in
 /// attention_tc.cu: 4 warps of two 16-row tiles up to hd 64 and at hd 128, of one otherwise;
@@ -24,12 +24,24 @@ const _: () = assert!(
     "the decode kernel's rows must hold every admitted query group"
 );
 
+/// Warps of one tensor-core decode attention block (TcdShape in attention_tcd.cu), each taking 16
+/// keys of a tile: 4, and 2 at hd 256, whose 32-key tiles let 3 blocks share an SM's shared
+/// memory. The engine launches with the compiled threads (`Device::tcd_threads`); the selftest checks
+/// the two agree.
+pub fn tcd_warps(hd: usize) -> usize {
+    if hd == 256 {
+        2
+    } else {
+        4
+    }
+}
+
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): two stages of K
-/// and V [64][hd+8] and Q [16][hd+8]; with `tma` (sm_90a at hd 64 and 128) the stages unpadded
-/// [64][hd], one mbarrier each and 1 KB to align them. The engine launches with the compiled value
-/// (`Device::tcd_smem`); the selftest checks the two agree.
+/// and V [keys][hd+8] (16 keys per warp) and Q [16][hd+8]; with `tma` (sm_90a at hd 64 and 128)
+/// the stages unpadded [keys][hd], one mbarrier each and 1 KB to align them. The engine launches
+/// with the compiled value (`Device::tcd_smem`); the selftest checks the two agree.
 pub fn tcd_smem(hd: usize, tma: bool) -> usize {
-    let stage = 2 * 64 * if tma { hd } else { hd + 8 } * 2;
+    let stage = 2 * 16 * tcd_warps(hd) * if tma { hd } else { hd + 8 } * 2;
     2 * stage + TCD_ROWS * (hd + 8) * 2 + if tma { 2 * 8 + 1024 } else { 0 }
 }
 
@@ -61,6 +73,10 @@ mod tests {
         }
         assert_eq!(tcd_smem(64, false), 39168);
         assert_eq!(tcd_smem(64, true), 2 * 16384 + 2304 + 16 + 1024);
+        // hd 256: two stages of 32 padded keys and Q; 3 blocks fit in an H100 SM's 228 KiB with the
+        // 1 KiB each block reserves (two stages of 64 keys, 143,616 bytes, fit one).
+        assert_eq!(tcd_smem(256, false), 76032);
+        assert!(3 * (tcd_smem(256, false) + 1024) <= 228 << 10);
         for hd in HEAD_DIMS {
             for g in 1..=MAX_GROUP {
                 assert!(

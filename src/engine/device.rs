@@ -302,6 +302,11 @@ impl Device {
         self.tc_multiple_of(&format!("attention_tc_smem_{sx}_{hd}"), 16)
     }
 
+    /// Threads per block of the tensor-core decode attention kernel for `hd` as compiled.
+    pub fn tcd_threads(&self, sx: &str, hd: usize) -> Result<usize> {
+        self.tc_multiple_of(&format!("attention_tcd_threads_{sx}_{hd}"), 32)
+    }
+
     /// Dynamic shared memory of the tensor-core decode attention kernel for `hd` as compiled.
     pub fn tcd_smem(&self, sx: &str, hd: usize) -> Result<usize> {
         self.tc_multiple_of(&format!("attention_tcd_smem_{sx}_{hd}"), 16)

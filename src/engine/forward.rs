@@ -125,10 +125,11 @@ pub struct Model {
     /// 16-row tile per item), else the scalar ones.
     pub tc_attention: bool,
     /// Rows, threads and dynamic shared memory of a tensor-core prefill attention block, and the
-    /// decode block's shared memory, as the kernels were compiled.
+    /// decode block's threads and shared memory, as the kernels were compiled.
     pub tc_rows: usize,
     pub tc_threads: usize,
     pub tc_smem: usize,
+    pub tcd_threads: usize,
     pub tcd_smem: usize,
 }
 

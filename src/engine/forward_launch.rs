@@ -67,6 +67,7 @@ struct Iteration<'a> {
     tc_attention: bool,
     tc_threads: usize,
     tc_smem: usize,
+    tcd_threads: usize,
     tcd_smem: usize,
 }
 
@@ -107,6 +108,7 @@ impl Model {
             tc_attention: self.tc_attention,
             tc_threads: self.tc_threads,
             tc_smem: self.tc_smem,
+            tcd_threads: self.tcd_threads,
             tcd_smem: self.tcd_smem,
         };
         Ok((&mut self.dev, &mut self.probe, it))
@@ -319,8 +321,8 @@ impl Iteration<'_> {
         }
     }
 
-    /// The decode items: the tensor-core kernel with its compiled shared memory, else the scalar
-    /// one in blocks of one query group.
+    /// The decode items: the tensor-core kernel with its compiled threads and shared memory, else
+    /// the scalar one in blocks of one query group.
     fn decode_attention(&self, dev: &mut Device, a: Attention) -> Result<()> {
         let n = self.s.decode_items.len();
         if !self.tc_attention {
@@ -328,13 +330,13 @@ impl Iteration<'_> {
         }
         let (sx, hd) = (self.sx, self.c.head_dim);
         let grid = (n as u32, self.c.kv_heads as u32, 1);
-        // SAFETY: as the scalar kernel's (`scalar_attention`), with the compiled shared memory.
+        // SAFETY: as the scalar kernel's (`scalar_attention`), with the compiled block shape.
         unsafe {
             a.launch(
                 dev,
                 &format!("attention_tcd_{sx}_{hd}"),
                 grid,
-                128,
+                self.tcd_threads as u32,
                 self.tcd_smem as u32,
             )
         }

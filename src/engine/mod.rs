@@ -233,10 +233,11 @@ impl Engine {
         let stager = Stager::new(&dev.ctx, meta.total.max(max_pages_per_seq))?;
         let graphs = opts.cuda_graphs.then(GraphCache::default);
         let (sx, hd) = (dt.suffix(), c.head_dim);
-        let (tc_rows, tc_threads, tc_smem, tcd_smem) = (
+        let (tc_rows, tc_threads, tc_smem, tcd_threads, tcd_smem) = (
             dev.tc_rows(sx, hd)?,
             dev.tc_threads(sx, hd)?,
             dev.tc_smem(sx, hd)?,
+            dev.tcd_threads(sx, hd)?,
             dev.tcd_smem(sx, hd)?,
         );
         if opts.tc_attention && kv_tmap::needs_maps(&dev, sx, hd)? {
@@ -261,6 +262,7 @@ impl Engine {
             tc_rows,
             tc_threads,
             tc_smem,
+            tcd_threads,
             tcd_smem,
         };
         Ok(Engine {

@@ -230,8 +230,9 @@ impl Tester {
         }
         if o.tc && decode {
             let smem = self.dev.tcd_smem(sx, hd)? as u32;
+            let threads = self.dev.tcd_threads(sx, hd)? as u32;
             let name = format!("attention_tcd_{sx}_{hd}");
-            unsafe { a.launch(&mut self.dev, &name, grid, 128, smem)? };
+            unsafe { a.launch(&mut self.dev, &name, grid, threads, smem)? };
         } else if tc {
             let smem = self.dev.tc_smem(sx, hd)? as u32;
             let threads = self.dev.tc_threads(sx, hd)? as u32;

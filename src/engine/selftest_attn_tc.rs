@@ -12,8 +12,8 @@ impl Tester {
     pub(crate) fn attention_tc_checks(&mut self) -> Result<()> {
         // The host plans prefill items with the rows (and launches the threads and shared memory)
         // the kernels were compiled with; without a variant those must be the CPU side's defaults
-        // (attn_shapes::tc_rows and tcd_smem, which its tests use, and 4 warps; 9 for
-        // attention_ws.cu, which sm_90a builds at hd 64 and 128).
+        // (attn_shapes::tc_rows, tcd_warps and tcd_smem, which its tests use; prefill blocks of 4
+        // warps, 9 for attention_ws.cu, which sm_90a builds at hd 64 and 128).
         if extra_nvrtc_options().is_empty() {
             for hd in super::forward::HEAD_DIMS {
                 let got = self.dev.tc_rows(self.sx(), hd)? as f32;
@@ -37,6 +37,14 @@ impl Tester {
                 );
                 let smem = self.dev.tcd_smem(self.sx(), hd)? as f32;
                 self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {ws})"), &[smem], &[super::attn_shapes::tcd_smem(hd, ws) as f64], 0.0);
+                let tcd_threads = self.dev.tcd_threads(self.sx(), hd)? as f32;
+                let tcd_warps = super::attn_shapes::tcd_warps(hd);
+                self.record(
+                    format!("attention_tcd threads per block at hd {hd}: compiled vs {tcd_warps} warps (attn_shapes::tcd_warps)"),
+                    &[tcd_threads],
+                    &[32.0 * tcd_warps as f64],
+                    0.0,
+                );
             }
         }
         let tc = AttnOpts {
@@ -81,8 +89,9 @@ impl Tester {
         for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128)] {
             self.attention(h, h, hd, lens, false, AttnOpts { alibi: true, ..tc })?;
         }
-        // Decode kernel: groups 1…16, every head dim, contexts across page and 64-key tile edges,
-        // single items and split partials (sequence s is split min(tiles, s + 1) ways).
+        // Decode kernel: groups 1…16 (16 at hd 64 and 256, the two tile shapes), every head dim,
+        // contexts across page and 32- and 64-key tile edges, single items and split partials
+        // (sequence s is split min(tiles, s + 1) ways).
         let dlens: &[usize] = &[1, 37, 64, 70, 1500, 4097];
         for &(h, kv, hd) in &[
             (8, 8, 64),
@@ -93,6 +102,7 @@ impl Tester {
             (8, 1, 80),
             (4, 4, 96),
             (8, 4, 256),
+            (32, 2, 256),
             (4, 4, 16),
             (8, 2, 32),
         ] {

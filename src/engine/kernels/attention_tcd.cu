@@ -5,10 +5,16 @@
 // Decode reads every K/V byte of the context once per step and does little arithmetic on it, so
 // the kernel is built to keep HBM busy: one block = one item × one KV head, its (query, head of the
 // group) rows padded to one 16-row mma tile, so each K/V byte is read once for the whole query group;
-// 64-key tiles double-buffered (through TMA on sm_90a at hd 64 and 128, below; else cp.async by all
-// 128 threads); the 4 warps split each tile's keys (16 each) and keep their own online-softmax
-// state, merged through shared memory at the end. A ring of 3 or 4 stages measured level with 2
+// key tiles double-buffered (through TMA on sm_90a at hd 64 and 128, below; else cp.async by all
+// threads); the warps split each tile's keys (16 each) and keep their own online-softmax state,
+// merged through shared memory at the end. A ring of 3 or 4 stages measured level with 2
 // (docs/performance.md).
+//
+// Tiles of 64 keys for 4 warps, except at hd 256: there two stages of padded 64-key K and V with Q
+// take 143,616 bytes of shared memory, so one block fits per SM (228 KB) and nothing overlaps its
+// waits and its merge; 32-key tiles for 2 warps take 76,032 bytes, so 3 blocks fit per SM and
+// one's loads can overlap the others' work. The host launches TcdShape::THREADS threads
+// (attention_tcd_threads_*).
 //
 // TMA (where the prefill kernel reads the cache through TMA: sm_90a, hd 64 and 128): thread 0
 // copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of 32 keys × 64
@@ -22,13 +28,15 @@
 
 template <int HD> struct TcdShape {
     static constexpr bool TMA = TcEntry<HD>::TMA;
-    static constexpr int KT = 64, S = HD + 8, ROWS = 16, STAGES = 2;
+    static constexpr int WARPS = HD == 256 ? 2 : 4, THREADS = 32 * WARPS, KT = 16 * WARPS, S = HD + 8, ROWS = 16, STAGES = 2;
     // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: HD / 64 swizzled blocks of [KT][64]),
     // Q [16][S], then (TMA) one mbarrier per stage. The end merge re-uses the K/V buffers for
-    // 4 warps × 16 rows × HD floats (≤ 2·KT·HD·2 bytes) and Q's space for m, l.
+    // WARPS × 16 rows × HD floats and Q's space for m, l.
     static constexpr int KVB = 2 * KT * (TMA ? HD : S) * 2; // bytes of one stage
     static constexpr int BAR = STAGES * KVB + ROWS * S * 2;
     static constexpr int SMEM = BAR + (TMA ? (STAGES * 8 + 15) / 16 * 16 + 1024 : 0); // TMA: room to start at a 1024-byte boundary (the swizzle's period)
+    static_assert(WARPS * ROWS * HD * 4 <= STAGES * KVB && WARPS * ROWS * 2 * 4 <= ROWS * S * 2, "the merge's buffers");
+    static_assert(!TMA || KT % 32 == 0, "TMA copies whole 32-key pages");
 };
 
 // Element offset of (key row r, column c) in a TMA stage's K or V half: HD / 64 blocks of [KT][64],
@@ -159,7 +167,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     }
     lA = tc_quad_sum(lA);
     lB = tc_quad_sum(lB);
-    // Merge the 4 warps: Os[w][row][HD] in the K/V space, (m, l)[w][row] in Q's space.
+    // Merge the warps: Os[w][row][HD] in the K/V space, (m, l)[w][row] in Q's space.
     float* Os = (float*)KV;
     float* ML = (float*)Qs;
     __syncthreads();
@@ -183,11 +191,11 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
         int r = i / HD, d = i % HD;
         float M = -INFINITY;
 #pragma unroll
-        for (int x = 0; x < 4; x++) M = fmaxf(M, ML[(x * 16 + r) * 2]);
+        for (int x = 0; x < Sh::WARPS; x++) M = fmaxf(M, ML[(x * 16 + r) * 2]);
         float L = 0.f, O = 0.f;
         if (M != -INFINITY) {
 #pragma unroll
-            for (int x = 0; x < 4; x++) {
+            for (int x = 0; x < Sh::WARPS; x++) {
                 float e = tc_exp2((ML[(x * 16 + r) * 2] - M) * L2E);
                 L += e * ML[(x * 16 + r) * 2 + 1];
                 O += e * Os[(x * 16 + r) * HD + d];
@@ -207,10 +215,12 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
     }
 }
 
-// attention_tcd_smem_S_HD: the dynamic shared memory the host launches it with (Device::tcd_smem).
+// attention_tcd_threads_S_HD and attention_tcd_smem_S_HD: the block size and dynamic shared memory
+// the host launches it with (Device::tcd_threads, Device::tcd_smem).
 #define ATTN_TCD(T, S, HD) \
-extern "C" __global__ void __launch_bounds__(128) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const AttnItem* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
+extern "C" __global__ void __launch_bounds__(TcdShape<HD>::THREADS) attention_tcd_##S##_##HD(const T* q, T* o, const T* kc, const T* vc, const AttnItem* it, const int* tp, const int* bt, int mp, int h, int kvh, float sc, float cap, int win, const float* al, float* po, float* pml) \
 { attention_tcd<T, HD>(q, o, kc, vc, it, tp, bt, mp, h, kvh, sc, cap, win, al, po, pml); } \
+extern "C" __constant__ int attention_tcd_threads_##S##_##HD = TcdShape<HD>::THREADS; \
 extern "C" __constant__ int attention_tcd_smem_##S##_##HD = TcdShape<HD>::SMEM;
 #define ATTN_TCD_ALL(T, S) ATTN_TCD(T, S, 16) ATTN_TCD(T, S, 32) ATTN_TCD(T, S, 64) ATTN_TCD(T, S, 80) ATTN_TCD(T, S, 96) ATTN_TCD(T, S, 128) ATTN_TCD(T, S, 256)
 ATTN_TCD_ALL(bf16, bf16)
