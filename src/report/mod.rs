@@ -1,6 +1,7 @@
 //! Figures and the Markdown report (`energy-fit report`). Figure code draws from plain
 //! data (`Surface`, `Series`) so it does not depend on how the data were measured or fitted;
-//! `assemble` turns a dataset and fit files into that data, `markdown` writes report.md.
+//! `assemble` turns a dataset and fit files into that data, `markdown` writes report.md (with
+//! `zero_shot`'s leave-one-LLM-out tables).
 
 pub mod canvas;
 pub mod font;
@@ -22,6 +23,7 @@ pub mod markdown;
 mod publish;
 pub mod sweetspots;
 pub mod uncertain;
+pub mod zero_shot;
 
 use crate::dataset::Dataset;
 use crate::fit::file::FitFile;
@@ -142,6 +144,7 @@ fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report
     md.push('\n');
     md.push_str(&markdown::tables(&subjects, reference_only));
     md.push_str(&markdown::design(&subjects, &figs));
+    md.push_str(&zero_shot::section(ds));
     md.push_str(&markdown::figures(&figs));
     let path = out.join("report.md");
     crate::fsutil::write_atomic(&path, md.as_bytes())?;

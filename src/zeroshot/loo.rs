@@ -5,9 +5,10 @@
 //! published surfaces, the published coefficients themselves); a predicted m* that is undefined
 //! counts as a miss (its error is null).
 
-use super::calibrate::{calibrate, fit_flops_mem, Prepared};
+use super::calibrate::{calibrate, fit_flops_mem, Prepared, MIN_LLMS};
 use super::model::{flops_mem_basis, project};
 use super::{baselines, sweet_spot, Setting, GRID};
+use crate::fit::table::Table;
 use anyhow::{Context, Result};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -99,6 +100,21 @@ pub fn score(llm: &str, points: &[(usize, usize, f64)], own: &[f64], pred: &[f64
     }
 }
 
+/// Why leave-one-out cannot run on `data` (each LLM left out in turn, [`MIN_LLMS`] to calibrate
+/// on), or `None` when it can.
+pub fn too_few(data: &[Prepared]) -> Option<String> {
+    let names: Vec<&str> = data.iter().map(|d| d.cfg.name.as_str()).collect();
+    (data.len() < MIN_LLMS + 1).then(|| {
+        format!(
+            "needs at least {} LLMs (each left out in turn, {MIN_LLMS} to calibrate on); the data \
+             has {} ({})",
+            MIN_LLMS + 1,
+            data.len(),
+            names.join(", ")
+        )
+    })
+}
+
 /// Leave each LLM of `data` out in turn.
 pub fn leave_one_out(data: &[Prepared], s: &Setting) -> Result<Loo> {
     let own: Vec<Vec<f64>> = data
@@ -131,4 +147,44 @@ pub fn leave_one_out(data: &[Prepared], s: &Setting) -> Result<Loo> {
         params_proportional: LooTable::new(pp),
         nearest_llm: LooTable::new(nl),
     })
+}
+
+/// One row per LLM (zero-shot MAPE, max error, m* error at each input length of `sweet_spot_at`,
+/// both baselines' MAPE) and the mean row: what `calibrate --leave-one-out` prints and the report
+/// shows.
+pub fn table(l: &Loo, sweet_spot_at: &[usize]) -> Table {
+    let mut head = vec!["LLM".to_string(), "MAPE %".into(), "max %".into()];
+    head.extend(sweet_spot_at.iter().map(|n| format!("m* err n={n}")));
+    head.extend([
+        "params-prop. MAPE %".to_string(),
+        "nearest-LLM MAPE %".into(),
+    ]);
+    let mut t = Table::new(&head);
+    for (i, r) in l.zero_shot.llms.iter().enumerate() {
+        let mut row = vec![
+            r.llm.clone(),
+            format!("{:.2}", r.mape_pct),
+            format!("{:.2}", r.max_error_pct),
+        ];
+        row.extend(sweet_spot_at.iter().map(|n| {
+            let e = r.sweet_spot_error_pct.0.iter().find(|(k, _)| k == n);
+            match e.and_then(|(_, e)| *e) {
+                Some(e) => format!("{e:+.1}"),
+                None => "none".into(),
+            }
+        }));
+        row.push(format!("{:.2}", l.params_proportional.llms[i].mape_pct));
+        row.push(format!("{:.2}", l.nearest_llm.llms[i].mape_pct));
+        t.push(row);
+    }
+    let mut mean = vec![
+        "mean".to_string(),
+        format!("{:.2}", l.zero_shot.mean_mape_pct),
+        String::new(),
+    ];
+    mean.extend(sweet_spot_at.iter().map(|_| String::new()));
+    mean.push(format!("{:.2}", l.params_proportional.mean_mape_pct));
+    mean.push(format!("{:.2}", l.nearest_llm.mean_mape_pct));
+    t.push(mean);
+    t
 }

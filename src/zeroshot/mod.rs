@@ -3,9 +3,11 @@
 //!
 //! - [`model`]: the physical terms (counts from `crate::llm` and the schedule of
 //!   `llm::concurrency`) and the projection of a predicted surface onto flops-mem;
-//! - [`calibrate`]: the constants by least squares, with standard errors, and leave-one-LLM-out;
+//! - [`calibrate`]: the constants by least squares, with standard errors;
+//! - [`loo`]: leave-one-LLM-out, the model and the baselines scored alike, and its table;
 //! - [`baselines`]: the two naive predictors the zero-shot model is judged against;
-//! - [`file`]: calibration files (`"kind": "calibration"`).
+//! - [`file`]: calibration files (`"kind": "calibration"`);
+//! - [`source`]: the points calibrated on, from measurements or the published surfaces.
 //!
 //! The derivation, term by term, is in docs/zero-shot.md. Nothing here imports the engine.
 
@@ -15,6 +17,7 @@ pub mod fewshot;
 pub mod file;
 pub mod loo;
 pub mod model;
+pub mod source;
 
 use serde::{Deserialize, Serialize};
 

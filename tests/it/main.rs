@@ -32,6 +32,7 @@ mod measure_writer;
 mod messages;
 mod report_figures;
 mod report_holdouts;
+mod report_zero_shot;
 mod scripts_cli;
 mod slurm_scripts;
 mod zeroshot;
