@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// Measurement files (CSV or Parquet). Default: every such file in data/ (none: reference fits alone).
+    /// Measurement files (CSV or Parquet). Default: every such file in data/ (none: reference fits
+    /// alone), and for figure 10 (efficiency by requests) also those in data/requests/.
     pub data: Vec<PathBuf>,
     /// Folder of fit files (searched with its sub-folders, e.g. fits/reference). Default: fits/
     /// (none there: no fits). A named folder must exist.
@@ -71,7 +72,21 @@ pub fn run(args: ReportArgs) -> Result<()> {
         None if Path::new("fits").is_dir() => read_fits(Path::new("fits"))?,
         None => Vec::new(),
     };
-    let r = crate::report::build(ds.as_ref(), &fits, &args.out)?;
+    // The default data's measurements at other numbers of requests (data/requests/) feed figure
+    // 10 beside the grids of the same LLMs; the tables stay at the grids' requests.
+    let requests = match (&ds, args.data.is_empty()) {
+        (Some(_), true) => {
+            let extra = Dataset::files_in(Path::new("data/requests")).unwrap_or_default();
+            if extra.is_empty() {
+                None
+            } else {
+                let all: Vec<PathBuf> = paths.iter().chain(&extra).cloned().collect();
+                Some(Dataset::load(&all)?)
+            }
+        }
+        _ => None,
+    };
+    let r = crate::report::build_with_requests(ds.as_ref(), requests.as_ref(), &fits, &args.out)?;
     for f in &r.figures {
         match &f.file {
             Some(p) => println!("figure {}: {}/{p}", f.number, args.out.display()),

@@ -42,11 +42,23 @@ pub struct Report {
 /// (`publish.rs`), so a failure or a full disk leaves the previous report whole. `ds` = None
 /// reports on the reference fits alone.
 pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
+    build_with_requests(ds, None, fits, out)
+}
+
+/// As [`build`], with figure 10 (the requests axis) drawn from `requests` where given: the rows of
+/// `ds` together with measurements at other numbers of requests, which stay out of the tables and
+/// the other figures (the shipped report's tables are at the study's 1000 requests).
+pub fn build_with_requests(
+    ds: Option<&Dataset>,
+    requests: Option<&Dataset>,
+    fits: &[FitFile],
+    out: &Path,
+) -> Result<Report> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
     let stage = publish::stage_dir(out);
     let _ = std::fs::remove_dir_all(&stage);
-    let result = build_in(ds, fits, &stage).and_then(|r| {
+    let result = build_in(ds, requests, fits, &stage).and_then(|r| {
         publish::publish(&stage, out)?;
         Ok(r)
     });
@@ -55,7 +67,12 @@ pub fn build(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Repor
     result
 }
 
-fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report> {
+fn build_in(
+    ds: Option<&Dataset>,
+    requests: Option<&Dataset>,
+    fits: &[FitFile],
+    out: &Path,
+) -> Result<Report> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("cannot create '{}': {e}", out.display()))?;
     let reference_only = ds.is_none();
@@ -104,7 +121,7 @@ fn build_in(ds: Option<&Dataset>, fits: &[FitFile], out: &Path) -> Result<Report
             }
             figs.push(sweetspots::fig9(&subjects, fits, out)?);
             // The KV capacity of an 80 GiB GPU where rows do not say theirs (as `fit`'s default).
-            figs.extend(concurrency::fig10(ds, 80.0, out)?);
+            figs.extend(concurrency::fig10(requests.unwrap_or(ds), 80.0, out)?);
         }
         None => {
             figs.push(assemble::skip(

@@ -323,6 +323,45 @@ fn report_draws_efficiency_by_requests() {
     assert!(f10.file.is_none() && f10.note.contains("more than one requests value"));
 }
 
+/// `energy-fit report` on the default data reads data/requests/ for figure 10 alone: the figure is
+/// drawn across all requests values while the tables keep the 1000-request file of data/.
+#[test]
+fn report_default_data_draws_requests_from_data_requests() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    std::fs::create_dir_all(data.join("requests")).unwrap();
+    let files = csvs(d.path(), &REQUESTS);
+    for (f, r) in files.iter().zip(REQUESTS) {
+        let to = if r == 1000 {
+            data.join("grid.csv")
+        } else {
+            data.join("requests").join(format!("r{r}.csv"))
+        };
+        std::fs::rename(f, to).unwrap();
+    }
+    let (ok, stdout, stderr) = crate::common::run_in(d.path(), &["report"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "figure 10: reports/fig10-requests-synthetic-{LLM}.svg"
+        )),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(d.path().join("reports/report.md")).unwrap();
+    assert!(
+        md.contains("fitted across requests 1, 10, 100, 1000"),
+        "{md}"
+    );
+    // The tables are the grid's alone: no group is split by requests.
+    assert!(!md.contains("requests=1"), "{md}");
+
+    // Without data/requests/ the figure is skipped, saying why.
+    std::fs::remove_dir_all(data.join("requests")).unwrap();
+    let (ok, stdout, stderr) = crate::common::run_in(d.path(), &["report"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("more than one requests value"), "{stdout}");
+}
+
 /// The measured requests design of llama-3.2-1b holds 6 points at requests 1 and 10, fewer than
 /// flops-mem's 7: those groups are named on stderr and left out of flops-mem's table while the
 /// 1000-request grid and flops-mem-batch over all values are still fitted. Alone, such a group
