@@ -10,7 +10,7 @@ use crate::measure::plan_file::write_plan;
 use crate::measure::rows::Row;
 use crate::measure::run::{key_of, run_source, FixedPoints, RunOpts, WorkloadFactory};
 use crate::measure::standin::{StandinConfig, StandinMeter, StandinWorkload, STANDIN_ENV};
-use crate::measure::writer::{done_keys, peek_rows};
+use crate::measure::writer::{card_warning, done_keys, peek_rows};
 use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, PointSource, Writer};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -174,6 +174,13 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         number_gpus_as_nvml();
     }
     let writer = Writer::open(&a.out, a.resume)?;
+    let cards = meters
+        .iter()
+        .map(|m| Ok(m.info()?.uuid))
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(w) = card_warning(writer.rows(), &cards, &a.out) {
+        eprintln!("{w}");
+    }
     if a.resume {
         drop_done(&mut planned.points, writer.rows(), &a, &cost)?;
     }

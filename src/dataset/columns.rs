@@ -50,7 +50,7 @@ use ColumnType::{Integer as I, Number as F, Text as S};
 
 /// Every column `measure` writes, in file order: the required ones, then what describes the run,
 /// then the extras of the meter.
-pub const MEASUREMENT: [ColumnSpec; 32] = [
+pub const MEASUREMENT: [ColumnSpec; 33] = [
     req("llm", S, "LLM name (catalog name when known)"),
     req(
         "input_tokens",
@@ -118,6 +118,11 @@ pub const MEASUREMENT: [ColumnSpec; 32] = [
         "kv_capacity_tokens",
         I,
         "tokens the run's KV cache held (all layers)",
+    ),
+    col(
+        "gpu_uuid",
+        S,
+        "NVML UUID of the card that measured the row (cards of one model differ by a few %)",
     ),
 ];
 

@@ -25,6 +25,9 @@ pub struct GpuInfo {
     pub index: u32,
     pub name: String,
     pub driver: String,
+    /// NVML's UUID of the card ("GPU-…"): tells apart cards of one model, which can differ by
+    /// several percent in energy.
+    pub uuid: String,
     /// Enforced power limit (W), as set by the administrator; never changed here.
     pub power_limit_w: f64,
     pub memory_total_bytes: u64,
@@ -104,6 +107,9 @@ impl EnergyMeter for NvmlMeter {
                 .nvml
                 .sys_driver_version()
                 .context("NVML refused the driver version")?,
+            uuid: d
+                .uuid()
+                .with_context(|| format!("NVML refused the UUID of GPU {i}"))?,
             power_limit_w: d
                 .enforced_power_limit()
                 .with_context(|| format!("NVML refused the enforced power limit of GPU {i}"))?

@@ -2,6 +2,7 @@
 //! sharding and merging of measurement files.
 
 pub mod cost;
+mod csv_text;
 pub mod engine_workload;
 pub mod merge;
 pub mod meter;

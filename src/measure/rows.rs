@@ -7,6 +7,8 @@
 use anyhow::{bail, Context, Result};
 use polars::prelude::{Column, DataFrame, DataType};
 
+/// CSV text rules shared with the plan files and `merge` (`csv_text.rs`).
+pub use super::csv_text::{csv_records, quote, split_csv, Records};
 /// Column order of every file `measure` writes: the measurement schema's (`dataset::schema`),
 /// the one list both the writer and the readers use.
 pub use crate::dataset::schema::COLUMNS;
@@ -55,6 +57,9 @@ pub struct Row {
     pub mean_concurrency: Option<f64>,
     /// Tokens the KV cache held for the run, which bounds the concurrency at long contexts.
     pub kv_capacity_tokens: Option<u64>,
+    /// NVML's UUID of the card that measured the row: cards of one model (same name, driver and
+    /// engine) can differ by several percent in energy. Empty when unknown (older files).
+    pub gpu_uuid: String,
 }
 
 /// Identity of a measurement: what `--resume` skips and `merge` deduplicates on.
@@ -135,6 +140,7 @@ impl Row {
             S(self.role.clone()),
             F(self.mean_concurrency),
             I(self.kv_capacity_tokens),
+            S(self.gpu_uuid.clone()),
         ]
     }
 
@@ -211,14 +217,22 @@ impl Row {
             role: s("role"),
             mean_concurrency: opt_f("mean_concurrency")?,
             kv_capacity_tokens: opt_i("kv_capacity_tokens")?,
+            gpu_uuid: s("gpu_uuid"),
         })
     }
 
     /// One complete CSV line, newline included.
     pub fn csv_line(&self) -> String {
+        self.csv_line_of(COLUMNS.len())
+    }
+
+    /// The line under a header of the first `width` of [`COLUMNS`]: a file written by an
+    /// earlier `measure`, before the later columns existed.
+    pub fn csv_line_of(&self, width: usize) -> String {
         let fields: Vec<String> = self
             .cells()
             .into_iter()
+            .take(width)
             .map(|c| match c {
                 Cell::S(s) => quote(&s),
                 Cell::I(v) => v.map(|v| v.to_string()).unwrap_or_default(),
@@ -239,72 +253,6 @@ pub fn csv_header() -> String {
     let mut h = COLUMNS.join(",");
     h.push('\n');
     h
-}
-
-/// One CSV field, quoted (RFC 4180) where it holds a comma, quote or line break.
-pub fn quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// Split one CSV record (RFC 4180 quoting; the record holds no raw newline since we never write one
-/// unquoted and `quote` keeps it inside quotes — callers split on lines first, so rows with quoted
-/// newlines are not supported, and `measure` never writes them: reasons are single-line).
-pub fn split_csv(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (false, '"') if cur.is_empty() => quoted = true,
-            (false, ',') => out.push(std::mem::take(&mut cur)),
-            (_, c) => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
-}
-
-/// The header and the records (with their 1-based line numbers) of CSV text. Blank lines are not
-/// records; a record whose field count differs from the header's is an error naming its line.
-pub type Records = (Vec<String>, Vec<(usize, Vec<String>)>);
-
-/// Split CSV text into its header and records (see [`Records`]).
-pub fn csv_records(text: &str, file: &str) -> Result<Records> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, header)) = lines.next() else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    let names: Vec<String> = split_csv(header)
-        .into_iter()
-        .map(|s| s.trim().to_string())
-        .collect();
-    let mut records = Vec::new();
-    for (i, line) in lines {
-        let vals = split_csv(line);
-        if vals.len() != names.len() {
-            bail!(
-                "{file}: line {}: {} fields, header has {}",
-                i + 1,
-                vals.len(),
-                names.len()
-            );
-        }
-        records.push((i + 1, vals));
-    }
-    Ok((names, records))
 }
 
 /// Parse CSV text written by `csv_header` / `csv_line` (or any CSV with those column names).
@@ -477,6 +425,7 @@ mod tests {
             role: "design".into(),
             mean_concurrency: Some(23.5),
             kv_capacity_tokens: Some(24),
+            gpu_uuid: "GPU-u".into(),
         };
         let text = csv_header() + &row.csv_line();
         assert_eq!(parse_csv(&text, "t.csv").unwrap(), vec![row.clone()]);

@@ -439,6 +439,7 @@ fn base_row(p: &Point, cost: &dyn CostModel, info: &GpuInfo, engine: &str) -> Ro
         started_at: utc_now(),
         gpu_index: Some(info.index as u64),
         power_limit_w: Some(info.power_limit_w),
+        gpu_uuid: info.uuid.clone(),
         ..Row::default()
     }
 }

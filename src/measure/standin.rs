@@ -101,6 +101,7 @@ impl EnergyMeter for StandinMeter {
             index: self.index,
             name: "stand-in GPU".into(),
             driver: "stand-in".into(),
+            uuid: format!("stand-in-GPU-{}", self.index),
             power_limit_w: 700.0,
             memory_total_bytes: STANDIN_MEMORY_BYTES,
         })

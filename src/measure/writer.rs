@@ -13,8 +13,13 @@
 //! `x.parquet` is always the previous or the new complete file; the journal is the truth on
 //! resume (it is at most one point ahead of the Parquet file). The rewrite is O(rows), negligible
 //! next to a point that takes seconds.
+//!
+//! Columns are only ever added at the end of the schema, so a CSV file written by an earlier
+//! `measure` has a prefix of today's columns; `--resume` appends to it in its own columns (its
+//! lines stay as they are, byte for byte) and says which columns its new rows go without.
 
 use super::rows::{csv_header, from_frame, parse_csv, to_frame, Key, Row, COLUMNS};
+use crate::dataset::schema::REQUIRED;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::{ParquetReader, ParquetWriter, SerReader};
 use std::collections::HashSet;
@@ -50,6 +55,9 @@ pub struct Writer {
     format: Format,
     journal: File,
     rows: Vec<Row>,
+    /// The journal's columns: the first `width` of [`COLUMNS`] (fewer than all of them in a CSV
+    /// file written by an earlier `measure`).
+    width: usize,
 }
 
 impl Writer {
@@ -70,19 +78,35 @@ impl Writer {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("--out: creating directory {}", dir.display()))?;
         }
-        let rows = if jpath.exists() {
+        let (rows, mut width) = if jpath.exists() {
             repair_tail(&jpath)?;
             read_journal(&jpath)?
         } else if path.exists() {
             // A Parquet file without journal (e.g. made by `merge`): seed the journal from it.
             let rows = read_rows(path)?;
             write_new_journal(&jpath, &rows)?;
-            rows
+            (rows, COLUMNS.len())
         } else {
-            Vec::new()
+            (Vec::new(), COLUMNS.len())
         };
         if !jpath.exists() || std::fs::metadata(&jpath)?.len() == 0 {
             write_new_journal(&jpath, &[])?;
+        }
+        if width < COLUMNS.len() {
+            match format {
+                // A Parquet file's journal is its own, and the Parquet file is rewritten from the
+                // rows on every append anyway: bring the journal to today's columns.
+                Format::Parquet => {
+                    write_csv_atomic(&jpath, &rows)?;
+                    width = COLUMNS.len();
+                }
+                Format::Csv => eprintln!(
+                    "note: {} has the columns of an earlier measure, without {}; rows appended to \
+                     it keep its columns (to record those, measure into a new file and merge the two)",
+                    path.display(),
+                    COLUMNS[width..].join(", ")
+                ),
+            }
         }
         let journal = OpenOptions::new()
             .append(true)
@@ -93,6 +117,7 @@ impl Writer {
             format,
             journal,
             rows,
+            width,
         };
         if format == Format::Parquet {
             w.rewrite_parquet()?;
@@ -106,7 +131,7 @@ impl Writer {
 
     /// Append one row durably (see the file comment).
     pub fn append(&mut self, row: Row) -> Result<()> {
-        let line = row.csv_line();
+        let line = row.csv_line_of(self.width);
         self.journal
             .write_all(line.as_bytes())
             .with_context(|| format!("appending to {}", self.path.display()))?;
@@ -187,6 +212,35 @@ pub fn done_keys(rows: &[Row], ok_only: bool) -> HashSet<Key> {
         .collect()
 }
 
+/// The warning line of a resume onto other cards: when `rows` (those already in `file`) hold `ok`
+/// rows measured on cards whose UUIDs are known and `cards` (those this run measures on) holds
+/// one that is none of them. Rows without a UUID (older files) give none.
+pub fn card_warning(rows: &[Row], cards: &[String], file: &Path) -> Option<String> {
+    let mut before: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.status.is_ok() && !r.gpu_uuid.is_empty())
+        .map(|r| r.gpu_uuid.as_str())
+        .collect();
+    before.sort_unstable();
+    before.dedup();
+    let new: Vec<&str> = cards
+        .iter()
+        .map(String::as_str)
+        .filter(|c| !before.contains(c))
+        .collect();
+    if before.is_empty() || new.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "warning: {}: its rows were measured on {} and this run measures on {}; rows \
+         measured on different cards of one model can differ by several percent in energy \
+         (`energy-fit fit --by gpu_uuid` fits them apart)",
+        file.display(),
+        before.join(", "),
+        new.join(", ")
+    ))
+}
+
 /// The rows `Writer::open(path, true)` would load, read without touching any file (for
 /// `--dry-run --resume`): the journal when there is one, else the file, else none; a torn last
 /// line is left out, as opening would cut it.
@@ -199,27 +253,35 @@ pub fn peek_rows(path: &Path) -> Result<Vec<Row>> {
             Ok(Vec::new())
         };
     }
-    read_journal(&jpath)
+    Ok(read_journal(&jpath)?.0)
 }
 
-/// The rows of a journal up to its last complete line (all of it once `repair_tail` has run).
-fn read_journal(jpath: &Path) -> Result<Vec<Row>> {
+/// The rows of a journal up to its last complete line (all of it once `repair_tail` has run),
+/// and how many of [`COLUMNS`] its header holds.
+fn read_journal(jpath: &Path) -> Result<(Vec<Row>, usize)> {
     let text =
         std::fs::read_to_string(jpath).with_context(|| format!("reading {}", jpath.display()))?;
     let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    check_header(whole, jpath)?;
-    parse_csv(whole, &jpath.display().to_string())
+    let width = header_width(whole, jpath)?;
+    Ok((parse_csv(whole, &jpath.display().to_string())?, width))
 }
 
-fn check_header(text: &str, path: &Path) -> Result<()> {
+/// How many of [`COLUMNS`] the header of `text` holds: all of them (none for an empty file), or
+/// the first few, at least the required ones, in a file written by an earlier `measure`.
+fn header_width(text: &str, path: &Path) -> Result<usize> {
     let header = text.lines().next().unwrap_or("");
-    if !header.is_empty() && header != COLUMNS.join(",") {
+    if header.is_empty() {
+        return Ok(COLUMNS.len());
+    }
+    let names: Vec<&str> = header.split(',').collect();
+    let n = names.len();
+    if n < REQUIRED.len() || n > COLUMNS.len() || names != COLUMNS[..n] {
         bail!(
-            "--resume: {} has columns {header:?}, not those of this version of measure; resume into a new file and merge",
+            "--resume: {} has columns {header:?}, not those of this version of measure or an earlier one; resume into a new file and merge",
             path.display()
         );
     }
-    Ok(())
+    Ok(n)
 }
 
 /// Read a measurement file (CSV or Parquet) into rows, warning about columns that are dropped.

@@ -24,6 +24,7 @@ mod kill_faults;
 mod llm_arch;
 mod llm_config;
 mod measure_adaptive;
+mod measure_cards;
 mod measure_cli;
 mod measure_meter;
 mod measure_plan;
