@@ -362,6 +362,29 @@ fn report_default_data_draws_requests_from_data_requests() {
     assert!(stdout.contains("more than one requests value"), "{stdout}");
 }
 
+/// A broken file in data/requests/ stops the default report with an error naming it, and the
+/// report already written stays as it was.
+#[test]
+fn report_default_data_names_a_broken_requests_file() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    std::fs::create_dir_all(data.join("requests")).unwrap();
+    let files = csvs(d.path(), &[1000]);
+    std::fs::rename(&files[0], data.join("grid.csv")).unwrap();
+    let (ok, _, stderr) = crate::common::run_in(d.path(), &["report"]);
+    assert!(ok, "{stderr}");
+    let before = std::fs::read_to_string(d.path().join("reports/report.md")).unwrap();
+    std::fs::write(
+        data.join("requests/bad.csv"),
+        "llm,input_tokens\nx,not-a-number\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = crate::common::run_in(d.path(), &["report"]);
+    assert!(!ok && stderr.contains("bad.csv"), "{stderr}");
+    let after = std::fs::read_to_string(d.path().join("reports/report.md")).unwrap();
+    assert_eq!(before, after);
+}
+
 /// The measured requests design of llama-3.2-1b holds 6 points at requests 1 and 10, fewer than
 /// flops-mem's 7: those groups are named on stderr and left out of flops-mem's table while the
 /// 1000-request grid and flops-mem-batch over all values are still fitted. Alone, such a group

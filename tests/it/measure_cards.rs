@@ -296,3 +296,33 @@ fn fit_by_gpu_uuid_fits_the_cards_apart() {
     assert!((ratio - 1.05).abs() < 1e-3, "alpha ratio {ratio}");
     assert_eq!(fit(&[])["fits"].as_array().unwrap().len(), 1);
 }
+
+/// A CSV whose header is not today's columns nor the first of them (columns reordered, or too few
+/// to hold the required ones) is refused on resume, naming the file and its header, and left as
+/// it was.
+#[test]
+fn resume_refuses_a_header_that_is_no_earlier_schema() {
+    let d = tempfile::tempdir().unwrap();
+    let mut swapped: Vec<&str> = COLUMNS.to_vec();
+    swapped.swap(1, 2);
+    for (name, header) in [
+        ("swapped.csv", swapped.join(",")),
+        ("short.csv", COLUMNS[..3].join(",")),
+    ] {
+        let out = d.path().join(name);
+        let before = format!("{header}\n");
+        std::fs::write(&out, &before).unwrap();
+        let mut all = vec!["measure"];
+        all.extend(QUICK);
+        all.extend(["--inputs", "64", "--outputs", "64", "--requests", "2"]);
+        all.extend(["--resume", "--out", s(&out)]);
+        let o = ef(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{name}: {}", text(&o));
+        assert!(
+            err.contains(name) && err.contains("has columns"),
+            "{name}: {err}"
+        );
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), before, "{name}");
+    }
+}
