@@ -6,7 +6,9 @@ use crate::dataset::Dataset;
 use crate::fit::table::{sci, Table};
 use crate::zeroshot::calibrate::{calibrate, prepare, Prepared, MIN_LLMS};
 use crate::zeroshot::file::CalibrationFile;
-use crate::zeroshot::loo::{leave_one_out, table, too_few, Loo, LooTable};
+use crate::zeroshot::loo::{
+    in_sample, in_sample_table, leave_one_out, table, too_few, Loo, LooTable,
+};
 use crate::zeroshot::model::TERMS;
 use crate::zeroshot::source::Loaded;
 use crate::zeroshot::GRID;
@@ -70,6 +72,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         );
     }
     let constants = calibrate(&prepared)?;
+    let own = in_sample(&prepared, &setting, &constants)?;
     let loo = if args.leave_one_out {
         if let Some(why) = too_few(&prepared) {
             bail!("--leave-one-out {why}");
@@ -96,7 +99,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     });
     file.write(&out)?;
     if args.json {
-        let mut doc = json!({ "calibration": file, "calibration_file": out });
+        let mut doc = json!({ "calibration": file, "calibration_file": out, "in_sample": own });
         if let Some(l) = &loo {
             doc["llms"] = serde_json::to_value(&l.zero_shot.llms)?;
             doc["mean_mape_pct"] = json!(l.zero_shot.mean_mape_pct);
@@ -109,6 +112,9 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         return Ok(());
     }
     print_constants(&file, &prepared);
+    println!("\nin sample (each LLM predicted by the calibration that includes it):");
+    print!("{}", in_sample_table(&own, &GRID).render());
+    summary("in sample", &own);
     if let Some(l) = &loo {
         print_loo(l);
     }

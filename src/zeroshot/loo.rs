@@ -5,7 +5,7 @@
 //! published surfaces, the published coefficients themselves); a predicted m* that is undefined
 //! counts as a miss (its error is null).
 
-use super::calibrate::{calibrate, fit_flops_mem, Prepared, MIN_LLMS};
+use super::calibrate::{calibrate, fit_flops_mem, Constants, Prepared, MIN_LLMS};
 use super::model::{flops_mem_basis, project};
 use super::{baselines, sweet_spot, Setting, GRID};
 use crate::fit::table::Table;
@@ -149,40 +149,85 @@ pub fn leave_one_out(data: &[Prepared], s: &Setting) -> Result<Loo> {
     })
 }
 
+/// Each LLM of `data` scored against the calibration `c` that includes it: how closely the shared
+/// constants can follow that LLM when it is part of the fit. An LLM missed here is one the model's
+/// counts do not describe, not one the other LLMs failed to pin down.
+pub fn in_sample(data: &[Prepared], s: &Setting, c: &Constants) -> Result<LooTable> {
+    let rows = data
+        .iter()
+        .map(|d| {
+            let name = &d.cfg.name;
+            let own = fit_flops_mem(&d.points).with_context(|| format!("LLM {name}"))?;
+            let proj = project(&d.cfg, s, &GRID, &c.values, &c.covariance)
+                .with_context(|| format!("predicting {name}"))?;
+            Ok(score(name, &d.points, &own, &proj.coefs))
+        })
+        .collect::<Result<_>>()?;
+    Ok(LooTable::new(rows))
+}
+
+/// LLM, MAPE, max error and the m* error at each input length of `sweet_spot_at`: the cells every
+/// score table starts with.
+fn score_cells(r: &LooRow, sweet_spot_at: &[usize]) -> Vec<String> {
+    let mut row = vec![
+        r.llm.clone(),
+        format!("{:.2}", r.mape_pct),
+        format!("{:.2}", r.max_error_pct),
+    ];
+    row.extend(sweet_spot_at.iter().map(|n| {
+        let e = r.sweet_spot_error_pct.0.iter().find(|(k, _)| k == n);
+        match e.and_then(|(_, e)| *e) {
+            Some(e) => format!("{e:+.1}"),
+            None => "none".into(),
+        }
+    }));
+    row
+}
+
+fn score_head(sweet_spot_at: &[usize]) -> Vec<String> {
+    let mut head = vec!["LLM".to_string(), "MAPE %".into(), "max %".into()];
+    head.extend(sweet_spot_at.iter().map(|n| format!("m* err n={n}")));
+    head
+}
+
+/// The in-sample scores of [`in_sample`], one row per LLM and the mean.
+pub fn in_sample_table(t: &LooTable, sweet_spot_at: &[usize]) -> Table {
+    let mut out = Table::new(&score_head(sweet_spot_at));
+    for r in &t.llms {
+        out.push(score_cells(r, sweet_spot_at));
+    }
+    out.push(mean_cells(t, sweet_spot_at));
+    out
+}
+
+/// The mean row's cells under [`score_head`]: the mean MAPE, the rest blank.
+fn mean_cells(t: &LooTable, sweet_spot_at: &[usize]) -> Vec<String> {
+    let mut mean = vec![
+        "mean".to_string(),
+        format!("{:.2}", t.mean_mape_pct),
+        String::new(),
+    ];
+    mean.extend(sweet_spot_at.iter().map(|_| String::new()));
+    mean
+}
+
 /// One row per LLM (zero-shot MAPE, max error, m* error at each input length of `sweet_spot_at`,
 /// both baselines' MAPE) and the mean row: what `calibrate --leave-one-out` prints and the report
 /// shows.
 pub fn table(l: &Loo, sweet_spot_at: &[usize]) -> Table {
-    let mut head = vec!["LLM".to_string(), "MAPE %".into(), "max %".into()];
-    head.extend(sweet_spot_at.iter().map(|n| format!("m* err n={n}")));
+    let mut head = score_head(sweet_spot_at);
     head.extend([
         "params-prop. MAPE %".to_string(),
         "nearest-LLM MAPE %".into(),
     ]);
     let mut t = Table::new(&head);
     for (i, r) in l.zero_shot.llms.iter().enumerate() {
-        let mut row = vec![
-            r.llm.clone(),
-            format!("{:.2}", r.mape_pct),
-            format!("{:.2}", r.max_error_pct),
-        ];
-        row.extend(sweet_spot_at.iter().map(|n| {
-            let e = r.sweet_spot_error_pct.0.iter().find(|(k, _)| k == n);
-            match e.and_then(|(_, e)| *e) {
-                Some(e) => format!("{e:+.1}"),
-                None => "none".into(),
-            }
-        }));
+        let mut row = score_cells(r, sweet_spot_at);
         row.push(format!("{:.2}", l.params_proportional.llms[i].mape_pct));
         row.push(format!("{:.2}", l.nearest_llm.llms[i].mape_pct));
         t.push(row);
     }
-    let mut mean = vec![
-        "mean".to_string(),
-        format!("{:.2}", l.zero_shot.mean_mape_pct),
-        String::new(),
-    ];
-    mean.extend(sweet_spot_at.iter().map(|_| String::new()));
+    let mut mean = mean_cells(&l.zero_shot, sweet_spot_at);
     mean.push(format!("{:.2}", l.params_proportional.mean_mape_pct));
     mean.push(format!("{:.2}", l.nearest_llm.mean_mape_pct));
     t.push(mean);
