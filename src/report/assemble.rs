@@ -125,23 +125,42 @@ pub(crate) fn predict(f: &FitFile, n: f64, m: f64) -> Option<f64> {
     Some(model.energy_per_token(&f.values(), n, m)).filter(|e| e.is_finite() && *e > 0.0)
 }
 
-/// Tokens/J surface: measured means, or the flops-mem prediction on the published grid.
+/// Tokens/J surface: measured means of the fitted rows, or the flops-mem prediction on the
+/// published grid.
 pub fn efficiency_surface(s: &Subject) -> Option<Surface> {
     if !s.obs.is_empty() {
-        let g = crate::dataset::Group {
-            key: vec![("llm".into(), s.llm.clone())],
-            obs: s.obs.clone(),
-            holdouts: Vec::new(),
-            rows: Vec::new(),
-        };
-        let pts: Vec<(f64, f64, f64)> = g
-            .point_means()
-            .into_iter()
-            .map(|(n, m, e)| (n, m, 1.0 / e))
-            .collect();
-        return Some(Surface::from_points(&pts));
+        return Some(Surface::from_points(&tokens_per_j(s, &s.obs)));
     }
     fitted_surface(s)
+}
+
+/// Every measured point's mean tokens/J, hold-outs included, and where the hold-outs are: what
+/// the heatmaps of measurements show (hold-outs ringed), so that no measured point is left out of
+/// a figure of what was measured. `None` without measurements.
+pub fn measured_surface(s: &Subject) -> Option<(Surface, Vec<(f64, f64)>)> {
+    if s.obs.is_empty() {
+        return None;
+    }
+    let all: Vec<Obs> = s.obs.iter().chain(&s.holdouts).cloned().collect();
+    let rings = tokens_per_j(s, &s.holdouts)
+        .into_iter()
+        .map(|(n, m, _)| (n, m))
+        .collect();
+    Some((Surface::from_points(&tokens_per_j(s, &all)), rings))
+}
+
+/// (n, m, mean tokens/J) of `obs`, one per point.
+fn tokens_per_j(s: &Subject, obs: &[Obs]) -> Vec<(f64, f64, f64)> {
+    let g = crate::dataset::Group {
+        key: vec![("llm".into(), s.llm.clone())],
+        obs: obs.to_vec(),
+        holdouts: Vec::new(),
+        rows: Vec::new(),
+    };
+    g.point_means()
+        .into_iter()
+        .map(|(n, m, e)| (n, m, 1.0 / e))
+        .collect()
 }
 
 /// Tokens/J of the subject's flops-mem fit on the published grid.
@@ -194,8 +213,12 @@ pub fn skip(number: u8, title: String, why: String) -> Figure {
 /// Figure 1: tokens/J heatmap per subject with the measured (or predicted-best) cell marked.
 pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
     let title = format!("Energy efficiency of {}", s.label);
-    let Some(surface) = efficiency_surface(s) else {
-        return Ok(skip(1, title, "no data and no flops-mem fit".into()));
+    let (surface, rings) = match measured_surface(s) {
+        Some(m) => m,
+        None => match fitted_surface(s) {
+            Some(f) => (f, vec![]),
+            None => return Ok(skip(1, title, "no data and no flops-mem fit".into())),
+        },
     };
     let (marked, marked_label) = if s.obs.is_empty() {
         let best = surface.inputs.iter().enumerate().filter_map(|(i, &n)| {
@@ -213,8 +236,9 @@ pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
             "highest predicted tokens/J of each input length (published fit)".to_string(),
         )
     } else {
+        let all: Vec<Obs> = s.obs.iter().chain(&s.holdouts).cloned().collect();
         (
-            sweetspot::measured_best(&s.obs)
+            sweetspot::measured_best(&all)
                 .into_iter()
                 .map(|(n, m, _)| (n, m))
                 .collect(),
@@ -230,7 +254,7 @@ pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
         cmap: ColorMap::Viridis,
         range: None,
         dots: vec![],
-        rings: vec![],
+        rings,
         dots_label: String::new(),
         log: false,
     };
@@ -391,7 +415,7 @@ pub fn fig7(s: &Subject, fits: &[FitFile], out: &Path) -> Result<Option<Figure>>
     if s.obs.is_empty() {
         return Ok(None);
     }
-    let Some(meas) = efficiency_surface(s) else {
+    let Some((meas, rings)) = measured_surface(s) else {
         return Ok(None);
     };
     let pts: Vec<(f64, f64, f64)> = meas
@@ -416,7 +440,7 @@ pub fn fig7(s: &Subject, fits: &[FitFile], out: &Path) -> Result<Option<Figure>>
         cmap: ColorMap::Cividis,
         range: Some(parity_range(&surface)),
         dots: vec![],
-        rings: vec![],
+        rings,
         dots_label: String::new(),
         log: false,
     };

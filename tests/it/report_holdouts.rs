@@ -1,6 +1,7 @@
 //! Hold-out rows in the report, on the committed Qwen2-1.5B design (21 design points, 4 hold-outs,
-//! 2 repeats): never fitted, drawn apart in figures 2 and 8, their MAPE in its own table, and the
-//! measured LLMs beside the published fits of the study's 13.
+//! 2 repeats): never fitted, drawn apart in figures 2 and 8 and ringed among the measured cells of
+//! figures 1 and 7, their MAPE in its own table, and the measured LLMs beside the published fits
+//! of the study's 13.
 
 use energy_fit::cli::report::read_fits;
 use energy_fit::dataset::Dataset;
@@ -46,6 +47,12 @@ fn holdouts_are_marked_and_reported_apart() {
     let r = build(Some(&ds), &fits, dir.path()).unwrap();
     // Four rings in figure 8 plus the legend's.
     assert_eq!(rings(&svg_of(dir.path(), &r, 8)), 5);
+    // Figures 1 and 7 show every measured point, 21 design points and the 4 hold-outs, ringed.
+    for n in [1, 7] {
+        let f = r.figures.iter().find(|f| f.number == n).unwrap();
+        assert_eq!(f.series, 25, "figure {n}");
+        assert_eq!(rings(&svg_of(dir.path(), &r, n)), 5, "figure {n}");
+    }
     let l = labels(&svg_of(dir.path(), &r, 2));
     assert_eq!(
         l.iter().filter(|l| *l == "hold-out (not fitted)").count(),
