@@ -234,14 +234,14 @@ fn print_sweet_spots(g: &Group, gi: usize, shown: &[usize], names: &[&str], fitt
     ];
     header.extend(shown.iter().map(|&mi| format!("{} m* [95 %]", names[mi])));
     let mut t = Table::new(&header);
-    let best = crate::sweetspot::measured_best(&g.obs);
-    for (i, (n, m, eta)) in best.iter().enumerate() {
+    let best = crate::sweetspot::measured_best(&g.measured());
+    for &(n, m, eta) in &best {
         let mut r = vec![format!("{n}"), format!("{m}"), format!("{eta:.2}")];
         for &mi in shown {
             let s = fitted
                 .iter()
                 .find(|f| f.group == gi && f.model == mi)
-                .and_then(|f| f.file.sweet_spots.get(i));
+                .and_then(|f| f.file.sweet_spots.iter().find(|s| s.input_tokens == n));
             r.push(
                 match s.map(|s| (s.predicted_output_tokens, s.predicted_output_tokens_ci95)) {
                     Some((Some(p), Some([lo, hi]))) => format!("{p:.0} [{lo:.0}, {hi:.0}]"),
@@ -258,8 +258,8 @@ fn print_sweet_spots(g: &Group, gi: usize, shown: &[usize], names: &[&str], fitt
         .find(|f| f.group == gi)
         .and_then(|f| f.file.repeats.clone())
         .unwrap_or_else(|| g.repeat_spread());
-    let ratio =
-        crate::sweetspot::best_to_worst_ratio(&g.obs).map_or("-".into(), |r| format!("{r:.2}×"));
+    let ratio = crate::sweetspot::best_to_worst_ratio(&g.measured())
+        .map_or("-".into(), |r| format!("{r:.2}×"));
     println!(
         "{} — sweet spots (best-to-worst efficiency over the grid: {ratio})\n{}",
         g.label(),

@@ -334,6 +334,13 @@ impl Group {
         format!("{slug}~{}", &hex(&h.finalize())[..12])
     }
 
+    /// Every row measured, fitted rows then hold-outs: what the measured sweet spots and the
+    /// best-to-worst ratio are taken over (a design's hold-outs are often its only rows at their
+    /// input length).
+    pub fn measured(&self) -> Vec<Obs> {
+        self.obs.iter().chain(&self.holdouts).cloned().collect()
+    }
+
     /// Mean energy per token of each grid point (n, m), sorted by n then m.
     pub fn point_means(&self) -> Vec<(f64, f64, f64)> {
         self.points()

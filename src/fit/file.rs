@@ -140,7 +140,7 @@ impl FitFile {
         cv_folds: Option<usize>,
     ) -> FitFile {
         let values = fit.values();
-        let measured = sweetspot::measured_best(&group.obs);
+        let measured = sweetspot::measured_best(&group.measured());
         let (lo, hi) = output_range(group);
         let sweet_spots = measured
             .iter()
@@ -205,7 +205,7 @@ impl FitFile {
                 sha256: ds.sha256(),
             }),
             sweet_spots,
-            best_to_worst_ratio: sweetspot::best_to_worst_ratio(&group.obs),
+            best_to_worst_ratio: sweetspot::best_to_worst_ratio(&group.measured()),
             published: None,
             uncertainty: Some(Uncertainty {
                 interval_method: intervals::METHOD.into(),

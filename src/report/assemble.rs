@@ -47,6 +47,13 @@ pub struct Figure {
     pub series: usize,
 }
 
+impl Subject {
+    /// Every row measured, fitted rows then hold-outs.
+    fn measured(&self) -> Vec<Obs> {
+        self.obs.iter().chain(&self.holdouts).cloned().collect()
+    }
+}
+
 /// Subjects from measured data: fits from `fits` where they match, fitted here otherwise.
 pub fn subjects_from_data(ds: &Dataset, fits: &[FitFile]) -> Result<Vec<Subject>> {
     let sha = ds.sha256();
@@ -141,7 +148,7 @@ pub fn measured_surface(s: &Subject) -> Option<(Surface, Vec<(f64, f64)>)> {
     if s.obs.is_empty() {
         return None;
     }
-    let all: Vec<Obs> = s.obs.iter().chain(&s.holdouts).cloned().collect();
+    let all = s.measured();
     let rings = tokens_per_j(s, &s.holdouts)
         .into_iter()
         .map(|(n, m, _)| (n, m))
@@ -236,9 +243,8 @@ pub fn fig1(s: &Subject, out: &Path) -> Result<Figure> {
             "highest predicted tokens/J of each input length (published fit)".to_string(),
         )
     } else {
-        let all: Vec<Obs> = s.obs.iter().chain(&s.holdouts).cloned().collect();
         (
-            sweetspot::measured_best(&all)
+            sweetspot::measured_best(&s.measured())
                 .into_iter()
                 .map(|(n, m, _)| (n, m))
                 .collect(),

@@ -1,10 +1,12 @@
-//! Hold-out rows in the report, on the committed Qwen2-1.5B design (21 design points, 4 hold-outs,
+//! Hold-out rows in fit's sweet spots and in the report, on the committed Qwen2-1.5B design (21 design points, 4 hold-outs,
 //! 2 repeats): never fitted, drawn apart in figures 2 and 8 and ringed among the measured cells of
 //! figures 1 and 7, their MAPE in its own table, and the measured LLMs beside the published fits
-//! of the study's 13.
+//! of the study's 13. Gemma-2-2B's design measures n = 2048 at a hold-out alone: its measured best
+//! and predicted m* there are printed and written, each on its own input length's row.
 
 use energy_fit::cli::report::read_fits;
 use energy_fit::dataset::Dataset;
+use energy_fit::fit::file::FitFile;
 use energy_fit::report::build;
 use std::path::{Path, PathBuf};
 
@@ -82,4 +84,47 @@ fn holdouts_are_marked_and_reported_apart() {
         .collect();
     assert_eq!(rows.len(), 14, "13 LLMs and the mean: {rows:?}");
     assert!(rows.iter().any(|l| l.starts_with("| qwen2-1.5b | 27 |")));
+}
+
+#[test]
+fn sweet_spots_cover_holdout_only_input_lengths_row_by_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        "fit",
+        "data/gemma-2-2b-h100.csv",
+        "--model",
+        "flops-mem",
+        "--out",
+        out,
+    ];
+    let (ok, stdout, stderr) = crate::common::run_in(root, &args);
+    assert!(ok, "{stderr}");
+    let file = FitFile::read(&dir.path().join("gemma-2-2b.flops-mem.json")).unwrap();
+    let table = stdout
+        .split("gemma-2-2b — sweet spots")
+        .nth(1)
+        .expect("the sweet-spot table");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(3)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), file.sweet_spots.len());
+    for r in &rows {
+        let n: f64 = r[0].parse().unwrap();
+        let s = file
+            .sweet_spots
+            .iter()
+            .find(|s| s.input_tokens == n)
+            .unwrap();
+        let p = s.predicted_output_tokens.unwrap();
+        assert_eq!(r[3], format!("{p:.0}"), "n = {n}: {r:?}");
+        assert_eq!(r[1], format!("{}", s.measured_output_tokens.unwrap()));
+    }
+    // n = 2048 is measured at one hold-out, (2048, 128), and is its input length's best.
+    let at = file.sweet_spots.iter().find(|s| s.input_tokens == 2048.0);
+    assert_eq!(at.and_then(|s| s.measured_output_tokens), Some(128.0));
 }
