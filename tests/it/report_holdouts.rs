@@ -1,8 +1,9 @@
-//! Hold-out rows in fit's sweet spots and in the report, on the committed Qwen2-1.5B design (21 design points, 4 hold-outs,
-//! 2 repeats): never fitted, drawn apart in figures 2 and 8 and ringed among the measured cells of
-//! figures 1 and 7, their MAPE in its own table, and the measured LLMs beside the published fits
-//! of the study's 13. Gemma-2-2B's design measures n = 2048 at a hold-out alone: its measured best
-//! and predicted m* there are printed and written, each on its own input length's row.
+//! Hold-out rows in fit's sweet spots and in the report, on the committed Qwen2-1.5B design (21
+//! design points, 4 hold-outs, 2 repeats): never fitted, drawn apart in figures 2 and 8 and ringed
+//! among the measured cells of figures 1 and 7, their MAPE in its own table, and the measured LLMs
+//! beside the published fits of the study's 13. Gemma-2-2B's design measures n = 2048 at a
+//! hold-out alone: its measured best and predicted m* there are printed and written, each on its
+//! own input length's row.
 
 use energy_fit::cli::report::read_fits;
 use energy_fit::dataset::Dataset;
