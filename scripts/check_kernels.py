@@ -7,7 +7,8 @@ GPU time is spent. Needs NVRTC, the CUDA headers and ptxas from PyPI:
     python3 scripts/check_kernels.py [--root /tmp/cuda_py] [--arch sm_90]
 
 ENERGY_FIT_NVRTC_OPTS (e.g. "-lineinfo") is passed to NVRTC as the engine passes it. Hopper compiles
-for sm_90a (its hd-64 and hd-128 prefill kernel is attention_ws.cu): --arch sm_90a checks that build.
+for sm_90a (its hd-64 and hd-128 prefill kernel is attention_ws.cu, hd 256's attention_ws256.cu):
+--arch sm_90a checks that build.
 ptxas's wgmma serialization warnings (C7510-C7520) are printed. A refactor that must leave the
 compiled code unchanged: --ptx-out before and after, for sm_90a, sm_90 and sm_80, and compare the
 files (lines other than `.global` constants).
@@ -60,14 +61,23 @@ with tempfile.TemporaryDirectory() as d:
 if r.returncode != 0:
     sys.exit(f"ptxas failed:\n{r.stderr}")
 # ptxas -v prints "Compiling entry function 'NAME'", then its spill and register lines.
-spills, entry = [], None
+# Kernels that trade registers between warpgroups (setmaxnreg; attention_ws256.cu) need exactly the
+# launch count their arithmetic assumes: 65,536 / (threads rounded up to warpgroups), rounded down to 8.
+trade = {}
+for chunk in re.split(r"(?=\.entry )", text)[1:]:
+    name, ntid = re.match(r"\.entry (\w+)", chunk).group(1), re.search(r"\.maxntid (\d+)", chunk)
+    if "setmaxnreg.inc" in chunk:
+        trade[name] = 65536 // ((int(ntid.group(1)) + 127) // 128 * 128) // 8 * 8 if ntid else 0
+bad, spills, entry = [], [], None
 for l in r.stderr.splitlines():
     m = re.search(r"entry function '(\w+)'", l)
     if m:
         entry = m.group(1)
     m = re.search(r"Used (\d+) registers", l)
     if m and entry and entry.startswith("attention_tc"):
-        print(f"  {entry}: {m.group(1)} registers")
+        print(f"  {entry}: {m.group(1)} registers" + (f" (setmaxnreg: {trade[entry]} needed)" if entry in trade else ""))
+    if m and entry in trade and int(m.group(1)) != trade[entry]:
+        bad.append(f"{entry}: {m.group(1)} registers, its setmaxnreg split needs {trade[entry]}")
     if "wgmma" in l or "Potential Performance Loss" in l:
         print("  " + l.strip())
     if "spill" in l and not re.search(r"\b0 bytes spill stores, 0 bytes spill loads", l):
@@ -75,3 +85,7 @@ for l in r.stderr.splitlines():
 print(f"ptxas: assembled; {len(spills)} kernels spill registers")
 for l in spills:
     print("  " + l)
+for l in bad:
+    print("  " + l)
+if bad:
+    sys.exit("ptxas: a setmaxnreg kernel's launch registers do not match its split (its consumers would wait forever)")

@@ -4,17 +4,73 @@
 //! `Device::tcd_smem`). They take every head dim and query group that `Model::check_supported`
 //! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
 
+/// Whether the tensor-core prefill attention for `hd` is a warp-specialized wgmma kernel (a TMA
+/// producer and two consumer warpgroups): on sm_90a (`sm90a`) at hd 64 and 128 (attention_ws.cu)
+/// and 256 (attention_ws256.cu); attention_tc (mma.sync) otherwise. TcEntry in
+/// attention_prefill.cu.
+pub fn prefill_ws(hd: usize, sm90a: bool) -> bool {
+    sm90a && matches!(hd, 64 | 128 | 256)
+}
+
+/// Whether the decode kernel for `hd` loads through TMA (TcdShape in attention_tcd.cu): sm_90a at
+/// hd 64 and 128; hd 256 keeps cp.async.
+pub fn tcd_tma(hd: usize, sm90a: bool) -> bool {
+    sm90a && matches!(hd, 64 | 128)
+}
+
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block (TcShape in
 /// attention_tc.cu: 4 warps of two 16-row tiles up to hd 64 and at hd 128, of one otherwise;
-/// WsShape in attention_ws.cu: 2 warpgroups of 64 rows). The engine uses the compiled value
-/// (`Device::tc_rows`); the selftest checks the two agree.
-pub fn tc_rows(hd: usize) -> usize {
-    if hd <= 64 || hd == 128 {
+/// with `ws` (`prefill_ws`) WsShape in attention_ws.cu / attention_ws256.cu: 2 warpgroups of 64
+/// rows). The engine uses the compiled value (`Device::tc_rows`); the selftest checks the two agree.
+pub fn tc_rows(hd: usize, ws: bool) -> usize {
+    if ws || hd <= 64 || hd == 128 {
         128
     } else {
         64
     }
 }
+
+/// Warps of one tensor-core prefill attention block: attention_tc's 4; with `ws`, two consumer
+/// warpgroups and a producer warp (9) at hd 64 and 128, a producer warpgroup (12) at hd 256, where
+/// ptxas sizes registers for whole warpgroups and the producer hands its own to the consumers
+/// (setmaxnreg). The engine launches with the compiled threads (`Device::tc_threads`).
+pub fn tc_warps(hd: usize, ws: bool) -> usize {
+    match (ws, hd) {
+        (false, _) => 4,
+        (true, 256) => 12,
+        (true, _) => 9,
+    }
+}
+
+/// Threads of the prefill block whose warpgroups trade registers (attention_ws256.cu, hd 256 on
+/// sm_90a): the producer warpgroup keeps WS_PRODUCER_REGS a thread (setmaxnreg.dec), the two
+/// consumer warpgroups take WS_CONSUMER_REGS (setmaxnreg.inc, which waits until the block's pool
+/// holds them).
+pub const WS_REGS_THREADS: usize = 384;
+pub const WS_PRODUCER_REGS: usize = 24;
+pub const WS_CONSUMER_REGS: usize = 240;
+
+/// Whether a block of `threads` (WS_REGS_THREADS) launched with `regs` registers a thread holds
+/// what its warpgroups ask for after setmaxnreg: ptxas allows 168 at 384 threads, exactly enough.
+pub fn ws_regs_fit(threads: usize, regs: usize) -> bool {
+    threads * regs >= 128 * WS_PRODUCER_REGS + (threads - 128) * WS_CONSUMER_REGS
+}
+
+/// Dynamic shared memory of the tensor-core prefill attention block (`Device::tc_smem`):
+/// attention_tc: Q [rows][hd+8] and two stages of K and V [keys][hd+8] (64-key tiles up to hd 128,
+/// 32 at 256); with `ws`: Q [128][hd], 64-key K and V tiles unpadded in 4 stages (2 at hd 256),
+/// the stages' mbarriers (full and empty; at hd 256 separate ones for K and V) and 1 KiB to align
+/// to the swizzle's period.
+pub fn tc_smem(hd: usize, ws: bool) -> usize {
+    if ws {
+        let (stages, bars) = if hd == 256 { (2, 4) } else { (4, 2) };
+        (tc_rows(hd, ws) * hd + stages * 2 * 64 * hd) * 2 + bars * stages * 8 + 1024
+    } else {
+        let keys = if hd <= 128 { 64 } else { 32 };
+        (tc_rows(hd, ws) + 4 * keys) * (hd + 8) * 2
+    }
+}
+
 /// Rows of one scalar prefill attention block.
 pub const SCALAR_ROWS: usize = 16;
 /// Rows of one tensor-core decode attention block: one mma tile holding the query group.
@@ -37,7 +93,7 @@ pub fn tcd_warps(hd: usize) -> usize {
 }
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): two stages of K
-/// and V [keys][hd+8] (16 keys per warp) and Q [16][hd+8]; with `tma` (sm_90a at hd 64 and 128)
+/// and V [keys][hd+8] (16 keys per warp) and Q [16][hd+8]; with `tma` (`tcd_tma`: sm_90a at hd 64 and 128)
 /// the stages unpadded [keys][hd], one mbarrier each and 1 KB to align them. The engine launches
 /// with the compiled value (`Device::tcd_smem`); the selftest checks the two agree.
 pub fn tcd_smem(hd: usize, tma: bool) -> usize {
@@ -78,16 +134,54 @@ mod tests {
         assert_eq!(tcd_smem(256, false), 76032);
         assert!(3 * (tcd_smem(256, false) + 1024) <= 228 << 10);
         for hd in HEAD_DIMS {
-            for g in 1..=MAX_GROUP {
+            for ws in [false, true] {
+                let ws = ws && prefill_ws(hd, true);
+                let rows = tc_rows(hd, ws);
                 assert!(
-                    prefill_bq(g, tc_rows(hd)) * g <= tc_rows(hd)
-                        && prefill_bq(g, SCALAR_ROWS) * g <= SCALAR_ROWS
+                    tc_smem(hd, ws) <= 227 << 10,
+                    "hd {hd}: {} bytes of shared memory (prefill)",
+                    tc_smem(hd, ws)
                 );
+                for g in 1..=MAX_GROUP {
+                    assert!(
+                        prefill_bq(g, rows) * g <= rows
+                            && prefill_bq(g, SCALAR_ROWS) * g <= SCALAR_ROWS
+                    );
+                }
             }
         }
-        assert_eq!(prefill_bq(4, tc_rows(64)), 32);
-        assert_eq!(prefill_bq(4, tc_rows(128)), 32);
+        assert_eq!(prefill_bq(4, tc_rows(64, false)), 32);
+        assert_eq!(prefill_bq(4, tc_rows(128, false)), 32);
         assert_eq!(prefill_bq(4, 64), 16);
+    }
+
+    /// Which kernels Hopper's sm_90a build picks, and their shapes as attention_prefill.cu,
+    /// attention_ws.cu and attention_ws256.cu compile them (the values in their PTX).
+    #[test]
+    fn prefill_kernel_shapes() {
+        for hd in HEAD_DIMS {
+            assert!(!prefill_ws(hd, false) && !tcd_tma(hd, false));
+            assert_eq!(prefill_ws(hd, true), matches!(hd, 64 | 128 | 256));
+            assert_eq!(tcd_tma(hd, true), matches!(hd, 64 | 128));
+        }
+        // attention_tc: 4 warps; 64 rows at hd 80, 96, 256.
+        assert_eq!((tc_rows(256, false), tc_warps(256, false)), (64, 4));
+        assert_eq!((tc_rows(80, false), tc_warps(80, false)), (64, 4));
+        // attention_tc_smem_* as compiled for sm_80 (and sm_90, and sm_90a where not `ws`).
+        let tc = [16, 32, 64, 80, 96, 128, 256].map(|hd| tc_smem(hd, false));
+        assert_eq!(tc, [18432, 30720, 55296, 56320, 66560, 104448, 101376]);
+        // sm_90a: 128 rows; 9 warps at hd 64 and 128, 12 at 256 (384 threads × 168 registers at
+        // launch = 128 × 24 for the producer + 256 × 240 for the consumers after setmaxnreg).
+        assert_eq!((tc_rows(256, true), tc_warps(256, true)), (128, 12));
+        assert_eq!((tc_rows(128, true), tc_warps(128, true)), (128, 9));
+        assert_eq!(32 * tc_warps(256, true), WS_REGS_THREADS);
+        assert!(ws_regs_fit(WS_REGS_THREADS, 168) && !ws_regs_fit(WS_REGS_THREADS, 160));
+        assert_eq!(WS_REGS_THREADS * 168, 128 * 24 + 256 * 240);
+        let ws = [64, 128, 256].map(|hd| tc_smem(hd, true));
+        assert_eq!(ws, [83008, 164928, 197696]);
+        // Gemma-2 (8 or 16 heads on 4 or 8 KV heads): 64 queries per item on sm_90a, 32 elsewhere.
+        assert_eq!(prefill_bq(2, tc_rows(256, true)), 64);
+        assert_eq!(prefill_bq(2, tc_rows(256, false)), 32);
     }
 
     /// Prefill items of two prompts (5 and 3 tokens, 2 queries per item) come out longest key range

@@ -30,12 +30,13 @@ pub use timing::{elapsed_ms, KernelTime};
 
 /// The kernel sources, compiled as one NVRTC program in this order (scripts/check_kernels.py reads
 /// the list from here).
-const KERNEL_SOURCES: [&str; 7] = [
+const KERNEL_SOURCES: [&str; 8] = [
     include_str!("kernels/common.cu"),
     include_str!("kernels/attention.cu"),
     include_str!("kernels/attention_tc.cu"),
     include_str!("kernels/attention_wg.cu"),
     include_str!("kernels/attention_ws.cu"),
+    include_str!("kernels/attention_ws256.cu"),
     include_str!("kernels/attention_prefill.cu"),
     include_str!("kernels/attention_tcd.cu"),
 ];
@@ -292,9 +293,25 @@ impl Device {
         self.tc_multiple_of(&format!("attention_tc_rows_{sx}_{hd}"), 16)
     }
 
-    /// Threads per block of the tensor-core prefill attention kernel for `hd` as compiled.
+    /// Threads per block of the tensor-core prefill attention kernel for `hd` as compiled. A kernel
+    /// whose warpgroups trade registers (attention_ws256.cu: setmaxnreg, `attn_shapes::ws_regs_fit`)
+    /// must have been assembled with enough registers a thread for the consumers' share, or their
+    /// setmaxnreg.inc would wait forever: checked here, before the host plans any launch.
     pub fn tc_threads(&self, sx: &str, hd: usize) -> Result<usize> {
-        self.tc_multiple_of(&format!("attention_tc_threads_{sx}_{hd}"), 32)
+        let threads = self.tc_multiple_of(&format!("attention_tc_threads_{sx}_{hd}"), 32)?;
+        if threads == super::attn_shapes::WS_REGS_THREADS {
+            let name = format!("attention_tc_{sx}_{hd}");
+            let regs = self
+                ._module
+                .load_function(&name)
+                .with_context(|| format!("kernel {name} not found"))?
+                .num_regs()
+                .with_context(|| format!("registers of {name}"))?;
+            if !super::attn_shapes::ws_regs_fit(threads, regs as usize) {
+                bail!("{name} was assembled with {regs} registers a thread for {threads} threads: too few for its warpgroups' setmaxnreg (attention_ws256.cu)");
+            }
+        }
+        Ok(threads)
     }
 
     /// Dynamic shared memory of the tensor-core prefill attention kernel for `hd` as compiled.

@@ -1,8 +1,8 @@
-//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu; decode
-//! attention_tcd.cu, which reads through them where prefill does: sm_90a, hd 64 and 128).
+//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu at hd 64
+//! and 128, attention_ws256.cu at hd 256; decode attention_tcd.cu at hd 64 and 128), on sm_90a.
 //!
-//! Their copies take whole pages (32 keys × 64 columns a box) with the copy engine into a
-//! 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
+//! Their copies take whole pages (32 keys × 64 columns a box, hd / 64 boxes per page of K or V)
+//! with the copy engine into a 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
 //! must be told where the cache is and how it is laid out. K and V are each described as a 2-D tensor of rows of `hd` 16-bit values
 //! from a base address (the whole KV allocation in the engine, one buffer each in the selftest);
 //! the kernel finds a layer's first row from its K/V pointer. The maps go into the kernels'
@@ -94,6 +94,7 @@ mod tests {
     #[test]
     fn rejects_shapes_the_kernel_cannot_copy() {
         assert_eq!(map_rows(0x10000, 256 * 32, 128).unwrap(), 32);
+        assert_eq!(map_rows(0x10000, 512 * 32, 256).unwrap(), 32); // hd 256: 4 boxes a page
         let e = map_rows(0x10000, 256 * 32, 80).unwrap_err().to_string();
         assert!(e.contains("hd 80"), "{e}");
         let e = map_rows(0x10000, 256 * 32 + 2, 128)

@@ -8,37 +8,44 @@ use anyhow::Result;
 
 impl Tester {
     /// The tensor-core prefill and decode kernels: GQA groups 1 / 3 / 4 / 8 / 16, every head dim, odd lengths
-    /// (partial pages, partial 64-row blocks, several items per sequence), window / soft-cap / ALiBi.
+    /// (partial pages, partial 64- and 128-row blocks, several items per sequence), window / soft-cap / ALiBi.
     pub(crate) fn attention_tc_checks(&mut self) -> Result<()> {
         // The host plans prefill items with the rows (and launches the threads and shared memory)
         // the kernels were compiled with; without a variant those must be the CPU side's defaults
-        // (attn_shapes::tc_rows, tcd_warps and tcd_smem, which its tests use; prefill blocks of 4
-        // warps, 9 for attention_ws.cu, which sm_90a builds at hd 64 and 128).
+        // (attn_shapes::tc_rows, tc_warps, tc_smem, tcd_warps and tcd_smem, which its tests use:
+        // prefill blocks of 4 warps, or on sm_90a 9 for attention_ws.cu at hd 64 and 128 and 12
+        // for attention_ws256.cu at hd 256).
         if extra_nvrtc_options().is_empty() {
+            use super::attn_shapes as sh;
+            let sm90a = self.dev.arch == "sm_90a";
             for hd in super::forward::HEAD_DIMS {
+                let (ws, tma) = (sh::prefill_ws(hd, sm90a), sh::tcd_tma(hd, sm90a));
                 let got = self.dev.tc_rows(self.sx(), hd)? as f32;
                 self.record(
-                    format!(
-                        "attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows"
-                    ),
+                    format!("attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows (ws {ws})"),
                     &[got],
-                    &[super::attn_shapes::tc_rows(hd) as f64],
+                    &[sh::tc_rows(hd, ws) as f64],
                     0.0,
                 );
                 let threads = self.dev.tc_threads(self.sx(), hd)? as f32;
-                // attention_ws, and decode's TMA loads, on sm_90a at hd 64 and 128.
-                let ws = self.dev.arch == "sm_90a" && (hd == 64 || hd == 128);
-                let warps = if ws { 9 } else { 4 };
+                let warps = sh::tc_warps(hd, ws);
                 self.record(
-                    format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps"),
+                    format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps (attn_shapes::tc_warps, ws {ws})"),
                     &[threads],
                     &[32.0 * warps as f64],
                     0.0,
                 );
+                let smem = self.dev.tc_smem(self.sx(), hd)? as f32;
+                self.record(
+                    format!("attention_tc shared memory at hd {hd}: compiled vs attn_shapes::tc_smem (ws {ws})"),
+                    &[smem],
+                    &[sh::tc_smem(hd, ws) as f64],
+                    0.0,
+                );
                 let smem = self.dev.tcd_smem(self.sx(), hd)? as f32;
-                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {ws})"), &[smem], &[super::attn_shapes::tcd_smem(hd, ws) as f64], 0.0);
+                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {tma})"), &[smem], &[sh::tcd_smem(hd, tma) as f64], 0.0);
                 let tcd_threads = self.dev.tcd_threads(self.sx(), hd)? as f32;
-                let tcd_warps = super::attn_shapes::tcd_warps(hd);
+                let tcd_warps = sh::tcd_warps(hd);
                 self.record(
                     format!("attention_tcd threads per block at hd {hd}: compiled vs {tcd_warps} warps (attn_shapes::tcd_warps)"),
                     &[tcd_threads],
@@ -70,6 +77,26 @@ impl Tester {
             self.attention(h, kv, hd, lens, false, tc)?;
         }
         self.attention(16, 4, 128, &[700, 5, 1029], false, tc)?; // many items per sequence
+
+        // Head dim 256 (Gemma-2; attention_ws256.cu on sm_90a): groups 2 and 8, many items per
+        // sequence with partial pages and row blocks, soft-cap with and without a window.
+        let long: &[usize] = &[5, 700, 1029];
+        self.attention(8, 4, 256, long, false, tc)?;
+        self.attention(16, 2, 256, long, false, tc)?;
+        for &(h, kv, cap, win) in &[
+            (8, 4, 2.0f32, 0usize),
+            (16, 2, 1.0, 0),
+            (8, 4, 2.0, 300),
+            (16, 2, 50.0, 4096),
+        ] {
+            let o = AttnOpts {
+                softcap: cap,
+                window: win,
+                scale: Some(1.0 / 16.0),
+                ..tc
+            };
+            self.attention(h, kv, 256, long, false, o)?;
+        }
         for &(h, kv, hd, cap, win) in &[
             (8, 4, 256, 50.0f32, 4096usize),
             (8, 4, 256, 2.0, 37),
@@ -86,7 +113,7 @@ impl Tester {
             };
             self.attention(h, kv, hd, lens, false, o)?;
         }
-        for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128)] {
+        for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128), (4, 256)] {
             self.attention(h, h, hd, lens, false, AttnOpts { alibi: true, ..tc })?;
         }
         // Decode kernel: groups 1…16 (16 at hd 64 and 256, the two tile shapes), every head dim,

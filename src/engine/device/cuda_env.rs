@@ -39,7 +39,7 @@ pub(crate) fn extra_nvrtc_options() -> Vec<String> {
 
 /// The architecture the kernels compile for: the device's, unless `ENERGY_FIT_NVRTC_OPTS` names
 /// one (NVRTC takes the last `--gpu-architecture`). Hopper (9.0) compiles for sm_90a, whose wgmma
-/// and setmaxnreg the prefill kernel attention_ws.cu needs; `--gpu-architecture=sm_90` there gives
+/// and setmaxnreg the prefill kernels attention_ws.cu and attention_ws256.cu need; `--gpu-architecture=sm_90` there gives
 /// attention_tc at every head dim.
 pub(super) fn nvrtc_arch(extra: &[String], maj: i32, min: i32) -> Result<String> {
     match extra.iter().rev().find_map(|o| o.strip_prefix("--gpu-architecture=")) {

@@ -1,4 +1,4 @@
-// Hopper wgmma helpers (sm_90a) for attention_ws.cu's prefill kernel.
+// Hopper wgmma helpers (sm_90a) for the prefill kernels of attention_ws.cu and attention_ws256.cu.
 //
 // attention_tc (attention_tc.cu) issues every 16×8×16 product from each warp with mma.sync and
 // waits for it; ncu found it latency-bound at ~200 TFLOP/s. On sm_90a a warpgroup (4 warps) issues

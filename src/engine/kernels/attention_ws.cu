@@ -1,4 +1,5 @@
-// Hopper prefill attention with a producer warp (sm_90a: Hopper's prefill kernel at hd 64 and 128):
+// Hopper prefill attention with a producer warp (sm_90a: Hopper's prefill kernel at hd 64 and 128;
+// hd 256 has its own, attention_ws256.cu, on these helpers):
 // two consumer warpgroups (attention_wg.cu's helpers), fed through mbarriers instead of a block
 // barrier per tile.
 //
