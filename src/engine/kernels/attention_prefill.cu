@@ -1,8 +1,8 @@
 // The prefill kernels' entry points: where the program is compiled for sm_90a (Device::new does on
 // Hopper) attention_ws at hd 64 and 128 and attention_ws256 (attention_ws256.cu) at hd 256; else,
 // and at every other head dim, attention_tc. Measured on an H100 (docs/performance.md), attention
-// at n = 4096: attention_ws 41 % below attention_tc at hd 128 and 22 % below at hd 64;
-// attention_ws256 is compile-checked, not yet measured on a GPU.
+// at n = 4096: attention_ws 41 % below attention_tc at hd 128 and 22 % below at hd 64,
+// attention_ws256 42 % below it at hd 256.
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
 static constexpr bool SM90A = true;
 #else

@@ -99,20 +99,18 @@ __device__ __forceinline__ void ws_pv_sw(float (&o)[HD / 8][4], const unsigned (
 __device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void named_arrive(int id, int n) { asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
 
-// The TMA producer: lane 0 waits for the stage, announces its bytes and copies the tile's pages
-// (HD / 64 boxes each of K and V); the warp reads the next tile's page numbers meanwhile (lane p:
-// page p). A page past kend gets rows outside the map (zeros); keys past kend inside the last page
-// come in as the cache holds them, finite (the cache is zeroed at allocation) and masked to P = 0.
-template <class T, int HD>
-__device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
-                                               const int* block_table, int max_pages, int kv_heads, int kvh, int lane) {
-    using Sh = WsShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST, NP = KT / 32;
-    const KvMaps& M = attention_kv_maps;
-    const int2 r0 = kv_first_rows<T, HD>(M, kc, vc);
+// The producer warp's walk over an item's tiles (attention_ws and attention_ws256): lane 0 issues
+// tile j into stage j % ST through issue(j, stage, pr), pr[p] the first cache row of page p for
+// this KV head (−1 past kend: rows outside the map, zeros), while the warp reads the next tile's
+// page numbers (lane p: page p). Keys past kend inside the last page come in as the cache holds
+// them, finite (the cache is zeroed at allocation) and masked to P = 0.
+template <int KT, int ST, class Issue>
+__device__ __forceinline__ void ws_produce_pages(int ntiles, const TcItem& I, const int* block_table, int max_pages, int kv_heads, int kvh, int lane,
+                                                 Issue issue) {
+    constexpr int NP = KT / 32;
     if (lane == 0) {
-        tmap_acquire(M.k);
-        tmap_acquire(M.v);
+        tmap_acquire(attention_kv_maps.k);
+        tmap_acquire(attention_kv_maps.v);
     }
     const int* bt = block_table + I.slot * max_pages;
     auto rows = [&](int j) { // lane p: the first row of tile j's page p for this KV head, −1 past kend
@@ -126,11 +124,23 @@ __device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, uns
         int pr[NP];
 #pragma unroll
         for (int p = 0; p < NP; p++) pr[p] = __shfl_sync(0xffffffff, cur, p);
-        if (lane == 0) {
-            if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
-            tma_kv_tile<HD, KT>(kv0 + 2 * b * KT * HD * 2, full0 + 8 * b, M, r0, pr);
-        }
+        if (lane == 0) issue(j, b, pr);
     }
+}
+
+// The TMA producer: lane 0 waits for the stage, announces its bytes and copies the tile's pages
+// (HD / 64 boxes each of K and V).
+template <class T, int HD>
+__device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
+                                               const int* block_table, int max_pages, int kv_heads, int kvh, int lane) {
+    using Sh = WsShape<HD>;
+    constexpr int KT = Sh::KT, ST = Sh::ST;
+    const KvMaps& M = attention_kv_maps;
+    const int2 r0 = kv_first_rows<T, HD>(M, kc, vc);
+    ws_produce_pages<KT, ST>(ntiles, I, block_table, max_pages, kv_heads, kvh, lane, [&](int j, int b, const int(&pr)[KT / 32]) {
+        if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
+        tma_kv_tile<HD, KT>(kv0 + 2 * b * KT * HD * 2, full0 + 8 * b, M, r0, pr);
+    });
 }
 
 template <class T, int HD>
