@@ -143,26 +143,42 @@ __device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, uns
     });
 }
 
+// The block's start in both warp-specialized kernels (attention_ws, attention_ws256): shared
+// memory from its first 1024-byte boundary (the swizzle's period), the item, this thread's place,
+// and the item's Q rows in shared memory, fenced for the wgmma that read them. The warpgroup index
+// goes through a shuffle, so that ptxas knows it is warp-uniform and does not serialize the wgmma
+// below the producer's branch (C7520).
+struct WsBlock {
+    unsigned char* sm;
+    TcItem I;
+    int kvh, G, tid, wg, w, lane, gi, ti;
+};
+template <class T, int HD, int ROWS>
+__device__ __forceinline__ WsBlock ws_block(const T* q, const AttnItem* items, const int* tok_pos, int heads, int kv_heads, int window) {
+    extern __shared__ __align__(1024) unsigned char smem_raw[];
+    WsBlock B;
+    B.sm = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    B.I = tc_item(items, tok_pos, window);
+    B.kvh = blockIdx.y, B.G = heads / kv_heads;
+    B.tid = threadIdx.x, B.wg = __shfl_sync(0xffffffff, B.tid >> 7, 0), B.w = (B.tid >> 5) & 3, B.lane = B.tid & 31, B.gi = B.lane >> 2, B.ti = B.lane & 3;
+    tc_load_q<T, HD, true>((T*)B.sm, ROWS, HD, q, B.I.q_tok, B.I.q_cnt, heads, B.kvh, B.G);
+    wg_proxy_fence(); // Q's stores before the wgmma that read them
+    return B;
+}
+
 template <class T, int HD>
 __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const AttnItem* items, const int* tok_pos,
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = WsShape<HD>;
     constexpr int KT = Sh::KT, ST = Sh::ST, NT = KT / 8, ND = HD / 8;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char* sm = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-    T* Qs = (T*)sm;
+    const WsBlock B = ws_block<T, HD, Sh::ROWS>(q, items, tok_pos, heads, kv_heads, window);
+    const TcItem& I = B.I;
+    const int q_tok = I.q_tok, q_cnt = I.q_cnt, kend = I.kend, kvh = B.kvh, G = B.G, tid = B.tid, wg = B.wg, w = B.w, lane = B.lane, gi = B.gi, ti = B.ti;
+    T* Qs = (T*)B.sm;
     T* KV = Qs + Sh::ROWS * HD; // stage b: K at KV + 2·b·KT·HD, V right after
-    const unsigned full0 = smem_addr(sm + Sh::BAR), empty0 = full0 + 8 * ST;
-    const TcItem I = tc_item(items, tok_pos, window);
-    const int q_tok = I.q_tok, q_cnt = I.q_cnt, kend = I.kend;
+    const unsigned full0 = smem_addr(B.sm + Sh::BAR), empty0 = full0 + 8 * ST;
     const bool plain = alibi == nullptr && softcap <= 0.f;
-    const int kvh = blockIdx.y, G = heads / kv_heads;
-    // The warpgroup index through a shuffle, so that ptxas knows it is warp-uniform and does not
-    // serialize the wgmma below the producer's branch (C7520).
-    const int tid = threadIdx.x, wg = __shfl_sync(0xffffffff, tid >> 7, 0), w = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-    tc_load_q<T, HD, true>(Qs, Sh::ROWS, HD, q, q_tok, q_cnt, heads, kvh, G);
-    wg_proxy_fence(); // Q's stores before the wgmma that read them
     if (tid == 0) {
         for (int b = 0; b < ST; b++) {
             mbar_init(full0 + 8 * b, 1); // lane 0's arrival and the bytes

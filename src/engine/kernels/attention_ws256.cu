@@ -102,19 +102,13 @@ __device__ void attention_ws256(const T* q, T* out, const T* kc, const T* vc, co
                                 int window, const float* alibi) {
     using Sh = WsShape<256>;
     constexpr int HD = Sh::HD, KT = Sh::KT, ST = Sh::ST, NT = KT / 8, ND = HD / 8;
-    extern __shared__ __align__(1024) unsigned char smem_raw[];
-    unsigned char* sm = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
-    T* Qs = (T*)sm;
-    const unsigned k0 = smem_addr(sm + Sh::KOFF), v0 = smem_addr(sm + Sh::VOFF), bar0 = smem_addr(sm + Sh::BAR);
+    const WsBlock B = ws_block<T, HD, Sh::ROWS>(q, items, tok_pos, heads, kv_heads, window);
+    const TcItem& I = B.I;
+    const int q_tok = I.q_tok, q_cnt = I.q_cnt, kend = I.kend, kvh = B.kvh, G = B.G, tid = B.tid, wg = B.wg, w = B.w, lane = B.lane, gi = B.gi, ti = B.ti;
+    T* Qs = (T*)B.sm;
+    const unsigned k0 = smem_addr(B.sm + Sh::KOFF), v0 = smem_addr(B.sm + Sh::VOFF), bar0 = smem_addr(B.sm + Sh::BAR);
     const unsigned fullK = bar0, fullV = bar0 + 8 * ST, emptyK = bar0 + 16 * ST, emptyV = bar0 + 24 * ST;
-    const TcItem I = tc_item(items, tok_pos, window);
-    const int q_tok = I.q_tok, q_cnt = I.q_cnt, kend = I.kend;
     const bool plain = alibi == nullptr && softcap <= 0.f;
-    const int kvh = blockIdx.y, G = heads / kv_heads;
-    // The warpgroup index through a shuffle, so that ptxas knows it is warp-uniform (C7520).
-    const int tid = threadIdx.x, wg = __shfl_sync(0xffffffff, tid >> 7, 0), w = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-    tc_load_q<T, HD, true>(Qs, Sh::ROWS, HD, q, q_tok, q_cnt, heads, kvh, G);
-    wg_proxy_fence(); // Q's stores before the wgmma that read them
     if (tid == 0) {
         for (int b = 0; b < ST; b++) {
             mbar_init(fullK + 8 * b, 1); // lane 0's arrival and the bytes
