@@ -20,38 +20,19 @@ impl Tester {
             let sm90a = self.dev.arch == "sm_90a";
             for hd in super::forward::HEAD_DIMS {
                 let (ws, tma) = (sh::prefill_ws(hd, sm90a), sh::tcd_tma(hd, sm90a));
-                let got = self.dev.tc_rows(self.sx(), hd)? as f32;
-                self.record(
-                    format!("attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows (ws {ws})"),
-                    &[got],
-                    &[sh::tc_rows(hd, ws) as f64],
-                    0.0,
-                );
-                let threads = self.dev.tc_threads(self.sx(), hd)? as f32;
-                let warps = sh::tc_warps(hd, ws);
-                self.record(
-                    format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps (attn_shapes::tc_warps, ws {ws})"),
-                    &[threads],
-                    &[32.0 * warps as f64],
-                    0.0,
-                );
-                let smem = self.dev.tc_smem(self.sx(), hd)? as f32;
-                self.record(
-                    format!("attention_tc shared memory at hd {hd}: compiled vs attn_shapes::tc_smem (ws {ws})"),
-                    &[smem],
-                    &[sh::tc_smem(hd, ws) as f64],
-                    0.0,
-                );
-                let smem = self.dev.tcd_smem(self.sx(), hd)? as f32;
-                self.record(format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {tma})"), &[smem], &[sh::tcd_smem(hd, tma) as f64], 0.0);
-                let tcd_threads = self.dev.tcd_threads(self.sx(), hd)? as f32;
-                let tcd_warps = sh::tcd_warps(hd);
-                self.record(
-                    format!("attention_tcd threads per block at hd {hd}: compiled vs {tcd_warps} warps (attn_shapes::tcd_warps)"),
-                    &[tcd_threads],
-                    &[32.0 * tcd_warps as f64],
-                    0.0,
-                );
+                let (warps, tcd_warps) = (sh::tc_warps(hd, ws), sh::tcd_warps(hd));
+                let sx = self.sx();
+                // (what, compiled, planned), in the order they are recorded.
+                let shapes = [
+                    (format!("attention_tc rows per block at hd {hd}: compiled vs attn_shapes::tc_rows (ws {ws})"), self.dev.tc_rows(sx, hd)?, sh::tc_rows(hd, ws)),
+                    (format!("attention_tc threads per block at hd {hd}: compiled vs {warps} warps (attn_shapes::tc_warps, ws {ws})"), self.dev.tc_threads(sx, hd)?, 32 * warps),
+                    (format!("attention_tc shared memory at hd {hd}: compiled vs attn_shapes::tc_smem (ws {ws})"), self.dev.tc_smem(sx, hd)?, sh::tc_smem(hd, ws)),
+                    (format!("attention_tcd shared memory at hd {hd}: compiled vs attn_shapes::tcd_smem (TMA {tma})"), self.dev.tcd_smem(sx, hd)?, sh::tcd_smem(hd, tma)),
+                    (format!("attention_tcd threads per block at hd {hd}: compiled vs {tcd_warps} warps (attn_shapes::tcd_warps)"), self.dev.tcd_threads(sx, hd)?, 32 * tcd_warps),
+                ];
+                for (what, compiled, planned) in shapes {
+                    self.record(what, &[compiled as f32], &[planned as f64], 0.0);
+                }
             }
         }
         let tc = AttnOpts {
