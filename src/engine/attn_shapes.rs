@@ -12,10 +12,12 @@ pub fn prefill_ws(hd: usize, sm90a: bool) -> bool {
     sm90a && matches!(hd, 64 | 128 | 256)
 }
 
-/// Whether the decode kernel for `hd` loads through TMA (TcdShape in attention_tcd.cu): sm_90a at
-/// hd 64 and 128; hd 256 keeps cp.async.
+/// Whether the decode kernel for `hd` loads through TMA (TcdShape in attention_tcd.cu): on sm_90a
+/// at every head dim the KV tensor maps take (64, 128 and 256, as the prefill kernel), since its
+/// copies keep L2 less loaded and HBM busier than every thread's cp.async (measured at hd 64 and
+/// 128: DRAM 84 % → 89 % of peak); the other head dims are no multiple of the 64-column box.
 pub fn tcd_tma(hd: usize, sm90a: bool) -> bool {
-    sm90a && matches!(hd, 64 | 128)
+    sm90a && matches!(hd, 64 | 128 | 256)
 }
 
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block (TcShape in
@@ -93,13 +95,19 @@ pub fn tcd_warps(hd: usize) -> usize {
 }
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): two stages of K
-/// and V [keys][hd+8] (16 keys per warp) and Q [16][hd+8]; with `tma` (`tcd_tma`: sm_90a at hd 64 and 128)
-/// the stages unpadded [keys][hd], one mbarrier each and 1 KB to align them. The engine launches
-/// with the compiled value (`Device::tcd_smem`); the selftest checks the two agree.
+/// and V [keys][hd+8] (16 keys per warp) and Q [16][hd+8]; with `tma` (`tcd_tma`: sm_90a at hd 64,
+/// 128 and 256) the stages unpadded [keys][hd] (hd / 64 swizzled blocks of 64 columns), one
+/// mbarrier each and 1 KB to align them to the swizzle's period. At hd 256 either way 3 blocks fit
+/// in an SM (`TCD_BLOCKS_256`). The engine launches with the compiled value (`Device::tcd_smem`);
+/// the selftest checks the two agree.
 pub fn tcd_smem(hd: usize, tma: bool) -> usize {
     let stage = 2 * 16 * tcd_warps(hd) * if tma { hd } else { hd + 8 } * 2;
     2 * stage + TCD_ROWS * (hd + 8) * 2 + if tma { 2 * 8 + 1024 } else { 0 }
 }
+
+/// Decode blocks that share an SM at hd 256 (H100: 228 KiB of shared memory, 1 KiB reserved per
+/// block): the reason its tiles are 32 keys for 2 warps.
+pub const TCD_BLOCKS_256: usize = 3;
 
 /// Query tokens per prefill item of a block of `rows` (SCALAR_ROWS, or a tensor-core block's).
 pub fn prefill_bq(group: usize, rows: usize) -> usize {
@@ -129,10 +137,16 @@ mod tests {
         }
         assert_eq!(tcd_smem(64, false), 39168);
         assert_eq!(tcd_smem(64, true), 2 * 16384 + 2304 + 16 + 1024);
-        // hd 256: two stages of 32 padded keys and Q; 3 blocks fit in an H100 SM's 228 KiB with the
-        // 1 KiB each block reserves (two stages of 64 keys, 143,616 bytes, fit one).
+        assert_eq!(tcd_smem(128, true), 2 * 32768 + 4352 + 16 + 1024);
+        // hd 256: two stages of 32 keys (padded under cp.async, 4 swizzled 64-column blocks under
+        // TMA) and Q; 3 blocks fit in an H100 SM's 228 KiB with the 1 KiB each block reserves (two
+        // stages of 64 keys, 143,616 bytes, fit one).
         assert_eq!(tcd_smem(256, false), 76032);
-        assert!(3 * (tcd_smem(256, false) + 1024) <= 228 << 10);
+        assert_eq!(tcd_smem(256, true), 2 * 32768 + 8448 + 16 + 1024);
+        assert_eq!(tcd_smem(256, true), 75024);
+        for tma in [false, true] {
+            assert!(TCD_BLOCKS_256 * (tcd_smem(256, tma) + 1024) <= 228 << 10);
+        }
         for hd in HEAD_DIMS {
             for ws in [false, true] {
                 let ws = ws && prefill_ws(hd, true);
@@ -162,7 +176,12 @@ mod tests {
         for hd in HEAD_DIMS {
             assert!(!prefill_ws(hd, false) && !tcd_tma(hd, false));
             assert_eq!(prefill_ws(hd, true), matches!(hd, 64 | 128 | 256));
-            assert_eq!(tcd_tma(hd, true), matches!(hd, 64 | 128));
+            assert_eq!(tcd_tma(hd, true), matches!(hd, 64 | 128 | 256));
+            assert_eq!(
+                tcd_tma(hd, true),
+                prefill_ws(hd, true),
+                "hd {hd}: the decode kernel reads the KV maps the host sets for the prefill kernel (kv_tmap::needs_maps)"
+            );
         }
         // attention_tc: 4 warps; 64 rows at hd 80, 96, 256.
         assert_eq!((tc_rows(256, false), tc_warps(256, false)), (64, 4));

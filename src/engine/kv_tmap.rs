@@ -1,5 +1,5 @@
 //! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu at hd 64
-//! and 128, attention_ws256.cu at hd 256; decode attention_tcd.cu at hd 64 and 128), on sm_90a.
+//! and 128, attention_ws256.cu at hd 256; decode attention_tcd.cu at all three), on sm_90a.
 //!
 //! Their copies take whole pages (32 keys × 64 columns a box, hd / 64 boxes per page of K or V)
 //! with the copy engine into a 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
@@ -16,7 +16,8 @@ use std::ffi::c_void;
 /// Box of one copy: 64 columns (128 bytes, the swizzle's width) × 32 rows (one page).
 const BOX: [u32; 2] = [64, 32];
 
-/// Whether the prefill attention kernel for `hd` reads the KV cache through the tensor maps.
+/// Whether the prefill attention kernel for `hd` reads the KV cache through the tensor maps; the
+/// decode kernel reads them at the same head dims (`attn_shapes::tcd_tma`).
 pub fn needs_maps(dev: &Device, sx: &str, hd: usize) -> Result<bool> {
     Ok(dev.const_i32(&format!("attention_tc_tma_{sx}_{hd}"))? == 1)
 }

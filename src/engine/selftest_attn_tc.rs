@@ -99,7 +99,8 @@ impl Tester {
         }
         // Decode kernel: groups 1…16 (16 at hd 64 and 256, the two tile shapes), every head dim,
         // contexts across page and 32- and 64-key tile edges, single items and split partials
-        // (sequence s is split min(tiles, s + 1) ways).
+        // (sequence s is split min(tiles, s + 1) ways). On sm_90a hd 64, 128 and 256 load through
+        // TMA (hd 256: one page a tile, 4 swizzled boxes each of K and V).
         let dlens: &[usize] = &[1, 37, 64, 70, 1500, 4097];
         for &(h, kv, hd) in &[
             (8, 8, 64),
@@ -119,6 +120,9 @@ impl Tester {
         for &(h, kv, hd, cap, win) in &[
             (8, 4, 256, 50.0f32, 4096usize),
             (8, 4, 256, 30.0, 37),
+            // Gemma-2's window at a smaller scale (1000 keys of 1500 and 4097; Gemma-2-9B's group
+            // of 2): splits wholly before the window (empty) and splits starting at its first page.
+            (16, 8, 256, 50.0, 1000),
             (4, 2, 64, 0.0, 100),
             (8, 1, 80, 3.0, 200),
         ] {
@@ -136,7 +140,7 @@ impl Tester {
                 },
             )?;
         }
-        for &(h, hd) in &[(32usize, 64usize), (5, 80)] {
+        for &(h, hd) in &[(32usize, 64usize), (5, 80), (4, 256)] {
             self.attention(h, h, hd, dlens, true, AttnOpts { alibi: true, ..tc })?;
         }
         Ok(())

@@ -5,29 +5,31 @@
 // Decode reads every K/V byte of the context once per step and does little arithmetic on it, so
 // the kernel is built to keep HBM busy: one block = one item × one KV head, its (query, head of the
 // group) rows padded to one 16-row mma tile, so each K/V byte is read once for the whole query group;
-// key tiles double-buffered (through TMA on sm_90a at hd 64 and 128, below; else cp.async by all
-// threads); the warps split each tile's keys (16 each) and keep their own online-softmax state,
-// merged through shared memory at the end. A ring of 3 or 4 stages measured level with 2
-// (docs/performance.md).
+// key tiles double-buffered (through TMA on sm_90a, below; else cp.async by all threads); the warps
+// split each tile's keys (16 each) and keep their own online-softmax state, merged through shared
+// memory at the end. A ring of 3 or 4 stages measured level with 2 (docs/performance.md).
 //
 // Tiles of 64 keys for 4 warps, except at hd 256: there two stages of padded 64-key K and V with Q
 // take 143,616 bytes of shared memory, so one block fits per SM (228 KB) and nothing overlaps its
-// waits and its merge; 32-key tiles for 2 warps take 76,032 bytes, so 3 blocks fit per SM and
-// one's loads can overlap the others' work. The host launches TcdShape::THREADS threads
-// (attention_tcd_threads_*).
+// waits and its merge; 32-key tiles for 2 warps take 76,032 bytes (75,024 under TMA), so 3 blocks
+// fit per SM and one's loads can overlap the others' work. The host launches TcdShape::THREADS
+// threads (attention_tcd_threads_*).
 //
-// TMA (sm_90a, hd 64 and 128; at hd 256 the prefill kernel reads through TMA, this one cp.async): thread 0
-// copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of 32 keys × 64
-// columns, 128-byte swizzled, through the same attention_kv_maps) and the block waits on the
+// TMA (sm_90a, every head dim the KV maps take: 64, 128 and 256): thread 0 copies each tile's pages
+// with cp.async.bulk.tensor (attention_ws.cu's boxes of 32 keys × 64 columns, 128-byte swizzled,
+// HD / 64 boxes per page of K or V, through the same attention_kv_maps) and the block waits on the
 // stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
 // (ncu at batch 256, context 4096: L2 86 %, DRAM 84 % of peak); with TMA DRAM is at 89 %, the
-// kernel 4-5 % faster, and a decode-bound grid point draws up to 5 % less power (docs/performance.md).
+// kernel 4-5 % faster, and a decode-bound grid point draws up to 5 % less power (docs/performance.md,
+// hd 64 and 128). hd 256 (Gemma-2) read through cp.async at 75-80 % of the copy bandwidth; it takes
+// the same path with its 32-key tile as one page, 4 boxes each of K and V, so its shared memory
+// shrinks (unpadded rows) and 3 blocks still fit per SM.
 // Items start at a page (kbeg % 32 == 0: tc_item and the host's split parts), so whole pages are
 // the tile's keys; keys past kend in the last page arrive as the cache holds them, finite, and are
 // masked to P = 0.
 
 template <int HD> struct TcdShape {
-    static constexpr bool TMA = TcEntry<HD>::TMA && HD != 256; // hd 256: cp.async (prefill's maps are there, unused)
+    static constexpr bool TMA = TcEntry<HD>::TMA; // the KV maps exist for these head dims (64, 128, 256 on sm_90a)
     static constexpr int WARPS = HD == 256 ? 2 : 4, THREADS = 32 * WARPS, KT = 16 * WARPS, S = HD + 8, ROWS = 16, STAGES = 2;
     // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: HD / 64 swizzled blocks of [KT][64]),
     // Q [16][S], then (TMA) one mbarrier per stage. The end merge re-uses the K/V buffers for
@@ -36,7 +38,8 @@ template <int HD> struct TcdShape {
     static constexpr int BAR = STAGES * KVB + ROWS * S * 2;
     static constexpr int SMEM = BAR + (TMA ? (STAGES * 8 + 15) / 16 * 16 + 1024 : 0); // TMA: room to start at a 1024-byte boundary (the swizzle's period)
     static_assert(WARPS * ROWS * HD * 4 <= STAGES * KVB && WARPS * ROWS * 2 * 4 <= ROWS * S * 2, "the merge's buffers");
-    static_assert(!TMA || KT % 32 == 0, "TMA copies whole 32-key pages");
+    static_assert(!TMA || (KT % 32 == 0 && HD % 64 == 0), "TMA copies whole 32-key pages in 64-column boxes");
+    static_assert(HD != 256 || 3 * (SMEM + 1024) <= 228 * 1024, "hd 256: 3 blocks per SM (1 KB reserved each)");
 };
 
 // Element offset of (key row r, column c) in a TMA stage's K or V half: HD / 64 blocks of [KT][64],
