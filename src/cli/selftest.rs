@@ -1,9 +1,11 @@
 //! `energy-fit selftest`: every engine kernel against its CPU reference on fresh random inputs,
 //! then random-weights forwards of catalog LLMs (one per architecture by default) checking that
-//! activations stay finite and non-degenerate through every layer.
+//! activations stay finite and non-degenerate through every layer, and that the alternative paths
+//! of a forward (tensor-core attention, the FFN epilogue, CUDA graphs) agree with the plain ones.
 
+use crate::engine::device::Epilogue;
 use crate::engine::selftest::Tester;
-use crate::engine::{DType, Engine, EngineOptions, Limits, Request};
+use crate::engine::{gemms, DType, Engine, EngineOptions, Limits, Request, RunOutput};
 use crate::llm::resolve_llm;
 use anyhow::{bail, Result};
 
@@ -43,6 +45,7 @@ pub fn run(dtypes: &str, llm: &str, seed: u64) -> Result<()> {
         failed += model_check(name, seed)?;
         for &dt in &dts {
             failed += tc_check(name, seed, dt)?;
+            failed += epilogue_check(name, seed, dt)?;
         }
     }
     failed += graph_check(llm.split(',').next().unwrap_or("llama-3.2-1b").trim(), seed)?;
@@ -208,12 +211,70 @@ fn graph_check(llm: &str, seed: u64) -> Result<usize> {
     Ok((!ok) as usize)
 }
 
-/// The tensor-core attention (prefill and decode) against the scalar kernels end to end: the same
-/// requests (lengths across page and 64-row block edges, 8 decode steps with split contexts) on one
-/// random-weights engine, TC on and off.
-/// Greedy tokens must agree until a step where the reference's top two logits are closer than the
-/// logit noise at that step (a near tie may flip either way); logits up to there within 8 units of
-/// the dtype's rounding (‖Δ‖/‖ref‖ per step: 3.1e-2 bf16, 3.9e-3 fp16). The two paths round
+/// The requests of the A/B checks: lengths across page and 64-row block edges, 8 decode steps each
+/// (with split contexts), run within `ab_limits`.
+fn ab_requests(vocab: usize) -> Vec<Request> {
+    [1usize, 17, 100, 333, 64, 65, 700, 129]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Request {
+            prompt: (0..n)
+                .map(|j| ((i * 7919 + j * 104729 + 3) % vocab) as u32)
+                .collect(),
+            output_tokens: 8,
+        })
+        .collect()
+}
+
+fn ab_limits() -> Limits {
+    Limits {
+        max_batch_size: 8,
+        max_num_tokens: 2048,
+    }
+}
+
+/// Run `a` against the reference run `b` of the same requests. Greedy tokens must agree until a
+/// step where the reference's top two logits are closer than the logit noise at that step (a near
+/// tie may flip either way); logits up to there within 8 units of the dtype's rounding (‖Δ‖/‖ref‖
+/// per step: 3.1e-2 bf16, 3.9e-3 fp16). Returns whether they agree and the line's account.
+fn agreement(a: &RunOutput, b: &RunOutput, dtype: DType) -> (bool, String) {
+    let (la, lb) = (
+        a.logits.as_deref().unwrap_or_default(),
+        b.logits.as_deref().unwrap_or_default(),
+    );
+    let (mut worst, mut same, mut ties, mut bad) = (0f64, 0usize, 0usize, 0usize);
+    for r in 0..la.len().min(lb.len()) {
+        for (k, (x, y)) in la[r].iter().zip(&lb[r]).enumerate() {
+            let (mut num, mut den, mut dmax) = (0f64, 0f64, 0f64);
+            for (p, q) in x.iter().zip(y) {
+                num += ((p - q) as f64).powi(2);
+                den += (*q as f64).powi(2);
+                dmax = dmax.max((p - q).abs() as f64);
+            }
+            worst = worst.max((num / den.max(1e-30)).sqrt());
+            let (ta, tb) = (a.tokens[r][k] as usize, b.tokens[r][k] as usize);
+            if ta == tb {
+                same += 1;
+                continue;
+            }
+            // Near tie: the reference's gap between the two picks is within twice the logit noise.
+            if ((y[tb] - y[ta]) as f64) <= 2.0 * dmax {
+                ties += 1
+            } else {
+                bad += 1
+            }
+            break; // later steps have different contexts
+        }
+    }
+    let tol = 8.0 * dtype.unit_roundoff();
+    (
+        bad == 0 && worst <= tol,
+        format!("{same} tokens identical, {ties} near-tie divergences, {bad} real; logits rel diff <= {worst:.3e} (tol {tol:.1e})"),
+    )
+}
+
+/// The tensor-core attention (prefill and decode) against the scalar kernels end to end: the A/B
+/// requests on one random-weights engine, TC on and off (`agreement`). The two paths round
 /// differently (P in 16 bits before P·V on tensor cores), and that difference grows through every
 /// layer; a wrong mask or index would not shrink 8× from bf16 to fp16 as rounding noise does.
 fn tc_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
@@ -231,53 +292,52 @@ fn tc_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
     else {
         return Ok(0);
     };
-    let reqs: Vec<Request> = [1usize, 17, 100, 333, 64, 65, 700, 129]
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| Request {
-            prompt: (0..n)
-                .map(|j| ((i * 7919 + j * 104729 + 3) % cfg.vocab) as u32)
-                .collect(),
-            output_tokens: 8,
-        })
-        .collect();
-    let limits = Limits {
+    let reqs = ab_requests(cfg.vocab);
+    let tc = e.run_requests(&reqs, ab_limits(), true)?;
+    e.model_mut().tc_attention = false;
+    let sc = e.run_requests(&reqs, ab_limits(), true)?;
+    let (ok, line) = agreement(&tc, &sc, dtype);
+    println!(
+        "{:<4} {llm} {dtype:?} tensor-core vs scalar attention: {line}",
+        if ok { "ok" } else { "FAIL" }
+    );
+    Ok((!ok) as usize)
+}
+
+/// The FFN's bias and activation in the up GEMM's epilogue (OPT's fc1 on cuBLASLt, RELU_BIAS)
+/// against the plain GEMM and the `ffn_act` kernel end to end: the A/B requests on one
+/// random-weights engine, epilogue on and off (`agreement`); nothing to check for an LLM without
+/// one. GEMM tuning is on and tunes the decode row counts first, so decode runs the tuned fused
+/// GEMMs (in CUDA graphs) and prefill the untuned ones. The two paths differ by one rounding of
+/// fc1's output (`ffn_act` rounds before and after the bias), and by the GEMM algorithm.
+fn epilogue_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
+    let cfg = resolve_llm(llm)?;
+    if gemms::ffn_epilogue(&cfg) == Epilogue::None {
+        return Ok(0);
+    }
+    let opts = EngineOptions {
+        seed,
+        dtype,
         max_batch_size: 8,
         max_num_tokens: 2048,
+        kv_fraction: 0.2,
+        gemm_tune: true,
+        ..Default::default()
     };
-    let tc = e.run_requests(&reqs, limits, true)?;
-    e.model_mut().tc_attention = false;
-    let sc = e.run_requests(&reqs, limits, true)?;
-    let (a, b) = (tc.logits.unwrap_or_default(), sc.logits.unwrap_or_default());
-    let (mut worst, mut same, mut ties, mut bad) = (0f64, 0usize, 0usize, 0usize);
-    for r in 0..reqs.len() {
-        for (k, (x, y)) in a[r].iter().zip(&b[r]).enumerate() {
-            let (mut num, mut den, mut dmax) = (0f64, 0f64, 0f64);
-            for (p, q) in x.iter().zip(y) {
-                num += ((p - q) as f64).powi(2);
-                den += (*q as f64).powi(2);
-                dmax = dmax.max((p - q).abs() as f64);
-            }
-            worst = worst.max((num / den.max(1e-30)).sqrt());
-            let (ta, tb) = (tc.tokens[r][k] as usize, sc.tokens[r][k] as usize);
-            if ta == tb {
-                same += 1;
-                continue;
-            }
-            // Near tie: the reference's gap between the two picks is within twice the logit noise.
-            if ((y[tb] - y[ta]) as f64) <= 2.0 * dmax {
-                ties += 1
-            } else {
-                bad += 1
-            }
-            break; // later steps have different contexts
-        }
-    }
-    let tol = 8.0 * dtype.unit_roundoff();
-    let ok = bad == 0 && worst <= tol;
+    let Some(mut e) = engine_or_skip(&cfg, opts, &format!("{llm} FFN epilogue check"))? else {
+        return Ok(0);
+    };
+    e.warm_gemm_shapes(1..=8)?;
+    let reqs = ab_requests(cfg.vocab);
+    let fused = e.run_requests(&reqs, ab_limits(), true)?;
+    let graphs = e.graph_counts();
+    e.model_mut().ffn_epilogue = false;
+    let plain = e.run_requests(&reqs, ab_limits(), true)?;
+    let (ok, line) = agreement(&fused, &plain, dtype);
     println!(
-        "{:<4} {llm} {dtype:?} tensor-core vs scalar attention: {same} tokens identical, {ties} near-tie divergences, {bad} real; logits rel diff <= {worst:.3e} (tol {tol:.1e})",
-        if ok { "ok" } else { "FAIL" }
+        "{:<4} {llm} {dtype:?} fc1 bias+ReLU in the GEMM epilogue vs ffn_act ({} graph replays): {line}",
+        if ok { "ok" } else { "FAIL" },
+        graphs.1
     );
     Ok((!ok) as usize)
 }

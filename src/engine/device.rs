@@ -10,10 +10,11 @@ mod buffers;
 mod cuda_env;
 mod timing;
 
-pub use super::lt_gemm::{LtGemm, Shape, Tuned};
+pub use super::gemm_shape::{Epilogue, Operands, Shape};
+pub use super::lt_gemm::{LtGemm, Tuned};
 use anyhow::{anyhow, bail, Context, Result};
 #[cfg(test)]
-pub(crate) use buffers::fake_buf;
+pub(crate) use buffers::{fake_buf, fake_buf_at};
 pub use buffers::{DevBuf, DevPtr, DevSlice};
 pub(crate) use cuda_env::extra_nvrtc_options;
 use cuda_env::nvrtc_arch;
@@ -117,7 +118,8 @@ pub struct Device {
     /// Streaming multiprocessors (grid-stride launches size their grids by it).
     pub sms: usize,
     pub nvrtc_ms: f64,
-    /// GEMMs tuned to a cuBLASLt algorithm (`enable_gemm_tuning`, `tune_gemm`); None: all cublasGemmEx.
+    /// cuBLASLt (`enable_lt`): the GEMMs tuned to one of its algorithms (`tune_gemm`) and those with
+    /// a fused epilogue; None: all cublasGemmEx.
     lt: Option<LtGemm>,
     _blas_ws: DevBuf,
     /// Per-kernel timing (`bench --kernels`): while Some, every launch and GEMM is bracketed by CUDA

@@ -124,6 +124,10 @@ pub struct Model {
     /// Attention on the tensor-core kernels (prefill in items of `tc_rows` rows, decode in one
     /// 16-row tile per item), else the scalar ones.
     pub tc_attention: bool,
+    /// The FFN's up projection applies its bias and activation in the GEMM's epilogue where that
+    /// is exact (`gemms::ffn_epilogue`: OPT), with no `ffn_act` launch; off: `ffn_act` after a
+    /// plain GEMM (A/B checks). Set from the model at construction; no effect on other models.
+    pub ffn_epilogue: bool,
     /// Rows, threads and dynamic shared memory of a tensor-core prefill attention block, and the
     /// decode block's threads and shared memory, as the kernels were compiled.
     pub tc_rows: usize,

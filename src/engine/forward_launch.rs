@@ -65,6 +65,8 @@ struct Iteration<'a> {
     /// Rows of a scalar prefill attention block (`Model::prefill_rows`).
     prefill_rows: usize,
     tc_attention: bool,
+    /// `Model::ffn_epilogue`.
+    ffn_epilogue: bool,
     tc_threads: usize,
     tc_smem: usize,
     tcd_threads: usize,
@@ -106,6 +108,7 @@ impl Model {
             max_pages: self.max_pages_per_seq as i32,
             prefill_rows,
             tc_attention: self.tc_attention,
+            ffn_epilogue: self.ffn_epilogue,
             tc_threads: self.tc_threads,
             tc_smem: self.tc_smem,
             tcd_threads: self.tcd_threads,
@@ -158,7 +161,7 @@ impl Iteration<'_> {
         let b = self.b;
         self.norm(dev, pending, &lw.norm1)?;
         self.snap(dev, l, &b.resid, probe)?;
-        let gm = layer_gemms(self.c, b, lw);
+        let gm = layer_gemms(self.c, b, lw, self.ffn_epilogue);
         gm.qkv.run(dev, self.dt, self.t)?;
         self.attention(dev, l, lw)?;
         gm.o.run(dev, self.dt, self.t)?;
@@ -388,11 +391,26 @@ impl Iteration<'_> {
         }
     }
 
-    /// The FFN after its norm: up (or gate|up) GEMM, activation, down GEMM. Returns the down
-    /// projection's output branch for the next norm to add.
+    /// The FFN after its norm: up (or gate|up) GEMM, activation (in the up GEMM's epilogue where
+    /// `gemms::ffn_epilogue` allows), down GEMM. Returns the down projection's output branch for
+    /// the next norm to add.
     fn ffn(&self, dev: &mut Device, gm: &LayerGemms<'_>, lw: &LayerWeights) -> Result<Branch> {
-        let (b, c, t, sx) = (self.b, self.c, self.t, self.sx);
+        let (b, t) = (self.b, self.t);
         gm.up.run(dev, self.dt, t)?;
+        if !gm.ffn_act_fused() {
+            self.ffn_act(dev, lw)?;
+        }
+        gm.down.run(dev, self.dt, t)?;
+        Ok(Branch {
+            add: b.tmp.dptr(),
+            bias: opt(&lw.down_b),
+            post: opt_norm(&lw.post_ffn),
+        })
+    }
+
+    /// The FFN activation of the up projection's output (`b.up`) into `b.act`, with its bias.
+    fn ffn_act(&self, dev: &mut Device, lw: &LayerWeights) -> Result<()> {
+        let (b, c, t, sx) = (self.b, self.c, self.t, self.sx);
         let a = FfnAct {
             out: b.act.dptr(),
             gate_up: b.up.dptr(),
@@ -414,14 +432,8 @@ impl Iteration<'_> {
                 super::device::ffn_act_grid(t, c.ffn_dim, 256),
                 256,
                 0,
-            )?
-        };
-        gm.down.run(dev, self.dt, t)?;
-        Ok(Branch {
-            add: b.tmp.dptr(),
-            bias: opt(&lw.down_b),
-            post: opt_norm(&lw.post_ffn),
-        })
+            )
+        }
     }
 
     /// The sampling end of an iteration: the sampled rows of the final normed hidden state

@@ -1,4 +1,5 @@
-//! GEMMs through cuBLASLt with the algorithm picked by timing (`EngineOptions::gemm_tune`).
+//! GEMMs through cuBLASLt with the algorithm picked by timing (`EngineOptions::gemm_tune`), and
+//! GEMMs with a fused epilogue (`Epilogue`), which only cuBLASLt runs.
 //! cublasGemmEx runs cuBLAS's heuristic pick for each shape. For the skinny GEMMs of decode (rows =
 //! batch, ~100–1000) that pick can leave SMs idle: at batch 256, llama-3.1-8b's o and down
 //! projections have 64 output tiles of 128 × 128 for 132 SMs and ran at 1.45–1.7× their floor
@@ -6,10 +7,15 @@
 //! cuBLASLt's heuristic for its first CANDIDATES algorithms for one (dtype, rows, n, k), times each
 //! against cublasGemmEx on the forward's own buffers, and keeps the fastest; a shape where
 //! cublasGemmEx wins (or cannot be beaten by more than the noise margin) keeps cublasGemmEx.
+//! A fused-epilogue shape has no cublasGemmEx form: untuned it runs the heuristic's first
+//! algorithm, and tuning chooses among the candidates only.
 
-use super::device::{elapsed_ms, DType, DevBuf, DevSlice, Device};
+use super::device::{elapsed_ms, DType, DevBuf, Device};
+use super::gemm_shape::{Epilogue, Operands, Shape};
 use anyhow::{anyhow, bail, Context, Result};
 use cudarc::cublaslt::{result as lt, sys as lt_sys};
+use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
 
@@ -22,55 +28,39 @@ const MARGIN: f64 = 0.97;
 /// Workspace for split-K reductions (NVIDIA's Hopper recommendation, as for cublasGemmEx).
 const WORKSPACE: usize = 32 << 20;
 
-/// One GEMM shape: y[rows × n] = x[rows × k] · w[n × k]ᵀ, row-major.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct Shape {
-    pub dt: DType,
-    pub rows: usize,
-    pub n: usize,
-    pub k: usize,
-}
-
-impl Shape {
-    /// The operands hold the shape: x rows·k, w n·k, y rows·n elements (16-bit storage).
-    pub fn check(
-        &self,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
-    ) -> Result<()> {
-        let (rows, n, k) = (self.rows, self.n, self.k);
-        for (what, have, need) in [
-            ("x", x.len(), rows * k),
-            ("w", w.len(), n * k),
-            ("y", y.len(), rows * n),
-        ] {
-            if have < need {
-                bail!("GEMM {rows}x{n}x{k}: operand {what} holds {have} elements, {need} needed");
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What tuning one shape found (per launch, milliseconds).
 #[derive(Clone, Copy, Debug)]
 pub struct Tuned {
-    pub gemm_ex_ms: f64,
-    /// Time of what the shape now runs: the chosen cuBLASLt algorithm's, else `gemm_ex_ms`.
+    /// Time of what the shape runs untuned: cublasGemmEx, or for a fused epilogue (which has no
+    /// cublasGemmEx form) the heuristic's first cuBLASLt algorithm.
+    pub untuned_ms: f64,
+    /// Time of what the shape now runs: the chosen cuBLASLt algorithm's, else `untuned_ms`.
     pub chosen_ms: f64,
     /// The shape now runs on cuBLASLt.
     pub lt_chosen: bool,
 }
 
 /// cuBLASLt's descriptors of one shape. In its column-major terms y is D[n × rows] = Wᵀ · X with
-/// W stored k × n (transposed by the op) and X stored k × rows, as in `Device::gemm_ex`.
+/// W stored k × n (transposed by the op) and X stored k × rows, as in `Device::gemm_ex`; a bias
+/// runs along D's rows, one per output column of y.
 struct Plan {
     desc: lt_sys::cublasLtMatmulDesc_t,
     a: lt_sys::cublasLtMatrixLayout_t,
     b: lt_sys::cublasLtMatrixLayout_t,
     d: lt_sys::cublasLtMatrixLayout_t,
     algo: lt_sys::cublasLtMatmulAlgo_t,
+}
+
+/// Set a 4-byte attribute (an enum or an int32) of a matmul descriptor.
+fn set_attr_u32(
+    desc: lt_sys::cublasLtMatmulDesc_t,
+    attr: lt_sys::cublasLtMatmulDescAttributes_t,
+    v: u32,
+) -> Result<()> {
+    // SAFETY: desc is a live descriptor (its Plan owns it); the attributes passed here are 4-byte
+    // enums or int32s, and v lives through the call (cuBLASLt copies it).
+    unsafe { lt::set_matmul_desc_attribute(desc, attr, &v as *const u32 as *const c_void, 4) }
+        .with_context(|| format!("cuBLASLt attribute {attr:?}"))
 }
 
 impl Plan {
@@ -89,27 +79,25 @@ impl Plan {
             d: std::ptr::null_mut(),
             algo: lt_sys::cublasLtMatmulAlgo_t { data: [0; 8] },
         };
+        use lt_sys::cublasLtEpilogue_t as E;
+        use lt_sys::cublasLtMatmulDescAttributes_t as A;
         let (op_t, op_n) = (
-            cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T as i32,
-            cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N as i32,
+            cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_T as u32,
+            cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N as u32,
         );
-        for (attr, v) in [
-            (
-                lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
-                op_t,
-            ),
-            (
-                lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSB,
-                op_n,
-            ),
-        ] {
-            // SAFETY: desc is live; the attribute is an i32 (cublasOperation_t).
-            unsafe {
-                lt::set_matmul_desc_attribute(p.desc, attr, &v as *const i32 as *const c_void, 4)
-            }
-            .with_context(e("transpose attribute"))?;
-        }
+        set_attr_u32(p.desc, A::CUBLASLT_MATMUL_DESC_TRANSA, op_t)?;
+        set_attr_u32(p.desc, A::CUBLASLT_MATMUL_DESC_TRANSB, op_n)?;
         let ty = lt_type(s.dt);
+        if s.ep == Epilogue::ReluBias {
+            set_attr_u32(
+                p.desc,
+                A::CUBLASLT_MATMUL_DESC_EPILOGUE,
+                E::CUBLASLT_EPILOGUE_RELU_BIAS as u32,
+            )?;
+            // The bias in the storage type, as the weights hold it (cuBLASLt's default for a 16-bit
+            // D too; said here so no library default decides it). Its pointer is set per launch.
+            set_attr_u32(p.desc, A::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, ty as u32)?;
+        }
         p.a = lt::create_matrix_layout(ty, s.k as u64, s.n as u64, s.k as i64)
             .with_context(e("layout of W"))?;
         p.b = lt::create_matrix_layout(ty, s.k as u64, s.rows as u64, s.k as i64)
@@ -141,18 +129,22 @@ fn lt_type(dt: DType) -> lt_sys::cudaDataType {
     }
 }
 
-/// The cuBLASLt handle, its workspace and the shapes tuned to a cuBLASLt algorithm.
+/// The cuBLASLt handle, its workspace and the plans of the shapes it runs: those tuned to a
+/// cuBLASLt algorithm, and the fused-epilogue shapes (tuned or not).
 pub struct LtGemm {
     handle: lt_sys::cublasLtHandle_t,
     ws: DevBuf,
-    plans: HashMap<Shape, Plan>,
+    /// In a RefCell: a fused-epilogue shape gets its plan on first use, from `Device::gemm`'s
+    /// shared borrow (a forward's prefill row counts are not known ahead). The launches also set
+    /// each plan's bias pointer; LtGemm is neither Send nor Sync (raw handles), so one thread does.
+    plans: RefCell<HashMap<Shape, Plan>>,
     /// Every shape tuned so far, whichever won.
     tried: HashSet<Shape>,
 }
 
 impl Drop for LtGemm {
     fn drop(&mut self) {
-        self.plans.clear();
+        self.plans.get_mut().clear();
         // SAFETY: created once in LtGemm::new; no plan outlives it (cleared above).
         let _ = unsafe { lt::destroy_handle(self.handle) };
     }
@@ -162,13 +154,13 @@ impl LtGemm {
     pub fn new(dev: &Device) -> Result<LtGemm> {
         // SAFETY: only tries dlopen on candidate names (a missing library would panic on first call).
         if !unsafe { lt_sys::is_culib_present() } {
-            bail!("GEMM tuning needs libcublasLt.so (CUDA 12 or 13), which could not be loaded");
+            bail!("GEMM tuning and fused GEMM epilogues need libcublasLt.so (CUDA 12 or 13), which could not be loaded");
         }
         let handle = lt::create_handle().context("cuBLASLt init")?;
         Ok(LtGemm {
             handle,
             ws: dev.alloc(WORKSPACE)?,
-            plans: HashMap::new(),
+            plans: RefCell::new(HashMap::new()),
             tried: HashSet::new(),
         })
     }
@@ -180,57 +172,78 @@ impl LtGemm {
 
     /// The shape runs on a cuBLASLt algorithm.
     pub fn has(&self, s: Shape) -> bool {
-        self.plans.contains_key(&s)
+        self.plans.borrow().contains_key(&s)
     }
 
-    /// Run `s` with its tuned algorithm (an error for a shape without one: see `has`).
-    pub fn run(
-        &self,
-        dev: &Device,
-        s: Shape,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
-    ) -> Result<()> {
-        let p = self.plans.get(&s).ok_or_else(|| {
-            anyhow!(
+    /// Run `s` with its algorithm: the tuned one, else for a fused epilogue the heuristic's first
+    /// (planned now); an error for a plain shape without one (see `has`).
+    pub fn run(&self, dev: &Device, s: Shape, o: Operands<'_>) -> Result<()> {
+        let mut plans = self.plans.borrow_mut();
+        let p: &Plan = match plans.entry(s) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(_) if s.ep == Epilogue::None => bail!(
                 "GEMM {}x{}x{} has no tuned cuBLASLt algorithm",
                 s.rows,
                 s.n,
                 s.k
-            )
-        })?;
-        self.launch(dev, p, s, &p.algo, x, w, y)
+            ),
+            Entry::Vacant(v) => {
+                let mut p = Plan::new(s)?;
+                p.algo = *self.candidates(&p)?.first().ok_or_else(|| {
+                    anyhow!(
+                        "GEMM {}x{}x{} with epilogue {:?}: cuBLASLt offers no algorithm",
+                        s.rows,
+                        s.n,
+                        s.k,
+                        s.ep
+                    )
+                })?;
+                v.insert(p)
+            }
+        };
+        self.launch(dev, p, s, &p.algo, o)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn launch(
         &self,
         dev: &Device,
         p: &Plan,
         s: Shape,
         algo: &lt_sys::cublasLtMatmulAlgo_t,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
+        o: Operands<'_>,
     ) -> Result<()> {
-        s.check(x, w, y)?;
+        s.check(&o)?;
+        if let Some(b) = o.bias {
+            let addr = b.addr();
+            // SAFETY: the plan's descriptor is live; the attribute is a device pointer (8 bytes),
+            // read by cuBLASLt at the matmul call below (a captured graph keeps this value).
+            unsafe {
+                lt::set_matmul_desc_attribute(
+                    p.desc,
+                    lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                    &addr as *const u64 as *const c_void,
+                    8,
+                )
+            }
+            .context("cuBLASLt bias pointer")?;
+        }
         let (alpha, beta) = (1.0f32, 0.0f32);
-        // SAFETY: x, w, y are live device views of at least the shape's sizes (checked above); the
-        // workspace lives as long as self; C = D (beta = 0, so C is not read).
+        // SAFETY: x, w, y (and the bias, set above, n elements) are live device views of at least
+        // the shape's sizes (checked above); the workspace lives as long as self; C = D (beta = 0,
+        // so C is not read).
         unsafe {
             lt::matmul(
                 self.handle,
                 p.desc,
                 &alpha as *const f32 as *const c_void,
                 &beta as *const f32 as *const c_void,
-                w.addr() as *const c_void,
+                o.w.addr() as *const c_void,
                 p.a,
-                x.addr() as *const c_void,
+                o.x.addr() as *const c_void,
                 p.b,
-                y.addr() as *const c_void,
+                o.y.addr() as *const c_void,
                 p.d,
-                y.addr() as *mut c_void,
+                o.y.addr() as *mut c_void,
                 p.d,
                 algo,
                 self.ws.view::<u8>().addr() as *mut c_void,
@@ -238,7 +251,7 @@ impl LtGemm {
                 dev.stream.cu_stream() as lt_sys::cudaStream_t,
             )
         }
-        .with_context(|| format!("cublasLtMatmul {}x{}x{}", s.rows, s.n, s.k))
+        .with_context(|| format!("cublasLtMatmul {}x{}x{} {:?}", s.rows, s.n, s.k, s.ep))
     }
 
     /// How many algorithms tuning would time for `s` (the selftest checks each one's result).
@@ -247,15 +260,7 @@ impl LtGemm {
     }
 
     /// Run the `i`-th of those algorithms once.
-    pub fn run_candidate(
-        &self,
-        dev: &Device,
-        s: Shape,
-        i: usize,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
-    ) -> Result<()> {
+    pub fn run_candidate(&self, dev: &Device, s: Shape, i: usize, o: Operands<'_>) -> Result<()> {
         let p = Plan::new(s)?;
         let c = self.candidates(&p)?;
         let algo = c.get(i).ok_or_else(|| {
@@ -267,7 +272,7 @@ impl LtGemm {
                 c.len()
             )
         })?;
-        self.launch(dev, &p, s, algo, x, w, y)
+        self.launch(dev, &p, s, algo, o)
     }
 
     /// The heuristic's first CANDIDATES algorithms for the plan's shape that fit the workspace.
@@ -303,23 +308,28 @@ impl LtGemm {
             .collect())
     }
 
-    /// Time cublasGemmEx and each candidate on (x, w, y), keep the fastest. y is overwritten.
-    pub fn tune(
-        &mut self,
-        dev: &Device,
-        s: Shape,
-        x: DevSlice<'_, u16>,
-        w: DevSlice<'_, u16>,
-        y: DevSlice<'_, u16>,
-    ) -> Result<Tuned> {
+    /// Time what `s` runs untuned (`Tuned::untuned_ms`) and each candidate on the operands, keep
+    /// the fastest. y is overwritten. A fused epilogue stays on cuBLASLt whatever the times.
+    pub fn tune(&mut self, dev: &Device, s: Shape, o: Operands<'_>) -> Result<Tuned> {
         let mut p = Plan::new(s)?;
         let cands = self.candidates(&p)?;
-        let gemm_ex_ms = time_per_launch(dev, || dev.gemm_ex(s.dt, s.rows, s.n, s.k, x, w, y))?;
+        let untuned_ms = match (s.ep, cands.first()) {
+            (Epilogue::None, _) => {
+                time_per_launch(dev, || dev.gemm_ex(s.dt, s.rows, s.n, s.k, o.x, o.w, o.y))?
+            }
+            (_, Some(first)) => time_per_launch(dev, || self.launch(dev, &p, s, first, o))?,
+            (ep, None) => bail!(
+                "GEMM {}x{}x{} with epilogue {ep:?}: cuBLASLt offers no algorithm",
+                s.rows,
+                s.n,
+                s.k
+            ),
+        };
         let mut best: Option<(f64, lt_sys::cublasLtMatmulAlgo_t)> = None;
         for algo in &cands {
             // A candidate that fails to launch is skipped, not fatal: the heuristic may offer one
             // this shape's alignment rejects.
-            let Ok(ms) = time_per_launch(dev, || self.launch(dev, &p, s, algo, x, w, y)) else {
+            let Ok(ms) = time_per_launch(dev, || self.launch(dev, &p, s, algo, o)) else {
                 continue;
             };
             if best.is_none_or(|(b, _)| ms < b) {
@@ -327,22 +337,33 @@ impl LtGemm {
             }
         }
         self.tried.insert(s);
-        match best.filter(|&(ms, _)| ms < MARGIN * gemm_ex_ms) {
-            Some((ms, algo)) => {
+        let plans = self.plans.get_mut();
+        match (best.filter(|&(ms, _)| ms < MARGIN * untuned_ms), s.ep) {
+            (Some((ms, algo)), _) => {
                 p.algo = algo;
-                self.plans.insert(s, p);
+                plans.insert(s, p);
                 Ok(Tuned {
-                    gemm_ex_ms,
+                    untuned_ms,
                     chosen_ms: ms,
                     lt_chosen: true,
                 })
             }
-            None => {
-                self.plans.remove(&s);
+            (None, Epilogue::None) => {
+                plans.remove(&s);
                 Ok(Tuned {
-                    gemm_ex_ms,
-                    chosen_ms: gemm_ex_ms,
+                    untuned_ms,
+                    chosen_ms: untuned_ms,
                     lt_chosen: false,
+                })
+            }
+            // No cublasGemmEx form: keep the heuristic's first, which the untuned time is of.
+            (None, _) => {
+                p.algo = cands[0];
+                plans.insert(s, p);
+                Ok(Tuned {
+                    untuned_ms,
+                    chosen_ms: untuned_ms,
+                    lt_chosen: true,
                 })
             }
         }

@@ -9,6 +9,7 @@ mod checkpoint;
 pub mod device;
 pub mod forward;
 mod forward_launch;
+pub mod gemm_shape;
 pub mod gemms;
 pub mod graphs;
 pub mod kv_tmap;
@@ -56,7 +57,8 @@ pub struct EngineOptions {
     /// the fp32 scalar attention.cu for both (A/B checks).
     pub tc_attention: bool,
     /// `warm_gemm_shapes` times cuBLASLt's candidate algorithms against cublasGemmEx for each layer
-    /// GEMM at each row count and keeps the fastest (lt_gemm.rs); off: cublasGemmEx throughout.
+    /// GEMM at each row count and keeps the fastest (lt_gemm.rs); off: cublasGemmEx throughout,
+    /// but for a fused-epilogue GEMM (OPT's fc1, `gemms::ffn_epilogue`) on cuBLASLt's default pick.
     pub gemm_tune: bool,
 }
 
@@ -83,7 +85,8 @@ pub struct GemmTuneSummary {
     pub shapes: usize,
     /// Shapes that now run on a cuBLASLt algorithm.
     pub lt_shapes: usize,
-    /// Sum over shapes of cublasGemmEx's time, and of the time of what each shape now runs.
+    /// Sum over shapes of the untuned time (cublasGemmEx's; for a fused-epilogue GEMM, which has no
+    /// cublasGemmEx form, cuBLASLt's default algorithm's), and of the time of what each now runs.
     pub gemm_ex_ms: f64,
     pub tuned_ms: f64,
 }
@@ -171,8 +174,9 @@ impl Engine {
             bail!("--kv-fraction {} must be in (0, 1]", opts.kv_fraction);
         }
         let mut dev = Device::new(opts.device)?;
-        if opts.gemm_tune {
-            dev.enable_gemm_tuning()?;
+        let fused_ffn = gemms::ffn_epilogue(cfg) != device::Epilogue::None;
+        if opts.gemm_tune || fused_ffn {
+            dev.enable_lt()?;
         }
         let dt = opts.dtype;
         let w = match &opts.checkpoint {
@@ -259,6 +263,7 @@ impl Engine {
             graphs,
             probe: None,
             tc_attention: opts.tc_attention,
+            ffn_epilogue: fused_ffn,
             tc_rows,
             tc_threads,
             tc_smem,
@@ -310,18 +315,18 @@ impl Engine {
     /// first tuning of a shape wins; `gemm_tune` holds the totals).
     pub fn warm_gemm_shapes(&mut self, rows: impl IntoIterator<Item = usize>) -> Result<f64> {
         let m = &mut self.model;
-        let l = gemms::layer_gemms(&m.cfg, &m.b, &m.w.layers[0]);
+        let l = gemms::layer_gemms(&m.cfg, &m.b, &m.w.layers[0], m.ffn_epilogue);
         let head = gemms::lm_head_gemm(&m.cfg, &m.b, &m.w);
         let t0 = Instant::now();
         for r in rows {
             let r = r.min(m.max_tokens);
             for g in [l.qkv, l.o, l.up, l.down] {
                 match &mut self.gemm_tune {
-                    Some(sum) if !m.dev.gemm_tuned(m.dt, r, g.n, g.k) => {
-                        let t = m.dev.tune_gemm(m.dt, r, g.n, g.k, g.x, g.w, g.y)?;
+                    Some(sum) if !m.dev.gemm_tuned(g.shape(m.dt, r)) => {
+                        let t = m.dev.tune_gemm(g.shape(m.dt, r), g.o)?;
                         sum.shapes += 1;
                         sum.lt_shapes += t.lt_chosen as usize;
-                        sum.gemm_ex_ms += t.gemm_ex_ms;
+                        sum.gemm_ex_ms += t.untuned_ms;
                         sum.tuned_ms += t.chosen_ms;
                     }
                     _ => g.run(&m.dev, m.dt, r)?,

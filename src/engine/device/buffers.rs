@@ -182,10 +182,13 @@ impl DevBuf {
 /// even when an assertion unwinds.
 #[cfg(test)]
 pub(crate) fn fake_buf(bytes: usize) -> std::mem::ManuallyDrop<DevBuf> {
-    std::mem::ManuallyDrop::new(DevBuf {
-        ptr: 0x7f00_0000_0000,
-        bytes,
-    })
+    fake_buf_at(0x7f00_0000_0000, bytes)
+}
+
+/// `fake_buf` at a made-up address of the test's choosing (to tell buffers apart by address).
+#[cfg(test)]
+pub(crate) fn fake_buf_at(ptr: u64, bytes: usize) -> std::mem::ManuallyDrop<DevBuf> {
+    std::mem::ManuallyDrop::new(DevBuf { ptr, bytes })
 }
 
 impl Drop for DevBuf {
