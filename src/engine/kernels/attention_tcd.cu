@@ -16,7 +16,7 @@
 // one's loads can overlap the others' work. The host launches TcdShape::THREADS threads
 // (attention_tcd_threads_*).
 //
-// TMA (sm_90a, hd 64 and 128; at hd 256 the prefill kernel reads through TMA, this one cp.async): thread 0
+// TMA (sm_90a, hd 64 and 128; at hd 80 and 256 the prefill kernel reads through TMA, this one cp.async): thread 0
 // copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes of 32 keys × 64
 // columns, 128-byte swizzled, through the same attention_kv_maps) and the block waits on the
 // stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
@@ -27,7 +27,7 @@
 // masked to P = 0.
 
 template <int HD> struct TcdShape {
-    static constexpr bool TMA = TcEntry<HD>::TMA && HD != 256; // hd 256: cp.async (prefill's maps are there, unused)
+    static constexpr bool TMA = TcEntry<HD>::TMA && (HD == 64 || HD == 128); // hd 80, 256: cp.async (prefill's maps are there, unused)
     static constexpr int WARPS = HD == 256 ? 2 : 4, THREADS = 32 * WARPS, KT = 16 * WARPS, S = HD + 8, ROWS = 16, STAGES = 2;
     // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: HD / 64 swizzled blocks of [KT][64]),
     // Q [16][S], then (TMA) one mbarrier per stage. The end merge re-uses the K/V buffers for
