@@ -7,7 +7,7 @@ GPU time is spent. Needs NVRTC, the CUDA headers and ptxas from PyPI:
     python3 scripts/check_kernels.py [--root /tmp/cuda_py] [--arch sm_90]
 
 ENERGY_FIT_NVRTC_OPTS (e.g. "-lineinfo") is passed to NVRTC as the engine passes it. Hopper compiles
-for sm_90a (its hd-64 and hd-128 prefill kernel is attention_ws.cu, hd 256's attention_ws256.cu):
+for sm_90a (its hd-64, hd-80 and hd-128 prefill kernel is attention_ws.cu, hd 256's attention_ws256.cu):
 --arch sm_90a checks that build.
 ptxas's wgmma serialization warnings (C7510-C7520) are printed. A refactor that must leave the
 compiled code unchanged: --ptx-out before and after, for sm_90a, sm_90 and sm_80, and compare the

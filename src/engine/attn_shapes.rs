@@ -5,17 +5,28 @@
 //! admits (HEAD_DIMS, at most MAX_GROUP query heads per KV head), as the test below checks.
 
 /// Whether the tensor-core prefill attention for `hd` is a warp-specialized wgmma kernel (a TMA
-/// producer and two consumer warpgroups): on sm_90a (`sm90a`) at hd 64 and 128 (attention_ws.cu)
-/// and 256 (attention_ws256.cu); attention_tc (mma.sync) otherwise. TcEntry in
-/// attention_prefill.cu.
+/// producer and two consumer warpgroups): on sm_90a (`sm90a`) at hd 64, 80 and 128
+/// (attention_ws.cu) and 256 (attention_ws256.cu); attention_tc (mma.sync) otherwise. TcEntry in
+/// attention_prefill.cu. Hd 80 (opt-2.7b, granite-3b) is computed as `ws_hd` = 128 with zero
+/// columns: the copies and wgmma's swizzled V tiles come in whole 64-column blocks, and the copy
+/// engine zero-fills a box's columns past the cache's 80, so the padding costs 1.3x the tensor
+/// work (S over the real 80 columns, P·V over 128) and no extra memory traffic; on an H100
+/// attention_tc ran hd 80 at about 155 TFLOP/s, attention_ws hd 128 at about 322.
 pub fn prefill_ws(hd: usize, sm90a: bool) -> bool {
-    sm90a && matches!(hd, 64 | 128 | 256)
+    sm90a && matches!(hd, 64 | 80 | 128 | 256)
+}
+
+/// The head dim a warp-specialized prefill block computes and stores in shared memory with
+/// (WsShape::PD in attention_ws.cu): `hd` rounded up to whole 64-column TMA boxes.
+pub fn ws_hd(hd: usize) -> usize {
+    hd.next_multiple_of(64)
 }
 
 /// Whether the decode kernel for `hd` loads through TMA (TcdShape in attention_tcd.cu): on sm_90a
-/// at every head dim the KV tensor maps take (64, 128 and 256, as the prefill kernel), since its
-/// copies keep L2 less loaded and HBM busier than every thread's cp.async (measured at hd 64 and
-/// 128: DRAM 84 % → 89 % of peak); the other head dims are no multiple of the 64-column box.
+/// at the head dims whose rows are whole 64-column boxes (64, 128 and 256), since its copies keep
+/// L2 less loaded and HBM busier than every thread's cp.async (measured at hd 64 and 128: DRAM
+/// 84 % → 89 % of peak). Hd 80 keeps cp.async: its prefill kernel reads padded boxes through the
+/// same maps, which the decode kernel's unpadded tiles cannot take.
 pub fn tcd_tma(hd: usize, sm90a: bool) -> bool {
     sm90a && matches!(hd, 64 | 128 | 256)
 }
@@ -33,7 +44,7 @@ pub fn tc_rows(hd: usize, ws: bool) -> usize {
 }
 
 /// Warps of one tensor-core prefill attention block: attention_tc's 4; with `ws`, two consumer
-/// warpgroups and a producer warp (9) at hd 64 and 128, a producer warpgroup (12) at hd 256, where
+/// warpgroups and a producer warp (9) at hd 64, 80 and 128, a producer warpgroup (12) at hd 256, where
 /// ptxas sizes registers for whole warpgroups and the producer hands its own to the consumers
 /// (setmaxnreg). The engine launches with the compiled threads (`Device::tc_threads`).
 pub fn tc_warps(hd: usize, ws: bool) -> usize {
@@ -60,13 +71,14 @@ pub fn ws_regs_fit(threads: usize, regs: usize) -> bool {
 
 /// Dynamic shared memory of the tensor-core prefill attention block (`Device::tc_smem`):
 /// attention_tc: Q [rows][hd+8] and two stages of K and V [keys][hd+8] (64-key tiles up to hd 128,
-/// 32 at 256); with `ws`: Q [128][hd], 64-key K and V tiles unpadded in 4 stages (2 at hd 256),
-/// the stages' mbarriers (full and empty; at hd 256 separate ones for K and V) and 1 KiB to align
-/// to the swizzle's period.
+/// 32 at 256); with `ws`: Q [128][ws_hd], 64-key K and V tiles of ws_hd columns (no row padding)
+/// in 4 stages (2 at hd 256), the stages' mbarriers (full and empty; at hd 256 separate ones for K
+/// and V) and 1 KiB to align to the swizzle's period.
 pub fn tc_smem(hd: usize, ws: bool) -> usize {
     if ws {
         let (stages, bars) = if hd == 256 { (2, 4) } else { (4, 2) };
-        (tc_rows(hd, ws) * hd + stages * 2 * 64 * hd) * 2 + bars * stages * 8 + 1024
+        let pd = ws_hd(hd);
+        (tc_rows(hd, ws) * pd + stages * 2 * 64 * pd) * 2 + bars * stages * 8 + 1024
     } else {
         let keys = if hd <= 128 { 64 } else { 32 };
         (tc_rows(hd, ws) + 4 * keys) * (hd + 8) * 2
@@ -175,11 +187,10 @@ mod tests {
     fn prefill_kernel_shapes() {
         for hd in HEAD_DIMS {
             assert!(!prefill_ws(hd, false) && !tcd_tma(hd, false));
-            assert_eq!(prefill_ws(hd, true), matches!(hd, 64 | 128 | 256));
+            assert_eq!(prefill_ws(hd, true), matches!(hd, 64 | 80 | 128 | 256));
             assert_eq!(tcd_tma(hd, true), matches!(hd, 64 | 128 | 256));
-            assert_eq!(
-                tcd_tma(hd, true),
-                prefill_ws(hd, true),
+            assert!(
+                !tcd_tma(hd, true) || prefill_ws(hd, true),
                 "hd {hd}: the decode kernel reads the KV maps the host sets for the prefill kernel (kv_tmap::needs_maps)"
             );
         }
@@ -189,18 +200,25 @@ mod tests {
         // attention_tc_smem_* as compiled for sm_80 (and sm_90, and sm_90a where not `ws`).
         let tc = [16, 32, 64, 80, 96, 128, 256].map(|hd| tc_smem(hd, false));
         assert_eq!(tc, [18432, 30720, 55296, 56320, 66560, 104448, 101376]);
-        // sm_90a: 128 rows; 9 warps at hd 64 and 128, 12 at 256 (384 threads × 168 registers at
-        // launch = 128 × 24 for the producer + 256 × 240 for the consumers after setmaxnreg).
+        // sm_90a: 128 rows; 9 warps at hd 64, 80 and 128, 12 at 256 (384 threads × 168 registers
+        // at launch = 128 × 24 for the producer + 256 × 240 for the consumers after setmaxnreg).
         assert_eq!((tc_rows(256, true), tc_warps(256, true)), (128, 12));
         assert_eq!((tc_rows(128, true), tc_warps(128, true)), (128, 9));
+        assert_eq!((tc_rows(80, true), tc_warps(80, true)), (128, 9));
+        // Hd 80 computes as 128 (whole 64-column boxes); the others as they are.
+        assert_eq!([64, 80, 128, 256].map(ws_hd), [64, 128, 128, 256]);
         assert_eq!(32 * tc_warps(256, true), WS_REGS_THREADS);
         assert!(ws_regs_fit(WS_REGS_THREADS, 168) && !ws_regs_fit(WS_REGS_THREADS, 160));
         assert_eq!(WS_REGS_THREADS * 168, 128 * 24 + 256 * 240);
-        let ws = [64, 128, 256].map(|hd| tc_smem(hd, true));
-        assert_eq!(ws, [83008, 164928, 197696]);
+        let ws = [64, 80, 128, 256].map(|hd| tc_smem(hd, true));
+        assert_eq!(ws, [83008, 164928, 164928, 197696]);
         // Gemma-2 (8 or 16 heads on 4 or 8 KV heads): 64 queries per item on sm_90a, 32 elsewhere.
         assert_eq!(prefill_bq(2, tc_rows(256, true)), 64);
         assert_eq!(prefill_bq(2, tc_rows(256, false)), 32);
+        // opt-2.7b, granite-3b (hd 80, one query head per KV head): 128 queries per item on sm_90a,
+        // 64 elsewhere.
+        assert_eq!(prefill_bq(1, tc_rows(80, true)), 128);
+        assert_eq!(prefill_bq(1, tc_rows(80, false)), 64);
     }
 
     /// Prefill items of two prompts (5 and 3 tokens, 2 queries per item) come out longest key range

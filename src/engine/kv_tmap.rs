@@ -1,12 +1,14 @@
-//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu at hd 64
-//! and 128, attention_ws256.cu at hd 256; decode attention_tcd.cu at all three), on sm_90a.
+//! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu at hd 64,
+//! 80 and 128, attention_ws256.cu at hd 256; decode attention_tcd.cu at hd 64, 128 and 256), on sm_90a.
 //!
-//! Their copies take whole pages (32 keys × 64 columns a box, hd / 64 boxes per page of K or V)
+//! Their copies take whole pages (32 keys × 64 columns a box, ⌈hd / 64⌉ boxes per page of K or V)
 //! with the copy engine into a 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
 //! must be told where the cache is and how it is laid out. K and V are each described as a 2-D tensor of rows of `hd` 16-bit values
 //! from a base address (the whole KV allocation in the engine, one buffer each in the selftest);
 //! the kernel finds a layer's first row from its K/V pointer. The maps go into the kernels'
-//! global `attention_kv_maps` before the launches that read them.
+//! global `attention_kv_maps` before the launches that read them. At hd 80 a row is 160 bytes and
+//! the box at column 64 ends past it: the copy engine fills columns 80..127 with zeros (outside the
+//! map's bounds), which is the padding attention_ws computes hd 80 with (`attn_shapes::ws_hd`).
 
 use super::device::{DevBuf, Device};
 use anyhow::{bail, Result};
@@ -57,11 +59,16 @@ fn encode(buf: &DevBuf, hd: usize) -> Result<[u64; 16]> {
     Ok(m.opaque)
 }
 
-/// Rows of `hd` 16-bit values in `bytes` bytes at `addr`, if the copy engine can map them.
+/// Rows of `hd` 16-bit values in `bytes` bytes at `addr`, if the copy engine can map them: the row
+/// stride (the map's only one) and the address must be multiples of 16 bytes.
 fn map_rows(addr: u64, bytes: usize, hd: usize) -> Result<u64> {
     let row = (hd * 2) as u64;
-    if !hd.is_multiple_of(64) || !(bytes as u64).is_multiple_of(row) || !addr.is_multiple_of(16) {
-        bail!("KV tensor map: hd {hd} (a multiple of 64 expected), {bytes} bytes at {addr:#x} (whole rows of {row} bytes, 16-byte aligned expected)");
+    if hd == 0
+        || !row.is_multiple_of(16)
+        || !(bytes as u64).is_multiple_of(row)
+        || !addr.is_multiple_of(16)
+    {
+        bail!("KV tensor map: hd {hd} (a multiple of 8 expected), {bytes} bytes at {addr:#x} (whole rows of {row} bytes, 16-byte aligned expected)");
     }
     let rows = bytes as u64 / row;
     // The kernel addresses rows with 32-bit signed coordinates.
@@ -96,8 +103,10 @@ mod tests {
     fn rejects_shapes_the_kernel_cannot_copy() {
         assert_eq!(map_rows(0x10000, 256 * 32, 128).unwrap(), 32);
         assert_eq!(map_rows(0x10000, 512 * 32, 256).unwrap(), 32); // hd 256: 4 boxes a page
-        let e = map_rows(0x10000, 256 * 32, 80).unwrap_err().to_string();
-        assert!(e.contains("hd 80"), "{e}");
+        assert_eq!(map_rows(0x10000, 160 * 32, 80).unwrap(), 32); // 160-byte rows, 2 boxes a page
+        assert!(map_rows(0x10000, 256 * 32, 80).is_err()); // not whole rows of 160 bytes
+        let e = map_rows(0x10000, 40 * 32, 20).unwrap_err().to_string();
+        assert!(e.contains("hd 20"), "{e}");
         let e = map_rows(0x10000, 256 * 32 + 2, 128)
             .unwrap_err()
             .to_string();

@@ -13,8 +13,8 @@ impl Tester {
         // The host plans prefill items with the rows (and launches the threads and shared memory)
         // the kernels were compiled with; without a variant those must be the CPU side's defaults
         // (attn_shapes::tc_rows, tc_warps, tc_smem, tcd_warps and tcd_smem, which its tests use:
-        // prefill blocks of 4 warps, or on sm_90a 9 for attention_ws.cu at hd 64 and 128 and 12
-        // for attention_ws256.cu at hd 256).
+        // prefill blocks of 4 warps, or on sm_90a 9 for attention_ws.cu at hd 64, 80 (computed as
+        // 128) and 128 and 12 for attention_ws256.cu at hd 256).
         if extra_nvrtc_options().is_empty() {
             use super::attn_shapes as sh;
             let sm90a = self.dev.arch == "sm_90a";
@@ -59,9 +59,26 @@ impl Tester {
         }
         self.attention(16, 4, 128, &[700, 5, 1029], false, tc)?; // many items per sequence
 
+        // Head dim 80 (opt-2.7b, granite-3b: 32 heads, one per KV head; attention_ws.cu on sm_90a,
+        // computed as 128 with zero-filled columns): groups 1 and 4, many items per sequence
+        // (128 and 32 queries an item there) with partial pages and row blocks; soft-cap, window
+        // and ALiBi over the same lengths.
+        let long: &[usize] = &[5, 700, 1029];
+        self.attention(32, 32, 80, long, false, tc)?;
+        self.attention(8, 2, 80, long, false, tc)?;
+        for &(h, kv, cap, win) in &[(8, 8, 2.0f32, 0usize), (8, 2, 0.0, 300), (4, 4, 30.0, 37)] {
+            let o = AttnOpts {
+                softcap: cap,
+                window: win,
+                scale: Some(1.0 / 12.0),
+                ..tc
+            };
+            self.attention(h, kv, 80, long, false, o)?;
+        }
+        self.attention(5, 5, 80, long, false, AttnOpts { alibi: true, ..tc })?;
+
         // Head dim 256 (Gemma-2; attention_ws256.cu on sm_90a): groups 2 and 8, many items per
         // sequence with partial pages and row blocks, soft-cap with and without a window.
-        let long: &[usize] = &[5, 700, 1029];
         self.attention(8, 4, 256, long, false, tc)?;
         self.attention(16, 2, 256, long, false, tc)?;
         for &(h, kv, cap, win) in &[

@@ -76,14 +76,15 @@ template <int HD> __device__ __forceinline__ int tc_cm(int r, int c) { return ((
 
 // Q rows of one item into shared memory (rows of S elements, zero past the item's queries); row r
 // is query q_tok + r / G of head kvh·G + r % G.
-// CM: in core matrices (tc_cm, attention_wg.cu) instead.
-template <class T, int HD, bool CM = false>
+// CM: in core matrices (tc_cm, attention_wg.cu) of CMD columns instead, zero past HD (attention_ws
+// at hd 80 computes with 128).
+template <class T, int HD, bool CM = false, int CMD = HD>
 __device__ __forceinline__ void tc_load_q(T* Qs, int rows, int S, const T* q, int q_tok, int q_cnt, int heads, int kvh, int G) {
-    for (int i = threadIdx.x; i < rows * (HD / 8); i += blockDim.x) {
-        int r = i / (HD / 8), c = (i % (HD / 8)) * 8, qi = r / G;
+    for (int i = threadIdx.x; i < rows * (CMD / 8); i += blockDim.x) {
+        int r = i / (CMD / 8), c = (i % (CMD / 8)) * 8, qi = r / G;
         uint4 v = make_uint4(0, 0, 0, 0);
-        if (qi < q_cnt) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
-        *(uint4*)&Qs[CM ? tc_cm<HD>(r, c) : r * S + c] = v;
+        if (qi < q_cnt && (CMD == HD || c < HD)) v = *(const uint4*)&q[((long long)(q_tok + qi) * heads + kvh * G + r % G) * HD + c];
+        *(uint4*)&Qs[CM ? tc_cm<CMD>(r, c) : r * S + c] = v;
     }
 }
 

@@ -15,7 +15,8 @@
 // fit per SM and one's loads can overlap the others' work. The host launches TcdShape::THREADS
 // threads (attention_tcd_threads_*).
 //
-// TMA (sm_90a, every head dim the KV maps take: 64, 128 and 256): thread 0 copies each tile's pages
+// TMA (sm_90a, the head dims of whole 64-column boxes: 64, 128 and 256; hd 80's prefill reads
+// padded boxes through the maps, this kernel cp.async): thread 0 copies each tile's pages
 // with cp.async.bulk.tensor (attention_ws.cu's boxes of 32 keys × 64 columns, 128-byte swizzled,
 // HD / 64 boxes per page of K or V, through the same attention_kv_maps) and the block waits on the
 // stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
@@ -29,7 +30,7 @@
 // masked to P = 0.
 
 template <int HD> struct TcdShape {
-    static constexpr bool TMA = TcEntry<HD>::TMA; // the KV maps exist for these head dims (64, 128, 256 on sm_90a)
+    static constexpr bool TMA = TcEntry<HD>::TMA && HD % 64 == 0; // 64, 128, 256 on sm_90a; hd 80: cp.async (prefill's maps are there, unused)
     static constexpr int WARPS = HD == 256 ? 2 : 4, THREADS = 32 * WARPS, KT = 16 * WARPS, S = HD + 8, ROWS = 16, STAGES = 2;
     // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: HD / 64 swizzled blocks of [KT][64]),
     // Q [16][S], then (TMA) one mbarrier per stage. The end merge re-uses the K/V buffers for

@@ -1,5 +1,5 @@
-// Hopper prefill attention with a producer warp (sm_90a: Hopper's prefill kernel at hd 64 and 128;
-// hd 256 has its own, attention_ws256.cu, on these helpers):
+// Hopper prefill attention with a producer warp (sm_90a: Hopper's prefill kernel at hd 64, 80 and
+// 128; hd 256 has its own, attention_ws256.cu, on these helpers):
 // two consumer warpgroups (attention_wg.cu's helpers), fed through mbarriers instead of a block
 // barrier per tile.
 //
@@ -19,11 +19,22 @@
 // sectors (the L2 78 % busy) and left the kernel 4-6 % below attention_tc at hd 128, level at
 // hd 64; through TMA, at n = 4096, 41 % below attention_tc at hd 128, 22 % at hd 64. 128-key tiles,
 // 4 producer warps, 6 stages and turning the ping-pong off changed nothing measurable.
+// Head dim 80 (opt-2.7b, granite-3b) runs as hd 128 with zero columns: the copies take whole
+// 64-column boxes, and wgmma's 128-byte-swizzled V operand holds whole 64-column blocks (an N of 80
+// would end inside one, outside the layouts CUTLASS's GMMA atoms describe). The
+// tensor maps describe rows of 80 values (160 bytes, a multiple of 16 as TMA asks), so the box at
+// column 64 reads columns 64..79 and the copy engine fills 80..127 with zeros, out of the map's
+// bounds: K and V arrive padded without extra traffic, and each box still completes its full bytes
+// on the mbarrier. Q's rows are loaded as 128 columns, zero past 80. S = Q·Kᵀ runs only the 5
+// k-steps of the real columns; O += P·V runs over 128, whose last 48 are P·0 = 0 and are not
+// stored. Tensor work: 80 + 128 columns against 2 × 80, 1.3x.
 template <int HD> struct WsShape {
+    static constexpr int PD = (HD + 63) / 64 * 64; // the head dim computed with: whole 64-column boxes
     static constexpr int KT = 64, ST = 4, ROWS = 128, THREADS = 256 + 32,
-                         BAR = (ROWS * HD + ST * 2 * KT * HD) * 2, // byte offset of the mbarriers: full[ST], then empty[ST]
+                         BAR = (ROWS * PD + ST * 2 * KT * PD) * 2, // byte offset of the mbarriers: full[ST], then empty[ST]
         SMEM = BAR + 2 * ST * 8 + 1024; // room to start at a 1024-byte boundary (the swizzle's period)
     static_assert(KT % 32 == 0, "a tile is whole pages");
+    static_assert(HD % 16 == 0, "S = Q·Kᵀ's k-steps of 16 columns");
 };
 
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
@@ -37,7 +48,8 @@ __device__ __forceinline__ void mbar_wait(unsigned a, int parity) {
     } while (!done);
 }
 // The KV cache's tensor maps (written by kv_tmap.rs before a launch): K and V each a 2-D tensor of
-// rows of HD 16-bit values from kbase / vbase; a layer's rows start at (kc − kbase) / HD.
+// rows of HD 16-bit values from kbase / vbase; a layer's rows start at (kc − kbase) / HD. Columns
+// of a box past HD (hd 80's box at column 64) are out of the map's bounds and arrive as zeros.
 struct __align__(64) KvMaps {
     unsigned long long k[16], v[16];
     long long kbase, vbase;
@@ -84,10 +96,11 @@ __device__ __forceinline__ unsigned long long sw128_desc(unsigned a, int lbo, in
 // A stage under TMA: K as HD / 64 blocks of [KT keys][64 columns] (each row one swizzled 128-byte
 // line), V the same KT · HD elements on. S = Q·Kᵀ: k-step k is 16 columns, 32 bytes into block
 // k / 4's lines (the hardware swizzles the address); O += P·V: k-step k is 16 keys, 2048 bytes on.
-template <class T, int HD, int KT>
+// HD: Q's and the stage's columns; KD: S's k-steps (fewer where the last columns are padding).
+template <class T, int HD, int KT, int KD = HD / 16>
 __device__ __forceinline__ void ws_qk_sw(float (&s)[KT / 8][4], const T* Qs, int r0, unsigned ks) {
 #pragma unroll
-    for (int k = 0; k < HD / 16; k++)
+    for (int k = 0; k < KD; k++)
         Wg<T, KT>::ss(s, wg_desc(&Qs[tc_cm<HD>(r0, 16 * k)], 128, HD * 16), sw128_desc(ks + ((k / 4) * KT * 64 + (k % 4) * 16) * 2, 16, 1024), k > 0);
 }
 template <class T, int HD, int KT>
@@ -129,31 +142,31 @@ __device__ __forceinline__ void ws_produce_pages(int ntiles, const TcItem& I, co
 }
 
 // The TMA producer: lane 0 waits for the stage, announces its bytes and copies the tile's pages
-// (HD / 64 boxes each of K and V).
+// (PD / 64 boxes each of K and V; the cache's rows are HD values).
 template <class T, int HD>
 __device__ __forceinline__ void ws_produce_tma(unsigned kv0, unsigned full0, unsigned empty0, int ntiles, const T* kc, const T* vc, const TcItem& I,
                                                const int* block_table, int max_pages, int kv_heads, int kvh, int lane) {
     using Sh = WsShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST;
+    constexpr int KT = Sh::KT, ST = Sh::ST, PD = Sh::PD;
     const KvMaps& M = attention_kv_maps;
     const int2 r0 = kv_first_rows<T, HD>(M, kc, vc);
     ws_produce_pages<KT, ST>(ntiles, I, block_table, max_pages, kv_heads, kvh, lane, [&](int j, int b, const int(&pr)[KT / 32]) {
         if (j >= ST) mbar_wait(empty0 + 8 * b, (j / ST - 1) & 1);
-        tma_kv_tile<HD, KT>(kv0 + 2 * b * KT * HD * 2, full0 + 8 * b, M, r0, pr);
+        tma_kv_tile<PD, KT>(kv0 + 2 * b * KT * PD * 2, full0 + 8 * b, M, r0, pr);
     });
 }
 
 // The block's start in both warp-specialized kernels (attention_ws, attention_ws256): shared
 // memory from its first 1024-byte boundary (the swizzle's period), the item, this thread's place,
-// and the item's Q rows in shared memory, fenced for the wgmma that read them. The warpgroup index
-// goes through a shuffle, so that ptxas knows it is warp-uniform and does not serialize the wgmma
-// below the producer's branch (C7520).
+// and the item's Q rows in shared memory (PD columns, zero past HD), fenced for the wgmma that read
+// them. The warpgroup index goes through a shuffle, so that ptxas knows it is warp-uniform and
+// does not serialize the wgmma below the producer's branch (C7520).
 struct WsBlock {
     unsigned char* sm;
     TcItem I;
     int kvh, G, tid, wg, w, lane, gi, ti;
 };
-template <class T, int HD, int ROWS>
+template <class T, int HD, int ROWS, int PD = HD>
 __device__ __forceinline__ WsBlock ws_block(const T* q, const AttnItem* items, const int* tok_pos, int heads, int kv_heads, int window) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     WsBlock B;
@@ -161,7 +174,7 @@ __device__ __forceinline__ WsBlock ws_block(const T* q, const AttnItem* items, c
     B.I = tc_item(items, tok_pos, window);
     B.kvh = blockIdx.y, B.G = heads / kv_heads;
     B.tid = threadIdx.x, B.wg = __shfl_sync(0xffffffff, B.tid >> 7, 0), B.w = (B.tid >> 5) & 3, B.lane = B.tid & 31, B.gi = B.lane >> 2, B.ti = B.lane & 3;
-    tc_load_q<T, HD, true>((T*)B.sm, ROWS, HD, q, B.I.q_tok, B.I.q_cnt, heads, B.kvh, B.G);
+    tc_load_q<T, HD, true, PD>((T*)B.sm, ROWS, HD, q, B.I.q_tok, B.I.q_cnt, heads, B.kvh, B.G);
     wg_proxy_fence(); // Q's stores before the wgmma that read them
     return B;
 }
@@ -171,12 +184,12 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
                              const int* block_table, int max_pages, int heads, int kv_heads, float scale, float softcap,
                              int window, const float* alibi) {
     using Sh = WsShape<HD>;
-    constexpr int KT = Sh::KT, ST = Sh::ST, NT = KT / 8, ND = HD / 8;
-    const WsBlock B = ws_block<T, HD, Sh::ROWS>(q, items, tok_pos, heads, kv_heads, window);
+    constexpr int KT = Sh::KT, ST = Sh::ST, PD = Sh::PD, NT = KT / 8, ND = PD / 8;
+    const WsBlock B = ws_block<T, HD, Sh::ROWS, PD>(q, items, tok_pos, heads, kv_heads, window);
     const TcItem& I = B.I;
     const int q_tok = I.q_tok, q_cnt = I.q_cnt, kend = I.kend, kvh = B.kvh, G = B.G, tid = B.tid, wg = B.wg, w = B.w, lane = B.lane, gi = B.gi, ti = B.ti;
     T* Qs = (T*)B.sm;
-    T* KV = Qs + Sh::ROWS * HD; // stage b: K at KV + 2·b·KT·HD, V right after
+    T* KV = Qs + Sh::ROWS * PD; // stage b: K at KV + 2·b·KT·PD, V right after
     const unsigned full0 = smem_addr(B.sm + Sh::BAR), empty0 = full0 + 8 * ST;
     const bool plain = alibi == nullptr && softcap <= 0.f;
     if (tid == 0) {
@@ -192,9 +205,9 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
         if (tid < 288) ws_produce_tma<T, HD>(smem_addr(KV), full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, lane);
         return;
     }
-    auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * HD; };
-    auto qk = [&](float(&s)[NT][4], int j) { ws_qk_sw<T, HD, KT>(s, Qs, 64 * wg, smem_addr(stage(j))); };
-    auto pv = [&](float(&o)[ND][4], const unsigned(&p)[KT / 16][4], int j) { ws_pv_sw<T, HD, KT>(o, p, smem_addr(stage(j) + KT * HD)); };
+    auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * PD; };
+    auto qk = [&](float(&s)[NT][4], int j) { ws_qk_sw<T, PD, KT, HD / 16>(s, Qs, 64 * wg, smem_addr(stage(j))); };
+    auto pv = [&](float(&o)[ND][4], const unsigned(&p)[KT / 16][4], int j) { ws_pv_sw<T, PD, KT>(o, p, smem_addr(stage(j) + KT * PD)); };
     const WgRows R = wg_rows(64 * wg + 16 * w + gi, q_tok, q_cnt, tok_pos, alibi, kvh, G);
     float o[ND][4] = {}, s[NT][4] = {};
     unsigned p[KT / 16][4] = {}; // P = 0: the first iteration's P·V adds nothing
@@ -229,6 +242,10 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
         wg_wait<0>();
         wg_pin(o);
     }
-    wg_store<T>(out, o, R, lA, lB, q_tok, heads, kvh, G, ti);
+    if constexpr (PD == HD) {
+        wg_store<T>(out, o, R, lA, lB, q_tok, heads, kvh, G, ti);
+    } else { // O's first HD columns, rows of HD values (the rest are P·0)
+        wg_store<T>(out, reinterpret_cast<const float(&)[HD / 8][4]>(o), R, lA, lB, q_tok, heads, kvh, G, ti);
+    }
 }
 #endif
