@@ -424,9 +424,27 @@ pub fn ffn_act_grid(rows: usize, f: usize, block: u32) -> (u32, u32, u32) {
     (x as u32, rows.clamp(1, 65535) as u32, 1)
 }
 
+/// Threads and shared-memory bytes of a `norm_residual` (common.cu) block, one block per row of
+/// `cols`. Each thread takes one chunk of 8 columns (1 when `cols % 8 != 0`) where 1024 threads
+/// allow, so all of a row's loads are issued at once and no thread waits for a second round after
+/// the rest are done (256 threads over Gemma-2-2B's 288 chunks left 32 threads doing two, one more
+/// memory latency per row). The shared memory stages the row, and in the post-norm path the residual
+/// beside it, as 2-byte values.
+pub fn norm_residual_block(cols: usize) -> (u32, u32) {
+    let chunks = if cols.is_multiple_of(8) {
+        cols / 8
+    } else {
+        cols
+    }
+    .max(1);
+    let per_thread = chunks.div_ceil(1024);
+    let threads = chunks.div_ceil(per_thread).div_ceil(32) * 32;
+    (threads as u32, (cols * 4) as u32)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::DType;
+    use super::{norm_residual_block, DType};
 
     /// 1 + x rounds to 1 below the unit roundoff and away from 1 above it (round to nearest).
     #[test]
@@ -435,6 +453,45 @@ mod tests {
             let u = dt.unit_roundoff() as f32;
             assert_eq!(dt.decode(dt.encode(1.0 + 0.9 * u)), 1.0, "{dt:?}");
             assert!(dt.decode(dt.encode(1.0 + 1.1 * u)) > 1.0, "{dt:?}");
+        }
+    }
+
+    /// The catalog's hidden sizes get one chunk of 8 columns per thread, whole warps, every chunk
+    /// covered; rows wider than 1024 chunks share them out evenly.
+    #[test]
+    fn norm_residual_blocks_balance_the_row() {
+        for (cols, threads) in [
+            (1536, 192),
+            (2048, 256),
+            (2304, 288),
+            (2560, 320),
+            (3072, 384),
+            (3584, 448),
+            (4096, 512),
+            (8192, 1024),
+            (16384, 1024),
+            (1000, 128),
+            (1001, 1024),
+            (2049, 704),
+            (64, 32),
+            (8, 32),
+        ] {
+            assert_eq!(
+                norm_residual_block(cols),
+                (threads, cols as u32 * 4),
+                "{cols}"
+            );
+        }
+        for cols in (8..40000).step_by(8).chain(1..3000) {
+            let (t, _) = norm_residual_block(cols);
+            let chunks = if cols.is_multiple_of(8) {
+                cols / 8
+            } else {
+                cols
+            };
+            let per = chunks.div_ceil(t as usize);
+            assert!(t % 32 == 0 && (32..=1024).contains(&t), "{cols}: {t}");
+            assert_eq!(per, chunks.div_ceil(1024), "{cols}: {t} threads");
         }
     }
 }

@@ -193,6 +193,7 @@ impl Iteration<'_> {
                 Norm::LayerNorm => 2,
             },
         };
+        let (threads, smem) = super::device::norm_residual_block(c.hidden);
         // SAFETY: resid and xn hold max_tokens rows of h (Buffers), the add branch (tmp) as
         // many, the norm weights h each; one block per token (t ≤ max_tokens).
         unsafe {
@@ -200,8 +201,8 @@ impl Iteration<'_> {
                 dev,
                 &format!("norm_residual_{sx}"),
                 (self.t as u32, 1, 1),
-                256,
-                (c.hidden * 4) as u32,
+                threads,
+                smem,
             )
         }
     }

@@ -163,7 +163,18 @@ impl Tester {
         ] {
             self.embed(v, h, t, sc, lp)?;
         }
-        for &(rows, cols) in &[(1, 64), (7, 1000), (33, 2048), (5, 3584)] {
+        // Row widths: one 8-column chunk per thread (2048, Gemma-2-2B's 2304, 3584; 64 and 1000 with
+        // the last warp part idle), and rows a block takes in more than one step, whose threads go
+        // round twice (9000: 1125 chunks) or three times (2049: one column a step), some once fewer.
+        for &(rows, cols) in &[
+            (1, 64),
+            (7, 1000),
+            (33, 2048),
+            (5, 3584),
+            (17, 2304),
+            (3, 9000),
+            (3, 2049),
+        ] {
             for mode in 0..3 {
                 self.norm(rows, cols, mode, false, false)?;
                 self.norm(rows, cols, mode, true, false)?; // bias of the added projection (OPT, falcon)

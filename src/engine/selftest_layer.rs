@@ -1,7 +1,7 @@
 //! Self-test of the per-token kernels of a layer and of sampling: embedding, norm with residual,
 //! FFN activation, soft-cap and argmax, each against a CPU reference.
 
-use super::device::{ffn_act_grid, grid_for, DevPtr};
+use super::device::{ffn_act_grid, grid_for, norm_residual_block, DevPtr};
 use super::launches::{Argmax, Embed, FfnAct, NormResidual, Softcap};
 use super::selftest::{erf, Check, Tester};
 use anyhow::Result;
@@ -105,16 +105,9 @@ impl Tester {
             mode,
         };
         let name = format!("norm_residual_{sx}");
+        let (threads, smem) = norm_residual_block(cols);
         // SAFETY: rows × cols matrices and cols-long vectors, allocated above.
-        unsafe {
-            a.launch(
-                &mut self.dev,
-                &name,
-                (rows as u32, 1, 1),
-                256,
-                (cols * 4) as u32,
-            )?
-        };
+        unsafe { a.launch(&mut self.dev, &name, (rows as u32, 1, 1), threads, smem)? };
         let got = self.get(&out, rows * cols)?;
         let got_res = self.get(&res, rows * cols)?;
         let mut want = vec![0.0; rows * cols];

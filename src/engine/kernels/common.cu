@@ -107,89 +107,105 @@ template <class T, int V> __device__ __forceinline__ void stv(T* p, const float 
 }
 
 // Each thread takes V adjacent columns per step (V = 8 when cols % 8 == 0: 16-byte accesses; the
-// 2-byte version ran at 2.2x its bytes/bandwidth floor), the row staged in shared memory as floats.
+// 2-byte version ran at 2.2x its bytes/bandwidth floor); the launch gives each thread one step where
+// the row allows (norm_residual_block, device.rs), so every load of a row is in flight at once.
+// The row is staged in shared memory as T: every staged value (a residual, a rounded sum, a branch
+// output) is a T value, so this is exact, and it leaves half of the cols * 4 bytes for the residual
+// in the post-norm path.
 template <class T, int V> __device__ void norm_residual_v(T* resid, const T* add, const T* add_b, const T* add_w, const T* w,
                                                           const T* b, T* out, int cols, float eps, int mode) {
-    extern __shared__ float hrow[];
+    extern __shared__ __align__(16) unsigned char nr_stage[];
+    T* hrow = (T*)nr_stage; // the row h, then normalised from
+    T* hres = hrow + cols;  // post-norm path: the residual, loaded with the branch
     long long base = (long long)blockIdx.x * cols;
     const int i0 = threadIdx.x * V, step = blockDim.x * V;
-    float f[V], g[V];
+    float f[V], g[V], h[V];
     float ss = 0.f, sum = 0.f;
-    // Residual add without a post-norm (Llama, Qwen, OPT, Falcon-RW): the branch output and the
-    // residual are loaded together, one memory latency per chunk instead of two in a row.
-    const bool fused = add && !add_w;
-    if (fused) {
+    if (add && !add_w) {
+        // Residual add without a post-norm (Llama, Qwen, OPT, Falcon-RW): the branch output and the
+        // residual are loaded together, one memory latency per chunk instead of two in a row.
         for (int i = i0; i < cols; i += step) {
-            float h[V], bb[V];
             ldv<T, V>(add + base + i, f);
             ldv<T, V>(resid + base + i, h);
-            if (add_b) ldv<T, V>(add_b + i, bb);
-#pragma unroll
-            for (int j = 0; j < V; j++) {
-                float a = add_b ? rnd<T>(f[j] + bb[j]) : f[j];
-                h[j] = rnd<T>(h[j] + a);
-                hrow[i + j] = h[j];
-                ss += h[j] * h[j];
-                sum += h[j];
-            }
-            stv<T, V>(resid + base + i, h);
-        }
-    }
-    if (add && !fused) {
-        float sa = 0.f;
-        for (int i = i0; i < cols; i += step) {
-            ldv<T, V>(add + base + i, f);
             if (add_b) ldv<T, V>(add_b + i, g);
 #pragma unroll
             for (int j = 0; j < V; j++) {
                 float a = add_b ? rnd<T>(f[j] + g[j]) : f[j];
-                hrow[i + j] = a;
-                sa += a * a;
+                h[j] = rnd<T>(h[j] + a);
+                ss += h[j] * h[j];
+                sum += h[j];
             }
+            stv<T, V>(resid + base + i, h);
+            stv<T, V>(hrow + i, h);
         }
-        if (add_w) {
-            float ra = rsqrtf(block_sum(sa) / cols + eps);
-            for (int i = i0; i < cols; i += step) {
-                ldv<T, V>(add_w + i, g);
+    } else if (add) {
+        // Post-norm (Gemma-2): the branch is RMS-normed before the add, so its sum of squares must be
+        // complete first; the residual is loaded with it all the same and waits in shared memory, so
+        // the row costs one memory latency, not a second one after the reduction.
+        float sa = 0.f;
+        for (int i = i0; i < cols; i += step) {
+            ldv<T, V>(add + base + i, f);
+            ldv<T, V>(resid + base + i, h);
+            if (add_b) ldv<T, V>(add_b + i, g);
 #pragma unroll
-                for (int j = 0; j < V; j++) {
-                    float x = hrow[i + j] * ra;
-                    hrow[i + j] = rnd<T>(mode == 1 ? x * (1.f + g[j]) : g[j] * rnd<T>(x));
-                }
+            for (int j = 0; j < V; j++) {
+                f[j] = add_b ? rnd<T>(f[j] + g[j]) : f[j];
+                sa += f[j] * f[j];
             }
+            stv<T, V>(hrow + i, f);
+            stv<T, V>(hres + i, h);
         }
-    }
-    for (int i = i0; i < cols && !fused; i += step) {
-        ldv<T, V>(resid + base + i, f);
+        float ra = rsqrtf(block_sum(sa) / cols + eps);
+        for (int i = i0; i < cols; i += step) {
+            ldv<T, V>(add_w + i, g);
+            ldv<T, V>(hrow + i, f);
+            ldv<T, V>(hres + i, h);
 #pragma unroll
-        for (int j = 0; j < V; j++) {
-            if (add) f[j] = rnd<T>(f[j] + hrow[i + j]);
-            hrow[i + j] = f[j];
-            ss += f[j] * f[j];
-            sum += f[j];
+            for (int j = 0; j < V; j++) {
+                float x = f[j] * ra;
+                float a = rnd<T>(mode == 1 ? x * (1.f + g[j]) : g[j] * rnd<T>(x));
+                h[j] = rnd<T>(h[j] + a);
+                ss += h[j] * h[j];
+                sum += h[j];
+            }
+            stv<T, V>(resid + base + i, h);
+            stv<T, V>(hrow + i, h);
         }
-        if (add) stv<T, V>(resid + base + i, f);
+    } else {
+        // No add (the first layer's input norm): the residual alone, one load per chunk already.
+        for (int i = i0; i < cols; i += step) {
+            ldv<T, V>(resid + base + i, h);
+#pragma unroll
+            for (int j = 0; j < V; j++) {
+                ss += h[j] * h[j];
+                sum += h[j];
+            }
+            stv<T, V>(hrow + i, h);
+        }
     }
     float mean = 0.f;
     if (mode == 2) {
         mean = block_sum(sum) / cols;
         float var = 0.f;
         for (int i = i0; i < cols; i += step) {
+            ldv<T, V>(hrow + i, h);
 #pragma unroll
-            for (int j = 0; j < V; j++) var += (hrow[i + j] - mean) * (hrow[i + j] - mean);
+            for (int j = 0; j < V; j++) var += (h[j] - mean) * (h[j] - mean);
         }
         ss = block_sum(var);
     } else {
         ss = block_sum(ss);
     }
     float r = rsqrtf(ss / cols + eps);
+    // h is read element by element here: read as one vector beside w and b it held 8 more registers
+    // on sm_80 (40, against 32 on sm_90), fewer blocks per multiprocessor.
     for (int i = i0; i < cols; i += step) {
         ldv<T, V>(w + i, g);
         float bb[V];
         if (mode == 2) ldv<T, V>(b + i, bb);
 #pragma unroll
         for (int j = 0; j < V; j++) {
-            float x = (hrow[i + j] - mean) * r;
+            float x = (tof(hrow[i + j]) - mean) * r;
             if (mode == 0) f[j] = g[j] * rnd<T>(x);
             else if (mode == 1) f[j] = x * (1.f + g[j]);
             else f[j] = x * g[j] + bb[j];
