@@ -273,6 +273,19 @@ fn agreement(a: &RunOutput, b: &RunOutput, dtype: DType) -> (bool, String) {
     )
 }
 
+/// The engine options of the end-to-end A/B checks: a small batch and token budget and a fifth of
+/// the memory for the KV cache, enough for `ab_requests`.
+fn ab_options(seed: u64, dtype: DType) -> EngineOptions {
+    EngineOptions {
+        seed,
+        dtype,
+        max_batch_size: 8,
+        max_num_tokens: 2048,
+        kv_fraction: 0.2,
+        ..Default::default()
+    }
+}
+
 /// The tensor-core attention (prefill and decode) against the scalar kernels end to end: the A/B
 /// requests on one random-weights engine, TC on and off (`agreement`). The two paths round
 /// differently (P in 16 bits before P·V on tensor cores), and that difference grows through every
@@ -280,13 +293,8 @@ fn agreement(a: &RunOutput, b: &RunOutput, dtype: DType) -> (bool, String) {
 fn tc_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
     let cfg = resolve_llm(llm)?;
     let opts = EngineOptions {
-        seed,
-        dtype,
-        max_batch_size: 8,
-        max_num_tokens: 2048,
-        kv_fraction: 0.2,
         tc_attention: true,
-        ..Default::default()
+        ..ab_options(seed, dtype)
     };
     let Some(mut e) = engine_or_skip(&cfg, opts, &format!("{llm} tensor-core attention check"))?
     else {
@@ -316,13 +324,8 @@ fn epilogue_check(llm: &str, seed: u64, dtype: DType) -> Result<usize> {
         return Ok(0);
     }
     let opts = EngineOptions {
-        seed,
-        dtype,
-        max_batch_size: 8,
-        max_num_tokens: 2048,
-        kv_fraction: 0.2,
         gemm_tune: true,
-        ..Default::default()
+        ..ab_options(seed, dtype)
     };
     let Some(mut e) = engine_or_skip(&cfg, opts, &format!("{llm} FFN epilogue check"))? else {
         return Ok(0);

@@ -71,6 +71,17 @@ impl Tester {
         Ok(())
     }
 
+    /// The shape of a GEMM of this run's dtype, as plans and tuning key it.
+    fn shape(&self, rows: usize, n: usize, k: usize, ep: Epilogue) -> Shape {
+        Shape {
+            dt: self.dt,
+            rows,
+            n,
+            k,
+            ep,
+        }
+    }
+
     /// A GEMM with epilogue `ep` as the forward runs it (`Device::run_gemm`, untuned: cuBLASLt's
     /// default algorithm, planned on first use), against the CPU.
     pub(crate) fn gemm_epilogue(
@@ -83,13 +94,7 @@ impl Tester {
         self.dev.enable_lt()?;
         let c = self.case(rows, n, k, ep);
         let y = self.poisoned(rows * n);
-        let s = Shape {
-            dt: self.dt,
-            rows,
-            n,
-            k,
-            ep,
-        };
+        let s = self.shape(rows, n, k, ep);
         self.dev.run_gemm(s, c.operands(&y))?;
         let got = self.get(&y, rows * n)?;
         let tol = self.tol();
@@ -112,13 +117,7 @@ impl Tester {
     ) -> Result<()> {
         self.dev.enable_lt()?;
         let c = self.case(rows, n, k, ep);
-        let s = Shape {
-            dt: self.dt,
-            rows,
-            n,
-            k,
-            ep,
-        };
+        let s = self.shape(rows, n, k, ep);
         let count = self.dev.lt_gemm()?.candidate_count(s)?;
         let what = gemm_name(ep);
         // No candidate would leave tuning nothing to choose: a failed check, not a silent pass.
