@@ -2,6 +2,8 @@
 //! in-flight batching scheduler with TensorRT-LLM semantics. `Engine::run` executes one grid point
 //! (R requests of n input and m output tokens) and reports what ran; it knows nothing of energy.
 
+#[cfg(test)]
+mod alibi_bias;
 pub mod attn_item;
 pub mod attn_shapes;
 pub mod bench;

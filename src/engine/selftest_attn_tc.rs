@@ -114,6 +114,19 @@ impl Tester {
         for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128), (4, 256)] {
             self.attention(h, h, hd, lens, false, AttnOpts { alibi: true, ..tc })?;
         }
+        // ALiBi over many unmasked 64-key tiles (the bias added per key, tc_alibi_tiles and
+        // wg_alibi_tile): falcon's shape (64 heads at hd 64), hd 128 and 80; and with groups of 2
+        // (attention_tc: one slope per thread's rows; attention_ws: two per warp, the masked path)
+        // and 3 (two slopes per thread: the masked path).
+        for &(h, kv, hd) in &[
+            (64usize, 64usize, 64usize),
+            (16, 16, 128),
+            (5, 5, 80),
+            (8, 4, 128),
+            (12, 4, 64),
+        ] {
+            self.attention(h, kv, hd, long, false, AttnOpts { alibi: true, ..tc })?;
+        }
         // Decode kernel: groups 1…16 (16 at hd 64 and 256, the two tile shapes), every head dim,
         // contexts across page and 32- and 64-key tile edges, single items and split partials
         // (sequence s is split min(tiles, s + 1) ways). On sm_90a hd 64, 128 and 256 load through

@@ -10,6 +10,9 @@
 // accumulators as the A operand (FlashAttention-2 layout trick). KT keys (whole 32-token pages) are
 // double-buffered in shared memory with cp.async; fragments come from ldmatrix (.trans for V).
 // Every head dim that is a multiple of 16 works as is (80 = 5 k-steps, no padding).
+// Tiles inside every row's causal range and window, without soft-cap, skip the per-element masks
+// (tc_score): scale · log2 e goes into the softmax's exp2, and ALiBi's bias, computed per key column
+// without conversion instructions (tc_alibi_tiles), is one add per element.
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
 
@@ -225,6 +228,51 @@ __device__ __forceinline__ void tc_mask_tile(float (&s)[NT][4], int kb, int ti, 
     }
 }
 
+// bf16(x), rounded to nearest even, for x zero or normal of magnitude below 2^111, in three FP32
+// operations: Veltkamp's split with 2^16 + 1 keeps x's top 8 significant bits of 24, and for these
+// x its rounding is exactly bf16's (alibi_bias.rs checks every tie and its neighbours). Conversions
+// (I2F, F2F, F2FP) issue at a fraction of the FP32 rate on Hopper; tc_score spends three on every
+// element. The _rn intrinsics keep the compiler from contracting the split into an fma.
+__device__ __forceinline__ float tc_bf16_rn(float x) {
+    const float c = __fmul_rn(65537.f, x);
+    return __fsub_rn(c, __fsub_rn(c, x));
+}
+// ALiBi's bias bf16(slope · bk) for a key already in bf16 (bk) and a bf16 slope (attention.cu's
+// contract; the host rounds them): slope · bk is exact (two 8-bit significands), so the split's
+// (2^16 + 1) · slope · bk rounds once from (2^16 + 1) · slope (exact too), and c − slope · bk is one
+// fma: 3 operations.
+__device__ __forceinline__ float tc_alibi_bias(float bk, float slope) {
+    const float c = __fmul_rn(__fmul_rn(65537.f, slope), bk);
+    return __fsub_rn(c, __fmaf_rn(-slope, bk, c));
+}
+// ALiBi on MT row tiles of keys from kb that need no mask (no soft-cap either), every row of this
+// thread with the same slope (G = 1, as in every ALiBi model, or G dividing 8; other threads take
+// tc_mask_tile): s += bf16(slope · bf16(key)), bit for bit tc_score's bias (alibi_bias.rs checks
+// both on every key up to 2^17 and every catalog slope), without the scale: the softmax folds
+// scale · log2 e into its exp2 as on plain tiles, after the same fp32 sum q·k + bias as tc_score's.
+// The bias once per key column the thread holds, shared by its 2·MT rows: per element one add
+// beside the plain path's work, against tc_score's conversions and masks (attention_wg.cu's
+// wg_alibi_tile shares each key's over the warp instead). The keys are exact in fp32 (below
+// 2^24); each is the last plus 1 or 7, a chain that keeps ptxas from computing all 16 biases at
+// once (registers, at its limit here at hd 64 and 128).
+template <int MT, int NT>
+__device__ __forceinline__ void tc_alibi_tiles(float (&s)[MT][NT][4], int kb, int ti, float slope) {
+    float key = (float)(kb + 2 * ti); // this thread's keys: kb + 2·ti + n·8 + x, x = 0, 1
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int x = 0; x < 2; x++) {
+            if (n + x > 0) key = __fadd_rn(key, x ? 1.f : 7.f);
+            const float b = tc_alibi_bias(tc_bf16_rn(key), slope);
+#pragma unroll
+            for (int t = 0; t < MT; t++) {
+                s[t][n][x] += b;
+                s[t][n][x + 2] += b;
+            }
+        }
+    }
+}
+
 // P·V's A fragment for k-step k: the accumulators of key tiles 2k and 2k+1, in 16 bits
 // (FlashAttention-2's layout trick: two m16n8 accumulators are one m16k16 A fragment).
 template <class T, int NT> __device__ __forceinline__ void tc_p_frag(unsigned (&a)[4], const float (&s)[NT][4], int k) {
@@ -273,7 +321,6 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
     const TcItem I = tc_item(items, tok_pos, window);
     const int q_tok = I.q_tok, q_cnt = I.q_cnt, slot = I.slot, kbeg = I.kbeg, kend = I.kend;
     const float L2E = 1.4426950408889634f, SL2 = scale * L2E;
-    const bool plain = alibi == nullptr && softcap <= 0.f;
     int kvh = blockIdx.y, G = heads / kv_heads;
     int tid = threadIdx.x, w = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
     tc_load_q<T, HD>(Qs, Sh::ROWS, S, q, q_tok, q_cnt, heads, kvh, G);
@@ -296,6 +343,12 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
             if (val[t][h]) wmin = min(wmin, pos[t][h]);
         }
     }
+    // Whether this thread's rows share one ALiBi slope (always without ALiBi): the unmasked
+    // tiles' bias (tc_alibi_tiles) is then computed once per key. Uniform over a quad (its 4
+    // threads hold the same rows), as the softmax's scale must be.
+    bool one_slope = true;
+#pragma unroll
+    for (int t = 0; t < MT; t++) one_slope = one_slope && sl[t][0] == sl[0][0] && sl[t][1] == sl[0][0];
     for (int o = 16; o > 0; o >>= 1) {
         wmax = max(wmax, __shfl_xor_sync(0xffffffff, wmax, o));
         wmin = min(wmin, __shfl_xor_sync(0xffffffff, wmin, o));
@@ -370,10 +423,13 @@ __device__ void attention_tc(const T* q, T* out, const T* kc, const T* vc, const
         }
         if (!skip) {
             // Scores in the log2 domain. A tile inside every row's causal range and window, without
-            // ALiBi or soft-cap (all but the diagonal tiles, usually), needs no per-element mask: the
-            // softmax folds scale·log2 e into its exp2. Per-element work, not the mma, bounds it.
-            bool full = plain && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
-            if (!full) {
+            // soft-cap (all but the diagonal tiles, usually), needs no per-element mask: the softmax
+            // folds scale·log2 e into its exp2, after ALiBi's bias where there is one. Per-element
+            // work, not the mma, bounds it.
+            bool full = softcap <= 0.f && one_slope && kb + KT <= kend && kb + KT - 1 <= wmin && (window == 0 || kb > wmax - window);
+            if (full && alibi) {
+                tc_alibi_tiles<MT, NT>(s, kb, ti, sl[0][0]);
+            } else if (!full) {
 #pragma unroll
                 for (int t = 0; t < MT; t++) tc_mask_tile(s[t], kb, ti, pos[t], sl[t], kend, alibi, scale, softcap, window);
             }

@@ -13,7 +13,9 @@
 // 128 rows (row r is query q_tok + r / G of head kvh·G + r % G), two warpgroups of 64 rows. Q sits
 // in shared memory as no-swizzle core matrices (tc_cm), K and V as attention_ws.cu's TMA copies
 // lay them out. Everything below is compiled only for sm_90a (Device::new compiles for it on
-// Hopper); elsewhere attention_tc serves every head dim.
+// Hopper); elsewhere attention_tc serves every head dim. At hd 64 the softmax's per-element work,
+// not the tensor cores, bounds the kernel: tiles that need no mask take attention_tc's unmasked
+// path, ALiBi's too (one add per element, each key's bias computed once per warp, wg_alibi_tile).
 
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
 // Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): address, leading and
@@ -67,7 +69,13 @@ WG_DEF(f16, "f16", 128, WG_D64, WG_C64, "%64", "%65", "%66", "%67", "%68", "%69"
 struct WgRows {
     int r0, pos[2], wmin, wmax;
     float sl[2];
+    bool one_slope; // every row of the warp has the same slope (wg_warp_slope; true without ALiBi)
 };
+// Whether both of this thread's slopes equal lane 0's, in every lane of the warp (all must call).
+__device__ __forceinline__ bool wg_warp_slope(const float (&sl)[2]) {
+    const float s0 = __shfl_sync(0xffffffff, sl[0], 0);
+    return __all_sync(0xffffffff, sl[0] == s0 && sl[1] == s0);
+}
 __device__ __forceinline__ WgRows wg_rows(int r0, int q_tok, int q_cnt, const int* tok_pos, const float* alibi, int kvh, int G) {
     WgRows R;
     R.r0 = r0;
@@ -86,18 +94,51 @@ __device__ __forceinline__ WgRows wg_rows(int r0, int q_tok, int q_cnt, const in
         R.wmax = max(R.wmax, __shfl_xor_sync(0xffffffff, R.wmax, o));
         R.wmin = min(R.wmin, __shfl_xor_sync(0xffffffff, R.wmin, o));
     }
+    R.one_slope = wg_warp_slope(R.sl);
     return R;
 }
 
+// ALiBi on one 16-row tile of keys from kb that needs no mask, every row of the warp with the same
+// slope (wg_warp_slope): tc_alibi_tiles' bias (bit for bit tc_score's), but each key's computed
+// once per warp instead of once per thread holding it: lane L takes keys kb + 2L and kb + 2L + 1
+// (the 64 keys of a tile; exact in fp32 below 2^24), and thread ti reads keys kb + 8n + 2ti + x
+// from lane 4n + ti, both in one shuffle: the biases are bf16 values, so their upper halves are
+// the whole of them. Per tile and thread 2 biases (14 FP32 operations), 8 shuffles and their
+// unpacking, then one add per element, against 16 biases (112 operations) per thread in
+// tc_alibi_tiles; attention_tc keeps that (its registers are at ptxas's limit at hd 64 and 128,
+// where shuffles shifted its spills). Packed, the shuffled values take 8 registers, not 16.
+// Warp-uniform: its caller's condition is.
+template <int NT> __device__ __forceinline__ void wg_alibi_tile(float (&s)[NT][4], int kb, int lane, float slope) {
+    static_assert(NT <= 8, "a warp's lanes cover 64 keys");
+    const float k0 = (float)(kb + 2 * lane);
+    const float b0 = tc_alibi_bias(tc_bf16_rn(k0), slope), b1 = tc_alibi_bias(tc_bf16_rn(__fadd_rn(k0, 1.f)), slope);
+    const unsigned b = __byte_perm(__float_as_uint(b0), __float_as_uint(b1), 0x7632); // b0's upper half low, b1's high
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        const int src = 4 * n + (lane & 3);
+        const unsigned q = __shfl_sync(0xffffffff, b, src);
+        const float c0 = __uint_as_float(q << 16), c1 = __uint_as_float(q & 0xffff0000u);
+        s[n][0] += c0;
+        s[n][1] += c1;
+        s[n][2] += c0;
+        s[n][3] += c1;
+    }
+}
+
 // Softmax of S_j (keys from kb) as attention_tc's: scores in the log2 domain, per-element masks
-// only off the unmasked tiles. Returns whether the max moved, and then o's factors in cA, cB,
-// which the caller applies once O's pending P·V has landed (wg_rescale_pack).
+// only off the unmasked tiles (those without soft-cap, where ALiBi's bias is one add per element
+// when the warp's rows share a slope: wg_alibi_tile). Returns whether the max moved, and then
+// o's factors in cA, cB, which the caller applies once O's pending P·V has landed
+// (wg_rescale_pack).
 template <int NT>
-__device__ __forceinline__ bool wg_softmax(float (&s)[NT][4], const WgRows& R, int kb, int kend, bool plain, int window, const float* alibi,
-                                           float scale, float softcap, int ti, float& mA, float& mB, float& lA, float& lB, float& cA,
-                                           float& cB) {
-    const bool full = plain && kb + NT * 8 <= kend && kb + NT * 8 - 1 <= R.wmin && (window == 0 || kb > R.wmax - window);
-    if (!full) tc_mask_tile(s, kb, ti, R.pos, R.sl, kend, alibi, scale, softcap, window);
+__device__ __forceinline__ bool wg_softmax(float (&s)[NT][4], const WgRows& R, int kb, int kend, int window, const float* alibi, float scale,
+                                           float softcap, int lane, float& mA, float& mB, float& lA, float& lB, float& cA, float& cB) {
+    const bool full = softcap <= 0.f && R.one_slope && kb + NT * 8 <= kend && kb + NT * 8 - 1 <= R.wmin && (window == 0 || kb > R.wmax - window);
+    if (full && alibi) {
+        wg_alibi_tile(s, kb, lane, R.sl[0]);
+    } else if (!full) {
+        tc_mask_tile(s, kb, lane & 3, R.pos, R.sl, kend, alibi, scale, softcap, window);
+    }
     const float sc = full ? scale * 1.4426950408889634f : 1.f;
     const bool moved = tc_softmax_max<NT, true, true>(s, mA, mB, lA, lB, sc, cA, cB);
     tc_softmax_exp<NT, true>(s, mA, mB, lA, lB, sc);

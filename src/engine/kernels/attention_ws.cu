@@ -191,7 +191,6 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     T* Qs = (T*)B.sm;
     T* KV = Qs + Sh::ROWS * PD; // stage b: K at KV + 2·b·KT·PD, V right after
     const unsigned full0 = smem_addr(B.sm + Sh::BAR), empty0 = full0 + 8 * ST;
-    const bool plain = alibi == nullptr && softcap <= 0.f;
     if (tid == 0) {
         for (int b = 0; b < ST; b++) {
             mbar_init(full0 + 8 * b, 1); // lane 0's arrival and the bytes
@@ -229,7 +228,7 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
         wg_wait<1>(); // S_j landed; the P·V may still run
         wg_pin(s);
         float cA, cB;
-        const bool moved = wg_softmax(s, R, kb, kend, plain, window, alibi, scale, softcap, ti, mA, mB, lA, lB, cA, cB);
+        const bool moved = wg_softmax(s, R, kb, kend, window, alibi, scale, softcap, lane, mA, mB, lA, lB, cA, cB);
         wg_wait<0>(); // P_{j-1}·V_{j-1} landed: tile j − 1's stage is free
         wg_pin(o);
         if (j > 0) mbar_arrive(empty0 + 8 * ((j - 1) % ST));

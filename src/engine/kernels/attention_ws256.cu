@@ -108,7 +108,6 @@ __device__ void attention_ws256(const T* q, T* out, const T* kc, const T* vc, co
     T* Qs = (T*)B.sm;
     const unsigned k0 = smem_addr(B.sm + Sh::KOFF), v0 = smem_addr(B.sm + Sh::VOFF), bar0 = smem_addr(B.sm + Sh::BAR);
     const unsigned fullK = bar0, fullV = bar0 + 8 * ST, emptyK = bar0 + 16 * ST, emptyV = bar0 + 24 * ST;
-    const bool plain = alibi == nullptr && softcap <= 0.f;
     if (tid == 0) {
         for (int b = 0; b < ST; b++) {
             mbar_init(fullK + 8 * b, 1); // lane 0's arrival and the bytes
@@ -152,7 +151,7 @@ __device__ void attention_ws256(const T* q, T* out, const T* kc, const T* vc, co
         wg_pin(s);
         mbar_arrive(emptyK + 8 * (j % ST));
         float cA, cB;
-        const bool moved = wg_softmax(s, R, kb, kend, plain, window, alibi, scale, softcap, ti, mA, mB, lA, lB, cA, cB);
+        const bool moved = wg_softmax(s, R, kb, kend, window, alibi, scale, softcap, lane, mA, mB, lA, lB, cA, cB);
         wg_wait<0>(); // P_{j-1}·V_{j-1} landed: tile j − 1's V stage is free
         wg_pin(o);
         if (j > 0) mbar_arrive(emptyV + 8 * ((j - 1) % ST));
