@@ -431,20 +431,25 @@ pub fn ffn_act_grid(rows: usize, f: usize, block: u32) -> (u32, u32, u32) {
 /// memory latency per row). The shared memory stages the row, and in the post-norm path the residual
 /// beside it, as 2-byte values.
 pub fn norm_residual_block(cols: usize) -> (u32, u32) {
-    let chunks = if cols.is_multiple_of(8) {
-        cols / 8
-    } else {
-        cols
-    }
-    .max(1);
+    let chunks = norm_residual_chunks(cols).max(1);
     let per_thread = chunks.div_ceil(1024);
     let threads = chunks.div_ceil(per_thread).div_ceil(32) * 32;
     (threads as u32, (cols * 4) as u32)
 }
 
+/// The column chunks of a `norm_residual` row: 16-byte vectors of 8 where `cols % 8 == 0` (every
+/// catalog hidden size), else single columns (norm_residual's V in common.cu).
+fn norm_residual_chunks(cols: usize) -> usize {
+    if cols.is_multiple_of(8) {
+        cols / 8
+    } else {
+        cols
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{norm_residual_block, DType};
+    use super::{norm_residual_block, norm_residual_chunks, DType};
 
     /// 1 + x rounds to 1 below the unit roundoff and away from 1 above it (round to nearest).
     #[test]
@@ -484,11 +489,7 @@ mod tests {
         }
         for cols in (8..40000).step_by(8).chain(1..3000) {
             let (t, _) = norm_residual_block(cols);
-            let chunks = if cols.is_multiple_of(8) {
-                cols / 8
-            } else {
-                cols
-            };
+            let chunks = norm_residual_chunks(cols);
             let per = chunks.div_ceil(t as usize);
             assert!(t % 32 == 0 && (32..=1024).contains(&t), "{cols}: {t}");
             assert_eq!(per, chunks.div_ceil(1024), "{cols}: {t} threads");

@@ -16,6 +16,16 @@ pub enum Epilogue {
     ReluBias,
 }
 
+impl Epilogue {
+    /// What the epilogue adds to a GEMM's name ("" for none): the kernel timer's and the selftest's.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Epilogue::None => "",
+            Epilogue::ReluBias => "+bias+relu",
+        }
+    }
+}
+
 /// One GEMM shape: y[rows × n] = x[rows × k] · w[n × k]ᵀ, row-major, then its epilogue.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub struct Shape {
@@ -68,11 +78,10 @@ impl Shape {
 
     /// The kernel timer's name: one per projection (the weight's n × k), whatever the row count.
     pub fn label(&self) -> String {
-        let ep = match self.ep {
-            Epilogue::None => "",
-            Epilogue::ReluBias => " +bias+relu",
-        };
-        format!("gemm {}x{}{ep}", self.n, self.k)
+        match self.ep {
+            Epilogue::None => format!("gemm {}x{}", self.n, self.k),
+            ep => format!("gemm {}x{} {}", self.n, self.k, ep.suffix()),
+        }
     }
 
     /// The operands hold the shape: x rows·k, w n·k, y rows·n elements (16-bit storage), and the

@@ -189,15 +189,7 @@ impl LtGemm {
             ),
             Entry::Vacant(v) => {
                 let mut p = Plan::new(s)?;
-                p.algo = *self.candidates(&p)?.first().ok_or_else(|| {
-                    anyhow!(
-                        "GEMM {}x{}x{} with epilogue {:?}: cuBLASLt offers no algorithm",
-                        s.rows,
-                        s.n,
-                        s.k,
-                        s.ep
-                    )
-                })?;
+                p.algo = first_of(&self.candidates(&p)?, s)?;
                 v.insert(p)
             }
         };
@@ -313,17 +305,11 @@ impl LtGemm {
     pub fn tune(&mut self, dev: &Device, s: Shape, o: Operands<'_>) -> Result<Tuned> {
         let mut p = Plan::new(s)?;
         let cands = self.candidates(&p)?;
-        let untuned_ms = match (s.ep, cands.first()) {
-            (Epilogue::None, _) => {
-                time_per_launch(dev, || dev.gemm_ex(s.dt, s.rows, s.n, s.k, o.x, o.w, o.y))?
-            }
-            (_, Some(first)) => time_per_launch(dev, || self.launch(dev, &p, s, first, o))?,
-            (ep, None) => bail!(
-                "GEMM {}x{}x{} with epilogue {ep:?}: cuBLASLt offers no algorithm",
-                s.rows,
-                s.n,
-                s.k
-            ),
+        let untuned_ms = if s.ep == Epilogue::None {
+            time_per_launch(dev, || dev.gemm_ex(s.dt, s.rows, s.n, s.k, o.x, o.w, o.y))?
+        } else {
+            let first = first_of(&cands, s)?;
+            time_per_launch(dev, || self.launch(dev, &p, s, &first, o))?
         };
         let mut best: Option<(f64, lt_sys::cublasLtMatmulAlgo_t)> = None;
         for algo in &cands {
@@ -358,7 +344,7 @@ impl LtGemm {
             }
             // No cublasGemmEx form: keep the heuristic's first, which the untuned time is of.
             (None, _) => {
-                p.algo = cands[0];
+                p.algo = first_of(&cands, s)?;
                 plans.insert(s, p);
                 Ok(Tuned {
                     untuned_ms,
@@ -368,6 +354,23 @@ impl LtGemm {
             }
         }
     }
+}
+
+/// The first of the heuristic's candidates for `s`, or an error naming the shape where it offers
+/// none.
+fn first_of(
+    cands: &[lt_sys::cublasLtMatmulAlgo_t],
+    s: Shape,
+) -> Result<lt_sys::cublasLtMatmulAlgo_t> {
+    cands.first().copied().ok_or_else(|| {
+        anyhow!(
+            "GEMM {}x{}x{} with epilogue {:?}: cuBLASLt offers no algorithm",
+            s.rows,
+            s.n,
+            s.k,
+            s.ep
+        )
+    })
 }
 
 /// GPU time per launch of `f`: one untimed launch, then REPS between two events.

@@ -26,11 +26,8 @@ impl Case {
 }
 
 /// The checks' name of a GEMM with epilogue `ep`.
-pub(crate) fn gemm_name(ep: Epilogue) -> &'static str {
-    match ep {
-        Epilogue::None => "gemm",
-        Epilogue::ReluBias => "gemm+bias+relu",
-    }
+pub(crate) fn gemm_name(ep: Epilogue) -> String {
+    format!("gemm{}", ep.suffix())
 }
 
 impl Tester {
@@ -71,15 +68,17 @@ impl Tester {
         Ok(())
     }
 
-    /// The shape of a GEMM of this run's dtype, as plans and tuning key it.
-    fn shape(&self, rows: usize, n: usize, k: usize, ep: Epilogue) -> Shape {
-        Shape {
+    /// cuBLASLt on, a random case and its shape (this run's dtype, as plans and tuning key it).
+    fn lt_case(&mut self, rows: usize, n: usize, k: usize, ep: Epilogue) -> Result<(Case, Shape)> {
+        self.dev.enable_lt()?;
+        let s = Shape {
             dt: self.dt,
             rows,
             n,
             k,
             ep,
-        }
+        };
+        Ok((self.case(rows, n, k, ep), s))
     }
 
     /// A GEMM with epilogue `ep` as the forward runs it (`Device::run_gemm`, untuned: cuBLASLt's
@@ -91,10 +90,8 @@ impl Tester {
         k: usize,
         ep: Epilogue,
     ) -> Result<()> {
-        self.dev.enable_lt()?;
-        let c = self.case(rows, n, k, ep);
+        let (c, s) = self.lt_case(rows, n, k, ep)?;
         let y = self.poisoned(rows * n);
-        let s = self.shape(rows, n, k, ep);
         self.dev.run_gemm(s, c.operands(&y))?;
         let got = self.get(&y, rows * n)?;
         let tol = self.tol();
@@ -115,9 +112,7 @@ impl Tester {
         k: usize,
         ep: Epilogue,
     ) -> Result<()> {
-        self.dev.enable_lt()?;
-        let c = self.case(rows, n, k, ep);
-        let s = self.shape(rows, n, k, ep);
+        let (c, s) = self.lt_case(rows, n, k, ep)?;
         let count = self.dev.lt_gemm()?.candidate_count(s)?;
         let what = gemm_name(ep);
         // No candidate would leave tuning nothing to choose: a failed check, not a silent pass.
