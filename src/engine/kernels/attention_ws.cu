@@ -241,10 +241,7 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
         wg_wait<0>();
         wg_pin(o);
     }
-    if constexpr (PD == HD) {
-        wg_store<T>(out, o, R, lA, lB, q_tok, heads, kvh, G, ti);
-    } else { // O's first HD columns, rows of HD values (the rest are P·0)
-        wg_store<T>(out, reinterpret_cast<const float(&)[HD / 8][4]>(o), R, lA, lB, q_tok, heads, kvh, G, ti);
-    }
+    // O's first HD columns into rows of HD values (past HD, at hd 80, they are P·0)
+    wg_store<T>(out, reinterpret_cast<const float(&)[HD / 8][4]>(o), R, lA, lB, q_tok, heads, kvh, G, ti);
 }
 #endif
