@@ -226,10 +226,14 @@ fn ab_requests(vocab: usize) -> Vec<Request> {
         .collect()
 }
 
+/// Batch and token budget of the A/B checks' engines and runs.
+const AB_BATCH: usize = 8;
+const AB_TOKENS: usize = 2048;
+
 fn ab_limits() -> Limits {
     Limits {
-        max_batch_size: 8,
-        max_num_tokens: 2048,
+        max_batch_size: AB_BATCH,
+        max_num_tokens: AB_TOKENS,
     }
 }
 
@@ -242,8 +246,12 @@ fn agreement(a: &RunOutput, b: &RunOutput, dtype: DType) -> (bool, String) {
         a.logits.as_deref().unwrap_or_default(),
         b.logits.as_deref().unwrap_or_default(),
     );
-    let (mut worst, mut same, mut ties, mut bad) = (0f64, 0usize, 0usize, 0usize);
-    for r in 0..la.len().min(lb.len()) {
+    // A request without logits in both runs counts as a real difference, as it did when a missing
+    // one stopped the check.
+    let both = la.len().min(lb.len());
+    let missing = a.tokens.len().max(b.tokens.len()).saturating_sub(both);
+    let (mut worst, mut same, mut ties, mut bad) = (0f64, 0usize, 0usize, missing);
+    for r in 0..both {
         for (k, (x, y)) in la[r].iter().zip(&lb[r]).enumerate() {
             let (mut num, mut den, mut dmax) = (0f64, 0f64, 0f64);
             for (p, q) in x.iter().zip(y) {
@@ -279,8 +287,8 @@ fn ab_options(seed: u64, dtype: DType) -> EngineOptions {
     EngineOptions {
         seed,
         dtype,
-        max_batch_size: 8,
-        max_num_tokens: 2048,
+        max_batch_size: AB_BATCH,
+        max_num_tokens: AB_TOKENS,
         kv_fraction: 0.2,
         ..Default::default()
     }

@@ -211,7 +211,9 @@ impl Tester {
             (5, 8192, 2048),
         ] {
             let r = self.gemm_epilogue(rows, n, k, relu_bias);
-            self.failed_check(r, || format!("cublasLt gemm+bias+relu {rows}x{n}x{k}"));
+            self.failed_check(r, || {
+                format!("cublasLt {} {rows}x{n}x{k}", gemm_name(relu_bias))
+            });
         }
         for &(rows, v) in &[(1, 10), (5, 32000), (3, 128256), (2, 50257)] {
             self.argmax(rows, v)?;
