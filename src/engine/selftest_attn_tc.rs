@@ -66,51 +66,34 @@ impl Tester {
         let long: &[usize] = &[5, 700, 1029];
         self.attention(32, 32, 80, long, false, tc)?;
         self.attention(8, 2, 80, long, false, tc)?;
-        for &(h, kv, cap, win) in &[(8, 8, 2.0f32, 0usize), (8, 2, 0.0, 300), (4, 4, 30.0, 37)] {
-            let o = AttnOpts {
-                softcap: cap,
-                window: win,
-                scale: Some(1.0 / 12.0),
-                ..tc
-            };
-            self.attention(h, kv, 80, long, false, o)?;
-        }
+        let hd80 = [
+            (8, 8, 80, 2.0, 0),
+            (8, 2, 80, 0.0, 300),
+            (4, 4, 80, 30.0, 37),
+        ];
+        self.capped(&hd80, long, false, 1.0 / 12.0, tc)?;
         self.attention(5, 5, 80, long, false, AttnOpts { alibi: true, ..tc })?;
 
         // Head dim 256 (Gemma-2; attention_ws256.cu on sm_90a): groups 2 and 8, many items per
         // sequence with partial pages and row blocks, soft-cap with and without a window.
         self.attention(8, 4, 256, long, false, tc)?;
         self.attention(16, 2, 256, long, false, tc)?;
-        for &(h, kv, cap, win) in &[
-            (8, 4, 2.0f32, 0usize),
-            (16, 2, 1.0, 0),
-            (8, 4, 2.0, 300),
-            (16, 2, 50.0, 4096),
-        ] {
-            let o = AttnOpts {
-                softcap: cap,
-                window: win,
-                scale: Some(1.0 / 16.0),
-                ..tc
-            };
-            self.attention(h, kv, 256, long, false, o)?;
-        }
-        for &(h, kv, hd, cap, win) in &[
-            (8, 4, 256, 50.0f32, 4096usize),
+        let hd256 = [
+            (8, 4, 256, 2.0, 0),
+            (16, 2, 256, 1.0, 0),
+            (8, 4, 256, 2.0, 300),
+            (16, 2, 256, 50.0, 4096),
+        ];
+        self.capped(&hd256, long, false, 1.0 / 16.0, tc)?;
+        let prefill = [
+            (8, 4, 256, 50.0, 4096),
             (8, 4, 256, 2.0, 37),
             (4, 2, 64, 1.5, 100),
             (6, 3, 32, 0.0, 7),
             (16, 2, 128, 0.0, 65),
             (8, 1, 80, 3.0, 200),
-        ] {
-            let o = AttnOpts {
-                softcap: cap,
-                window: win,
-                scale: Some(1.0 / 12.0),
-                ..tc
-            };
-            self.attention(h, kv, hd, lens, false, o)?;
-        }
+        ];
+        self.capped(&prefill, lens, false, 1.0 / 12.0, tc)?;
         for &(h, hd) in &[(64usize, 64usize), (6, 64), (5, 80), (4, 128), (4, 256)] {
             self.attention(h, h, hd, lens, false, AttnOpts { alibi: true, ..tc })?;
         }
@@ -147,31 +130,40 @@ impl Tester {
         ] {
             self.attention(h, kv, hd, dlens, true, tc)?;
         }
-        for &(h, kv, hd, cap, win) in &[
-            (8, 4, 256, 50.0f32, 4096usize),
+        let decode = [
+            (8, 4, 256, 50.0, 4096),
             (8, 4, 256, 30.0, 37),
             // Gemma-2's window at a smaller scale (1000 keys of 1500 and 4097; Gemma-2-9B's group
             // of 2): splits wholly before the window (empty) and splits starting at its first page.
             (16, 8, 256, 50.0, 1000),
             (4, 2, 64, 0.0, 100),
             (8, 1, 80, 3.0, 200),
-        ] {
-            self.attention(
-                h,
-                kv,
-                hd,
-                dlens,
-                true,
-                AttnOpts {
-                    softcap: cap,
-                    window: win,
-                    scale: Some(1.0 / 12.0),
-                    ..tc
-                },
-            )?;
-        }
+        ];
+        self.capped(&decode, dlens, true, 1.0 / 12.0, tc)?;
         for &(h, hd) in &[(32usize, 64usize), (5, 80), (4, 256)] {
             self.attention(h, h, hd, dlens, true, AttnOpts { alibi: true, ..tc })?;
+        }
+        Ok(())
+    }
+
+    /// Gemma-2's variants: each (heads, KV heads, head dim, soft-cap, window) at query scale
+    /// `scale` over `lens`, prefill or `decode`, in the order given.
+    fn capped(
+        &mut self,
+        cases: &[(usize, usize, usize, f32, usize)],
+        lens: &[usize],
+        decode: bool,
+        scale: f32,
+        tc: AttnOpts,
+    ) -> Result<()> {
+        for &(h, kv, hd, softcap, window) in cases {
+            let o = AttnOpts {
+                softcap,
+                window,
+                scale: Some(scale),
+                ..tc
+            };
+            self.attention(h, kv, hd, lens, decode, o)?;
         }
         Ok(())
     }
