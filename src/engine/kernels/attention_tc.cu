@@ -134,6 +134,33 @@ __device__ __forceinline__ float tc_exp2(float x) {
     return y;
 }
 
+// 1/x for the soft-cap below (rcp.approx: one MUFU op, relative error about 2^-23, flushes
+// denormals; 1/inf = 0), where 1.f / x would be the IEEE division's dozen instructions.
+__device__ __forceinline__ float tc_rcp(float x) {
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+// Gemma-2's soft-cap on a tile that needs no mask: c·tanh(scale·s / c), in the log2 domain, with
+// tanh(u) = 1 − 2 / (1 + e^2u), that is a − 2a / (1 + 2^(k·s)) for k = 2·scale·log2 e / c and
+// a = c·log2 e: per element one ex2 and one rcp (MUFU) and three FP32 operations, where tc_score's
+// tanhf and IEEE division cost about 30 instructions and, at head dim 256, kept the tensor cores
+// waiting. Large u gives 1/inf = 0 and a; very negative u gives 1/1 and −a. Its error is absolute,
+// about 2^-21·a (ex2's and rcp's relative errors, times 2a), which is what a softmax sees; a
+// polynomial like tanhf's is more accurate near 0 only, where the softmax needs no more.
+template <int NT> __device__ __forceinline__ void tc_softcap_tile(float (&s)[NT][4], float2 ka) {
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int x = 0; x < 4; x++) s[n][x] = fmaf(-2.f * ka.y, tc_rcp(1.f + tc_exp2(s[n][x] * ka.x)), ka.y);
+    }
+}
+// tc_softcap_tile's (k, a) for query scale `scale` and soft-cap c (k is unused, and infinite, at c = 0).
+__device__ __forceinline__ float2 tc_softcap_ka(float scale, float c) {
+    const float L2E = 1.4426950408889634f;
+    return make_float2(2.f * scale * L2E / c, c * L2E);
+}
+
 // Online-softmax step for this thread's two rows (A = elements 0, 1; B = 2, 3 of each accumulator)
 // over a tile of masked scores s: new running max (the row lives in the 4 threads of a quad), o and
 // l rescaled, s replaced by exp(s - max) and added to the per-thread partial l. Rows fully masked so

@@ -126,20 +126,23 @@ template <int NT> __device__ __forceinline__ void wg_alibi_tile(float (&s)[NT][4
 }
 
 // Softmax of S_j (keys from kb) as attention_tc's: scores in the log2 domain, per-element masks
-// only off the unmasked tiles (those without soft-cap, where ALiBi's bias is one add per element
-// when the warp's rows share a slope: wg_alibi_tile). Returns whether the max moved, and then
+// only off the unmasked tiles (there ALiBi's bias is one add per element when the warp's rows
+// share a slope, wg_alibi_tile, and the soft-cap an ex2 and an rcp, tc_softcap_tile). Returns whether the max moved, and then
 // o's factors in cA, cB, which the caller applies once O's pending P·V has landed
 // (wg_rescale_pack).
 template <int NT>
 __device__ __forceinline__ bool wg_softmax(float (&s)[NT][4], const WgRows& R, int kb, int kend, int window, const float* alibi, float scale,
                                            float softcap, int lane, float& mA, float& mB, float& lA, float& lB, float& cA, float& cB) {
-    const bool full = softcap <= 0.f && R.one_slope && kb + NT * 8 <= kend && kb + NT * 8 - 1 <= R.wmin && (window == 0 || kb > R.wmax - window);
-    if (full && alibi) {
+    const bool full = (softcap <= 0.f || !alibi) && R.one_slope && kb + NT * 8 <= kend && kb + NT * 8 - 1 <= R.wmin &&
+                      (window == 0 || kb > R.wmax - window);
+    if (full && softcap > 0.f) {
+        tc_softcap_tile(s, tc_softcap_ka(scale, softcap));
+    } else if (full && alibi) {
         wg_alibi_tile(s, kb, lane, R.sl[0]);
     } else if (!full) {
         tc_mask_tile(s, kb, lane & 3, R.pos, R.sl, kend, alibi, scale, softcap, window);
     }
-    const float sc = full ? scale * 1.4426950408889634f : 1.f;
+    const float sc = full && softcap <= 0.f ? scale * 1.4426950408889634f : 1.f;
     const bool moved = tc_softmax_max<NT, true, true>(s, mA, mB, lA, lB, sc, cA, cB);
     tc_softmax_exp<NT, true>(s, mA, mB, lA, lB, sc);
     return moved;
