@@ -268,50 +268,64 @@ template <class T> __device__ void softcap(T* x, long long n, float cap) {
         x[i] = fromf<T>(rnd<T>(tanhf(rnd<T>(tof(x[i]) / cap))) * cap);
 }
 
-// One rotate-half pair (d, d + hd/2) of head h of token t, loaded as x1, x2: bias, RoPE, store.
-template <class T> __device__ __forceinline__ void qkv_post_pair(float x1, float x2, int h, int d, int t, int pos, int page, int off,
-                                                                 const T* __restrict__ bias, T* __restrict__ q_out, T* __restrict__ kc,
-                                                                 T* __restrict__ vc, const float* inv_freq, const float* rope_c,
-                                                                 const float* rope_s, bool table, int heads, int kv_heads, int hd,
-                                                                 int page_size, int rope) {
-    int half = hd / 2, i1 = h * hd + d, i2 = i1 + half;
+// Eight rotate-half pairs (d + j, d + j + hd/2), j < 8, of head h of token t, loaded as x1, x2:
+// bias, RoPE, store, each half in one 16-byte access (d and hd/2 are multiples of 8 for every head
+// dim with a kernel, HEAD_DIMS in forward.rs, and every row starts 16-byte aligned).
+template <class T> __device__ __forceinline__ void qkv_post_vec(float (&x1)[8], float (&x2)[8], int h, int d, int t, int pos, int page, int off,
+                                                                const T* __restrict__ bias, T* __restrict__ q_out, T* __restrict__ kc,
+                                                                T* __restrict__ vc, const float* inv_freq, const float* rope_c,
+                                                                const float* rope_s, bool table, int heads, int kv_heads, int hd,
+                                                                int page_size, int rope) {
+    const int half = hd / 2, i1 = h * hd + d;
     if (bias) {
-        x1 = rnd<T>(x1 + tof(bias[i1]));
-        x2 = rnd<T>(x2 + tof(bias[i2]));
-    }
-    float y1 = x1, y2 = x2;
-    if (rope && h < heads + kv_heads) {
-        float s, c;
-        if (table) {
-            c = rope_c[d];
-            s = rope_s[d];
-        } else {
-            sincosf((float)pos * inv_freq[d], &s, &c);
-            c = rnd<T>(c);
-            s = rnd<T>(s);
+        float b1[8], b2[8];
+        ldv<T, 8>(bias + i1, b1);
+        ldv<T, 8>(bias + i1 + half, b2);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            x1[j] = rnd<T>(x1[j] + b1[j]);
+            x2[j] = rnd<T>(x2[j] + b2[j]);
         }
-        y1 = rnd<T>(rnd<T>(x1 * c) + rnd<T>(-x2 * s));
-        y2 = rnd<T>(rnd<T>(x2 * c) + rnd<T>(x1 * s));
     }
+    float y1[8], y2[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        y1[j] = x1[j];
+        y2[j] = x2[j];
+        if (rope && h < heads + kv_heads) {
+            float s, c;
+            if (table) {
+                c = rope_c[d + j];
+                s = rope_s[d + j];
+            } else {
+                sincosf((float)pos * inv_freq[d + j], &s, &c);
+                c = rnd<T>(c);
+                s = rnd<T>(s);
+            }
+            y1[j] = rnd<T>(rnd<T>(x1[j] * c) + rnd<T>(-x2[j] * s));
+            y2[j] = rnd<T>(rnd<T>(x2[j] * c) + rnd<T>(x1[j] * s));
+        }
+    }
+    T* dst;
     if (h < heads) {
-        T* q = q_out + (long long)t * heads * hd + h * hd;
-        q[d] = fromf<T>(y1);
-        q[d + half] = fromf<T>(y2);
+        dst = q_out + (long long)t * heads * hd + h * hd;
     } else {
         int kvh = h < heads + kv_heads ? h - heads : h - heads - kv_heads;
-        T* dst = (h < heads + kv_heads ? kc : vc) + (((long long)page * kv_heads + kvh) * page_size + off) * hd;
-        dst[d] = fromf<T>(y1);
-        dst[d + half] = fromf<T>(y2);
+        dst = (h < heads + kv_heads ? kc : vc) + (((long long)page * kv_heads + kvh) * page_size + off) * hd;
     }
+    stv<T, 8>(dst + d, y1);
+    stv<T, 8>(dst + d + half, y2);
 }
 
-static constexpr int QKV_U = 4; // pairs per thread loaded together (1 was the old loop's depth)
+static constexpr int QKV_U = 2; // 8-pair vectors per thread loaded together (64 bytes in flight)
 
 // Per token (block): add q/k/v bias, rotate q and k (rotate-half, angle pos*inv_freq[d]),
 // write q to q_out [T, heads*hd] and k, v into the paged cache of this layer.
 // Cache layout: [page][kv_head][page_size][hd]; page = block_table[slot*max_pages + pos/page_size].
 // The angle's cos and sin depend on (pos, d) only: they are computed once per token into shared
 // memory (hd/2 pairs; the direct sincosf remains for hd > 256) rather than once per head.
+// Memory is read and written 16 bytes at a time: with one 2-byte element per access the kernel
+// was bound by its load and store instructions (1.7× the copy time of its bytes at 8192 tokens).
 template <class T> __device__ void qkv_post(const T* __restrict__ qkv, const T* __restrict__ bias, T* __restrict__ q_out,
                                             T* __restrict__ kc, T* __restrict__ vc, const int* tok_pos,
                                             const int* tok_slot, const int* block_table, int max_pages, const float* inv_freq,
@@ -331,23 +345,24 @@ template <class T> __device__ void qkv_post(const T* __restrict__ qkv, const T* 
     }
     const T* row = qkv + (long long)t * width;
     int page = block_table[slot * max_pages + pos / page_size], off = pos % page_size;
-    int npairs = (heads + 2 * kv_heads) * half;
-    // Each thread takes QKV_U pairs at a time and loads all of them before it computes and stores
-    // any: QKV_U times the bytes in flight of a load-compute-store loop, which was latency bound.
-    for (int p0 = threadIdx.x; p0 < npairs; p0 += QKV_U * blockDim.x) {
-        float x1[QKV_U], x2[QKV_U];
+    const int per_head = half / 8, nvec = (heads + 2 * kv_heads) * per_head;
+    // Each thread loads QKV_U vectors before it computes and stores any (bytes in flight).
+    for (int v0 = threadIdx.x; v0 < nvec; v0 += QKV_U * blockDim.x) {
+        float x1[QKV_U][8], x2[QKV_U][8];
 #pragma unroll
         for (int u = 0; u < QKV_U; u++) {
-            int p = p0 + u * blockDim.x, i1 = (p / half) * hd + p % half;
-            x1[u] = p < npairs ? tof(row[i1]) : 0.f;
-            x2[u] = p < npairs ? tof(row[i1 + half]) : 0.f;
+            int v = v0 + u * blockDim.x, i1 = (v / per_head) * hd + v % per_head * 8;
+            if (v < nvec) {
+                ldv<T, 8>(row + i1, x1[u]);
+                ldv<T, 8>(row + i1 + half, x2[u]);
+            }
         }
 #pragma unroll
         for (int u = 0; u < QKV_U; u++) {
-            int p = p0 + u * blockDim.x;
-            if (p >= npairs) break;
-            qkv_post_pair<T>(x1[u], x2[u], p / half, p % half, t, pos, page, off, bias, q_out, kc, vc, inv_freq, rope_c, rope_s,
-                             table, heads, kv_heads, hd, page_size, rope);
+            int v = v0 + u * blockDim.x;
+            if (v >= nvec) break;
+            qkv_post_vec<T>(x1[u], x2[u], v / per_head, v % per_head * 8, t, pos, page, off, bias, q_out, kc, vc, inv_freq, rope_c,
+                            rope_s, table, heads, kv_heads, hd, page_size, rope);
         }
     }
 }
