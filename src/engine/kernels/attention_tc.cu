@@ -148,6 +148,9 @@ __device__ __forceinline__ float tc_rcp(float x) {
 // waiting. Large u gives 1/inf = 0 and a; very negative u gives 1/1 and −a. Its error is absolute,
 // about 2^-21·a (ex2's and rcp's relative errors, times 2a), which is what a softmax sees; a
 // polynomial like tanhf's is more accurate near 0 only, where the softmax needs no more.
+// Hopper's attention_wg.cu uses it; attention_tc keeps tc_score on soft-capped tiles, where the
+// second path cost registers (hd 32: 194 → 241) and a 12-byte spill at hd 96 for GPUs that no
+// catalog LLM measures with soft-cap.
 template <int NT> __device__ __forceinline__ void tc_softcap_tile(float (&s)[NT][4], float2 ka) {
 #pragma unroll
     for (int n = 0; n < NT; n++) {

@@ -127,9 +127,9 @@ template <int NT> __device__ __forceinline__ void wg_alibi_tile(float (&s)[NT][4
 
 // Softmax of S_j (keys from kb) as attention_tc's: scores in the log2 domain, per-element masks
 // only off the unmasked tiles (there ALiBi's bias is one add per element when the warp's rows
-// share a slope, wg_alibi_tile, and the soft-cap an ex2 and an rcp, tc_softcap_tile). Returns whether the max moved, and then
-// o's factors in cA, cB, which the caller applies once O's pending P·V has landed
-// (wg_rescale_pack).
+// share a slope, wg_alibi_tile, and the soft-cap an ex2 and an rcp, tc_softcap_tile). Returns
+// whether the max moved, and then o's factors in cA, cB, which the caller applies once O's
+// pending P·V has landed (wg_rescale_pack).
 template <int NT>
 __device__ __forceinline__ bool wg_softmax(float (&s)[NT][4], const WgRows& R, int kb, int kend, int window, const float* alibi, float scale,
                                            float softcap, int lane, float& mA, float& mB, float& lA, float& lB, float& cA, float& cB) {
