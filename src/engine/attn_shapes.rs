@@ -139,6 +139,10 @@ mod tests {
                 0,
                 "the tensor-core kernel needs head_dim % 16 == 0"
             );
+            assert!(
+                hd <= 256,
+                "qkv_post's RoPE table holds 128 pairs (common.cu): head_dim {hd} needs more"
+            );
             for tma in [false, true] {
                 assert!(
                     tcd_smem(hd, tma) <= 227 << 10,

@@ -269,12 +269,13 @@ template <class T> __device__ void softcap(T* x, long long n, float cap) {
 }
 
 // Eight rotate-half pairs (d + j, d + j + hd/2), j < 8, of head h of token t, loaded as x1, x2:
-// bias, RoPE, store, each half in one 16-byte access (d and hd/2 are multiples of 8 for every head
-// dim with a kernel, HEAD_DIMS in forward.rs, and every row starts 16-byte aligned).
-template <class T> __device__ __forceinline__ void qkv_post_vec(float (&x1)[8], float (&x2)[8], int h, int d, int t, int pos, int page, int off,
+// bias, RoPE (cos and sin from the block's table), store, each half in one 16-byte access (d and
+// hd/2 are multiples of 8 for every head dim with a kernel, HEAD_DIMS in forward.rs, and every row
+// starts 16-byte aligned).
+template <class T> __device__ __forceinline__ void qkv_post_vec(float (&x1)[8], float (&x2)[8], int h, int d, int t, int page, int off,
                                                                 const T* __restrict__ bias, T* __restrict__ q_out, T* __restrict__ kc,
-                                                                T* __restrict__ vc, const float* inv_freq, const float* rope_c,
-                                                                const float* rope_s, bool table, int heads, int kv_heads, int hd,
+                                                                T* __restrict__ vc, const float* rope_c, const float* rope_s,
+                                                                int heads, int kv_heads, int hd,
                                                                 int page_size, int rope) {
     const int half = hd / 2, i1 = h * hd + d;
     if (bias) {
@@ -293,15 +294,7 @@ template <class T> __device__ __forceinline__ void qkv_post_vec(float (&x1)[8], 
         y1[j] = x1[j];
         y2[j] = x2[j];
         if (rope && h < heads + kv_heads) {
-            float s, c;
-            if (table) {
-                c = rope_c[d + j];
-                s = rope_s[d + j];
-            } else {
-                sincosf((float)pos * inv_freq[d + j], &s, &c);
-                c = rnd<T>(c);
-                s = rnd<T>(s);
-            }
+            const float c = rope_c[d + j], s = rope_s[d + j];
             y1[j] = rnd<T>(rnd<T>(x1[j] * c) + rnd<T>(-x2[j] * s));
             y2[j] = rnd<T>(rnd<T>(x2[j] * c) + rnd<T>(x1[j] * s));
         }
@@ -323,7 +316,8 @@ static constexpr int QKV_U = 2; // 8-pair vectors per thread loaded together (64
 // write q to q_out [T, heads*hd] and k, v into the paged cache of this layer.
 // Cache layout: [page][kv_head][page_size][hd]; page = block_table[slot*max_pages + pos/page_size].
 // The angle's cos and sin depend on (pos, d) only: they are computed once per token into shared
-// memory (hd/2 pairs; the direct sincosf remains for hd > 256) rather than once per head.
+// memory (hd/2 ≤ 128 pairs: HEAD_DIMS ends at 256, attn_shapes.rs checks it) rather than once per
+// head.
 // Memory is read and written 16 bytes at a time: with one 2-byte element per access the kernel
 // was bound by its load and store instructions (1.7× the copy time of its bytes at 8192 tokens).
 template <class T> __device__ void qkv_post(const T* __restrict__ qkv, const T* __restrict__ bias, T* __restrict__ q_out,
@@ -333,8 +327,7 @@ template <class T> __device__ void qkv_post(const T* __restrict__ qkv, const T* 
     __shared__ float rope_c[128], rope_s[128];
     int t = blockIdx.x, pos = tok_pos[t], slot = tok_slot[t];
     int width = (heads + 2 * kv_heads) * hd, half = hd / 2;
-    const bool table = rope && half <= 128;
-    if (table) {  // uniform over the block
+    if (rope) {  // uniform over the block
         for (int d = threadIdx.x; d < half; d += blockDim.x) {
             float sn, cs;
             sincosf((float)pos * inv_freq[d], &sn, &cs);
@@ -361,8 +354,8 @@ template <class T> __device__ void qkv_post(const T* __restrict__ qkv, const T* 
         for (int u = 0; u < QKV_U; u++) {
             int v = v0 + u * blockDim.x;
             if (v >= nvec) break;
-            qkv_post_vec<T>(x1[u], x2[u], v / per_head, v % per_head * 8, t, pos, page, off, bias, q_out, kc, vc, inv_freq, rope_c,
-                            rope_s, table, heads, kv_heads, hd, page_size, rope);
+            qkv_post_vec<T>(x1[u], x2[u], v / per_head, v % per_head * 8, t, page, off, bias, q_out, kc, vc, rope_c, rope_s,
+                            heads, kv_heads, hd, page_size, rope);
         }
     }
 }
