@@ -176,17 +176,15 @@ pub fn run(a: DesignArgs) -> Result<()> {
     let pred = p
         .predict(&d.chosen, noise, &inputs)
         .context("the design does not identify the model")?;
-    let hold = holdouts(
-        &c.list,
-        &d.chosen,
-        a.holdouts,
-        a.holdout_max_s.unwrap_or(budget / 10.0),
-    );
+    let hold_max_s = a.holdout_max_s.unwrap_or(budget / 10.0);
+    let hold = holdouts(&c.list, &d.chosen, a.holdouts, hold_max_s);
     if hold.len() < a.holdouts {
         eprintln!(
-            "note: only {} of {} hold-out points cost at most --holdout-max-s",
+            "note: {} of {} hold-outs: only {} grid points outside the design cost at most \
+             --holdout-max-s ({hold_max_s:.0} s); a larger --holdout-max-s admits more",
             hold.len(),
-            a.holdouts
+            a.holdouts,
+            hold.len()
         );
     }
     let mut again = d.chosen.clone();

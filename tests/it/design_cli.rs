@@ -308,3 +308,32 @@ fn budget_fraction_and_repeat_points() {
         text(&o)
     );
 }
+
+/// Fewer hold-outs than asked: the note says how many points outside the design the cap admits,
+/// with the cap in seconds, and the plan holds exactly those.
+#[test]
+fn too_few_cheap_points_for_the_holdouts_are_named_with_the_cap() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = d.path().join("plan.csv");
+    let o = ef(&[
+        "design",
+        "--llm",
+        "opt-6.7b",
+        "--budget-fraction",
+        "0.03",
+        "--holdouts",
+        "4",
+        "--holdout-max-s",
+        "160",
+        "--plan-csv",
+        plan.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("note: 2 of 4 hold-outs: only 2 grid points outside the design cost at most --holdout-max-s (160 s)"),
+        "{err}"
+    );
+    let plan = std::fs::read_to_string(&plan).unwrap();
+    assert_eq!(plan.lines().filter(|l| l.ends_with(",holdout")).count(), 2);
+}
