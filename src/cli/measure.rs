@@ -2,6 +2,7 @@
 //! per point to `--out` and continuing a previous file with `--resume`.
 
 use super::measure_plan::{grid, plan, Planned};
+use super::measure_replace::Replacing;
 use super::values::{fraction, positive_f64, seconds, whole};
 use crate::measure::cost::RooflineCost;
 use crate::measure::plan::{dry_run_table, plan_csv, plan_rows, Shard};
@@ -14,6 +15,7 @@ use crate::measure::writer::{card_warning, done_keys, peek_rows};
 use crate::measure::{CostModel, EnergyMeter, NvmlMeter, Point, PointSource, Writer};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,7 +187,7 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         drop_done(&mut planned.points, writer.rows(), &a, &cost)?;
     }
     let factory = workload_factory(standin, a.tune_gemms);
-    let (source, expected_points, expected_s) = point_source(planned, a.budget_s, &cost);
+    let (source, expected_points, expected_s) = point_source(planned, &a, gpu_mem, &cost);
     let s = run_source(
         source,
         expected_points,
@@ -325,16 +327,19 @@ fn workload_factory(standin: Option<StandinConfig>, tune_gemms: bool) -> Box<Wor
 
 /// Where the run loop takes its points: the adaptive source (sized by the budget), or the fixed
 /// list with each point's role (sized by its length).
+/// The points' source: the adaptive design's, or the planned list, whose failed design points are
+/// replaced (`measure_replace.rs`) unless the run is one shard of several.
 fn point_source(
     planned: Planned,
-    budget_s: Option<f64>,
+    a: &MeasureArgs,
+    gpu_mem: Option<u64>,
     cost: &RooflineCost,
 ) -> (Box<dyn PointSource>, Option<usize>, Option<f64>) {
     if let Some(ad) = planned.adaptive {
-        return (Box::new(ad), None, budget_s);
+        return (Box::new(ad), None, a.budget_s);
     }
     let n = planned.points.len();
-    let with_roles = planned
+    let with_roles: VecDeque<(Point, String)> = planned
         .points
         .into_iter()
         .map(|p| {
@@ -346,7 +351,22 @@ fn point_source(
             (p, role)
         })
         .collect();
-    (Box::new(FixedPoints(with_roles)), Some(n), None)
+    let plan: Vec<(Point, String)> = planned.roles.into_iter().collect();
+    let replacing = a.shard.is_none().then(|| {
+        Replacing::new(
+            with_roles.clone(),
+            &plan,
+            (&a.inputs, &a.outputs),
+            &a.model,
+            a.prior.as_deref(),
+            gpu_mem.unwrap_or(80 << 30),
+            a.min_window_s,
+        )
+    });
+    match replacing.flatten() {
+        Some(r) => (Box::new(r), Some(n), None),
+        None => (Box::new(FixedPoints(with_roles)), Some(n), None),
+    }
 }
 
 /// `--gpus` as NVML indices, each once.

@@ -156,4 +156,11 @@ impl PointSource for Adaptive {
     fn left(&self) -> usize {
         self.initial.len() + usize::from(self.more)
     }
+
+    fn queued(&self) -> Vec<Point> {
+        self.initial
+            .iter()
+            .map(|&i| self.points[i].clone())
+            .collect()
+    }
 }

@@ -12,6 +12,7 @@ mod fit_prior;
 pub mod import_reference;
 mod measure_adaptive;
 mod measure_plan;
+mod measure_replace;
 pub mod predict;
 pub mod predict_batch;
 pub mod report;

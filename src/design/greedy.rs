@@ -147,6 +147,20 @@ pub fn plan_with_floor(
     best.ok_or_else(|| anyhow::anyhow!("design: no identifying design found"))
 }
 
+/// The point to measure in place of one that could not be measured: among the candidates outside
+/// `set` (the design's other points) and `excluded` (points measured, planned, held out or failed)
+/// that cost at most `left_s`, the one with the largest information gain per second, the step the
+/// per-second greedy rule would take next (the ridge ranks points where `set` no longer identifies
+/// the model). `None` when no such candidate is left.
+pub fn next_best(p: &Planner, set: &[usize], excluded: &[usize], left_s: f64) -> Option<usize> {
+    let inv = p.information(set, RIDGE).try_inverse()?;
+    let taken: Vec<usize> = set.iter().chain(excluded).copied().collect();
+    p.best_affordable(&taken, left_s, |j| {
+        let x = p.row(j);
+        (1.0 + (x.transpose() * &inv * x)[(0, 0)]).ln() / p.candidates[j].cost_s
+    })
+}
+
 /// Add points by `rule` while the budget allows.
 fn greedy(p: &Planner, budget_s: f64, mut set: Vec<usize>, rule: Rule) -> Vec<usize> {
     loop {
@@ -291,6 +305,40 @@ mod tests {
             }
         }
         assert!(need <= best + 1e-9, "{need} > brute force {best}");
+    }
+
+    /// The replacement of a lost design point is affordable, outside the design and the excluded
+    /// points, and no other such candidate gains more information per second.
+    #[test]
+    fn next_best_replaces_a_lost_point_by_the_best_gain_per_second() {
+        let p = Planner::new(&FlopsMem, grid_candidates()).unwrap();
+        let full = p.cost(&(0..49).collect::<Vec<_>>());
+        let d = plan(&p, 0.1 * full, &[]).unwrap();
+        let lost = *d
+            .chosen
+            .iter()
+            .max_by(|&&a, &&b| p.candidates[a].cost_s.total_cmp(&p.candidates[b].cost_s))
+            .unwrap();
+        let rest: Vec<usize> = d.chosen.iter().copied().filter(|&i| i != lost).collect();
+        let left = p.candidates[lost].cost_s;
+        let j = next_best(&p, &rest, &[lost], left).unwrap();
+        assert!(!d.chosen.contains(&j) && p.candidates[j].cost_s <= left);
+        // log det with the ridge: the gain the rule ranks by (matrix determinant lemma).
+        let ld = |s: &[usize]| {
+            let c = p.information(s, RIDGE).cholesky().unwrap();
+            2.0 * c.l().diagonal().iter().map(|d| d.ln()).sum::<f64>()
+        };
+        let per_s = |k: usize| {
+            let mut s = rest.clone();
+            s.push(k);
+            (ld(&s) - ld(&rest)) / p.candidates[k].cost_s
+        };
+        for k in (0..49).filter(|k| !d.chosen.contains(k) && p.candidates[*k].cost_s <= left) {
+            assert!(per_s(j) >= per_s(k) - 1e-9, "{k} beats {j}");
+        }
+        // Nothing affordable left: no replacement.
+        let all: Vec<usize> = (0..49).filter(|k| !rest.contains(k)).collect();
+        assert_eq!(next_best(&p, &rest, &all, left), None);
     }
 
     /// Points already measured stay in the design and their seconds count.

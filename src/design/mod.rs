@@ -19,7 +19,7 @@ mod greedy;
 pub mod validate;
 
 pub use adaptive::{initial_design, next_point, refine, DEFAULT_INITIAL_FRACTION};
-pub use greedy::{cheapest_identifying, plan, plan_with_floor, Design};
+pub use greedy::{cheapest_identifying, next_best, plan, plan_with_floor, Design};
 
 use crate::analytic::EnergyModel;
 use crate::dataset::Obs;

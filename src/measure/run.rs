@@ -75,6 +75,8 @@ pub trait PointSource: Send {
     fn next(&mut self, rows: &[Row]) -> Option<(Point, String)>;
     /// Points known to be still to come (after a stopped sweep: those left for `--resume`).
     fn left(&self) -> usize;
+    /// The points known to be still to come, in order (sizes the progress bar).
+    fn queued(&self) -> Vec<Point>;
 }
 
 /// A fixed list of points, in order, each with its role.
@@ -86,6 +88,9 @@ impl PointSource for FixedPoints {
     }
     fn left(&self) -> usize {
         self.0.len()
+    }
+    fn queued(&self) -> Vec<Point> {
+        self.0.iter().map(|(p, _)| p.clone()).collect()
     }
 }
 
@@ -138,9 +143,9 @@ pub fn run_source(
         mem,
         min_window_s: opts.min_window_s,
     };
-    let (source, total_w) = match expected_s {
-        Some(s) => (source, (s * 1000.0) as u64),
-        None => size_fixed(source, writer.rows(), &weigh),
+    let total_w = match expected_s {
+        Some(s) => (s * 1000.0) as u64,
+        None => source.queued().iter().map(|p| weigh.of(p)).sum(),
     };
     let of_total = expected_points.map_or(String::new(), |n| format!("/{n}"));
     let shared = Shared {
@@ -202,20 +207,6 @@ impl Weigh<'_> {
         };
         (est.max(self.min_window_s).max(0.1) * 1000.0) as u64
     }
-}
-
-/// Size the bar from a fixed source by draining it and handing back a refilled one.
-fn size_fixed(
-    mut source: Box<dyn PointSource>,
-    rows: &[Row],
-    weigh: &Weigh,
-) -> (Box<dyn PointSource>, u64) {
-    let mut pts = VecDeque::new();
-    while let Some(p) = source.next(rows) {
-        pts.push_back(p);
-    }
-    let w = pts.iter().map(|(p, _)| weigh.of(p)).sum();
-    (Box::new(FixedPoints(pts)), w)
 }
 
 /// The bar advances by estimated time; its message counts points.

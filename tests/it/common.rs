@@ -50,6 +50,16 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// A 5 × 5 grid (n, m ∈ 64 … 1024) at 10 requests: small enough for the stand-in.
+pub const GRID: [&str; 6] = [
+    "--inputs",
+    "64,128,256,512,1024",
+    "--outputs",
+    "64,128,256,512,1024",
+    "--requests",
+    "10",
+];
+
 /// No idle wait, no minimum window, fast sampling, no progress bar.
 pub const QUICK: [&str; 7] = [
     "--quiet",

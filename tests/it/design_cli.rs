@@ -1,7 +1,7 @@
 //! `design` and `measure --plan` / `--budget-s` end to end: the real binary, the stand-in meter
 //! (hidden `ENERGY_FIT_STANDIN`, synthetic energies) and the committed measured grids.
 
-use crate::common::{ef, text, QUICK};
+use crate::common::{ef, text, GRID, QUICK};
 use energy_fit::measure::read_rows;
 
 const SMALL: [&str; 6] = [
@@ -31,14 +31,7 @@ fn design_plan_is_measured_exactly_with_roles() {
         "--min-window-s",
         "1",
     ];
-    args.extend([
-        "--inputs",
-        "64,128,256,512,1024",
-        "--outputs",
-        "64,128,256,512,1024",
-        "--requests",
-        "10",
-    ]);
+    args.extend(GRID);
     args.extend(["--plan-csv", plan.to_str().unwrap()]);
     let o = ef(&args);
     assert!(o.status.success(), "{}", text(&o));

@@ -28,6 +28,7 @@ mod measure_cards;
 mod measure_cli;
 mod measure_meter;
 mod measure_plan;
+mod measure_replace;
 mod measure_run;
 mod measure_writer;
 mod messages;

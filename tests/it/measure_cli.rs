@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, QUICK};
+use crate::common::{BIN, GRID, QUICK};
 
 fn measure(args: &[&str], standin: Option<&str>) -> Command {
     let mut c = Command::new(BIN);
@@ -26,15 +26,6 @@ fn run(mut c: impl std::borrow::BorrowMut<Command>) -> Output {
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
-
-const GRID: [&str; 6] = [
-    "--inputs",
-    "64,128,256,512,1024",
-    "--outputs",
-    "64,128,256,512,1024",
-    "--requests",
-    "10",
-];
 
 fn check_complete(path: &Path, expect: usize) {
     let rows = read_rows(path).unwrap();
