@@ -162,9 +162,10 @@ cat "$T/sweep/logs/merge.log"
 grep -q 'run 2)' "$T/sweep/logs/shard-1.log" || fail "task 1 did not run again after the kill"
 grep -q 'requeueing task' "$T"/sweep/logs/shard-*.log || fail "no task stopped at --stop-after-s and requeued itself"
 # A task that requeues itself must requeue nothing else: every run cut by a requeue is one its own
-# task asked for.
+# task asked for. At most as many cuts as requests, not exactly as many: a run that asks and exits
+# before slurmstepd cancels it leaves no "DUE TO JOB REQUEUE" line.
 for f in "$T"/sweep/logs/shard-*.log; do
-    [ "$(grep -c 'DUE TO JOB REQUEUE' "$f")" -eq "$(grep -c 'requeueing task' "$f")" ] \
+    [ "$(grep -c 'DUE TO JOB REQUEUE' "$f")" -le "$(grep -c 'requeueing task' "$f")" ] \
         || fail "$f: a run was requeued that did not requeue itself: $(cat "$f")"
 done
 echo "tasks that requeued themselves at their time limit: $(grep -l 'requeueing task' "$T"/sweep/logs/shard-*.log | wc -l)"
