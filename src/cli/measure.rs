@@ -325,10 +325,9 @@ fn workload_factory(standin: Option<StandinConfig>, tune_gemms: bool) -> Box<Wor
     }
 }
 
-/// Where the run loop takes its points: the adaptive source (sized by the budget), or the fixed
-/// list with each point's role (sized by its length).
-/// The points' source: the adaptive design's, or the planned list, whose failed design points are
-/// replaced (`measure_replace.rs`) unless the run is one shard of several.
+/// Where the run loop takes its points: the adaptive source (sized by the budget), or the planned
+/// list with each point's role (sized by its length), whose design points that fail are replaced
+/// (`measure_replace.rs`) unless the run is one shard of several.
 fn point_source(
     planned: Planned,
     a: &MeasureArgs,
