@@ -4,9 +4,8 @@
 //! point measured, planned, held out or failed. The replacement is measured next, with role
 //! `design`, so the design keeps its size and its seconds.
 //!
-//! The state is read from the rows alone, so a resumed run reaches the same design: each design
-//! row outside the plan is a replacement already made, and the first that many failed design
-//! points (in row order) count as replaced. Only designs of one setting (LLM, requests,
+//! The state is read from the rows, so a resumed run reaches the same design: each design point
+//! outside the plan is a replacement already made, paired with the failure it followed. Only designs of one setting (LLM, requests,
 //! max_batch_size, max_num_tokens, dtype) are repaired; others, and sharded runs (a shard does not
 //! see the others' rows), keep the fixed list.
 
@@ -32,6 +31,8 @@ pub struct Replacing {
     planned: Vec<usize>,
     /// Candidates of the plan's hold-outs: never chosen as a replacement.
     holdouts: Vec<usize>,
+    /// Failed design points this run found no replacement for (said once, not at every point).
+    unreplaceable: Vec<usize>,
 }
 
 impl Replacing {
@@ -104,53 +105,64 @@ impl Replacing {
             list: c.list,
             keys,
             queue,
+            unreplaceable: Vec::new(),
         })
     }
 
     /// Queue a replacement for every failed design point not yet replaced.
+    ///
+    /// The rows are read in order: a design point outside the plan, at its first row, is the
+    /// replacement of the latest failure still waiting for one (a replacement is measured next,
+    /// so it follows its failure; replacements still queued pair the same way). A point fails at
+    /// its first row that is not `ok` unless an `ok` row came before, and is replaced once.
     fn replace_failed(&mut self, rows: &[Row]) {
         let index = |k: &Key| self.keys.get(k).copied();
+        let mut design = self.planned.clone();
+        let (mut ok, mut failed, mut waiting) = (Vec::new(), Vec::new(), Vec::new());
+        for r in rows.iter().filter(|r| r.role == "design") {
+            let Some(i) = index(&r.key()) else { continue };
+            if !design.contains(&i) {
+                design.push(i);
+                waiting.pop();
+            }
+            if r.status.is_ok() {
+                ok.push(i);
+                waiting.retain(|&w| w != i);
+            } else if !ok.contains(&i) && !failed.contains(&i) {
+                failed.push(i);
+                waiting.push(i);
+            }
+        }
         let queued: Vec<usize> = self
             .queue
             .iter()
             .filter(|(_, role)| role == "design")
             .filter_map(|(p, _)| index(&key_of(p, &RooflineCost)))
             .collect();
-        let mut design = self.planned.clone();
-        let mut failed = Vec::new();
-        for r in rows.iter().filter(|r| r.role == "design") {
-            let Some(i) = index(&r.key()) else { continue };
-            if !design.contains(&i) {
-                design.push(i);
-            }
-            let measured = rows
-                .iter()
-                .any(|o| o.status.is_ok() && index(&o.key()) == Some(i));
-            if !measured && !failed.contains(&i) {
-                failed.push(i);
-            }
-        }
         for &i in &queued {
             if !design.contains(&i) {
                 design.push(i);
+                waiting.pop();
             }
         }
-        // Every design point outside the plan replaced one failure, in order.
-        let made = design.iter().filter(|i| !self.planned.contains(i)).count();
+        waiting.retain(|i| !self.unreplaceable.contains(i));
+        if waiting.is_empty() {
+            return;
+        }
+        let Ok(p) = Planner::new(self.model.as_ref(), self.list.clone()) else {
+            return;
+        };
         let mut excluded: Vec<usize> = rows
             .iter()
             .filter_map(|r| index(&r.key()))
             .chain(queued)
             .chain(self.holdouts.iter().copied())
             .collect();
-        for &lost in failed.iter().skip(made) {
-            let Ok(p) = Planner::new(self.model.as_ref(), self.list.clone()) else {
-                return;
-            };
+        for lost in waiting {
             let set: Vec<usize> = design
                 .iter()
                 .copied()
-                .filter(|i| !failed.contains(i))
+                .filter(|i| !failed.contains(i) || ok.contains(i))
                 .collect();
             let (n, m) = (
                 self.points[lost].input_tokens,
@@ -168,9 +180,12 @@ impl Replacing {
                     excluded.push(j);
                     self.queue.push_front((q.clone(), "design".into()));
                 }
-                None => eprintln!(
-                    "design point n={n} m={m} skipped: no point outside the design costs at most its {left:.1} s, so it is not replaced"
-                ),
+                None => {
+                    eprintln!(
+                        "design point n={n} m={m} skipped: no point outside the design costs at most its {left:.1} s, so it is not replaced"
+                    );
+                    self.unreplaceable.push(lost);
+                }
             }
         }
     }

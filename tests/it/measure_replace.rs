@@ -3,6 +3,7 @@
 
 use crate::common::{text, BIN, GRID, QUICK};
 use energy_fit::measure::read_rows;
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn failing(fail_input: u64, args: &[&str]) -> Output {
@@ -13,16 +14,21 @@ fn failing(fail_input: u64, args: &[&str]) -> Output {
         .expect("spawn energy-fit")
 }
 
-#[test]
-fn a_failed_design_point_is_replaced_by_the_next_best_once() {
-    let d = tempfile::tempdir().unwrap();
-    let (plan, out) = (d.path().join("plan.csv"), d.path().join("m.csv"));
+/// A 12 s design of the small grid with one hold-out, written to `plan`.
+fn design_plan(plan: &Path) {
     let mut args = vec!["design", "--llm", "llama-3.2-1b", "--budget-s", "12"];
     args.extend(["--holdouts", "1", "--min-window-s", "1"]);
     args.extend(GRID);
     args.extend(["--plan-csv", plan.to_str().unwrap()]);
     let o = failing(0, &args);
     assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn a_failed_design_point_is_replaced_by_the_next_best_once() {
+    let d = tempfile::tempdir().unwrap();
+    let (plan, out) = (d.path().join("plan.csv"), d.path().join("m.csv"));
+    design_plan(&plan);
     let planned: Vec<(u64, u64, String)> = std::fs::read_to_string(&plan)
         .unwrap()
         .lines()
@@ -96,4 +102,46 @@ fn a_failed_design_point_is_replaced_by_the_next_best_once() {
     let again = read_rows(&out).unwrap();
     assert_eq!(again.len(), rows.len());
     assert_eq!(again.iter().filter(|r| !r.status.is_ok()).count(), skipped);
+}
+
+/// A failure nothing is cheap enough to replace is said once, and the failures after it are still
+/// paired with their own replacements, in the run and when it is resumed. The plan's cheapest
+/// design point, (64, 64), goes first; the stand-in fails every point at n = 64.
+#[test]
+fn an_unreplaceable_failure_is_said_once_and_shifts_no_pairing() {
+    let d = tempfile::tempdir().unwrap();
+    let (plan, out) = (d.path().join("plan.csv"), d.path().join("m.csv"));
+    design_plan(&plan);
+    let text_of = std::fs::read_to_string(&plan).unwrap();
+    let mut lines: Vec<&str> = text_of.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.contains(",64,64,") && l.ends_with(",design"))
+        .expect("the design holds (64, 64)");
+    let l = lines.remove(first);
+    lines.insert(1, l);
+    std::fs::write(&plan, lines.join("\n") + "\n").unwrap();
+
+    let mut m = vec!["measure", "--plan", plan.to_str().unwrap()];
+    m.extend(["--out", out.to_str().unwrap()]);
+    m.extend(QUICK);
+    let o = failing(64, &m);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = text(&o);
+    let unreplaced = "design point n=64 m=64 skipped: no point outside the design costs at most";
+    assert_eq!(log.matches(unreplaced).count(), 1, "{log}");
+    let failures = read_rows(&out)
+        .unwrap()
+        .iter()
+        .filter(|r| r.role == "design" && !r.status.is_ok())
+        .count();
+    assert!(failures >= 2, "{log}");
+    assert_eq!(log.matches("replaced by").count(), failures - 1, "{log}");
+
+    m.push("--resume");
+    let o = failing(64, &m);
+    assert!(o.status.success(), "{}", text(&o));
+    let log = text(&o);
+    assert!(!log.contains("replaced by"), "{log}");
+    assert_eq!(log.matches(unreplaced).count(), 1, "{log}");
 }
