@@ -2,7 +2,9 @@
 //! meter where a GPU would be needed), the library's public API, and the repository's scripts.
 //! One binary instead of one per file keeps the build's link time and disk small.
 
+mod ab_scripts;
 mod cli_fit;
+mod cli_fit_files;
 mod cli_help;
 mod cli_pipes;
 mod common;
@@ -26,6 +28,7 @@ mod llm_config;
 mod measure_adaptive;
 mod measure_cards;
 mod measure_cli;
+mod measure_dry_run;
 mod measure_meter;
 mod measure_plan;
 mod measure_replace;
@@ -37,4 +40,5 @@ mod report_holdouts;
 mod report_zero_shot;
 mod scripts_cli;
 mod slurm_scripts;
+mod vs_reference_script;
 mod zeroshot;
