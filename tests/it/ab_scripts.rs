@@ -2,7 +2,7 @@
 //! known, synthetic energies: rounds alternate, each side gets its own flags, a failed side is
 //! named, and the summary's B/A is the ratio of tokens/J.
 
-use super::scripts_cli::{run, run_env, stand_in};
+use super::scripts_cli::{run, run_env, stand_in, stdout_with_code};
 use std::path::Path;
 
 /// `ab_energy.sh` with two stand-in binaries whose `measure` writes one row of known energy
@@ -39,13 +39,7 @@ fn ab_energy_row(dir: &Path, a: &Path, b: &Path, setting: (&str, &str)) -> Strin
         dir,
         &[setting],
     );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out} {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = stdout_with_code(&o, 0);
     out.lines()
         .find(|l| l.trim_start().starts_with("64"))
         .unwrap_or_else(|| panic!("no row for n = 64 in {out}"))
@@ -104,13 +98,7 @@ fn gemm_tune_runs_both_sides_of_each_step() {
         measure) printf 'llm,input_tokens,output_tokens,energy_j,generated_tokens,status\\nx,64,256,%s,1000,ok\\n' $e > \"$out\" ;;\nesac\n";
     let bin = stand_in(tmp.path(), "fake", body);
     let o = run("benches/gemm_tune.sh", &[bin.to_str().unwrap()], tmp.path());
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{out} {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = stdout_with_code(&o, 0);
     assert!(
         out.contains("selftest: 2 ok, 0 failed; cuBLASLt checks: 2"),
         "{out}"

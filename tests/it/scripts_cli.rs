@@ -37,6 +37,19 @@ fn assert_refused(script: &str, args: &[&str], needle: &str) {
     );
 }
 
+/// A script's standard output, once its exit code is checked to be `code` (a mismatch shows
+/// its standard output and error).
+pub(crate) fn stdout_with_code(o: &Output, code: i32) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
 const BAD_BIN: &str = "/nonexistent/energy-fit";
 
 /// An executable bash script `dir/name` with `body`: a stand-in for the energy-fit binary.
@@ -208,13 +221,7 @@ fn decode_variants_summarises_each_decode_row() {
         &[bin.to_str().unwrap(), "", "-DTC_X=0"],
         tmp.path(),
     );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{out} {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = stdout_with_code(&o, 1);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(
@@ -248,13 +255,7 @@ fn attn_variants_passes_llm_and_reports_a_bad_one() {
         tmp.path(),
         &[("LLM", "no-such-llm")],
     );
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{out} {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = stdout_with_code(&o, 1);
     assert!(
         out.contains("defaults:") && !out.contains("bench rc=0"),
         "{out}"
