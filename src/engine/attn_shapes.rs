@@ -273,7 +273,10 @@ mod tests {
                 let v = c(n, bq);
                 let mut next = 0;
                 for (k, &(i, q)) in v.iter().enumerate() {
-                    assert!(i == next && q >= 1 && q <= bq && (k == 0 || q == bq), "{n} {bq} {v:?}");
+                    assert!(
+                        i == next && q >= 1 && q <= bq && (k == 0 || q == bq),
+                        "{n} {bq} {v:?}"
+                    );
                     next = i + q;
                 }
                 assert_eq!(next, n);
