@@ -31,27 +31,42 @@ pub fn tcd_tma(hd: usize, sm90a: bool) -> bool {
     sm90a && matches!(hd, 64 | 128 | 256)
 }
 
+/// Consumer warpgroups of 64 rows in a warp-specialized prefill block (WsShape::CWG in
+/// attention_ws.cu): 3 at hd 64, where one warpgroup's softmax of a 64-key tile takes the MUFU as
+/// long as its wgmma take the tensor cores, so two others keep them busy; 2 where the block computes
+/// with 128 or 256 columns, whose accumulators leave no registers for a third.
+pub fn ws_warpgroups(hd: usize) -> usize {
+    if ws_hd(hd) == 64 {
+        3
+    } else {
+        2
+    }
+}
+
 /// Rows (query tokens × group heads) of one tensor-core prefill attention block (TcShape in
 /// attention_tc.cu: 4 warps of two 16-row tiles up to hd 64 and at hd 128, of one otherwise;
-/// with `ws` (`prefill_ws`) WsShape in attention_ws.cu / attention_ws256.cu: 2 warpgroups of 64
-/// rows). The engine uses the compiled value (`Device::tc_rows`); the selftest checks the two agree.
+/// with `ws` (`prefill_ws`) WsShape in attention_ws.cu / attention_ws256.cu: `ws_warpgroups`
+/// warpgroups of 64 rows). The engine uses the compiled value (`Device::tc_rows`); the selftest
+/// checks the two agree.
 pub fn tc_rows(hd: usize, ws: bool) -> usize {
-    if ws || hd <= 64 || hd == 128 {
+    if ws {
+        64 * ws_warpgroups(hd)
+    } else if hd <= 64 || hd == 128 {
         128
     } else {
         64
     }
 }
 
-/// Warps of one tensor-core prefill attention block: attention_tc's 4; with `ws`, two consumer
-/// warpgroups and a producer warp (9) at hd 64, 80 and 128, a producer warpgroup (12) at hd 256, where
-/// ptxas sizes registers for whole warpgroups and the producer hands its own to the consumers
-/// (setmaxnreg). The engine launches with the compiled threads (`Device::tc_threads`).
+/// Warps of one tensor-core prefill attention block: attention_tc's 4; with `ws`, the consumer
+/// warpgroups and a producer warp at hd 64, 80 and 128 (13 and 9), a producer warpgroup (12) at
+/// hd 256, where ptxas sizes registers for whole warpgroups and the producer hands its own to the
+/// consumers (setmaxnreg). The engine launches with the compiled threads (`Device::tc_threads`).
 pub fn tc_warps(hd: usize, ws: bool) -> usize {
     match (ws, hd) {
         (false, _) => 4,
         (true, 256) => 12,
-        (true, _) => 9,
+        (true, _) => 4 * ws_warpgroups(hd) + 1,
     }
 }
 
@@ -71,7 +86,7 @@ pub fn ws_regs_fit(threads: usize, regs: usize) -> bool {
 
 /// Dynamic shared memory of the tensor-core prefill attention block (`Device::tc_smem`):
 /// attention_tc: Q [rows][hd+8] and two stages of K and V [keys][hd+8] (64-key tiles up to hd 128,
-/// 32 at 256); with `ws`: Q [128][ws_hd], 64-key K and V tiles of ws_hd columns (no row padding)
+/// 32 at 256); with `ws`: Q [rows][ws_hd], 64-key K and V tiles of ws_hd columns (no row padding)
 /// in 4 stages (2 at hd 256), the stages' mbarriers (full and empty; at hd 256 separate ones for K
 /// and V) and 1 KiB to align to the swizzle's period.
 pub fn tc_smem(hd: usize, ws: bool) -> usize {
@@ -124,6 +139,21 @@ pub const TCD_BLOCKS_256: usize = 3;
 /// Query tokens per prefill item of a block of `rows` (SCALAR_ROWS, or a tensor-core block's).
 pub fn prefill_bq(group: usize, rows: usize) -> usize {
     (rows / group).max(1)
+}
+
+/// A prompt of `n` tokens as prefill items of at most `bq` queries: (first query, count), the
+/// remainder first. A block costs its rows times its key range whether its rows are all queries or
+/// not, and its key range runs to its last query, so the short item goes where keys are fewest
+/// (at 192 rows a 4096-token prompt's 64-query remainder at the end would take a whole block over
+/// all 4096 keys).
+pub fn prefill_chunks(n: usize, bq: usize) -> impl Iterator<Item = (usize, usize)> {
+    let first = match n % bq {
+        0 => bq.min(n),
+        r => r,
+    };
+    std::iter::once((0, first))
+        .filter(|&(_, c)| c > 0)
+        .chain((first..n).step_by(bq).map(move |i| (i, bq)))
 }
 
 #[cfg(test)]
@@ -204,8 +234,10 @@ mod tests {
         // attention_tc_smem_* as compiled for sm_80 (and sm_90, and sm_90a where not `ws`).
         let tc = [16, 32, 64, 80, 96, 128, 256].map(|hd| tc_smem(hd, false));
         assert_eq!(tc, [18432, 30720, 55296, 56320, 66560, 104448, 101376]);
-        // sm_90a: 128 rows; 9 warps at hd 64, 80 and 128, 12 at 256 (384 threads × 168 registers
-        // at launch = 128 × 24 for the producer + 256 × 240 for the consumers after setmaxnreg).
+        // sm_90a: 192 rows and 13 warps at hd 64; 128 rows and 9 warps at hd 80 and 128, 12 at 256
+        // (384 threads × 168 registers at launch = 128 × 24 for the producer + 256 × 240 for the
+        // consumers after setmaxnreg).
+        assert_eq!((tc_rows(64, true), tc_warps(64, true)), (192, 13));
         assert_eq!((tc_rows(256, true), tc_warps(256, true)), (128, 12));
         assert_eq!((tc_rows(128, true), tc_warps(128, true)), (128, 9));
         assert_eq!((tc_rows(80, true), tc_warps(80, true)), (128, 9));
@@ -215,7 +247,7 @@ mod tests {
         assert!(ws_regs_fit(WS_REGS_THREADS, 168) && !ws_regs_fit(WS_REGS_THREADS, 160));
         assert_eq!(WS_REGS_THREADS * 168, 128 * 24 + 256 * 240);
         let ws = [64, 80, 128, 256].map(|hd| tc_smem(hd, true));
-        assert_eq!(ws, [83008, 164928, 164928, 197696]);
+        assert_eq!(ws, [91200, 164928, 164928, 197696]);
         // Gemma-2 (8 or 16 heads on 4 or 8 KV heads): 64 queries per item on sm_90a, 32 elsewhere.
         assert_eq!(prefill_bq(2, tc_rows(256, true)), 64);
         assert_eq!(prefill_bq(2, tc_rows(256, false)), 32);
@@ -223,6 +255,33 @@ mod tests {
         // 64 elsewhere.
         assert_eq!(prefill_bq(1, tc_rows(80, true)), 128);
         assert_eq!(prefill_bq(1, tc_rows(80, false)), 64);
+    }
+
+    /// A prompt's items cover its queries once, in order, none longer than `bq`, the one short
+    /// item (if any) first.
+    #[test]
+    fn prefill_chunks_put_the_remainder_first() {
+        let c = |n, bq| prefill_chunks(n, bq).collect::<Vec<_>>();
+        assert_eq!(c(4096, 192).first(), Some(&(0, 64)));
+        assert_eq!(c(4096, 192)[1], (64, 192));
+        assert_eq!(c(4096, 128).len(), 32);
+        assert_eq!(c(5, 2), vec![(0, 1), (1, 2), (3, 2)]);
+        assert_eq!(c(3, 8), vec![(0, 3)]);
+        assert_eq!(c(0, 8), vec![]);
+        for n in 0..300 {
+            for bq in [1, 7, 64, 128, 192] {
+                let v = c(n, bq);
+                let mut next = 0;
+                for (k, &(i, q)) in v.iter().enumerate() {
+                    assert!(
+                        i == next && q >= 1 && q <= bq && (k == 0 || q == bq),
+                        "{n} {bq} {v:?}"
+                    );
+                    next = i + q;
+                }
+                assert_eq!(next, n);
+            }
+        }
     }
 
     /// Prefill items of two prompts (5 and 3 tokens, 2 queries per item) come out longest key range

@@ -6,6 +6,7 @@
 //! `forward_launch.rs`.
 
 use super::attn_item::AttnItem;
+use super::attn_shapes::prefill_chunks;
 pub use super::attn_shapes::{prefill_bq, SCALAR_ROWS};
 use super::device::{DType, DevBuf, DevPtr, DevSlice, Device};
 use super::graphs::{GraphCache, GraphKey, GraphUse, Stager};
@@ -251,10 +252,10 @@ impl Model {
                 s.tok_pos.push(i as i32);
                 s.tok_slot.push(p.slot as i32);
             }
-            for i in (0..p.n).step_by(bq) {
+            for (i, q) in prefill_chunks(p.n, bq) {
                 s.prefill_items.push(AttnItem {
                     q_tok: (t0 + i) as i32,
-                    q_cnt: bq.min(p.n - i) as i32,
+                    q_cnt: q as i32,
                     slot: p.slot as i32,
                     key_begin: 0,
                     key_end: i32::MAX,

@@ -336,10 +336,10 @@ fn plan_items(
                 parts += splits as i32;
             }
         } else {
-            for i in (0..l).step_by(bq) {
+            for (i, q) in super::attn_shapes::prefill_chunks(l, bq) {
                 items.push(AttnItem {
                     q_tok: t0 + i as i32,
-                    q_cnt: bq.min(l - i) as i32,
+                    q_cnt: q as i32,
                     slot: s as i32,
                     key_begin: 0,
                     key_end: i32::MAX,

@@ -1,17 +1,17 @@
 // Hopper prefill attention with a producer warp (sm_90a: Hopper's prefill kernel at hd 64, 80 and
 // 128; hd 256 has its own, attention_ws256.cu, on these helpers):
-// two consumer warpgroups (attention_wg.cu's helpers), fed through mbarriers instead of a block
-// barrier per tile.
+// consumer warpgroups of 64 rows (attention_wg.cu's helpers; 3 at hd 64, 2 otherwise, WsShape),
+// fed through mbarriers instead of a block barrier per tile.
 //
 // With 8 warps that load each K/V tile together and meet at __syncthreads every tile, both
 // warpgroups wait for S and run their softmax at the same moment (~5400 cycles per 64-key tile at
-// hd 128 against ~1024 of tensor work; docs/performance.md). Here warp 8, the producer, loads
+// hd 128 against ~1024 of tensor work; docs/performance.md). Here the last warp, the producer, loads
 // tiles into ST stages and each stage's "full" mbarrier completes when its bytes land; a consumer
 // waits for "full" and marks the stage "empty" once its last wgmma reading it (that tile's P·V)
-// has completed; the producer refills a stage when both warpgroups have. Each warpgroup's
+// has completed; the producer refills a stage when every warpgroup has. Each warpgroup's
 // iteration issues S_j and P_{j-1}·V_{j-1} together and runs the softmax of S_j while the P·V
-// runs; the two warpgroups issue their wgmma in turn through two named barriers (ping-pong,
-// FlashAttention-3's schedule), so one's softmax runs beside the other's tensor work.
+// runs; the warpgroups issue their wgmma in turn through named barriers (ping-pong,
+// FlashAttention-3's schedule), so one's softmax runs beside the others' tensor work.
 // K/V through TMA: one lane of the producer warp copies each page of a tile with
 // cp.async.bulk.tensor, 32 keys × 64 columns a box, into wgmma's 128-byte-swizzled layout, whole
 // 128-byte lines from L2. Needs the KV cache's tensor maps (kv_tmap.rs) in attention_kv_maps.
@@ -28,9 +28,15 @@
 // on the mbarrier. Q's rows are loaded as 128 columns, zero past 80. S = Q·Kᵀ runs only the 5
 // k-steps of the real columns; O += P·V runs over 128, whose last 48 are P·0 = 0 and are not
 // stored. Tensor work: 80 + 128 columns against 2 × 80, 1.3x.
+// Consumer warpgroups (CWG): 3 at hd 64, 2 where the head dim is computed as 128. At hd 64 a
+// warpgroup's 64-key tile is as much MUFU work (one ex2 per score, 16 a clock per SM) as tensor
+// work (256 FLOPs per score at 4096 a clock), so a third warpgroup's wgmma keep the tensor cores
+// busy while the other two run their softmax (FlashAttention-3's 192-row blocks at hd 64); at 128
+// columns O's 64 accumulators a thread leave no registers for a third (416 threads × 164 > 64 Ki).
 template <int HD> struct WsShape {
     static constexpr int PD = (HD + 63) / 64 * 64; // the head dim computed with: whole 64-column boxes
-    static constexpr int KT = 64, ST = 4, ROWS = 128, THREADS = 256 + 32,
+    static constexpr int CWG = PD == 64 ? 3 : 2;
+    static constexpr int KT = 64, ST = 4, ROWS = 64 * CWG, THREADS = 128 * CWG + 32,
                          BAR = (ROWS * PD + ST * 2 * KT * PD) * 2, // byte offset of the mbarriers: full[ST], then empty[ST]
         SMEM = BAR + 2 * ST * 8 + 1024; // room to start at a 1024-byte boundary (the swizzle's period)
     static_assert(KT % 32 == 0, "a tile is whole pages");
@@ -191,17 +197,18 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     T* Qs = (T*)B.sm;
     T* KV = Qs + Sh::ROWS * PD; // stage b: K at KV + 2·b·KT·PD, V right after
     const unsigned full0 = smem_addr(B.sm + Sh::BAR), empty0 = full0 + 8 * ST;
+    constexpr int CWG = Sh::CWG;
     if (tid == 0) {
         for (int b = 0; b < ST; b++) {
             mbar_init(full0 + 8 * b, 1); // lane 0's arrival and the bytes
-            mbar_init(empty0 + 8 * b, 256); // every consumer thread
+            mbar_init(empty0 + 8 * b, 128 * CWG); // every consumer thread
         }
     }
     __syncthreads(); // the only block-wide barrier
     const int ntiles = I.kbeg < kend ? (kend - I.kbeg + KT - 1) / KT : 0;
     if (I.kbeg % 32) __trap(); // the producer's whole pages: prefill items always start at a page
-    if (wg == 2) {
-        if (tid < 288) ws_produce_tma<T, HD>(smem_addr(KV), full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, lane);
+    if (wg == CWG) { // the producer warp
+        ws_produce_tma<T, HD>(smem_addr(KV), full0, empty0, ntiles, kc, vc, I, block_table, max_pages, kv_heads, kvh, lane);
         return;
     }
     auto stage = [&](int j) { return KV + 2 * (j % ST) * KT * PD; };
@@ -211,10 +218,12 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
     float o[ND][4] = {}, s[NT][4] = {};
     unsigned p[KT / 16][4] = {}; // P = 0: the first iteration's P·V adds nothing
     float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
-    // Ping-pong: warpgroup g issues after bar.sync on barrier 1 + g, then lets the other go
-    // (bar.arrive on 2 − g); warpgroup 1 lets warpgroup 0 go first, and skips its last arrival
-    // so that every barrier ends complete.
-    if (wg == 1 && ntiles > 0) named_arrive(1, 256);
+    // Ping-pong in turn: warpgroup g issues after bar.sync on barrier 1 + g, then lets the next go
+    // (bar.arrive on 1 + (g + 1) % CWG); the last warpgroup lets warpgroup 0 go first, and skips
+    // its last arrival so that every barrier ends complete (each has one syncing and one arriving
+    // warpgroup, 256 threads).
+    const int next = CWG == 2 ? 2 - wg : 1 + (wg + 1) % CWG;
+    if (wg == CWG - 1 && ntiles > 0) named_arrive(1, 256);
     for (int j = 0; j < ntiles; j++) {
         const int kb = I.kbeg + j * KT;
         mbar_wait(full0 + 8 * (j % ST), (j / ST) & 1);
@@ -224,7 +233,7 @@ __device__ void attention_ws(const T* q, T* out, const T* kc, const T* vc, const
         wg_commit();
         pv(o, p, max(j - 1, 0)); // tile j − 1's P·V (j = 0: P = 0)
         wg_commit();
-        if (wg == 0 || j + 1 < ntiles) named_arrive(2 - wg, 256);
+        if (wg + 1 < CWG || j + 1 < ntiles) named_arrive(next, 256);
         wg_wait<1>(); // S_j landed; the P·V may still run
         wg_pin(s);
         float cA, cB;
