@@ -94,7 +94,7 @@ fn sweet_spots_cover_holdout_only_input_lengths_row_by_row() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let args = [
         "fit",
-        "data/gemma-2-2b-h100.csv",
+        "data/superseded/gemma-2-2b-h100-272f368358.csv",
         "--model",
         "flops-mem",
         "--out",
