@@ -39,6 +39,7 @@ mod report_figures;
 mod report_holdouts;
 mod report_zero_shot;
 mod scripts_cli;
+mod shipped_data;
 mod slurm_scripts;
 mod vs_reference_script;
 mod zeroshot;
