@@ -1,12 +1,13 @@
-//! The shipped measurements (`data/*.csv`, the default data of `fit` and `report`) hold what the
+//! The shipped measurements (the files of `data/`, the default data of `fit` and `report`) hold what the
 //! cross-LLM tables stand on: per file one LLM, every row from one engine commit, the study's run
 //! settings (bf16, 1000 requests, max_batch_size 1024, max_num_tokens 8192) on an H100 at its
 //! 700 W limit, every row `ok`. A file measured from a plan (`data/plans/<file>.plan.csv`) holds
 //! only that plan's points with their roles; once the plan is measured in full it has at least 15
 //! distinct grid points, at least 4 hold-outs spread over n and m, and at least 2 repeated points.
 
+use energy_fit::dataset::{read_table, Dataset};
 use energy_fit::measure::plan_file::read_plan;
-use energy_fit::measure::rows::{parse_csv, Row};
+use energy_fit::measure::rows::{from_frame, Row};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -24,21 +25,15 @@ fn commit(engine: &str) -> &str {
         .unwrap_or(engine)
 }
 
+/// Every data file `fit` reads by default (`Dataset::files_in`), with its rows.
 fn shipped() -> Vec<(PathBuf, Vec<Row>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("data"))
+    Dataset::files_in(&repo("data"))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    files
         .into_iter()
         .map(|p| {
-            let rows = parse_csv(
-                &std::fs::read_to_string(&p).unwrap(),
-                &p.display().to_string(),
-            )
-            .unwrap_or_else(|e| panic!("{}: {e:#}", p.display()));
+            let at = p.display().to_string();
+            let df = read_table(&p).unwrap_or_else(|e| panic!("{at}: {e:#}"));
+            let (rows, _) = from_frame(&df, &at).unwrap_or_else(|e| panic!("{at}: {e:#}"));
             (p, rows)
         })
         .collect()
@@ -52,7 +47,8 @@ fn every_shipped_file_is_one_llm_on_one_engine_with_the_studys_settings() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         assert!(!rows.is_empty(), "{name}: no rows");
         let llm = &rows[0].llm;
-        assert_eq!(name, format!("{llm}-h100.csv"), "file name and llm");
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        assert_eq!(stem, format!("{llm}-h100"), "{name}: file name and llm");
         let engines: BTreeSet<&str> = rows.iter().map(|r| commit(&r.engine)).collect();
         assert_eq!(engines.len(), 1, "{name}: rows from engines {engines:?}");
         for (i, r) in rows.iter().enumerate() {
@@ -75,7 +71,8 @@ fn files_measured_from_a_plan_hold_its_points_and_a_full_plan_meets_the_design_r
     let mut complete = 0;
     for (path, rows) in shipped() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let plan_path = repo("data/plans").join(name.replace(".csv", ".plan.csv"));
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        let plan_path = repo("data/plans").join(format!("{stem}.plan.csv"));
         if !plan_path.exists() {
             continue; // the two full grids, measured with --inputs/--outputs
         }
