@@ -23,12 +23,12 @@ pub fn ws_hd(hd: usize) -> usize {
 }
 
 /// Whether the decode kernel for `hd` loads through TMA (TcdShape in attention_tcd.cu): on sm_90a
-/// at the head dims whose prefill reads the KV maps (`prefill_ws`: 64, 80, 128 and 256), since its
-/// copies keep L2 less loaded and HBM busier than every thread's cp.async (measured at hd 64 and
-/// 128: DRAM 84 % → 89 % of peak). Hd 80 takes the maps' padded boxes into stages of `ws_hd` = 128
-/// columns, as the prefill kernel does.
+/// at the head dims whose rows are whole 64-column boxes (64, 128 and 256), since its copies keep
+/// L2 less loaded and HBM busier than every thread's cp.async (measured at hd 64 and 128: DRAM
+/// 84 % → 89 % of peak). Hd 80 keeps cp.async: its prefill kernel reads padded boxes through the
+/// same maps, which the decode kernel's unpadded tiles cannot take.
 pub fn tcd_tma(hd: usize, sm90a: bool) -> bool {
-    prefill_ws(hd, sm90a)
+    sm90a && matches!(hd, 64 | 128 | 256)
 }
 
 /// Consumer warpgroups of 64 rows in a warp-specialized prefill block (WsShape::CWG in
@@ -123,12 +123,12 @@ pub fn tcd_warps(hd: usize) -> usize {
 
 /// Dynamic shared memory of attention_tcd_*_{hd} (TcdShape in attention_tcd.cu): two stages of K
 /// and V [keys][hd+8] (16 keys per warp) and Q [16][hd+8]; with `tma` (`tcd_tma`: sm_90a at hd 64,
-/// 80, 128 and 256) the stages [keys][`ws_hd`] (whole swizzled blocks of 64 columns; hd 80's last
-/// 48 zero-filled), one mbarrier each and 1 KB to align them to the swizzle's period. At hd 256 either way 3 blocks fit
+/// 128 and 256) the stages unpadded [keys][hd] (hd / 64 swizzled blocks of 64 columns), one
+/// mbarrier each and 1 KB to align them to the swizzle's period. At hd 256 either way 3 blocks fit
 /// in an SM (`TCD_BLOCKS_256`). The engine launches with the compiled value (`Device::tcd_smem`);
 /// the selftest checks the two agree.
 pub fn tcd_smem(hd: usize, tma: bool) -> usize {
-    let stage = 2 * 16 * tcd_warps(hd) * if tma { ws_hd(hd) } else { hd + 8 } * 2;
+    let stage = 2 * 16 * tcd_warps(hd) * if tma { hd } else { hd + 8 } * 2;
     2 * stage + TCD_ROWS * (hd + 8) * 2 + if tma { 2 * 8 + 1024 } else { 0 }
 }
 
@@ -184,9 +184,6 @@ mod tests {
         assert_eq!(tcd_smem(64, false), 39168);
         assert_eq!(tcd_smem(64, true), 2 * 16384 + 2304 + 16 + 1024);
         assert_eq!(tcd_smem(128, true), 2 * 32768 + 4352 + 16 + 1024);
-        // hd 80 under TMA: stages of 128 columns, as hd 128's (Q stays [16][88]).
-        assert_eq!(tcd_smem(80, false), 2 * 22528 + 2816);
-        assert_eq!(tcd_smem(80, true), 2 * 32768 + 2816 + 16 + 1024);
         // hd 256: two stages of 32 keys (padded under cp.async, 4 swizzled 64-column blocks under
         // TMA) and Q; 3 blocks fit in an H100 SM's 228 KiB with the 1 KiB each block reserves (two
         // stages of 64 keys, 143,616 bytes, fit one).
@@ -225,7 +222,7 @@ mod tests {
         for hd in HEAD_DIMS {
             assert!(!prefill_ws(hd, false) && !tcd_tma(hd, false));
             assert_eq!(prefill_ws(hd, true), matches!(hd, 64 | 80 | 128 | 256));
-            assert_eq!(tcd_tma(hd, true), matches!(hd, 64 | 80 | 128 | 256));
+            assert_eq!(tcd_tma(hd, true), matches!(hd, 64 | 128 | 256));
             assert!(
                 !tcd_tma(hd, true) || prefill_ws(hd, true),
                 "hd {hd}: the decode kernel reads the KV maps the host sets for the prefill kernel (kv_tmap::needs_maps)"

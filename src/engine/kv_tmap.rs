@@ -1,5 +1,5 @@
 //! TMA tensor maps of the KV cache for Hopper's attention kernels (prefill attention_ws.cu at hd 64,
-//! 80 and 128, attention_ws256.cu at hd 256; decode attention_tcd.cu at the same head dims), on sm_90a.
+//! 80 and 128, attention_ws256.cu at hd 256; decode attention_tcd.cu at hd 64, 128 and 256), on sm_90a.
 //!
 //! Their copies take whole pages (32 keys × 64 columns a box, ⌈hd / 64⌉ boxes per page of K or V)
 //! with the copy engine into a 128-byte-swizzled layout (wgmma's; the decode kernel reads it with ldmatrix), so the copy engine
@@ -8,8 +8,7 @@
 //! the kernel finds a layer's first row from its K/V pointer. The maps go into the kernels'
 //! global `attention_kv_maps` before the launches that read them. At hd 80 a row is 160 bytes and
 //! the box at column 64 ends past it: the copy engine fills columns 80..127 with zeros (outside the
-//! map's bounds), which is the padding attention_ws computes hd 80 with (`attn_shapes::ws_hd`) and
-//! attention_tcd's stages hold.
+//! map's bounds), which is the padding attention_ws computes hd 80 with (`attn_shapes::ws_hd`).
 
 use super::device::{DevBuf, Device};
 use anyhow::{bail, Result};

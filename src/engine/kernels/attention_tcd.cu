@@ -15,14 +15,11 @@
 // fit per SM and one's loads can overlap the others' work. The host launches TcdShape::THREADS
 // threads (attention_tcd_threads_*).
 //
-// TMA (sm_90a, the head dims attention_ws and attention_ws256 read through the maps: 64, 80, 128
-// and 256): thread 0 copies each tile's pages with cp.async.bulk.tensor (attention_ws.cu's boxes
-// of 32 keys × 64 columns, 128-byte swizzled, PD / 64 boxes per page of K or V, through the same
-// attention_kv_maps) and the block waits on the stage's mbarrier. At hd 80 a stage holds 128
-// columns (PD), as attention_ws's do: the box at column 64 ends past the cache's 80 and the copy
-// engine fills columns 80..127 with zeros, which no ldmatrix reads; it moves no extra bytes from
-// memory, and the stage takes 32 KB instead of cp.async's padded 22 KB (3 blocks per SM, as at
-// hd 128). The 16-byte cp.async copies of every thread loaded L2 as much as HBM
+// TMA (sm_90a, the head dims of whole 64-column boxes: 64, 128 and 256; hd 80's prefill reads
+// padded boxes through the maps, this kernel cp.async): thread 0 copies each tile's pages
+// with cp.async.bulk.tensor (attention_ws.cu's boxes of 32 keys × 64 columns, 128-byte swizzled,
+// HD / 64 boxes per page of K or V, through the same attention_kv_maps) and the block waits on the
+// stage's mbarrier. The 16-byte cp.async copies of every thread loaded L2 as much as HBM
 // (ncu at batch 256, context 4096: L2 86 %, DRAM 84 % of peak); with TMA DRAM is at 89 %, the
 // kernel 4-5 % faster, and a decode-bound grid point draws up to 5 % less power (docs/performance.md,
 // hd 64 and 128). hd 256 (Gemma-2) read through cp.async at 75-80 % of the copy bandwidth; it takes
@@ -33,21 +30,20 @@
 // masked to P = 0.
 
 template <int HD> struct TcdShape {
-    static constexpr bool TMA = TcEntry<HD>::TMA; // 64, 80, 128, 256 on sm_90a
+    static constexpr bool TMA = TcEntry<HD>::TMA && HD % 64 == 0; // 64, 128, 256 on sm_90a; hd 80: cp.async (prefill's maps are there, unused)
     static constexpr int WARPS = HD == 256 ? 2 : 4, THREADS = 32 * WARPS, KT = 16 * WARPS, S = HD + 8, ROWS = 16, STAGES = 2;
-    static constexpr int PD = (HD + 63) / 64 * 64; // a TMA stage's columns: whole 64-column boxes
-    // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: PD / 64 swizzled blocks of [KT][64]),
+    // STAGES buffers of K then V (cp.async: [KT][S] each; TMA: HD / 64 swizzled blocks of [KT][64]),
     // Q [16][S], then (TMA) one mbarrier per stage. The end merge re-uses the K/V buffers for
     // WARPS × 16 rows × HD floats and Q's space for m, l.
-    static constexpr int KVB = 2 * KT * (TMA ? PD : S) * 2; // bytes of one stage
+    static constexpr int KVB = 2 * KT * (TMA ? HD : S) * 2; // bytes of one stage
     static constexpr int BAR = STAGES * KVB + ROWS * S * 2;
     static constexpr int SMEM = BAR + (TMA ? (STAGES * 8 + 15) / 16 * 16 + 1024 : 0); // TMA: room to start at a 1024-byte boundary (the swizzle's period)
     static_assert(WARPS * ROWS * HD * 4 <= STAGES * KVB && WARPS * ROWS * 2 * 4 <= ROWS * S * 2, "the merge's buffers");
-    static_assert(!TMA || KT % 32 == 0, "TMA copies whole 32-key pages");
+    static_assert(!TMA || (KT % 32 == 0 && HD % 64 == 0), "TMA copies whole 32-key pages in 64-column boxes");
     static_assert(HD != 256 || 3 * (SMEM + 1024) <= 228 * 1024, "hd 256: 3 blocks per SM (1 KB reserved each)");
 };
 
-// Element offset of (key row r, column c) in a TMA stage's K or V half: PD / 64 blocks of [KT][64],
+// Element offset of (key row r, column c) in a TMA stage's K or V half: HD / 64 blocks of [KT][64],
 // each 16-byte chunk of a 128-byte row at chunk index ^ (r % 8) (the copy's 128-byte swizzle).
 template <int KT> __device__ __forceinline__ int tcd_sw(int r, int c) { return ((c >> 6) * KT + r) * 64 + ((((c >> 3) & 7) ^ (r & 7)) << 3) + (c & 7); }
 
@@ -91,7 +87,7 @@ __device__ void attention_tcd(const T* q, T* out, const T* kc, const T* vc, cons
                     const int key = kb + 32 * p;
                     pr[p] = key < kend ? (block_table[slot * max_pages + key / 32] * kv_heads + kvh) * 32 : -1;
                 }
-                tma_kv_tile<Sh::PD, KT>(smem_addr(sm + buf * Sh::KVB), bar0 + 8 * buf, M, kv_first_rows<T, HD>(M, kc, vc), pr);
+                tma_kv_tile<HD, KT>(smem_addr(sm + buf * Sh::KVB), bar0 + 8 * buf, M, kv_first_rows<T, HD>(M, kc, vc), pr);
             }
 #endif
         } else if (kb < kend) {
