@@ -26,8 +26,8 @@ pub fn ws_hd(hd: usize) -> usize {
 /// at the head dims whose rows are whole 64-column boxes (64, 128 and 256), since its copies keep
 /// L2 less loaded and HBM busier than every thread's cp.async (measured at hd 64 and 128: DRAM
 /// 84 % → 89 % of peak). Hd 80 keeps cp.async: TMA there means the maps' padded boxes into stages
-/// of 128 columns, which on an H100 made the kernel 5–19 % slower (one block fewer per SM and a
-/// second copy per page for 32 bytes a row; docs/performance.md, "What was tried").
+/// of 128 columns, which on an H100 made the kernel 5–19 % slower (it fits one block fewer per SM
+/// and copies a second box per page for 32 bytes a row; docs/performance.md, "What was tried").
 pub fn tcd_tma(hd: usize, sm90a: bool) -> bool {
     sm90a && matches!(hd, 64 | 128 | 256)
 }
