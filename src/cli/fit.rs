@@ -347,6 +347,7 @@ fn json_doc(fitted: &[Fitted], groups: &[Group]) -> Value {
                 "cv_by_mape_pct_by_value": f.file.metrics.cv_by_mape_pct_by_value,
                 "holdout_mape_pct": f.file.metrics.holdout_mape_pct,
                 "holdout_points": groups[f.group].holdouts.len(),
+                "holdout_errors": f.file.metrics.holdout_errors,
                 "rmse_j": f.fit.rmse_j,
                 "r2": f.file.metrics.r2,
                 "aic": f.fit.aic,

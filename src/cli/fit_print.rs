@@ -38,6 +38,32 @@ pub(super) fn comparison(
     Some(published::compare(&ours, &refs))
 }
 
+/// One row per hold-out row of every group, one signed error per model: which points a design's
+/// fit misses, and on which side.
+fn holdout_table(names: &[&str], groups: &[Group], fitted: &[Fitted]) -> Table {
+    let mut header = vec!["LLM", "n", "m"];
+    header.extend(names);
+    let mut t = Table::new(&header);
+    for (gi, g) in groups.iter().enumerate() {
+        for (k, o) in g.holdouts.iter().enumerate() {
+            let mut row = vec![
+                g.label(),
+                format!("{}", o.input_tokens),
+                format!("{}", o.output_tokens),
+            ];
+            row.extend((0..names.len()).map(|mi| {
+                fitted
+                    .iter()
+                    .find(|f| f.group == gi && f.model == mi)
+                    .and_then(|f| f.file.metrics.holdout_errors.get(k))
+                    .map_or("-".into(), |e| format!("{:+.2}", e.error_pct))
+            }));
+            t.push(row);
+        }
+    }
+    t
+}
+
 pub(super) fn print_tables(
     args: &FitArgs,
     out: Option<&Path>,
@@ -140,6 +166,10 @@ pub(super) fn print_tables(
         println!(
             "Hold-out MAPE (%, rows with role holdout, never fitted)\n{}",
             table(&|f| f.file.metrics.holdout_mape_pct)
+        );
+        println!(
+            "Hold-out errors (%, (predicted − measured) / measured: negative where the fit predicts low)\n{}",
+            holdout_table(&names, groups, fitted).render()
         );
     }
     if let Some(rows) = comparison(fitted, groups) {

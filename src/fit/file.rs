@@ -95,9 +95,25 @@ pub struct Metrics {
     /// MAPE over the group's hold-out rows (`role` = `holdout`, never fitted); None without any.
     #[serde(default)]
     pub holdout_mape_pct: Option<f64>,
+    /// Each hold-out row's error, in the file's row order: the MAPE alone does not say which
+    /// point of a design the fit misses, nor whether it misses them all on the same side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holdout_errors: Vec<HoldoutError>,
     /// In-sample MAPE under each loss, when both were fitted (`--both-losses`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mape_pct_by_loss: BTreeMap<String, f64>,
+}
+
+/// One hold-out row against the fit's prediction at its point.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HoldoutError {
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    /// Measured J per output token.
+    pub energy_per_token_j: f64,
+    pub predicted_energy_per_token_j: f64,
+    /// (predicted − measured) / measured, in %: negative where the fit predicts low.
+    pub error_pct: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -193,6 +209,17 @@ impl FitFile {
                 cv_by_mape_pct_by_value: None,
                 holdout_mape_pct: (!group.holdouts.is_empty())
                     .then(|| super::stats::mape(model, &values, &group.holdouts)),
+                holdout_errors: group
+                    .holdouts
+                    .iter()
+                    .map(|o| HoldoutError {
+                        input_tokens: o.input_tokens,
+                        output_tokens: o.output_tokens,
+                        energy_per_token_j: o.energy_per_token_j,
+                        predicted_energy_per_token_j: model.energy_per_token_at(&values, o),
+                        error_pct: 100.0 * super::stats::relative_error(model, &values, o),
+                    })
+                    .collect(),
                 mape_pct_by_loss: BTreeMap::new(),
             },
             repeats: ds.repeat_spread(group).ok(),

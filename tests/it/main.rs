@@ -16,6 +16,7 @@ mod design_requests;
 mod engine_run_cli;
 mod engine_scheduler;
 mod fit_batch;
+mod fit_holdout_errors;
 mod fit_intervals;
 mod fit_recovery;
 mod fit_requests;
