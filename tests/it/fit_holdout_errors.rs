@@ -43,20 +43,21 @@ fn holdout_errors_are_signed_per_point() {
     }
     std::fs::write(&csv, out).unwrap();
 
-    let (ok, stdout, err) = run(
-        dir.path(),
-        &[
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
             "fit",
             "synthetic-held.csv",
             "--model",
             "flops-mem",
             "--cv",
             "0",
-            "--out",
-            "fits",
-        ],
-    );
-    assert!(ok, "{err}");
+        ];
+        args.extend(extra);
+        let (ok, stdout, err) = run(dir.path(), &args);
+        assert!(ok, "{err}");
+        stdout
+    };
+    let stdout = fit(&["--out", "fits"]);
     let file = FitFile::read(&dir.path().join("fits/synthetic-held.flops-mem.json")).unwrap();
     let errs = &file.metrics.holdout_errors;
     assert_eq!(errs.len(), HELD.len());
@@ -82,20 +83,7 @@ fn holdout_errors_are_signed_per_point() {
     assert!(stdout.contains("+2.04"), "{stdout}");
 
     // --json carries the same list.
-    let (ok, stdout, err) = run(
-        dir.path(),
-        &[
-            "fit",
-            "synthetic-held.csv",
-            "--model",
-            "flops-mem",
-            "--cv",
-            "0",
-            "--no-write",
-            "--json",
-        ],
-    );
-    assert!(ok, "{err}");
+    let stdout = fit(&["--no-write", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let list = v["fits"][0]["holdout_errors"].as_array().unwrap();
     assert_eq!(list.len(), HELD.len());
