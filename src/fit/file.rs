@@ -212,12 +212,16 @@ impl FitFile {
                 holdout_errors: group
                     .holdouts
                     .iter()
-                    .map(|o| HoldoutError {
-                        input_tokens: o.input_tokens,
-                        output_tokens: o.output_tokens,
-                        energy_per_token_j: o.energy_per_token_j,
-                        predicted_energy_per_token_j: model.energy_per_token_at(&values, o),
-                        error_pct: 100.0 * super::stats::relative_error(model, &values, o),
+                    .map(|o| {
+                        let predicted = model.energy_per_token_at(&values, o);
+                        HoldoutError {
+                            input_tokens: o.input_tokens,
+                            output_tokens: o.output_tokens,
+                            energy_per_token_j: o.energy_per_token_j,
+                            predicted_energy_per_token_j: predicted,
+                            error_pct: 100.0 * (predicted - o.energy_per_token_j)
+                                / o.energy_per_token_j,
+                        }
                     })
                     .collect(),
                 mape_pct_by_loss: BTreeMap::new(),

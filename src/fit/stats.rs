@@ -39,16 +39,15 @@ pub fn min_median_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     Some((v[0], median, v[k - 1]))
 }
 
-/// (predicted − measured) / measured at one observation.
-pub fn relative_error(model: &dyn EnergyModel, coefs: &[f64], o: &Obs) -> f64 {
-    (model.energy_per_token_at(coefs, o) - o.energy_per_token_j) / o.energy_per_token_j
-}
-
 pub fn mape(model: &dyn EnergyModel, coefs: &[f64], obs: &[Obs]) -> f64 {
     100.0
         * obs
             .iter()
-            .map(|o| relative_error(model, coefs, o).abs())
+            .map(|o| {
+                ((model.energy_per_token_at(coefs, o) - o.energy_per_token_j)
+                    / o.energy_per_token_j)
+                    .abs()
+            })
             .sum::<f64>()
         / obs.len() as f64
 }
