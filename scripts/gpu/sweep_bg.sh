@@ -10,7 +10,10 @@
 # Usage: scripts/gpu/sweep_bg.sh start BIN FILE [measure flags...]
 #        scripts/gpu/sweep_bg.sh wait FILE
 # A second `start` on the same machine resumes the first's working copy where it has more rows,
-# and hands the first's log back as $OUT/NAME.before-start.log.
+# and hands the first's log back as $OUT/NAME.before-start.log. A `start` of another FILE while a
+# sweep runs queues behind it: the sweeps of one machine run one after another in the order they
+# were started, never two at once on its GPU (two would share the card and each measure the other's
+# energy). `wait` on the last one started waits for the whole queue.
 # Env: WAIT (seconds `wait` may take, default 570), DIR (working copy, default /var/tmp/energy-fit-sweep).
 set -u -o pipefail
 usage() { echo "usage: $0 start BIN FILE [measure flags...] | $0 wait FILE (got: $*)" >&2; exit 2; }
@@ -43,9 +46,14 @@ if [ "$CMD" = start ]; then
     [ -f "$LOG" ] && cp "$LOG" "$OUT/$NAME.before-start.log"
     # What is left, by the roofline bound (a lower bound: load, warm-up and idle windows excluded).
     echo "left: $("$BIN" measure "$@" --resume --out "$WORK" --dry-run 2>&1 | tail -n 1)"
-    setsid "$BIN" measure "$@" --resume --out "$WORK" --quiet > "$LOG" 2>&1 < /dev/null &
+    # The sweep started last on this machine, if it still runs: this one waits for it to end.
+    AFTER=""
+    if [ -f "$DIR/last.pid" ] && kill -0 "$(cat "$DIR/last.pid")" 2>/dev/null; then AFTER="$(cat "$DIR/last.pid")"; fi
+    setsid bash -c 'while [ -n "$1" ] && kill -0 "$1" 2>/dev/null; do sleep 1; done; shift; exec "$@"' \
+        queue "$AFTER" "$BIN" measure "$@" --resume --out "$WORK" --quiet > "$LOG" 2>&1 < /dev/null &
     echo $! > "$PID"
-    echo "started pid $(cat "$PID"): measure $* --resume --out $WORK"
+    cp "$PID" "$DIR/last.pid"
+    echo "started pid $(cat "$PID"): measure $* --resume --out $WORK${AFTER:+ (queued behind pid $AFTER)}"
 fi
 [ -f "$PID" ] || { echo "error: no sweep of $NAME was started here ($DIR has no $NAME.pid)" >&2; exit 2; }
 T0=$(date +%s)

@@ -42,5 +42,6 @@ mod report_zero_shot;
 mod scripts_cli;
 mod shipped_data;
 mod slurm_scripts;
+mod sweep_bg;
 mod vs_reference_script;
 mod zeroshot;

@@ -118,48 +118,6 @@ fn waiting_on_a_sweep_never_started_says_so() {
     );
 }
 
-/// `sweep_bg.sh` with a stand-in for `energy-fit measure` (it writes two rows to --out, then
-/// sleeps; a --dry-run prints a plan's last line): `start` leaves it running in its own session, a second `start` is refused while it
-/// runs, and `wait` returns once it ends with the file copied to $OUT.
-#[test]
-fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let bin = stand_in(tmp.path(), "fake-measure", "case \" $* \" in *' --dry-run '*) echo '2 points, stand-in plan'; exit;; esac\nout=\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\nprintf 'h\\nr1\\nr2\\n' > \"$out\"\nsleep 2\necho done\n");
-    let call = |args: &[&str], wait: &str| {
-        let o = run_env(
-            "scripts/gpu/sweep_bg.sh",
-            args,
-            tmp.path(),
-            &[("WAIT", wait)],
-        );
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
-    let b = bin.to_str().unwrap();
-    let (rc, out, _) = call(&["start", b, "grid.csv", "--llm", "x"], "0");
-    assert_eq!(rc, Some(0));
-    assert!(
-        out.contains("left: 2 points, stand-in plan") && out.contains("still running"),
-        "{out}"
-    );
-    let (rc, _, err) = call(&["start", b, "grid.csv", "--llm", "x"], "0");
-    assert_eq!(rc, Some(1));
-    assert!(err.contains("already running"), "{err}");
-    let (rc, out, _) = call(&["wait", "grid.csv"], "60");
-    assert_eq!(rc, Some(0));
-    assert!(
-        out.contains("grid.csv: finished; 2 rows; last log line: done"),
-        "{out}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(tmp.path().join("out/grid.csv")).unwrap(),
-        "h\nr1\nr2\n"
-    );
-}
-
 /// `attn_variants.sh` with a stand-in binary (prints one `ok` line, exits 0): every variant's
 /// files get names of letters, digits, `_` and `-` only, which the GPU machine hands back ('='
 /// in a name kept a variant's results on the machine once).
@@ -310,85 +268,6 @@ printf '#!/usr/bin/env bash\necho "probe $*"\n' > "$out"; chmod +x "$out""#,
             .unwrap_or_else(|e| panic!("{file}: {e}"));
         assert_eq!(got.trim(), line, "{file}");
     }
-}
-
-/// `sweep_bg.sh start` says what is left (`measure --dry-run --resume` on its copy) before it starts
-/// the sweep: here the real binary with the stand-in meter and workload (synthetic energies), so no
-/// GPU is used anywhere. A second start with a stale FILE keeps the machine's working copy (it has
-/// more rows) and hands the first's log back; after the copy-back nothing is left.
-#[test]
-fn sweep_bg_start_says_what_is_left() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("g.csv");
-    let args = [
-        "--llm",
-        "llama-3.2-1b",
-        "--inputs",
-        "64",
-        "--outputs",
-        "64,128",
-        "--requests",
-        "2",
-        "--min-window-s",
-        "0",
-        "--idle-s",
-        "0",
-        "--sample-ms",
-        "5",
-    ];
-    let start = || {
-        let a = [
-            &[
-                "start",
-                env!("CARGO_BIN_EXE_energy-fit"),
-                file.to_str().unwrap(),
-            ],
-            &args[..],
-        ]
-        .concat();
-        let o = run_env(
-            "scripts/gpu/sweep_bg.sh",
-            &a,
-            tmp.path(),
-            &[("ENERGY_FIT_STANDIN", "us_per_token=10"), ("WAIT", "60")],
-        );
-        assert!(
-            o.status.success(),
-            "stderr {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let out = start();
-    assert!(
-        out.contains("left: 2 points, 0 do not fit; estimated measured time")
-            && out.contains("g.csv: finished; 2 rows"),
-        "{out}"
-    );
-    // The tree's copy as a later command begins: fewer rows than the machine's (here its header only).
-    let header = std::fs::read_to_string(tmp.path().join("out/g.csv"))
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
-    std::fs::write(&file, header + "\n").unwrap();
-    let out = start();
-    assert!(
-        out.contains("keeping ")
-            && out.contains("g.csv: 2 rows, more than ")
-            && out.contains("left: 0 points"),
-        "{out}"
-    );
-    let log = std::fs::read_to_string(tmp.path().join("out/g.csv.before-start.log")).unwrap();
-    assert!(log.contains("done: 2 ok, 0 skipped"), "{log}");
-    std::fs::copy(tmp.path().join("out/g.csv"), &file).unwrap();
-    let out = start();
-    assert!(
-        out.contains("left: 0 points, 0 do not fit; estimated measured time 0 s")
-            && out.contains("finished; 2 rows"),
-        "{out}"
-    );
 }
 
 /// A file tree under `root`: (path, contents) pairs.
