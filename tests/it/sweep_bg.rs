@@ -22,8 +22,9 @@ fn sweep_bg(tmp: &Path, args: &[&str], wait: &str) -> Output {
 }
 
 /// `sweep_bg.sh` with a stand-in for `energy-fit measure` (it writes two rows to --out, then
-/// sleeps; a --dry-run prints a plan's last line): `start` leaves it running in its own session, a second `start` is refused while it
-/// runs, and `wait` returns once it ends with the file copied to $OUT.
+/// sleeps; a --dry-run prints a plan's last line): `start` leaves it running in its own session, a
+/// second `start` is refused while it runs, and `wait` returns once it ends with the file copied to
+/// $OUT.
 #[test]
 fn sweep_bg_runs_on_between_calls_and_copies_the_file() {
     let tmp = tempfile::tempdir().unwrap();
