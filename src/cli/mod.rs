@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod calibrate;
+pub mod compare;
 pub mod design;
 mod design_input;
 mod design_validate;
@@ -72,6 +73,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Combine measurement files (e.g. shards), refusing conflicting duplicates.
     Merge(merge::MergeArgs),
+    /// The energy per token of the grid points several files, cards or engine commits measured
+    /// alike, and how far apart they are.
+    Compare(compare::CompareArgs),
     /// Check every engine kernel on this GPU against CPU references, then random-weights forwards
     /// (needs a GPU).
     Selftest {
@@ -194,6 +198,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Design(a) => design::run(*a),
         Command::Measure(a) => measure::run(*a),
         Command::Merge(a) => merge::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Selftest { dtype, llm, seed } => selftest::run(&dtype, &llm, seed),
         Command::EngineRun {

@@ -6,6 +6,7 @@
 
 mod batch_cells;
 mod columns;
+pub mod compare;
 mod io;
 pub mod schema;
 pub mod settings;
@@ -171,16 +172,7 @@ impl Dataset {
     /// [`Self::groups`], except that the run settings in `span` are never split on: for a model
     /// that spans them (flops-mem-batch spans `requests` and `max_batch_size`).
     pub fn groups_spanning(&self, by: &[String], span: &[&str]) -> Result<Vec<Group>> {
-        for col in by {
-            if self.df.column(col).is_err() {
-                let files: Vec<String> = self
-                    .sources
-                    .iter()
-                    .map(|s| s.path.display().to_string())
-                    .collect();
-                bail!("--by {col}: no column '{col}' in {}", files.join(", "));
-            }
-        }
+        self.require_by(by)?;
         let text = |name: &str| self.text_column(name);
         let num = |name: &str| -> Result<Vec<Option<f64>>> {
             Ok(self.df.column(name)?.f64()?.iter().collect())
@@ -249,6 +241,19 @@ impl Dataset {
                 }
             })
             .collect())
+    }
+
+    /// An error naming the first of the `--by` columns that no file has, and the files.
+    pub(crate) fn require_by(&self, by: &[String]) -> Result<()> {
+        if let Some(col) = by.iter().find(|c| self.df.column(c).is_err()) {
+            let files: Vec<String> = self
+                .sources
+                .iter()
+                .map(|s| s.path.display().to_string())
+                .collect();
+            bail!("--by {col}: no column '{col}' in {}", files.join(", "));
+        }
+        Ok(())
     }
 
     /// A numeric column that a file may lack (None), e.g. `mean_concurrency`; cells that are

@@ -50,6 +50,22 @@ pub(super) fn tidy(v: String) -> String {
 /// its `ok` rows, each with its cells as tidy text (every row of the table).
 pub(super) type SplitColumns = BTreeMap<String, Vec<(String, Rc<Vec<String>>)>>;
 
+/// A run setting's cells as tidy text, one per row of the table; an empty cell, or every cell
+/// where the column is absent, takes the `measure` default ([`default_of`]).
+pub(super) fn setting_cells(ds: &Dataset, name: &str) -> Result<Vec<String>> {
+    let cells = match ds.df.column(name) {
+        Ok(_) => ds.text_column(name)?,
+        Err(_) => vec![None; ds.df.height()],
+    };
+    Ok(cells
+        .into_iter()
+        .map(|v| match v.filter(|v| !v.trim().is_empty()) {
+            Some(v) => tidy(v),
+            None => default_of(name).to_string(),
+        })
+        .collect())
+}
+
 pub(super) fn split_columns(
     ds: &Dataset,
     ok: &[usize],
@@ -62,15 +78,7 @@ pub(super) fn split_columns(
         if by.iter().any(|b| b == name) || span.contains(&name) || ds.df.column(name).is_err() {
             continue;
         }
-        let cells: Rc<Vec<String>> = Rc::new(
-            ds.text_column(name)?
-                .into_iter()
-                .map(|v| match v.filter(|v| !v.trim().is_empty()) {
-                    Some(v) => tidy(v),
-                    None => default_of(name).to_string(),
-                })
-                .collect(),
-        );
+        let cells: Rc<Vec<String>> = Rc::new(setting_cells(ds, name)?);
         let mut values: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for &i in ok {
             let l = llm[i].as_deref().unwrap_or_default();

@@ -8,6 +8,7 @@ mod cli_fit_files;
 mod cli_help;
 mod cli_pipes;
 mod common;
+mod compare_cli;
 mod concurrency;
 mod config_bounds;
 mod damage_paths;

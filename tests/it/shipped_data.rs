@@ -144,3 +144,57 @@ fn the_engine_commit_is_read_from_the_cell() {
     );
     assert_eq!(commit("other"), "other");
 }
+
+/// The anchor files: each holds the anchor plan's points, once each, from one card (named in the
+/// file name) and one engine, with the study's settings; `compare` reads them against each other.
+#[test]
+fn every_anchor_file_is_the_anchor_plan_on_the_card_it_names() {
+    let dir = repo("data/anchors");
+    let plan = read_plan(&dir.join("llama-3.2-1b-h100.plan.csv")).unwrap();
+    let want: BTreeSet<(u64, u64)> = plan
+        .iter()
+        .map(|(p, _)| (p.input_tokens, p.output_tokens))
+        .collect();
+    assert_eq!(want.len(), plan.len(), "the plan's points are distinct");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(card) = name
+            .strip_prefix("llama-3.2-1b-h100-")
+            .and_then(|r| r.strip_suffix(".csv"))
+        else {
+            continue;
+        };
+        if card.ends_with(".plan") {
+            continue;
+        }
+        files += 1;
+        let df = read_table(&path).unwrap();
+        let (rows, _) = from_frame(&df, &name).unwrap();
+        let got: Vec<(u64, u64)> = rows
+            .iter()
+            .map(|r| (r.input_tokens, r.output_tokens))
+            .collect();
+        assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), want, "{name}");
+        assert_eq!(got.len(), want.len(), "{name}: each point once");
+        let engines: BTreeSet<&str> = rows.iter().map(|r| commit(&r.engine)).collect();
+        assert_eq!(engines.len(), 1, "{name}: engines {engines:?}");
+        for r in &rows {
+            assert_eq!(r.llm, "llama-3.2-1b", "{name}");
+            assert!(
+                r.gpu_uuid.starts_with(&format!("GPU-{card}")),
+                "{name}: {}",
+                r.gpu_uuid
+            );
+            assert!(r.gpu.contains("H100"), "{name}: {}", r.gpu);
+            assert_eq!(r.status.to_string(), "ok", "{name}");
+            assert_eq!(
+                (r.requests, r.max_batch_size, r.max_num_tokens),
+                (1000, 1024, 8192)
+            );
+            assert_eq!(r.power_limit_w, Some(700.0), "{name}");
+        }
+    }
+    assert!(files >= 3, "{files} anchor files");
+}
