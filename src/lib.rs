@@ -6,6 +6,7 @@
 
 pub mod analytic;
 pub mod cli;
+pub mod compare;
 pub mod dataset;
 pub mod design;
 pub mod engine;

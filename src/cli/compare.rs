@@ -2,7 +2,7 @@
 //! files (or the values of a column: cards, engine commits, drivers) measured alike, and how far
 //! apart they are.
 
-use crate::dataset::compare::{compare, places_of, Comparison, Place, SETTINGS};
+use crate::compare::{compare, places_of, Comparison, Place, SETTINGS};
 use crate::dataset::Dataset;
 use crate::fit::table::{sci, Table};
 use anyhow::{bail, Result};

@@ -6,7 +6,6 @@
 
 mod batch_cells;
 mod columns;
-pub mod compare;
 mod io;
 pub mod schema;
 pub mod settings;

@@ -52,7 +52,7 @@ pub(super) type SplitColumns = BTreeMap<String, Vec<(String, Rc<Vec<String>>)>>;
 
 /// A run setting's cells as tidy text, one per row of the table; an empty cell, or every cell
 /// where the column is absent, takes the `measure` default ([`default_of`]).
-pub(super) fn setting_cells(ds: &Dataset, name: &str) -> Result<Vec<String>> {
+pub(crate) fn setting_cells(ds: &Dataset, name: &str) -> Result<Vec<String>> {
     let cells = match ds.df.column(name) {
         Ok(_) => ds.text_column(name)?,
         Err(_) => vec![None; ds.df.height()],

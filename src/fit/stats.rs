@@ -25,7 +25,6 @@ pub fn stars(p: f64) -> &'static str {
     }
 }
 
-/// Mean absolute percentage error (%) of a model's predictions.
 /// Smallest, median (the mean of the middle two for an even count) and largest of `v`; None when
 /// empty.
 pub fn min_median_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
@@ -39,6 +38,7 @@ pub fn min_median_max(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
     Some((v[0], median, v[k - 1]))
 }
 
+/// Mean absolute percentage error (%) of a model's predictions.
 pub fn mape(model: &dyn EnergyModel, coefs: &[f64], obs: &[Obs]) -> f64 {
     100.0
         * obs

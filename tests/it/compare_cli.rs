@@ -115,11 +115,17 @@ fn files_are_compared_at_the_points_they_share_with_repeats_averaged() {
 }
 
 #[test]
-fn nothing_to_compare_is_an_error_that_names_what_and_where() {
+fn bad_input_and_nothing_to_compare_are_errors_that_name_what_and_where() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.csv", &[(64, 64, 0.01, "GPU-1", "ok")]);
     write(dir.path(), "b.csv", &[(128, 64, 0.02, "GPU-1", "ok")]);
-    let cases: [(&[&str], &str); 3] = [
+    std::fs::write(
+        dir.path().join("c.csv"),
+        format!("{HEADER}\nsynthetic-a,64,64,1000,abc,GPU-1,ok\n"),
+    )
+    .unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["compare", "a.csv", "c.csv"], "c.csv, row 1 (line 2), column 'energy_j': 'abc' is not a number"),
         (&["compare", "a.csv", "b.csv"], "no grid point (llm, input_tokens, output_tokens, requests, max_batch_size, max_num_tokens, dtype) is measured in more than one of: a.csv, b.csv"),
         (&["compare", "--by", "engine", "a.csv"], "--by engine: no column 'engine' in a.csv"),
         (&["compare", "--by", "gpu_uuid", "a.csv", "b.csv"], "--by gpu_uuid takes one value"),

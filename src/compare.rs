@@ -6,9 +6,12 @@
 //! across cards or engine commits mixes them; the points two places share are what tells how far
 //! apart the places are, before any model is fitted to either.
 
-use super::schema::{is_fitted, ENERGY_PER_TOKEN_J, INPUT_TOKENS, LLM, OUTPUT_TOKENS, STATUS};
-use super::settings::setting_cells;
-use super::Dataset;
+use crate::dataset::schema::{
+    is_fitted, ENERGY_PER_TOKEN_J, INPUT_TOKENS, LLM, OUTPUT_TOKENS, STATUS,
+};
+use crate::dataset::settings::setting_cells;
+use crate::dataset::Dataset;
+use crate::fit::stats::min_median_max;
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -108,22 +111,17 @@ pub fn compare(places: &[Place]) -> Comparison {
     }
     let summary = diffs
         .into_iter()
-        .map(|((place, against), mut d)| {
-            d.sort_by(f64::total_cmp);
-            let k = d.len();
-            let median = if k % 2 == 1 {
-                d[k / 2]
-            } else {
-                (d[k / 2 - 1] + d[k / 2]) / 2.0
-            };
-            PairSummary {
+        .filter_map(|((place, against), d)| {
+            let points = d.len();
+            let (min_pct, median_pct, max_pct) = min_median_max(d)?;
+            Some(PairSummary {
                 place,
                 against,
-                points: k,
-                min_pct: d[0],
-                median_pct: median,
-                max_pct: d[k - 1],
-            }
+                points,
+                min_pct,
+                median_pct,
+                max_pct,
+            })
         })
         .collect();
     Comparison {
