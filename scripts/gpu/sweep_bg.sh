@@ -3,7 +3,7 @@
 # grid point's window can be longer (llama-3.1-8b at n = 2048, m = 4096: ~18 minutes by `measure
 # --dry-run`'s roofline bound). A process in its own session (setsid) runs on after the command
 # that started it ends. So: `start` prints what is left (`measure --dry-run --resume`: points and
-# roofline seconds), launches `measure --resume` that way on a copy of the sweep file and then
+# roofline seconds, and the time left at the pace the file's rows ran), launches `measure --resume` that way on a copy of the sweep file and then
 # waits like `wait`; each later command runs `wait`, which sleeps until the sweep ends or its time
 # is up and copies the file and the log to $OUT. Copy the file back into the tree after every
 # command: if the machine is lost, the point in flight is lost, nothing before it.
@@ -44,8 +44,11 @@ if [ "$CMD" = start ]; then
     fi
     # The new sweep's log replaces an earlier start's: hand that one back first.
     [ -f "$LOG" ] && cp "$LOG" "$OUT/$NAME.before-start.log"
-    # What is left, by the roofline bound (a lower bound: load, warm-up and idle windows excluded).
-    echo "left: $("$BIN" measure "$@" --resume --out "$WORK" --dry-run 2>&1 | tail -n 1)"
+    # What is left, by the roofline bound (a lower bound: load, warm-up and idle windows excluded),
+    # and at the pace of the rows the file already holds, where it holds some.
+    PLAN="$("$BIN" measure "$@" --resume --out "$WORK" --dry-run 2>&1)"
+    echo "left: $(grep -E '^[0-9]+ points, ' <<< "$PLAN" || tail -n 1 <<< "$PLAN")"
+    grep -E '^(pace so far|  on |at that pace)' <<< "$PLAN"
     # The sweep started last on this machine, if it still runs: this one waits for it to end.
     AFTER=""
     if [ -f "$DIR/last.pid" ] && kill -0 "$(cat "$DIR/last.pid")" 2>/dev/null; then AFTER="$(cat "$DIR/last.pid")"; fi

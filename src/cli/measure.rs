@@ -5,6 +5,7 @@ use super::measure_plan::{grid, plan, Planned};
 use super::measure_replace::Replacing;
 use super::values::{fraction, positive_f64, seconds, whole};
 use crate::measure::cost::RooflineCost;
+use crate::measure::pace::{pace, pace_text};
 use crate::measure::plan::{dry_run_table, plan_csv, plan_rows, Shard};
 use crate::measure::plan::{MAX_BATCH_SIZE, MAX_NUM_TOKENS, MAX_REPEATS, MAX_REQUESTS, MAX_TOKENS};
 use crate::measure::plan_file::write_plan;
@@ -98,7 +99,8 @@ pub struct MeasureArgs {
     #[arg(long, requires = "resume")]
     pub force: bool,
     /// Print the plan, feasibility and roofline duration estimates; measure nothing. With --resume,
-    /// only the points --out lacks (the time left); --out is only read.
+    /// only the points --out lacks (the time left), and the pace of the rows --out holds: their
+    /// measured windows against the estimate, and the time left at that pace; --out is only read.
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run, also write the plan to this CSV file for scripts: one line per point with
@@ -253,14 +255,20 @@ fn dry_run(
     min_window_s: f64,
     cost: &RooflineCost,
 ) -> Result<()> {
-    if a.resume {
-        drop_done(&mut planned.points, &peek_rows(&a.out)?, a, cost)?;
+    let done = if a.resume {
+        let rows = peek_rows(&a.out)?;
+        let before = planned.points.clone();
+        drop_done(&mut planned.points, &rows, a, cost)?;
+        Some((rows, before))
     } else if a.out.exists() {
         eprintln!(
             "note: --out {} exists; measuring these points into it needs --resume",
             a.out.display()
         );
-    }
+        None
+    } else {
+        None
+    };
     let (mem, src) = match (gpu_mem, &meters) {
         (Some(m), _) => (m, "--gpu-mem-gib".to_string()),
         (None, Ok(ms)) => {
@@ -285,6 +293,19 @@ fn dry_run(
     );
     let rows = plan_rows(points, cost, mem, min_window_s)?;
     print!("{}", dry_run_table(&rows, min_window_s)?);
+    if let Some((measured, before)) = &done {
+        let left: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r.fit.as_ref().ok())
+            .map(|(e, n)| e * *n as f64)
+            .collect();
+        let paces = pace(measured, &plan_rows(before, cost, mem, min_window_s)?);
+        let file = a.out.display().to_string();
+        print!(
+            "{}",
+            pace_text(&paces, &file, left.len(), left.iter().sum())
+        );
+    }
     if planned.adaptive.is_some() {
         println!(
             "(the initial design: further points are chosen while measuring, within --budget-s)"

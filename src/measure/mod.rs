@@ -6,6 +6,7 @@ mod csv_text;
 pub mod engine_workload;
 pub mod merge;
 pub mod meter;
+pub mod pace;
 pub mod plan;
 pub mod plan_file;
 pub mod rows;

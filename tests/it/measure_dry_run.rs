@@ -257,3 +257,100 @@ fn dry_run_with_resume_plans_what_is_left_and_touches_nothing() {
         stderr(&o)
     );
 }
+
+/// `--dry-run --resume` prints the pace of the rows --out holds: their measured windows against
+/// the plan's estimate of one run times the runs each window held, over all cards and per card,
+/// and the estimate of the points left scaled by it. The stand-in's file is rewritten so each
+/// window is a known multiple of its estimate (1.5× on one card, 2× on another); the expected
+/// numbers come from the plan file's `est_s` cells.
+#[test]
+fn dry_run_with_resume_prints_the_pace_of_the_measured_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, plan_csv) = (dir.path().join("m.csv"), dir.path().join("plan.csv"));
+    let grid = |outputs: &'static str| {
+        vec![
+            "--inputs",
+            "64,128,256",
+            "--outputs",
+            outputs,
+            "--requests",
+            "2",
+        ]
+    };
+    let o = run(measure(
+        &[grid("64"), vec!["--out", out.to_str().unwrap()]].concat(),
+        Some(""),
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dry = |extra: &[&str]| {
+        let args = [
+            grid("64,128"),
+            vec!["--gpu-mem-gib", "80", "--dry-run"],
+            extra.to_vec(),
+        ];
+        let o = run(measure(&args.concat(), None));
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    dry(&["--plan-csv", plan_csv.to_str().unwrap()]);
+    let plan = std::fs::read_to_string(&plan_csv).unwrap();
+    let col = |head: &str, name: &str| head.split(',').position(|c| c == name).unwrap();
+    let ph = plan.lines().next().unwrap();
+    let est = |n: &str, m: &str| -> f64 {
+        let l = plan
+            .lines()
+            .find(|l| l.split(',').nth(1) == Some(n) && l.split(',').nth(2) == Some(m));
+        l.unwrap()
+            .split(',')
+            .nth(col(ph, "est_s"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    // Windows of n = 64 and 128 at 1.5× their estimate on card-A, n = 256's at 2× on card-B.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let head = text.lines().next().unwrap().to_string();
+    let (n_at, w_at, runs_at, card_at) = (
+        col(&head, "input_tokens"),
+        col(&head, "window_s"),
+        col(&head, "window_runs"),
+        col(&head, "gpu_uuid"),
+    );
+    let (mut measured, mut estimated) = (0.0, 0.0);
+    let mut lines = vec![head.clone()];
+    for l in text.lines().skip(1) {
+        let mut c: Vec<String> = l.split(',').map(String::from).collect();
+        let e = est(&c[n_at], "64") * c[runs_at].parse::<f64>().unwrap();
+        let (k, card) = if c[n_at] == "256" {
+            (2.0, "card-B")
+        } else {
+            (1.5, "card-A")
+        };
+        c[w_at] = format!("{}", k * e);
+        c[card_at] = card.into();
+        (measured, estimated) = (measured + k * e, estimated + e);
+        lines.push(c.join(","));
+    }
+    std::fs::write(&out, lines.join("\n") + "\n").unwrap();
+    let s = dry(&["--resume", "--out", out.to_str().unwrap()]);
+    let ratio = measured / estimated;
+    let left = ratio
+        * ["64", "128", "256"]
+            .iter()
+            .map(|n| est(n, "128"))
+            .sum::<f64>();
+    for want in [
+        format!(
+            "pace so far: 3 of the plan's points in {} took {measured:.0} s of measured windows \
+             against {estimated:.0} s estimated, {ratio:.2}× (per point 1.50–2.00×)",
+            out.display()
+        ),
+        "  on card-A: 2 points".into(),
+        "  on card-B: 1 point,".into(),
+        format!("at that pace the 3 points left take about {left:.0} s of measured windows"),
+    ] {
+        assert!(s.contains(&want), "{want}\n{s}");
+    }
+    // Without --resume nothing is read, so there is no pace.
+    assert!(!dry(&["--out", out.to_str().unwrap()]).contains("pace"));
+}

@@ -108,7 +108,8 @@ fn sweep_bg_queues_a_second_file_behind_the_running_sweep() {
 /// `sweep_bg.sh start` says what is left (`measure --dry-run --resume` on its copy) before it starts
 /// the sweep: here the real binary with the stand-in meter and workload (synthetic energies), so no
 /// GPU is used anywhere. A second start with a stale FILE keeps the machine's working copy (it has
-/// more rows) and hands the first's log back; after the copy-back nothing is left.
+/// more rows) and hands the first's log back; after the copy-back nothing is left, and the pace of
+/// the rows measured is printed.
 #[test]
 fn sweep_bg_start_says_what_is_left() {
     let tmp = tempfile::tempdir().unwrap();
@@ -179,6 +180,7 @@ fn sweep_bg_start_says_what_is_left() {
     let out = start();
     assert!(
         out.contains("left: 0 points, 0 do not fit; estimated measured time 0 s")
+            && out.contains("pace so far: 2 of the plan's points in ")
             && out.contains("finished; 2 rows"),
         "{out}"
     );
