@@ -3,10 +3,11 @@
 # grid point's window can be longer (llama-3.1-8b at n = 2048, m = 4096: ~18 minutes by `measure
 # --dry-run`'s roofline bound). A process in its own session (setsid) runs on after the command
 # that started it ends. So: `start` prints what is left (`measure --dry-run --resume`: points and
-# roofline seconds, and the time left at the pace the file's rows ran), launches `measure --resume` that way on a copy of the sweep file and then
-# waits like `wait`; each later command runs `wait`, which sleeps until the sweep ends or its time
-# is up and copies the file and the log to $OUT. Copy the file back into the tree after every
-# command: if the machine is lost, the point in flight is lost, nothing before it.
+# roofline seconds, and the time left at the pace the file's rows ran), launches `measure --resume`
+# that way on a copy of the sweep file and then waits like `wait`; each later command runs `wait`,
+# which sleeps until the sweep ends or its time is up and copies the file and the log to $OUT. Copy
+# the file back into the tree after every command: if the machine is lost, the point in flight is
+# lost, nothing before it.
 # Usage: scripts/gpu/sweep_bg.sh start BIN FILE [measure flags...]
 #        scripts/gpu/sweep_bg.sh wait FILE
 # A second `start` on the same machine resumes the first's working copy where it has more rows,
