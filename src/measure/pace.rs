@@ -156,76 +156,39 @@ pub fn pace_text(paces: &[Pace], file: &str, left_points: usize, left_est_s: f64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataset::schema::Status;
-
-    fn point(n: u64, m: u64, repeat: u64) -> Key {
-        Key {
-            llm: "llama-3.2-1b".into(),
-            input_tokens: n,
-            output_tokens: m,
-            requests: 1000,
-            max_batch_size: 1024,
-            max_num_tokens: 8192,
-            dtype: "bf16".into(),
-            repeat,
-        }
-    }
-
-    fn row(p: &Key, window_s: f64, runs: u64, card: &str, status: Status) -> Row {
-        Row {
-            llm: p.llm.clone(),
-            input_tokens: p.input_tokens,
-            output_tokens: p.output_tokens,
-            requests: p.requests,
-            max_batch_size: p.max_batch_size,
-            max_num_tokens: p.max_num_tokens,
-            dtype: p.dtype.clone(),
-            repeat: p.repeat,
-            window_s: Some(window_s),
-            window_runs: Some(runs),
-            gpu_uuid: card.into(),
-            status,
-            ..Row::default()
-        }
-    }
+    use crate::measure::rows::parse_csv;
 
     /// Sums over rows, each row's estimate being its runs times the one-run estimate; the ratio of
     /// the sums, the per-row extremes; per card only when there are several; rows off the plan,
     /// skipped, without a window, or of a point that does not fit are not counted.
     #[test]
     fn pace_sums_windows_against_runs_times_estimates() {
-        let pts = [point(64, 64, 0), point(64, 128, 0), point(512, 64, 0)];
-        let mut extra = pts.to_vec();
-        extra.push(point(64, 64, 1));
-        let plan: Vec<PlanRow> = vec![
-            PlanRow {
-                point: &pts[0],
-                llm: "llama-3.2-1b".into(),
-                fit: Ok((2.0, 3)),
-            },
-            PlanRow {
-                point: &pts[1],
-                llm: "llama-3.2-1b".into(),
-                fit: Ok((10.0, 1)),
-            },
-            PlanRow {
-                point: &pts[2],
-                llm: "llama-3.2-1b".into(),
-                fit: Err("needs".into()),
-            },
-        ];
-        let ok = || Status::Ok;
-        let skipped = row(&pts[1], 99.0, 1, "A", Status::skipped("out of memory"));
-        let mut no_window = row(&pts[1], 1.0, 1, "B", ok());
-        no_window.window_s = None;
-        let rows = vec![
-            row(&pts[0], 9.0, 3, "A", ok()),    // 9 s against 2 × 3 = 6 s: 1.5×
-            row(&pts[1], 12.0, 1, "B", ok()),   // 12 against 10: 1.2×
-            row(&pts[2], 50.0, 1, "B", ok()),   // does not fit: not counted
-            row(&extra[3], 50.0, 1, "B", ok()), // not in the plan
-            skipped,
-            no_window,
-        ];
+        let rows = parse_csv(
+            "llm,input_tokens,output_tokens,requests,max_batch_size,max_num_tokens,dtype,repeat,\
+             window_s,window_runs,gpu_uuid,status\n\
+             llama-3.2-1b,64,64,1000,1024,8192,bf16,0,9,3,A,ok\n\
+             llama-3.2-1b,64,128,1000,1024,8192,bf16,0,12,1,B,ok\n\
+             llama-3.2-1b,512,64,1000,1024,8192,bf16,0,50,1,B,ok\n\
+             llama-3.2-1b,64,64,1000,1024,8192,bf16,1,50,1,B,ok\n\
+             llama-3.2-1b,64,128,1000,1024,8192,bf16,0,99,1,A,skipped: out of memory\n\
+             llama-3.2-1b,64,128,1000,1024,8192,bf16,0,,1,B,ok\n",
+            "synthetic.csv",
+        )
+        .unwrap();
+        // The plan: (64, 64) at 2 s a run, (64, 128) at 10 s; (512, 64) does not fit; the repeat
+        // of (64, 64) in row 4 is not planned.
+        let keys: Vec<Key> = rows[..3].iter().map(Row::key).collect();
+        let fits = [Ok((2.0, 3)), Ok((10.0, 1)), Err("needs 90 GiB".to_string())];
+        let plan: Vec<PlanRow> = keys
+            .iter()
+            .zip(fits)
+            .map(|(point, fit)| PlanRow {
+                point,
+                llm: point.llm.clone(),
+                fit,
+            })
+            .collect();
+        // Row 1: 9 s against 2 × 3 = 6 s, 1.5×; row 2: 12 s against 10 s, 1.2×.
         let p = pace(&rows, &plan);
         assert_eq!(p.len(), 3, "{p:?}");
         assert_eq!(
@@ -242,7 +205,7 @@ mod tests {
             (p[2].card.as_str(), p[2].points, p[2].measured_s),
             ("B", 1, 12.0)
         );
-        // One card: no per-card lines.
+        // One card: no per-card lines; nothing counted: no pace.
         assert_eq!(pace(&rows[..1], &plan).len(), 1);
         assert!(pace(&rows[2..], &plan).is_empty());
         let text = pace_text(&p, "m.csv", 4, 100.0);
