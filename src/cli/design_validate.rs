@@ -9,6 +9,7 @@ use crate::design::{self, Planner};
 use crate::fit::table::Table;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
+use std::collections::HashMap;
 use std::path::Path;
 
 pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Result<()> {
@@ -100,8 +101,24 @@ pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Re
         &fractions,
         a.adaptive.then_some(a.initial_fraction),
     )?;
+    let windows = measured_windows(file, &pts)?;
+    let grid_measured_s = windows.as_ref().map(|w| w.values().sum::<f64>());
+    let measured_s = |r: &design::validate::Validation| -> Option<f64> {
+        let w = windows.as_ref()?;
+        Some(
+            r.chosen
+                .iter()
+                .map(|&(n, m)| w[&(n as u64, m as u64)])
+                .sum(),
+        )
+    };
     if a.json {
-        let doc = json!({"file": file.display().to_string(), "llm": g.llm(), "model": model.name(), "prior": c.prior, "design": if a.adaptive { "adaptive" } else { "plan" }, "validations": v});
+        let mut vals = serde_json::to_value(&v)?;
+        for (j, r) in vals.as_array_mut().into_iter().flatten().zip(&v) {
+            j["design_measured_s"] = json!(measured_s(r));
+            j["grid_measured_s"] = json!(grid_measured_s);
+        }
+        let doc = json!({"file": file.display().to_string(), "llm": g.llm(), "model": model.name(), "prior": c.prior, "design": if a.adaptive { "adaptive" } else { "plan" }, "validations": vals});
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
@@ -117,11 +134,18 @@ pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Re
     println!("prior: {}", c.prior);
     for r in &v {
         println!(
-            "\nbudget {:.0} % ({:.0} s): {} points, {:.0} s; MAPE {:.2} % over all rows (full-grid fit {:.2} %, ratio {:.2}), {} over the unmeasured; worst ({}, {}) {:.2} %",
-            100.0 * r.budget_fraction, r.budget_s, r.points, r.design_s, r.mape_all_pct, r.full_grid_mape_pct,
+            "\nbudget {} % ({:.0} s): {} points, {:.0} s; MAPE {:.2} % over all rows (full-grid fit {:.2} %, ratio {:.2}), {} over the unmeasured; worst ({}, {}) {:.2} %",
+            percent(r.budget_fraction), r.budget_s, r.points, r.design_s, r.mape_all_pct, r.full_grid_mape_pct,
             r.mape_all_pct / r.full_grid_mape_pct,
             r.mape_unmeasured_pct.map_or("-".into(), |m| format!("{m:.2} %")), r.worst.0, r.worst.1, r.worst.2
         );
+        if let (Some(d), Some(grid)) = (measured_s(r), grid_measured_s) {
+            println!(
+                "measured windows of those points: {d:.0} s, {} % of the grid's {grid:.0} s ({} % by the estimates)",
+                percent(d / grid),
+                percent(r.design_s * r.budget_fraction / r.budget_s)
+            );
+        }
         let mut t = Table::new(&[
             "input_tokens",
             "full-grid m*",
@@ -154,4 +178,29 @@ pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Re
         );
     }
     Ok(())
+}
+
+/// Each grid point's measured window in `file` (the mean over its `ok` rows' `window_s`), keyed
+/// by (input_tokens, output_tokens): what a design of those points would really take, beside the
+/// estimate it was planned with. None when a point of `pts` has no window (files written before
+/// the column existed).
+fn measured_windows(file: &Path, pts: &[(u64, u64)]) -> Result<Option<HashMap<(u64, u64), f64>>> {
+    let rows = crate::measure::read_rows(file).context("--validate")?;
+    let mut sums: HashMap<(u64, u64), (f64, usize)> = HashMap::new();
+    for r in rows.iter().filter(|r| r.status.is_ok()) {
+        if let Some(w) = r.window_s.filter(|w| w.is_finite() && *w > 0.0) {
+            let e = sums.entry((r.input_tokens, r.output_tokens)).or_default();
+            (e.0, e.1) = (e.0 + w, e.1 + 1);
+        }
+    }
+    Ok(pts
+        .iter()
+        .map(|p| sums.get(p).map(|&(s, k)| (*p, s / k as f64)))
+        .collect())
+}
+
+/// A fraction as a percentage to one decimal, without a trailing ".0" (8.5, 10).
+fn percent(f: f64) -> String {
+    let s = format!("{:.1}", 100.0 * f);
+    s.strip_suffix(".0").map_or(s.clone(), str::to_string)
 }

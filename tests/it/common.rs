@@ -32,6 +32,21 @@ pub fn run_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_energy-fit");
 
+/// A CSV line's cells, read here rather than by the crate (quoted cells may hold commas: the
+/// engine column does).
+pub fn csv_cells(line: &str) -> Vec<String> {
+    let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
+    for ch in line.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => cells.push(std::mem::take(&mut cell)),
+            _ => cell.push(ch),
+        }
+    }
+    cells.push(cell);
+    cells
+}
+
 /// Runs `energy-fit args` on the stand-in meter (no GPU).
 pub fn ef(args: &[&str]) -> Output {
     Command::new(BIN)

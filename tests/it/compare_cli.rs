@@ -2,7 +2,7 @@
 //! and its difference from the first place that measured the point, checked on labelled
 //! synthetic files of known ratios and on the shipped anchor files against their cells.
 
-use super::common::{run_in, BIN};
+use super::common::{csv_cells as split, run_in, BIN};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -135,20 +135,6 @@ fn bad_input_and_nothing_to_compare_are_errors_that_name_what_and_where() {
         assert!(!ok, "{args:?} succeeded");
         assert!(err.contains(want), "{args:?}: {err}");
     }
-}
-
-/// A CSV line's cells (quoted cells may hold commas: the engine column does).
-fn split(line: &str) -> Vec<String> {
-    let (mut cells, mut cell, mut quoted) = (Vec::new(), String::new(), false);
-    for ch in line.chars() {
-        match ch {
-            '"' => quoted = !quoted,
-            ',' if !quoted => cells.push(std::mem::take(&mut cell)),
-            _ => cell.push(ch),
-        }
-    }
-    cells.push(cell);
-    cells
 }
 
 /// Energy per token of each ok row of a measurement CSV, read here from the cells (energy_j /

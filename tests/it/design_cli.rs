@@ -1,7 +1,7 @@
 //! `design` and `measure --plan` / `--budget-s` end to end: the real binary, the stand-in meter
 //! (hidden `ENERGY_FIT_STANDIN`, synthetic energies) and the committed measured grids.
 
-use crate::common::{ef, text, GRID, QUICK};
+use crate::common::{csv_cells, ef, text, GRID, QUICK};
 use energy_fit::measure::read_rows;
 
 const SMALL: [&str; 6] = [
@@ -329,4 +329,98 @@ fn too_few_cheap_points_for_the_holdouts_are_named_with_the_cap() {
     );
     let plan = std::fs::read_to_string(&plan).unwrap();
     assert_eq!(plan.lines().filter(|l| l.ends_with(",holdout")).count(), 2);
+}
+
+/// --validate gives what each design's points really took: the sum of their measured windows
+/// (repeats averaged) against the grid's, both computed here from the file's cells; a file
+/// without windows gives none (null in JSON, no line in the text).
+#[test]
+fn validation_reports_the_measured_windows_of_the_chosen_points() {
+    let grid = "data/llama-3.2-1b-h100.csv";
+    let text_of = std::fs::read_to_string(grid).unwrap();
+    let mut lines = text_of.lines();
+    let head = csv_cells(lines.next().unwrap());
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (n, m, w, st) = (
+        col("input_tokens"),
+        col("output_tokens"),
+        col("window_s"),
+        col("status"),
+    );
+    let mut windows: std::collections::BTreeMap<(u64, u64), Vec<f64>> = Default::default();
+    for c in lines.map(csv_cells).filter(|c| c[st] == "ok") {
+        let key = (c[n].parse().unwrap(), c[m].parse().unwrap());
+        windows.entry(key).or_default().push(c[w].parse().unwrap());
+    }
+    let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    let grid_s: f64 = windows.values().map(mean).sum();
+    let validate = |file: &str, json: bool| {
+        let mut args = vec!["design", "--validate", file, "--budget-fraction", "0.1"];
+        if json {
+            args.push("--json");
+        }
+        let o = ef(&args);
+        assert!(o.status.success(), "{}", text(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let v: serde_json::Value = serde_json::from_str(&validate(grid, true)).unwrap();
+    let r = &v["validations"][0];
+    let chosen_s: f64 = r["chosen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_f64().unwrap() as u64, p[1].as_f64().unwrap() as u64))
+        .map(|k| mean(&windows[&k]))
+        .sum();
+    let (got, got_grid) = (
+        r["design_measured_s"].as_f64().unwrap(),
+        r["grid_measured_s"].as_f64().unwrap(),
+    );
+    assert!(
+        (got - chosen_s).abs() < 1e-6 * chosen_s,
+        "{got} vs {chosen_s}"
+    );
+    assert!(
+        (got_grid - grid_s).abs() < 1e-6 * grid_s,
+        "{got_grid} vs {grid_s}"
+    );
+    let t = validate(grid, false);
+    let share = format!(
+        "{:.1} % of the grid's {grid_s:.0} s",
+        100.0 * chosen_s / grid_s
+    );
+    assert!(
+        t.contains(&format!(
+            "measured windows of those points: {chosen_s:.0} s, {share}"
+        )),
+        "{share}\n{t}"
+    );
+    // The same grid with its window cells emptied.
+    let d = tempfile::tempdir().unwrap();
+    let bare = d.path().join("bare.csv");
+    let emptied: Vec<String> = text_of
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut c = csv_cells(l);
+            if i > 0 {
+                c[w].clear();
+            }
+            c.iter()
+                .map(|x| {
+                    if x.contains(',') {
+                        format!("\"{x}\"")
+                    } else {
+                        x.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect();
+    std::fs::write(&bare, emptied.join("\n") + "\n").unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&validate(bare.to_str().unwrap(), true)).unwrap();
+    assert!(v["validations"][0]["design_measured_s"].is_null(), "{v}");
+    assert!(!validate(bare.to_str().unwrap(), false).contains("measured windows"));
 }
