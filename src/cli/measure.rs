@@ -201,8 +201,17 @@ pub fn run(a: MeasureArgs) -> Result<()> {
         &opts,
     )
     .with_context(|| format!("measuring into {}", a.out.display()))?;
+    let pace = if s.estimated_s > 0.0 {
+        format!(
+            " ({:.0} s estimated for the ok ones: pace {:.2}×)",
+            s.estimated_s,
+            s.paced_windows_s / s.estimated_s
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "done: {} ok, {} skipped; wall {:.1} s, sum of measured windows {:.1} s; rows in {}",
+        "done: {} ok, {} skipped; wall {:.1} s, sum of measured windows {:.1} s{pace}; rows in {}",
         s.ok,
         s.skipped,
         s.wall_s,

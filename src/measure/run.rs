@@ -62,6 +62,10 @@ pub struct Summary {
     pub ok: usize,
     pub skipped: usize,
     pub windows_s: f64,
+    /// The roofline estimate of the `ok` windows (one run's estimate times the window's runs),
+    /// and those windows' measured sum: the sweep's pace (`pace.rs`).
+    pub estimated_s: f64,
+    pub paced_windows_s: f64,
     pub wall_s: f64,
     /// Points not started because `stop_after` had passed.
     pub left: usize,
@@ -200,12 +204,14 @@ struct Weigh<'a> {
 
 impl Weigh<'_> {
     fn of(&self, p: &Point) -> u64 {
-        let est = if self.cost.feasible(p, self.mem).is_ok() {
-            self.cost.estimate_s(p, self.mem).unwrap_or(0.0)
-        } else {
-            0.0
-        };
+        let est = self.estimate_s(p).unwrap_or(0.0);
         (est.max(self.min_window_s).max(0.1) * 1000.0) as u64
+    }
+
+    /// One run's roofline seconds, where the point fits.
+    fn estimate_s(&self, p: &Point) -> Option<f64> {
+        self.cost.feasible(p, self.mem).ok()?;
+        self.cost.estimate_s(p, self.mem).ok()
     }
 }
 
@@ -273,15 +279,19 @@ impl Shared<'_> {
             row.role = role;
             let (ok, msg) = (row.status.is_ok(), point_message(&p, &row));
             let window = row.window_s.unwrap_or(0.0);
+            let est = (row.window_runs)
+                .zip(self.weigh.estimate_s(&p))
+                .map(|(runs, e)| e * runs as f64)
+                .filter(|e| ok && *e > 0.0 && window > 0.0);
             self.writer.lock().unwrap().append(row)?;
-            self.record(ok, window, &msg);
+            self.record(ok, window, est, &msg);
             self.bar.inc(self.weigh.of(&p));
         }
     }
 
     /// Count a finished point and show it: on the bar, or one plain line per point when there is
     /// no terminal (a log file, a batch job).
-    fn record(&self, ok: bool, window: f64, msg: &str) {
+    fn record(&self, ok: bool, window: f64, est: Option<f64>, msg: &str) {
         let mut sm = self.summary.lock().unwrap();
         if ok {
             sm.ok += 1
@@ -289,12 +299,19 @@ impl Shared<'_> {
             sm.skipped += 1
         }
         sm.windows_s += window;
+        if let Some(e) = est {
+            sm.estimated_s += e;
+            sm.paced_windows_s += window;
+        }
+        let pace = est.map_or(String::new(), |e| {
+            format!(" ({:.2}× its estimate)", window / e)
+        });
         let (done, of_total) = (sm.ok + sm.skipped, &self.of_total);
         self.bar
             .set_message(format!("{done}{of_total} points, last: {msg}"));
         if self.opts.progress && self.bar.is_hidden() {
             eprintln!(
-                "[{:>7.1} s] {done}{of_total} points, window {window:.1} s: {msg}",
+                "[{:>7.1} s] {done}{of_total} points, window {window:.1} s{pace}: {msg}",
                 self.t0.elapsed().as_secs_f64(),
             );
         }

@@ -262,7 +262,8 @@ fn dry_run_with_resume_plans_what_is_left_and_touches_nothing() {
 /// the plan's estimate of one run times the runs each window held, over all cards and per card,
 /// and the estimate of the points left scaled by it. The stand-in's file is rewritten so each
 /// window is a known multiple of its estimate (1.5× on one card, 2× on another); the expected
-/// numbers come from the plan file's `est_s` cells.
+/// numbers come from the plan file's `est_s` cells. The measuring run's last line gives the pace of
+/// its own windows the same way.
 #[test]
 fn dry_run_with_resume_prints_the_pace_of_the_measured_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -316,11 +317,13 @@ fn dry_run_with_resume_prints_the_pace_of_the_measured_rows() {
         col(&head, "window_runs"),
         col(&head, "gpu_uuid"),
     );
-    let (mut measured, mut estimated) = (0.0, 0.0);
+    // The run's own last line gives the same pace, from its windows as measured.
+    let (mut measured, mut estimated, mut stand_in_s) = (0.0, 0.0, 0.0);
     let mut lines = vec![head.clone()];
     for l in text.lines().skip(1) {
         let mut c: Vec<String> = l.split(',').map(String::from).collect();
         let e = est(&c[n_at], "64") * c[runs_at].parse::<f64>().unwrap();
+        stand_in_s += c[w_at].parse::<f64>().unwrap();
         let (k, card) = if c[n_at] == "256" {
             (2.0, "card-B")
         } else {
@@ -331,6 +334,11 @@ fn dry_run_with_resume_prints_the_pace_of_the_measured_rows() {
         (measured, estimated) = (measured + k * e, estimated + e);
         lines.push(c.join(","));
     }
+    let done = format!(
+        "({estimated:.0} s estimated for the ok ones: pace {:.2}×)",
+        stand_in_s / estimated
+    );
+    assert!(stderr(&o).contains(&done), "{done}\n{}", stderr(&o));
     std::fs::write(&out, lines.join("\n") + "\n").unwrap();
     let s = dry(&["--resume", "--out", out.to_str().unwrap()]);
     let ratio = measured / estimated;
