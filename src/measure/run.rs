@@ -279,7 +279,8 @@ impl Shared<'_> {
             row.role = role;
             let (ok, msg) = (row.status.is_ok(), point_message(&p, &row));
             let window = row.window_s.unwrap_or(0.0);
-            let est = (row.window_runs)
+            let est = row
+                .window_runs
                 .zip(self.weigh.estimate_s(&p))
                 .map(|(runs, e)| e * runs as f64)
                 .filter(|e| ok && *e > 0.0 && window > 0.0);
