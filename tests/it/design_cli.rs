@@ -395,6 +395,29 @@ fn validation_reports_the_measured_windows_of_the_chosen_points() {
         )),
         "{share}\n{t}"
     );
+    // What the docs quote: at 8.5 % of the estimated seconds both committed grids' designs take
+    // at most 10 % of the grid's measured windows, at 10 % more than that.
+    for f in [grid, "data/llama-3.1-8b-h100.csv"] {
+        let o = ef(&[
+            "design",
+            "--validate",
+            f,
+            "--budget-fraction",
+            "0.085,0.1",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let share: Vec<f64> = v["validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r["design_measured_s"].as_f64().unwrap() / r["grid_measured_s"].as_f64().unwrap()
+            })
+            .collect();
+        assert!(share[0] <= 0.10 && share[1] > 0.10, "{f}: {share:?}");
+    }
     // The same grid with its window cells emptied.
     let d = tempfile::tempdir().unwrap();
     let bare = d.path().join("bare.csv");
