@@ -354,8 +354,8 @@ fn validation_reports_the_measured_windows_of_the_chosen_points() {
     }
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
     let grid_s: f64 = windows.values().map(mean).sum();
-    let validate = |file: &str, json: bool| {
-        let mut args = vec!["design", "--validate", file, "--budget-fraction", "0.1"];
+    let run = |file: &str, fractions: &str, json: bool| {
+        let mut args = vec!["design", "--validate", file, "--budget-fraction", fractions];
         if json {
             args.push("--json");
         }
@@ -363,6 +363,7 @@ fn validation_reports_the_measured_windows_of_the_chosen_points() {
         assert!(o.status.success(), "{}", text(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    let validate = |file: &str, json: bool| run(file, "0.1", json);
     let v: serde_json::Value = serde_json::from_str(&validate(grid, true)).unwrap();
     let r = &v["validations"][0];
     let chosen_s: f64 = r["chosen"]
@@ -398,16 +399,7 @@ fn validation_reports_the_measured_windows_of_the_chosen_points() {
     // What the docs quote: at 8.5 % of the estimated seconds both committed grids' designs take
     // at most 10 % of the grid's measured windows, at 10 % more than that.
     for f in [grid, "data/llama-3.1-8b-h100.csv"] {
-        let o = ef(&[
-            "design",
-            "--validate",
-            f,
-            "--budget-fraction",
-            "0.085,0.1",
-            "--json",
-        ]);
-        assert!(o.status.success(), "{}", text(&o));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&run(f, "0.085,0.1", true)).unwrap();
         let share: Vec<f64> = v["validations"]
             .as_array()
             .unwrap()
