@@ -4,7 +4,7 @@
 use super::design::DesignArgs;
 use super::design_input::candidates;
 use crate::analytic::EnergyModel;
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, Group};
 use crate::design::{self, Planner};
 use crate::fit::table::Table;
 use anyhow::{bail, Context, Result};
@@ -101,7 +101,7 @@ pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Re
         &fractions,
         a.adaptive.then_some(a.initial_fraction),
     )?;
-    let windows = measured_windows(file, &pts)?;
+    let windows = measured_windows(&ds, g, &pts)?;
     let grid_measured_s = windows.as_ref().map(|w| w.values().sum::<f64>());
     let measured_s = |r: &design::validate::Validation| -> Option<f64> {
         let w = windows.as_ref()?;
@@ -180,16 +180,23 @@ pub fn run(a: &DesignArgs, model: &dyn EnergyModel, file: &Path, mem: u64) -> Re
     Ok(())
 }
 
-/// Each grid point's measured window in `file` (the mean over its `ok` rows' `window_s`), keyed
-/// by (input_tokens, output_tokens): what a design of those points would really take, beside the
-/// estimate it was planned with. None when a point of `pts` has no window (files written before
-/// the column existed).
-fn measured_windows(file: &Path, pts: &[(u64, u64)]) -> Result<Option<HashMap<(u64, u64), f64>>> {
-    let rows = crate::measure::read_rows(file).context("--validate")?;
+/// Each grid point's measured window in the grid's fitted rows (the mean of its rows'
+/// `window_s`), keyed by (input_tokens, output_tokens): what a design of those points would really
+/// take, beside the estimate it was planned with. None when a point of `pts` has no window (files
+/// written before the column existed).
+fn measured_windows(
+    ds: &Dataset,
+    g: &Group,
+    pts: &[(u64, u64)],
+) -> Result<Option<HashMap<(u64, u64), f64>>> {
+    let Some(windows) = ds.optional_f64("window_s")? else {
+        return Ok(None);
+    };
     let mut sums: HashMap<(u64, u64), (f64, usize)> = HashMap::new();
-    for r in rows.iter().filter(|r| r.status.is_ok()) {
-        if let Some(w) = r.window_s.filter(|w| w.is_finite() && *w > 0.0) {
-            let e = sums.entry((r.input_tokens, r.output_tokens)).or_default();
+    for (o, &i) in g.obs.iter().zip(&g.rows) {
+        if let Some(w) = windows[i].filter(|w| w.is_finite() && *w > 0.0) {
+            let key = (o.input_tokens as u64, o.output_tokens as u64);
+            let e = sums.entry(key).or_default();
             (e.0, e.1) = (e.0 + w, e.1 + 1);
         }
     }

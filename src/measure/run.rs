@@ -204,8 +204,12 @@ struct Weigh<'a> {
 
 impl Weigh<'_> {
     fn of(&self, p: &Point) -> u64 {
-        let est = self.estimate_s(p).unwrap_or(0.0);
-        (est.max(self.min_window_s).max(0.1) * 1000.0) as u64
+        self.weight(self.estimate_s(p))
+    }
+
+    /// The weight of a point of estimate `est` (None: it does not fit).
+    fn weight(&self, est: Option<f64>) -> u64 {
+        (est.unwrap_or(0.0).max(self.min_window_s).max(0.1) * 1000.0) as u64
     }
 
     /// One run's roofline seconds, where the point fits.
@@ -279,14 +283,15 @@ impl Shared<'_> {
             row.role = role;
             let (ok, msg) = (row.status.is_ok(), point_message(&p, &row));
             let window = row.window_s.unwrap_or(0.0);
+            let one_run = self.weigh.estimate_s(&p);
             let est = row
                 .window_runs
-                .zip(self.weigh.estimate_s(&p))
+                .zip(one_run)
                 .map(|(runs, e)| e * runs as f64)
                 .filter(|e| ok && *e > 0.0 && window > 0.0);
             self.writer.lock().unwrap().append(row)?;
             self.record(ok, window, est, &msg);
-            self.bar.inc(self.weigh.of(&p));
+            self.bar.inc(self.weigh.weight(one_run));
         }
     }
 
